@@ -87,9 +87,10 @@ fn htype(t: RecordType) -> HType {
     }
 }
 
+/// A name as its raw labels joined by dots: hickory's `to_ascii` would write
+/// "foo:bar" as "foo\\058bar", which no later lookup could use.
 fn name_str(n: &Name) -> String {
-    let s = n.to_ascii();
-    s.trim_end_matches('.').to_string()
+    n.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join(".")
 }
 
 #[async_trait]
@@ -98,8 +99,10 @@ impl Resolver for HickoryResolver {
         if !is_valid_query_name(name) {
             return Err(DnsError::InvalidName { name: name.to_string() });
         }
-        let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
-        let qname = Name::from_str_relaxed(&fqdn).map_err(|_| DnsError::InvalidName { name: name.to_string() })?;
+        // Built from raw labels: SPF macros can expand to labels with spaces
+        // or '%' (RFC 7208 §7.3), which are legal in DNS but not in host names.
+        let qname = Name::from_labels(name.trim_end_matches('.').split('.').map(|l| l.as_bytes()))
+            .map_err(|_| DnsError::InvalidName { name: name.to_string() })?;
         let started = Instant::now();
         // The hard budget: hickory's per-request timeout does not bound a
         // UDP attempt followed by a TCP retry.

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! TIMEOUT and SERVFAIL are not record types: they tell the test server how
-//! to fail for every query at that name.
+//! to fail. SERVFAIL applies to every query at that name; TIMEOUT to the
+//! queries for types the name has no records of (as in the OpenSPF suite,
+//! where a name can answer TXT and time out on everything else).
 
 use crate::normalize_name;
 use std::collections::BTreeMap;
