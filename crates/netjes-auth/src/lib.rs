@@ -6,3 +6,9 @@
 //! record parsers and the DKIM/ARC cryptography.
 
 pub mod spf;
+pub mod dkim;
+mod glue;
+pub mod message;
+pub mod dmarc;
+pub mod arc;
+pub mod verdict;

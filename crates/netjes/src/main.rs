@@ -1,1 +1,111 @@
-fn main() {}
+//! `netjes`: make email arrive.
+//!
+//! Errors inside the libraries are typed (thiserror); here they become
+//! anyhow errors with their chain printed, and an exit code from [`exit`].
+
+mod cmd_dkim;
+mod cmd_dmarc;
+mod cmd_spf;
+mod cmd_verify;
+mod exit;
+mod output;
+
+use clap::{Parser, Subcommand};
+use netjes_dns::{CachingResolver, DnsConfig, HickoryResolver, Resolver};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const EXIT_CODES: &str = "\
+EXIT CODES:
+    0   success: the check passed, the key matches, the output was written
+    1   the check ran and did not pass (fail, softfail, neutral, none, permerror, policy)
+    2   usage error: a flag or argument is wrong
+    3   temporary failure: a DNS timeout or SERVFAIL (temperror); try again later
+    4   input error: a file cannot be read, or is not a message or a key
+    5   dkim testkey: no key is published at the selector
+    6   dkim testkey: a different key is published
+    7   dkim testkey: the published record is malformed";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netjes",
+    version,
+    about = "Make email arrive: SPF, DKIM, DMARC and ARC, checked and signed as the RFCs say",
+    long_about = "netjes checks and signs mail the way receivers judge it: SPF (RFC 7208), \
+DKIM (RFC 6376, 8301, 8463), DMARC (RFC 9989) and ARC (RFC 8617), over real DNS.\n\n\
+Every command prints a readable report, or JSON with --json. DNS failures are \
+reported as temperror and never as a missing record.",
+    after_long_help = EXIT_CODES,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Ask this name server (HOST:PORT) instead of the system's resolvers.
+    /// May be repeated, or given as a comma-separated list in NETJES_NAMESERVER.
+    #[arg(long = "nameserver", global = true, value_name = "HOST:PORT", env = "NETJES_NAMESERVER", value_delimiter = ',')]
+    pub nameservers: Vec<SocketAddr>,
+    /// The time one DNS lookup may take, retries included.
+    #[arg(long = "dns-timeout", global = true, value_name = "SECONDS", default_value_t = 5.0)]
+    pub dns_timeout: f64,
+    /// Print JSON instead of the terminal report.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// When to colour the output.
+    #[arg(long, global = true, value_enum, default_value_t = output::ColorChoice::Auto)]
+    pub color: output::ColorChoice,
+}
+
+impl GlobalOpts {
+    pub fn resolver(&self) -> anyhow::Result<Arc<dyn Resolver>> {
+        if !(self.dns_timeout > 0.0 && self.dns_timeout <= 300.0) {
+            anyhow::bail!(exit::Usage("--dns-timeout must be between 0 and 300 seconds".into()));
+        }
+        let config = DnsConfig { nameservers: self.nameservers.clone(), timeout: Duration::from_secs_f64(self.dns_timeout) };
+        let r = HickoryResolver::new(&config).map_err(|e| anyhow::anyhow!(exit::Input(e)))?;
+        Ok(Arc::new(CachingResolver::new(r)))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// SPF (RFC 7208): evaluate a sender's policy for a client address.
+    #[command(subcommand)]
+    Spf(cmd_spf::SpfCommand),
+    /// DKIM (RFC 6376): generate keys, publish them, test them, sign and verify.
+    #[command(subcommand)]
+    Dkim(cmd_dkim::DkimCommand),
+    /// DMARC (RFC 9989): find the policy that applies to a domain.
+    #[command(subcommand)]
+    Dmarc(cmd_dmarc::DmarcCommand),
+    /// Verify a message: SPF, DKIM, ARC and DMARC in one verdict, with the
+    /// Authentication-Results header field that records it.
+    #[command(after_long_help = EXIT_CODES)]
+    Verify(cmd_verify::VerifyArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    output::init_color(cli.global.color);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = rt.block_on(async {
+        let res = match cli.command {
+            Command::Spf(c) => cmd_spf::run(c, &cli.global).await,
+            Command::Dkim(c) => cmd_dkim::run(c, &cli.global).await,
+            Command::Dmarc(c) => cmd_dmarc::run(c, &cli.global).await,
+            Command::Verify(a) => cmd_verify::run(a, &cli.global).await,
+        };
+        match res {
+            Ok(code) => code,
+            Err(e) => exit::report(&e),
+        }
+    });
+    std::process::exit(code);
+}

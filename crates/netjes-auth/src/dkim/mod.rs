@@ -1,0 +1,11 @@
+//! DKIM (RFC 6376, with RFC 8301 and RFC 8463).
+
+pub mod keys;
+pub mod record;
+pub mod sign;
+pub mod verify;
+
+pub use keys::{KeyAlgorithm, KeyError, PrivateKey};
+pub use record::{parse_key_record, KeyRecord, KeyRecordError};
+pub use sign::{sign_message, SignOptions, DEFAULT_SIGNED_HEADERS};
+pub use verify::{verify_dkim, DkimResult, DkimSignatureReport};

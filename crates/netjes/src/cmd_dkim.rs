@@ -1,0 +1,277 @@
+use crate::exit;
+use crate::output::{field, mark, print_json, result_word, tone_of, Tone};
+use crate::GlobalOpts;
+use anyhow::Context;
+use clap::Subcommand;
+use netjes_auth::dkim::keys::{KeyAlgorithm, PrivateKey, RECOMMENDED_RSA_BITS};
+use netjes_auth::dkim::record::same_public_key;
+use netjes_auth::dkim::sign::parse_canonicalization;
+use netjes_auth::dkim::{parse_key_record, sign_message, verify_dkim, DkimResult, KeyRecordError, SignOptions};
+use netjes_dns::ResolverExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Alg {
+    Rsa,
+    Ed25519,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DkimCommand {
+    /// Generate a key pair: SELECTOR.private (PKCS#8 PEM, mode 0600) and
+    /// SELECTOR.txt, the DNS record as a zone-file line (as opendkim-genkey writes it).
+    Keygen {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        #[arg(long, value_enum, default_value_t = Alg::Rsa)]
+        algorithm: Alg,
+        /// RSA key size; under 1024 is refused, 2048 is the default and the advice.
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+        /// Where to write the files.
+        #[arg(long = "out-dir", default_value = ".")]
+        out_dir: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the DNS record that publishes an existing private key.
+    Record {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        /// The private key (PKCS#8, PKCS#1 or encrypted PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// A file holding the password of an encrypted key.
+        #[arg(long = "password-file")]
+        password_file: Option<PathBuf>,
+    },
+    /// Check that SELECTOR._domainkey.DOMAIN publishes the public half of a key.
+    ///
+    /// Prints "key OK" and exits 0 when it does. Otherwise it says what is
+    /// wrong: nothing published (exit 5), another key (6), a malformed record
+    /// such as quotes pasted into p= (7), or a DNS error (3).
+    Testkey {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long = "password-file")]
+        password_file: Option<PathBuf>,
+    },
+    /// Sign a message and print it with a DKIM-Signature added.
+    ///
+    /// relaxed/relaxed by default; rsa-sha256 or ed25519-sha256 according to
+    /// the key; the usual headers are signed and From is over-signed.
+    Sign {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long = "password-file")]
+        password_file: Option<PathBuf>,
+        /// header/body canonicalization: relaxed/relaxed, relaxed/simple, simple/simple, ...
+        #[arg(long, default_value = "relaxed/relaxed")]
+        canonicalization: String,
+        /// The message; "-" or nothing reads standard input.
+        message: Option<PathBuf>,
+    },
+    /// Verify every DKIM signature of a message.
+    Verify {
+        /// The message; "-" or nothing reads standard input.
+        message: Option<PathBuf>,
+    },
+}
+
+fn load_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<PrivateKey> {
+    let pem = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?;
+    let password = match password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", p.display()))))?
+                .trim_end_matches(['\r', '\n'])
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    PrivateKey::from_pem(&pem, password.as_deref()).map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))
+}
+
+fn write_private(path: &Path, contents: &str, force: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts.open(path).with_context(|| format!("cannot create {} (use --force to replace it)", path.display()))?;
+    // The mode only applies at creation; make sure a replaced file is private too.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
+    match cmd {
+        DkimCommand::Keygen { domain, selector, algorithm, bits, out_dir, force } => {
+            let alg = match algorithm {
+                Alg::Rsa => KeyAlgorithm::Rsa,
+                Alg::Ed25519 => KeyAlgorithm::Ed25519,
+            };
+            let key = PrivateKey::generate(alg, bits).map_err(|e| anyhow::anyhow!(exit::Usage(e.to_string())))?;
+            std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+            let private = out_dir.join(format!("{selector}.private"));
+            let txt = out_dir.join(format!("{selector}.txt"));
+            write_private(&private, &key.to_pkcs8_pem(), force)?;
+            let line = key.zone_line(&selector, &domain);
+            if !force && txt.exists() {
+                anyhow::bail!(exit::Input(format!("{} exists (use --force to replace it)", txt.display())));
+            }
+            std::fs::write(&txt, &line)?;
+            if g.json {
+                print_json(&serde_json::json!({
+                    "private_key": private, "record_file": txt,
+                    "name": format!("{selector}._domainkey.{domain}"), "value": key.dns_value(),
+                    "algorithm": alg, "bits": key.bits,
+                }));
+            } else {
+                println!("{} wrote {} (mode 0600) and {}", mark(Tone::Good), private.display(), txt.display());
+                println!("Publish this TXT record at {selector}._domainkey.{domain}:");
+                print!("{line}");
+            }
+            Ok(exit::OK)
+        }
+        DkimCommand::Record { domain, selector, key, password_file } => {
+            let key = load_key(&key, password_file.as_deref())?;
+            if g.json {
+                print_json(&serde_json::json!({"name": format!("{selector}._domainkey.{domain}"), "value": key.dns_value(), "algorithm": key.algorithm, "bits": key.bits}));
+            } else {
+                print!("{}", key.zone_line(&selector, &domain));
+            }
+            Ok(exit::OK)
+        }
+        DkimCommand::Testkey { domain, selector, key, password_file } => {
+            let key = load_key(&key, password_file.as_deref())?;
+            let dns = g.resolver()?;
+            let name = format!("{selector}._domainkey.{domain}");
+            let (status, message, code, warnings) = testkey(dns.as_ref(), &name, &key).await;
+            if g.json {
+                print_json(&serde_json::json!({"name": name, "status": status, "message": message, "warnings": warnings}));
+            } else {
+                let tone = if code == exit::OK { Tone::Good } else if code == exit::TEMPORARY { Tone::Warn } else { Tone::Bad };
+                println!("{} {message}", mark(tone));
+                for w in &warnings {
+                    println!("{} warning: {w}", mark(Tone::Warn));
+                }
+            }
+            Ok(code)
+        }
+        DkimCommand::Sign { domain, selector, key, password_file, canonicalization, message } => {
+            let key = load_key(&key, password_file.as_deref())?;
+            let (h, b) = parse_canonicalization(&canonicalization)
+                .ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--canonicalization {canonicalization:?}: use relaxed/relaxed, relaxed/simple, simple/relaxed or simple/simple"))))?;
+            let raw = exit::read_input(message.as_deref())?;
+            netjes_auth::message::check_limits(&raw).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            let mut opts = SignOptions::new(&domain, &selector);
+            opts.header_canonicalization = h;
+            opts.body_canonicalization = b;
+            let header = sign_message(&raw, &key, &opts).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(header.as_bytes())?;
+            out.write_all(&raw)?;
+            Ok(exit::OK)
+        }
+        DkimCommand::Verify { message } => {
+            let raw = exit::read_input(message.as_deref())?;
+            let msg = netjes_auth::message::parse(&raw).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            let dns = g.resolver()?;
+            let reports = verify_dkim(dns.as_ref(), &msg).await;
+            if g.json {
+                print_json(&reports);
+            } else if reports.is_empty() {
+                println!("{} the message has no DKIM-Signature", mark(tone_of("none")));
+            } else {
+                for d in &reports {
+                    let bits = d.key_bits.map(|b| format!(", {b}-bit key")).unwrap_or_default();
+                    println!("{} dkim={} d={} s={} ({}{bits})", mark(tone_of(d.result.as_str())), result_word(d.result.as_str()), d.domain, d.selector, d.algorithm);
+                    if let Some(r) = &d.reason {
+                        field("why", r);
+                    }
+                    for w in &d.warnings {
+                        field("warning", w);
+                    }
+                }
+            }
+            Ok(if reports.iter().any(|d| d.result == DkimResult::Pass) {
+                exit::OK
+            } else if reports.iter().any(|d| d.result == DkimResult::Temperror) {
+                exit::TEMPORARY
+            } else {
+                exit::NOT_PASSED
+            })
+        }
+    }
+}
+
+/// (status, message, exit code, warnings)
+async fn testkey(dns: &dyn netjes_dns::Resolver, name: &str, key: &PrivateKey) -> (&'static str, String, i32, Vec<String>) {
+    let mut warnings = Vec::new();
+    if key.algorithm == KeyAlgorithm::Rsa && key.bits < RECOMMENDED_RSA_BITS {
+        warnings.push(format!("the key has {} bits; use 2048 (RFC 8301 §3.2)", key.bits));
+    }
+    let txts = match dns.txt(name).await {
+        Ok(t) => t,
+        Err(e) if e.is_temporary() => return ("dns-error", format!("cannot check {name}: {e}"), exit::TEMPORARY, warnings),
+        Err(_) => {
+            return (
+                "not-published",
+                format!("no key is published at {name}: publish the record from `netjes dkim record`"),
+                exit::KEY_NOT_PUBLISHED,
+                warnings,
+            )
+        }
+    };
+    let dkim: Vec<&Vec<u8>> = txts.iter().filter(|t| String::from_utf8_lossy(t).contains("p=")).collect();
+    let Some(first) = dkim.first() else {
+        return ("not-published", format!("{name} has TXT records, but none is a DKIM key"), exit::KEY_NOT_PUBLISHED, warnings);
+    };
+    if dkim.len() > 1 {
+        warnings.push(format!("{name} has {} key records; verifiers use only one", dkim.len()));
+    }
+    match parse_key_record(first) {
+        Ok(rec) => {
+            warnings.extend(rec.warnings.iter().cloned());
+            if rec.testing {
+                warnings.push("the record has t=y: receivers treat the domain as testing DKIM".into());
+            }
+            if !rec.warnings.is_empty() && rec.warnings.iter().any(|w| w.contains("white space")) {
+                return ("malformed", format!("{name}: the record is malformed: {}", rec.warnings.join("; ")), exit::KEY_MALFORMED, warnings);
+            }
+            if rec.algorithm == key.algorithm && same_public_key(&rec.public_key, &key.public_key, key.algorithm) {
+                ("ok", "key OK".to_string(), exit::OK, warnings)
+            } else {
+                (
+                    "different-key",
+                    format!("{name} publishes a different key ({} bits {}); publish the record of this key", rec.bits, rec.algorithm.k_tag()),
+                    exit::KEY_DIFFERENT,
+                    warnings,
+                )
+            }
+        }
+        Err(KeyRecordError::Revoked) => ("different-key", format!("{name} publishes a revoked key (empty p=)"), exit::KEY_DIFFERENT, warnings),
+        Err(e) => ("malformed", format!("{name}: {e}"), exit::KEY_MALFORMED, warnings),
+    }
+}

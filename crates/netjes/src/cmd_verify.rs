@@ -1,0 +1,86 @@
+use crate::exit;
+use crate::output::{field, heading, mark, print_json, result_word, tone_of};
+use crate::GlobalOpts;
+use netjes_auth::dkim::DkimResult;
+use netjes_auth::dmarc::DmarcResult;
+use netjes_auth::spf::SpfResult;
+use netjes_auth::verdict::{verify_message, Envelope};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Verify a message: SPF (when --ip is given), every DKIM signature, the ARC
+/// chain and DMARC, as a receiving server would.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The SMTP client's address; SPF is checked only when it is given.
+    #[arg(long)]
+    pub ip: Option<IpAddr>,
+    /// The HELO/EHLO name.
+    #[arg(long)]
+    pub helo: Option<String>,
+    /// The MAIL FROM address ("" for the null sender).
+    #[arg(long = "mail-from")]
+    pub mail_from: Option<String>,
+    /// The authserv-id that starts the Authentication-Results field.
+    #[arg(long = "authserv-id", default_value = "netjes")]
+    pub authserv_id: String,
+    /// The message file; "-" or nothing reads standard input.
+    pub message: Option<PathBuf>,
+}
+
+pub async fn run(a: VerifyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let raw = exit::read_input(a.message.as_deref())?;
+    let dns = g.resolver()?;
+    let env = Envelope { ip: a.ip, helo: a.helo.clone(), mail_from: a.mail_from.clone() };
+    let v = verify_message(dns.as_ref(), &raw, &env, &a.authserv_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    if g.json {
+        print_json(&v);
+    } else {
+        println!("{}", heading("Authentication"));
+        if let Some(s) = &v.spf {
+            let m = s.mechanism.as_deref().map(|m| format!(" by {m}")).unwrap_or_default();
+            println!("  {} spf    {} for {}{m}", mark(tone_of(s.result.as_str())), result_word(s.result.as_str()), s.domain);
+        } else {
+            println!("  {} spf    not checked (give --ip, --helo and --mail-from)", mark(tone_of("none")));
+        }
+        if v.dkim.is_empty() {
+            println!("  {} dkim   none: the message is not signed", mark(tone_of("none")));
+        }
+        for d in &v.dkim {
+            let bits = d.key_bits.map(|b| format!(", {b}-bit key")).unwrap_or_default();
+            println!("  {} dkim   {} d={} s={} ({}{bits})", mark(tone_of(d.result.as_str())), result_word(d.result.as_str()), d.domain, d.selector, d.algorithm);
+            if let Some(r) = &d.reason {
+                field("   why", r);
+            }
+            for w in &d.warnings {
+                field("   warning", w);
+            }
+        }
+        println!("  {} arc    {}{}", mark(tone_of(v.arc.result.as_str())), result_word(v.arc.result.as_str()),
+            if v.arc.instances > 0 { format!(" ({} sets, sealed last by {})", v.arc.instances, v.arc.last_sealer.clone().unwrap_or_default()) } else { String::new() });
+        let dm = &v.dmarc;
+        let pol = dm.policy.map(|p| format!(", policy {} → {}", p.as_str(), dm.disposition.as_str())).unwrap_or_default();
+        println!("  {} dmarc  {} for {}{pol}", mark(tone_of(dm.result.as_str())), result_word(dm.result.as_str()), dm.from_domain.clone().unwrap_or_default());
+        if let Some(r) = &dm.reason {
+            field("   why", r);
+        }
+        println!();
+        println!("{}", heading("Authentication-Results:"));
+        println!("  {}", v.authentication_results.replace("\r\n\t", "\n    "));
+    }
+    let temp = v.dmarc.result == DmarcResult::Temperror
+        || v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Temperror)
+        || v.dkim.iter().any(|d| d.result == DkimResult::Temperror);
+    let passed = v.dmarc.result == DmarcResult::Pass
+        || (v.dmarc.result == DmarcResult::None
+            && (v.dkim.iter().any(|d| d.result == DkimResult::Pass) || v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Pass)));
+    Ok(if passed {
+        exit::OK
+    } else if temp {
+        exit::TEMPORARY
+    } else {
+        exit::NOT_PASSED
+    })
+}

@@ -1,0 +1,63 @@
+//! Exit codes, in one place (listed in `--help` and the README).
+
+pub const OK: i32 = 0;
+pub const NOT_PASSED: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const TEMPORARY: i32 = 3;
+pub const INPUT: i32 = 4;
+pub const KEY_NOT_PUBLISHED: i32 = 5;
+pub const KEY_DIFFERENT: i32 = 6;
+pub const KEY_MALFORMED: i32 = 7;
+
+/// A usage error found after clap (exit 2).
+#[derive(Debug)]
+pub struct Usage(pub String);
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Usage {}
+
+/// Unreadable input (exit 4).
+#[derive(Debug)]
+pub struct Input(pub String);
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Input {}
+
+/// Prints the error with its chain and picks the exit code.
+pub fn report(e: &anyhow::Error) -> i32 {
+    eprint!("netjes: error: {e}");
+    for cause in e.chain().skip(1) {
+        eprint!(": {cause}");
+    }
+    eprintln!();
+    if e.downcast_ref::<Usage>().is_some() {
+        USAGE
+    } else {
+        INPUT
+    }
+}
+
+/// Reads a file, or standard input for "-" or no path.
+pub fn read_input(path: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        None => read_stdin(),
+        Some(p) if p.as_os_str() == "-" => read_stdin(),
+        Some(p) => std::fs::read(p).map_err(|e| anyhow::anyhow!(Input(format!("cannot read {}: {e}", p.display())))),
+    }
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .take(netjes_auth::message::MAX_MESSAGE_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| anyhow::anyhow!(Input(format!("cannot read standard input: {e}"))))?;
+    Ok(buf)
+}

@@ -1,0 +1,100 @@
+//! Terminal output: colour only on a terminal (or when asked), JSON on --json.
+
+use owo_colors::OwoColorize;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: AtomicBool = AtomicBool::new(false);
+
+pub fn init_color(choice: ColorChoice) {
+    use std::io::IsTerminal;
+    let on = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    COLOR.store(on, Ordering::Relaxed);
+}
+
+fn color() -> bool {
+    COLOR.load(Ordering::Relaxed)
+}
+
+/// How a result reads: good, doubtful, bad or unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Warn,
+    Bad,
+    Neutral,
+}
+
+pub fn tone_of(result: &str) -> Tone {
+    match result {
+        "pass" | "key OK" => Tone::Good,
+        "fail" | "permerror" | "policy" => Tone::Bad,
+        "softfail" | "temperror" | "neutral" => Tone::Warn,
+        _ => Tone::Neutral,
+    }
+}
+
+pub fn mark(t: Tone) -> String {
+    let (sym, s) = match t {
+        Tone::Good => ("✓", 0),
+        Tone::Warn => ("!", 1),
+        Tone::Bad => ("✗", 2),
+        Tone::Neutral => ("·", 3),
+    };
+    if !color() {
+        return sym.to_string();
+    }
+    match s {
+        0 => sym.green().bold().to_string(),
+        1 => sym.yellow().bold().to_string(),
+        2 => sym.red().bold().to_string(),
+        _ => sym.dimmed().to_string(),
+    }
+}
+
+pub fn result_word(result: &str) -> String {
+    if !color() {
+        return result.to_string();
+    }
+    match tone_of(result) {
+        Tone::Good => result.green().bold().to_string(),
+        Tone::Warn => result.yellow().bold().to_string(),
+        Tone::Bad => result.red().bold().to_string(),
+        Tone::Neutral => result.bold().to_string(),
+    }
+}
+
+pub fn heading(s: &str) -> String {
+    if color() {
+        s.bold().to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn dim(s: &str) -> String {
+    if color() {
+        s.dimmed().to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+/// One "label: value" line of a report.
+pub fn field(label: &str, value: impl std::fmt::Display) {
+    println!("  {:<14} {}", dim(label), value);
+}

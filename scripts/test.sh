@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every netjes test. It installs what the tests need when it is missing,
+# so that it works on a fresh machine; today that is only the Rust toolchain's
+# own parts. Later test suites (Postfix, Chromium) add their installs here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if ((${#need_apt[@]})); then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
+fi
+
+# Tests never query public DNS: every test starts its own DNS server on
+# 127.0.0.1. This makes a forgotten --nameserver fail loudly instead.
+export NETJES_TEST=1
+cargo test --workspace --locked "$@"
