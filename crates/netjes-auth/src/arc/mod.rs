@@ -1,5 +1,8 @@
-//! ARC (RFC 8617): chain validation over netjes's DNS.
+//! ARC (RFC 8617): chain validation and sealing over netjes's DNS.
 
+pub mod seal;
+pub mod structure;
 pub mod verify;
 
+pub use seal::{seal_message, SealError, SealOptions, Sealed};
 pub use verify::{verify_arc, ArcReport, ArcResult};

@@ -42,6 +42,21 @@ pub struct ArcReport {
 
 pub async fn verify_arc(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> ArcReport {
     let cache = Prefetched::default();
+    let out = verify_chain(dns, msg, &cache).await;
+    let mut report = report_of(msg, &out);
+    if let Some(problem) = super::structure::structural_problem(msg.raw_message) {
+        report.result = ArcResult::Fail;
+        report.reason = Some(problem);
+    }
+    report
+}
+
+/// Fetches the keys of every ARC set and validates the chain with mail-auth.
+pub(crate) async fn verify_chain<'x>(
+    dns: &dyn Resolver,
+    msg: &'x AuthenticatedMessage<'x>,
+    cache: &'x Prefetched,
+) -> mail_auth::ArcOutput<'x> {
     let mut names: Vec<String> = msg
         .ams_headers
         .iter()
@@ -54,8 +69,10 @@ pub async fn verify_arc(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> A
     // A chain is at most 50 sets (RFC 8617 §4.2.1); so are the lookups.
     names.truncate(100);
     futures_join(names.iter().map(|n| cache.domain_key(dns, n))).await;
+    authenticator().verify_arc(Parameters::new(msg).with_txt_cache(cache)).await
+}
 
-    let out = authenticator().verify_arc(Parameters::new(msg).with_txt_cache(&cache)).await;
+pub(crate) fn report_of(msg: &AuthenticatedMessage<'_>, out: &mail_auth::ArcOutput<'_>) -> ArcReport {
     let sealers: Vec<String> = out.sets().iter().map(|s| s.seal.header.d.to_ascii_lowercase()).collect();
     let (result, reason) = match out.result() {
         mail_auth::DkimResult::Pass => (ArcResult::Pass, None),

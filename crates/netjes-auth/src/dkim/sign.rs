@@ -1,7 +1,7 @@
 //! Signing with mail-auth's DkimSigner.
 
-use super::keys::{KeyAlgorithm, PrivateKey};
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use super::keys::PrivateKey;
+use super::signer::MessageSigner;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 
@@ -109,10 +109,13 @@ pub fn header_names(message: &[u8]) -> Vec<String> {
 }
 
 /// Returns the DKIM-Signature header field (with its CRLF) to prepend.
-// from_pkcs8_der is deprecated in favour of from_key_der, which would pull
-// in rustls-pki-types for the same PKCS#8 bytes.
-#[allow(deprecated)]
 pub fn sign_message(message: &[u8], key: &PrivateKey, opts: &SignOptions) -> Result<String, SignError> {
+    let signer = MessageSigner::new(key).map_err(SignError::Key)?;
+    sign_with(message, &signer, opts)
+}
+
+/// Signs with a key parsed once ([`MessageSigner`]), for daemons and benchmarks.
+pub fn sign_with(message: &[u8], signer: &MessageSigner, opts: &SignOptions) -> Result<String, SignError> {
     let wanted: Vec<String> = opts
         .headers
         .clone()
@@ -121,28 +124,13 @@ pub fn sign_message(message: &[u8], key: &PrivateKey, opts: &SignOptions) -> Res
     if headers.is_empty() {
         return Err(SignError::NoHeaders);
     }
-    let sig = match key.algorithm {
-        KeyAlgorithm::Rsa => {
-            let k = RsaKey::<Sha256>::from_pkcs8_der(key.pkcs8_der()).map_err(|e| SignError::Key(e.to_string()))?;
-            DkimSigner::from_key(k)
-                .domain(&opts.domain)
-                .selector(&opts.selector)
-                .headers(headers)
-                .header_canonicalization(opts.header_canonicalization)
-                .body_canonicalization(opts.body_canonicalization)
-                .sign(message)
-        }
-        KeyAlgorithm::Ed25519 => {
-            let k = Ed25519Key::from_pkcs8_maybe_unchecked_der(key.pkcs8_der()).map_err(|e| SignError::Key(e.to_string()))?;
-            DkimSigner::from_key(k)
-                .domain(&opts.domain)
-                .selector(&opts.selector)
-                .headers(headers)
-                .header_canonicalization(opts.header_canonicalization)
-                .body_canonicalization(opts.body_canonicalization)
-                .sign(message)
-        }
-    };
+    let sig = DkimSigner::from_key(signer)
+        .domain(&opts.domain)
+        .selector(&opts.selector)
+        .headers(headers)
+        .header_canonicalization(opts.header_canonicalization)
+        .body_canonicalization(opts.body_canonicalization)
+        .sign(message);
     match sig {
         Ok(s) => Ok(s.to_header()),
         Err(mail_auth::Error::NoHeadersFound) => Err(SignError::NoHeaders),
