@@ -157,6 +157,12 @@ impl Zone {
                     if rest.is_empty() {
                         return Err(err("TXT needs at least one string"));
                     }
+                    if let Some(long) = rest.iter().find(|t| t.bytes.len() > 255) {
+                        return Err(err(&format!(
+                            "a TXT string is {} octets; at most 255 fit in one (RFC 1035 §3.3): split it into several \"...\" strings",
+                            long.bytes.len()
+                        )));
+                    }
                     let parts = rest.iter().map(|t| t.bytes.clone()).collect();
                     if rtype == "TXT" {
                         ZoneRecord::Txt(parts)

@@ -1,0 +1,308 @@
+//! The netjes command line, run as a user runs it, against the real test DNS
+//! server on 127.0.0.1.
+
+use netjes_testdns::TestDns;
+use std::path::Path;
+use std::process::Output;
+
+fn netjes(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"));
+    cmd.args(args).env_remove("NETJES_NAMESERVER").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+async fn run(args: Vec<String>, stdin: Option<Vec<u8>>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        netjes(&a, stdin.as_deref())
+    })
+    .await
+    .unwrap()
+}
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: Invoice 42\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <42@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nHello Bob,\r\nhere is the invoice.\r\n";
+
+const ZONE: &str = r#"
+example.com.                 TXT "v=spf1 ip4:192.0.2.0/24 include:_spf.example.net -all"
+_spf.example.net.            TXT "v=spf1 ip4:198.51.100.7 ~all"
+_dmarc.example.com.          TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.com; pct=100"
+soft.example.com.            TXT "v=spf1 ?all"
+slow.example.com.            TIMEOUT
+broken.example.com.          SERVFAIL
+"#;
+
+#[tokio::test]
+async fn spf_check_reports_mechanism_and_lookup_counts() {
+    let dns = TestDns::start_str(ZONE).await;
+    let ns = dns.addr().to_string();
+    // Passes through the include: the include is the mechanism that matched.
+    let o = run(args(&["spf", "check", "--ip", "198.51.100.7", "--sender", "alice@example.com", "--helo", "mail.example.com", "--json", "--nameserver", &ns]), None).await;
+    assert_eq!(code(&o), 0);
+    let j = json(&o);
+    assert_eq!(j["result"], "pass");
+    assert_eq!(j["mechanism"], "include:_spf.example.net");
+    assert_eq!(j["mechanism_domain"], "example.com");
+    assert_eq!(j["domain"], "example.com");
+    assert_eq!(j["dns_lookups"], 1);
+    assert_eq!(j["void_lookups"], 0);
+
+    // Not listed anywhere: the include's ~all does not match, -all does.
+    let o = run(args(&["spf", "check", "--ip", "203.0.113.1", "--sender", "alice@example.com", "--helo", "mail.example.com", "--json", "--nameserver", &ns]), None).await;
+    assert_eq!(code(&o), 1, "fail is not a pass");
+    let j = json(&o);
+    assert_eq!(j["result"], "fail");
+    assert_eq!(j["mechanism"], "-all");
+
+    // --nameserver before the subcommand, and the pass case.
+    let o = run(args(&["--nameserver", &ns, "--json", "spf", "check", "--ip", "192.0.2.9", "--sender", "alice@example.com", "--helo", "x.example.com"]), None).await;
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(&o)["mechanism"], "ip4:192.0.2.0/24");
+
+    // The null sender is postmaster@HELO.
+    let o = run(args(&["spf", "check", "--ip", "192.0.2.9", "--sender", "", "--helo", "soft.example.com", "--json", "--nameserver", &ns]), None).await;
+    let j = json(&o);
+    assert_eq!(j["identity"], "helo");
+    assert_eq!(j["sender"], "postmaster@soft.example.com");
+    assert_eq!(j["result"], "neutral");
+}
+
+#[tokio::test]
+async fn dns_failures_are_temperror_never_none() {
+    let dns = TestDns::start_str(ZONE).await;
+    let ns = dns.addr().to_string();
+    for domain in ["slow.example.com", "broken.example.com"] {
+        let sender = format!("a@{domain}");
+        let o = run(args(&["spf", "check", "--ip", "192.0.2.9", "--sender", &sender, "--helo", "h.example", "--json", "--nameserver", &ns, "--dns-timeout", "1"]), None).await;
+        assert_eq!(json(&o)["result"], "temperror", "{domain}");
+        assert_eq!(code(&o), 3, "{domain}");
+    }
+}
+
+#[tokio::test]
+async fn nameserver_from_the_environment() {
+    let dns = TestDns::start_str(ZONE).await;
+    let o = tokio::task::spawn_blocking({
+        let ns = dns.addr().to_string();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+                .args(["spf", "check", "--ip", "192.0.2.9", "--sender", "a@example.com", "--helo", "h.example", "--json"])
+                .env("NETJES_NAMESERVER", ns)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(json(&o)["result"], "pass");
+}
+
+fn keygen(dir: &Path, selector: &str, alg: &str) -> String {
+    let o = netjes(&["dkim", "keygen", "--domain", "example.com", "--selector", selector, "--algorithm", alg, "--out-dir", dir.to_str().unwrap(), "--json"], None);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    json(&o)["value"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn keygen_writes_a_private_key_and_a_zone_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let value = keygen(dir.path(), "s2026", "rsa");
+    let private = dir.path().join("s2026.private");
+    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+    let pem = std::fs::read_to_string(&private).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
+    let txt = std::fs::read_to_string(dir.path().join("s2026.txt")).unwrap();
+    assert!(txt.starts_with("s2026._domainkey\tIN\tTXT\t( \"v=DKIM1; k=rsa; \""), "{txt}");
+    let strings: Vec<&str> = txt.split('"').skip(1).step_by(2).collect();
+    assert!(strings.iter().all(|s| s.len() <= 255), "{strings:?}");
+    assert_eq!(strings.concat(), value, "the zone line holds the record");
+    assert!(value.len() > 300, "a 2048-bit key by default");
+    // Existing keys are not overwritten.
+    let o = netjes(&["dkim", "keygen", "--domain", "example.com", "--selector", "s2026", "--out-dir", dir.path().to_str().unwrap()], None);
+    assert_ne!(code(&o), 0);
+    assert_eq!(std::fs::read_to_string(&private).unwrap(), pem);
+    // Below 1024 bits is refused.
+    let o = netjes(&["dkim", "keygen", "--domain", "example.com", "--selector", "weak", "--bits", "512", "--out-dir", dir.path().to_str().unwrap()], None);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1024"));
+}
+
+#[tokio::test]
+async fn record_reads_an_encrypted_key() {
+    use pkcs8::der::pem::LineEnding;
+    let dir = tempfile::tempdir().unwrap();
+    let value = keygen(dir.path(), "enc", "rsa");
+    let pem = std::fs::read_to_string(dir.path().join("enc.private")).unwrap();
+    let (_, doc) = pkcs8::SecretDocument::from_pem(&pem).unwrap();
+    let info = pkcs8::PrivateKeyInfo::try_from(doc.as_bytes()).unwrap();
+    // PBES2 with PBKDF2-SHA256 and AES-256-CBC, as `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes.
+    let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(10_000, b"saltsalt", b"0123456789abcdef").unwrap();
+    let enc = info.encrypt_with_params(params, b"s3cret").unwrap();
+    let enc_pem = enc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF).unwrap();
+    let key = dir.path().join("enc.pem");
+    std::fs::write(&key, enc_pem.as_bytes()).unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let o = netjes(&["dkim", "record", "--domain", "example.com", "--selector", "enc", "--key", key.to_str().unwrap(), "--password-file", pw.to_str().unwrap(), "--json"], None);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["value"], value);
+    // Without the password: a clear error.
+    let o = netjes(&["dkim", "record", "--domain", "example.com", "--selector", "enc", "--key", key.to_str().unwrap()], None);
+    assert_eq!(code(&o), 4);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("password"));
+    std::fs::write(&pw, "wrong").unwrap();
+    let o = netjes(&["dkim", "record", "--domain", "example.com", "--selector", "enc", "--key", key.to_str().unwrap(), "--password-file", pw.to_str().unwrap()], None);
+    assert_eq!(code(&o), 4);
+}
+
+#[tokio::test]
+async fn testkey_tells_every_case_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = keygen(dir.path(), "good", "rsa");
+    let other = keygen(dir.path(), "other", "rsa");
+    // Published as a zone file would, in strings of at most 255 octets.
+    let split = |v: &str| v.as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ");
+    let (p1, p2) = value.split_at(200);
+    let zone = format!(
+        "good._domainkey.example.com. TXT {good}\nother._domainkey.example.com. TXT {good}\nquoted._domainkey.example.com. TXT \"{p1}\\\" \" \"\\\"{p2}\"\nerr._domainkey.example.com. SERVFAIL\ntest._domainkey.example.com. TXT {testing}\n",
+        good = split(&value),
+        testing = split(&format!("{value}; t=y")),
+    );
+    let dns = TestDns::start_str(&zone).await;
+    let ns = dns.addr().to_string();
+    let good = dir.path().join("good.private").to_string_lossy().to_string();
+    let otherkey = dir.path().join("other.private").to_string_lossy().to_string();
+    let _ = other;
+    let t = |sel: &str, key: &str| args(&["dkim", "testkey", "--domain", "example.com", "--selector", sel, "--key", key, "--nameserver", &ns]);
+    let o = run(t("good", &good), None).await;
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("key OK"));
+    assert_eq!(code(&run(t("missing", &good), None).await), 5);
+    assert_eq!(code(&run(t("other", &otherkey), None).await), 6);
+    let o = run(t("quoted", &good), None).await;
+    assert_eq!(code(&o), 7, "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("quote"));
+    assert_eq!(code(&run(t("err", &good), None).await), 3);
+    let o = run(t("test", &good), None).await;
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("t=y"));
+}
+
+#[tokio::test]
+async fn sign_then_verify_through_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = keygen(dir.path(), "r1", "rsa");
+    let ed = keygen(dir.path(), "e1", "ed25519");
+    let zone = format!("{ZONE}\nr1._domainkey.example.com. TXT \"{}\" \"{}\"\ne1._domainkey.example.com. TXT \"{ed}\"\n", &rsa[..200], &rsa[200..]);
+    let dns = TestDns::start_str(&zone).await;
+    let ns = dns.addr().to_string();
+    let key = |s: &str| dir.path().join(format!("{s}.private")).to_string_lossy().to_string();
+
+    // Two signatures, RSA then Ed25519, as a signer with both keys would add.
+    let o = run(args(&["dkim", "sign", "--domain", "example.com", "--selector", "r1", "--key", &key("r1")]), Some(MESSAGE.as_bytes().to_vec())).await;
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let once = o.stdout;
+    assert!(once.starts_with(b"DKIM-Signature: v=1; a=rsa-sha256;"));
+    let h = String::from_utf8_lossy(&once);
+    assert!(h.contains("c=relaxed/relaxed"));
+    let hlist = h.split("h=").nth(1).unwrap().split(';').next().unwrap().replace(['\r', '\n', '\t', ' '], "");
+    assert_eq!(hlist.split(':').filter(|x| x.eq_ignore_ascii_case("from")).count(), 2, "From is over-signed: {hlist}");
+    let o = run(args(&["dkim", "sign", "--domain", "example.com", "--selector", "e1", "--key", &key("e1"), "-"]), Some(once)).await;
+    let twice = o.stdout;
+    let path = dir.path().join("signed.eml");
+    std::fs::write(&path, &twice).unwrap();
+
+    let o = run(args(&["dkim", "verify", path.to_str().unwrap(), "--json", "--nameserver", &ns]), None).await;
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let j = json(&o);
+    let sigs = j.as_array().unwrap();
+    assert_eq!(sigs.len(), 2);
+    assert_eq!(sigs[0]["result"], "pass");
+    assert_eq!(sigs[0]["algorithm"], "ed25519-sha256");
+    assert_eq!(sigs[1]["result"], "pass");
+    assert_eq!(sigs[1]["key_bits"], 2048);
+
+    // The whole verdict, with SPF and DMARC.
+    let o = run(args(&["verify", "--ip", "192.0.2.20", "--helo", "mail.example.com", "--mail-from", "alice@example.com", "--authserv-id", "mx.example.org", "--json", "--nameserver", &ns, path.to_str().unwrap()]), None).await;
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let j = json(&o);
+    assert_eq!(j["spf"]["result"], "pass");
+    assert_eq!(j["dmarc"]["result"], "pass");
+    assert_eq!(j["dmarc"]["policy"], "reject");
+    assert_eq!(j["dmarc"]["disposition"], "none");
+    assert_eq!(j["dmarc"]["from_domain"], "example.com");
+    assert_eq!(j["dmarc"]["record"]["obsolete"][0], "pct=100");
+    assert_eq!(j["arc"]["result"], "none");
+    let ar = j["authentication_results"].as_str().unwrap();
+    assert_independent_parser_accepts(ar, 2, 2);
+
+    // A changed body breaks both signatures, and DMARC then rests on SPF alone.
+    let tampered = String::from_utf8(twice).unwrap().replace("here is the invoice", "here is the lnvoice");
+    std::fs::write(&path, tampered).unwrap();
+    let o = run(args(&["dkim", "verify", path.to_str().unwrap(), "--json", "--nameserver", &ns]), None).await;
+    assert_eq!(code(&o), 1);
+    let j = json(&o);
+    assert!(j[0]["reason"].as_str().unwrap().contains("body hash mismatch"));
+    let o = run(args(&["verify", "--ip", "203.0.113.5", "--helo", "evil.example", "--mail-from", "alice@example.com", "--json", "--nameserver", &ns, path.to_str().unwrap()]), None).await;
+    assert_eq!(code(&o), 1);
+    let j = json(&o);
+    assert_eq!(j["dmarc"]["result"], "fail");
+    assert_eq!(j["dmarc"]["disposition"], "reject");
+    assert_independent_parser_accepts(j["authentication_results"].as_str().unwrap(), 2, 2);
+}
+
+/// Parses the value with msg-auth-status, an RFC 8601 parser we did not write.
+fn assert_independent_parser_accepts(value: &str, spf_results: usize, dkim_results: usize) {
+    use msg_auth_status::alloc_yes::MessageAuthStatus;
+    use msg_auth_status::mail_parser::MessageParser;
+    let raw = format!("Authentication-Results: {value}\r\nFrom: a@example.com\r\n\r\nbody\r\n");
+    let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let status = MessageAuthStatus::from_mail_parser(&msg).unwrap();
+    let ar = &status.auth_results[0];
+    assert!(ar.errors.is_empty(), "{value}\n{:?}", ar.errors);
+    assert_eq!(ar.spf_result.len(), spf_results, "{value}\n{ar:?}");
+    assert_eq!(ar.dkim_result.len(), dkim_results, "{value}\n{ar:?}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error() {
+    let dns = TestDns::start_str(ZONE).await;
+    let ns = dns.addr().to_string();
+    for input in [&b""[..], b"\x00\x01\x02 not mail", b"just one line without a colon\r\n"] {
+        let o = run(args(&["verify", "--nameserver", &ns]), Some(input.to_vec())).await;
+        assert_eq!(code(&o), 4, "{input:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).starts_with("netjes: error:"), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = run(args(&["dkim", "verify", "/nonexistent/file.eml"]), None).await;
+    assert_eq!(code(&o), 4);
+    let o = run(args(&["spf", "check", "--ip", "not-an-ip", "--helo", "x"]), None).await;
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let o = netjes(&["--help"], None);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("EXIT CODES") && s.contains("temperror"), "{s}");
+    let o = netjes(&["verify", "--help"], None);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("EXIT CODES"));
+}
