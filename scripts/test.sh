@@ -14,4 +14,4 @@ fi
 # Tests never query public DNS: every test starts its own DNS server on
 # 127.0.0.1. This makes a forgotten --nameserver fail loudly instead.
 export NETJES_TEST=1
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
