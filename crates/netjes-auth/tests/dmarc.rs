@@ -1,0 +1,162 @@
+//! DMARC (RFC 9989) policy discovery and evaluation over the real test DNS
+//! server: the tree walk, psd=, np=, t=, alignment, and DNS failures.
+
+use netjes_auth::dkim::{DkimResult, DkimSignatureReport};
+use netjes_auth::dmarc::{evaluate, DmarcInput, DmarcResult, Policy};
+use netjes_auth::spf::{Identity, SpfOutcome, SpfResult};
+use netjes_dns::{DnsConfig, HickoryResolver};
+use netjes_testdns::TestDns;
+use std::time::Duration;
+
+const ZONE: &str = r#"
+_dmarc.example.com.        TXT "v=DMARC1; p=reject; sp=quarantine; np=reject; rua=mailto:agg@example.com; pct=50; ri=3600"
+example.com.               A   192.0.2.1
+shop.example.com.          A   192.0.2.2
+_dmarc.strict.example.     TXT "v=DMARC1; p=reject; adkim=s; aspf=s"
+_dmarc.test.example.       TXT "v=DMARC1; p=reject; t=y"
+_dmarc.bank.                TXT "v=DMARC1; p=reject; psd=y"
+_dmarc.twice.example.      TXT "v=DMARC1; p=reject"
+_dmarc.twice.example.      TXT "v=DMARC1; p=none"
+_dmarc.norua.example.      TXT "v=DMARC1; adkim=s"
+_dmarc.broken.example.     SERVFAIL
+"#;
+
+fn spf(domain: &str, result: SpfResult) -> SpfOutcome {
+    SpfOutcome {
+        result,
+        identity: Identity::Mailfrom,
+        domain: domain.into(),
+        sender: format!("bounce@{domain}"),
+        record: None,
+        mechanism: None,
+        mechanism_domain: None,
+        explanation: None,
+        dns_lookups: 0,
+        void_lookups: 0,
+        problem: None,
+    }
+}
+
+fn dkim(d: &str, result: DkimResult) -> DkimSignatureReport {
+    DkimSignatureReport {
+        result,
+        domain: d.into(),
+        selector: "s".into(),
+        algorithm: "rsa-sha256".into(),
+        key_bits: Some(2048),
+        identity: format!("@{d}"),
+        reason: None,
+        warnings: vec![],
+        testing: false,
+        b: String::new(),
+    }
+}
+
+async fn eval(dns: &TestDns, from: &str, spf_out: Option<SpfOutcome>, sigs: Vec<DkimSignatureReport>) -> netjes_auth::dmarc::DmarcReport {
+    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+    let from = [from.to_string()];
+    evaluate(&r, &DmarcInput { from_domains: &from, spf: spf_out.as_ref(), dkim: &sigs }).await
+}
+
+#[tokio::test]
+async fn relaxed_alignment_through_the_organizational_domain() {
+    let dns = TestDns::start_str(ZONE).await;
+    // DKIM d=mail.example.com aligns (relaxed) with From example.com.
+    let r = eval(&dns, "example.com", None, vec![dkim("mail.example.com", DkimResult::Pass)]).await;
+    assert_eq!(r.result, DmarcResult::Pass);
+    assert!(r.dkim_aligned && !r.spf_aligned);
+    assert_eq!(r.dkim_domain.as_deref(), Some("mail.example.com"));
+    assert_eq!(r.policy, Some(Policy::Reject));
+    assert_eq!(r.disposition, Policy::None);
+    let rec = r.record.unwrap();
+    assert_eq!(rec.obsolete, vec!["pct=50", "ri=3600"]);
+
+    // SPF for a subdomain aligns too.
+    let r = eval(&dns, "example.com", Some(spf("bounces.example.com", SpfResult::Pass)), vec![]).await;
+    assert_eq!(r.result, DmarcResult::Pass);
+    assert!(r.spf_aligned);
+}
+
+#[tokio::test]
+async fn unaligned_passes_fail_with_the_policy() {
+    let dns = TestDns::start_str(ZONE).await;
+    let r = eval(&dns, "example.com", Some(spf("esp.example.net", SpfResult::Pass)), vec![dkim("esp.example.net", DkimResult::Pass)]).await;
+    assert_eq!(r.result, DmarcResult::Fail);
+    assert_eq!(r.disposition, Policy::Reject);
+    let why = r.reason.unwrap();
+    assert!(why.contains("esp.example.net") && why.contains("not aligned"), "{why}");
+}
+
+#[tokio::test]
+async fn subdomains_get_sp_and_nonexistent_ones_np() {
+    let dns = TestDns::start_str(ZONE).await;
+    let r = eval(&dns, "shop.example.com", None, vec![]).await;
+    assert_eq!(r.policy_domain.as_deref(), Some("example.com"), "found by the tree walk");
+    assert_eq!(r.organizational_domain.as_deref(), Some("example.com"));
+    assert_eq!(r.policy, Some(Policy::Quarantine), "sp= for an existing subdomain");
+    assert_eq!(r.disposition, Policy::Quarantine);
+    let r = eval(&dns, "ghost.example.com", None, vec![]).await;
+    assert_eq!(r.policy, Some(Policy::Reject), "np= for a subdomain that does not exist");
+}
+
+#[tokio::test]
+async fn strict_alignment_wants_the_exact_domain() {
+    let dns = TestDns::start_str(ZONE).await;
+    let r = eval(&dns, "strict.example", None, vec![dkim("mail.strict.example", DkimResult::Pass)]).await;
+    assert_eq!(r.result, DmarcResult::Fail);
+    let r = eval(&dns, "strict.example", None, vec![dkim("strict.example", DkimResult::Pass)]).await;
+    assert_eq!(r.result, DmarcResult::Pass);
+}
+
+#[tokio::test]
+async fn testing_mode_softens_the_policy_one_level() {
+    let dns = TestDns::start_str(ZONE).await;
+    let r = eval(&dns, "test.example", None, vec![]).await;
+    assert_eq!(r.result, DmarcResult::Fail);
+    assert_eq!(r.policy, Some(Policy::Quarantine));
+}
+
+#[tokio::test]
+async fn psd_marks_the_public_suffix() {
+    let dns = TestDns::start_str(ZONE).await;
+    // The PSD record of "bank" applies to customer.bank, whose organizational
+    // domain is one label below the PSD.
+    let r = eval(&dns, "mail.customer.bank", None, vec![dkim("customer.bank", DkimResult::Pass)]).await;
+    assert_eq!(r.organizational_domain.as_deref(), Some("customer.bank"));
+    assert_eq!(r.result, DmarcResult::Pass);
+    let r = eval(&dns, "mail.customer.bank", None, vec![dkim("other.bank", DkimResult::Pass)]).await;
+    assert_eq!(r.result, DmarcResult::Fail);
+    assert_eq!(r.policy_domain.as_deref(), Some("bank"));
+}
+
+#[tokio::test]
+async fn no_record_several_records_and_no_policy_mean_none() {
+    let dns = TestDns::start_str(ZONE).await;
+    assert_eq!(eval(&dns, "unknown.example", None, vec![]).await.result, DmarcResult::None);
+    let r = eval(&dns, "twice.example", None, vec![]).await;
+    assert_eq!(r.result, DmarcResult::None);
+    assert!(r.reason.unwrap().contains("2 DMARC records"));
+    let r = eval(&dns, "norua.example", None, vec![]).await;
+    assert_eq!(r.result, DmarcResult::None, "no p= and no rua=: DMARC does not apply");
+}
+
+#[tokio::test]
+async fn dns_failure_is_temperror() {
+    let dns = TestDns::start_str(ZONE).await;
+    let r = eval(&dns, "broken.example", None, vec![dkim("broken.example", DkimResult::Pass)]).await;
+    assert_eq!(r.result, DmarcResult::Temperror);
+    assert_eq!(r.disposition, Policy::None, "a DNS failure never rejects");
+    // A DKIM key that could not be fetched for an aligned domain: temperror, not fail.
+    let r = eval(&dns, "example.com", None, vec![dkim("example.com", DkimResult::Temperror)]).await;
+    assert_eq!(r.result, DmarcResult::Temperror);
+}
+
+#[tokio::test]
+async fn several_from_domains_are_not_evaluated() {
+    let dns = TestDns::start_str(ZONE).await;
+    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+    let from = ["example.com".to_string(), "example.net".to_string()];
+    let rep = evaluate(&r, &DmarcInput { from_domains: &from, spf: None, dkim: &[] }).await;
+    assert_eq!(rep.result, DmarcResult::None);
+    assert!(rep.reason.unwrap().contains("more than one domain"));
+}
