@@ -145,3 +145,48 @@ async fn msg_auth_status_real_messages() {
         assert_eq!(&results(&v), expected, "{file}: {v:?}");
     }
 }
+
+#[tokio::test]
+async fn dkimpy_round_trip_and_broken_records() {
+    use netjes_auth::dkim::{sign_message, PrivateKey, SignOptions};
+    // Sign test.message with test.private (PKCS#1, as dkimpy ships it).
+    let key = PrivateKey::from_pem(&text("dkimpy-testdata/test.private"), None).unwrap();
+    let msg = crlf(&data("dkimpy-testdata/test.message"));
+    let header = sign_message(&msg, &key, &SignOptions::new("example.com", "test")).unwrap();
+    let mut signed = header.into_bytes();
+    signed.extend_from_slice(&msg);
+    let good = txt_line("test._domainkey.example.com", &text("dkimpy-testdata/test.txt"));
+    assert_eq!(results(&verify(&good, &signed).await), vec![DkimResult::Pass]);
+    // test2.txt: the same key, formatted differently: it still verifies.
+    let good2 = txt_line("test._domainkey.example.com", &text("dkimpy-testdata/test2.txt"));
+    assert_eq!(results(&verify(&good2, &signed).await), vec![DkimResult::Pass]);
+    // badversion.txt (v=DKIM1: ...) and badk.txt (k=ed25519-sha256) must not verify.
+    for bad in ["badversion.txt", "badk.txt"] {
+        let zone = txt_line("test._domainkey.example.com", &text(&format!("dkimpy-testdata/{bad}")));
+        let v = verify(&zone, &signed).await;
+        assert!(v.iter().all(|(r, ..)| *r != DkimResult::Pass), "{bad}: {v:?}");
+    }
+}
+
+#[tokio::test]
+async fn dkimpy_domain_with_a_parenthesis_does_not_verify() {
+    // d=legitimate.com(.attacker.com: a comment-looking domain must not
+    // borrow legitimate.com's key.
+    let zone = txt_line("test._domainkey.legitimate.com", &text("dkimpy-testdata/test.txt"));
+    let v = verify(&zone, &crlf(&data("dkimpy-testdata/test.message.baddomain"))).await;
+    assert!(!v.is_empty() && v.iter().all(|(r, ..)| *r != DkimResult::Pass), "{v:?}");
+}
+
+#[tokio::test]
+async fn mimekit_real_gmail_message_and_rfc8463_example() {
+    // gmail.pub holds the 2012 Gmail key as a PEM public key.
+    let pem = text("mimekit-dkim/gmail.pub");
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let zone = txt_line("20120113._domainkey.gmail.com", &format!("v=DKIM1; k=rsa; p={b64}"));
+    let v = verify(&zone, &crlf(&data("mimekit-dkim/gmail.msg"))).await;
+    assert_eq!(results(&v), vec![DkimResult::Pass], "{v:?}");
+
+    let zone = zone_from_lines(&text("rfc-examples/rfc8463/dns.txt"));
+    let v = verify(&zone, &crlf(&data("mimekit-dkim/rfc8463-example.msg"))).await;
+    assert!(v.iter().all(|(r, ..)| *r == DkimResult::Pass) && v.len() == 2, "{v:?}");
+}
