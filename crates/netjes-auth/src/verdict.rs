@@ -133,6 +133,10 @@ pub fn authentication_results(
     if let Some(why) = &arc.reason {
         a.push_str(&format!(" ({})", comment(why)));
     }
+    if let Some(op) = arc.oldest_pass {
+        // RFC 8617 §8.2 registers header.oldest-pass for the arc method.
+        a.push_str(&format!(" header.oldest-pass={op}"));
+    }
     parts.push(a);
     let mut m = format!("dmarc={}", dmarc.result.as_str());
     if let Some(p) = dmarc.policy {

@@ -190,3 +190,46 @@ async fn signing_suite() {
     }
     assert!(failures.is_empty(), "{} of {total} ARC signing tests failed", failures.len());
 }
+
+/// Two forwarders seal in turn; the second changed the Subject, which only
+/// the first ARC-Message-Signature covered as it was. The chain still
+/// passes, and oldest-pass (RFC 8617 §5.2) points at the second set.
+#[tokio::test]
+async fn oldest_pass_finds_where_the_message_was_changed() {
+    let doc = &suite("arc-draft-sign-tests.yml")[0];
+    let (_dns, r) = resolver_for(&zone_of(doc)).await;
+    let key = PrivateKey::from_pem(doc["privatekey"].as_str().unwrap(), None).unwrap();
+    let opts = SealOptions {
+        domain: doc["domain"].as_str().unwrap().into(),
+        selector: doc["sel"].as_str().unwrap().into(),
+        authserv_id: "lists.example.org".into(),
+        headers: Some(vec!["from".into(), "to".into(), "subject".into(), "date".into()]),
+    };
+    let base = crlf("From: a@d1.example\nTo: b@example.org\nSubject: Hello\nDate: Thu, 14 Jan 2015 15:00:01 -0800\n\nbody\n");
+    let seal = |m: Vec<u8>| {
+        let r = &r;
+        let key = &key;
+        let opts = &opts;
+        async move {
+            let s = seal_message(r, &m, key, opts).await.unwrap();
+            let mut out = s.headers.into_bytes();
+            out.extend_from_slice(&m);
+            out
+        }
+    };
+    let once = seal(base).await;
+    let twice = seal(once.clone()).await;
+    let v = verify_arc(&r, &message::parse(&twice).unwrap()).await;
+    assert_eq!((v.result, v.instances, v.oldest_pass), (ArcResult::Pass, 2, Some(0)), "{v:?}");
+
+    // The list validates on arrival (pass), tags the Subject, then seals.
+    let arrival = verify_arc(&r, &message::parse(&once).unwrap()).await;
+    assert_eq!(arrival.result, ArcResult::Pass);
+    let changed = String::from_utf8(once).unwrap().replace("Subject: Hello", "Subject: [list] Hello").into_bytes();
+    let s = netjes_auth::arc::seal_modified(&r, &changed, &key, &opts, arrival.result).await.unwrap();
+    assert_eq!(s.cv, ArcResult::Pass);
+    let mut twice = s.headers.into_bytes();
+    twice.extend_from_slice(&changed);
+    let v = verify_arc(&r, &message::parse(&twice).unwrap()).await;
+    assert_eq!((v.result, v.instances, v.oldest_pass), (ArcResult::Pass, 2, Some(2)), "{v:?}");
+}

@@ -98,10 +98,42 @@ pub fn consolidate_results(raw: &[u8], authserv_id: &str) -> String {
 
 /// Validates the existing chain and returns the new ARC set.
 pub async fn seal_message(dns: &dyn Resolver, raw: &[u8], key: &PrivateKey, opts: &SealOptions) -> Result<Sealed, SealError> {
+    seal_inner(dns, raw, key, opts, None).await
+}
+
+/// Seals a message that this forwarder changed after it validated the chain
+/// (a mailing list that tags the Subject, say): `validated` is the chain
+/// status found on arrival, and becomes the new seal's cv= (RFC 8617 §5.1.1).
+pub async fn seal_modified(
+    dns: &dyn Resolver,
+    raw: &[u8],
+    key: &PrivateKey,
+    opts: &SealOptions,
+    validated: ArcResult,
+) -> Result<Sealed, SealError> {
+    seal_inner(dns, raw, key, opts, Some(validated)).await
+}
+
+async fn seal_inner(
+    dns: &dyn Resolver,
+    raw: &[u8],
+    key: &PrivateKey,
+    opts: &SealOptions,
+    validated: Option<ArcResult>,
+) -> Result<Sealed, SealError> {
     let msg = message::parse(raw)?;
     let cache = Prefetched::default();
-    let chain = verify_chain(dns, &msg, &cache).await;
-    let report = report_of(&msg, &chain);
+    let mut chain = verify_chain(dns, &msg, &cache).await;
+    let mut report = report_of(&msg, &chain);
+    if let Some(v) = validated {
+        let r = match v {
+            ArcResult::Pass => mail_auth::DkimResult::Pass,
+            ArcResult::None => mail_auth::DkimResult::None,
+            _ => mail_auth::DkimResult::Fail(mail_auth::Error::Arc(mail_auth::arc::ArcError::BrokenChain)),
+        };
+        chain = chain.with_result(r);
+        report.result = v;
+    }
     if !chain.can_be_sealed() {
         return Err(SealError::ChainFailed);
     }

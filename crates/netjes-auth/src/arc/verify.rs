@@ -37,6 +37,9 @@ pub struct ArcReport {
     pub last_sealer: Option<String>,
     /// The sealers in order, oldest first.
     pub sealers: Vec<String>,
+    /// RFC 8617 §5.2 step 5: the oldest instance whose ARC-Message-Signature
+    /// still validates, 0 when all do; only for a passing chain.
+    pub oldest_pass: Option<u32>,
     pub reason: Option<String>,
 }
 
@@ -47,6 +50,9 @@ pub async fn verify_arc(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> A
     if let Some(problem) = super::structure::structural_problem(msg.raw_message) {
         report.result = ArcResult::Fail;
         report.reason = Some(problem);
+    }
+    if report.result == ArcResult::Pass {
+        report.oldest_pass = Some(oldest_pass(msg, &out, &cache));
     }
     report
 }
@@ -86,7 +92,90 @@ pub(crate) fn report_of(msg: &AuthenticatedMessage<'_>, out: &mail_auth::ArcOutp
         result,
         instances: msg.as_headers.len().max(msg.ams_headers.len()) as u32,
         last_sealer: sealers.last().cloned(),
+        oldest_pass: None,
         sealers,
         reason,
+    }
+}
+
+/// Verifies the older ARC-Message-Signatures, newest first, and returns the
+/// lowest instance of the unbroken run that validates, or 0 when all do.
+fn oldest_pass(msg: &AuthenticatedMessage<'_>, out: &mail_auth::ArcOutput<'_>, cache: &Prefetched) -> u32 {
+    use mail_auth::common::crypto::HashAlgorithm;
+    use mail_auth::common::resolver::ToFqdn;
+    use mail_auth::ResolverCache;
+    let sets = out.sets();
+    let n = sets.len();
+    // The newest AMS was verified by the chain validation itself.
+    for i in (0..n.saturating_sub(1)).rev() {
+        let header = &sets[i].signature;
+        let sig = &header.header;
+        let ha = HashAlgorithm::from(sig.a);
+        let body_ok = msg
+            .body_hashes
+            .iter()
+            .find(|(c, h, l, _)| c == &sig.cb && h == &ha && l == &sig.l)
+            .is_some_and(|(.., bh)| bh == &sig.bh);
+        let name = format!("{}._domainkey.{}", sig.s, sig.d);
+        let key = match cache.get(name.to_fqdn().as_ref()) {
+            Some(mail_auth::Txt::DomainKey(k)) => Some(k),
+            _ => None,
+        };
+        let stripped = strip_b_tag(header.value);
+        let valid = body_ok
+            && key.as_ref().is_some_and(|k| {
+                let mut headers = msg.signed_headers(&sig.h, header.name, &stripped);
+                k.p.verify(&mut headers, &sig.b, sig.ch, sig.a).is_ok()
+            });
+        if !valid {
+            return (i + 2) as u32;
+        }
+    }
+    0
+}
+
+/// The header value with the value of its b= tag removed (RFC 6376 §3.7).
+pub(crate) fn strip_b_tag(value: &[u8]) -> Vec<u8> {
+    // The field's own line end goes too, as mail-auth's verifier drops it.
+    let value = value.strip_suffix(b"\r\n").or_else(|| value.strip_suffix(b"\n")).unwrap_or(value);
+    let mut out = Vec::with_capacity(value.len() + 2);
+    let mut i = 0;
+    let mut at_tag_start = true;
+    while i < value.len() {
+        let c = value[i];
+        if at_tag_start && !c.is_ascii_whitespace() {
+            at_tag_start = false;
+            if c == b'b' {
+                // Skip FWS between the name and '='.
+                let mut j = i + 1;
+                while j < value.len() && value[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if value.get(j) == Some(&b'=') {
+                    out.extend_from_slice(&value[i..=j]);
+                    i = j + 1;
+                    while i < value.len() && value[i] != b';' {
+                        i += 1;
+                    }
+                    continue;
+                }
+            }
+        }
+        if c == b';' {
+            at_tag_start = true;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strips_only_b() {
+        assert_eq!(super::strip_b_tag(b"i=1; bh=abc; b=xy\r\n z; d=ex"), b"i=1; bh=abc; b=; d=ex".to_vec());
+        assert_eq!(super::strip_b_tag(b" b = q"), b" b =".to_vec());
+        assert_eq!(super::strip_b_tag(b"d=x; b=abc;\r\n"), b"d=x; b=;".to_vec());
     }
 }
