@@ -91,7 +91,7 @@ pub enum DkimCommand {
     },
 }
 
-fn load_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<PrivateKey> {
+pub fn load_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<PrivateKey> {
     let pem = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?;
     let password = match password_file {
         Some(p) => Some(

@@ -3,6 +3,7 @@
 //! Errors inside the libraries are typed (thiserror); here they become
 //! anyhow errors with their chain printed, and an exit code from [`exit`].
 
+mod cmd_arc;
 mod cmd_dkim;
 mod cmd_dmarc;
 mod cmd_spf;
@@ -82,6 +83,9 @@ enum Command {
     /// DKIM (RFC 6376): generate keys, publish them, test them, sign and verify.
     #[command(subcommand)]
     Dkim(cmd_dkim::DkimCommand),
+    /// ARC (RFC 8617): validate a chain, or seal a message you forward.
+    #[command(subcommand)]
+    Arc(cmd_arc::ArcCommand),
     /// DMARC (RFC 9989): find the policy that applies to a domain.
     #[command(subcommand)]
     Dmarc(cmd_dmarc::DmarcCommand),
@@ -99,6 +103,7 @@ fn main() {
         let res = match cli.command {
             Command::Spf(c) => cmd_spf::run(c, &cli.global).await,
             Command::Dkim(c) => cmd_dkim::run(c, &cli.global).await,
+            Command::Arc(c) => cmd_arc::run(c, &cli.global).await,
             Command::Dmarc(c) => cmd_dmarc::run(c, &cli.global).await,
             Command::Verify(a) => cmd_verify::run(a, &cli.global).await,
         };

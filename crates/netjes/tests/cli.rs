@@ -306,3 +306,26 @@ fn help_documents_exit_codes() {
     let o = netjes(&["verify", "--help"], None);
     assert!(String::from_utf8_lossy(&o.stdout).contains("EXIT CODES"));
 }
+
+#[tokio::test]
+async fn arc_seal_then_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = keygen(dir.path(), "arc", "rsa");
+    let split = value.as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ");
+    let dns = TestDns::start_str(&format!("arc._domainkey.example.com. TXT {split}\n")).await;
+    let ns = dns.addr().to_string();
+    let key = dir.path().join("arc.private").to_string_lossy().to_string();
+    let msg = format!("Authentication-Results: lists.example.com; spf=pass smtp.mailfrom=alice@example.org; dkim=none\r\n{MESSAGE}");
+    let o = run(args(&["arc", "seal", "--domain", "example.com", "--selector", "arc", "--key", &key, "--authserv-id", "lists.example.com", "--nameserver", &ns]), Some(msg.into_bytes())).await;
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let sealed = String::from_utf8(o.stdout).unwrap();
+    assert!(sealed.starts_with("ARC-Seal: i=1;") || sealed.starts_with("ARC-Seal:"), "{sealed}");
+    assert!(sealed.contains("cv=none"));
+    assert!(sealed.contains("ARC-Authentication-Results: i=1; lists.example.com; spf=pass smtp.mailfrom=alice@example.org; dkim=none"), "{sealed}");
+    let o = run(args(&["arc", "verify", "--json", "--nameserver", &ns]), Some(sealed.into_bytes())).await;
+    assert_eq!(code(&o), 0);
+    let j = json(&o);
+    assert_eq!(j["result"], "pass");
+    assert_eq!(j["instances"], 1);
+    assert_eq!(j["oldest_pass"], 0);
+}
