@@ -123,7 +123,7 @@ fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn tag<'a>(header: &'a str, name: &str) -> Option<String> {
+fn tag(header: &str, name: &str) -> Option<String> {
     squash(header)
         .split(';')
         .map(|t| t.trim().to_string())

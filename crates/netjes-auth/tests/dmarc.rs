@@ -22,19 +22,7 @@ _dmarc.broken.example.     SERVFAIL
 "#;
 
 fn spf(domain: &str, result: SpfResult) -> SpfOutcome {
-    SpfOutcome {
-        result,
-        identity: Identity::Mailfrom,
-        domain: domain.into(),
-        sender: format!("bounce@{domain}"),
-        record: None,
-        mechanism: None,
-        mechanism_domain: None,
-        explanation: None,
-        dns_lookups: 0,
-        void_lookups: 0,
-        problem: None,
-    }
+    SpfOutcome { result, ..SpfOutcome::new(Identity::Mailfrom, domain, &format!("bounce@{domain}")) }
 }
 
 fn dkim(d: &str, result: DkimResult) -> DkimSignatureReport {

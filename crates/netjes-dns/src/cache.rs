@@ -15,12 +15,15 @@ pub struct CacheStats {
     pub temporary_failures: AtomicU64,
 }
 
+/// One cached outcome: when it expires, and the answer or the absence.
+type Entry = (Instant, DnsResult<Lookup>);
+
 /// Caches answers for their TTL and NXDOMAIN/NODATA for the SOA's negative
 /// TTL (RFC 2308). Temporary failures pass through and are never cached: a
 /// timeout must not turn into an answer for the next message.
 pub struct CachingResolver<R> {
     inner: R,
-    entries: Mutex<HashMap<(String, RecordType), (Instant, DnsResult<Lookup>)>>,
+    entries: Mutex<HashMap<(String, RecordType), Entry>>,
     capacity: usize,
     min_ttl: Duration,
     max_ttl: Duration,

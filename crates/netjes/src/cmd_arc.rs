@@ -22,14 +22,8 @@ pub enum ArcCommand {
     /// The chain is validated first; the new ARC-Authentication-Results
     /// copies the Authentication-Results fields that carry --authserv-id.
     Seal {
-        #[arg(long)]
-        domain: String,
-        #[arg(long)]
-        selector: String,
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long = "password-file")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        k: crate::cmd_dkim::SigningKeyArgs,
         /// Our authserv-id, as in our Authentication-Results fields.
         #[arg(long = "authserv-id")]
         authserv_id: String,
@@ -64,8 +58,9 @@ pub async fn run(cmd: ArcCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                 _ => exit::NOT_PASSED,
             })
         }
-        ArcCommand::Seal { domain, selector, key, password_file, authserv_id, message } => {
-            let key = crate::cmd_dkim::load_key(&key, password_file.as_deref())?;
+        ArcCommand::Seal { k, authserv_id, message } => {
+            let key = k.load()?;
+            let (domain, selector) = (k.domain, k.selector);
             let raw = exit::read_input(message.as_deref())?;
             let dns = g.resolver()?;
             let opts = SealOptions { domain, selector, authserv_id, headers: None };

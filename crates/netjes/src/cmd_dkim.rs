@@ -1,5 +1,5 @@
 use crate::exit;
-use crate::output::{field, mark, print_json, result_word, tone_of, Tone};
+use crate::output::{mark, print_json, tone_of, Tone};
 use crate::GlobalOpts;
 use anyhow::Context;
 use clap::Subcommand;
@@ -14,6 +14,29 @@ use std::path::{Path, PathBuf};
 pub enum Alg {
     Rsa,
     Ed25519,
+}
+
+/// The domain, selector and private key that sign (DKIM) or seal (ARC).
+#[derive(clap::Args, Debug)]
+pub struct SigningKeyArgs {
+    /// The signing domain (d=).
+    #[arg(long)]
+    pub domain: String,
+    /// The selector (s=): the key is published at SELECTOR._domainkey.DOMAIN.
+    #[arg(long)]
+    pub selector: String,
+    /// The private key: PKCS#8, PKCS#1 or encrypted PKCS#8 PEM.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// A file holding the password of an encrypted key.
+    #[arg(long = "password-file")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl SigningKeyArgs {
+    pub fn load(&self) -> anyhow::Result<PrivateKey> {
+        load_key(&self.key, self.password_file.as_deref())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,16 +62,8 @@ pub enum DkimCommand {
     },
     /// Print the DNS record that publishes an existing private key.
     Record {
-        #[arg(long)]
-        domain: String,
-        #[arg(long)]
-        selector: String,
-        /// The private key (PKCS#8, PKCS#1 or encrypted PKCS#8 PEM).
-        #[arg(long)]
-        key: PathBuf,
-        /// A file holding the password of an encrypted key.
-        #[arg(long = "password-file")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        k: SigningKeyArgs,
     },
     /// Check that SELECTOR._domainkey.DOMAIN publishes the public half of a key.
     ///
@@ -56,28 +71,16 @@ pub enum DkimCommand {
     /// wrong: nothing published (exit 5), another key (6), a malformed record
     /// such as quotes pasted into p= (7), or a DNS error (3).
     Testkey {
-        #[arg(long)]
-        domain: String,
-        #[arg(long)]
-        selector: String,
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long = "password-file")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        k: SigningKeyArgs,
     },
     /// Sign a message and print it with a DKIM-Signature added.
     ///
     /// relaxed/relaxed by default; rsa-sha256 or ed25519-sha256 according to
     /// the key; the usual headers are signed and From is over-signed.
     Sign {
-        #[arg(long)]
-        domain: String,
-        #[arg(long)]
-        selector: String,
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long = "password-file")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        k: SigningKeyArgs,
         /// header/body canonicalization: relaxed/relaxed, relaxed/simple, simple/simple, ...
         #[arg(long, default_value = "relaxed/relaxed")]
         canonicalization: String,
@@ -153,17 +156,19 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             }
             Ok(exit::OK)
         }
-        DkimCommand::Record { domain, selector, key, password_file } => {
-            let key = load_key(&key, password_file.as_deref())?;
+        DkimCommand::Record { k } => {
+            let (domain, selector) = (&k.domain, &k.selector);
+            let key = k.load()?;
             if g.json {
                 print_json(&serde_json::json!({"name": format!("{selector}._domainkey.{domain}"), "value": key.dns_value(), "algorithm": key.algorithm, "bits": key.bits}));
             } else {
-                print!("{}", key.zone_line(&selector, &domain));
+                print!("{}", key.zone_line(selector, domain));
             }
             Ok(exit::OK)
         }
-        DkimCommand::Testkey { domain, selector, key, password_file } => {
-            let key = load_key(&key, password_file.as_deref())?;
+        DkimCommand::Testkey { k } => {
+            let (domain, selector) = (&k.domain, &k.selector);
+            let key = k.load()?;
             let dns = g.resolver()?;
             let name = format!("{selector}._domainkey.{domain}");
             let (status, message, code, warnings) = testkey(dns.as_ref(), &name, &key).await;
@@ -178,13 +183,14 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             }
             Ok(code)
         }
-        DkimCommand::Sign { domain, selector, key, password_file, canonicalization, message } => {
-            let key = load_key(&key, password_file.as_deref())?;
+        DkimCommand::Sign { k, canonicalization, message } => {
+            let (domain, selector) = (&k.domain, &k.selector);
+            let key = k.load()?;
             let (h, b) = parse_canonicalization(&canonicalization)
                 .ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--canonicalization {canonicalization:?}: use relaxed/relaxed, relaxed/simple, simple/relaxed or simple/simple"))))?;
             let raw = exit::read_input(message.as_deref())?;
             netjes_auth::message::check_limits(&raw).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-            let mut opts = SignOptions::new(&domain, &selector);
+            let mut opts = SignOptions::new(domain, selector);
             opts.header_canonicalization = h;
             opts.body_canonicalization = b;
             let header = sign_message(&raw, &key, &opts).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
@@ -205,14 +211,7 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                 println!("{} the message has no DKIM-Signature", mark(tone_of("none")));
             } else {
                 for d in &reports {
-                    let bits = d.key_bits.map(|b| format!(", {b}-bit key")).unwrap_or_default();
-                    println!("{} dkim={} d={} s={} ({}{bits})", mark(tone_of(d.result.as_str())), result_word(d.result.as_str()), d.domain, d.selector, d.algorithm);
-                    if let Some(r) = &d.reason {
-                        field("why", r);
-                    }
-                    for w in &d.warnings {
-                        field("warning", w);
-                    }
+                    crate::output::print_dkim(d, "");
                 }
             }
             Ok(if reports.iter().any(|d| d.result == DkimResult::Pass) {

@@ -49,14 +49,7 @@ pub async fn run(a: VerifyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             println!("  {} dkim   none: the message is not signed", mark(tone_of("none")));
         }
         for d in &v.dkim {
-            let bits = d.key_bits.map(|b| format!(", {b}-bit key")).unwrap_or_default();
-            println!("  {} dkim   {} d={} s={} ({}{bits})", mark(tone_of(d.result.as_str())), result_word(d.result.as_str()), d.domain, d.selector, d.algorithm);
-            if let Some(r) = &d.reason {
-                field("   why", r);
-            }
-            for w in &d.warnings {
-                field("   warning", w);
-            }
+            crate::output::print_dkim(d, "  ");
         }
         println!("  {} arc    {}{}", mark(tone_of(v.arc.result.as_str())), result_word(v.arc.result.as_str()),
             if v.arc.instances > 0 { format!(" ({} sets, sealed last by {})", v.arc.instances, v.arc.last_sealer.clone().unwrap_or_default()) } else { String::new() });

@@ -10,24 +10,14 @@ pub const KEY_DIFFERENT: i32 = 6;
 pub const KEY_MALFORMED: i32 = 7;
 
 /// A usage error found after clap (exit 2).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct Usage(pub String);
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for Usage {}
 
 /// Unreadable input (exit 4).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct Input(pub String);
-impl std::fmt::Display for Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for Input {}
 
 /// Prints the error with its chain and picks the exit code.
 pub fn report(e: &anyhow::Error) -> i32 {

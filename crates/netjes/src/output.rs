@@ -98,3 +98,22 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
 pub fn field(label: &str, value: impl std::fmt::Display) {
     println!("  {:<14} {}", dim(label), value);
 }
+
+/// One DKIM signature's verdict, with the reason and the warnings.
+pub fn print_dkim(d: &netjes_auth::dkim::DkimSignatureReport, indent: &str) {
+    let bits = d.key_bits.map(|b| format!(", {b}-bit key")).unwrap_or_default();
+    println!(
+        "{indent}{} dkim   {} d={} s={} ({}{bits})",
+        mark(tone_of(d.result.as_str())),
+        result_word(d.result.as_str()),
+        d.domain,
+        d.selector,
+        d.algorithm
+    );
+    if let Some(r) = &d.reason {
+        field(&format!("{indent} why"), r);
+    }
+    for w in &d.warnings {
+        field(&format!("{indent} warning"), w);
+    }
+}

@@ -52,19 +52,7 @@ pub async fn check_host(dns: &dyn Resolver, req: &SpfRequest<'_>, identity: Iden
     };
     let domain = sender.rsplit_once('@').map(|(_, d)| d).unwrap_or("").trim_end_matches('.').to_string();
 
-    let mut out = SpfOutcome {
-        result: SpfResult::None,
-        identity,
-        domain: domain.clone(),
-        sender: sender.clone(),
-        record: None,
-        mechanism: None,
-        mechanism_domain: None,
-        explanation: None,
-        dns_lookups: 0,
-        void_lookups: 0,
-        problem: None,
-    };
+    let mut out = SpfOutcome::new(identity, &domain, &sender);
     // §4.3: a domain that is not a fully qualified name gives "none".
     if !is_fqdn(&domain) {
         out.problem = Some(format!("{domain:?} is not a fully qualified domain name"));

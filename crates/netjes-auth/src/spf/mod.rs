@@ -114,3 +114,22 @@ pub struct SpfOutcome {
     /// Why the result is permerror or temperror, or what else went wrong.
     pub problem: Option<String>,
 }
+
+impl SpfOutcome {
+    /// An outcome before evaluation: result none, nothing counted yet.
+    pub fn new(identity: Identity, domain: &str, sender: &str) -> Self {
+        SpfOutcome {
+            result: SpfResult::None,
+            identity,
+            domain: domain.to_string(),
+            sender: sender.to_string(),
+            record: None,
+            mechanism: None,
+            mechanism_domain: None,
+            explanation: None,
+            dns_lookups: 0,
+            void_lookups: 0,
+            problem: None,
+        }
+    }
+}
