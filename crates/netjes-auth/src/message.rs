@@ -68,7 +68,9 @@ pub fn check_limits(raw: &[u8]) -> Result<(), MessageError> {
 /// Parses for authentication, within the limits.
 pub fn parse(raw: &[u8]) -> Result<AuthenticatedMessage<'_>, MessageError> {
     check_limits(raw)?;
-    AuthenticatedMessage::parse(raw).ok_or(MessageError::NotAMessage("no header block could be read"))
+    // Not strict: mail-auth's strict mode drops signatures with l=, which
+    // RFC 6376 §3.5 allows. netjes verifies them and warns (dkim::verify).
+    AuthenticatedMessage::parse_with_opts(raw, None, false).ok_or(MessageError::NotAMessage("no header block could be read"))
 }
 
 /// The domains of the RFC 5322 From addresses, lower-cased.

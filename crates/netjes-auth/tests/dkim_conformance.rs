@@ -190,3 +190,91 @@ async fn mimekit_real_gmail_message_and_rfc8463_example() {
     let v = verify(&zone, &crlf(&data("mimekit-dkim/rfc8463-example.msg"))).await;
     assert!(v.iter().all(|(r, ..)| *r == DkimResult::Pass) && v.len() == 2, "{v:?}");
 }
+
+/// RFC 8301 and the warnings a postmaster needs: rsa-sha1 and keys under
+/// 1024 bits give "policy", 1024-bit keys and l= get a warning, an empty p=
+/// says the key was revoked.
+#[tokio::test]
+async fn rfc8301_policy_and_warnings() {
+    use mail_auth::common::crypto::{RsaKey, Sha1};
+    #[allow(unused_imports)]
+    use mail_auth::common::headers::Writer as _;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::DkimSigner;
+    use netjes_auth::dkim::{sign_with, MessageSigner, PrivateKey, SignOptions};
+    use pkcs8::EncodePrivateKey;
+
+    let msg = crlf(b"From: a@example.com\nTo: b@example.org\nSubject: s\nDate: Mon, 23 Nov 2026 10:00:00 +0000\n\nbody\n");
+    let small = |bits: usize| {
+        let k = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).unwrap();
+        PrivateKey::from_pkcs8_der(k.to_pkcs8_der().unwrap().as_bytes()).unwrap()
+    };
+    let k512 = small(512);
+    let k1024 = small(1024);
+    let k2048 = PrivateKey::generate(netjes_auth::dkim::KeyAlgorithm::Rsa, 2048).unwrap();
+    let sign = |k: &PrivateKey, sel: &str, l: bool| {
+        let signer = MessageSigner::new(k).unwrap();
+        let mut opts = SignOptions::new("example.com", sel);
+        opts.headers = Some(vec!["From".into(), "Subject".into()]);
+        let mut h = sign_with(&msg, &signer, &opts).unwrap();
+        if l {
+            // Re-sign with l= through mail-auth directly.
+            #[allow(deprecated)]
+            let key = RsaKey::<mail_auth::common::crypto::Sha256>::from_pkcs8_der(k.pkcs8_der()).unwrap();
+            h = DkimSigner::from_key(key).domain("example.com").selector(sel).headers(["From"]).body_length(true).sign(&msg).unwrap().to_header();
+        }
+        let mut out = h.into_bytes();
+        out.extend_from_slice(&msg);
+        out
+    };
+    let split = |v: String| v.as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ");
+    let zone = format!(
+        "k512._domainkey.example.com. TXT {}\nk1024._domainkey.example.com. TXT {}\nk2048._domainkey.example.com. TXT {}\nrevoked._domainkey.example.com. TXT \"v=DKIM1; k=rsa; p=\"\n",
+        split(k512.dns_value()),
+        split(k1024.dns_value()),
+        split(k2048.dns_value())
+    );
+    let dns = TestDns::start_str(&zone).await;
+    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_secs(2) }).unwrap();
+    let check = |m: Vec<u8>| {
+        let r = &r;
+        async move { verify_dkim(r, &message::parse(&m).unwrap()).await.remove(0) }
+    };
+
+    let d = check(sign(&k512, "k512", false)).await;
+    assert_eq!(d.result, DkimResult::Policy, "{d:?}");
+    assert!(d.reason.unwrap().contains("1024"));
+    let d = check(sign(&k1024, "k1024", false)).await;
+    assert_eq!(d.result, DkimResult::Pass);
+    assert!(d.warnings.iter().any(|w| w.contains("2048")), "{d:?}");
+    let d = check(sign(&k2048, "k2048", true)).await;
+    assert_eq!(d.result, DkimResult::Pass);
+    assert!(d.warnings.iter().any(|w| w.contains("l=")), "{d:?}");
+    let d = check(sign(&k2048, "revoked", false)).await;
+    assert_eq!(d.result, DkimResult::Permerror);
+    assert!(d.reason.unwrap().contains("revoked"));
+
+    // rsa-sha1: aws-lc will not sign it, so a signer for this test only.
+    struct Sha1Signer(rsa::pkcs1v15::SigningKey<sha1::Sha1>);
+    impl mail_auth::common::crypto::SigningKey for Sha1Signer {
+        type Hasher = Sha1;
+        fn sign(&self, input: impl mail_auth::common::headers::Writable) -> mail_auth::Result<Vec<u8>> {
+            use rsa::signature::{SignatureEncoding, Signer};
+            let mut data = Vec::new();
+            input.write(&mut data);
+            Ok(self.0.sign(&data).to_vec())
+        }
+        fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
+            mail_auth::common::crypto::Algorithm::RsaSha1
+        }
+    }
+    use pkcs8::DecodePrivateKey;
+    let key = Sha1Signer(rsa::pkcs1v15::SigningKey::new(rsa::RsaPrivateKey::from_pkcs8_der(k2048.pkcs8_der()).unwrap()));
+    let h = DkimSigner::from_key(key).domain("example.com").selector("k2048").headers(["From"]).sign(&msg).unwrap().to_header();
+    assert!(h.contains("a=rsa-sha1"));
+    let mut m = h.into_bytes();
+    m.extend_from_slice(&msg);
+    let d = check(m).await;
+    assert_eq!(d.result, DkimResult::Policy, "{d:?}");
+    assert!(d.reason.unwrap().contains("rsa-sha1"));
+}

@@ -158,8 +158,13 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
         }
         if let Some(rec) = &record {
             warnings.extend(rec.warnings.iter().cloned());
-            // RFC 8301 §3.2: keys under 1024 bits must not be considered valid.
-            if rec.algorithm == super::KeyAlgorithm::Rsa && rec.bits < super::keys::MIN_RSA_BITS && result == DkimResult::Pass {
+            // RFC 8301 §3.2: keys under 1024 bits must not be considered
+            // valid. aws-lc will not even try them, so whatever the crypto
+            // said, the answer is policy.
+            if rec.algorithm == super::KeyAlgorithm::Rsa
+                && rec.bits < super::keys::MIN_RSA_BITS
+                && matches!(result, DkimResult::Pass | DkimResult::Fail)
+            {
                 result = DkimResult::Policy;
                 reason = Some(format!("the key has {} bits; RFC 8301 §3.2 forbids accepting keys under 1024 bits", rec.bits));
             } else if rec.algorithm == super::KeyAlgorithm::Rsa && rec.bits < super::keys::RECOMMENDED_RSA_BITS {
