@@ -139,10 +139,29 @@ async fn msg_auth_status_real_messages() {
         // The signed example of RFC 6376 Appendix A.2 does not verify: its body
         // hash is wrong (RFC errata 3192). A verifier must say so.
         ("rfc6376_a2_signed.eml", &[DkimResult::Fail]),
+        ("rfc6376_a3_verified.eml", &[DkimResult::Fail]),
+        ("to_in_fastmail.eml", &[DkimResult::Pass, DkimResult::Pass]),
+        // Gmail and Fastmail sign with an expiry (x=); these copies are from
+        // 2024, so today the signatures have expired (RFC 6376 §3.5 x=).
+        ("from_gmail_to_arewe_at.eml", &[DkimResult::Permerror]),
+        ("fail_to_in_areweat.eml", &[DkimResult::Permerror, DkimResult::Permerror]),
+        ("to_in_areweat.eml", &[DkimResult::Permerror, DkimResult::Permerror]),
+        // The copy as Proton stored it: Proton verified on arrival (its
+        // Authentication-Results say pass) and then re-encoded the body, so
+        // the stored body no longer matches bh=.
+        ("to_in_protonmail.eml", &[DkimResult::Fail, DkimResult::Fail]),
     ];
     for (file, expected) in cases {
         let v = verify(&zone, &data(&format!("msg-auth-status/test_data/{file}"))).await;
         assert_eq!(&results(&v), expected, "{file}: {v:?}");
+        for (r, _, why) in &v {
+            let why = why.as_deref().unwrap_or("");
+            match r {
+                DkimResult::Permerror => assert!(why.contains("expired"), "{file}: {why}"),
+                DkimResult::Fail => assert!(why.contains("body hash mismatch"), "{file}: {why}"),
+                _ => {}
+            }
+        }
     }
 }
 
