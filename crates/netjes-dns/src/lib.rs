@@ -26,6 +26,8 @@
 //! SOA (RFC 2308); temporary failures are never cached.
 
 mod cache;
+pub mod master;
+pub mod offline;
 pub mod zone;
 mod hickory;
 
