@@ -199,6 +199,31 @@ pub trait ResolverExt: Resolver {
 
 impl<R: Resolver + ?Sized> ResolverExt for R {}
 
+/// Runs futures concurrently on the current task and returns their outputs
+/// in order: independent lookups should not wait on each other.
+pub async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => results[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("every future completed")).collect()
+}
+
 /// The in-addr.arpa / ip6.arpa name of an address.
 pub fn reverse_name(ip: IpAddr) -> String {
     match ip {

@@ -38,7 +38,13 @@ impl ZoneResolver {
         self
     }
 
+    /// The zone that answers for `name`: one that holds the name (a file
+    /// may carry several $ORIGINs, a reverse zone among them), else the one
+    /// whose origin is the longest suffix of it.
     fn zone_for(&self, name: &str) -> Option<&Zone> {
+        if let Some((_, z)) = self.zones.iter().find(|(_, z)| z.name_exists(name)) {
+            return Some(z);
+        }
         self.zones
             .iter()
             .filter(|(o, _)| name == o || name.ends_with(&format!(".{o}")))
@@ -113,7 +119,11 @@ mod tests {
 
     #[tokio::test]
     async fn answers_from_the_zone_with_the_contract() {
-        let z = parse_master_file("@ MX 10 mail\nmail A 192.0.2.1\nwww CNAME mail\na.b A 192.0.2.2\n", "example.com").unwrap();
+        let z = parse_master_file(
+            "@ MX 10 mail\nmail A 192.0.2.1\nwww CNAME mail\na.b A 192.0.2.2\n$ORIGIN 2.0.192.in-addr.arpa.\n1 PTR mail.example.com.\n",
+            "example.com",
+        )
+        .unwrap();
         let mut r = ZoneResolver::new();
         r.add_zone("example.com", z);
         assert_eq!(r.mx("example.com").await.unwrap(), vec![(10, "mail.example.com".into())]);
@@ -121,6 +131,8 @@ mod tests {
         assert!(r.txt("nope.example.com").await.unwrap_err().is_nxdomain());
         assert!(matches!(r.a("b.example.com").await.unwrap_err(), DnsError::NoData { .. }));
         assert!(matches!(r.txt("mail.example.com").await.unwrap_err(), DnsError::NoData { .. }));
+        // A second $ORIGIN in the same file is served too.
+        assert_eq!(r.ptr("192.0.2.1".parse().unwrap()).await.unwrap(), vec!["mail.example.com".to_string()]);
         // Outside the zone and no network: a temporary failure, not "none".
         assert!(r.txt("example.net").await.unwrap_err().is_temporary());
     }

@@ -4,6 +4,7 @@
 //! anyhow errors with their chain printed, and an exit code from [`exit`].
 
 mod cmd_arc;
+mod cmd_check;
 mod cmd_dkim;
 mod cmd_dmarc;
 mod cmd_spf;
@@ -77,6 +78,9 @@ impl GlobalOpts {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Audit a domain: MX, reverse DNS, SPF, DKIM and DMARC, with the record
+    /// to publish for every fix.
+    Check(cmd_check::CheckArgs),
     /// SPF (RFC 7208): evaluate a sender's policy for a client address.
     #[command(subcommand)]
     Spf(cmd_spf::SpfCommand),
@@ -101,6 +105,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = rt.block_on(async {
         let res = match cli.command {
+            Command::Check(a) => cmd_check::run(a, &cli.global).await,
             Command::Spf(c) => cmd_spf::run(c, &cli.global).await,
             Command::Dkim(c) => cmd_dkim::run(c, &cli.global).await,
             Command::Arc(c) => cmd_arc::run(c, &cli.global).await,

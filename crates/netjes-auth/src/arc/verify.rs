@@ -1,7 +1,6 @@
 //! Validating an ARC chain: mail-auth checks the seals and the newest
 //! message signature; netjes fetches the keys and reports the chain.
 
-use crate::dkim::verify::futures_join;
 use crate::glue::{authenticator, Prefetched};
 use mail_auth::{AuthenticatedMessage, Parameters};
 use netjes_dns::Resolver;
@@ -74,7 +73,7 @@ pub(crate) async fn verify_chain<'x>(
     names.dedup();
     // A chain is at most 50 sets (RFC 8617 §4.2.1); so are the lookups.
     names.truncate(100);
-    futures_join(names.iter().map(|n| cache.domain_key(dns, n))).await;
+    netjes_dns::join_all(names.iter().map(|n| cache.domain_key(dns, n))).await;
     authenticator().verify_arc(Parameters::new(msg).with_txt_cache(cache)).await
 }
 

@@ -101,7 +101,7 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
     uniq.sort();
     uniq.dedup();
     let lookups = uniq.iter().map(|n| cache.domain_key(dns, n));
-    let results = futures_join(lookups).await;
+    let results = netjes_dns::join_all(lookups).await;
     for (n, r) in uniq.iter().zip(results) {
         keys.insert(n.clone(), r);
     }
@@ -204,30 +204,4 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
 fn base64_prefix(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b).chars().take(8).collect()
-}
-
-/// Runs lookups concurrently: independent keys should not wait on each other.
-pub(crate) async fn futures_join<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T>,
-{
-    let futs: Vec<_> = futs.map(Box::pin).collect();
-    let mut out: Vec<Option<T>> = futs.iter().map(|_| None).collect();
-    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> = futs.into_iter().enumerate().collect();
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
-            std::task::Poll::Ready(v) => {
-                out[*i] = Some(v);
-                false
-            }
-            std::task::Poll::Pending => true,
-        });
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.into_iter().map(|v| v.expect("every future completed")).collect()
 }

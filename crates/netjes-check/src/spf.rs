@@ -1,0 +1,260 @@
+//! The SPF lint: the record, the whole include/redirect tree, the lookups it
+//! costs against the limits of RFC 7208 §4.6.4, and whether given sending
+//! addresses pass.
+
+use crate::report::{Category, Finding, Fix, Status};
+use mail_auth::spf::Mechanism;
+use netjes_auth::spf::record::{is_spf_record, mechanism_kind};
+use netjes_auth::spf::{evaluate, parse_record, SpfRequest, SpfResult, MAX_DNS_LOOKUPS, MAX_VOID_LOOKUPS};
+use netjes_dns::{Resolver, ResolverExt};
+use serde::Serialize;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+/// One record in the tree.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpfNode {
+    pub domain: String,
+    pub record: Option<String>,
+    /// The DNS-querying terms of this record alone.
+    pub lookups: u32,
+    pub children: Vec<SpfChild>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpfChild {
+    pub term: String,
+    pub node: SpfNode,
+}
+
+const C: Category = Category::Spf;
+
+struct Walk<'a> {
+    dns: &'a dyn Resolver,
+    lookups: u32,
+    voids: u32,
+    crossing: Option<String>,
+    void_crossing: Option<String>,
+    ptr_terms: Vec<String>,
+    errors: Vec<String>,
+    dns_errors: Vec<String>,
+}
+
+type Fut<'a> = Pin<Box<dyn Future<Output = SpfNode> + Send + 'a>>;
+
+impl<'a> Walk<'a> {
+    fn count(&mut self, term: &str, domain: &str) {
+        self.lookups += 1;
+        if self.lookups == MAX_DNS_LOOKUPS + 1 {
+            self.crossing = Some(format!("{term:?} in the record of {domain}"));
+        }
+    }
+
+    fn void(&mut self, term: &str, domain: &str) {
+        self.voids += 1;
+        if self.voids == MAX_VOID_LOOKUPS + 1 {
+            self.void_crossing = Some(format!("{term:?} in the record of {domain}"));
+        }
+    }
+
+    fn node(&mut self, domain: String, depth: u32) -> Fut<'_> {
+        Box::pin(async move {
+            let mut node = SpfNode { domain: domain.clone(), record: None, lookups: 0, children: vec![], problem: None };
+            if depth > 10 {
+                node.problem = Some("the include chain loops or is deeper than 10".into());
+                self.errors.push(format!("the include chain through {domain} loops"));
+                return node;
+            }
+            let txts = match self.dns.txt(&domain).await {
+                Ok(t) => t,
+                Err(e) if e.is_temporary() => {
+                    node.problem = Some(e.to_string());
+                    self.dns_errors.push(e.to_string());
+                    return node;
+                }
+                Err(_) => {
+                    node.problem = Some(format!("{domain} has no SPF record"));
+                    return node;
+                }
+            };
+            let spf: Vec<&Vec<u8>> = txts.iter().filter(|t| is_spf_record(t)).collect();
+            let raw = match spf.as_slice() {
+                [] => {
+                    node.problem = Some(format!("{domain} has no SPF record"));
+                    return node;
+                }
+                [one] => *one,
+                many => {
+                    node.problem = Some(format!("{domain} publishes {} SPF records; there must be one", many.len()));
+                    self.errors.push(node.problem.clone().unwrap());
+                    return node;
+                }
+            };
+            node.record = Some(String::from_utf8_lossy(raw).into_owned());
+            let rec = match parse_record(raw) {
+                Ok(r) => r,
+                Err(e) => {
+                    node.problem = Some(e.to_string());
+                    if depth > 0 {
+                        self.errors.push(format!("the record of {domain} is invalid: {e}"));
+                    }
+                    return node;
+                }
+            };
+            for (d, term) in rec.spf.directives.iter().zip(rec.terms.iter()) {
+                let target = |m: &mail_auth::spf::Macro| match m {
+                    mail_auth::spf::Macro::Literal(l) => Some(String::from_utf8_lossy(l).trim_end_matches('.').to_string()),
+                    mail_auth::spf::Macro::None => Some(domain.clone()),
+                    _ => None,
+                };
+                match &d.mechanism {
+                    Mechanism::Include { macro_string } => {
+                        node.lookups += 1;
+                        self.count(term, &domain);
+                        if let Some(t) = target(macro_string) {
+                            let child = self.node(t.clone(), depth + 1).await;
+                            if child.record.is_none() && !child.problem.as_deref().unwrap_or("").contains("temporary") {
+                                self.void(term, &domain);
+                                self.errors.push(format!("{term:?} in {domain} points at {t}, which has no SPF record: that is a permerror for everyone"));
+                            }
+                            node.children.push(SpfChild { term: term.clone(), node: child });
+                        }
+                    }
+                    Mechanism::A { macro_string, .. } | Mechanism::Mx { macro_string, .. } | Mechanism::Exists { macro_string } => {
+                        node.lookups += 1;
+                        self.count(term, &domain);
+                        let kind = mechanism_kind(&d.mechanism);
+                        if let Some(t) = target(macro_string) {
+                            let res = match kind {
+                                "mx" => self.dns.mx(&t).await.map(|v| v.len()),
+                                _ => self.dns.a(&t).await.map(|v| v.len()),
+                            };
+                            match res {
+                                Err(e) if e.is_void() => {
+                                    // exists: on a missing name is its normal "no".
+                                    if kind != "exists" {
+                                        self.void(term, &domain);
+                                    }
+                                }
+                                Err(e) if e.is_temporary() => self.dns_errors.push(e.to_string()),
+                                _ => {}
+                            }
+                        }
+                    }
+                    Mechanism::Ptr { .. } => {
+                        node.lookups += 1;
+                        self.count(term, &domain);
+                        self.ptr_terms.push(format!("{term} in {domain}"));
+                    }
+                    _ => {}
+                }
+            }
+            let has_all = rec.spf.directives.iter().any(|d| matches!(d.mechanism, Mechanism::All));
+            if let (Some(m), false) = (&rec.spf.redirect, has_all) {
+                node.lookups += 1;
+                let term = rec.text.split(' ').find(|t| t.to_ascii_lowercase().starts_with("redirect=")).unwrap_or("redirect").to_string();
+                self.count(&term, &domain);
+                if let mail_auth::spf::Macro::Literal(l) = m {
+                    let t = String::from_utf8_lossy(l).trim_end_matches('.').to_string();
+                    let child = self.node(t, depth + 1).await;
+                    node.children.push(SpfChild { term, node: child });
+                }
+            }
+            node
+        })
+    }
+}
+
+fn all_term(record: &str) -> Option<String> {
+    record.split(' ').find(|t| t.trim_start_matches(['+', '-', '~', '?']).eq_ignore_ascii_case("all")).map(str::to_string)
+}
+
+/// Checks the SPF of `domain`, and whether each address in `ips` may send.
+pub async fn check_spf(dns: &dyn Resolver, domain: &str, ips: &[IpAddr], has_mx: bool) -> (Vec<Finding>, Option<SpfNode>) {
+    let mut out = Vec::new();
+    let suggested = if has_mx { "v=spf1 mx -all" } else { "v=spf1 -all" };
+    let mut w = Walk { dns, lookups: 0, voids: 0, crossing: None, void_crossing: None, ptr_terms: vec![], errors: vec![], dns_errors: vec![] };
+    let root = w.node(domain.to_string(), 0).await;
+
+    if root.record.is_none() {
+        let p = root.problem.clone().unwrap_or_default();
+        if !w.dns_errors.is_empty() {
+            out.push(Finding::new(C, "spf.dns-error", Status::Error, format!("SPF could not be checked: {p}")).advice("try again later; this is a DNS failure, not a missing record"));
+        } else if p.contains("SPF records") {
+            out.push(Finding::new(C, "spf.multiple", Status::Fail, format!("{p}: receivers treat this as a permanent error")).advice("merge them into one record"));
+        } else {
+            out.push(
+                Finding::new(C, "spf.missing", Status::Fail, format!("{domain} publishes no SPF record: receivers cannot tell your servers from forgers"))
+                    .fix(Fix::txt(domain, suggested)),
+            );
+        }
+        return (out, Some(root));
+    }
+    let record = root.record.clone().unwrap();
+    if let Some(p) = &root.problem {
+        out.push(Finding::new(C, "spf.syntax", Status::Fail, format!("the SPF record is invalid: {p}")).advice("receivers give permerror for every message"));
+        return (out, Some(root));
+    }
+    out.push(Finding::new(C, "spf.present", Status::Pass, format!("SPF record: {record}")));
+
+    for e in &w.dns_errors {
+        out.push(Finding::new(C, "spf.dns-error", Status::Error, format!("part of the SPF tree could not be checked: {e}")));
+    }
+    for e in &w.errors {
+        out.push(Finding::new(C, "spf.include-error", Status::Fail, e.clone()));
+    }
+    match &w.crossing {
+        Some(at) => out.push(
+            Finding::new(C, "spf.lookup-limit", Status::Fail, format!("the record costs {} DNS lookups; the limit is {MAX_DNS_LOOKUPS}, crossed at {at}", w.lookups))
+                .advice("receivers give permerror: replace includes by ip4:/ip6: ranges, or drop services you no longer use"),
+        ),
+        None if w.lookups >= 8 => out.push(Finding::new(C, "spf.lookup-limit", Status::Warn, format!("the record costs {} of {MAX_DNS_LOOKUPS} DNS lookups; one more include can break it", w.lookups))),
+        None => out.push(Finding::new(C, "spf.lookup-limit", Status::Pass, format!("{} of {MAX_DNS_LOOKUPS} DNS lookups", w.lookups))),
+    }
+    match &w.void_crossing {
+        Some(at) => out.push(Finding::new(C, "spf.void-limit", Status::Fail, format!("{} lookups find nothing; the limit is {MAX_VOID_LOOKUPS}, crossed at {at}", w.voids))),
+        None if w.voids > 0 => out.push(Finding::new(C, "spf.void-limit", Status::Warn, format!("{} lookup(s) find nothing (limit {MAX_VOID_LOOKUPS}): remove mechanisms that name hosts without addresses", w.voids))),
+        None => {}
+    }
+    match all_term(&record).as_deref() {
+        Some("+all") | Some("all") | Some("+ALL") | Some("ALL") => out.push(
+            Finding::new(C, "spf.all", Status::Fail, "the record ends in +all: every server on the internet may send as you")
+                .fix(Fix::txt(domain, &record.replace("+all", "-all").replace(" all", " -all"))),
+        ),
+        Some(t) if t.starts_with('?') => out.push(Finding::new(C, "spf.all", Status::Warn, "?all (neutral) says nothing about strangers: use ~all while testing, then -all").fix(Fix::txt(domain, &record.replace(t, "-all")))),
+        Some(t) if t.starts_with('~') => out.push(Finding::new(C, "spf.all", Status::Info, "~all (softfail): strangers are suspicious but not refused; -all is stronger once every sender is listed")),
+        Some(_) => out.push(Finding::new(C, "spf.all", Status::Pass, "-all: mail from other servers fails SPF")),
+        None if record.to_ascii_lowercase().contains("redirect=") => {}
+        None => out.push(Finding::new(C, "spf.all", Status::Warn, "the record has no \"all\": mail from other servers is neutral").fix(Fix::txt(domain, &format!("{record} -all")))),
+    }
+    for p in &w.ptr_terms {
+        out.push(Finding::new(C, "spf.ptr", Status::Warn, format!("{p}: ptr is slow and deprecated (RFC 7208 §5.5); list the addresses with ip4:/ip6:")));
+    }
+    if record.len() > 450 {
+        out.push(Finding::new(C, "spf.size", Status::Warn, format!("the record is {} octets: answers over 512 octets need EDNS or TCP, which some resolvers lack", record.len())));
+    }
+
+    for ip in ips {
+        let sender = format!("postmaster@{domain}");
+        let r = evaluate(dns, &SpfRequest { ip: *ip, sender: &sender, helo: domain, receiver: "netjes" }).await;
+        let by = r.mechanism.as_deref().map(|m| format!(" (by {m})")).unwrap_or_default();
+        let f = match r.result {
+            SpfResult::Pass => Finding::new(C, "spf.ip", Status::Pass, format!("{ip} may send for {domain}{by}")),
+            SpfResult::Temperror => Finding::new(C, "spf.ip", Status::Error, format!("SPF for {ip} could not be checked: {}", r.problem.unwrap_or_default())),
+            other => {
+                let mech = if ip.is_ipv4() { format!("ip4:{ip}") } else { format!("ip6:{ip}") };
+                let fixed = match all_term(&record) {
+                    Some(t) => record.replacen(&format!(" {t}"), &format!(" {mech} {t}"), 1),
+                    None => format!("{record} {mech}"),
+                };
+                Finding::new(C, "spf.ip", Status::Fail, format!("{ip} gets SPF {other} for {domain}{by}: mail it sends will fail SPF"))
+                    .fix(Fix::txt(domain, &fixed))
+            }
+        };
+        out.push(f);
+    }
+    (out, Some(root))
+}

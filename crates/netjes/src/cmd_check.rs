@@ -1,0 +1,116 @@
+use crate::exit;
+use crate::output::{dim, heading, mark, print_json, Tone};
+use crate::GlobalOpts;
+use netjes_check::{check_domain, CheckOptions, Status};
+use netjes_dns::master::parse_master_file;
+use netjes_dns::offline::ZoneResolver;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const CHECK_EXIT_CODES: &str = "\
+EXIT CODES:
+    0   nothing fails (warnings may remain)
+    1   at least one check fails: see the fixes
+    2   usage error
+    3   the domain could not be checked completely: a DNS timeout or SERVFAIL";
+
+/// Audit a domain's mail setup: MX, reverse DNS, SPF, DKIM and DMARC, with
+/// the record to publish for every fix.
+///
+/// A DNS timeout or SERVFAIL shows as "could not be checked", never as a
+/// missing record. With --zone, names in the given zone files are answered
+/// from them instead of the network, so you can see what the world will see
+/// before you publish.
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = CHECK_EXIT_CODES)]
+pub struct CheckArgs {
+    /// The domain to audit.
+    pub domain: String,
+    /// A sending address: its reverse DNS is checked, and whether SPF lets
+    /// it send. May be repeated.
+    #[arg(long = "ip")]
+    pub ips: Vec<IpAddr>,
+    /// A DKIM selector to check; may be repeated. Without it, common
+    /// selectors and those of providers seen in MX and SPF are tried.
+    #[arg(long = "selector")]
+    pub selectors: Vec<String>,
+    /// An RFC 1035 zone file to answer from instead of the network; its
+    /// origin is the audited domain unless the file sets $ORIGIN. May be repeated.
+    #[arg(long = "zone")]
+    pub zones: Vec<PathBuf>,
+}
+
+fn tone(s: Status) -> Tone {
+    match s {
+        Status::Pass => Tone::Good,
+        Status::Info => Tone::Neutral,
+        Status::Warn | Status::Error => Tone::Warn,
+        Status::Fail => Tone::Bad,
+    }
+}
+
+pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let domain = a.domain.trim_end_matches('.').to_ascii_lowercase();
+    if !domain.contains('.') || !netjes_dns::is_valid_query_name(&domain) {
+        anyhow::bail!(exit::Usage(format!("{:?} is not a domain name", a.domain)));
+    }
+    let live = g.resolver()?;
+    let dns: Arc<dyn netjes_dns::Resolver> = if a.zones.is_empty() {
+        live
+    } else {
+        let mut zr = ZoneResolver::new();
+        for path in &a.zones {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?;
+            let origin = text
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("$ORIGIN").map(|o| o.trim().to_string()))
+                .unwrap_or_else(|| domain.clone());
+            let zone = parse_master_file(&text, &origin).map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))?;
+            zr.add_zone(&origin, zone);
+        }
+        Arc::new(zr.with_fallback(live))
+    };
+    let report = check_domain(dns.as_ref(), &domain, &CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone() }).await;
+    if g.json {
+        print_json(&report);
+    } else {
+        println!("{} {}   score {:.1}/10", heading("Mail audit of"), heading(&report.domain), report.score);
+        for s in &report.scores {
+            println!();
+            println!("{} {}", heading(s.category.title()), dim(&format!("{:.1}/10", s.score)));
+            for f in report.findings.iter().filter(|f| f.category == s.category) {
+                println!("  {} {}", mark(tone(f.status)), f.message);
+                if let Some(adv) = &f.advice {
+                    println!("      {}", dim(adv));
+                }
+                if let Some(fix) = &f.fix {
+                    println!("      {} {}", dim("publish:"), fix.zone_line());
+                }
+            }
+        }
+        if let Some(tree) = &report.spf_tree {
+            if !tree.children.is_empty() {
+                println!();
+                println!("{}", heading("SPF tree"));
+                print_tree(tree, 1);
+            }
+        }
+    }
+    Ok(if report.has(Status::Fail) {
+        exit::NOT_PASSED
+    } else if report.has(Status::Error) {
+        exit::TEMPORARY
+    } else {
+        exit::OK
+    })
+}
+
+fn print_tree(n: &netjes_check::spf::SpfNode, depth: usize) {
+    let pad = "  ".repeat(depth);
+    let what = n.record.clone().or(n.problem.clone()).unwrap_or_default();
+    println!("{pad}{} {} {}", n.domain, dim(&format!("({} lookups)", n.lookups)), dim(&what));
+    for c in &n.children {
+        print_tree(&c.node, depth + 1);
+    }
+}
