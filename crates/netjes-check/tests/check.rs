@@ -1,0 +1,152 @@
+//! The domain audit against fixture zones on the real test DNS server.
+
+use netjes_check::{check_domain, CheckOptions, Report, Status};
+use netjes_dns::{CachingResolver, DnsConfig, HickoryResolver};
+use netjes_testdns::TestDns;
+use std::time::Duration;
+
+async fn audit(zone: &str, domain: &str, opts: CheckOptions) -> Report {
+    let dns = TestDns::start_str(zone).await;
+    let r = CachingResolver::new(HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(600) }).unwrap());
+    check_domain(&r, domain, &opts).await
+}
+
+fn find<'a>(r: &'a Report, id: &str) -> Vec<&'a netjes_check::Finding> {
+    r.findings.iter().filter(|f| f.id == id).collect()
+}
+
+fn one<'a>(r: &'a Report, id: &str) -> &'a netjes_check::Finding {
+    let v = find(r, id);
+    assert_eq!(v.len(), 1, "{id}: {:#?}", r.findings);
+    v[0]
+}
+
+const GOOD: &str = r#"
+good.example.        MX   10 mx1.good.example.
+good.example.        MX   20 mx2.good.example.
+mx1.good.example.    A    192.0.2.10
+mx2.good.example.    A    192.0.2.11
+10.2.0.192.in-addr.arpa. PTR mx1.good.example.
+11.2.0.192.in-addr.arpa. PTR 192-0-2-11.dynamic.isp.example.
+192-0-2-11.dynamic.isp.example. A 192.0.2.11
+7.100.51.198.in-addr.arpa. PTR out.good.example.
+out.good.example.    A    198.51.100.7
+good.example.        TXT  "v=spf1 mx include:_spf.good.example -all"
+_spf.good.example.   TXT  "v=spf1 ip4:198.51.100.0/24 -all"
+_dmarc.good.example. TXT  "v=DMARC1; p=reject; rua=mailto:d@reports.example.net; ruf=mailto:f@good.example"
+good.example._report._dmarc.reports.example.net. TXT "v=DMARC1"
+selector1._domainkey.good.example. TXT "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+"#;
+
+#[tokio::test]
+async fn a_good_domain_passes_and_explains() {
+    let r = audit(GOOD, "good.example", CheckOptions { ips: vec!["198.51.100.7".parse().unwrap()], selectors: vec![] }).await;
+    assert!(!r.has(Status::Fail), "{:#?}", r.findings);
+    assert_eq!(one(&r, "mx.host.mx1.good.example").status, Status::Pass);
+    assert_eq!(one(&r, "ptr.192.0.2.10").status, Status::Pass);
+    assert_eq!(one(&r, "ptr.192.0.2.11").status, Status::Warn, "a dynamic-looking PTR");
+    assert_eq!(one(&r, "spf.lookup-limit").message, "2 of 10 DNS lookups");
+    assert_eq!(one(&r, "spf.ip").status, Status::Pass);
+    assert_eq!(one(&r, "ptr.198.51.100.7").status, Status::Pass);
+    assert_eq!(one(&r, "dmarc.rua-external").status, Status::Pass);
+    assert_eq!(one(&r, "dmarc.ruf").status, Status::Info);
+    let d = one(&r, "dkim.selector1");
+    assert_eq!(d.status, Status::Pass);
+    assert!(d.message.contains("guessed") && d.message.contains("ed25519"), "{}", d.message);
+    let tree = r.spf_tree.as_ref().unwrap();
+    assert_eq!(tree.children[0].node.domain, "_spf.good.example");
+    assert!(r.score > 8.0, "{}", r.score);
+}
+
+const BAD: &str = r#"
+bad.example.         MX   10 192.0.2.99
+bad.example.         MX   20 nohost.bad.example.
+bad.example.         TXT  "v=spf1 include:a.bad.example include:b.bad.example include:c.bad.example a:x1.bad.example a:x2.bad.example ptr +all"
+a.bad.example.       TXT  "v=spf1 include:d.bad.example include:e.bad.example include:f.bad.example ~all"
+b.bad.example.       TXT  "v=spf1 include:g.bad.example include:h.bad.example ~all"
+c.bad.example.       TXT  "v=spf1 ip4:203.0.113.0/24 ~all"
+d.bad.example.       TXT  "v=spf1 ~all"
+e.bad.example.       TXT  "v=spf1 ~all"
+f.bad.example.       TXT  "v=spf1 ~all"
+g.bad.example.       TXT  "v=spf1 ~all"
+h.bad.example.       TXT  "v=spf1 ~all"
+_dmarc.bad.example.  TXT  "v=DMARC1; p=none; rua=mailto:d@elsewhere.example; pct=10; ri=86400; foo=bar"
+default._domainkey.bad.example. TXT "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
+old._domainkey.bad.example. TXT "v=DKIM1; k=rsa; p="
+"#;
+
+#[tokio::test]
+async fn a_bad_domain_gets_the_fixes() {
+    let r = audit(BAD, "bad.example", CheckOptions { ips: vec!["192.0.2.200".parse().unwrap()], selectors: vec!["default".into(), "old".into(), "missing".into()] }).await;
+    assert_eq!(one(&r, "mx.host.192.0.2.99").status, Status::Fail, "an IP literal MX");
+    assert_eq!(one(&r, "mx.host.nohost.bad.example").status, Status::Fail);
+    let lim = one(&r, "spf.lookup-limit");
+    assert_eq!(lim.status, Status::Fail);
+    assert!(lim.message.contains("crossed at \"ptr\" in the record of bad.example"), "{}", lim.message);
+    assert!(lim.message.contains("costs 11"), "{}", lim.message);
+    assert_eq!(one(&r, "spf.void-limit").status, Status::Warn, "{:#?}", find(&r, "spf.void-limit"));
+    let all = one(&r, "spf.all");
+    assert_eq!(all.status, Status::Fail);
+    assert!(all.fix.as_ref().unwrap().value.ends_with(" -all"), "{:?}", all.fix);
+    assert_eq!(one(&r, "spf.ptr").status, Status::Warn);
+    // +all lets the stranger pass, so it is listed as passing; the fix is the -all.
+    assert_eq!(one(&r, "ptr.192.0.2.200").status, Status::Fail);
+    let p = one(&r, "dmarc.policy");
+    assert_eq!(p.status, Status::Warn);
+    assert!(p.fix.as_ref().unwrap().value.contains("p=quarantine"));
+    assert_eq!(find(&r, "dmarc.removed-tag").len(), 2);
+    assert_eq!(one(&r, "dmarc.unknown-tag").status, Status::Warn);
+    let ext = one(&r, "dmarc.rua-external");
+    assert_eq!(ext.status, Status::Fail);
+    assert_eq!(ext.fix.as_ref().unwrap().name, "bad.example._report._dmarc.elsewhere.example");
+    assert_eq!(one(&r, "dkim.default").status, Status::Warn, "1024 bits");
+    assert_eq!(one(&r, "dkim.old").status, Status::Info, "revoked");
+    assert_eq!(one(&r, "dkim.missing").status, Status::Fail);
+}
+
+#[tokio::test]
+async fn missing_records_get_a_record_to_publish() {
+    let r = audit("bare.example. A 192.0.2.1\n", "bare.example", CheckOptions::default()).await;
+    let spf = one(&r, "spf.missing");
+    assert_eq!(spf.status, Status::Fail);
+    assert_eq!(spf.fix.as_ref().unwrap().value, "v=spf1 -all");
+    let d = one(&r, "dmarc.missing");
+    assert_eq!(d.fix.as_ref().unwrap().name, "_dmarc.bare.example");
+    assert!(d.fix.as_ref().unwrap().zone_line().starts_with("_dmarc.bare.example. IN TXT \"v=DMARC1; p=none"));
+    assert_eq!(one(&r, "mx.missing").status, Status::Warn);
+    assert_eq!(one(&r, "dkim.none-found").status, Status::Warn);
+}
+
+#[tokio::test]
+async fn null_mx_means_no_mail() {
+    let r = audit("nomail.example. MX 0 .\nnomail.example. TXT \"v=spf1 -all\"\n", "nomail.example", CheckOptions::default()).await;
+    assert_eq!(one(&r, "mx.null").status, Status::Info);
+}
+
+/// A timeout or SERVFAIL is "could not be checked", never "missing": for
+/// SPF, DKIM, DMARC and MX.
+#[tokio::test]
+async fn dns_failures_are_errors_not_absence() {
+    let zone = "broken.example. SERVFAIL\n_dmarc.broken.example. SERVFAIL\nsel._domainkey.broken.example. SERVFAIL\n";
+    let r = audit(zone, "broken.example", CheckOptions { ips: vec![], selectors: vec!["sel".into()] }).await;
+    for id in ["mx.dns-error", "spf.dns-error", "dmarc.dns-error", "dkim.sel"] {
+        assert_eq!(one(&r, id).status, Status::Error, "{id}: {:#?}", r.findings);
+    }
+    assert!(find(&r, "spf.missing").is_empty() && find(&r, "dmarc.missing").is_empty() && find(&r, "mx.missing").is_empty());
+
+    let zone = "slow.example. TIMEOUT\n_dmarc.slow.example. TIMEOUT\nsel._domainkey.slow.example. TIMEOUT\n";
+    let r = audit(zone, "slow.example", CheckOptions { ips: vec![], selectors: vec!["sel".into()] }).await;
+    for id in ["mx.dns-error", "spf.dns-error", "dmarc.dns-error", "dkim.sel"] {
+        assert_eq!(one(&r, id).status, Status::Error, "{id}: {:#?}", r.findings);
+    }
+}
+
+#[tokio::test]
+async fn json_has_stable_ids_and_scores() {
+    let r = audit(GOOD, "good.example", CheckOptions::default()).await;
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(j["domain"], "good.example");
+    assert!(j["findings"].as_array().unwrap().iter().all(|f| f["id"].is_string() && f["status"].is_string() && f["category"].is_string()));
+    assert!(j["scores"].as_array().unwrap().len() >= 4);
+    assert!(j["score"].as_f64().unwrap() > 0.0);
+}
