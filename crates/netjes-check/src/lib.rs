@@ -5,9 +5,11 @@
 //! report. A DNS failure anywhere is status error ("could not be checked"),
 //! never "missing".
 
+pub mod blocklist;
 pub mod dkim;
 pub mod dmarc;
 pub mod mx;
+pub mod policy;
 pub mod report;
 pub mod spf;
 
@@ -22,6 +24,10 @@ pub struct CheckOptions {
     pub ips: Vec<IpAddr>,
     /// DKIM selectors; empty means guess.
     pub selectors: Vec<String>,
+    /// IP blocklists; `None` for [`blocklist::DEFAULT_IP_LISTS`].
+    pub ip_lists: Option<Vec<String>>,
+    /// Domain blocklists; `None` for [`blocklist::DEFAULT_DOMAIN_LISTS`].
+    pub domain_lists: Option<Vec<String>>,
 }
 
 /// Audits one domain.
@@ -37,10 +43,20 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
     }, dmarc::check_dmarc(dns, d));
     let (spf_findings, spf_tree) = spf_out;
     let spf_text = spf_tree.as_ref().and_then(|t| t.record.clone()).unwrap_or_default();
-    let (dkim_findings, ptr_mx, ptr_ips) = tokio::join!(
+    let ip_lists = opts.ip_lists.clone().unwrap_or_else(|| blocklist::DEFAULT_IP_LISTS.iter().map(|s| s.to_string()).collect());
+    let domain_lists = opts.domain_lists.clone().unwrap_or_else(|| blocklist::DEFAULT_DOMAIN_LISTS.iter().map(|s| s.to_string()).collect());
+    let mut listed_ips = mx.addresses.clone();
+    listed_ips.extend(opts.ips.iter().copied());
+    listed_ips.sort();
+    listed_ips.dedup();
+    let (dkim_findings, ptr_mx, ptr_ips, sts, rpt, bimi, bl) = tokio::join!(
         dkim::check_dkim(dns, d, &opts.selectors, &mx.hosts, &spf_text),
         mx::check_ptr(dns, &mx.addresses, "MX"),
-        mx::check_ptr(dns, &opts.ips, "sending address")
+        mx::check_ptr(dns, &opts.ips, "sending address"),
+        policy::check_mta_sts_record(dns, d),
+        policy::check_tls_rpt(dns, d),
+        policy::check_bimi(dns, d),
+        blocklist::check_blocklists(dns, d, &listed_ips, &ip_lists, &domain_lists)
     );
     let mut findings = Vec::new();
     findings.extend(mx_findings);
@@ -49,5 +65,9 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
     findings.extend(spf_findings);
     findings.extend(dkim_findings);
     findings.extend(dmarc_findings);
+    findings.extend(sts);
+    findings.extend(rpt);
+    findings.extend(bimi);
+    findings.extend(bl);
     Report::new(d, findings, spf_tree)
 }

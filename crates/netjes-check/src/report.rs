@@ -3,13 +3,17 @@
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Category {
     Mx,
     Ptr,
     Spf,
     Dkim,
     Dmarc,
+    MtaSts,
+    TlsRpt,
+    Bimi,
+    Blocklists,
 }
 
 impl Category {
@@ -20,10 +24,24 @@ impl Category {
             Category::Spf => "SPF",
             Category::Dkim => "DKIM",
             Category::Dmarc => "DMARC",
+            Category::MtaSts => "MTA-STS",
+            Category::TlsRpt => "TLS-RPT",
+            Category::Bimi => "BIMI",
+            Category::Blocklists => "Blocklists",
         }
     }
 
-    pub const ALL: [Category; 5] = [Category::Mx, Category::Ptr, Category::Spf, Category::Dkim, Category::Dmarc];
+    pub const ALL: [Category; 9] = [
+        Category::Mx,
+        Category::Ptr,
+        Category::Spf,
+        Category::Dkim,
+        Category::Dmarc,
+        Category::MtaSts,
+        Category::TlsRpt,
+        Category::Bimi,
+        Category::Blocklists,
+    ];
 }
 
 /// error means "could not be checked" (a DNS failure), never "missing".
@@ -100,8 +118,8 @@ impl Finding {
 #[derive(Debug, Clone, Serialize)]
 pub struct CategoryScore {
     pub category: Category,
-    /// 0 to 10.
-    pub score: f32,
+    /// 0 to 10; `None` when nothing in the category could be checked.
+    pub score: Option<f32>,
     pub worst: Status,
 }
 
@@ -135,11 +153,14 @@ impl Report {
             if fs.is_empty() {
                 continue;
             }
-            let score = (10.0 - fs.iter().map(|f| penalty(f.status)).sum::<f32>()).max(0.0);
+            let checked = fs.iter().any(|f| f.status != Status::Error);
+            let score = checked.then(|| (10.0 - fs.iter().map(|f| penalty(f.status)).sum::<f32>()).max(0.0));
             let worst = fs.iter().map(|f| f.status).max().unwrap_or(Status::Pass);
             scores.push(CategoryScore { category: c, score, worst });
         }
-        let score = if scores.is_empty() { 0.0 } else { scores.iter().map(|s| s.score).sum::<f32>() / scores.len() as f32 };
+        // The overall score is the mean of the categories that could be checked.
+        let known: Vec<f32> = scores.iter().filter_map(|s| s.score).collect();
+        let score = if known.is_empty() { 0.0 } else { known.iter().sum::<f32>() / known.len() as f32 };
         Report { domain: domain.to_string(), findings, scores, score: (score * 10.0).round() / 10.0, spf_tree }
     }
 

@@ -40,7 +40,7 @@ selector1._domainkey.good.example. TXT "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyW
 
 #[tokio::test]
 async fn a_good_domain_passes_and_explains() {
-    let r = audit(GOOD, "good.example", CheckOptions { ips: vec!["198.51.100.7".parse().unwrap()], selectors: vec![] }).await;
+    let r = audit(GOOD, "good.example", CheckOptions { ips: vec!["198.51.100.7".parse().unwrap()], ..Default::default() }).await;
     assert!(!r.has(Status::Fail), "{:#?}", r.findings);
     assert_eq!(one(&r, "mx.host.mx1.good.example").status, Status::Pass);
     assert_eq!(one(&r, "ptr.192.0.2.10").status, Status::Pass);
@@ -77,7 +77,7 @@ old._domainkey.bad.example. TXT "v=DKIM1; k=rsa; p="
 
 #[tokio::test]
 async fn a_bad_domain_gets_the_fixes() {
-    let r = audit(BAD, "bad.example", CheckOptions { ips: vec!["192.0.2.200".parse().unwrap()], selectors: vec!["default".into(), "old".into(), "missing".into()] }).await;
+    let r = audit(BAD, "bad.example", CheckOptions { ips: vec!["192.0.2.200".parse().unwrap()], selectors: vec!["default".into(), "old".into(), "missing".into()], ..Default::default() }).await;
     assert_eq!(one(&r, "mx.host.192.0.2.99").status, Status::Fail, "an IP literal MX");
     assert_eq!(one(&r, "mx.host.nohost.bad.example").status, Status::Fail);
     let lim = one(&r, "spf.lookup-limit");
@@ -128,14 +128,14 @@ async fn null_mx_means_no_mail() {
 #[tokio::test]
 async fn dns_failures_are_errors_not_absence() {
     let zone = "broken.example. SERVFAIL\n_dmarc.broken.example. SERVFAIL\nsel._domainkey.broken.example. SERVFAIL\n";
-    let r = audit(zone, "broken.example", CheckOptions { ips: vec![], selectors: vec!["sel".into()] }).await;
+    let r = audit(zone, "broken.example", CheckOptions { selectors: vec!["sel".into()], ..Default::default() }).await;
     for id in ["mx.dns-error", "spf.dns-error", "dmarc.dns-error", "dkim.sel"] {
         assert_eq!(one(&r, id).status, Status::Error, "{id}: {:#?}", r.findings);
     }
     assert!(find(&r, "spf.missing").is_empty() && find(&r, "dmarc.missing").is_empty() && find(&r, "mx.missing").is_empty());
 
     let zone = "slow.example. TIMEOUT\n_dmarc.slow.example. TIMEOUT\nsel._domainkey.slow.example. TIMEOUT\n";
-    let r = audit(zone, "slow.example", CheckOptions { ips: vec![], selectors: vec!["sel".into()] }).await;
+    let r = audit(zone, "slow.example", CheckOptions { selectors: vec!["sel".into()], ..Default::default() }).await;
     for id in ["mx.dns-error", "spf.dns-error", "dmarc.dns-error", "dkim.sel"] {
         assert_eq!(one(&r, id).status, Status::Error, "{id}: {:#?}", r.findings);
     }
@@ -149,4 +149,38 @@ async fn json_has_stable_ids_and_scores() {
     assert!(j["findings"].as_array().unwrap().iter().all(|f| f["id"].is_string() && f["status"].is_string() && f["category"].is_string()));
     assert!(j["scores"].as_array().unwrap().len() >= 4);
     assert!(j["score"].as_f64().unwrap() > 0.0);
+}
+
+const LISTS: &str = r#"
+listed.example.        MX   10 mx.listed.example.
+mx.listed.example.     A    192.0.2.66
+66.2.0.192.zen.spamhaus.org. A   127.0.0.2
+66.2.0.192.zen.spamhaus.org. TXT "https://check.spamhaus.org/listed?ip=192.0.2.66"
+66.2.0.192.bl.spamcop.net.   A   127.255.255.254
+listed.example.dbl.spamhaus.org. A 127.0.1.2
+_mta-sts.listed.example. TXT "v=STSv1; id=2026-11-23"
+_smtp._tls.listed.example. TXT "v=TLSRPTv1; rua=mailto:tls@listed.example"
+default._bimi.listed.example. TXT "v=BIMI1; l=http://listed.example/logo.svg"
+"#;
+
+#[tokio::test]
+async fn blocklists_and_policy_records() {
+    let r = audit(LISTS, "listed.example", CheckOptions::default()).await;
+    let z = one(&r, "blocklist.zen.spamhaus.org.192.0.2.66");
+    assert_eq!(z.status, Status::Fail);
+    assert!(z.advice.as_ref().unwrap().contains("check.spamhaus.org"));
+    let s = one(&r, "blocklist.bl.spamcop.net.192.0.2.66");
+    assert_eq!(s.status, Status::Error, "127.255.255.254 is the list refusing, not a listing");
+    assert_eq!(one(&r, "blocklist.b.barracudacentral.org.192.0.2.66").status, Status::Pass);
+    assert_eq!(one(&r, "blocklist.dbl.spamhaus.org.listed.example").status, Status::Fail);
+    assert_eq!(one(&r, "blocklist.multi.surbl.org.listed.example").status, Status::Pass);
+    assert_eq!(one(&r, "mta-sts.record").status, Status::Fail, "id= may not hold '-'");
+    assert_eq!(one(&r, "tls-rpt.record").status, Status::Pass);
+    assert_eq!(one(&r, "bimi.record").status, Status::Warn, "an http: logo");
+
+    let r = audit(GOOD, "good.example", CheckOptions { ip_lists: Some(vec![]), domain_lists: Some(vec![]), ..Default::default() }).await;
+    assert!(find(&r, "blocklist.dbl.spamhaus.org.good.example").is_empty(), "no lists asked");
+    let sts = one(&r, "mta-sts.record");
+    assert_eq!(sts.status, Status::Info);
+    assert_eq!(sts.fix.as_ref().unwrap().name, "_mta-sts.good.example");
 }

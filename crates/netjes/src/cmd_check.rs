@@ -15,8 +15,9 @@ EXIT CODES:
     2   usage error
     3   the domain could not be checked completely: a DNS timeout or SERVFAIL";
 
-/// Audit a domain's mail setup: MX, reverse DNS, SPF, DKIM and DMARC, with
-/// the record to publish for every fix.
+/// Audit a domain's mail setup: MX, reverse DNS, SPF, DKIM, DMARC, MTA-STS,
+/// TLS-RPT and BIMI records, and blocklists, with the record to publish for
+/// every fix.
 ///
 /// A DNS timeout or SERVFAIL shows as "could not be checked", never as a
 /// missing record. With --zone, names in the given zone files are answered
@@ -39,6 +40,17 @@ pub struct CheckArgs {
     /// origin is the audited domain unless the file sets $ORIGIN. May be repeated.
     #[arg(long = "zone")]
     pub zones: Vec<PathBuf>,
+    /// An IP blocklist to ask instead of the defaults (zen.spamhaus.org,
+    /// bl.spamcop.net, b.barracudacentral.org, psbl.surriel.com). May be repeated.
+    #[arg(long = "dnsbl", value_name = "LIST")]
+    pub dnsbl: Vec<String>,
+    /// A domain blocklist to ask instead of the defaults (dbl.spamhaus.org,
+    /// multi.surbl.org). May be repeated.
+    #[arg(long = "dbl", value_name = "LIST")]
+    pub dbl: Vec<String>,
+    /// Ask no blocklists.
+    #[arg(long = "no-blocklists")]
+    pub no_blocklists: bool,
 }
 
 fn tone(s: Status) -> Tone {
@@ -71,14 +83,20 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
         Arc::new(zr.with_fallback(live))
     };
-    let report = check_domain(dns.as_ref(), &domain, &CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone() }).await;
+    let lists = |given: &Vec<String>| if a.no_blocklists { Some(vec![]) } else if given.is_empty() { None } else { Some(given.clone()) };
+    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: lists(&a.dnsbl), domain_lists: lists(&a.dbl) };
+    let report = check_domain(dns.as_ref(), &domain, &opts).await;
     if g.json {
         print_json(&report);
     } else {
         println!("{} {}   score {:.1}/10", heading("Mail audit of"), heading(&report.domain), report.score);
         for s in &report.scores {
             println!();
-            println!("{} {}", heading(s.category.title()), dim(&format!("{:.1}/10", s.score)));
+            let score = match s.score {
+                Some(v) => format!("{v:.1}/10"),
+                None => "could not be checked".to_string(),
+            };
+            println!("{} {}", heading(s.category.title()), dim(&score));
             for f in report.findings.iter().filter(|f| f.category == s.category) {
                 println!("  {} {}", mark(tone(f.status)), f.message);
                 if let Some(adv) = &f.advice {

@@ -329,3 +329,48 @@ async fn arc_seal_then_verify() {
     assert_eq!(j["instances"], 1);
     assert_eq!(j["oldest_pass"], 0);
 }
+
+#[tokio::test]
+async fn check_reads_a_zone_file_before_it_is_published() {
+    // Answers come from the file; nothing outside it is needed, and the
+    // blocklists are switched off so that no list is asked.
+    let dns = TestDns::start_str("").await;
+    let ns = dns.addr().to_string();
+    let zone = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/example.com.zone");
+    let o = run(args(&["check", "example.com", "--zone", zone, "--ip", "192.0.2.25", "--no-blocklists", "--json", "--nameserver", &ns, "--dns-timeout", "1"]), None).await;
+    let j = json(&o);
+    assert_eq!(j["domain"], "example.com");
+    let ids: Vec<(String, String)> = j["findings"].as_array().unwrap().iter().map(|f| (f["id"].as_str().unwrap().to_string(), f["status"].as_str().unwrap().to_string())).collect();
+    let status = |id: &str| ids.iter().find(|(i, _)| i == id).map(|(_, s)| s.clone()).unwrap_or_else(|| panic!("{id} missing: {ids:?}"));
+    assert_eq!(status("mx.host.mail.example.com"), "pass");
+    assert_eq!(status("ptr.192.0.2.25"), "pass");
+    assert_eq!(status("spf.ip"), "pass");
+    assert_eq!(status("dkim.default"), "warn");
+    assert_eq!(status("dmarc.policy"), "warn");
+    // Warnings only: exit 0.
+    assert_eq!(code(&o), 0, "{ids:?}");
+
+    // A zone with an error names the line.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.zone");
+    std::fs::write(&bad, "@ MX 10 mail\nmail A 192.0.2.300\n").unwrap();
+    let o = run(args(&["check", "example.com", "--zone", bad.to_str().unwrap()]), None).await;
+    assert_eq!(code(&o), 4);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = run(args(&["check", "not a domain"]), None).await;
+    assert_eq!(code(&o), 2);
+}
+
+#[tokio::test]
+async fn check_exits_1_on_failures_and_3_when_dns_fails() {
+    let dns = TestDns::start_str("bare.example. A 192.0.2.1\nbroken.example. SERVFAIL\n_dmarc.broken.example. SERVFAIL\n").await;
+    let ns = dns.addr().to_string();
+    let o = run(args(&["check", "bare.example", "--no-blocklists", "--nameserver", &ns]), None).await;
+    assert_eq!(code(&o), 1);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("publish: _dmarc.bare.example. IN TXT \"v=DMARC1; p=none"), "{out}");
+    let o = run(args(&["check", "broken.example", "--no-blocklists", "--nameserver", &ns]), None).await;
+    assert_eq!(code(&o), 3, "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SPF could not be checked"));
+}
