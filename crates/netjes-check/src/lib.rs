@@ -8,10 +8,12 @@
 pub mod blocklist;
 pub mod dkim;
 pub mod dmarc;
+pub mod mta_sts;
 pub mod mx;
 pub mod policy;
 pub mod report;
 pub mod spf;
+pub mod tls;
 
 pub use report::{Category, Finding, Fix, Report, Status};
 
@@ -28,6 +30,8 @@ pub struct CheckOptions {
     pub ip_lists: Option<Vec<String>>,
     /// Domain blocklists; `None` for [`blocklist::DEFAULT_DOMAIN_LISTS`].
     pub domain_lists: Option<Vec<String>>,
+    /// Ports, CA file and time budget of the checks that connect.
+    pub net: tls::NetOptions,
 }
 
 /// Audits one domain.
@@ -53,7 +57,14 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
         dkim::check_dkim(dns, d, &opts.selectors, &mx.hosts, &spf_text),
         mx::check_ptr(dns, &mx.addresses, "MX"),
         mx::check_ptr(dns, &opts.ips, "sending address"),
-        policy::check_mta_sts_record(dns, d),
+        async {
+            let mut f = policy::check_mta_sts_record(dns, d).await;
+            // The policy is fetched only when the record says there is one.
+            if f.iter().any(|x| x.id == "mta-sts.record" && x.status == Status::Pass) {
+                f.extend(mta_sts::check_mta_sts_policy(dns, d, &mx.hosts, &opts.net).await);
+            }
+            f
+        },
         policy::check_tls_rpt(dns, d),
         policy::check_bimi(dns, d),
         blocklist::check_blocklists(dns, d, &listed_ips, &ip_lists, &domain_lists)

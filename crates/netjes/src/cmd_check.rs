@@ -51,6 +51,13 @@ pub struct CheckArgs {
     /// Ask no blocklists.
     #[arg(long = "no-blocklists")]
     pub no_blocklists: bool,
+    /// Also trust the CA certificates in this PEM file when fetching the
+    /// MTA-STS policy (a private CA, or a test's own).
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// The HTTPS port of mta-sts.DOMAIN (for test setups; senders use 443).
+    #[arg(long = "https-port", default_value_t = 443, hide = true)]
+    pub https_port: u16,
 }
 
 fn tone(s: Status) -> Tone {
@@ -84,7 +91,8 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         Arc::new(zr.with_fallback(live))
     };
     let lists = |given: &Vec<String>| if a.no_blocklists { Some(vec![]) } else if given.is_empty() { None } else { Some(given.clone()) };
-    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: lists(&a.dnsbl), domain_lists: lists(&a.dbl) };
+    let net = netjes_check::tls::NetOptions { ca_file: a.ca_file.clone(), https_port: a.https_port, ..Default::default() };
+    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: lists(&a.dnsbl), domain_lists: lists(&a.dbl), net };
     let report = check_domain(dns.as_ref(), &domain, &opts).await;
     if g.json {
         print_json(&report);

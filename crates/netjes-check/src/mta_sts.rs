@@ -1,0 +1,134 @@
+//! The MTA-STS policy (RFC 8461 §3.2, §3.3): fetched over HTTPS from
+//! mta-sts.DOMAIN with a valid certificate, no redirects, at most 64 KB, and
+//! checked against the MX hosts it must cover.
+
+use crate::report::{Category, Finding, Status};
+use crate::tls::{client_config, handshake, https_get, NetOptions};
+use netjes_dns::{Resolver, ResolverExt};
+use std::net::{IpAddr, SocketAddr};
+
+const C: Category = Category::MtaSts;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsPolicy {
+    pub mode: String,
+    pub mx: Vec<String>,
+    pub max_age: u64,
+}
+
+/// Parses a policy file (RFC 8461 §3.2).
+pub fn parse_policy(text: &str) -> Result<StsPolicy, String> {
+    let mut version = None;
+    let mut mode = None;
+    let mut max_age = None;
+    let mut mx = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (k, v) = line.split_once(':').ok_or_else(|| format!("{line:?} is not a key: value line"))?;
+        let (k, v) = (k.trim(), v.trim());
+        match k {
+            "version" => version = Some(v.to_string()),
+            "mode" => mode = Some(v.to_string()),
+            "max_age" => max_age = Some(v.parse::<u64>().map_err(|_| format!("max_age {v:?} is not a number"))?),
+            "mx" => mx.push(v.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    if version.as_deref() != Some("STSv1") {
+        return Err("the first key must be version: STSv1".into());
+    }
+    let mode = mode.ok_or("mode: is missing")?;
+    if !matches!(mode.as_str(), "enforce" | "testing" | "none") {
+        return Err(format!("mode {mode:?} must be enforce, testing or none"));
+    }
+    let max_age = max_age.ok_or("max_age: is missing")?;
+    if max_age > 31_557_600 {
+        return Err(format!("max_age {max_age} is over one year (31557600)"));
+    }
+    if mx.is_empty() && mode != "none" {
+        return Err("no mx: lines: the policy covers no host".into());
+    }
+    Ok(StsPolicy { mode, mx, max_age })
+}
+
+/// RFC 8461 §4.1: "*.example.com" matches one label left of example.com.
+pub fn mx_matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host.split_once('.').is_some_and(|(_, rest)| rest == suffix),
+        None => host == pattern,
+    }
+}
+
+pub async fn check_mta_sts_policy(dns: &dyn Resolver, domain: &str, mx_hosts: &[String], net: &NetOptions) -> Vec<Finding> {
+    let host = format!("mta-sts.{domain}");
+    let url = format!("https://{host}/.well-known/mta-sts.txt");
+    let addrs: Vec<IpAddr> = match (dns.a(&host).await, dns.aaaa(&host).await) {
+        (Err(e), _) if e.is_temporary() => return vec![Finding::new(C, "mta-sts.policy", Status::Error, format!("{host} could not be resolved: {e}"))],
+        (a, aaaa) => a.unwrap_or_default().into_iter().map(IpAddr::V4).chain(aaaa.unwrap_or_default().into_iter().map(IpAddr::V6)).collect(),
+    };
+    let Some(ip) = addrs.first() else {
+        return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{host} has no address, so the policy at {url} cannot be fetched"))];
+    };
+    let cfg = match client_config(net.ca_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return vec![Finding::new(C, "mta-sts.policy", Status::Error, e)],
+    };
+    let fetch = async {
+        let tcp = tokio::net::TcpStream::connect(SocketAddr::new(*ip, net.https_port)).await.map_err(|e| format!("cannot connect to {host} ({ip}): {e}"))?;
+        let mut tls = handshake(cfg, &host, tcp).await.map_err(|e| format!("TLS with {host} failed: {e}"))?;
+        https_get(&mut tls, &host, "/.well-known/mta-sts.txt", 64 * 1024).await
+    };
+    let res = match tokio::time::timeout(net.timeout, fetch).await {
+        Err(_) => return vec![Finding::new(C, "mta-sts.policy", Status::Error, format!("{url} did not answer within {:?}", net.timeout))],
+        Ok(r) => r,
+    };
+    let (status, content_type, body) = match res {
+        Ok(r) => r,
+        Err(e) if e.starts_with("TLS") => return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{e}: senders cannot fetch the policy and will ignore it")).advice("the certificate must be valid for mta-sts.DOMAIN")],
+        Err(e) => return vec![Finding::new(C, "mta-sts.policy", Status::Fail, e)],
+    };
+    if (300..400).contains(&status) {
+        return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{url} answers {status}: RFC 8461 §3.3 forbids following redirects"))];
+    }
+    if status != 200 {
+        return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{url} answers HTTP {status}"))];
+    }
+    let mut out = Vec::new();
+    if !content_type.to_ascii_lowercase().starts_with("text/plain") {
+        out.push(Finding::new(C, "mta-sts.content-type", Status::Warn, format!("{url} is served as {content_type:?}; RFC 8461 §3.2 wants text/plain")));
+    }
+    let policy = match parse_policy(&String::from_utf8_lossy(&body)) {
+        Ok(p) => p,
+        Err(e) => {
+            out.push(Finding::new(C, "mta-sts.policy", Status::Fail, format!("the policy at {url} is invalid: {e}")));
+            return out;
+        }
+    };
+    let st = if policy.mode == "enforce" { Status::Pass } else { Status::Info };
+    out.push(Finding::new(C, "mta-sts.policy", st, format!("policy mode {} for {}, max_age {}", policy.mode, policy.mx.join(", "), policy.max_age)));
+    for h in mx_hosts {
+        if !policy.mx.iter().any(|p| mx_matches(p, h)) {
+            out.push(Finding::new(C, "mta-sts.mx", Status::Fail, format!("MX {h} is not covered by the policy: in enforce mode senders refuse to deliver to it")).advice(format!("add \"mx: {h}\" to {url}")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies() {
+        let p = parse_policy("version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n").unwrap();
+        assert_eq!(p.mx, vec!["mail.example.com", "*.example.net"]);
+        assert!(mx_matches("*.example.net", "mx1.example.net") && !mx_matches("*.example.net", "a.b.example.net"));
+        assert!(parse_policy("mode: enforce\nmx: a\nmax_age: 1\n").is_err());
+        assert!(parse_policy("version: STSv1\nmode: strict\nmx: a\nmax_age: 1\n").is_err());
+        assert!(parse_policy("version: STSv1\nmode: enforce\nmx: a\nmax_age: 99999999\n").is_err());
+    }
+}
