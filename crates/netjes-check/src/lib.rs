@@ -12,6 +12,7 @@ pub mod mta_sts;
 pub mod mx;
 pub mod policy;
 pub mod report;
+pub mod smtp;
 pub mod spf;
 pub mod tls;
 
@@ -32,6 +33,8 @@ pub struct CheckOptions {
     pub domain_lists: Option<Vec<String>>,
     /// Ports, CA file and time budget of the checks that connect.
     pub net: tls::NetOptions,
+    /// Connect to each MX on port 25 (`--smtp`).
+    pub smtp: bool,
 }
 
 /// Audits one domain.
@@ -53,7 +56,7 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
     listed_ips.extend(opts.ips.iter().copied());
     listed_ips.sort();
     listed_ips.dedup();
-    let (dkim_findings, ptr_mx, ptr_ips, sts, rpt, bimi, bl) = tokio::join!(
+    let (dkim_findings, ptr_mx, ptr_ips, sts, rpt, bimi, bl, smtp_findings) = tokio::join!(
         dkim::check_dkim(dns, d, &opts.selectors, &mx.hosts, &spf_text),
         mx::check_ptr(dns, &mx.addresses, "MX"),
         mx::check_ptr(dns, &opts.ips, "sending address"),
@@ -67,7 +70,14 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
         },
         policy::check_tls_rpt(dns, d),
         policy::check_bimi(dns, d),
-        blocklist::check_blocklists(dns, d, &listed_ips, &ip_lists, &domain_lists)
+        blocklist::check_blocklists(dns, d, &listed_ips, &ip_lists, &domain_lists),
+        async {
+            if opts.smtp {
+                smtp::check_smtp(dns, &mx.hosts, &opts.net).await
+            } else {
+                Vec::new()
+            }
+        }
     );
     let mut findings = Vec::new();
     findings.extend(mx_findings);
@@ -80,5 +90,6 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
     findings.extend(rpt);
     findings.extend(bimi);
     findings.extend(bl);
+    findings.extend(smtp_findings);
     Report::new(d, findings, spf_tree)
 }

@@ -14,6 +14,7 @@ pub enum Category {
     TlsRpt,
     Bimi,
     Blocklists,
+    Smtp,
 }
 
 impl Category {
@@ -28,10 +29,11 @@ impl Category {
             Category::TlsRpt => "TLS-RPT",
             Category::Bimi => "BIMI",
             Category::Blocklists => "Blocklists",
+            Category::Smtp => "SMTP",
         }
     }
 
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Mx,
         Category::Ptr,
         Category::Spf,
@@ -41,6 +43,7 @@ impl Category {
         Category::TlsRpt,
         Category::Bimi,
         Category::Blocklists,
+        Category::Smtp,
     ];
 }
 

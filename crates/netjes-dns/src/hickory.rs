@@ -69,6 +69,9 @@ impl HickoryResolver {
         opts.edns0 = true;
         opts.ndots = 0;
         opts.preserve_intermediates = false;
+        // What the world sees is DNS, not this machine's /etc/hosts (which
+        // would answer 127.0.0.1's PTR with "localhost").
+        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
         let inner = TokioResolver::builder_with_config(rconf, TokioRuntimeProvider::default())
             .with_options(opts)
             .build()

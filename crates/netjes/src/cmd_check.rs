@@ -55,6 +55,13 @@ pub struct CheckArgs {
     /// MTA-STS policy (a private CA, or a test's own).
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Connect to each MX on port 25: the banner, STARTTLS, a certificate
+    /// valid for the MX name, and the banner name against the PTR.
+    #[arg(long)]
+    pub smtp: bool,
+    /// The SMTP port of the MX hosts (for test setups; senders use 25).
+    #[arg(long = "smtp-port", default_value_t = 25, hide = true)]
+    pub smtp_port: u16,
     /// The HTTPS port of mta-sts.DOMAIN (for test setups; senders use 443).
     #[arg(long = "https-port", default_value_t = 443, hide = true)]
     pub https_port: u16,
@@ -91,8 +98,8 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         Arc::new(zr.with_fallback(live))
     };
     let lists = |given: &Vec<String>| if a.no_blocklists { Some(vec![]) } else if given.is_empty() { None } else { Some(given.clone()) };
-    let net = netjes_check::tls::NetOptions { ca_file: a.ca_file.clone(), https_port: a.https_port, ..Default::default() };
-    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: lists(&a.dnsbl), domain_lists: lists(&a.dbl), net };
+    let net = netjes_check::tls::NetOptions { ca_file: a.ca_file.clone(), https_port: a.https_port, smtp_port: a.smtp_port, ..Default::default() };
+    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: lists(&a.dnsbl), domain_lists: lists(&a.dbl), net, smtp: a.smtp };
     let report = check_domain(dns.as_ref(), &domain, &opts).await;
     if g.json {
         print_json(&report);
