@@ -41,13 +41,19 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
         out.push(Finding::new(C, "mx.null-mixed", Status::Fail, "a null MX (\".\") must be the only MX record (RFC 7505 §3)"));
     }
     let hosts: Vec<String> = mxs.iter().filter(|(_, h)| !h.is_empty()).map(|(_, h)| h.clone()).collect();
-    let lookups = hosts.iter().map(|h| async move { (dns.a(h).await, dns.aaaa(h).await) });
+    let lookups = hosts.iter().map(|h| async move { (dns.a(h).await, dns.aaaa(h).await, dns.cname(h).await) });
     let answers = netjes_dns::join_all(lookups).await;
-    for ((pref, host), (a, aaaa)) in mxs.iter().filter(|(_, h)| !h.is_empty()).zip(answers) {
+    for ((pref, host), (a, aaaa, cname)) in mxs.iter().filter(|(_, h)| !h.is_empty()).zip(answers) {
         let id = format!("mx.host.{host}");
         if host.parse::<IpAddr>().is_ok() {
             out.push(Finding::new(C, &id, Status::Fail, format!("MX {pref} {host} is an IP address; an MX must name a host")));
             continue;
+        }
+        if let Ok(target) = cname {
+            out.push(
+                Finding::new(C, &format!("{id}.cname"), Status::Fail, format!("MX {pref} {host} is an alias (CNAME to {target}); RFC 2181 §10.3 forbids it and some senders refuse it"))
+                    .fix(Fix { name: domain.into(), rtype: "MX".into(), value: format!("{pref} {target}.") }),
+            );
         }
         let mut addrs: Vec<IpAddr> = Vec::new();
         let mut temp = None;

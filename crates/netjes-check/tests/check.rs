@@ -61,6 +61,9 @@ async fn a_good_domain_passes_and_explains() {
 const BAD: &str = r#"
 bad.example.         MX   10 192.0.2.99
 bad.example.         MX   20 nohost.bad.example.
+bad.example.         MX   30 alias.bad.example.
+alias.bad.example.   CNAME real.bad.example.
+real.bad.example.    A    192.0.2.77
 bad.example.         TXT  "v=spf1 include:a.bad.example include:b.bad.example include:c.bad.example a:x1.bad.example a:x2.bad.example ptr +all"
 a.bad.example.       TXT  "v=spf1 include:d.bad.example include:e.bad.example include:f.bad.example ~all"
 b.bad.example.       TXT  "v=spf1 include:g.bad.example include:h.bad.example ~all"
@@ -80,6 +83,10 @@ async fn a_bad_domain_gets_the_fixes() {
     let r = audit(BAD, "bad.example", CheckOptions { ips: vec!["192.0.2.200".parse().unwrap()], selectors: vec!["default".into(), "old".into(), "missing".into()], ..Default::default() }).await;
     assert_eq!(one(&r, "mx.host.192.0.2.99").status, Status::Fail, "an IP literal MX");
     assert_eq!(one(&r, "mx.host.nohost.bad.example").status, Status::Fail);
+    let alias = one(&r, "mx.host.alias.bad.example.cname");
+    assert_eq!(alias.status, Status::Fail);
+    assert_eq!(alias.fix.as_ref().unwrap().value, "30 real.bad.example.");
+    assert_eq!(one(&r, "mx.host.alias.bad.example").status, Status::Pass, "it does resolve");
     let lim = one(&r, "spf.lookup-limit");
     assert_eq!(lim.status, Status::Fail);
     assert!(lim.message.contains("crossed at \"ptr\" in the record of bad.example"), "{}", lim.message);

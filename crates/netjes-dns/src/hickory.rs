@@ -87,6 +87,7 @@ fn htype(t: RecordType) -> HType {
         RecordType::Mx => HType::MX,
         RecordType::Txt => HType::TXT,
         RecordType::Ptr => HType::PTR,
+        RecordType::Cname => HType::CNAME,
     }
 }
 
@@ -128,6 +129,7 @@ impl Resolver for HickoryResolver {
                         RData::MX(mx) => Some(Rdata::Mx { preference: mx.preference, exchange: name_str(&mx.exchange) }),
                         RData::TXT(txt) => Some(Rdata::Txt(txt.txt_data.iter().map(|b| b.to_vec()).collect())),
                         RData::PTR(p) => Some(Rdata::Ptr(name_str(&p.0))),
+                        RData::CNAME(c) => Some(Rdata::Cname(name_str(&c.0))),
                         _ => None,
                     })
                     .collect();

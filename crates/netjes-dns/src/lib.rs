@@ -47,6 +47,9 @@ pub enum RecordType {
     Mx,
     Txt,
     Ptr,
+    /// Asked only to find out whether a name is an alias (MX targets must
+    /// not be, RFC 2181 §10.3); every other type follows CNAMEs.
+    Cname,
 }
 
 impl fmt::Display for RecordType {
@@ -57,6 +60,7 @@ impl fmt::Display for RecordType {
             RecordType::Mx => "MX",
             RecordType::Txt => "TXT",
             RecordType::Ptr => "PTR",
+            RecordType::Cname => "CNAME",
         })
     }
 }
@@ -71,6 +75,7 @@ pub enum Rdata {
     /// can both join them (RFC 7208 §3.3) and lint how they were split.
     Txt(Vec<Vec<u8>>),
     Ptr(String),
+    Cname(String),
 }
 
 /// The answer to one query: at least one record, and the TTL it may be kept.
@@ -188,6 +193,15 @@ pub trait ResolverExt: Resolver {
             .collect();
         v.sort();
         Ok(v)
+    }
+
+    /// The target of `name` if it is an alias.
+    async fn cname(&self, name: &str) -> DnsResult<String> {
+        let l = self.lookup(name, RecordType::Cname).await?;
+        l.records
+            .iter()
+            .find_map(|r| if let Rdata::Cname(c) = r { Some(c.clone()) } else { None })
+            .ok_or_else(|| DnsError::NoData { name: name.to_string(), rtype: RecordType::Cname, negative_ttl: None })
     }
 
     /// PTR names of `ip`, without the trailing dot.

@@ -84,6 +84,9 @@ impl Resolver for ZoneResolver {
                 return Err(DnsError::temporary(&current, "SERVFAIL (fixture)"));
             }
             if let Some(target) = data.records.iter().find_map(|r| if let ZoneRecord::Cname(t) = r { Some(t.clone()) } else { None }) {
+                if rtype == RecordType::Cname {
+                    return Ok(Lookup { records: vec![Rdata::Cname(target)].into(), ttl: data.ttl });
+                }
                 current = target;
                 continue;
             }
