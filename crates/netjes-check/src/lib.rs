@@ -38,47 +38,87 @@ pub struct CheckOptions {
 }
 
 /// Audits one domain.
+///
+/// The checks form chains of lookups that depend on each other (MX → A →
+/// PTR → A; the SPF include tree; the DMARC walk). Each chain runs as its
+/// own branch, all at once, so that the audit takes about as long as its
+/// longest chain (see benches/check.rs).
 pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions) -> Report {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let d = domain.as_str();
-    // MX first is not needed by SPF's tree or DMARC, so all three start now.
-    let ((mx_findings, mx), spf_out, dmarc_findings) = tokio::join!(mx::check_mx(dns, d), async {
-        // The SPF suggestion mentions mx only when there are MX hosts; it is
-        // cheap to ask again (the cache answers).
-        let has_mx = netjes_dns::ResolverExt::mx(dns, d).await.map(|m| !m.is_empty()).unwrap_or(false);
-        spf::check_spf(dns, d, &opts.ips, has_mx).await
-    }, dmarc::check_dmarc(dns, d));
-    let (spf_findings, spf_tree) = spf_out;
-    let spf_text = spf_tree.as_ref().and_then(|t| t.record.clone()).unwrap_or_default();
     let ip_lists = opts.ip_lists.clone().unwrap_or_else(|| blocklist::DEFAULT_IP_LISTS.iter().map(|s| s.to_string()).collect());
     let domain_lists = opts.domain_lists.clone().unwrap_or_else(|| blocklist::DEFAULT_DOMAIN_LISTS.iter().map(|s| s.to_string()).collect());
-    let mut listed_ips = mx.addresses.clone();
-    listed_ips.extend(opts.ips.iter().copied());
-    listed_ips.sort();
-    listed_ips.dedup();
-    let (dkim_findings, ptr_mx, ptr_ips, sts, rpt, bimi, bl, smtp_findings) = tokio::join!(
-        dkim::check_dkim(dns, d, &opts.selectors, &mx.hosts, &spf_text),
-        mx::check_ptr(dns, &mx.addresses, "MX"),
-        mx::check_ptr(dns, &opts.ips, "sending address"),
-        async {
-            let mut f = policy::check_mta_sts_record(dns, d).await;
-            // The policy is fetched only when the record says there is one.
-            if f.iter().any(|x| x.id == "mta-sts.record" && x.status == Status::Pass) {
-                f.extend(mta_sts::check_mta_sts_policy(dns, d, &mx.hosts, &opts.net).await);
+
+    // Branch: MX, then everything that needs the MX hosts or addresses.
+    let mx_branch = async {
+        let (mx_findings, mx) = mx::check_mx(dns, d).await;
+        let mut listed_ips = mx.addresses.clone();
+        listed_ips.extend(opts.ips.iter().copied());
+        listed_ips.sort();
+        listed_ips.dedup();
+        let (ptr, bl, smtp_findings, sts) = tokio::join!(
+            mx::check_ptr(dns, &mx.addresses, "MX"),
+            blocklist::check_blocklists(dns, d, &listed_ips, &ip_lists, &domain_lists),
+            async {
+                if opts.smtp {
+                    smtp::check_smtp(dns, &mx.hosts, &opts.net).await
+                } else {
+                    Vec::new()
+                }
+            },
+            async {
+                let mut f = policy::check_mta_sts_record(dns, d).await;
+                // The policy is fetched only when the record says there is one.
+                if f.iter().any(|x| x.id == "mta-sts.record" && x.status == Status::Pass) {
+                    f.extend(mta_sts::check_mta_sts_policy(dns, d, &mx.hosts, &opts.net).await);
+                }
+                f
             }
-            f
-        },
-        policy::check_tls_rpt(dns, d),
-        policy::check_bimi(dns, d),
-        blocklist::check_blocklists(dns, d, &listed_ips, &ip_lists, &domain_lists),
-        async {
-            if opts.smtp {
-                smtp::check_smtp(dns, &mx.hosts, &opts.net).await
-            } else {
-                Vec::new()
+        );
+        (mx_findings, ptr, bl, smtp_findings, sts)
+    };
+    // Branch: SPF and its tree.
+    let spf_branch = async {
+        // Whether to suggest "mx" in a missing record is known only from
+        // the MX answer; ask for it alongside rather than before the tree.
+        let (mx, (mut findings, tree)) = tokio::join!(netjes_dns::ResolverExt::mx(dns, d), spf::check_spf(dns, d, &opts.ips, false));
+        if mx.is_ok_and(|m| m.iter().any(|(_, h)| !h.is_empty())) {
+            for f in findings.iter_mut().filter(|f| f.id == "spf.missing") {
+                if let Some(fix) = f.fix.as_mut() {
+                    fix.value = "v=spf1 mx -all".into();
+                }
             }
         }
+        (findings, tree)
+    };
+    // Branch: DKIM. Guessing selectors wants the MX hosts and the SPF
+    // record; both are single lookups, asked here again rather than waiting
+    // for the other branches.
+    let dkim_branch = async {
+        if opts.selectors.is_empty() {
+            let (mx, txt) = tokio::join!(netjes_dns::ResolverExt::mx(dns, d), netjes_dns::ResolverExt::txt(dns, d));
+            let hosts: Vec<String> = mx.unwrap_or_default().into_iter().map(|(_, h)| h).collect();
+            let spf_text = txt
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .find(|t| t.to_ascii_lowercase().starts_with("v=spf1"))
+                .unwrap_or_default();
+            dkim::check_dkim(dns, d, &opts.selectors, &hosts, &spf_text).await
+        } else {
+            dkim::check_dkim(dns, d, &opts.selectors, &[], "").await
+        }
+    };
+    let (mx_out, (spf_findings, spf_tree), dkim_findings, dmarc_findings, ptr_ips, rpt, bimi) = tokio::join!(
+        mx_branch,
+        spf_branch,
+        dkim_branch,
+        dmarc::check_dmarc(dns, d),
+        mx::check_ptr(dns, &opts.ips, "sending address"),
+        policy::check_tls_rpt(dns, d),
+        policy::check_bimi(dns, d)
     );
+    let (mx_findings, ptr_mx, bl, smtp_findings, sts) = mx_out;
     let mut findings = Vec::new();
     findings.extend(mx_findings);
     findings.extend(ptr_mx);
