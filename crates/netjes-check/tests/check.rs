@@ -191,3 +191,50 @@ async fn blocklists_and_policy_records() {
     assert_eq!(sts.status, Status::Info);
     assert_eq!(sts.fix.as_ref().unwrap().name, "_mta-sts.good.example");
 }
+
+const MORE: &str = r#"
+more.example.          MX   0 .
+more.example.          MX   10 mail.more.example.
+mail.more.example.     A    192.0.2.5
+more.example.          TXT  "v=spf1 include:gone.more.example ip4:192.0.2.0/24 ip4:192.0.3.0/24 ip4:192.0.4.0/24 ip4:192.0.5.0/24 ip4:192.0.6.0/24 ip4:192.0.7.0/24 ip4:192.0.8.0/24 ip4:192.0.9.0/24 ip4:192.0.10.0/24 " "ip4:192.0.11.0/24 ip4:192.0.12.0/24 ip4:192.0.13.0/24 ip4:192.0.14.0/24 ip4:192.0.15.0/24 ip4:192.0.16.0/24 ip4:192.0.17.0/24 ip4:192.0.18.0/24 " "ip4:192.0.19.0/24 ip4:192.0.20.0/24 ip4:192.0.21.0/24 ip4:192.0.22.0/24 ip4:192.0.23.0/24 ip4:192.0.24.0/24 ip4:192.0.25.0/24 ip4:192.0.26.0/24 ~all"
+twice.example.         TXT  "v=spf1 -all"
+twice.example.         TXT  "v=spf1 mx -all"
+_dmarc.twice.example.  TXT  "v=DMARC1; p=reject"
+_dmarc.twice.example.  TXT  "v=DMARC1; p=none"
+typo.example.          TXT  "v=spf1 ip4:192.0.2.0/33 -all"
+_dmarc.typo.example.   TXT  "v=DMARC1; p=never"
+_smtp._tls.typo.example. TXT "v=TLSRPTv1; rua=ftp://reports.example"
+default._bimi.more.example. TXT "v=BIMI1; l=https://more.example/logo.svg"
+weak._domainkey.more.example. TXT "v=DKIM1; k=rsa; p=MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAJ2V17c1FIAVrxrL66DF9OctijZAN5UpjnVecSnJ6tDQ1cA/xcKARvSmJBKDXnDr1jHhwjin/eFr+XyU0Vlc8M8CAwEAAQ=="
+spaced._domainkey.more.example. TXT "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPa piMlrwIaaPcHURo="
+quoted._domainkey.more.example. TXT "v=DKIM1; k=ed25519; p=\"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\""
+"#;
+
+#[tokio::test]
+async fn every_other_finding_pass_and_fail() {
+    let opts = CheckOptions { selectors: vec!["weak".into(), "spaced".into(), "quoted".into()], ..Default::default() };
+    let r = audit(MORE, "more.example", opts).await;
+    assert_eq!(one(&r, "mx.null-mixed").status, Status::Fail);
+    assert_eq!(one(&r, "spf.include-error").status, Status::Fail, "include of a name without SPF");
+    assert_eq!(one(&r, "spf.size").status, Status::Warn);
+    assert_eq!(one(&r, "bimi.record").status, Status::Info);
+    let weak = one(&r, "dkim.weak");
+    assert_eq!(weak.status, Status::Fail, "a 512-bit key: {}", weak.message);
+    assert!(weak.message.contains("512-bit"));
+    assert_eq!(one(&r, "dkim.spaced").status, Status::Pass);
+    assert_eq!(one(&r, "dkim.spaced.format").status, Status::Warn, "white space pasted into p=");
+    let q = one(&r, "dkim.quoted");
+    assert_eq!(q.status, Status::Fail);
+    assert!(q.message.contains("quote"), "{}", q.message);
+
+    let r = audit(MORE, "twice.example", CheckOptions::default()).await;
+    assert_eq!(one(&r, "spf.multiple").status, Status::Fail);
+    assert_eq!(one(&r, "dmarc.multiple").status, Status::Fail);
+
+    let r = audit(MORE, "typo.example", CheckOptions::default()).await;
+    let s = one(&r, "spf.syntax");
+    assert_eq!(s.status, Status::Fail);
+    assert!(s.message.contains("at character 8"), "the position of the bad term: {}", s.message);
+    assert_eq!(one(&r, "dmarc.syntax").status, Status::Fail);
+    assert_eq!(one(&r, "tls-rpt.record").status, Status::Fail);
+}
