@@ -133,12 +133,8 @@ impl<'a> Walk<'a> {
                                 _ => self.dns.a(&t).await.map(|v| v.len()),
                             };
                             match res {
-                                Err(e) if e.is_void() => {
-                                    // exists: on a missing name is its normal "no".
-                                    if kind != "exists" {
-                                        self.void(term, &domain);
-                                    }
-                                }
+                                // exists: on a missing name is its normal "no".
+                                Err(e) if e.is_void() && kind != "exists" => self.void(term, &domain),
                                 Err(e) if e.is_temporary() => self.dns_errors.push(e.to_string()),
                                 _ => {}
                             }

@@ -129,9 +129,7 @@ pub fn parse_master_file(text: &str, origin: &str) -> Result<Zone, ZoneError> {
 fn absolute(name: &str, origin: &str) -> String {
     if name == "@" {
         normalize_name(origin)
-    } else if name.ends_with('.') {
-        normalize_name(name)
-    } else if origin.is_empty() {
+    } else if name.ends_with('.') || origin.is_empty() {
         normalize_name(name)
     } else {
         normalize_name(&format!("{name}.{origin}"))
