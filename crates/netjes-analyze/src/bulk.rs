@@ -3,30 +3,12 @@
 //! DMARC published, TLS) is judged from the verdict and the Received chain.
 
 use crate::finding::{Finding, Section};
+use crate::headers::fields;
 
 const S: Section = Section::BulkSender;
 
-fn header<'a>(raw: &'a [u8], name: &str) -> Option<String> {
-    let mut value: Option<String> = None;
-    for line in raw.split(|b| *b == b'\n') {
-        let l = line.strip_suffix(b"\r").unwrap_or(line);
-        if l.is_empty() {
-            break;
-        }
-        if (l[0] == b' ' || l[0] == b'\t') && value.is_some() {
-            value.as_mut().unwrap().push_str(String::from_utf8_lossy(l).trim());
-            continue;
-        }
-        if value.is_some() {
-            break;
-        }
-        if let Some(c) = l.iter().position(|b| *b == b':') {
-            if String::from_utf8_lossy(&l[..c]).trim().eq_ignore_ascii_case(name) {
-                value = Some(String::from_utf8_lossy(&l[c + 1..]).trim().to_string());
-            }
-        }
-    }
-    value
+fn header(raw: &[u8], name: &str) -> Option<String> {
+    fields(raw).into_iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(&v).trim().to_string())
 }
 
 /// `signed`: the header names (h=) of the passing, aligned DKIM signature, if any.

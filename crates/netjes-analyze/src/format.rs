@@ -2,33 +2,13 @@
 //! and the lines it must not have.
 
 use crate::finding::{Finding, Section};
+use crate::headers::fields;
 use mail_parser::MessageParser;
 
 const S: Section = Section::Format;
 
 /// Fields RFC 5322 §3.6 allows at most once.
 const SINGLE: &[&str] = &["Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Message-ID", "In-Reply-To", "References", "Subject"];
-
-/// The header block as (name, raw value) pairs, unfolded.
-fn fields(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    for line in raw.split(|b| *b == b'\n') {
-        let l = line.strip_suffix(b"\r").unwrap_or(line);
-        if l.is_empty() {
-            break;
-        }
-        if l[0] == b' ' || l[0] == b'\t' {
-            if let Some((_, v)) = out.last_mut() {
-                v.extend_from_slice(l);
-            }
-            continue;
-        }
-        if let Some(c) = l.iter().position(|b| *b == b':') {
-            out.push((String::from_utf8_lossy(&l[..c]).trim().to_string(), l[c + 1..].to_vec()));
-        }
-    }
-    out
-}
 
 /// Checks the form of a message; `now` is Unix time, for Date in the future.
 pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {

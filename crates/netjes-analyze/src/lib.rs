@@ -5,4 +5,5 @@
 pub mod bulk;
 pub mod finding;
 pub mod format;
+pub mod headers;
 pub mod received;
