@@ -3,7 +3,7 @@
 //! DMARC published, TLS) is judged from the verdict and the Received chain.
 
 use crate::finding::{Finding, Section};
-use crate::headers::fields;
+use netjes_auth::message::header_fields as fields;
 
 const S: Section = Section::BulkSender;
 

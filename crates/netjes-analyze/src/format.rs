@@ -2,7 +2,7 @@
 //! and the lines it must not have.
 
 use crate::finding::{Finding, Section};
-use crate::headers::fields;
+use netjes_auth::message::header_fields as fields;
 use mail_parser::MessageParser;
 
 const S: Section = Section::Format;

@@ -5,5 +5,4 @@
 pub mod bulk;
 pub mod finding;
 pub mod format;
-pub mod headers;
 pub mod received;

@@ -65,6 +65,29 @@ pub fn check_limits(raw: &[u8]) -> Result<(), MessageError> {
     Ok(())
 }
 
+/// The header fields as (name, raw value) pairs, unfolded (RFC 5322
+/// §2.2.3: a continuation line is joined without its line break), in order.
+/// The one reader of raw header fields for every module that needs them.
+pub fn header_fields(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in raw.split(|b| *b == b'\n').take(MAX_HEADERS * 4) {
+        let l = line.strip_suffix(b"\r").unwrap_or(line);
+        if l.is_empty() {
+            break;
+        }
+        if l[0] == b' ' || l[0] == b'\t' {
+            if let Some((_, v)) = out.last_mut() {
+                v.extend_from_slice(l);
+            }
+            continue;
+        }
+        if let Some(c) = l.iter().position(|b| *b == b':') {
+            out.push((String::from_utf8_lossy(&l[..c]).trim().to_string(), l[c + 1..].to_vec()));
+        }
+    }
+    out
+}
+
 /// Parses for authentication, within the limits.
 pub fn parse(raw: &[u8]) -> Result<AuthenticatedMessage<'_>, MessageError> {
     check_limits(raw)?;

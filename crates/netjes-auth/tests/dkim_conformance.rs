@@ -297,3 +297,29 @@ async fn rfc8301_policy_and_warnings() {
     assert_eq!(d.result, DkimResult::Policy, "{d:?}");
     assert!(d.reason.unwrap().contains("rsa-sha1"));
 }
+
+/// A message cannot buy unbounded work: past 16 signatures nothing is looked
+/// up or verified, and the report says so.
+#[tokio::test]
+async fn at_most_sixteen_signatures_are_verified() {
+    use netjes_auth::dkim::{sign_with, KeyAlgorithm, MessageSigner, PrivateKey, SignOptions};
+    let key = PrivateKey::generate(KeyAlgorithm::Ed25519, 0).unwrap();
+    let signer = MessageSigner::new(&key).unwrap();
+    let mut msg = crlf(b"From: a@example.com\nSubject: s\n\nbody\n");
+    let mut zone = String::new();
+    for i in 0..20 {
+        let h = sign_with(&msg, &signer, &SignOptions::new("example.com", &format!("s{i}"))).unwrap();
+        zone += &txt_line(&format!("s{i}._domainkey.example.com"), &key.dns_value());
+        let mut m = h.into_bytes();
+        m.extend_from_slice(&msg);
+        msg = m;
+    }
+    let dns = TestDns::start_str(&zone).await;
+    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_secs(2) }).unwrap();
+    let v = verify_dkim(&r, &message::parse(&msg).unwrap()).await;
+    assert_eq!(v.len(), 20);
+    assert_eq!(v.iter().filter(|d| d.result == DkimResult::Pass).count(), 16);
+    let skipped: Vec<_> = v.iter().filter(|d| d.reason.as_deref().is_some_and(|r| r.contains("at most 16"))).collect();
+    assert_eq!(skipped.len(), 4);
+    assert_eq!(dns.total_queries(), 16, "only the verified signatures' keys are looked up");
+}

@@ -72,7 +72,7 @@ pub async fn check_dkim(dns: &dyn Resolver, domain: &str, given: &[String], mx_h
                 continue;
             }
         };
-        let Some(raw) = txts.iter().find(|t| String::from_utf8_lossy(t).contains("p=")) else {
+        let Some(raw) = netjes_auth::dkim::key_records(&txts).first().copied() else {
             if !guessing {
                 out.push(Finding::new(C, &id, Status::Fail, format!("{name} has TXT records, but no DKIM key")));
             }

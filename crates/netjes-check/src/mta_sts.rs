@@ -66,12 +66,15 @@ pub fn mx_matches(pattern: &str, host: &str) -> bool {
 pub async fn check_mta_sts_policy(dns: &dyn Resolver, domain: &str, mx_hosts: &[String], net: &NetOptions) -> Vec<Finding> {
     let host = format!("mta-sts.{domain}");
     let url = format!("https://{host}/.well-known/mta-sts.txt");
-    let addrs: Vec<IpAddr> = match (dns.a(&host).await, dns.aaaa(&host).await) {
-        (Err(e), _) if e.is_temporary() => return vec![Finding::new(C, "mta-sts.policy", Status::Error, format!("{host} could not be resolved: {e}"))],
-        (a, aaaa) => a.unwrap_or_default().into_iter().map(IpAddr::V4).chain(aaaa.unwrap_or_default().into_iter().map(IpAddr::V6)).collect(),
-    };
+    let (a, aaaa) = tokio::join!(dns.a(&host), dns.aaaa(&host));
+    let temporary = [a.as_ref().err(), aaaa.as_ref().err()].into_iter().flatten().find(|e| e.is_temporary()).cloned();
+    let addrs: Vec<IpAddr> =
+        a.unwrap_or_default().into_iter().map(IpAddr::V4).chain(aaaa.unwrap_or_default().into_iter().map(IpAddr::V6)).collect();
     let Some(ip) = addrs.first() else {
-        return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{host} has no address, so the policy at {url} cannot be fetched"))];
+        return vec![match temporary {
+            Some(e) => Finding::new(C, "mta-sts.policy", Status::Error, format!("{host} could not be resolved: {e}")),
+            None => Finding::new(C, "mta-sts.policy", Status::Fail, format!("{host} has no address, so the policy at {url} cannot be fetched")),
+        }];
     };
     let cfg = match client_config(net.ca_file.as_deref()) {
         Ok(c) => c,

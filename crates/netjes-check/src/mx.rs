@@ -13,6 +13,10 @@ pub struct MxFacts {
     pub null_mx: bool,
 }
 
+/// More MX hosts than this are not looked at: each costs lookups and, with
+/// --smtp, a connection.
+const MAX_MX: usize = 20;
+
 pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFacts) {
     const C: Category = Category::Mx;
     let mut out = Vec::new();
@@ -40,6 +44,10 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
     if mxs.iter().any(|(_, h)| h.is_empty()) {
         out.push(Finding::new(C, "mx.null-mixed", Status::Fail, "a null MX (\".\") must be the only MX record (RFC 7505 §3)"));
     }
+    if mxs.len() > MAX_MX {
+        out.push(Finding::new(C, "mx.many", Status::Warn, format!("{domain} has {} MX records; only the first {MAX_MX} are checked", mxs.len())));
+    }
+    let mxs: Vec<(u16, String)> = mxs.into_iter().take(MAX_MX).collect();
     let hosts: Vec<String> = mxs.iter().filter(|(_, h)| !h.is_empty()).map(|(_, h)| h.clone()).collect();
     let lookups = hosts.iter().map(|h| async move { (dns.a(h).await, dns.aaaa(h).await, dns.cname(h).await) });
     let answers = netjes_dns::join_all(lookups).await;
@@ -48,6 +56,11 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
         if host.parse::<IpAddr>().is_ok() {
             out.push(Finding::new(C, &id, Status::Fail, format!("MX {pref} {host} is an IP address; an MX must name a host")));
             continue;
+        }
+        if let Err(e) = &cname {
+            if e.is_temporary() {
+                out.push(Finding::new(C, &format!("{id}.cname"), Status::Error, format!("whether MX {host} is an alias could not be checked: {e}")));
+            }
         }
         if let Ok(target) = cname {
             out.push(

@@ -6,7 +6,7 @@ use crate::report::{Category, Finding, Status};
 use crate::tls::{client_config, handshake, NetOptions};
 use netjes_dns::{Resolver, ResolverExt};
 use std::net::{IpAddr, SocketAddr};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 const C: Category = Category::Smtp;
 
@@ -15,11 +15,13 @@ async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<S
     let mut lines = Vec::new();
     loop {
         let mut line = String::new();
-        let n = r.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        // RFC 5321 §4.5.3.1.5: reply lines are at most 512 octets; reading
+        // stops well past that, so a server cannot make us buffer forever.
+        let n = (&mut *r).take(2048).read_line(&mut line).await.map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("the server closed the connection".into());
         }
-        if line.len() > 2048 || lines.len() > 100 {
+        if !line.ends_with('\n') || lines.len() > 100 {
             return Err("the reply is too long".into());
         }
         let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not an SMTP reply: {:?}", line.trim_end()))?;
@@ -88,12 +90,15 @@ pub async fn check_smtp(dns: &dyn Resolver, mx_hosts: &[String], net: &NetOption
     let checks = mx_hosts.iter().map(|host| {
         let cfg = cfg.clone();
         async move {
-            let ip = match dns.a(host).await {
-                Ok(a) if !a.is_empty() => IpAddr::V4(a[0]),
-                _ => match dns.aaaa(host).await {
-                    Ok(a) if !a.is_empty() => IpAddr::V6(a[0]),
-                    _ => return vec![Finding::new(C, &format!("smtp.{host}"), Status::Error, format!("{host} has no address to connect to"))],
-                },
+            let (a, aaaa) = tokio::join!(dns.a(host), dns.aaaa(host));
+            let ip = match (&a, &aaaa) {
+                (Ok(v), _) if !v.is_empty() => IpAddr::V4(v[0]),
+                (_, Ok(v)) if !v.is_empty() => IpAddr::V6(v[0]),
+                (Err(e), _) | (_, Err(e)) if e.is_temporary() => {
+                    return vec![Finding::new(C, &format!("smtp.{host}"), Status::Error, format!("{host} could not be resolved: {e}"))]
+                }
+                // The MX check reports the missing address; nothing to connect to.
+                _ => return vec![],
             };
             let res = tokio::time::timeout(net.timeout, probe(host, ip, net, cfg)).await;
             let mut out = Vec::new();
@@ -114,7 +119,14 @@ pub async fn check_smtp(dns: &dyn Resolver, mx_hosts: &[String], net: &NetOption
                         ),
                         (true, None) => {}
                     }
-                    let ptr = dns.ptr(ip).await.unwrap_or_default();
+                    let ptr = match dns.ptr(ip).await {
+                        Ok(p) => p,
+                        Err(e) if e.is_temporary() => {
+                            out.push(Finding::new(C, &format!("{id}.banner"), Status::Error, format!("the PTR of {ip} could not be checked against the banner: {e}")));
+                            return out;
+                        }
+                        Err(_) => Vec::new(),
+                    };
                     if ptr.iter().any(|n| n.eq_ignore_ascii_case(&p.banner_host)) {
                         out.push(Finding::new(C, &format!("{id}.banner"), Status::Pass, format!("{host} greets as {}, its PTR name", p.banner_host)));
                     } else {

@@ -22,6 +22,9 @@ pub struct SpfNode {
     pub children: Vec<SpfChild>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The record could not be fetched (timeout, SERVFAIL): not "missing".
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dns_error: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,8 +35,14 @@ pub struct SpfChild {
 
 const C: Category = Category::Spf;
 
+/// The tree is walked past the limit of 10 to show it whole, but not
+/// without end: a record of many includes, each of many includes, would
+/// otherwise cost thousands of lookups.
+const MAX_TREE_RECORDS: usize = 50;
+
 struct Walk<'a> {
     dns: &'a dyn Resolver,
+    records: usize,
     lookups: u32,
     voids: u32,
     crossing: Option<String>,
@@ -62,7 +71,12 @@ impl<'a> Walk<'a> {
 
     fn node(&mut self, domain: String, depth: u32) -> Fut<'_> {
         Box::pin(async move {
-            let mut node = SpfNode { domain: domain.clone(), record: None, lookups: 0, children: vec![], problem: None };
+            let mut node = SpfNode { domain: domain.clone(), record: None, lookups: 0, children: vec![], problem: None, dns_error: false };
+            self.records += 1;
+            if self.records > MAX_TREE_RECORDS {
+                node.problem = Some(format!("not followed: the tree has more than {MAX_TREE_RECORDS} records"));
+                return node;
+            }
             if depth > 10 {
                 node.problem = Some("the include chain loops or is deeper than 10".into());
                 self.errors.push(format!("the include chain through {domain} loops"));
@@ -72,6 +86,7 @@ impl<'a> Walk<'a> {
                 Ok(t) => t,
                 Err(e) if e.is_temporary() => {
                     node.problem = Some(e.to_string());
+                    node.dns_error = true;
                     self.dns_errors.push(e.to_string());
                     return node;
                 }
@@ -116,7 +131,7 @@ impl<'a> Walk<'a> {
                         self.count(term, &domain);
                         if let Some(t) = target(macro_string) {
                             let child = self.node(t.clone(), depth + 1).await;
-                            if child.record.is_none() && !child.problem.as_deref().unwrap_or("").contains("temporary") {
+                            if child.record.is_none() && !child.dns_error && self.records <= MAX_TREE_RECORDS {
                                 self.void(term, &domain);
                                 self.errors.push(format!("{term:?} in {domain} points at {t}, which has no SPF record: that is a permerror for everyone"));
                             }
@@ -172,12 +187,12 @@ fn all_term(record: &str) -> Option<String> {
 pub async fn check_spf(dns: &dyn Resolver, domain: &str, ips: &[IpAddr], has_mx: bool) -> (Vec<Finding>, Option<SpfNode>) {
     let mut out = Vec::new();
     let suggested = if has_mx { "v=spf1 mx -all" } else { "v=spf1 -all" };
-    let mut w = Walk { dns, lookups: 0, voids: 0, crossing: None, void_crossing: None, ptr_terms: vec![], errors: vec![], dns_errors: vec![] };
+    let mut w = Walk { dns, records: 0, lookups: 0, voids: 0, crossing: None, void_crossing: None, ptr_terms: vec![], errors: vec![], dns_errors: vec![] };
     let root = w.node(domain.to_string(), 0).await;
 
     if root.record.is_none() {
         let p = root.problem.clone().unwrap_or_default();
-        if !w.dns_errors.is_empty() {
+        if root.dns_error {
             out.push(Finding::new(C, "spf.dns-error", Status::Error, format!("SPF could not be checked: {p}")).advice("try again later; this is a DNS failure, not a missing record"));
         } else if p.contains("SPF records") {
             out.push(Finding::new(C, "spf.multiple", Status::Fail, format!("{p}: receivers treat this as a permanent error")).advice("merge them into one record"));

@@ -4,7 +4,8 @@ use crate::{normalize_name, DnsError, DnsResult, Lookup, RecordType, Resolver};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
 use std::time::{Duration, Instant};
 
 /// Counters, for metrics and for tests that prove what was (not) cached.
@@ -18,12 +19,18 @@ pub struct CacheStats {
 /// One cached outcome: when it expires, and the answer or the absence.
 type Entry = (Instant, DnsResult<Lookup>);
 
+type Key = (String, RecordType);
+
 /// Caches answers for their TTL and NXDOMAIN/NODATA for the SOA's negative
 /// TTL (RFC 2308). Temporary failures pass through and are never cached: a
 /// timeout must not turn into an answer for the next message.
+///
+/// Concurrent lookups of the same name and type share one query: the audit
+/// runs independent branches that ask for the same MX or TXT at once.
 pub struct CachingResolver<R> {
     inner: R,
-    entries: Mutex<HashMap<(String, RecordType), Entry>>,
+    entries: Mutex<HashMap<Key, Entry>>,
+    in_flight: Mutex<HashMap<Key, Arc<OnceCell<DnsResult<Lookup>>>>>,
     capacity: usize,
     min_ttl: Duration,
     max_ttl: Duration,
@@ -42,6 +49,7 @@ impl<R: Resolver> CachingResolver<R> {
         CachingResolver {
             inner,
             entries: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             capacity: 100_000,
             min_ttl: Duration::from_secs(0),
             max_ttl: Duration::from_secs(86_400),
@@ -104,7 +112,19 @@ impl<R: Resolver> Resolver for CachingResolver<R> {
             }
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let res = self.inner.lookup(name, rtype).await;
+        let cell = self.in_flight.lock().unwrap().entry(key.clone()).or_default().clone();
+        let mut asked = false;
+        let res = cell
+            .get_or_init(|| {
+                asked = true;
+                self.inner.lookup(name, rtype)
+            })
+            .await
+            .clone();
+        if !asked {
+            // Another task asked and stored the outcome.
+            return res;
+        }
         match self.ttl_of(&res) {
             Some(ttl) if !ttl.is_zero() => {
                 let mut map = self.entries.lock().unwrap();
@@ -114,13 +134,15 @@ impl<R: Resolver> Resolver for CachingResolver<R> {
                         map.clear();
                     }
                 }
-                map.insert(key, (now + ttl, res.clone()));
+                map.insert(key.clone(), (now + ttl, res.clone()));
             }
             Some(_) => {}
             None => {
                 self.stats.temporary_failures.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // Only now, with the answer cached, may the next lookup ask again.
+        self.in_flight.lock().unwrap().remove(&key);
         res
     }
 }

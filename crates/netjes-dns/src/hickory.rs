@@ -42,6 +42,11 @@ impl std::fmt::Debug for HickoryResolver {
 
 impl HickoryResolver {
     pub fn new(config: &DnsConfig) -> Result<Self, String> {
+        // scripts/test.sh sets NETJES_TEST: a test that forgot its test DNS
+        // server fails here instead of asking the machine's resolvers.
+        if config.nameservers.is_empty() && std::env::var_os("NETJES_TEST").is_some() {
+            return Err("NETJES_TEST is set and no --nameserver was given: tests must use their own DNS server".into());
+        }
         let (rconf, mut opts) = if config.nameservers.is_empty() {
             hickory_resolver::system_conf::read_system_conf()
                 .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?

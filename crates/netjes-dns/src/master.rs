@@ -13,12 +13,12 @@ use crate::normalize_name;
 use crate::zone::{Zone, ZoneError, ZoneRecord};
 
 /// Parses a master file. `origin` is the zone's name, used until `$ORIGIN`.
+/// Stops at the first error, which names its line.
 pub fn parse_master_file(text: &str, origin: &str) -> Result<Zone, ZoneError> {
     let mut zone = Zone::new();
     let mut origin = normalize_name(origin);
     let mut default_ttl: u32 = 3600;
     let mut last_owner: Option<String> = None;
-    let mut errors: Vec<ZoneError> = Vec::new();
 
     for (line_no, entry) in logical_lines(text)? {
         let err = |m: String| ZoneError { line: line_no, message: m };
@@ -31,99 +31,107 @@ pub fn parse_master_file(text: &str, origin: &str) -> Result<Zone, ZoneError> {
             match first.to_ascii_uppercase().as_str() {
                 "$ORIGIN" => match toks.get(1) {
                     Some(t) => origin = absolute(&t.text(), &origin),
-                    None => errors.push(err("$ORIGIN needs a name".into())),
+                    None => return Err(err("$ORIGIN needs a name".into())),
                 },
                 "$TTL" => match toks.get(1).and_then(|t| parse_ttl(&t.text())) {
                     Some(t) => default_ttl = t,
-                    None => errors.push(err("$TTL needs a time (3600, 1h, 2d)".into())),
+                    None => return Err(err("$TTL needs a time (3600, 1h, 2d)".into())),
                 },
-                "$INCLUDE" => errors.push(err("$INCLUDE is not supported: give every file with --zone".into())),
-                other => errors.push(err(format!("unknown directive {other}"))),
+                "$INCLUDE" => return Err(err("$INCLUDE is not supported: give every file with --zone".into())),
+                other => return Err(err(format!("unknown directive {other}"))),
             }
             continue;
         }
-        let mut i = 0;
-        let owner = if entry.starts_blank {
+        let (owner, rest) = if entry.starts_blank {
             match &last_owner {
-                Some(o) => o.clone(),
-                None => {
-                    errors.push(err("the first record has no owner name".into()));
-                    continue;
-                }
+                Some(o) => (o.clone(), &toks[..]),
+                None => return Err(err("the first record has no owner name".into())),
             }
         } else {
-            i = 1;
-            absolute(&toks[0].text(), &origin)
+            (absolute(&toks[0].text(), &origin), &toks[1..])
         };
         last_owner = Some(owner.clone());
-        let mut ttl = default_ttl;
-        // TTL and class, in either order (RFC 1035 §5.1).
-        for _ in 0..2 {
-            match toks.get(i).map(|t| t.text()) {
-                Some(t) if t.eq_ignore_ascii_case("IN") || t.eq_ignore_ascii_case("CH") || t.eq_ignore_ascii_case("HS") => i += 1,
-                Some(t) if !toks[i].quoted && parse_ttl(&t).is_some() && t.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
-                    ttl = parse_ttl(&t).unwrap();
-                    i += 1;
-                }
-                _ => break,
-            }
-        }
-        let Some(rtype) = toks.get(i).map(|t| t.text().to_ascii_uppercase()) else {
-            errors.push(err(format!("{owner}: the record type is missing")));
-            continue;
-        };
-        let rdata = &toks[i + 1..];
-        let one = |what: &str| -> Result<String, ZoneError> {
-            match rdata {
-                [t] => Ok(t.text()),
-                _ => Err(err(format!("{owner} {rtype}: expected one {what}"))),
-            }
-        };
-        let rec = match rtype.as_str() {
-            "A" => one("address").and_then(|a| a.parse().map(ZoneRecord::A).map_err(|_| err(format!("{owner} A: {a:?} is not an IPv4 address")))),
-            "AAAA" => one("address").and_then(|a| a.parse().map(ZoneRecord::Aaaa).map_err(|_| err(format!("{owner} AAAA: {a:?} is not an IPv6 address")))),
-            "MX" => match rdata {
-                [p, x] => p
-                    .text()
-                    .parse()
-                    .map(|p| ZoneRecord::Mx(p, absolute(&x.text(), &origin)))
-                    .map_err(|_| err(format!("{owner} MX: the preference {:?} is not a number", p.text()))),
-                _ => Err(err(format!("{owner} MX: expected a preference and a host"))),
-            },
-            "CNAME" => one("name").map(|n| ZoneRecord::Cname(absolute(&n, &origin))),
-            "PTR" => one("name").map(|n| ZoneRecord::Ptr(absolute(&n, &origin))),
-            "TXT" | "SPF" => {
-                if rdata.is_empty() {
-                    Err(err(format!("{owner} {rtype}: no text")))
-                } else if let Some(long) = rdata.iter().find(|t| t.bytes.len() > 255) {
-                    Err(err(format!(
-                        "{owner} {rtype}: a string of {} octets; one string holds at most 255 (RFC 1035 §3.3.14), so split it into several quoted strings",
-                        long.bytes.len()
-                    )))
-                } else {
-                    let parts = rdata.iter().map(|t| t.bytes.clone()).collect();
-                    Ok(if rtype == "TXT" { ZoneRecord::Txt(parts) } else { ZoneRecord::Spf(parts) })
-                }
-            }
-            _ => {
-                // Another type: the name exists, nothing is served from it.
-                zone.entry(&owner);
-                continue;
-            }
-        };
-        match rec {
-            Ok(r) => {
+        let (ttl, rtype, rdata) = ttl_class_type(rest).ok_or_else(|| err(format!("{owner}: the record type is missing")))?;
+        match record_from(&rtype, rdata, &origin).map_err(|m| err(format!("{owner} {rtype}: {m}")))? {
+            Some(r) => {
                 let e = zone.entry(&owner);
-                e.ttl = ttl;
+                e.ttl = ttl.unwrap_or(default_ttl);
                 e.records.push(r);
             }
-            Err(e) => errors.push(e),
+            // Another type (NS, SOA, CAA...): the name exists, nothing is served from it.
+            None => {
+                zone.entry(&owner);
+            }
         }
     }
-    match errors.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(zone),
+    Ok(zone)
+}
+
+/// After the owner: an optional TTL and class in either order (RFC 1035
+/// §5.1), then the type and its data.
+pub(crate) fn ttl_class_type(toks: &[Tok]) -> Option<(Option<u32>, String, &[Tok])> {
+    let mut i = 0;
+    let mut ttl = None;
+    for _ in 0..2 {
+        match toks.get(i).map(|t| t.text()) {
+            Some(t) if ["IN", "CH", "HS"].iter().any(|c| t.eq_ignore_ascii_case(c)) => i += 1,
+            Some(t) if !toks[i].quoted && t.starts_with(|c: char| c.is_ascii_digit()) && parse_ttl(&t).is_some() => {
+                ttl = parse_ttl(&t);
+                i += 1;
+            }
+            _ => break,
+        }
     }
+    let rtype = toks.get(i)?.text().to_ascii_uppercase();
+    Some((ttl, rtype, &toks[i + 1..]))
+}
+
+/// The record a type and its data make. `Ok(None)` for a type netjes does
+/// not serve; names are made absolute with `origin`.
+pub(crate) fn record_from(rtype: &str, rdata: &[Tok], origin: &str) -> Result<Option<ZoneRecord>, String> {
+    let one = |what: &str| -> Result<String, String> {
+        match rdata {
+            [t] => Ok(t.text()),
+            _ => Err(format!("expected one {what}")),
+        }
+    };
+    Ok(Some(match rtype {
+        "A" => {
+            let a = one("address")?;
+            ZoneRecord::A(a.parse().map_err(|_| format!("{a:?} is not an IPv4 address"))?)
+        }
+        "AAAA" => {
+            let a = one("address")?;
+            ZoneRecord::Aaaa(a.parse().map_err(|_| format!("{a:?} is not an IPv6 address"))?)
+        }
+        "MX" => match rdata {
+            [p, x] => ZoneRecord::Mx(
+                p.text().parse().map_err(|_| format!("the preference {:?} is not a number", p.text()))?,
+                absolute(&x.text(), origin),
+            ),
+            _ => return Err("expected a preference and a host".into()),
+        },
+        "CNAME" => ZoneRecord::Cname(absolute(&one("name")?, origin)),
+        "PTR" => ZoneRecord::Ptr(absolute(&one("name")?, origin)),
+        "TXT" | "SPF" => {
+            if rdata.is_empty() {
+                return Err("no text".into());
+            }
+            if let Some(long) = rdata.iter().find(|t| t.bytes.len() > 255) {
+                return Err(format!(
+                    "a string of {} octets; one string holds at most 255 (RFC 1035 §3.3.14), so split it into several quoted strings",
+                    long.bytes.len()
+                ));
+            }
+            let parts = rdata.iter().map(|t| t.bytes.clone()).collect();
+            if rtype == "TXT" {
+                ZoneRecord::Txt(parts)
+            } else {
+                ZoneRecord::Spf(parts)
+            }
+        }
+        _ => return Ok(None),
+    }))
 }
 
 fn absolute(name: &str, origin: &str) -> String {
@@ -166,24 +174,24 @@ fn parse_ttl(s: &str) -> Option<u32> {
 }
 
 #[derive(Debug, Clone)]
-struct Tok {
-    bytes: Vec<u8>,
-    quoted: bool,
+pub(crate) struct Tok {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) quoted: bool,
 }
 
 impl Tok {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.bytes).into_owned()
     }
 }
 
-struct Entry {
-    starts_blank: bool,
-    tokens: Vec<Tok>,
+pub(crate) struct Entry {
+    pub(crate) starts_blank: bool,
+    pub(crate) tokens: Vec<Tok>,
 }
 
 /// Joins parenthesised lines into one entry each, with the line it began on.
-fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError> {
+pub(crate) fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError> {
     let mut out = Vec::new();
     let mut depth = 0usize;
     let mut current: Option<(usize, Entry)> = None;
@@ -234,7 +242,6 @@ fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError> {
                     entry.tokens.push(Tok { bytes: s, quoted: true });
                 }
                 _ => {
-                    let start = j;
                     let mut s = Vec::new();
                     while j < b.len() && !matches!(b[j], b' ' | b'\t' | b'\r' | b';' | b'(' | b')' | b'"') {
                         if b[j] == b'\\' {
@@ -246,7 +253,6 @@ fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError> {
                             j += 1;
                         }
                     }
-                    let _ = start;
                     entry.tokens.push(Tok { bytes: s, quoted: false });
                 }
             }

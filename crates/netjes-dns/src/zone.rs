@@ -19,6 +19,7 @@
 //! queries for types the name has no records of (as in the OpenSPF suite,
 //! where a name can answer TXT and time out on everything else).
 
+use crate::master::{logical_lines, record_from, ttl_class_type};
 use crate::normalize_name;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -105,35 +106,17 @@ impl Zone {
         }
     }
 
-    /// Parses the line format described in the module documentation.
+    /// Parses the line format described in the module documentation: the
+    /// tokens and records of RFC 1035 master files (crate::master), with
+    /// absolute names and the TIMEOUT and SERVFAIL pseudo-types.
     pub fn parse(text: &str) -> Result<Zone, ZoneError> {
         let mut zone = Zone::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            let toks = tokenize(raw).map_err(|message| ZoneError { line, message })?;
-            if toks.is_empty() {
-                continue;
-            }
-            let err = |m: &str| ZoneError { line, message: m.to_string() };
-            let name = toks[0].as_str_lossy();
-            let mut idx = 1;
-            let mut ttl = None;
-            if let Some(t) = toks.get(idx).and_then(|t| t.as_str_lossy().parse::<u32>().ok()) {
-                ttl = Some(t);
-                idx += 1;
-            }
-            if toks.get(idx).is_some_and(|t| t.as_str_lossy().eq_ignore_ascii_case("IN")) {
-                idx += 1;
-            }
-            let rtype = toks.get(idx).ok_or_else(|| err("a record type is missing"))?.as_str_lossy().to_ascii_uppercase();
-            let rest = &toks[idx + 1..];
-            let one = |what: &str| -> Result<String, ZoneError> {
-                match rest {
-                    [t] => Ok(t.as_str_lossy()),
-                    _ => Err(err(&format!("{rtype} takes one {what}"))),
-                }
-            };
-            let rec = match rtype.as_str() {
+        for (line, entry) in logical_lines(text)? {
+            let Some((first, rest)) = entry.tokens.split_first() else { continue };
+            let err = |m: String| ZoneError { line, message: m };
+            let name = first.text();
+            let (ttl, rtype, rdata) = ttl_class_type(rest).ok_or_else(|| err("a record type is missing".into()))?;
+            match rtype.as_str() {
                 "TIMEOUT" => {
                     zone.set_timeout(&name);
                     continue;
@@ -142,36 +125,11 @@ impl Zone {
                     zone.set_servfail(&name);
                     continue;
                 }
-                "A" => ZoneRecord::A(one("address")?.parse().map_err(|_| err("not an IPv4 address"))?),
-                "AAAA" => ZoneRecord::Aaaa(one("address")?.parse().map_err(|_| err("not an IPv6 address"))?),
-                "MX" => match rest {
-                    [p, x] => ZoneRecord::Mx(
-                        p.as_str_lossy().parse().map_err(|_| err("MX preference is not a number"))?,
-                        normalize_name(&x.as_str_lossy()),
-                    ),
-                    _ => return Err(err("MX takes a preference and an exchange")),
-                },
-                "PTR" => ZoneRecord::Ptr(normalize_name(&one("name")?)),
-                "CNAME" => ZoneRecord::Cname(normalize_name(&one("name")?)),
-                "TXT" | "SPF" => {
-                    if rest.is_empty() {
-                        return Err(err("TXT needs at least one string"));
-                    }
-                    if let Some(long) = rest.iter().find(|t| t.bytes.len() > 255) {
-                        return Err(err(&format!(
-                            "a TXT string is {} octets; at most 255 fit in one (RFC 1035 §3.3): split it into several \"...\" strings",
-                            long.bytes.len()
-                        )));
-                    }
-                    let parts = rest.iter().map(|t| t.bytes.clone()).collect();
-                    if rtype == "TXT" {
-                        ZoneRecord::Txt(parts)
-                    } else {
-                        ZoneRecord::Spf(parts)
-                    }
-                }
-                other => return Err(err(&format!("unknown record type {other}"))),
-            };
+                _ => {}
+            }
+            let rec = record_from(&rtype, rdata, "")
+                .map_err(|m| err(format!("{rtype}: {m}")))?
+                .ok_or_else(|| err(format!("unknown record type {rtype}")))?;
             let e = zone.entry(&name);
             if let Some(t) = ttl {
                 e.ttl = t;
@@ -179,73 +137,6 @@ impl Zone {
             e.records.push(rec);
         }
         Ok(zone)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    bytes: Vec<u8>,
-}
-
-impl Token {
-    fn as_str_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-}
-
-/// Splits a line into tokens: bare words and "quoted strings" with \" and
-/// \DDD escapes (RFC 1035 §5.1); `;` starts a comment outside quotes.
-fn tokenize(line: &str) -> Result<Vec<Token>, String> {
-    let b = line.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' | b'\r' => i += 1,
-            b';' => break,
-            b'"' => {
-                i += 1;
-                let mut s = Vec::new();
-                loop {
-                    match b.get(i) {
-                        None => return Err("unterminated quoted string".into()),
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(b'\\') => {
-                            let (c, n) = unescape(&b[i + 1..])?;
-                            s.push(c);
-                            i += 1 + n;
-                        }
-                        Some(&c) => {
-                            s.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-                out.push(Token { bytes: s });
-            }
-            _ => {
-                let start = i;
-                while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r' | b';') {
-                    i += 1;
-                }
-                out.push(Token { bytes: b[start..i].to_vec() });
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn unescape(b: &[u8]) -> Result<(u8, usize), String> {
-    match b {
-        [d1, d2, d3, ..] if d1.is_ascii_digit() && d2.is_ascii_digit() && d3.is_ascii_digit() => {
-            let v = (d1 - b'0') as u32 * 100 + (d2 - b'0') as u32 * 10 + (d3 - b'0') as u32;
-            u8::try_from(v).map(|v| (v, 3)).map_err(|_| format!("escape \\{v} is over 255"))
-        }
-        [c, ..] => Ok((*c, 1)),
-        [] => Err("a lone backslash ends the line".into()),
     }
 }
 

@@ -84,3 +84,18 @@ async fn cache_keeps_answers_and_absence_but_never_failures() {
     assert_eq!(dns.query_count("broken.example.com", H::TXT), 1, "the SERVFAIL was cached");
     assert!(r.stats.temporary_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1);
 }
+
+#[tokio::test]
+async fn concurrent_lookups_of_one_name_share_one_query() {
+    let dns = TestDns::start_str(ZONE).await;
+    dns.set_delay(Duration::from_millis(50));
+    let r = CachingResolver::new(resolver(&dns, 1000));
+    let answers = netjes_dns::join_all((0..8).map(|_| r.mx("example.com"))).await;
+    assert!(answers.iter().all(|a| a.as_ref().unwrap()[0].1 == "mail.example.com"));
+    assert_eq!(dns.query_count("example.com", H::MX), 1);
+    // A temporary failure is shared by those who waited, then forgotten.
+    let fails = netjes_dns::join_all((0..4).map(|_| r.txt("broken.example.com"))).await;
+    assert!(fails.iter().all(|f| f.as_ref().unwrap_err().is_temporary()));
+    r.txt("broken.example.com").await.unwrap_err();
+    assert!(dns.query_count("broken.example.com", H::TXT) >= 2, "the failure was cached");
+}

@@ -8,6 +8,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Zone files larger than this are refused (the largest real zones of a
+/// mail domain are a few hundred records).
+const MAX_ZONE_FILE: u64 = 16 * 1024 * 1024;
+
 pub const CHECK_EXIT_CODES: &str = "\
 EXIT CODES:
     0   nothing fails (warnings may remain)
@@ -81,19 +85,25 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     if !domain.contains('.') || !netjes_dns::is_valid_query_name(&domain) {
         anyhow::bail!(exit::Usage(format!("{:?} is not a domain name", a.domain)));
     }
+    // Zone files first: a bad file is an input error, whatever DNS says.
+    let mut zones = Vec::new();
+    for path in &a.zones {
+        let size = std::fs::metadata(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?.len();
+        if size > MAX_ZONE_FILE {
+            anyhow::bail!(exit::Input(format!("{} is {size} octets; zone files over {MAX_ZONE_FILE} are refused", path.display())));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?;
+        // Relative names before any $ORIGIN are relative to the audited domain.
+        let zone = parse_master_file(&text, &domain).map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))?;
+        zones.push(zone);
+    }
     let live = g.resolver()?;
-    let dns: Arc<dyn netjes_dns::Resolver> = if a.zones.is_empty() {
+    let dns: Arc<dyn netjes_dns::Resolver> = if zones.is_empty() {
         live
     } else {
         let mut zr = ZoneResolver::new();
-        for path in &a.zones {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?;
-            let origin = text
-                .lines()
-                .find_map(|l| l.trim_start().strip_prefix("$ORIGIN").map(|o| o.trim().to_string()))
-                .unwrap_or_else(|| domain.clone());
-            let zone = parse_master_file(&text, &origin).map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))?;
-            zr.add_zone(&origin, zone);
+        for zone in zones {
+            zr.add_zone(&domain, zone);
         }
         Arc::new(zr.with_fallback(live))
     };

@@ -243,7 +243,7 @@ async fn testkey(dns: &dyn netjes_dns::Resolver, name: &str, key: &PrivateKey) -
             )
         }
     };
-    let dkim: Vec<&Vec<u8>> = txts.iter().filter(|t| String::from_utf8_lossy(t).contains("p=")).collect();
+    let dkim = netjes_auth::dkim::key_records(&txts);
     let Some(first) = dkim.first() else {
         return ("not-published", format!("{name} has TXT records, but none is a DKIM key"), exit::KEY_NOT_PUBLISHED, warnings);
     };

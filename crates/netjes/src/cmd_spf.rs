@@ -1,5 +1,5 @@
 use crate::exit;
-use crate::output::{field, heading, mark, print_json, result_word, tone_of};
+use crate::output::{field, mark, print_json, result_word, tone_of};
 use crate::GlobalOpts;
 use clap::Subcommand;
 use netjes_auth::spf::{evaluate, SpfRequest, SpfResult, MAX_DNS_LOOKUPS, MAX_VOID_LOOKUPS};
@@ -53,7 +53,6 @@ pub async fn run(cmd: SpfCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                 if let Some(p) = &out.problem {
                     field(if matches!(out.result, SpfResult::Pass) { "note" } else { "why" }, p);
                 }
-                let _ = heading;
             }
             Ok(match out.result {
                 SpfResult::Pass => exit::OK,

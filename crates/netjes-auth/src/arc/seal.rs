@@ -50,32 +50,11 @@ pub enum SealError {
 /// authserv-id once at the front.
 pub fn consolidate_results(raw: &[u8], authserv_id: &str) -> String {
     let mut results = Vec::new();
-    let mut current: Option<String> = None;
-    let mut fields = Vec::new();
-    for line in raw.split(|b| *b == b'\n') {
-        let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(c) = current.as_mut() {
-                c.push(' ');
-                c.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some(c) = current.take() {
-            fields.push(c);
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("Authentication-Results") {
-                current = Some(value.trim().to_string());
-            }
-        }
-    }
-    if let Some(c) = current.take() {
-        fields.push(c);
-    }
+    let fields: Vec<String> = message::header_fields(raw)
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Authentication-Results"))
+        .map(|(_, v)| String::from_utf8_lossy(&v).trim().to_string())
+        .collect();
     for f in fields {
         let mut parts = f.split(';').map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "));
         let id = parts.next().unwrap_or_default();

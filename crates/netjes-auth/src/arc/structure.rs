@@ -8,35 +8,11 @@
 
 /// Every ARC header field of the header block: (lower-case name, value).
 fn arc_fields(raw: &[u8]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in raw.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let l = String::from_utf8_lossy(line);
-        if l.starts_with([' ', '\t']) {
-            if let Some((_, v)) = current.as_mut() {
-                v.push_str("\r\n");
-                v.push_str(&l);
-            }
-            continue;
-        }
-        if let Some(c) = current.take() {
-            out.push(c);
-        }
-        if let Some((n, v)) = l.split_once(':') {
-            let n = n.trim().to_ascii_lowercase();
-            if n.starts_with("arc-") {
-                current = Some((n, v.to_string()));
-            }
-        }
-    }
-    if let Some(c) = current.take() {
-        out.push(c);
-    }
-    out
+    crate::message::header_fields(raw)
+        .into_iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .filter(|(n, _)| n.starts_with("arc-"))
+        .collect()
 }
 
 /// RFC 6376 §3.2 tag-list, strictly: tag names start with a letter and hold

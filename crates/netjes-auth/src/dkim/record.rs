@@ -34,6 +34,12 @@ pub enum KeyRecordError {
     UnknownKeyType(String),
 }
 
+/// The TXT records at a selector that are meant as DKIM keys (they carry a
+/// p= tag), in order; a selector can also hold unrelated TXT records.
+pub fn key_records(txts: &[Vec<u8>]) -> Vec<&Vec<u8>> {
+    txts.iter().filter(|t| String::from_utf8_lossy(t).contains("p=")).collect()
+}
+
 /// Parses the tag list of a key record.
 pub fn parse_key_record(txt: &[u8]) -> Result<KeyRecord, KeyRecordError> {
     let text = String::from_utf8_lossy(txt);

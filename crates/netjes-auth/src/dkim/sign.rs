@@ -92,20 +92,7 @@ fn headers_to_sign(message: &[u8], wanted: &[String]) -> Vec<String> {
 
 /// The names of the header fields, in order.
 pub fn header_names(message: &[u8]) -> Vec<String> {
-    let mut names = Vec::new();
-    for line in message.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            continue;
-        }
-        if let Some(c) = line.iter().position(|b| *b == b':') {
-            names.push(String::from_utf8_lossy(&line[..c]).trim().to_string());
-        }
-    }
-    names
+    crate::message::header_fields(message).into_iter().map(|(n, _)| n).collect()
 }
 
 /// Returns the DKIM-Signature header field (with its CRLF) to prepend.

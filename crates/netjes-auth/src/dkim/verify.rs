@@ -1,7 +1,7 @@
 //! Verifying DKIM signatures: mail-auth does the cryptography, netjes the
 //! key lookups, the RFC 8301 rules and the reasons a postmaster can act on.
 
-use super::record::{parse_key_record, KeyRecordError};
+use super::record::{parse_key_record, KeyRecord, KeyRecordError};
 use crate::glue::{authenticator, Prefetched};
 use crate::message::MAX_DKIM_SIGNATURES;
 use mail_auth::common::crypto::Algorithm;
@@ -89,22 +89,36 @@ fn explain(err: &mail_auth::Error) -> (DkimResult, String) {
 
 /// Verifies every DKIM-Signature of a parsed message.
 pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> Vec<DkimSignatureReport> {
+    let msg_all = msg;
+    // Only the first MAX_DKIM_SIGNATURES are looked up and verified; the
+    // rest are reported, not checked, so a message cannot buy unbounded work.
+    let limited;
+    let msg = if msg.dkim_headers.len() > MAX_DKIM_SIGNATURES {
+        let mut m = msg.clone();
+        m.dkim_headers.truncate(MAX_DKIM_SIGNATURES);
+        limited = m;
+        &limited
+    } else {
+        msg
+    };
     let cache = Prefetched::default();
-    let mut keys = std::collections::HashMap::new();
-    let names: Vec<String> = msg
-        .dkim_headers
-        .iter()
-        .take(MAX_DKIM_SIGNATURES)
-        .map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d).to_ascii_lowercase())
+    let mut names: Vec<String> =
+        msg.dkim_headers.iter().map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d).to_ascii_lowercase()).collect();
+    names.sort();
+    names.dedup();
+    let answers = netjes_dns::join_all(names.iter().map(|n| cache.domain_key(dns, n))).await;
+    // Each key record parsed once: the first that parses, else the error of
+    // the first, for the reason a postmaster reads.
+    let keys: std::collections::HashMap<String, Result<KeyRecord, KeyRecordError>> = names
+        .into_iter()
+        .zip(answers)
+        .filter_map(|(n, r)| {
+            let txts = r.ok()?;
+            let first_err = txts.first().map(|t| parse_key_record(t));
+            let parsed = txts.iter().find_map(|t| parse_key_record(t).ok()).map(Ok).or(first_err)?;
+            Some((n, parsed))
+        })
         .collect();
-    let mut uniq = names.clone();
-    uniq.sort();
-    uniq.dedup();
-    let lookups = uniq.iter().map(|n| cache.domain_key(dns, n));
-    let results = netjes_dns::join_all(lookups).await;
-    for (n, r) in uniq.iter().zip(results) {
-        keys.insert(n.clone(), r);
-    }
 
     let outputs: Vec<DkimOutput<'_>> =
         authenticator().verify_dkim(Parameters::new(msg).with_txt_cache(&cache)).await;
@@ -131,10 +145,7 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
             continue;
         };
         let name = format!("{}._domainkey.{}", sig.s, sig.d).to_ascii_lowercase();
-        let record = keys
-            .get(&name)
-            .and_then(|r| r.as_ref().ok())
-            .and_then(|txts| txts.iter().find_map(|t| parse_key_record(t).ok()));
+        let record = keys.get(&name).and_then(|r| r.as_ref().ok());
         let (mut result, mut reason) = match out.result() {
             mail_auth::DkimResult::Pass => (DkimResult::Pass, None),
             mail_auth::DkimResult::None => (DkimResult::None, None),
@@ -147,16 +158,12 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
             }
         };
         let mut warnings = Vec::new();
-        if let Some(Err(KeyRecordError::Malformed(m))) = keys
-            .get(&name)
-            .and_then(|r| r.as_ref().ok())
-            .map(|txts| txts.first().map(|t| parse_key_record(t)).unwrap_or(Err(KeyRecordError::Malformed("empty".into()))))
-        {
+        if let Some(Err(KeyRecordError::Malformed(m))) = keys.get(&name) {
             if result != DkimResult::Pass {
                 reason = Some(format!("{} ({m})", reason.unwrap_or_default()));
             }
         }
-        if let Some(rec) = &record {
+        if let Some(rec) = record {
             warnings.extend(rec.warnings.iter().cloned());
             // RFC 8301 §3.2: keys under 1024 bits must not be considered
             // valid. aws-lc will not even try them, so whatever the crypto
@@ -190,12 +197,26 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
             domain: sig.d.to_ascii_lowercase(),
             selector: sig.s.clone(),
             algorithm: algorithm_name(sig.a).to_string(),
-            key_bits: record.as_ref().map(|r| r.bits),
+            key_bits: record.map(|r| r.bits),
             identity: if sig.i.is_empty() { format!("@{}", sig.d) } else { sig.i.clone() },
             reason,
             warnings,
-            testing: record.as_ref().is_some_and(|r| r.testing),
+            testing: record.is_some_and(|r| r.testing),
             b: base64_prefix(&sig.b),
+        });
+    }
+    for h in msg_all.dkim_headers.iter().skip(MAX_DKIM_SIGNATURES) {
+        reports.push(DkimSignatureReport {
+            result: DkimResult::Permerror,
+            domain: h.header.d.to_ascii_lowercase(),
+            selector: h.header.s.clone(),
+            algorithm: algorithm_name(h.header.a).to_string(),
+            key_bits: None,
+            identity: h.header.i.clone(),
+            reason: Some(format!("not verified: netjes verifies at most {MAX_DKIM_SIGNATURES} signatures per message")),
+            warnings: vec![],
+            testing: false,
+            b: base64_prefix(&h.header.b),
         });
     }
     reports
