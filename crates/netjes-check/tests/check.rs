@@ -238,3 +238,117 @@ async fn every_other_finding_pass_and_fail() {
     assert_eq!(one(&r, "dmarc.syntax").status, Status::Fail);
     assert_eq!(one(&r, "tls-rpt.record").status, Status::Fail);
 }
+
+const LIMITS: &str = r#"
+voids.example.           TXT "v=spf1 a:n1.voids.example a:n2.voids.example a:n3.voids.example -all"
+_mta-sts.voids.example.  TXT "v=STSv1; id=20260101000000"
+warn.example.            TXT "v=spf1 a:h.warn.example a:h.warn.example a:h.warn.example a:h.warn.example a:h.warn.example a:h.warn.example a:h.warn.example a:h.warn.example -all"
+h.warn.example.          A   192.0.2.8
+wide.example. TXT "v=spf1 include:w0.wide.example include:w1.wide.example include:w2.wide.example include:w3.wide.example include:w4.wide.example include:w5.wide.example include:w6.wide.example include:w7.wide.example -all"
+w0.wide.example. TXT "v=spf1 include:x0.w0.wide.example include:x1.w0.wide.example include:x2.w0.wide.example include:x3.w0.wide.example include:x4.w0.wide.example include:x5.w0.wide.example include:x6.w0.wide.example include:x7.w0.wide.example ~all"
+w1.wide.example. TXT "v=spf1 include:x0.w1.wide.example include:x1.w1.wide.example include:x2.w1.wide.example include:x3.w1.wide.example include:x4.w1.wide.example include:x5.w1.wide.example include:x6.w1.wide.example include:x7.w1.wide.example ~all"
+w2.wide.example. TXT "v=spf1 include:x0.w2.wide.example include:x1.w2.wide.example include:x2.w2.wide.example include:x3.w2.wide.example include:x4.w2.wide.example include:x5.w2.wide.example include:x6.w2.wide.example include:x7.w2.wide.example ~all"
+w3.wide.example. TXT "v=spf1 include:x0.w3.wide.example include:x1.w3.wide.example include:x2.w3.wide.example include:x3.w3.wide.example include:x4.w3.wide.example include:x5.w3.wide.example include:x6.w3.wide.example include:x7.w3.wide.example ~all"
+w4.wide.example. TXT "v=spf1 include:x0.w4.wide.example include:x1.w4.wide.example include:x2.w4.wide.example include:x3.w4.wide.example include:x4.w4.wide.example include:x5.w4.wide.example include:x6.w4.wide.example include:x7.w4.wide.example ~all"
+w5.wide.example. TXT "v=spf1 include:x0.w5.wide.example include:x1.w5.wide.example include:x2.w5.wide.example include:x3.w5.wide.example include:x4.w5.wide.example include:x5.w5.wide.example include:x6.w5.wide.example include:x7.w5.wide.example ~all"
+w6.wide.example. TXT "v=spf1 include:x0.w6.wide.example include:x1.w6.wide.example include:x2.w6.wide.example include:x3.w6.wide.example include:x4.w6.wide.example include:x5.w6.wide.example include:x6.w6.wide.example include:x7.w6.wide.example ~all"
+w7.wide.example. TXT "v=spf1 include:x0.w7.wide.example include:x1.w7.wide.example include:x2.w7.wide.example include:x3.w7.wide.example include:x4.w7.wide.example include:x5.w7.wide.example include:x6.w7.wide.example include:x7.w7.wide.example ~all"
+x0.w0.wide.example. TXT "v=spf1 ~all"
+x1.w0.wide.example. TXT "v=spf1 ~all"
+x2.w0.wide.example. TXT "v=spf1 ~all"
+x3.w0.wide.example. TXT "v=spf1 ~all"
+x4.w0.wide.example. TXT "v=spf1 ~all"
+x5.w0.wide.example. TXT "v=spf1 ~all"
+x6.w0.wide.example. TXT "v=spf1 ~all"
+x7.w0.wide.example. TXT "v=spf1 ~all"
+x0.w1.wide.example. TXT "v=spf1 ~all"
+x1.w1.wide.example. TXT "v=spf1 ~all"
+x2.w1.wide.example. TXT "v=spf1 ~all"
+x3.w1.wide.example. TXT "v=spf1 ~all"
+x4.w1.wide.example. TXT "v=spf1 ~all"
+x5.w1.wide.example. TXT "v=spf1 ~all"
+x6.w1.wide.example. TXT "v=spf1 ~all"
+x7.w1.wide.example. TXT "v=spf1 ~all"
+x0.w2.wide.example. TXT "v=spf1 ~all"
+x1.w2.wide.example. TXT "v=spf1 ~all"
+x2.w2.wide.example. TXT "v=spf1 ~all"
+x3.w2.wide.example. TXT "v=spf1 ~all"
+x4.w2.wide.example. TXT "v=spf1 ~all"
+x5.w2.wide.example. TXT "v=spf1 ~all"
+x6.w2.wide.example. TXT "v=spf1 ~all"
+x7.w2.wide.example. TXT "v=spf1 ~all"
+x0.w3.wide.example. TXT "v=spf1 ~all"
+x1.w3.wide.example. TXT "v=spf1 ~all"
+x2.w3.wide.example. TXT "v=spf1 ~all"
+x3.w3.wide.example. TXT "v=spf1 ~all"
+x4.w3.wide.example. TXT "v=spf1 ~all"
+x5.w3.wide.example. TXT "v=spf1 ~all"
+x6.w3.wide.example. TXT "v=spf1 ~all"
+x7.w3.wide.example. TXT "v=spf1 ~all"
+x0.w4.wide.example. TXT "v=spf1 ~all"
+x1.w4.wide.example. TXT "v=spf1 ~all"
+x2.w4.wide.example. TXT "v=spf1 ~all"
+x3.w4.wide.example. TXT "v=spf1 ~all"
+x4.w4.wide.example. TXT "v=spf1 ~all"
+x5.w4.wide.example. TXT "v=spf1 ~all"
+x6.w4.wide.example. TXT "v=spf1 ~all"
+x7.w4.wide.example. TXT "v=spf1 ~all"
+x0.w5.wide.example. TXT "v=spf1 ~all"
+x1.w5.wide.example. TXT "v=spf1 ~all"
+x2.w5.wide.example. TXT "v=spf1 ~all"
+x3.w5.wide.example. TXT "v=spf1 ~all"
+x4.w5.wide.example. TXT "v=spf1 ~all"
+x5.w5.wide.example. TXT "v=spf1 ~all"
+x6.w5.wide.example. TXT "v=spf1 ~all"
+x7.w5.wide.example. TXT "v=spf1 ~all"
+x0.w6.wide.example. TXT "v=spf1 ~all"
+x1.w6.wide.example. TXT "v=spf1 ~all"
+x2.w6.wide.example. TXT "v=spf1 ~all"
+x3.w6.wide.example. TXT "v=spf1 ~all"
+x4.w6.wide.example. TXT "v=spf1 ~all"
+x5.w6.wide.example. TXT "v=spf1 ~all"
+x6.w6.wide.example. TXT "v=spf1 ~all"
+x7.w6.wide.example. TXT "v=spf1 ~all"
+x0.w7.wide.example. TXT "v=spf1 ~all"
+x1.w7.wide.example. TXT "v=spf1 ~all"
+x2.w7.wide.example. TXT "v=spf1 ~all"
+x3.w7.wide.example. TXT "v=spf1 ~all"
+x4.w7.wide.example. TXT "v=spf1 ~all"
+x5.w7.wide.example. TXT "v=spf1 ~all"
+x6.w7.wide.example. TXT "v=spf1 ~all"
+x7.w7.wide.example. TXT "v=spf1 ~all"
+"#;
+
+#[tokio::test]
+async fn limits_inherited_policies_and_the_mta_sts_record() {
+    let r = audit(LIMITS, "voids.example", CheckOptions { ip_lists: Some(vec![]), domain_lists: Some(vec![]), ..Default::default() }).await;
+    let v = one(&r, "spf.void-limit");
+    assert_eq!(v.status, Status::Fail);
+    assert!(v.message.contains("a:n3.voids.example"), "{}", v.message);
+    assert_eq!(one(&r, "mta-sts.record").status, Status::Pass);
+    let p = one(&r, "mta-sts.policy");
+    assert_eq!(p.status, Status::Fail, "mta-sts.voids.example has no address");
+
+    let r = audit(LIMITS, "warn.example", CheckOptions::default()).await;
+    assert_eq!(one(&r, "spf.lookup-limit").status, Status::Warn, "8 of 10");
+
+    // 8 includes of 8 includes: the limit is crossed, and the walk stops
+    // following the tree at 50 records instead of asking for all 73.
+    let r = audit(LIMITS, "wide.example", CheckOptions::default()).await;
+    assert_eq!(one(&r, "spf.lookup-limit").status, Status::Fail);
+    fn fetched(n: &netjes_check::spf::SpfNode) -> usize {
+        usize::from(n.record.is_some()) + n.children.iter().map(|c| fetched(&c.node)).sum::<usize>()
+    }
+    fn capped(n: &netjes_check::spf::SpfNode) -> bool {
+        n.problem.as_deref().is_some_and(|p| p.contains("not followed")) || n.children.iter().any(|c| capped(&c.node))
+    }
+    let tree = r.spf_tree.as_ref().unwrap();
+    assert!(capped(tree));
+    assert_eq!(fetched(tree), 50, "records fetched");
+    assert!(find(&r, "spf.include-error").is_empty(), "records not followed are not errors");
+
+    let r = audit(GOOD, "shop.good.example", CheckOptions::default()).await;
+    let d = one(&r, "dmarc.inherited");
+    assert_eq!(d.status, Status::Info);
+    assert!(d.message.contains("_dmarc.good.example"), "{}", d.message);
+}
