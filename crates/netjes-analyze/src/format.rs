@@ -53,13 +53,14 @@ pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
     // §2.1.1: lines of at most 998 octets; §2.3: CR and LF only together.
     let mut long = 0;
     let mut bare = 0;
+    let lines = raw.split(|b| *b == b'\n').count();
     for (i, line) in raw.split(|b| *b == b'\n').enumerate() {
         if line.len() > 999 {
             long += 1;
         }
         let crlf_end = line.ends_with(b"\r");
         let inner_cr = line[..line.len().saturating_sub(usize::from(crlf_end))].contains(&b'\r');
-        let last = i == raw.split(|b| *b == b'\n').count() - 1;
+        let last = i + 1 == lines;
         if inner_cr || (!crlf_end && !last) {
             bare += 1;
         }

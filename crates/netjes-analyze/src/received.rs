@@ -68,7 +68,10 @@ fn hop_of(index: usize, r: &Received<'_>) -> Hop {
 
 /// The hops of a message, oldest first, with delays between them.
 pub fn hops(raw: &[u8]) -> Vec<Hop> {
-    let Some(msg) = MessageParser::default().parse_headers(raw) else { return Vec::new() };
+    MessageParser::default().parse_headers(raw).map(|m| hops_of(&m)).unwrap_or_default()
+}
+
+fn hops_of(msg: &mail_parser::Message<'_>) -> Vec<Hop> {
     // Each server prepends its Received field, so the header order is the
     // reverse of the travel order.
     let mut all: Vec<Hop> = msg.received_all().collect::<Vec<_>>().into_iter().rev().enumerate().map(|(i, r)| hop_of(i + 1, r)).collect();
@@ -98,8 +101,8 @@ pub struct EnvelopeGuess {
 /// The newest Received field that names a client address is the one the
 /// receiving side added; Return-Path holds MAIL FROM (RFC 5321 §4.4).
 pub fn envelope_from_headers(raw: &[u8]) -> Option<EnvelopeGuess> {
-    let all = hops(raw);
     let msg = MessageParser::default().parse_headers(raw)?;
+    let all = hops_of(&msg);
     let mail_from = msg.return_address().map(|a| a.trim_matches(['<', '>']).to_string());
     let newest = all.iter().rev().find(|h| h.from_ip.is_some())?;
     Some(EnvelopeGuess {

@@ -52,6 +52,10 @@ pub fn parse_master_file(text: &str, origin: &str) -> Result<Zone, ZoneError> {
         };
         last_owner = Some(owner.clone());
         let (ttl, rtype, rdata) = ttl_class_type(rest).ok_or_else(|| err(format!("{owner}: the record type is missing")))?;
+        if rtype.starts_with(|c: char| c.is_ascii_digit()) {
+            // A number that did not read as a TTL (too large, bad unit).
+            return Err(err(format!("{owner}: {rtype:?} is neither a TTL nor a record type")));
+        }
         match record_from(&rtype, rdata, &origin).map_err(|m| err(format!("{owner} {rtype}: {m}")))? {
             Some(r) => {
                 let e = zone.entry(&owner);
@@ -157,7 +161,7 @@ fn parse_ttl(s: &str) -> Option<u32> {
         } else {
             let n: u64 = num.parse().ok()?;
             num.clear();
-            total += n * match c.to_ascii_lowercase() {
+            let unit: u64 = match c.to_ascii_lowercase() {
                 's' => 1,
                 'm' => 60,
                 'h' => 3600,
@@ -165,6 +169,8 @@ fn parse_ttl(s: &str) -> Option<u32> {
                 'w' => 604_800,
                 _ => return None,
             };
+            // Checked: "99999999999999999999m" must be an error, not a panic (found by fuzzing).
+            total = total.checked_add(n.checked_mul(unit)?)?;
         }
     }
     if !num.is_empty() {
@@ -332,5 +338,8 @@ abs.example.org. 2d TXT "say \"hi\"\059 ok"
         assert!(parse_master_file(&long, "example.com").unwrap_err().message.contains("255"));
         assert_eq!(parse_ttl("1w2d3h4m5s"), Some(604_800 + 2 * 86_400 + 3 * 3600 + 4 * 60 + 5));
         assert_eq!(parse_ttl("1x"), None);
+        assert_eq!(parse_ttl("0000378309091476131538 5m"), None);
+        assert_eq!(parse_ttl("3783090914761315385m"), None);
+        assert!(parse_master_file("x 3783090914761315385m A 192.0.2.1\n", "example.com").is_err());
     }
 }

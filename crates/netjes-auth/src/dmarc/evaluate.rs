@@ -237,7 +237,9 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
         p
     } else {
         // np applies to a non-existent author domain (NXDOMAIN), sp to an
-        // existing subdomain; both default to the one above them.
+        // existing subdomain; both default to the one above them. A DNS
+        // failure here proves nothing about existence, so sp, the policy
+        // for the ordinary case, applies rather than an invented NXDOMAIN.
         let nonexistent = matches!(dns.a(&author).await, Err(DnsError::NxDomain { .. }))
             && matches!(dns.aaaa(&author).await, Err(DnsError::NxDomain { .. }));
         let sp = record.sp.unwrap_or(p);
