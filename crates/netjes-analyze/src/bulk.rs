@@ -2,10 +2,9 @@
 //! one-click unsubscribe (RFC 8058), signed; the rest (aligned DKIM or SPF,
 //! DMARC published, TLS) is judged from the verdict and the Received chain.
 
-use crate::finding::{Finding, Section};
+use crate::finding::Finding;
 use netjes_auth::message::header_fields as fields;
 
-const S: Section = Section::BulkSender;
 
 fn header(raw: &[u8], name: &str) -> Option<String> {
     fields(raw).into_iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(&v).trim().to_string())
@@ -16,7 +15,7 @@ pub fn check_unsubscribe(raw: &[u8], signed: Option<&[String]>) -> Vec<Finding> 
     let mut out = Vec::new();
     let Some(lu) = header(raw, "List-Unsubscribe") else {
         out.push(
-            Finding::new("bulk.no-list-unsubscribe", S, 1.0, "no List-Unsubscribe: Gmail and Yahoo require it from bulk senders, and people who cannot unsubscribe report spam")
+            Finding::new("bulk.no-list-unsubscribe", "no List-Unsubscribe: Gmail and Yahoo require it from bulk senders, and people who cannot unsubscribe report spam")
                 .fix("List-Unsubscribe: <https://example.com/unsubscribe?id=...>, <mailto:unsubscribe@example.com>"),
         );
         return out;
@@ -25,18 +24,18 @@ pub fn check_unsubscribe(raw: &[u8], signed: Option<&[String]>) -> Vec<Finding> 
     let https = uris.iter().any(|u| u.to_ascii_lowercase().starts_with("https://"));
     let mailto = uris.iter().any(|u| u.to_ascii_lowercase().starts_with("mailto:"));
     if !https && !mailto {
-        out.push(Finding::new("bulk.list-unsubscribe-uri", S, 1.0, format!("List-Unsubscribe holds no https: or mailto: URI: {lu}")));
+        out.push(Finding::new("bulk.list-unsubscribe-uri", format!("List-Unsubscribe holds no https: or mailto: URI: {lu}")));
     }
     let post = header(raw, "List-Unsubscribe-Post");
     match post.as_deref() {
         Some(p) if p.replace(' ', "").eq_ignore_ascii_case("List-Unsubscribe=One-Click") => {
             if !https {
-                out.push(Finding::new("bulk.one-click-without-https", S, 0.5, "List-Unsubscribe-Post needs an https: URI in List-Unsubscribe to post to (RFC 8058 §3.1)"));
+                out.push(Finding::new("bulk.one-click-without-https", "List-Unsubscribe-Post needs an https: URI in List-Unsubscribe to post to (RFC 8058 §3.1)"));
             }
         }
-        Some(p) => out.push(Finding::new("bulk.bad-unsubscribe-post", S, 0.5, format!("List-Unsubscribe-Post must be exactly \"List-Unsubscribe=One-Click\", not {p:?}"))),
+        Some(p) => out.push(Finding::new("bulk.bad-unsubscribe-post", format!("List-Unsubscribe-Post must be exactly \"List-Unsubscribe=One-Click\", not {p:?}"))),
         None => out.push(
-            Finding::new("bulk.no-one-click", S, 0.5, "no List-Unsubscribe-Post: Gmail and Yahoo want one-click unsubscribe (RFC 8058)")
+            Finding::new("bulk.no-one-click", "no List-Unsubscribe-Post: Gmail and Yahoo want one-click unsubscribe (RFC 8058)")
                 .fix("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
         ),
     }
@@ -45,7 +44,7 @@ pub fn check_unsubscribe(raw: &[u8], signed: Option<&[String]>) -> Vec<Finding> 
         for name in ["List-Unsubscribe", "List-Unsubscribe-Post"] {
             let present = name == "List-Unsubscribe" || post.is_some();
             if present && !h.iter().any(|x| x.eq_ignore_ascii_case(name)) {
-                out.push(Finding::new("bulk.unsigned-unsubscribe", S, 0.5, format!("{name} is not covered by the DKIM signature (RFC 8058 §4)")).fix(format!("add {name} to the signed headers (h=)")));
+                out.push(Finding::new("bulk.unsigned-unsubscribe", format!("{name} is not covered by the DKIM signature (RFC 8058 §4)")).fix(format!("add {name} to the signed headers (h=)")));
             }
         }
     }

@@ -1,11 +1,10 @@
 //! RFC 5322 form: the header fields a message must have once, well formed,
 //! and the lines it must not have.
 
-use crate::finding::{Finding, Section};
+use crate::finding::Finding;
 use netjes_auth::message::header_fields as fields;
 use mail_parser::MessageParser;
 
-const S: Section = Section::Format;
 
 /// Fields RFC 5322 §3.6 allows at most once.
 const SINGLE: &[&str] = &["Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Message-ID", "In-Reply-To", "References", "Subject"];
@@ -16,39 +15,39 @@ pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
     let f = fields(raw);
     let count = |n: &str| f.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).count();
     match count("From") {
-        0 => out.push(Finding::new("format.no-from", S, 3.0, "there is no From field (RFC 5322 §3.6 requires exactly one)").fix("add a From: header with your address")),
+        0 => out.push(Finding::new("format.no-from", "there is no From field (RFC 5322 §3.6 requires exactly one)").fix("add a From: header with your address")),
         1 => {}
-        n => out.push(Finding::new("format.many-from", S, 3.0, format!("there are {n} From fields; exactly one is allowed, and DMARC cannot judge the message"))),
+        n => out.push(Finding::new("format.many-from", format!("there are {n} From fields; exactly one is allowed, and DMARC cannot judge the message"))),
     }
     for name in SINGLE.iter().filter(|n| **n != "From") {
         let n = count(name);
         if n > 1 {
-            out.push(Finding::new("format.duplicate-field", S, 1.0, format!("{name} appears {n} times; RFC 5322 §3.6 allows it once")));
+            out.push(Finding::new("format.duplicate-field", format!("{name} appears {n} times; RFC 5322 §3.6 allows it once")));
         }
     }
     let parsed = MessageParser::default().parse_headers(raw);
     match count("Date") {
-        0 => out.push(Finding::new("format.no-date", S, 1.0, "there is no Date field (RFC 5322 §3.6.1)").fix("let the sending software add Date")),
+        0 => out.push(Finding::new("format.no-date", "there is no Date field (RFC 5322 §3.6.1)").fix("let the sending software add Date")),
         _ => match parsed.as_ref().and_then(|m| m.date()) {
-            None => out.push(Finding::new("format.bad-date", S, 1.0, "the Date field cannot be read as an RFC 5322 date")),
+            None => out.push(Finding::new("format.bad-date", "the Date field cannot be read as an RFC 5322 date")),
             Some(d) if d.to_timestamp() > now + 15 * 60 => {
-                out.push(Finding::new("format.future-date", S, 1.0, format!("the Date is {} minutes in the future: the sender's clock is wrong", (d.to_timestamp() - now) / 60)))
+                out.push(Finding::new("format.future-date", format!("the Date is {} minutes in the future: the sender's clock is wrong", (d.to_timestamp() - now) / 60)))
             }
             Some(_) => {}
         },
     }
     match count("Message-ID") {
-        0 => out.push(Finding::new("format.no-message-id", S, 1.0, "there is no Message-ID (RFC 5322 §3.6.4); spam filters score its absence").fix("let the sending software add <unique@your-domain>")),
+        0 => out.push(Finding::new("format.no-message-id", "there is no Message-ID (RFC 5322 §3.6.4); spam filters score its absence").fix("let the sending software add <unique@your-domain>")),
         _ => {
             let v = f.iter().find(|(k, _)| k.eq_ignore_ascii_case("Message-ID")).map(|(_, v)| String::from_utf8_lossy(v).trim().to_string()).unwrap_or_default();
             let ok = v.starts_with('<') && v.ends_with('>') && v[1..v.len() - 1].contains('@') && !v.contains(' ');
             if !ok {
-                out.push(Finding::new("format.bad-message-id", S, 0.5, format!("the Message-ID {v:?} is not of the form <id@domain>")));
+                out.push(Finding::new("format.bad-message-id", format!("the Message-ID {v:?} is not of the form <id@domain>")));
             }
         }
     }
     if count("Subject") == 0 {
-        out.push(Finding::new("format.no-subject", S, 0.5, "there is no Subject"));
+        out.push(Finding::new("format.no-subject", "there is no Subject"));
     }
     // §2.1.1: lines of at most 998 octets; §2.3: CR and LF only together.
     let mut long = 0;
@@ -66,13 +65,13 @@ pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
         }
     }
     if long > 0 {
-        out.push(Finding::new("format.long-lines", S, 1.0, format!("{long} line(s) are over 998 octets (RFC 5322 §2.1.1): servers may break them, and signatures with them")));
+        out.push(Finding::new("format.long-lines", format!("{long} line(s) are over 998 octets (RFC 5322 §2.1.1): servers may break them, and signatures with them")));
     }
     if bare > 0 {
-        out.push(Finding::new("format.bare-line-ends", S, 0.5, format!("{bare} line(s) end in a bare CR or LF; SMTP wants CRLF (RFC 5322 §2.3)")));
+        out.push(Finding::new("format.bare-line-ends", format!("{bare} line(s) end in a bare CR or LF; SMTP wants CRLF (RFC 5322 §2.3)")));
     }
     if f.iter().any(|(_, v)| v.iter().any(|b| *b >= 0x80)) {
-        out.push(Finding::new("format.8bit-header", S, 1.0, "a header field holds raw 8-bit bytes; encode it (RFC 2047)"));
+        out.push(Finding::new("format.8bit-header", "a header field holds raw 8-bit bytes; encode it (RFC 2047)"));
     }
     out
 }

@@ -1,8 +1,286 @@
-//! The message test (`netjes analyze`), being built: so far the Received
-//! chain, in the order the mail travelled, and the envelope facts it gives
-//! when they are not given on the command line.
+//! The message test (`netjes analyze`): why a message lands in spam, scored
+//! out of 10 as mail-tester scores it, with every point explained.
+//!
+//! The checks are free of IO where they can be (format, bulk, content,
+//! Received, the HTML scan); DNS goes through the injected resolver, and
+//! SpamAssassin is asked only when configured.
 
+pub mod auth;
 pub mod bulk;
+pub mod config;
+pub mod content;
 pub mod finding;
 pub mod format;
+pub mod html;
+pub mod html_report;
+pub mod links;
+pub mod penalties;
 pub mod received;
+pub mod reputation;
+pub mod spamd;
+
+use finding::{Finding, Section};
+use links::same_org;
+use netjes_auth::dkim::DkimResult;
+use netjes_auth::dmarc::DmarcResult;
+use netjes_auth::message::MessageError;
+use netjes_auth::verdict::{verify_message, Envelope, Verdict};
+use netjes_dns::Resolver;
+use penalties::Penalties;
+use received::Hop;
+use serde::Serialize;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// RFC 7489 practice since 2024: without aligned DKIM or SPF, Gmail and
+/// Yahoo treat mail as unauthenticated, whatever else is right.
+pub const UNALIGNED_CAP: f32 = 6.0;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Given envelope facts; missing ones are read from the Received chain.
+    pub ip: Option<IpAddr>,
+    pub helo: Option<String>,
+    pub mail_from: Option<String>,
+    pub authserv_id: String,
+    /// Unix time "now", for a Date in the future.
+    pub now: i64,
+    pub ip_lists: Vec<String>,
+    pub domain_lists: Vec<String>,
+    pub penalties: Penalties,
+    /// spamd's HOST:PORT, and how long it may take.
+    pub spamd: Option<(String, Duration)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ip: None,
+            helo: None,
+            mail_from: None,
+            authserv_id: "netjes".into(),
+            now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+            ip_lists: vec![],
+            domain_lists: vec![],
+            penalties: Penalties::default(),
+            spamd: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("{0}")]
+    Message(#[from] MessageError),
+    #[error("the input is not an RFC 5322 message: no header fields could be read")]
+    NotAMessage,
+}
+
+/// The envelope the analysis used, and where each fact came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvelopeReport {
+    pub ip: Option<IpAddr>,
+    pub helo: Option<String>,
+    pub mail_from: Option<String>,
+    /// "command line", or the Received header the facts were read from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionReport {
+    pub section: Section,
+    pub title: &'static str,
+    /// Points this section takes off.
+    pub penalty: f32,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Out of 10, one decimal.
+    pub score: f32,
+    /// The mark was lowered to 6 because nothing authenticates the From domain.
+    pub capped: bool,
+    /// A DNS timeout or SERVFAIL kept a check from being made.
+    pub incomplete: bool,
+    pub subject: Option<String>,
+    pub from: Option<String>,
+    pub size: usize,
+    /// The (up to) three findings that cost the most: why this is spam.
+    pub why_spam: Vec<Finding>,
+    pub sections: Vec<SectionReport>,
+    pub envelope: EnvelopeReport,
+    pub hops: Vec<Hop>,
+    pub auth: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spamassassin: Option<spamd::SpamAssassin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spamassassin_error: Option<String>,
+}
+
+impl Report {
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.sections.iter().flat_map(|s| s.findings.iter())
+    }
+
+    pub fn has(&self, id: &str) -> bool {
+        self.findings().any(|f| f.id == id)
+    }
+}
+
+fn envelope(raw: &[u8], o: &Options) -> EnvelopeReport {
+    let guess = received::envelope_from_headers(raw);
+    let given = o.ip.is_some() || o.helo.is_some() || o.mail_from.is_some();
+    let from_headers = guess.is_some() && (o.ip.is_none() || o.helo.is_none() || o.mail_from.is_none());
+    let g = guess.clone();
+    let source = match (given, from_headers, &guess) {
+        (true, true, Some(g)) => format!("command line, the rest from {}", g.source),
+        (false, true, Some(g)) => g.source.clone(),
+        (true, _, _) => "command line".into(),
+        _ => "unknown: no Received header names the client; give --ip, --helo and --mail-from".into(),
+    };
+    EnvelopeReport {
+        ip: o.ip.or(g.as_ref().and_then(|g| g.ip)),
+        helo: o.helo.clone().or(g.as_ref().and_then(|g| g.helo.clone())),
+        mail_from: o.mail_from.clone().or(g.and_then(|g| g.mail_from)),
+        source,
+    }
+}
+
+fn received_findings(hops: &[Hop]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if hops.is_empty() {
+        out.push(Finding::new("received.none", "the message has no Received fields: it was not delivered by SMTP, so the envelope must be given"));
+    }
+    for h in hops {
+        match h.delay {
+            Some(d) if d < -60 => out.push(Finding::new("received.clock-skew", format!("hop {} is timed {}s before the hop before it: a server's clock is wrong", h.index, -d)).fix("run NTP (chrony) on every server")),
+            Some(d) if d > 3600 => out.push(Finding::new("received.slow-hop", format!("hop {} took {} minutes: greylisting or a queue", h.index, d / 60))),
+            _ => {}
+        }
+    }
+    out
+}
+
+
+/// Analyses one message.
+pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Report, AnalyzeError> {
+    let env = envelope(raw, o);
+    let verdict = verify_message(dns, raw, &Envelope { ip: env.ip, helo: env.helo.clone(), mail_from: env.mail_from.clone() }, &o.authserv_id).await?;
+    let msg = mail_parser::MessageParser::default().parse(raw).ok_or(AnalyzeError::NotAMessage)?;
+    let hops = received::hops(raw);
+
+    let from = verdict.dmarc.from_domain.clone();
+    let mut related: Vec<String> = from.iter().cloned().collect();
+    related.extend(verdict.dkim.iter().filter(|d| d.result == DkimResult::Pass).map(|d| d.domain.clone()));
+    if let Some(mf) = env.mail_from.as_deref().and_then(|m| m.rsplit_once('@')) {
+        related.push(mf.1.to_ascii_lowercase());
+    }
+    let content = content::check_content(&msg, &related);
+
+    let spamd = async {
+        match &o.spamd {
+            Some((addr, t)) => Some(spamd::ask(addr, raw, *t).await),
+            None => None,
+        }
+    };
+    let host = async {
+        match env.ip {
+            Some(ip) => auth::check_sender_host(dns, ip, env.helo.as_deref()).await,
+            None => vec![],
+        }
+    };
+    let (sa, host_findings, reputation) =
+        tokio::join!(spamd, host, reputation::check_reputation(dns, env.ip, &content.link_hosts, &o.ip_lists, &o.domain_lists));
+
+    let mut all = auth::verdict_findings(&verdict);
+    all.extend(host_findings);
+    all.extend(reputation);
+    all.extend(format::check_format(raw, o.now));
+    // RFC 8058 §4 asks the unsubscribe fields to be signed by the signature
+    // that speaks for the From domain.
+    let from_d = from.clone().unwrap_or_default();
+    let signed = verdict.dkim.iter().find(|d| d.result == DkimResult::Pass && same_org(&d.domain, &from_d)).map(|d| d.signed_headers.clone());
+    all.extend(bulk::check_unsubscribe(raw, signed.as_deref()));
+    let aligned = auth::aligned(&verdict);
+    if !aligned {
+        all.push(Finding::new("bulk.unaligned", "Gmail, Yahoo and Outlook require From to be aligned with a passing DKIM or SPF"));
+    }
+    if verdict.dmarc.result == DmarcResult::None && verdict.dmarc.record.is_none() {
+        all.push(Finding::new("bulk.no-dmarc", "Gmail, Yahoo and Outlook require bulk senders to publish DMARC"));
+    }
+    if let Some(last) = hops.last() {
+        if last.tls.is_none() {
+            all.push(
+                Finding::new("bulk.no-tls", format!("the last hop ({} to {}) did not use TLS", last.from.clone().unwrap_or_default(), last.by.clone().unwrap_or_default()))
+                    .fix("offer and use STARTTLS on every hop; Gmail marks mail without TLS with a red lock"),
+            );
+        }
+    }
+    all.extend(content.findings);
+    all.extend(received_findings(&hops));
+    let (spamassassin, spamassassin_error) = match sa {
+        Some(Ok(s)) => {
+            let top: Vec<String> = {
+                let mut r: Vec<&spamd::SpamRule> = s.rules.iter().filter(|r| r.points > 0.0).collect();
+                r.sort_by(|a, b| b.points.total_cmp(&a.points));
+                r.iter().take(5).map(|r| format!("{} ({:+.1}: {})", r.name, r.points, r.description)).collect()
+            };
+            if s.score > 0.0 {
+                all.push(Finding::new("spamassassin.score", format!("SpamAssassin scores {:.1} (spam from {:.1}): {}", s.score, s.threshold, top.join("; "))));
+            }
+            (Some(s), None)
+        }
+        Some(Err(e)) => (None, Some(e.to_string())),
+        None => (None, None),
+    };
+
+    // Penalties from the table and the configuration.
+    for f in &mut all {
+        f.penalty = o.penalties.penalty(f.id);
+        if f.id == "spamassassin.score" {
+            // The table gives the most SpamAssassin may take off.
+            let sa = spamassassin.as_ref().map(|s| s.score).unwrap_or(0.0);
+            f.penalty = sa.clamp(0.0, f.penalty);
+        }
+    }
+    let total: f32 = all.iter().map(|f| f.penalty).sum();
+    let uncapped = (10.0 - total).max(0.0);
+    let capped = !aligned && uncapped > UNALIGNED_CAP;
+    if capped {
+        // The cap is the penalty of auth.unaligned, so that the findings
+        // always add up to the mark.
+        if let Some(f) = all.iter_mut().find(|f| f.id == "auth.unaligned") {
+            f.penalty = uncapped - UNALIGNED_CAP;
+        }
+    }
+    let total: f32 = all.iter().map(|f| f.penalty).sum();
+    let score = ((10.0 - total).max(0.0) * 10.0).round() / 10.0;
+    let incomplete = all.iter().any(|f| f.id.ends_with("temperror")) || verdict.dkim.iter().any(|d| d.result == DkimResult::Temperror);
+
+    let mut why: Vec<&Finding> = all.iter().filter(|f| f.penalty > 0.0).collect();
+    why.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
+    let why_spam = why.into_iter().take(3).cloned().collect();
+    let sections = Section::ALL
+        .iter()
+        .map(|s| {
+            let findings: Vec<Finding> = all.iter().filter(|f| f.section == *s).cloned().collect();
+            SectionReport { section: *s, title: s.title(), penalty: findings.iter().map(|f| f.penalty).sum(), findings }
+        })
+        .collect();
+    Ok(Report {
+        score,
+        capped,
+        incomplete,
+        subject: msg.subject().map(|s| s.to_string()),
+        from: msg.from().and_then(|a| a.first()).and_then(|a| a.address()).map(|a| a.to_string()),
+        size: raw.len(),
+        why_spam,
+        sections,
+        envelope: env,
+        hops,
+        auth: verdict,
+        spamassassin,
+        spamassassin_error,
+    })
+}

@@ -37,6 +37,7 @@ fn dkim(d: &str, result: DkimResult) -> DkimSignatureReport {
         warnings: vec![],
         testing: false,
         b: String::new(),
+        signed_headers: vec!["from".into()],
     }
 }
 

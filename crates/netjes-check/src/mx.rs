@@ -93,7 +93,7 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
 }
 
 /// Names that look like an ISP's pool rather than a mail server.
-fn looks_generic(name: &str, ip: IpAddr) -> bool {
+pub fn looks_generic(name: &str, ip: IpAddr) -> bool {
     let n = name.to_ascii_lowercase();
     let words = ["dynamic", "dyn.", "dhcp", "dsl", "cable", "pool", "ppp", "dial", "client", "broadband", "customer", "static-", "host-", "ip-", "unassigned"];
     if words.iter().any(|w| n.contains(w)) {
@@ -113,44 +113,61 @@ fn looks_generic(name: &str, ip: IpAddr) -> bool {
     false
 }
 
+/// The forward-confirmed reverse DNS of one address (RFC 8601 §3 iprev).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Iprev {
+    /// A PTR name whose A/AAAA records include the address.
+    Confirmed(String),
+    /// No PTR record (NXDOMAIN or NODATA).
+    NoPtr,
+    /// PTR names, none of which resolves back to the address.
+    NotConfirmed(Vec<String>),
+    /// A DNS timeout or SERVFAIL: nothing can be said.
+    Temporary(String),
+}
+
+/// Looks up the PTR names of `ip` and confirms one forward, at most 10
+/// names as RFC 8601 §3 suggests bounding the work.
+pub async fn iprev(dns: &dyn Resolver, ip: IpAddr) -> Iprev {
+    let names = match dns.ptr(ip).await {
+        Ok(n) => n,
+        Err(e) if e.is_temporary() => return Iprev::Temporary(e.to_string()),
+        Err(_) => return Iprev::NoPtr,
+    };
+    let mut temp = None;
+    for n in names.iter().take(10) {
+        match dns.addrs_like(n, ip).await {
+            Ok(a) if a.contains(&ip) => return Iprev::Confirmed(n.clone()),
+            Err(e) if e.is_temporary() => temp = Some(e.to_string()),
+            _ => {}
+        }
+    }
+    match temp {
+        Some(e) => Iprev::Temporary(e),
+        None => Iprev::NotConfirmed(names),
+    }
+}
+
 /// Forward-confirmed reverse DNS of each address (RFC 8601 iprev).
 pub async fn check_ptr(dns: &dyn Resolver, addresses: &[IpAddr], what: &str) -> Vec<Finding> {
     const C: Category = Category::Ptr;
-    let checks = addresses.iter().map(|ip| async move {
-        let names = dns.ptr(*ip).await;
-        let mut confirmed = None;
-        let mut temp = None;
-        if let Ok(names) = &names {
-            for n in names.iter().take(10) {
-                match dns.addrs_like(n, *ip).await {
-                    Ok(a) if a.contains(ip) => {
-                        confirmed = Some(n.clone());
-                        break;
-                    }
-                    Err(e) if e.is_temporary() => temp = Some(e),
-                    _ => {}
-                }
-            }
-        }
-        (*ip, names, confirmed, temp)
-    });
+    let results = netjes_dns::join_all(addresses.iter().map(|ip| async move { (*ip, iprev(dns, *ip).await) })).await;
     let mut out = Vec::new();
-    for (ip, names, confirmed, temp) in netjes_dns::join_all(checks).await {
+    for (ip, result) in results {
         let id = format!("ptr.{ip}");
         let rev = netjes_dns::reverse_name(ip);
-        match (names, confirmed) {
-            (Err(e), _) if e.is_temporary() => out.push(Finding::new(C, &id, Status::Error, format!("the PTR of {ip} could not be checked: {e}"))),
-            (Err(_), _) => out.push(
+        match result {
+            Iprev::Temporary(e) => out.push(Finding::new(C, &id, Status::Error, format!("the PTR of {ip} could not be checked: {e}"))),
+            Iprev::NoPtr => out.push(
                 Finding::new(C, &id, Status::Fail, format!("{ip} ({what}) has no PTR record: many receivers refuse mail from it"))
                     .advice(format!("ask whoever owns the address block (your hosting provider) to set the PTR of {ip} to your mail server's name")),
             ),
-            (Ok(_), Some(name)) if looks_generic(&name, ip) => out.push(
+            Iprev::Confirmed(name) if looks_generic(&name, ip) => out.push(
                 Finding::new(C, &id, Status::Warn, format!("{ip} ({what}) → {name}, which looks like a generic or dynamic name"))
                     .advice("receivers score generic names as home connections; set a PTR like mail.yourdomain"),
             ),
-            (Ok(_), Some(name)) => out.push(Finding::new(C, &id, Status::Pass, format!("{ip} ({what}) → {name} → {ip}: forward-confirmed"))),
-            (Ok(_), None) if temp.is_some() => out.push(Finding::new(C, &id, Status::Error, format!("the PTR of {ip} could not be confirmed: {}", temp.unwrap()))),
-            (Ok(names), None) => out.push(
+            Iprev::Confirmed(name) => out.push(Finding::new(C, &id, Status::Pass, format!("{ip} ({what}) → {name} → {ip}: forward-confirmed"))),
+            Iprev::NotConfirmed(names) => out.push(
                 Finding::new(C, &id, Status::Fail, format!("{ip} ({what}) has PTR {} ({rev}), which does not resolve back to {ip}", names.join(", ")))
                     .advice("publish an A/AAAA record for that name pointing at this address, or change the PTR"),
             ),

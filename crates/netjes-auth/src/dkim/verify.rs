@@ -54,6 +54,9 @@ pub struct DkimSignatureReport {
     pub testing: bool,
     /// The first 8 characters of b=, to tell signatures apart (RFC 6008).
     pub b: String,
+    /// The header fields the signature covers (h=), in its order; what
+    /// RFC 8058 §4 asks of List-Unsubscribe is judged from it.
+    pub signed_headers: Vec<String>,
 }
 
 fn algorithm_name(a: Algorithm) -> &'static str {
@@ -141,6 +144,7 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
                 warnings: vec![],
                 testing: false,
                 b: String::new(),
+                signed_headers: vec![],
             });
             continue;
         };
@@ -203,6 +207,7 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
             warnings,
             testing: record.is_some_and(|r| r.testing),
             b: base64_prefix(&sig.b),
+            signed_headers: sig.h.clone(),
         });
     }
     for h in msg_all.dkim_headers.iter().skip(MAX_DKIM_SIGNATURES) {
@@ -217,6 +222,7 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
             warnings: vec![],
             testing: false,
             b: base64_prefix(&h.header.b),
+            signed_headers: h.header.h.clone(),
         });
     }
     reports
