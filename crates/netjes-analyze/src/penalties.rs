@@ -67,7 +67,7 @@ pub const RULES: &[Rule] = &[
     r("format.long-lines", F, 1.0, "a line is over 998 octets"),
     r("format.bare-line-ends", F, 0.5, "a line ends in a bare CR or LF"),
     r("format.8bit-header", F, 1.0, "a header field holds raw 8-bit bytes"),
-    r("bulk.no-list-unsubscribe", B, 1.0, "there is no List-Unsubscribe"),
+    r("bulk.no-list-unsubscribe", B, 0.3, "there is no List-Unsubscribe"),
     r("bulk.list-unsubscribe-uri", B, 1.0, "List-Unsubscribe holds no https: or mailto: URI"),
     r("bulk.no-one-click", B, 0.5, "there is no List-Unsubscribe-Post (RFC 8058 one-click)"),
     r("bulk.bad-unsubscribe-post", B, 0.5, "List-Unsubscribe-Post is not List-Unsubscribe=One-Click"),
