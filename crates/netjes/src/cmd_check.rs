@@ -44,17 +44,8 @@ pub struct CheckArgs {
     /// origin is the audited domain unless the file sets $ORIGIN. May be repeated.
     #[arg(long = "zone")]
     pub zones: Vec<PathBuf>,
-    /// An IP blocklist to ask instead of the defaults (zen.spamhaus.org,
-    /// bl.spamcop.net, b.barracudacentral.org, psbl.surriel.com). May be repeated.
-    #[arg(long = "dnsbl", value_name = "LIST")]
-    pub dnsbl: Vec<String>,
-    /// A domain blocklist to ask instead of the defaults (dbl.spamhaus.org,
-    /// multi.surbl.org). May be repeated.
-    #[arg(long = "dbl", value_name = "LIST")]
-    pub dbl: Vec<String>,
-    /// Ask no blocklists.
-    #[arg(long = "no-blocklists")]
-    pub no_blocklists: bool,
+    #[command(flatten)]
+    pub blocklists: BlocklistArgs,
     /// Also trust the CA certificates in this PEM file when fetching the
     /// MTA-STS policy (a private CA, or a test's own).
     #[arg(long = "ca-file", value_name = "PEM")]
@@ -69,6 +60,43 @@ pub struct CheckArgs {
     /// The HTTPS port of mta-sts.DOMAIN (for test setups; senders use 443).
     #[arg(long = "https-port", default_value_t = 443, hide = true)]
     pub https_port: u16,
+}
+
+/// Which blocklists to ask; shared by check and analyze.
+#[derive(clap::Args, Debug)]
+pub struct BlocklistArgs {
+    /// An IP blocklist to ask instead of the defaults (zen.spamhaus.org,
+    /// bl.spamcop.net, b.barracudacentral.org, psbl.surriel.com). May be repeated.
+    #[arg(long = "dnsbl", value_name = "LIST")]
+    pub dnsbl: Vec<String>,
+    /// A domain blocklist to ask instead of the defaults (dbl.spamhaus.org,
+    /// multi.surbl.org). May be repeated.
+    #[arg(long = "dbl", value_name = "LIST")]
+    pub dbl: Vec<String>,
+    /// Ask no blocklists.
+    #[arg(long = "no-blocklists")]
+    pub no_blocklists: bool,
+}
+
+impl BlocklistArgs {
+    /// `None`: the defaults; `Some(empty)`: none at all.
+    fn pick(&self, given: &[String]) -> Option<Vec<String>> {
+        if self.no_blocklists {
+            Some(vec![])
+        } else if given.is_empty() {
+            None
+        } else {
+            Some(given.to_vec())
+        }
+    }
+
+    pub fn ip_lists(&self) -> Option<Vec<String>> {
+        self.pick(&self.dnsbl)
+    }
+
+    pub fn domain_lists(&self) -> Option<Vec<String>> {
+        self.pick(&self.dbl)
+    }
 }
 
 fn tone(s: Status) -> Tone {
@@ -107,9 +135,8 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
         Arc::new(zr.with_fallback(live))
     };
-    let lists = |given: &Vec<String>| if a.no_blocklists { Some(vec![]) } else if given.is_empty() { None } else { Some(given.clone()) };
     let net = netjes_check::tls::NetOptions { ca_file: a.ca_file.clone(), https_port: a.https_port, smtp_port: a.smtp_port, ..Default::default() };
-    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: lists(&a.dnsbl), domain_lists: lists(&a.dbl), net, smtp: a.smtp };
+    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: a.blocklists.ip_lists(), domain_lists: a.blocklists.domain_lists(), net, smtp: a.smtp };
     let report = check_domain(dns.as_ref(), &domain, &opts).await;
     if g.json {
         print_json(&report);

@@ -8,11 +8,10 @@ use netjes_auth::verdict::{verify_message, Envelope};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// Verify a message: SPF (when --ip is given), every DKIM signature, the ARC
-/// chain and DMARC, as a receiving server would.
+/// The SMTP facts of a message, shared by verify and analyze.
 #[derive(clap::Args, Debug)]
-pub struct VerifyArgs {
-    /// The SMTP client's address; SPF is checked only when it is given.
+pub struct EnvelopeArgs {
+    /// The SMTP client's address; SPF is checked only when it is known.
     #[arg(long)]
     pub ip: Option<IpAddr>,
     /// The HELO/EHLO name.
@@ -24,6 +23,14 @@ pub struct VerifyArgs {
     /// The authserv-id that starts the Authentication-Results field.
     #[arg(long = "authserv-id", default_value = "netjes")]
     pub authserv_id: String,
+}
+
+/// Verify a message: SPF (when --ip is given), every DKIM signature, the ARC
+/// chain and DMARC, as a receiving server would.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub envelope: EnvelopeArgs,
     /// The message file; "-" or nothing reads standard input.
     pub message: Option<PathBuf>,
 }
@@ -31,8 +38,9 @@ pub struct VerifyArgs {
 pub async fn run(a: VerifyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let raw = exit::read_input(a.message.as_deref())?;
     let dns = g.resolver()?;
-    let env = Envelope { ip: a.ip, helo: a.helo.clone(), mail_from: a.mail_from.clone() };
-    let v = verify_message(dns.as_ref(), &raw, &env, &a.authserv_id)
+    let e = &a.envelope;
+    let env = Envelope { ip: e.ip, helo: e.helo.clone(), mail_from: e.mail_from.clone() };
+    let v = verify_message(dns.as_ref(), &raw, &env, &e.authserv_id)
         .await
         .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     if g.json {

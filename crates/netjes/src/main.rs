@@ -3,6 +3,7 @@
 //! Errors inside the libraries are typed (thiserror); here they become
 //! anyhow errors with their chain printed, and an exit code from [`exit`].
 
+mod cmd_analyze;
 mod cmd_arc;
 mod cmd_check;
 mod cmd_dkim;
@@ -93,6 +94,8 @@ enum Command {
     /// DMARC (RFC 9989): find the policy that applies to a domain.
     #[command(subcommand)]
     Dmarc(cmd_dmarc::DmarcCommand),
+    /// Test a message as receivers judge it, scored out of 10, with what to fix.
+    Analyze(cmd_analyze::AnalyzeArgs),
     /// Verify a message: SPF, DKIM, ARC and DMARC in one verdict, with the
     /// Authentication-Results header field that records it.
     #[command(after_long_help = EXIT_CODES)]
@@ -111,6 +114,7 @@ fn main() {
             Command::Arc(c) => cmd_arc::run(c, &cli.global).await,
             Command::Dmarc(c) => cmd_dmarc::run(c, &cli.global).await,
             Command::Verify(a) => cmd_verify::run(a, &cli.global).await,
+            Command::Analyze(a) => cmd_analyze::run(a, &cli.global).await,
         };
         match res {
             Ok(code) => code,

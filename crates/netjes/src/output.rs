@@ -26,6 +26,11 @@ fn color() -> bool {
     COLOR.load(Ordering::Relaxed)
 }
 
+/// Whether output is coloured (a TTY, or --color always).
+pub fn colour_enabled() -> bool {
+    color()
+}
+
 /// How a result reads: good, doubtful, bad or unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
