@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Runs every netjes test. It installs what the tests need when it is missing,
-# so that it works on a fresh machine; today that is only the Rust toolchain's
-# own parts. Later test suites (Postfix, Chromium) add their installs here.
+# so that it works on a fresh machine: a C compiler for the crypto crates and
+# SpamAssassin's spamd for `analyze --spamd`. Later suites (Postfix,
+# Chromium) add their installs here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+# Debian's spamassassin ships its rules in /usr/share/spamassassin, so no
+# sa-update (and no network) is needed to run it.
+command -v spamd >/dev/null 2>&1 || need_apt+=(spamassassin spamd)
 if ((${#need_apt[@]})); then
-    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; fi
 fi
 
 # Tests never query public DNS: every test starts its own DNS server on
