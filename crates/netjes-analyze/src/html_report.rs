@@ -97,7 +97,7 @@ pub fn render(r: &Report) -> String {
             h.push_str("</div>");
         }
         if s.section == crate::finding::Section::Received && !r.hops.is_empty() {
-            h.push_str("<table><tr><th>#</th><th>from</th><th>by</th><th>with</th><th>TLS</th><th>delay</th></tr>");
+            h.push_str("<table><tr><th>#</th><th>from</th><th>by</th><th>with</th><th>TLS</th><th>time</th><th>delay</th></tr>");
             for hop in &r.hops {
                 let from = match (&hop.from, hop.from_ip) {
                     (Some(n), Some(ip)) => format!("{n} [{ip}]"),
@@ -107,12 +107,13 @@ pub fn render(r: &Report) -> String {
                 };
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     hop.index,
                     escape(&from),
                     escape(hop.by.as_deref().unwrap_or("")),
                     escape(hop.with.as_deref().unwrap_or("")),
                     escape(hop.tls.as_deref().unwrap_or("no")),
+                    escape(hop.time.as_deref().unwrap_or("")),
                     hop.delay.map(|d| format!("{d}s")).unwrap_or_default()
                 );
             }

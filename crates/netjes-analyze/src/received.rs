@@ -23,6 +23,8 @@ pub struct Hop {
     pub tls: Option<String>,
     /// Unix time of the hop.
     pub timestamp: Option<i64>,
+    /// The hop's time as written, in RFC 3339 with its own offset.
+    pub time: Option<String>,
     /// Seconds since the previous hop; negative means a clock is wrong.
     pub delay: Option<i64>,
 }
@@ -62,6 +64,7 @@ fn hop_of(index: usize, r: &Received<'_>) -> Hop {
         with,
         tls,
         timestamp: r.date.as_ref().map(|d| d.to_timestamp()),
+        time: r.date.as_ref().map(|d| d.to_rfc3339()),
         delay: None,
     }
 }

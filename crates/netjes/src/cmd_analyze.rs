@@ -179,7 +179,8 @@ fn print_report(r: &Report) {
                 let from = h.from.clone().or(h.from_ip.map(|i| i.to_string())).unwrap_or_else(|| "?".into());
                 let delay = h.delay.map(|d| format!("+{d}s")).unwrap_or_default();
                 let tls = h.tls.clone().unwrap_or_else(|| "no TLS".into());
-                println!("  {:>2}. {from} → {}  {}", h.index, h.by.as_deref().unwrap_or("?"), dim(&format!("{delay} {tls}")));
+                let time = h.time.clone().unwrap_or_else(|| "no time".into());
+                println!("  {:>2}. {from} → {}  {}", h.index, h.by.as_deref().unwrap_or("?"), dim(&format!("{time} {delay} {tls}")));
             }
         }
         if s.section == netjes_analyze::finding::Section::Spamassassin {
