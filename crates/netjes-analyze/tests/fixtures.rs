@@ -69,7 +69,7 @@ fn expand(line: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = line;
     while let Some(i) = rest.find('{') {
-        out.extend_from_slice(rest[..i].as_bytes());
+        out.extend_from_slice(&rest.as_bytes()[..i]);
         let end = rest[i..].find('}').map(|e| i + e).expect("unclosed {");
         let code = &rest[i + 1..end];
         match code {

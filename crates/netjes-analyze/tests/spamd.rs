@@ -51,7 +51,7 @@ async fn start_spamd() -> Option<Spamd> {
     std::fs::write(dir.path().join("local.cf"), "dns_available no\nskip_rbl_checks 1\nuse_bayes 0\nuse_razor2 0\nuse_pyzor 0\n").unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(bin)
+    let mut child = Command::new(bin)
         .args(["-L", "--listen", &addr, "--max-children", "1", "--nouser-config", "-u", "nobody", "--syslog", "stderr", "--siteconfigpath"])
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -65,6 +65,8 @@ async fn start_spamd() -> Option<Spamd> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("spamd did not start listening on {addr}");
 }
 
