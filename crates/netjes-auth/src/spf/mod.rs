@@ -8,9 +8,11 @@
 //! what a postmaster asks first.
 
 pub mod eval;
+pub mod header;
 pub mod record;
 
 pub use eval::{check_host, evaluate, SpfRequest};
+pub use header::received_spf;
 pub use record::{parse_record, SpfRecord, SpfSyntaxError};
 
 use serde::Serialize;
