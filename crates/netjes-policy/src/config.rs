@@ -1,0 +1,355 @@
+//! The policy service's configuration: TOML, strict (unknown keys are
+//! errors), validated into a model, every error reported at once. It runs
+//! with no file at all: SPF and greylisting on, with postgrey's and
+//! policyd-spf's defaults. `samples/policy.toml` is the commented example.
+
+use crate::dnsbl::DnsblSite;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Act on the result.
+    #[default]
+    Enforce,
+    /// Log what would have been done and answer DUNNO (Postfix's warn_if_reject).
+    Log,
+}
+
+/// What to answer for an SPF result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfAction {
+    Reject,
+    Defer,
+    Dunno,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpfConfig {
+    pub enabled: bool,
+    pub mode: Mode,
+    /// The HELO identity's fail (checked first, as policyd-spf does).
+    pub helo_fail: SpfAction,
+    pub fail: SpfAction,
+    pub softfail: SpfAction,
+    pub permerror: SpfAction,
+    pub temperror: SpfAction,
+    /// Prepend Received-SPF (once per message).
+    pub header: bool,
+    /// Forwarders and backup MX hosts whose mail SPF would wrongly fail.
+    pub skip_clients: Vec<String>,
+}
+
+impl Default for SpfConfig {
+    fn default() -> Self {
+        SpfConfig {
+            enabled: true,
+            mode: Mode::Enforce,
+            helo_fail: SpfAction::Reject,
+            fail: SpfAction::Reject,
+            softfail: SpfAction::Dunno,
+            permerror: SpfAction::Dunno,
+            temperror: SpfAction::Defer,
+            header: true,
+            skip_clients: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GreylistConfig {
+    pub enabled: bool,
+    pub mode: Mode,
+    /// postgrey --delay: 300 s.
+    pub delay_seconds: u64,
+    /// postgrey --retry-window: 2 days for a retry to count.
+    pub retry_window_seconds: u64,
+    /// postgrey --max-age: entries unseen for 35 days are forgotten.
+    pub max_age_days: u64,
+    /// postgrey --auto-whitelist-clients: 5 deliveries; 0 turns it off.
+    pub auto_whitelist_clients: u32,
+    /// postgrey's whitelist_clients files (names, domains, IPs, /regex/).
+    pub whitelist_clients: Vec<PathBuf>,
+    /// postgrey's whitelist_recipients files (user@, domain, address, /regex/).
+    pub whitelist_recipients: Vec<PathBuf>,
+    /// Key on the SPF-authenticated domain instead of the sender address and
+    /// client subnet when SPF passes: pools that retry from other addresses
+    /// (Microsoft 365, SES, SendGrid) are let through after one delay.
+    pub spf_domain_key: bool,
+}
+
+impl Default for GreylistConfig {
+    fn default() -> Self {
+        GreylistConfig {
+            enabled: true,
+            mode: Mode::Enforce,
+            delay_seconds: 300,
+            retry_window_seconds: 2 * 86400,
+            max_age_days: 35,
+            auto_whitelist_clients: 5,
+            whitelist_clients: vec![],
+            whitelist_recipients: vec![],
+            spf_domain_key: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsblConfig {
+    pub enabled: bool,
+    pub mode: Mode,
+    /// postscreen_dnsbl_sites syntax: "zen.spamhaus.org=127.0.0.[2..11]*3".
+    pub sites: Vec<String>,
+    /// A score at or above this is rejected.
+    pub reject_threshold: i32,
+    /// A score at or above this (and under the reject threshold) is
+    /// greylisted even when the triplet is known.
+    pub greylist_threshold: i32,
+}
+
+impl Default for DnsblConfig {
+    fn default() -> Self {
+        DnsblConfig { enabled: false, mode: Mode::Enforce, sites: vec![], reject_threshold: 3, greylist_threshold: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    ClientAddress,
+    SaslUsername,
+    Sender,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Minute,
+    Hour,
+}
+
+impl Period {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Period::Minute => 60,
+            Period::Hour => 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub key: RateKey,
+    pub period: Period,
+    pub messages: Option<u32>,
+    pub recipients: Option<u32>,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoofingConfig {
+    pub enabled: bool,
+    pub mode: Mode,
+    /// Senders in our own domains that may come from outside (a newsletter
+    /// service, say).
+    pub allowed_senders: Vec<String>,
+}
+
+impl Default for SpoofingConfig {
+    fn default() -> Self {
+        SpoofingConfig { enabled: true, mode: Mode::Enforce, allowed_senders: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// inet:HOST:PORT or unix:PATH.
+    pub listen: String,
+    /// Where the state (SQLite) lives.
+    pub data_dir: PathBuf,
+    /// Our name in Received-SPF; the host name by default.
+    pub hostname: Option<String>,
+    /// Clients that are ours (besides SASL): no SPF, greylisting or spoofing checks.
+    pub trusted_networks: Vec<String>,
+    /// Our own domains, for the spoofing check.
+    pub own_domains: Vec<String>,
+    /// Prometheus metrics on HOST:PORT (/metrics); off when absent.
+    pub metrics: Option<String>,
+    pub spf: SpfConfig,
+    pub greylist: GreylistConfig,
+    pub dnsbl: DnsblConfig,
+    pub rate_limit: Vec<RateLimit>,
+    pub spoofing: SpoofingConfig,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            listen: "inet:127.0.0.1:10040".into(),
+            data_dir: PathBuf::from("./netjes-data"),
+            hostname: None,
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            own_domains: vec![],
+            metrics: None,
+            spf: SpfConfig::default(),
+            greylist: GreylistConfig::default(),
+            dnsbl: DnsblConfig::default(),
+            rate_limit: vec![],
+            spoofing: SpoofingConfig::default(),
+        }
+    }
+}
+
+/// The validated model the service runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub raw: RawConfig,
+    pub hostname: String,
+    pub trusted: Vec<IpNet>,
+    pub spf_skip: Vec<IpNet>,
+    pub own_domains: Vec<String>,
+    pub dnsbl_sites: Vec<DnsblSite>,
+    pub whitelist: crate::greylist::Whitelist,
+    pub greylist_delay: Duration,
+}
+
+/// A network ("192.0.2.0/24") or one address ("192.0.2.1").
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| format!("{s:?} is not an address or network"))
+}
+
+pub fn in_nets(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+fn default_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        Config::validate(raw)
+    }
+
+    pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut nets = |what: &str, list: &[String]| -> Vec<IpNet> {
+            list.iter()
+                .filter_map(|s| match parse_net(s) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        errors.push(format!("{what}: {e}"));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let trusted = nets("trusted_networks", &raw.trusted_networks);
+        let spf_skip = nets("spf.skip_clients", &raw.spf.skip_clients);
+        if crate::server::ListenAddr::parse(&raw.listen).is_err() {
+            errors.push(format!("listen: {:?} is not inet:HOST:PORT or unix:PATH", raw.listen));
+        }
+        if let Some(m) = &raw.metrics {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(format!("metrics: {m:?} is not HOST:PORT"));
+            }
+        }
+        let mut dnsbl_sites = Vec::new();
+        for s in &raw.dnsbl.sites {
+            match DnsblSite::parse(s) {
+                Ok(site) => dnsbl_sites.push(site),
+                Err(e) => errors.push(format!("dnsbl.sites: {e}")),
+            }
+        }
+        if raw.dnsbl.enabled && dnsbl_sites.is_empty() {
+            errors.push("dnsbl: enabled with no sites".into());
+        }
+        if raw.dnsbl.greylist_threshold > raw.dnsbl.reject_threshold {
+            errors.push("dnsbl: greylist_threshold is above reject_threshold".into());
+        }
+        let g = &raw.greylist;
+        if g.delay_seconds >= g.retry_window_seconds {
+            errors.push("greylist: delay_seconds must be shorter than retry_window_seconds".into());
+        }
+        if g.max_age_days == 0 {
+            errors.push("greylist: max_age_days must be at least 1".into());
+        }
+        for (i, r) in raw.rate_limit.iter().enumerate() {
+            if r.messages.is_none() && r.recipients.is_none() {
+                errors.push(format!("rate_limit[{i}]: give messages, recipients or both"));
+            }
+        }
+        let whitelist = match crate::greylist::Whitelist::load(&g.whitelist_clients, &g.whitelist_recipients) {
+            Ok(w) => w,
+            Err(e) => {
+                errors.extend(e);
+                crate::greylist::Whitelist::default()
+            }
+        };
+        let own_domains: Vec<String> = raw.own_domains.iter().map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase()).collect();
+        for d in &own_domains {
+            if !netjes_dns::is_valid_query_name(d) {
+                errors.push(format!("own_domains: {d:?} is not a domain name"));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Config {
+            hostname: raw.hostname.clone().unwrap_or_else(default_hostname),
+            greylist_delay: Duration::from_secs(raw.greylist.delay_seconds),
+            trusted,
+            spf_skip,
+            own_domains,
+            dnsbl_sites,
+            whitelist,
+            raw,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_the_sample() {
+        let c = Config::validate(RawConfig::default()).unwrap();
+        assert!(c.raw.spf.enabled && c.raw.greylist.enabled && !c.raw.dnsbl.enabled);
+        assert_eq!(c.raw.greylist.delay_seconds, 300);
+        assert!(in_nets(&c.trusted, "127.0.0.1".parse().unwrap()));
+        assert!(in_nets(&c.trusted, "::ffff:127.0.0.1".parse().unwrap()));
+        let sample = include_str!("../../../samples/policy.toml");
+        let c = Config::parse(sample).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.dnsbl_sites.len(), 2);
+        assert_eq!(c.raw.rate_limit.len(), 2);
+    }
+
+    #[test]
+    fn every_error_at_once() {
+        let e = Config::parse(
+            "listen = \"tcp:1\"\ntrusted_networks = [\"10.0.0.0/33\"]\n[greylist]\ndelay_seconds = 999999\n[dnsbl]\nenabled = true\nsites = [\"x=127.0.0.[9..2]\"]\n[[rate_limit]]\nkey = \"sender\"\nperiod = \"hour\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 6, "{e:#?}");
+        assert!(Config::parse("colour = 1\n").is_err());
+    }
+}
