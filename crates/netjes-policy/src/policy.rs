@@ -61,7 +61,8 @@ impl Decision {
 }
 
 pub struct Policy {
-    pub config: Arc<Config>,
+    /// Swapped whole on reload (SIGHUP); a request keeps the one it started with.
+    config: std::sync::RwLock<Arc<Config>>,
     store: Arc<dyn Store>,
     dns: Arc<dyn Resolver>,
     instances: Mutex<Instances>,
@@ -85,14 +86,15 @@ impl Policy {
         let metrics = Arc::new(Metrics::default());
         metrics.describe("netjes_policy_requests_total", "Policy requests answered, by the action's kind and the check that chose it.");
         metrics.describe("netjes_policy_check_total", "Check results, by check and result.");
-        metrics.describe("netjes_policy_errors_total", "Internal errors answered with DUNNO.");
-        Policy { config, store, dns, instances: Mutex::new(Instances::default()), metrics }
+        metrics.describe("netjes_policy_errors_total", "Internal errors answered with DUNNO, and malformed requests.");
+        metrics.describe("netjes_policy_log_only_total", "Actions a check in log-only mode would have taken.");
+        Policy { config: std::sync::RwLock::new(config), store, dns, instances: Mutex::new(Instances::default()), metrics }
     }
 
     /// Forgets state unseen for greylisting's max age, and rate windows
     /// older than the longest period. Errors are logged and counted.
     pub fn expire(&self, now: i64) {
-        let max_age = self.config.raw.greylist.max_age_days as i64 * 86400;
+        let max_age = self.config().raw.greylist.max_age_days as i64 * 86400;
         match self.store.expire(now - max_age, now - 2 * 3600) {
             Ok(n) if n > 0 => tracing::info!("expired {n} greylist, whitelist and rate entries"),
             Ok(_) => {}
@@ -103,6 +105,16 @@ impl Policy {
         }
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts a new configuration in force for the requests that follow.
+    pub fn reload(&self, c: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+    }
+
     fn instances(&self) -> std::sync::MutexGuard<'_, Instances> {
         self.instances.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -110,10 +122,10 @@ impl Policy {
     /// Applies a check's mode: in log mode, what would have been done is
     /// logged and the request goes on.
     fn act(&self, mode: Mode, check: &'static str, action: String, req: &Request) -> Step {
-        self.metrics.inc("netjes_policy_check_total", &[("check", check), ("result", action.split_whitespace().next().unwrap_or(""))]);
         match mode {
             Mode::Enforce => Step::Final(Decision { action, check }),
             Mode::Log => {
+                self.metrics.inc("netjes_policy_log_only_total", &[("check", check)]);
                 tracing::info!(check, would = %action, client = req.get("client_address"), sender = req.sender(), recipient = req.recipient(), "log-only: not enforced");
                 Step::Continue
             }
@@ -137,7 +149,7 @@ impl Policy {
     }
 
     async fn decide_inner(&self, req: &Request, now: i64) -> Result<Decision, crate::store::StoreError> {
-        let c = &self.config;
+        let c = self.config();
         // Only recipients are judged: at RCPT the whole envelope is known
         // and a reject does not cost the client a retransmitted message.
         if !req.is_policy_request() || !req.state().eq_ignore_ascii_case("RCPT") {
@@ -258,7 +270,7 @@ impl Policy {
     }
 
     fn greylist(&self, req: &Request, ip: std::net::IpAddr, spf_domain: Option<&str>, force: bool, now: i64) -> Result<Step, crate::store::StoreError> {
-        let c = &self.config;
+        let c = self.config();
         let g = &c.raw.greylist;
         if !force && (c.whitelist.client(ip, req.client_name()) || c.whitelist.recipient(req.recipient())) {
             return Ok(Step::Continue);
@@ -297,7 +309,7 @@ impl Policy {
     }
 
     fn rate_limits(&self, req: &Request, now: i64) -> Result<Step, crate::store::StoreError> {
-        let c = &self.config;
+        let c = self.config();
         for (i, r) in c.raw.rate_limit.iter().enumerate() {
             let who = match r.key {
                 RateKey::ClientAddress => req.get("client_address").to_string(),

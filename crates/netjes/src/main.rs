@@ -8,6 +8,7 @@ mod cmd_arc;
 mod cmd_check;
 mod cmd_dkim;
 mod cmd_dmarc;
+mod cmd_policy;
 mod cmd_spf;
 mod cmd_verify;
 mod exit;
@@ -96,10 +97,20 @@ enum Command {
     Dmarc(cmd_dmarc::DmarcCommand),
     /// Test a message as receivers judge it, scored out of 10, with what to fix.
     Analyze(cmd_analyze::AnalyzeArgs),
+    /// Run the Postfix policy service: SPF, greylisting, blocklist scores,
+    /// rate limits and own-domain spoofing.
+    Policy(cmd_policy::PolicyArgs),
     /// Verify a message: SPF, DKIM, ARC and DMARC in one verdict, with the
     /// Authentication-Results header field that records it.
     #[command(after_long_help = EXIT_CODES)]
     Verify(cmd_verify::VerifyArgs),
+}
+
+/// Logs of the daemons go to standard error (journald takes them from
+/// there); RUST_LOG chooses the level, "info" by default.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).try_init();
 }
 
 fn main() {
@@ -115,6 +126,7 @@ fn main() {
             Command::Dmarc(c) => cmd_dmarc::run(c, &cli.global).await,
             Command::Verify(a) => cmd_verify::run(a, &cli.global).await,
             Command::Analyze(a) => cmd_analyze::run(a, &cli.global).await,
+            Command::Policy(a) => cmd_policy::run_policy(a, &cli.global).await,
         };
         match res {
             Ok(code) => code,

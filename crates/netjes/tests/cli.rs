@@ -432,3 +432,57 @@ async fn analyze_scores_a_signed_message_and_a_bare_one() {
     assert_eq!(code(&o), 4);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an RFC 5322 message"));
 }
+
+/// `netjes policy` as a daemon: it answers over its socket, reloads on
+/// SIGHUP (keeping the old configuration when the new one is bad), serves
+/// metrics, and exits 0 on SIGTERM.
+#[tokio::test]
+async fn policy_daemon_answers_reloads_and_stops() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start_str(ZONE).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mport = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.path().join("policy.toml");
+    std::fs::write(&cfg, "[greylist]\nenabled = false\n").unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["policy", "--config", cfg.to_str().unwrap(), "--listen", &format!("inet:127.0.0.1:{port}"), "--metrics", &format!("127.0.0.1:{mport}")])
+        .args(["--data-dir", dir.path().join("state").to_str().unwrap(), "--nameserver", &dns.addr().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ask = move |sender: &str| -> String {
+        for _ in 0..100 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                write!(s, "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.9\nhelo_name=x\nsender={sender}\nrecipient=b@example.org\ninstance=1\n\n").unwrap();
+                let mut line = String::new();
+                BufReader::new(s).read_line(&mut line).unwrap();
+                return line;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("netjes policy did not listen");
+    };
+    let a = tokio::task::spawn_blocking(move || ask("alice@example.com")).await.unwrap();
+    assert!(a.starts_with("action=550 5.7.23 "), "{a}");
+    // A bad configuration on SIGHUP: logged, and the old one stays.
+    std::fs::write(&cfg, "[greylist]\nenabled = false\nbogus = 1\n").unwrap();
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut m = String::new();
+    std::net::TcpStream::connect(("127.0.0.1", mport))
+        .map(|mut s| {
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            s.read_to_string(&mut m).unwrap();
+        })
+        .unwrap();
+    assert!(m.contains("netjes_policy_requests_total{action=\"reject\",check=\"spf\"} 1"), "{m}");
+    let a = tokio::task::spawn_blocking(move || ask("alice@example.com")).await.unwrap();
+    assert!(a.starts_with("action=550"), "still serving: {a}");
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("reload refused") && log.contains("bogus"), "{log}");
+}
