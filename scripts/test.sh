@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every netjes test. It installs what the tests need when it is missing,
-# so that it works on a fresh machine: a C compiler for the crypto crates and
-# SpamAssassin's spamd for `analyze --spamd`. Later suites (Postfix,
-# Chromium) add their installs here.
+# so that it works on a fresh machine: a C compiler for the crypto crates,
+# SpamAssassin's spamd for `analyze --spamd`, and Postfix with swaks for the
+# policy service's end-to-end test (a private Postfix instance on 127.0.0.1;
+# the system's Postfix is never touched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 # Debian's spamassassin ships its rules in /usr/share/spamassassin, so no
 # sa-update (and no network) is needed to run it.
 command -v spamd >/dev/null 2>&1 || need_apt+=(spamassassin spamd)
+[ -x /usr/sbin/postfix ] || need_apt+=(postfix)
+command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; fi
 fi
