@@ -208,8 +208,7 @@ impl Whitelist {
         // Postfix says "unknown" when the name was not verified.
         let named = !name.is_empty() && name != "unknown";
         let ip_s = ip.to_string();
-        (named && self.client_names.iter().any(|d| name == *d || name.ends_with(&format!(".{d}"))))
-            || (named && self.client_regex.iter().any(|r| r.is_match(&name)))
+        (named && (self.client_names.iter().any(|d| name == *d || name.ends_with(&format!(".{d}"))) || self.client_regex.iter().any(|r| r.is_match(&name))))
             || crate::config::in_nets(&self.client_nets, ip)
             || self.client_prefixes.iter().any(|p| ip_s.starts_with(p))
     }
@@ -217,7 +216,7 @@ impl Whitelist {
     pub fn recipient(&self, rcpt: &str) -> bool {
         let r = rcpt.to_ascii_lowercase();
         let (user, domain) = r.rsplit_once('@').unwrap_or((r.as_str(), ""));
-        self.rcpt_addresses.iter().any(|a| *a == r)
+        self.rcpt_addresses.contains(&r)
             || self.rcpt_users.iter().any(|u| u == user)
             || self.rcpt_domains.iter().any(|d| domain == d || domain.ends_with(&format!(".{d}")))
             || self.rcpt_regex.iter().any(|x| x.is_match(&r))

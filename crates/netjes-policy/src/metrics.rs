@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// A metric's name and its label pairs.
+type Series = (String, Vec<(String, String)>);
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(String, Vec<(String, String)>), u64>>,
+    counters: Mutex<BTreeMap<Series, u64>>,
     help: Mutex<BTreeMap<String, String>>,
 }
 

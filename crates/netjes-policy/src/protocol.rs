@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn reads_requests_and_refuses_junk() {
         let mut b = RequestBuilder::default();
-        assert_eq!(b.line(b"request=smtpd_access_policy").unwrap().is_none(), true);
+        assert!(b.line(b"request=smtpd_access_policy").unwrap().is_none());
         b.line(b"protocol_state=RCPT").unwrap();
         b.line(b"client_address=192.0.2.1").unwrap();
         b.line(b"sender=a=b@example.com").unwrap();

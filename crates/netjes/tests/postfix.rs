@@ -162,7 +162,7 @@ fn policy_daemon(dir: &Path, port: u16, dns: &TestDns) -> Child {
         format!("listen = \"inet:127.0.0.1:{port}\"\nhostname = \"mx.test\"\ntrusted_networks = []\ndata_dir = \"{}\"\n[greylist]\ndelay_seconds = 2\n", dir.join("state").display()),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_netjes"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netjes"))
         .args(["policy", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -174,6 +174,8 @@ fn policy_daemon(dir: &Path, port: u16, dns: &TestDns) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("netjes policy did not listen");
 }
 
