@@ -54,7 +54,6 @@ impl Drop for TestDns {
 impl TestDns {
     /// Starts a server on 127.0.0.1 on a free port. Needs a Tokio runtime.
     pub async fn start(zone: Zone) -> std::io::Result<TestDns> {
-        let state = Arc::new(State { zone: RwLock::new(zone), ..Default::default() });
         // Find a port that is free for both UDP and TCP.
         let (udp, tcp) = loop {
             let udp = UdpSocket::bind("127.0.0.1:0").await?;
@@ -64,6 +63,19 @@ impl TestDns {
                 Err(_) => continue,
             }
         };
+        Self::serve(zone, udp, tcp)
+    }
+
+    /// Starts a server on a given address (UDP and TCP), for benchmarks
+    /// that point a classic tool's resolver at it.
+    pub async fn start_on(zone: Zone, addr: std::net::SocketAddr) -> std::io::Result<TestDns> {
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(addr).await?;
+        Self::serve(zone, udp, tcp)
+    }
+
+    fn serve(zone: Zone, udp: UdpSocket, tcp: TcpListener) -> std::io::Result<TestDns> {
+        let state = Arc::new(State { zone: RwLock::new(zone), ..Default::default() });
         let addr = udp.local_addr()?;
         let udp = Arc::new(udp);
         let mut tasks = Vec::new();
