@@ -10,7 +10,7 @@ use crate::config::{in_nets, Config, Mode, RateKey, SpfAction};
 use crate::greylist::{self, Params, Verdict};
 use crate::metrics::Metrics;
 use crate::protocol::Request;
-use crate::store::Store;
+use crate::store::{GreyAttempt, GreyOutcome, Store};
 use netjes_auth::spf::{check_host, received_spf, Identity, SpfOutcome, SpfRequest, SpfResult};
 use netjes_dns::Resolver;
 use std::collections::{HashMap, VecDeque};
@@ -93,9 +93,9 @@ impl Policy {
 
     /// Forgets state unseen for greylisting's max age, and rate windows
     /// older than the longest period. Errors are logged and counted.
-    pub fn expire(&self, now: i64) {
+    pub async fn expire(&self, now: i64) {
         let max_age = self.config().raw.greylist.max_age_days as i64 * 86400;
-        match self.store.expire(now - max_age, now - 2 * 3600) {
+        match self.store.expire(now - max_age, now - 2 * 3600).await {
             Ok(n) if n > 0 => tracing::info!("expired {n} greylist, whitelist and rate entries"),
             Ok(_) => {}
             Err(e) => {
@@ -161,7 +161,7 @@ impl Policy {
 
         // Rate limits apply to our own users too: a stolen password is what
         // they are for.
-        if let Step::Final(d) = self.rate_limits(req, now)? {
+        if let Step::Final(d) = self.rate_limits(req, now).await? {
             return Ok(d);
         }
         if sasl || trusted {
@@ -254,7 +254,7 @@ impl Policy {
         }
 
         if c.raw.greylist.enabled {
-            if let Step::Final(d) = self.greylist(req, ip, spf_pass_domain.as_deref(), force_greylist, now)? {
+            if let Step::Final(d) = self.greylist(req, ip, spf_pass_domain.as_deref(), force_greylist, now).await? {
                 return Ok(d);
             }
         }
@@ -269,24 +269,22 @@ impl Policy {
         Ok(Decision::dunno())
     }
 
-    fn greylist(&self, req: &Request, ip: std::net::IpAddr, spf_domain: Option<&str>, force: bool, now: i64) -> Result<Step, crate::store::StoreError> {
+    async fn greylist(&self, req: &Request, ip: std::net::IpAddr, spf_domain: Option<&str>, force: bool, now: i64) -> Result<Step, crate::store::StoreError> {
         let c = self.config();
         let g = &c.raw.greylist;
         if !force && (c.whitelist.client(ip, req.client_name()) || c.whitelist.recipient(req.recipient())) {
             return Ok(Step::Continue);
         }
-        let net = greylist::client_net(ip);
-        if !force && g.auto_whitelist_clients > 0 && self.store.awl_count(&net)? >= g.auto_whitelist_clients {
-            return Ok(Step::Continue);
-        }
         let key = greylist::triplet_key(ip, req.sender(), req.recipient(), if g.spf_domain_key { spf_domain } else { None });
         let p = Params { delay: g.delay_seconds as i64, retry_window: g.retry_window_seconds as i64, max_age: g.max_age_days as i64 * 86400 };
-        let mut verdict = Verdict::New;
-        self.store.update_triplet(&key, &mut |old| {
-            let (row, v) = greylist::decide(old, now, &p);
-            verdict = v;
-            row
-        })?;
+        let attempt = GreyAttempt { key, client_net: greylist::client_net(ip), now, params: p, awl_after: g.auto_whitelist_clients, force };
+        let verdict = match self.store.greylist(attempt).await? {
+            GreyOutcome::AutoWhitelisted => {
+                self.metrics.inc("netjes_policy_check_total", &[("check", "greylist"), ("result", "auto-whitelisted")]);
+                return Ok(Step::Continue);
+            }
+            GreyOutcome::Triplet(v) => v,
+        };
         self.metrics.inc("netjes_policy_check_total", &[("check", "greylist"), ("result", verdict_name(verdict))]);
         match verdict {
             Verdict::New | Verdict::TooEarly { .. } => {
@@ -299,16 +297,11 @@ impl Policy {
                 let action = format!("DEFER_IF_PERMIT 4.7.1 Greylisted: please try again in {wait} seconds");
                 Ok(self.act(g.mode, "greylist", action, req))
             }
-            Verdict::FirstPass | Verdict::Known => {
-                if g.auto_whitelist_clients > 0 {
-                    self.store.awl_bump(&net, now)?;
-                }
-                Ok(Step::Continue)
-            }
+            Verdict::FirstPass | Verdict::Known => Ok(Step::Continue),
         }
     }
 
-    fn rate_limits(&self, req: &Request, now: i64) -> Result<Step, crate::store::StoreError> {
+    async fn rate_limits(&self, req: &Request, now: i64) -> Result<Step, crate::store::StoreError> {
         let c = self.config();
         for (i, r) in c.raw.rate_limit.iter().enumerate() {
             let who = match r.key {
@@ -325,13 +318,14 @@ impl Policy {
             let new_message = self.instances().with(&format!("{}#{i}", req.instance()), |s| !std::mem::replace(&mut s.counted, true));
             let mut over = None;
             if let Some(max) = r.messages {
-                let n = if new_message || req.instance().is_empty() { self.store.rate_add(&format!("m:{base}"), window, 1)? } else { self.store.rate_add(&format!("m:{base}"), window, 0)? };
+                let by = u32::from(new_message || req.instance().is_empty());
+                let n = self.store.rate_add(&format!("m:{base}"), window, by).await?;
                 if n > max {
                     over = Some(format!("{n} messages in a {:?} (limit {max})", r.period).to_lowercase());
                 }
             }
             if let Some(max) = r.recipients {
-                let n = self.store.rate_add(&format!("r:{base}"), window, 1)?;
+                let n = self.store.rate_add(&format!("r:{base}"), window, 1).await?;
                 if n > max && over.is_none() {
                     over = Some(format!("{n} recipients in a {:?} (limit {max})", r.period).to_lowercase());
                 }

@@ -128,7 +128,7 @@ pub async fn run(listener: Listener, policy: Arc<Policy>, mut shutdown: watch::R
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             loop {
-                policy.expire(now());
+                policy.expire(now()).await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(600)) => {}
                     _ = shutdown.changed() => return,
