@@ -42,7 +42,10 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
                         .fix(format!("add the sending server to the SPF record of {}, for example with ip4: or include: of your provider", s.domain)),
                 ),
                 SpfResult::Softfail => out.push(Finding::new("auth.spf-softfail", format!("SPF softfails for {who}{m}")).fix(format!("add the sending server to the SPF record of {}", s.domain))),
-                SpfResult::Neutral => out.push(Finding::new("auth.spf-neutral", format!("SPF is neutral for {who}{m}: the record says nothing about this address"))),
+                SpfResult::Neutral => out.push(
+                    Finding::new("auth.spf-neutral", format!("SPF is neutral for {who}{m}: the record says nothing about this address"))
+                        .fix(format!("list the sending server in the SPF record of {} and end it with -all", s.domain)),
+                ),
                 SpfResult::None => out.push(
                     Finding::new("auth.spf-none", format!("{} publishes no SPF record", s.domain)).fix(format!("{}. IN TXT \"v=spf1 mx -all\" (list every server that sends)", s.domain)),
                 ),
@@ -108,10 +111,17 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
         DmarcResult::Temperror => out.push(Finding::new("auth.dmarc-temperror", format!("DMARC for {from} could not be checked{reason}; the mark is incomplete"))),
     }
     if v.arc.result == ArcResult::Fail {
-        out.push(Finding::new("auth.arc-fail", format!("the ARC chain is broken: {}", v.arc.reason.clone().unwrap_or_default())));
+        out.push(
+            Finding::new("auth.arc-fail", format!("the ARC chain is broken: {}", v.arc.reason.clone().unwrap_or_default()))
+                .fix("the forwarder that sealed last must seal after its own changes; if it is yours, seal with netjes arc seal"),
+        );
     }
     if !aligned(v) {
-        out.push(Finding::new("auth.unaligned", "neither DKIM nor SPF passes for the From domain, so receivers cannot tell this mail from a forgery: the mark cannot be above 6"));
+        let d = v.dmarc.from_domain.clone().unwrap_or_else(|| "your domain".into());
+        out.push(
+            Finding::new("auth.unaligned", "neither DKIM nor SPF passes for the From domain, so receivers cannot tell this mail from a forgery: the mark cannot be above 6")
+                .fix(format!("sign with d={d} (netjes dkim keygen, then sign in the milter), or send with a MAIL FROM in {d} that its SPF record allows")),
+        );
     }
     out
 }

@@ -24,16 +24,16 @@ pub fn check_unsubscribe(raw: &[u8], signed: Option<&[String]>) -> Vec<Finding> 
     let https = uris.iter().any(|u| u.to_ascii_lowercase().starts_with("https://"));
     let mailto = uris.iter().any(|u| u.to_ascii_lowercase().starts_with("mailto:"));
     if !https && !mailto {
-        out.push(Finding::new("bulk.list-unsubscribe-uri", format!("List-Unsubscribe holds no https: or mailto: URI: {lu}")));
+        out.push(Finding::new("bulk.list-unsubscribe-uri", format!("List-Unsubscribe holds no https: or mailto: URI: {lu}")).fix("List-Unsubscribe: <https://example.com/unsubscribe?id=...>, <mailto:unsubscribe@example.com>"));
     }
     let post = header(raw, "List-Unsubscribe-Post");
     match post.as_deref() {
         Some(p) if p.replace(' ', "").eq_ignore_ascii_case("List-Unsubscribe=One-Click") => {
             if !https {
-                out.push(Finding::new("bulk.one-click-without-https", "List-Unsubscribe-Post needs an https: URI in List-Unsubscribe to post to (RFC 8058 §3.1)"));
+                out.push(Finding::new("bulk.one-click-without-https", "List-Unsubscribe-Post needs an https: URI in List-Unsubscribe to post to (RFC 8058 §3.1)").fix("add <https://your-domain/unsubscribe?id=...> to List-Unsubscribe, answering a POST with the unsubscription"));
             }
         }
-        Some(p) => out.push(Finding::new("bulk.bad-unsubscribe-post", format!("List-Unsubscribe-Post must be exactly \"List-Unsubscribe=One-Click\", not {p:?}"))),
+        Some(p) => out.push(Finding::new("bulk.bad-unsubscribe-post", format!("List-Unsubscribe-Post must be exactly \"List-Unsubscribe=One-Click\", not {p:?}")).fix("List-Unsubscribe-Post: List-Unsubscribe=One-Click")),
         None => out.push(
             Finding::new("bulk.no-one-click", "no List-Unsubscribe-Post: Gmail and Yahoo want one-click unsubscribe (RFC 8058)")
                 .fix("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),

@@ -73,7 +73,7 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
     let f = &mut out.findings;
 
     if htmls.is_empty() && plain.trim().is_empty() && msg.attachments.is_empty() {
-        f.push(Finding::new("content.no-body", "the message has no text: filters treat empty mail as a probe or a mistake"));
+        f.push(Finding::new("content.no-body", "the message has no text: filters treat empty mail as a probe or a mistake").fix("write what the message is about in its body"));
     }
     if !htmls.is_empty() {
         if plain.trim().is_empty() {
@@ -106,7 +106,7 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
                     .fix("put the message in text, and use images as illustration"),
             );
         } else if facts.images >= 3 && visible / facts.images < 200 {
-            f.push(Finding::new("content.image-heavy", format!("{} images for {visible} characters of text; keep at least about 60% text", facts.images)));
+            f.push(Finding::new("content.image-heavy", format!("{} images for {visible} characters of text", facts.images)).fix("keep at least about 60% of the message text; use fewer, smaller images"));
         }
         if html_size > GMAIL_CLIP {
             f.push(
@@ -121,7 +121,7 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
             f.push(Finding::new("content.form", "the HTML has a <form>: forms in mail are how credentials get phished").fix("link to a page on your site instead"));
         }
         if facts.objects > 0 {
-            f.push(Finding::new("content.embedded-object", format!("the HTML has {} <iframe>, <object> or <embed> element(s), which mail clients block", facts.objects)));
+            f.push(Finding::new("content.embedded-object", format!("the HTML has {} <iframe>, <object> or <embed> element(s), which mail clients block", facts.objects)).fix("show the content (a video, a map) as an image with a link instead"));
         }
     }
 

@@ -17,21 +17,21 @@ pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
     match count("From") {
         0 => out.push(Finding::new("format.no-from", "there is no From field (RFC 5322 §3.6 requires exactly one)").fix("add a From: header with your address")),
         1 => {}
-        n => out.push(Finding::new("format.many-from", format!("there are {n} From fields; exactly one is allowed, and DMARC cannot judge the message"))),
+        n => out.push(Finding::new("format.many-from", format!("there are {n} From fields; exactly one is allowed, and DMARC cannot judge the message")).fix("write one From field; put other authors in the body or in Reply-To")),
     }
     for name in SINGLE.iter().filter(|n| **n != "From") {
         let n = count(name);
         if n > 1 {
-            out.push(Finding::new("format.duplicate-field", format!("{name} appears {n} times; RFC 5322 §3.6 allows it once")));
+            out.push(Finding::new("format.duplicate-field", format!("{name} appears {n} times; RFC 5322 §3.6 allows it once")).fix(format!("write {name} once")));
         }
     }
     let parsed = MessageParser::default().parse_headers(raw);
     match count("Date") {
         0 => out.push(Finding::new("format.no-date", "there is no Date field (RFC 5322 §3.6.1)").fix("let the sending software add Date")),
         _ => match parsed.as_ref().and_then(|m| m.date()) {
-            None => out.push(Finding::new("format.bad-date", "the Date field cannot be read as an RFC 5322 date")),
+            None => out.push(Finding::new("format.bad-date", "the Date field cannot be read as an RFC 5322 date").fix("Date: Mon, 23 Nov 2026 09:00:00 +0000 (let the mail library write it)")),
             Some(d) if d.to_timestamp() > now + 15 * 60 => {
-                out.push(Finding::new("format.future-date", format!("the Date is {} minutes in the future: the sender's clock is wrong", (d.to_timestamp() - now) / 60)))
+                out.push(Finding::new("format.future-date", format!("the Date is {} minutes in the future: the sender's clock is wrong", (d.to_timestamp() - now) / 60)).fix("run NTP (chrony) on the sending machine"))
             }
             Some(_) => {}
         },
@@ -42,12 +42,12 @@ pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
             let v = f.iter().find(|(k, _)| k.eq_ignore_ascii_case("Message-ID")).map(|(_, v)| String::from_utf8_lossy(v).trim().to_string()).unwrap_or_default();
             let ok = v.starts_with('<') && v.ends_with('>') && v[1..v.len() - 1].contains('@') && !v.contains(' ');
             if !ok {
-                out.push(Finding::new("format.bad-message-id", format!("the Message-ID {v:?} is not of the form <id@domain>")));
+                out.push(Finding::new("format.bad-message-id", format!("the Message-ID {v:?} is not of the form <id@domain>")).fix("Message-ID: <unique-part@your-domain>"));
             }
         }
     }
     if count("Subject") == 0 {
-        out.push(Finding::new("format.no-subject", "there is no Subject"));
+        out.push(Finding::new("format.no-subject", "there is no Subject").fix("give the message a Subject that says what it is about"));
     }
     // §2.1.1: lines of at most 998 octets; §2.3: CR and LF only together.
     let mut long = 0;
@@ -65,13 +65,13 @@ pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
         }
     }
     if long > 0 {
-        out.push(Finding::new("format.long-lines", format!("{long} line(s) are over 998 octets (RFC 5322 §2.1.1): servers may break them, and signatures with them")));
+        out.push(Finding::new("format.long-lines", format!("{long} line(s) are over 998 octets (RFC 5322 §2.1.1): servers may break them, and signatures with them")).fix("send long content quoted-printable or base64 encoded, or break the HTML into lines"));
     }
     if bare > 0 {
-        out.push(Finding::new("format.bare-line-ends", format!("{bare} line(s) end in a bare CR or LF; SMTP wants CRLF (RFC 5322 §2.3)")));
+        out.push(Finding::new("format.bare-line-ends", format!("{bare} line(s) end in a bare CR or LF; SMTP wants CRLF (RFC 5322 §2.3)")).fix("end every line with CRLF"));
     }
     if f.iter().any(|(_, v)| v.iter().any(|b| *b >= 0x80)) {
-        out.push(Finding::new("format.8bit-header", "a header field holds raw 8-bit bytes; encode it (RFC 2047)"));
+        out.push(Finding::new("format.8bit-header", "a header field holds raw 8-bit bytes").fix("encode non-ASCII header text as RFC 2047 encoded words (=?utf-8?q?...?=)"));
     }
     out
 }

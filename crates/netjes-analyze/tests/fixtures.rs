@@ -219,6 +219,10 @@ async fn fixtures_match_their_golden_files_and_cover_every_finding() {
         assert!(((10.0 - total).max(0.0) - r.score).abs() < 0.06, "{}: {} vs {total}", p.display(), r.score);
         for f in r.findings() {
             seen.insert(f.id);
+            // Every point taken off comes with what to do about it.
+            if f.penalty > 0.0 && f.fix.is_none() {
+                failures.push(format!("{}: {} has a penalty and no fix", p.display(), f.id));
+            }
         }
         let got = summary(&r);
         let golden = p.with_extension("golden");
