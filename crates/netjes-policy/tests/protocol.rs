@@ -295,3 +295,30 @@ async fn many_connections_at_once() {
         }
     }
 }
+
+/// The unix socket listener, as Postfix's `check_policy_service
+/// unix:private/netjes-policy` reaches it; a stale socket file left by a
+/// killed process does not block the bind.
+#[tokio::test]
+async fn unix_socket() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start_str(ZONE).await;
+    let mut raw = RawConfig { hostname: Some("mx.test".into()), ..Default::default() };
+    raw.greylist.enabled = false;
+    let config = Arc::new(Config::validate(raw).unwrap());
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
+    let policy = Arc::new(Policy::new(config, store, Arc::new(r)));
+    let path = dir.path().join("policy.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // the stale file
+    let listener = Listener::bind(&ListenAddr::parse(&format!("unix:{}", path.display())).unwrap()).await.unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(run(listener, policy, rx));
+    let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+    s.write_all(b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.5\nhelo_name=x\nsender=alice@example.com\nrecipient=b@example.org\ninstance=U\n\n").await.unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = s.read(&mut buf).await.unwrap();
+    let a = String::from_utf8_lossy(&buf[..n]);
+    assert!(a.starts_with("action=550 5.7.23 ") && a.ends_with("\n\n"), "{a}");
+}
