@@ -51,8 +51,11 @@ async fn start_spamd() -> Option<Spamd> {
     std::fs::write(dir.path().join("local.cf"), "dns_available no\nskip_rbl_checks 1\nuse_bayes 0\nuse_razor2 0\nuse_pyzor 0\n").unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    // spamd refuses to run as root without -u; as anyone else it runs as itself.
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     let mut child = Command::new(bin)
-        .args(["-L", "--listen", &addr, "--max-children", "1", "--nouser-config", "-u", "nobody", "--syslog", "stderr", "--siteconfigpath"])
+        .args(if root { &["-u", "nobody"][..] } else { &[][..] })
+        .args(["-L", "--listen", &addr, "--max-children", "1", "--nouser-config", "--syslog", "stderr", "--siteconfigpath"])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("spamd.log")).unwrap())
