@@ -3,3 +3,4 @@
 //! Being built: so far the milter wire protocol (version 6).
 
 pub mod protocol;
+pub mod session;
