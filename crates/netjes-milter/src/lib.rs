@@ -3,4 +3,5 @@
 //! Being built: so far the milter wire protocol (version 6).
 
 pub mod protocol;
+pub mod keys;
 pub mod session;
