@@ -4,4 +4,6 @@
 
 pub mod protocol;
 pub mod keys;
+pub mod server;
 pub mod session;
+pub mod work;

@@ -1,0 +1,110 @@
+//! The milter server: one task per MTA connection, a thin loop of frames
+//! around a [`Session`]. A malformed frame closes that connection only; an
+//! internal error at the end of a message answers tempfail.
+
+use crate::keys::KeySource;
+use crate::protocol::{frame_len, Command, Response};
+use crate::session::{Session, Step};
+use crate::work::{process, Settings};
+use netjes_dns::Resolver;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Postfix's milter_command_timeout is 30 s, milter_content_timeout 300 s;
+/// a connection quiet for longer than the longest is gone.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(330);
+
+/// Everything a connection needs; swapped whole on reload.
+pub struct Milter {
+    pub settings: Settings,
+    pub keys: Arc<dyn KeySource>,
+    pub dns: Arc<dyn Resolver>,
+}
+
+impl std::fmt::Debug for Milter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Milter").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, replies: &[Response]) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    for r in replies {
+        buf.extend(r.encode());
+    }
+    w.write_all(&buf).await
+}
+
+/// Serves one MTA connection until it quits or breaks the protocol.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, milter: Arc<Milter>) {
+    let mut session = Session::new();
+    loop {
+        let mut len = [0u8; 4];
+        match tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let n = match frame_len(len) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("milter protocol: {e}; closing the connection");
+                return;
+            }
+        };
+        let mut payload = vec![0u8; n];
+        if tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut payload)).await.map(|r| r.is_err()).unwrap_or(true) {
+            return;
+        }
+        let cmd = match Command::decode(&payload) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("milter protocol: {e}; closing the connection");
+                return;
+            }
+        };
+        let replies = match session.handle(cmd) {
+            Step::Reply(r) => r,
+            Step::Close => return,
+            Step::EndOfMessage(job) => {
+                let m = milter.clone();
+                // The work runs in its own task: a panic in it is an
+                // internal error for this message, answered with tempfail.
+                let work = tokio::spawn(async move { process(&job, &m.settings, m.keys.as_ref(), m.dns.as_ref()).await });
+                match work.await {
+                    Ok(o) => {
+                        tracing::info!(result = o.result, "message done");
+                        o.replies
+                    }
+                    Err(e) => {
+                        tracing::error!("internal error: {e}; answering tempfail");
+                        vec![Response::ReplyCode("451 4.3.0 internal error in the milter; try again later".into())]
+                    }
+                }
+            }
+        };
+        if !replies.is_empty() && send(&mut stream, &replies).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn run(listener: tokio::net::TcpListener, milter: Arc<Milter>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => {
+                    let m = milter.clone();
+                    tokio::spawn(serve_connection(s, m));
+                }
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

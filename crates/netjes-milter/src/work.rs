@@ -1,0 +1,240 @@
+//! The end of a message: sign it (mail from our own clients) or verify it
+//! (mail from outside) and enforce DMARC, as one decision. Every failure
+//! maps to an answer in one place ([`Failure`]); nothing here panics on a
+//! bad message.
+
+use crate::keys::{KeySource, Keys};
+use crate::protocol::Response;
+use crate::session::Job;
+use ipnet::IpNet;
+use netjes_auth::dkim::{sign_with, SignOptions};
+use netjes_auth::dmarc::{DmarcResult, Policy};
+use netjes_auth::spf::received_spf;
+use netjes_auth::verdict::{verify_message, Envelope};
+use netjes_dns::Resolver;
+use std::time::Duration;
+
+/// What to do when the milter cannot do its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Failure {
+    /// 4xx: the client tries again later; nothing is lost.
+    Tempfail,
+    /// Let the message through as it is.
+    Accept,
+}
+
+/// What p=quarantine does here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuarantineAction {
+    /// Postfix's hold queue (SMFIR_QUARANTINE).
+    Hold,
+    /// Deliver with an X-Netjes-DMARC header for the mailbox's filter.
+    Header,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub authserv_id: String,
+    /// Clients whose mail is signed (besides SASL-authenticated ones).
+    pub internal_hosts: Vec<IpNet>,
+    /// A signing-table match whose key is broken.
+    pub on_key_error: Failure,
+    /// A DNS timeout or SERVFAIL that leaves DMARC undecided, or the time
+    /// budget running out.
+    pub on_dns_error: Failure,
+    /// Reject p=reject failures at SMTP time.
+    pub enforce_dmarc: bool,
+    pub quarantine: QuarantineAction,
+    /// Forwarders whose mail is not held to DMARC (they break SPF and
+    /// sometimes DKIM).
+    pub trusted_forwarders: Vec<IpNet>,
+    /// ARC sealers whose validated chain overrides a DMARC failure
+    /// (RFC 8617 §7.2).
+    pub trusted_arc_sealers: Vec<String>,
+    /// For one message's DNS work; well under Postfix's 30 s milter timeouts.
+    pub time_budget: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            authserv_id: "localhost".into(),
+            internal_hosts: vec!["127.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")],
+            on_key_error: Failure::Tempfail,
+            on_dns_error: Failure::Tempfail,
+            enforce_dmarc: true,
+            quarantine: QuarantineAction::Hold,
+            trusted_forwarders: vec![],
+            trusted_arc_sealers: vec![],
+            time_budget: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the work decided, for logs and metrics, with the replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub replies: Vec<Response>,
+    /// "signed", "unsigned", "key-error", "pass", "fail", "reject",
+    /// "quarantine", "tempfail", ...
+    pub result: &'static str,
+}
+
+fn in_nets(nets: &[IpNet], ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {
+    match f {
+        Failure::Tempfail => Outcome { replies: vec![Response::ReplyCode(format!("451 4.7.5 {why}; try again later"))], result },
+        Failure::Accept => Outcome { replies: vec![Response::Continue], result },
+    }
+}
+
+/// A header value as a milter sends it: folded lines joined by "\n\t"
+/// (Postfix turns them into CRLF), without the trailing line end.
+fn milter_value(folded: &str) -> String {
+    folded.trim_end_matches(['\r', '\n']).replace("\r\n", "\n")
+}
+
+/// The first From address of a message.
+fn from_address(message: &[u8]) -> Option<String> {
+    let msg = mail_parser::MessageParser::default().parse_headers(message)?;
+    msg.from()?.first()?.address().map(|a| a.to_string())
+}
+
+/// Whether the message comes from one of ours: SASL or an internal host.
+/// A connection without an address is Postfix's own pickup (sendmail).
+pub fn is_internal(job: &Job, s: &Settings) -> bool {
+    job.auth_user.is_some() || job.conn.ip.is_none_or(|ip| in_nets(&s.internal_hosts, ip))
+}
+
+pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Resolver) -> Outcome {
+    if is_internal(job, s) {
+        sign(job, s, keys)
+    } else {
+        match tokio::time::timeout(s.time_budget, verify(job, s, dns)).await {
+            Ok(o) => o,
+            Err(_) => failure(s.on_dns_error, "the message could not be checked in time", "timeout"),
+        }
+    }
+}
+
+fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
+    let Some(from) = from_address(&job.message) else {
+        return Outcome { replies: vec![Response::Continue], result: "unsigned" };
+    };
+    let keys = match keys.keys_for(&from) {
+        Keys::NotOurs => return Outcome { replies: vec![Response::Continue], result: "unsigned" },
+        Keys::Broken(e) => {
+            tracing::error!(from = %from, queue_id = job.queue_id.as_deref().unwrap_or(""), "cannot sign: {e}");
+            return failure(s.on_key_error, "the message cannot be signed", "key-error");
+        }
+        Keys::Sign(k) => k,
+    };
+    let mut replies = Vec::new();
+    for k in &keys {
+        match sign_with(&job.message, &k.signer, &SignOptions::new(&k.domain, &k.selector)) {
+            Ok(field) => {
+                let value = field.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default();
+                replies.push(Response::InsertHeader { index: 0, name: "DKIM-Signature".into(), value: milter_value(&value) });
+            }
+            Err(e) => {
+                tracing::error!(from = %from, domain = %k.domain, selector = %k.selector, "signing failed: {e}");
+                return failure(s.on_key_error, "the message cannot be signed", "key-error");
+            }
+        }
+    }
+    replies.push(Response::Continue);
+    Outcome { replies, result: "signed" }
+}
+
+async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
+    let env = Envelope { ip: job.conn.ip, helo: Some(job.conn.helo.clone()), mail_from: Some(job.mail_from.clone()) };
+    let v = match verify_message(dns, &job.message, &env, &s.authserv_id).await {
+        Ok(v) => v,
+        // Not a message we can read (over the limits, no header): let the
+        // MTA and the user's filter judge it; say so.
+        Err(e) => {
+            return Outcome {
+                replies: vec![Response::InsertHeader { index: 0, name: "Authentication-Results".into(), value: format!(" {}; none (not checked: {e})", s.authserv_id) }, Response::Continue],
+                result: "unreadable",
+            }
+        }
+    };
+    let mut replies = Vec::new();
+    // CVE-2019-20790-style forgeries: an Authentication-Results that claims
+    // our authserv-id can only have come from outside. Delete it (by its
+    // position among the fields of that name, 1-based).
+    let mut n = 0;
+    for (name, value) in &job.headers {
+        if name.eq_ignore_ascii_case("Authentication-Results") {
+            n += 1;
+            let id = value.trim().split([';', ' ', '\t']).next().unwrap_or("");
+            if id.eq_ignore_ascii_case(&s.authserv_id) {
+                replies.push(Response::ChangeHeader { index: n, name: "Authentication-Results".into(), value: String::new() });
+            }
+        }
+    }
+    if let (Some(spf), Some(ip)) = (&v.spf, job.conn.ip) {
+        replies.push(Response::InsertHeader { index: 0, name: "Received-SPF".into(), value: format!(" {}", received_spf(spf, ip, &job.conn.helo, &job.mail_from, &s.authserv_id)) });
+    }
+    replies.push(Response::InsertHeader { index: 0, name: "Authentication-Results".into(), value: format!(" {}", milter_value(&v.authentication_results)) });
+
+    let dm = &v.dmarc;
+    let domain = dm.from_domain.clone().unwrap_or_default();
+    match dm.result {
+        DmarcResult::Temperror if s.on_dns_error == Failure::Tempfail => {
+            return failure(Failure::Tempfail, &format!("DMARC for {domain} could not be checked (DNS)"), "tempfail");
+        }
+        DmarcResult::Fail if s.enforce_dmarc => {
+            let forwarder = job.conn.ip.is_some_and(|ip| in_nets(&s.trusted_forwarders, ip));
+            let arc_ok = v.arc.result == netjes_auth::arc::ArcResult::Pass
+                && v.arc.last_sealer.as_deref().is_some_and(|d| s.trusted_arc_sealers.iter().any(|t| t.eq_ignore_ascii_case(d)));
+            if forwarder || arc_ok {
+                tracing::info!(domain = %domain, forwarder, arc_ok, "DMARC fail overridden");
+            } else {
+                let failed: Vec<String> = {
+                    let mut f = Vec::new();
+                    match &v.spf {
+                        Some(spf) => f.push(format!("SPF {} for {}", spf.result.as_str(), spf.domain)),
+                        None => f.push("SPF not checked".into()),
+                    }
+                    if v.dkim.is_empty() {
+                        f.push("no DKIM signature".into());
+                    }
+                    for d in &v.dkim {
+                        f.push(format!("DKIM {} for {}", d.result.as_str(), d.domain));
+                    }
+                    f
+                };
+                match dm.disposition {
+                    Policy::Reject => {
+                        return Outcome {
+                            replies: vec![Response::ReplyCode(format!("550 5.7.1 DMARC policy of {domain} rejects this message: nothing aligned with From passed ({})", failed.join(", ")))],
+                            result: "reject",
+                        }
+                    }
+                    Policy::Quarantine => {
+                        match s.quarantine {
+                            QuarantineAction::Hold => replies.push(Response::Quarantine(format!("DMARC quarantine for {domain}"))),
+                            QuarantineAction::Header => replies.push(Response::AddHeader { name: "X-Netjes-DMARC".into(), value: format!("quarantine ({domain})") }),
+                        }
+                        replies.push(Response::Continue);
+                        return Outcome { replies, result: "quarantine" };
+                    }
+                    Policy::None => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    replies.push(Response::Continue);
+    Outcome { replies, result: dm.result.as_str() }
+}

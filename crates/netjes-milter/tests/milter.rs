@@ -1,0 +1,215 @@
+//! The milter over its wire protocol on 127.0.0.1, driven by a milter
+//! client as Postfix drives it, with the real test DNS server.
+
+use netjes_auth::dkim::{KeyAlgorithm, PrivateKey};
+use netjes_dns::{DnsConfig, HickoryResolver};
+use netjes_milter::keys::OpenDkimTables;
+use netjes_milter::protocol::{encode_command, frame_len, Command, Family, Response};
+use netjes_milter::server::{run, Milter};
+use netjes_milter::work::Settings;
+use netjes_testdns::TestDns;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Setup {
+    addr: SocketAddr,
+    dns: TestDns,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::Rsa, 2048).unwrap();
+    let path = dir.path().join("s1.private");
+    std::fs::write(&path, key.to_pkcs8_pem()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::write(dir.path().join("KeyTable"), format!("s1 example.com:s1:{}\n", path.display())).unwrap();
+    std::fs::write(dir.path().join("SigningTable"), "*@example.com s1\n").unwrap();
+    let strings: Vec<String> = key.dns_value().as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    let zone = format!(
+        "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.example.com. TXT \"v=DMARC1; p=reject\"\ns1._domainkey.example.com. TXT {}\nquar.example. TXT \"v=spf1 -all\"\n_dmarc.quar.example. TXT \"v=DMARC1; p=quarantine\"\n_dmarc.slow.example. TIMEOUT\nslow.example. TIMEOUT\n",
+        strings.join(" ")
+    );
+    let dns = TestDns::start_str(&zone).await;
+    let tables = OpenDkimTables::load(&dir.path().join("KeyTable").display().to_string(), &format!("refile:{}", dir.path().join("SigningTable").display())).unwrap();
+    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
+    let settings = Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
+    let milter = Arc::new(Milter { settings, keys: Arc::new(tables), dns: Arc::new(r) });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(run(l, milter, rx));
+    Setup { addr, dns, _dir: dir, _stop: tx }
+}
+
+struct Client(TcpStream);
+
+impl Client {
+    async fn connect(addr: SocketAddr, ip: &str) -> Client {
+        let mut c = Client(TcpStream::connect(addr).await.unwrap());
+        let r = c.ask(Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff }).await;
+        assert!(matches!(r[0], Response::OptNeg { version: 6, .. }));
+        c.ask(Command::Connect { hostname: "client.test".into(), family: Family::Inet, port: 4000, address: ip.into() }).await;
+        c.ask(Command::Helo("client.test".into())).await;
+        c
+    }
+
+    async fn read(&mut self) -> Option<Response> {
+        let mut len = [0u8; 4];
+        self.0.read_exact(&mut len).await.ok()?;
+        let mut p = vec![0u8; frame_len(len).ok()?];
+        self.0.read_exact(&mut p).await.ok()?;
+        Some(Response::decode(&p).unwrap())
+    }
+
+    /// Sends a command and reads replies up to the one that ends it.
+    async fn ask(&mut self, c: Command) -> Vec<Response> {
+        let expects_reply = !matches!(c, Command::Macros { .. } | Command::Abort | Command::Quit);
+        self.0.write_all(&encode_command(&c)).await.unwrap();
+        let mut out = Vec::new();
+        if !expects_reply {
+            return out;
+        }
+        while let Some(r) = self.read().await {
+            let last = matches!(r, Response::Continue | Response::Accept | Response::Reject | Response::Tempfail | Response::Discard | Response::ReplyCode(_) | Response::OptNeg { .. });
+            out.push(r);
+            if last {
+                break;
+            }
+        }
+        out
+    }
+
+    /// One message; returns the end-of-message replies.
+    async fn message(&mut self, from: &str, raw: &str, auth: Option<&str>) -> Vec<Response> {
+        if let Some(a) = auth {
+            self.ask(Command::Macros { stage: b'M', pairs: vec![("{auth_authen}".into(), a.into())] }).await;
+        }
+        self.ask(Command::Mail(vec![format!("<{from}>")])).await;
+        self.ask(Command::Rcpt(vec!["<bob@example.org>".into()])).await;
+        self.ask(Command::Data).await;
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        // Fields, unfolded into one value each; Postfix passes the folding
+        // line breaks as LF.
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in head.split("\r\n") {
+            if line.starts_with([' ', '\t']) {
+                let last = fields.last_mut().unwrap();
+                last.1.push('\n');
+                last.1.push_str(line);
+            } else {
+                let (n, v) = line.split_once(':').unwrap();
+                fields.push((n.into(), v.into()));
+            }
+        }
+        for (n, v) in fields {
+            self.ask(Command::Header { name: n, value: v.into_bytes() }).await;
+        }
+        self.ask(Command::EndOfHeaders).await;
+        self.ask(Command::Body(body.as_bytes().to_vec())).await;
+        self.ask(Command::EndOfMessage).await
+    }
+}
+
+const MSG: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: hello\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello Bob.\r\n";
+
+/// The message as the MTA will write it, with the inserted fields on top.
+fn apply(raw: &str, replies: &[Response]) -> String {
+    let mut top = String::new();
+    for r in replies.iter().rev() {
+        if let Response::InsertHeader { index: 0, name, value } = r {
+            top = format!("{name}:{}\r\n{top}", value.replace('\n', "\r\n"));
+        }
+    }
+    format!("{top}{raw}")
+}
+
+#[tokio::test]
+async fn internal_mail_is_signed_and_the_signature_verifies_outside() {
+    let s = setup().await;
+    let mut c = Client::connect(s.addr, "127.0.0.1").await;
+    let r = c.message("alice@example.com", MSG, None).await;
+    assert!(matches!(r.last(), Some(Response::Continue)), "{r:?}");
+    assert!(matches!(&r[0], Response::InsertHeader { name, .. } if name == "DKIM-Signature"), "{r:?}");
+    let signed = apply(MSG, &r);
+
+    // The signed message arrives at another server (from an address SPF
+    // allows): the milter there verifies it, and DMARC passes.
+    let mut c = Client::connect(s.addr, "192.0.2.7").await;
+    let r = c.message("alice@example.com", &signed, None).await;
+    let ar = r.iter().find_map(|x| match x {
+        Response::InsertHeader { name, value, .. } if name == "Authentication-Results" => Some(value.clone()),
+        _ => None,
+    });
+    let ar = ar.unwrap_or_else(|| panic!("{r:?}"));
+    assert!(ar.contains("mx.test;") && ar.contains("dkim=pass") && ar.contains("dmarc=pass") && ar.contains("spf=pass"), "{ar}");
+    assert!(matches!(r.last(), Some(Response::Continue)));
+}
+
+#[tokio::test]
+async fn sasl_users_are_signed_wherever_they_connect_from() {
+    let s = setup().await;
+    let mut c = Client::connect(s.addr, "203.0.113.9").await;
+    let r = c.message("alice@example.com", MSG, Some("alice")).await;
+    assert!(matches!(&r[0], Response::InsertHeader { name, .. } if name == "DKIM-Signature"), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_spoofed_p_reject_domain_is_rejected_and_forged_results_are_removed() {
+    let s = setup().await;
+    let mut c = Client::connect(s.addr, "203.0.113.9").await;
+    let r = c.message("alice@example.com", MSG, None).await;
+    match r.last() {
+        Some(Response::ReplyCode(t)) => assert!(t.starts_with("550 5.7.1 DMARC policy of example.com rejects") && t.contains("SPF fail"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+    // A forged Authentication-Results with our authserv-id is deleted.
+    let forged = format!("Authentication-Results: mx.test; dkim=pass header.d=quar.example\r\nFrom: q@quar.example\r\n{}", MSG.split_once("\r\n").unwrap().1);
+    let r = c.message("q@quar.example", &forged, None).await;
+    assert!(r.contains(&Response::ChangeHeader { index: 1, name: "Authentication-Results".into(), value: String::new() }), "{r:?}");
+    // p=quarantine: held.
+    assert!(r.iter().any(|x| matches!(x, Response::Quarantine(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_dns_timeout_tempfails() {
+    let s = setup().await;
+    let mut c = Client::connect(s.addr, "203.0.113.9").await;
+    let m = MSG.replace("alice@example.com", "x@slow.example");
+    let r = c.message("x@slow.example", &m, None).await;
+    match r.last() {
+        Some(Response::ReplyCode(t)) => assert!(t.starts_with("451 4.7.5"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+    drop(s.dns);
+}
+
+#[tokio::test]
+async fn abort_mid_message_then_a_second_message_and_a_bad_frame() {
+    let s = setup().await;
+    let mut c = Client::connect(s.addr, "127.0.0.1").await;
+    c.ask(Command::Mail(vec!["<alice@example.com>".into()])).await;
+    c.ask(Command::Header { name: "From".into(), value: b" mallory@example.com".to_vec() }).await;
+    c.ask(Command::Abort).await;
+    let r = c.message("alice@example.com", MSG, None).await;
+    assert!(matches!(&r[0], Response::InsertHeader { name, .. } if name == "DKIM-Signature"), "{r:?}");
+    let r = c.message("alice@example.com", MSG, None).await;
+    assert!(matches!(&r[0], Response::InsertHeader { name, .. } if name == "DKIM-Signature"), "two messages on one connection: {r:?}");
+    // A frame claiming 16 MB: that connection is closed, others go on.
+    let mut bad = TcpStream::connect(s.addr).await.unwrap();
+    bad.write_all(&[1, 0, 0, 0, b'O']).await.unwrap();
+    let mut buf = Vec::new();
+    // Closed with the frame unread: an end of file or a reset, never a reply.
+    let r = bad.read_to_end(&mut buf).await;
+    assert!(r.is_err() || buf.is_empty());
+    let mut c2 = Client::connect(s.addr, "127.0.0.1").await;
+    let r = c2.message("alice@example.com", MSG, None).await;
+    assert!(matches!(&r[0], Response::InsertHeader { .. }), "{r:?}");
+}
