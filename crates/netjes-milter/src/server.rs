@@ -91,11 +91,11 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
 }
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn run(listener: tokio::net::TcpListener, milter: Arc<Milter>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(listener: netjes_net::Listener, milter: Arc<Milter>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((s, _)) => {
+                Ok(s) => {
                     let m = milter.clone();
                     tokio::spawn(serve_connection(s, m));
                 }

@@ -42,7 +42,7 @@ async fn setup() -> Setup {
     let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
     let settings = Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
     let milter = Arc::new(Milter { settings, keys: Arc::new(tables), dns: Arc::new(r) });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(run(l, milter, rx));

@@ -4,7 +4,6 @@
 
 use crate::policy::Policy;
 use crate::protocol::{reply, RequestBuilder, MAX_LINE_BYTES};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -17,59 +16,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(330);
 /// with one connection; many MX hosts may share one service.
 pub const MAX_CONNECTIONS: usize = 1000;
 
-/// Where to listen, in Postfix's and OpenDKIM's notation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Inet(String),
-    Unix(PathBuf),
-}
-
-impl ListenAddr {
-    /// "inet:127.0.0.1:10040", "inet:[::1]:10040", "unix:/run/netjes/policy.sock".
-    pub fn parse(s: &str) -> Result<ListenAddr, String> {
-        if let Some(rest) = s.strip_prefix("inet:") {
-            let addr = rest.replace(['[', ']'], "");
-            let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{s}: no port"))?;
-            port.parse::<u16>().map_err(|_| format!("{s}: bad port"))?;
-            if host.is_empty() {
-                return Err(format!("{s}: no host"));
-            }
-            Ok(ListenAddr::Inet(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }))
-        } else if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err(format!("{s}: no path"));
-            }
-            Ok(ListenAddr::Unix(PathBuf::from(p)))
-        } else {
-            Err(format!("{s}: use inet:HOST:PORT or unix:PATH"))
-        }
-    }
-}
-
-/// A bound listener of either kind.
-#[derive(Debug)]
-pub enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-impl Listener {
-    pub async fn bind(a: &ListenAddr) -> std::io::Result<Listener> {
-        match a {
-            ListenAddr::Inet(s) => Ok(Listener::Tcp(tokio::net::TcpListener::bind(s).await?)),
-            ListenAddr::Unix(p) => {
-                // A socket left by a killed process would block the bind.
-                if std::fs::symlink_metadata(p).is_ok_and(|m| {
-                    use std::os::unix::fs::FileTypeExt;
-                    m.file_type().is_socket()
-                }) {
-                    let _ = std::fs::remove_file(p);
-                }
-                Ok(Listener::Unix(tokio::net::UnixListener::bind(p)?))
-            }
-        }
-    }
-}
+pub use netjes_net::{ListenAddr, Listener};
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -143,9 +90,8 @@ pub async fn run(listener: Listener, policy: Arc<Policy>, mut shutdown: watch::R
         };
         let policy = policy.clone();
         tokio::select! {
-            r = accept(&listener) => match r {
-                Ok(Conn::Tcp(s)) => { tokio::spawn(async move { serve_connection(s, policy).await; drop(permit); }); }
-                Ok(Conn::Unix(s)) => { tokio::spawn(async move { serve_connection(s, policy).await; drop(permit); }); }
+            r = listener.accept() => match r {
+                Ok(s) => { tokio::spawn(async move { serve_connection(s, policy).await; drop(permit); }); }
                 Err(e) => {
                     // EMFILE and friends: wait a little rather than spin.
                     tracing::warn!("accept: {e}");
@@ -159,31 +105,4 @@ pub async fn run(listener: Listener, policy: Arc<Policy>, mut shutdown: watch::R
         }
     }
     expirer.abort();
-}
-
-enum Conn {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(l: &Listener) -> std::io::Result<Conn> {
-    match l {
-        Listener::Tcp(t) => t.accept().await.map(|(s, _)| Conn::Tcp(s)),
-        Listener::Unix(u) => u.accept().await.map(|(s, _)| Conn::Unix(s)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_syntax() {
-        assert_eq!(ListenAddr::parse("inet:127.0.0.1:10040"), Ok(ListenAddr::Inet("127.0.0.1:10040".into())));
-        assert_eq!(ListenAddr::parse("inet:[::1]:10040"), Ok(ListenAddr::Inet("[::1]:10040".into())));
-        assert_eq!(ListenAddr::parse("unix:/run/x.sock"), Ok(ListenAddr::Unix("/run/x.sock".into())));
-        for bad in ["127.0.0.1:1", "inet:host", "inet::1", "unix:", "inet:h:99999"] {
-            assert!(ListenAddr::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

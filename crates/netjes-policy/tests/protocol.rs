@@ -40,10 +40,7 @@ async fn start(dir: &std::path::Path, tweak: impl FnOnce(&mut RawConfig)) -> Ser
     let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
     let policy = Arc::new(Policy::new(config, store, Arc::new(r)));
     let listener = Listener::bind(&ListenAddr::Inet("127.0.0.1:0".into())).await.unwrap();
-    let addr = match &listener {
-        Listener::Tcp(t) => t.local_addr().unwrap(),
-        Listener::Unix(_) => unreachable!(),
-    };
+    let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(run(listener, policy.clone(), rx));
     Service { addr, policy, _shutdown: tx, _dns: dns }
