@@ -1,8 +1,10 @@
 //! `netjes milter`: DKIM signing of outgoing mail and SPF, DKIM, ARC and
 //! DMARC verification of incoming mail inside Postfix, in one daemon.
-//! Being built: so far the milter wire protocol (version 6).
+//! The protocol and the session are free of IO; `server::run(listener,
+//! milter, shutdown)` drives them over the real wire protocol.
 
 pub mod protocol;
+pub mod config;
 pub mod keys;
 pub mod server;
 pub mod session;

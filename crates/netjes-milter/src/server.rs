@@ -29,6 +29,25 @@ impl std::fmt::Debug for Milter {
     }
 }
 
+/// The milter in force, swapped whole on reload (SIGHUP); a message keeps
+/// the one it started its end-of-message work with.
+#[derive(Debug)]
+pub struct Shared(std::sync::RwLock<Arc<Milter>>);
+
+impl Shared {
+    pub fn new(m: Milter) -> Arc<Shared> {
+        Arc::new(Shared(std::sync::RwLock::new(Arc::new(m))))
+    }
+
+    pub fn current(&self) -> Arc<Milter> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, m: Milter) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
+    }
+}
+
 async fn send<W: AsyncWrite + Unpin>(w: &mut W, replies: &[Response]) -> std::io::Result<()> {
     let mut buf = Vec::new();
     for r in replies {
@@ -38,7 +57,7 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, replies: &[Response]) -> std::io
 }
 
 /// Serves one MTA connection until it quits or breaks the protocol.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, milter: Arc<Milter>) {
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, milter: Arc<Shared>) {
     let mut session = Session::new();
     loop {
         let mut len = [0u8; 4];
@@ -68,7 +87,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
             Step::Reply(r) => r,
             Step::Close => return,
             Step::EndOfMessage(job) => {
-                let m = milter.clone();
+                let m = milter.current();
                 // The work runs in its own task: a panic in it is an
                 // internal error for this message, answered with tempfail.
                 let work = tokio::spawn(async move { process(&job, &m.settings, m.keys.as_ref(), m.dns.as_ref()).await });
@@ -91,7 +110,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
 }
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn run(listener: netjes_net::Listener, milter: Arc<Milter>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(listener: netjes_net::Listener, milter: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {

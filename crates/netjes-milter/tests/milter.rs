@@ -5,7 +5,7 @@ use netjes_auth::dkim::{KeyAlgorithm, PrivateKey};
 use netjes_dns::{DnsConfig, HickoryResolver};
 use netjes_milter::keys::OpenDkimTables;
 use netjes_milter::protocol::{encode_command, frame_len, Command, Family, Response};
-use netjes_milter::server::{run, Milter};
+use netjes_milter::server::{run, Milter, Shared};
 use netjes_milter::work::Settings;
 use netjes_testdns::TestDns;
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ async fn setup() -> Setup {
     let tables = OpenDkimTables::load(&dir.path().join("KeyTable").display().to_string(), &format!("refile:{}", dir.path().join("SigningTable").display())).unwrap();
     let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
     let settings = Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
-    let milter = Arc::new(Milter { settings, keys: Arc::new(tables), dns: Arc::new(r) });
+    let milter = Shared::new(Milter { settings, keys: Arc::new(tables), dns: Arc::new(r) });
     let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);

@@ -1,0 +1,177 @@
+//! The milter's configuration: TOML, strict, every error at once. It runs
+//! with no file on sensible defaults, and the common settings are flags
+//! named as OpenDKIM users know them. `samples/milter.toml` is the
+//! commented example, parsed by a test.
+
+use crate::keys::{KeySource, Keys, OpenDkimTables};
+use crate::server::Milter;
+use crate::work::{Failure, QuarantineAction, Settings};
+use ipnet::IpNet;
+use netjes_dns::Resolver;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// inet:PORT@HOST (OpenDKIM's Socket), inet:HOST:PORT or unix:PATH.
+    pub listen: String,
+    /// The authserv-id of Authentication-Results; the host name by default.
+    pub authserv_id: Option<String>,
+    /// Clients whose mail is signed (SASL-authenticated clients always are).
+    pub internal_hosts: Vec<String>,
+    /// OpenDKIM's KeyTable, as it is.
+    pub key_table: Option<String>,
+    /// OpenDKIM's SigningTable; "refile:PATH" for patterns.
+    pub signing_table: Option<String>,
+    pub on_key_error: Failure,
+    pub on_dns_error: Failure,
+    pub enforce_dmarc: bool,
+    pub quarantine: QuarantineAction,
+    pub trusted_forwarders: Vec<String>,
+    pub trusted_arc_sealers: Vec<String>,
+    pub time_budget_seconds: f64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            listen: "inet:8891@127.0.0.1".into(),
+            authserv_id: None,
+            internal_hosts: vec!["127.0.0.1".into(), "::1".into()],
+            key_table: None,
+            signing_table: None,
+            on_key_error: Failure::Tempfail,
+            on_dns_error: Failure::Tempfail,
+            enforce_dmarc: true,
+            quarantine: QuarantineAction::Hold,
+            trusted_forwarders: vec![],
+            trusted_arc_sealers: vec![],
+            time_budget_seconds: 10.0,
+        }
+    }
+}
+
+/// No key tables: nothing is signed.
+#[derive(Debug)]
+struct NoKeys;
+
+impl KeySource for NoKeys {
+    fn keys_for(&self, _: &str) -> Keys {
+        Keys::NotOurs
+    }
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| format!("{s:?} is not an address or network"))
+}
+
+fn default_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+/// The validated configuration.
+pub struct Config {
+    pub listen: netjes_net::ListenAddr,
+    pub settings: Settings,
+    pub keys: Arc<dyn KeySource>,
+    /// Keys named in the KeyTable that could not be loaded.
+    pub key_errors: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config").field("listen", &self.listen).field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        Config::validate(raw)
+    }
+
+    pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        let listen = netjes_net::ListenAddr::parse(&raw.listen).map_err(|e| errors.push(format!("listen: {e}"))).ok();
+        let mut nets = |what: &str, list: &[String]| -> Vec<IpNet> {
+            list.iter()
+                .filter_map(|s| match parse_net(s) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        errors.push(format!("{what}: {e}"));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let internal_hosts = nets("internal_hosts", &raw.internal_hosts);
+        let trusted_forwarders = nets("trusted_forwarders", &raw.trusted_forwarders);
+        if !(raw.time_budget_seconds > 0.0 && raw.time_budget_seconds <= 25.0) {
+            errors.push("time_budget_seconds: must be above 0 and at most 25, under Postfix's 30 s milter timeouts".into());
+        }
+        let (keys, key_errors): (Arc<dyn KeySource>, Vec<String>) = match (&raw.key_table, &raw.signing_table) {
+            (Some(k), Some(s)) => match OpenDkimTables::load(k, s) {
+                Ok(t) => {
+                    let e = t.key_errors();
+                    (Arc::new(t), e)
+                }
+                Err(e) => {
+                    errors.extend(e);
+                    (Arc::new(NoKeys), vec![])
+                }
+            },
+            (None, None) => (Arc::new(NoKeys), vec![]),
+            _ => {
+                errors.push("key_table and signing_table go together".into());
+                (Arc::new(NoKeys), vec![])
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let settings = Settings {
+            authserv_id: raw.authserv_id.unwrap_or_else(default_hostname),
+            internal_hosts,
+            on_key_error: raw.on_key_error,
+            on_dns_error: raw.on_dns_error,
+            enforce_dmarc: raw.enforce_dmarc,
+            quarantine: raw.quarantine,
+            trusted_forwarders,
+            trusted_arc_sealers: raw.trusted_arc_sealers.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
+        };
+        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors })
+    }
+
+    pub fn milter(&self, dns: Arc<dyn Resolver>) -> Milter {
+        Milter { settings: self.settings.clone(), keys: self.keys.clone(), dns }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_the_sample_and_every_error() {
+        let c = Config::validate(RawConfig::default()).unwrap();
+        assert_eq!(c.listen, netjes_net::ListenAddr::Inet("127.0.0.1:8891".into()));
+        assert_eq!(c.settings.on_dns_error, Failure::Tempfail);
+        let sample = include_str!("../../../samples/milter.toml");
+        // The sample names OpenDKIM's usual paths, which a test machine
+        // lacks: only those errors are expected.
+        match Config::parse(sample) {
+            Ok(_) => {}
+            Err(e) => assert!(e.iter().all(|x| x.contains("/etc/opendkim")), "{e:?}"),
+        }
+        let no_tables = sample.lines().filter(|l| !l.starts_with("key_table") && !l.starts_with("signing_table")).collect::<Vec<_>>().join("\n");
+        let c = Config::parse(&no_tables).unwrap();
+        assert_eq!(c.settings.authserv_id, "mx.example.com");
+        let e = Config::parse("listen = \"tcp:1\"\ninternal_hosts = [\"x\"]\ntime_budget_seconds = 40\nkey_table = \"/k\"\n").unwrap_err();
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(Config::parse("bogus = 1\n").is_err());
+    }
+}
