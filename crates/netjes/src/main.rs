@@ -8,6 +8,7 @@ mod cmd_arc;
 mod cmd_check;
 mod cmd_dkim;
 mod cmd_dmarc;
+mod cmd_milter;
 mod cmd_policy;
 mod cmd_spf;
 mod cmd_verify;
@@ -97,6 +98,9 @@ enum Command {
     Dmarc(cmd_dmarc::DmarcCommand),
     /// Test a message as receivers judge it, scored out of 10, with what to fix.
     Analyze(cmd_analyze::AnalyzeArgs),
+    /// Run the milter: DKIM signing and SPF, DKIM, ARC and DMARC
+    /// verification inside Postfix.
+    Milter(cmd_milter::MilterArgs),
     /// Run the Postfix policy service: SPF, greylisting, blocklist scores,
     /// rate limits and own-domain spoofing.
     Policy(cmd_policy::PolicyArgs),
@@ -127,6 +131,7 @@ fn main() {
             Command::Verify(a) => cmd_verify::run(a, &cli.global).await,
             Command::Analyze(a) => cmd_analyze::run(a, &cli.global).await,
             Command::Policy(a) => cmd_policy::run_policy(a, &cli.global).await,
+            Command::Milter(a) => cmd_milter::run_milter(a, &cli.global).await,
         };
         match res {
             Ok(code) => code,

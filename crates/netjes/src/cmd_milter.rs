@@ -1,0 +1,119 @@
+use crate::exit;
+use crate::GlobalOpts;
+use netjes_milter::config::{Config, RawConfig};
+use netjes_milter::server::{run, Shared};
+use std::path::PathBuf;
+
+pub const MILTER_AFTER_HELP: &str = "\
+POSTFIX (main.cf):
+    smtpd_milters = inet:127.0.0.1:8891
+    non_smtpd_milters = $smtpd_milters
+    milter_default_action = tempfail
+    milter_protocol = 6
+
+    milter_default_action = tempfail keeps mail queued, not lost, while the
+    milter is down. Internal clients and SASL users are signed; everything
+    else is verified and DMARC is enforced.
+
+SIGNALS:
+    SIGHUP      reload --config and the key tables; a bad file keeps the old ones
+    SIGTERM     stop accepting and exit
+
+EXIT CODES:
+    0   stopped by a signal
+    2   usage error, or a bad configuration (every error is listed)
+    4   the socket cannot be opened";
+
+/// Run the milter: sign mail from internal hosts and SASL users with DKIM
+/// (OpenDKIM's KeyTable and SigningTable work as they are), and verify
+/// everything else (SPF, DKIM, ARC, DMARC), adding Authentication-Results
+/// and enforcing DMARC policy at SMTP time.
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = MILTER_AFTER_HELP)]
+pub struct MilterArgs {
+    /// A TOML configuration file (see samples/milter.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where to listen: inet:PORT@HOST (as OpenDKIM), inet:HOST:PORT or unix:PATH.
+    #[arg(long, value_name = "SOCKET")]
+    pub listen: Option<String>,
+    /// OpenDKIM's KeyTable.
+    #[arg(long = "key-table", value_name = "FILE")]
+    pub key_table: Option<String>,
+    /// OpenDKIM's SigningTable ("refile:FILE" for patterns).
+    #[arg(long = "signing-table", value_name = "FILE")]
+    pub signing_table: Option<String>,
+    /// Clients whose mail is signed, comma-separated addresses or networks.
+    #[arg(long = "internal-hosts", value_name = "LIST", value_delimiter = ',')]
+    pub internal_hosts: Vec<String>,
+    /// The authserv-id in Authentication-Results (default: the host name).
+    #[arg(long = "authserv-id", value_name = "ID")]
+    pub authserv_id: Option<String>,
+}
+
+fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
+    let mut raw: RawConfig = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| vec![format!("cannot read {}: {e}", p.display())])?;
+            toml::from_str(&text).map_err(|e| vec![format!("{}: {e}", p.display())])?
+        }
+        None => RawConfig::default(),
+    };
+    if let Some(l) = &a.listen {
+        raw.listen = l.clone();
+    }
+    if a.key_table.is_some() {
+        raw.key_table = a.key_table.clone();
+    }
+    if a.signing_table.is_some() {
+        raw.signing_table = a.signing_table.clone();
+    }
+    if !a.internal_hosts.is_empty() {
+        raw.internal_hosts = a.internal_hosts.clone();
+    }
+    if a.authserv_id.is_some() {
+        raw.authserv_id = a.authserv_id.clone();
+    }
+    Config::validate(raw)
+}
+
+pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    crate::init_logging();
+    let config = load(&a).map_err(|e| anyhow::anyhow!(exit::Usage(format!("bad configuration:\n  {}", e.join("\n  ")))))?;
+    for e in &config.key_errors {
+        tracing::error!("cannot sign with {e}: mail that needs it will be tempfailed");
+    }
+    let dns = g.resolver()?;
+    let listener = netjes_net::Listener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", config.listen))))?;
+    tracing::info!(listen = %config.listen, authserv_id = %config.settings.authserv_id, "netjes milter started");
+    let shared = Shared::new(config.milter(dns.clone()));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(run(listener, shared.clone(), rx));
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match load(&a) {
+                Ok(c) => {
+                    for e in &c.key_errors {
+                        tracing::error!("cannot sign with {e}");
+                    }
+                    shared.replace(c.milter(dns.clone()));
+                    tracing::info!("configuration and keys reloaded");
+                }
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!("reload refused, the old configuration stays: {e}");
+                    }
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = tx.send(true);
+    let _ = server.await;
+    Ok(exit::OK)
+}
