@@ -2,8 +2,8 @@
 # Runs every netjes test. It installs what the tests need when it is missing,
 # so that it works on a fresh machine: a C compiler for the crypto crates,
 # SpamAssassin's spamd for `analyze --spamd`, and Postfix with swaks for the
-# policy service's end-to-end test (a private Postfix instance on 127.0.0.1;
-# the system's Postfix is never touched).
+# policy service's and the milter's end-to-end tests (a private Postfix
+# instance on 127.0.0.1; the system's Postfix is never touched), and dkimpy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v spamd >/dev/null 2>&1 || need_apt+=(spamassassin spamd)
 [ -x /usr/sbin/postfix ] || need_apt+=(postfix)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+# dkimpy, the independent verifier of what the milter signs.
+/usr/bin/python3 -c "import dkim" >/dev/null 2>&1 || need_apt+=(python3-dkim)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; fi
 fi

@@ -89,7 +89,8 @@ struct Postfix {
 }
 
 impl Postfix {
-    fn start(dir: &Path, smtp: u16, policy: u16, sink: u16) -> Postfix {
+    /// `extra`: main.cf lines of the test (restrictions, milters).
+    fn start(dir: &Path, smtp: u16, sink: u16, extra: &str) -> Postfix {
         let etc = dir.join("etc");
         for d in ["etc", "queue", "data"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -114,8 +115,7 @@ relay_domains = example.org
 relay_transport = smtp:[127.0.0.1]:{sink}
 default_transport = smtp:[127.0.0.1]:{sink}
 smtp_dns_support_level = disabled
-smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, check_policy_service inet:127.0.0.1:{policy}
-smtpd_policy_service_default_action = DUNNO
+{extra}
 maillog_file_prefixes = {d}
 maillog_file = {d}/maillog
 alias_maps =
@@ -224,7 +224,10 @@ async fn postfix_greylists_rejects_spf_fail_and_prepends_received_spf_once() {
     let (smtp, policy, sink_port) = (free_port(), free_port(), free_port());
     let got = sink(sink_port).await;
     let mut daemon = policy_daemon(dir.path(), policy, &dns);
-    let _postfix = Postfix::start(dir.path(), smtp, policy, sink_port);
+    let restrictions = format!(
+        "smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, check_policy_service inet:127.0.0.1:{policy}\nsmtpd_policy_service_default_action = DUNNO"
+    );
+    let _postfix = Postfix::start(dir.path(), smtp, sink_port, &restrictions);
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", smtp)).is_ok() {
             break;
@@ -260,4 +263,137 @@ async fn postfix_greylists_rejects_spf_fail_and_prepends_received_spf_once() {
     assert!(t.contains("<-  250 2.0.0 Ok: queued"), "after kill -9 and restart: {t}");
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Child {
+    let cfg = dir.join("milter.toml");
+    // Postfix presents its own non-SMTP mail (sendmail, pickup) as a client
+    // at 127.0.0.1, as OpenDKIM's default InternalHosts expects: that is
+    // ours and signed. The test's SMTP clients connect from 127.0.0.2 and
+    // are outside mail, verified.
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"inet:{port}@127.0.0.1\"\nauthserv_id = \"mx.test\"\ninternal_hosts = [\"127.0.0.1\"]\nkey_table = \"{0}/KeyTable\"\nsigning_table = \"refile:{0}/SigningTable\"\ntime_budget_seconds = 3\n",
+            key_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["milter", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string(), "--dns-timeout", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("netjes milter did not listen");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_with_the_milter_signs_verifies_and_rejects() {
+    if !have_postfix() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = netjes_auth::dkim::PrivateKey::generate(netjes_auth::dkim::KeyAlgorithm::Rsa, 2048).unwrap();
+    let kpath = keys.join("s1.private");
+    std::fs::write(&kpath, key.to_pkcs8_pem()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&kpath, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::write(keys.join("KeyTable"), format!("s1 example.com:s1:{}\n", kpath.display())).unwrap();
+    std::fs::write(keys.join("SigningTable"), "*@example.com s1\n").unwrap();
+    let strings: Vec<String> = key.dns_value().as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    let zone = format!(
+        "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.example.com. TXT \"v=DMARC1; p=reject\"\ns1._domainkey.example.com. TXT {}\n_dmarc.slow.example. TIMEOUT\nslow.example. TIMEOUT\n",
+        strings.join(" ")
+    );
+    let dns = TestDns::start_str(&zone).await;
+    let (smtp, milter, sink_port) = (free_port(), free_port(), free_port());
+    let got = sink(sink_port).await;
+    let mut daemon = milter_daemon(dir.path(), milter, &dns, &keys);
+    let extra = format!("smtpd_milters = inet:127.0.0.1:{milter}\nnon_smtpd_milters = inet:127.0.0.1:{milter}\nmilter_default_action = tempfail\nmilter_protocol = 6");
+    let pf = Postfix::start(dir.path(), smtp, sink_port, &extra);
+
+    // Ours: submitted with Postfix's sendmail, signed on the way out.
+    let msg = "From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: signed by netjes\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <e2e-1@example.com>\n\nHello Bob.\n";
+    let mut sm = Command::new("/usr/sbin/sendmail").arg("-C").arg(&pf.etc).args(["-f", "alice@example.com", "bob@example.org"]).stdin(Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        sm.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
+    }
+    assert!(sm.wait().unwrap().success());
+    let delivered = wait_for(&got, 1).await;
+    assert_eq!(delivered.len(), 1, "the signed message was not delivered");
+    let signed = delivered[0].clone();
+    assert!(signed.contains("DKIM-Signature: v=1; a=rsa-sha256;") && signed.contains("d=example.com") && signed.contains("s=s1"), "{signed}");
+    // netjes dkim verify passes it through the test DNS server.
+    let path = dir.path().join("signed.eml");
+    // The sink saw the message as SMTP carried it: dot-stuffing undone is
+    // not needed for these lines.
+    std::fs::write(&path, &signed).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["dkim", "verify", path.to_str().unwrap(), "--json", "--nameserver", &dns.addr().to_string()]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(v[0]["result"], "pass", "{v}");
+    // dkimpy (Debian's python3-dkim, installed by scripts/test.sh), an
+    // independent verifier.
+    let py = Command::new("/usr/bin/python3").args(["-c", "import dkim"]).status();
+    assert!(py.as_ref().is_ok_and(|s| s.success()) || std::env::var_os("NETJES_TEST").is_none(), "python3-dkim is missing");
+    if py.is_ok_and(|s| s.success()) {
+        let script = format!(
+            "import dkim,sys\nkey=open(sys.argv[2]).read().encode()\ndef dns(name, timeout=5):\n    return key if name.decode().rstrip('.') == 's1._domainkey.example.com' else None\nprint(dkim.verify(open(sys.argv[1],'rb').read(), dnsfunc=dns))"
+        );
+        let rec = dir.path().join("record.txt");
+        std::fs::write(&rec, key.dns_value()).unwrap();
+        let out = Command::new("/usr/bin/python3").args(["-c", &script, path.to_str().unwrap(), rec.to_str().unwrap()]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True", "dkimpy: {}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        eprintln!("dkimpy not installed: the independent check was skipped");
+    }
+
+    // Outside mail: the signed message, relayed again, verifies (SPF does
+    // not allow 127.0.0.1, DKIM carries DMARC).
+    let t = swaks_data(smtp, "alice@example.com", "bob@example.org", Some(&signed)).await;
+    assert!(t.contains("<-  250 2.0.0 Ok: queued"), "{t}");
+    let delivered = wait_for(&got, 2).await;
+    let verified = &delivered[1];
+    assert!(verified.contains("Authentication-Results: mx.test;") && verified.contains("dkim=pass") && verified.contains("dmarc=pass"), "{verified}");
+
+    // A spoofed From of a p=reject domain: 550 at SMTP time.
+    let t = swaks_data(smtp, "alice@example.com", "bob@example.org", None).await;
+    assert!(t.contains("<** 550 5.7.1 DMARC policy of example.com rejects"), "{t}");
+    // A DNS timeout: a 4xx.
+    let t = swaks_data(smtp, "x@slow.example", "bob@example.org", None).await;
+    assert!(t.contains("<** 451 4.7.5"), "{t}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// swaks from 127.0.0.2 (an outside client to the milter), with a whole
+/// message as DATA or swaks's own.
+async fn swaks_data(port: u16, from: &str, to: &str, data: Option<&str>) -> String {
+    let (from, to, data) = (from.to_string(), to.to_string(), data.map(String::from));
+    let out = tokio::task::spawn_blocking(move || {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new("/usr/bin/swaks");
+        cmd.args(["--server", &format!("127.0.0.1:{port}"), "--local-interface", "127.0.0.2", "--helo", "client.test", "--from", &from, "--to", &to, "--timeout", "20"]);
+        if let Some(d) = data {
+            std::fs::write(f.path(), d).unwrap();
+            cmd.arg("--data").arg(f.path());
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
