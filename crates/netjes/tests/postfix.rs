@@ -350,12 +350,10 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
     let py = Command::new("/usr/bin/python3").args(["-c", "import dkim"]).status();
     assert!(py.as_ref().is_ok_and(|s| s.success()) || std::env::var_os("NETJES_TEST").is_none(), "python3-dkim is missing");
     if py.is_ok_and(|s| s.success()) {
-        let script = format!(
-            "import dkim,sys\nkey=open(sys.argv[2]).read().encode()\ndef dns(name, timeout=5):\n    return key if name.decode().rstrip('.') == 's1._domainkey.example.com' else None\nprint(dkim.verify(open(sys.argv[1],'rb').read(), dnsfunc=dns))"
-        );
+        let script = "import dkim,sys\nkey=open(sys.argv[2]).read().encode()\ndef dns(name, timeout=5):\n    return key if name.decode().rstrip('.') == 's1._domainkey.example.com' else None\nprint(dkim.verify(open(sys.argv[1],'rb').read(), dnsfunc=dns))";
         let rec = dir.path().join("record.txt");
         std::fs::write(&rec, key.dns_value()).unwrap();
-        let out = Command::new("/usr/bin/python3").args(["-c", &script, path.to_str().unwrap(), rec.to_str().unwrap()]).output().unwrap();
+        let out = Command::new("/usr/bin/python3").args(["-c", script, path.to_str().unwrap(), rec.to_str().unwrap()]).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True", "dkimpy: {}", String::from_utf8_lossy(&out.stderr));
     } else {
         eprintln!("dkimpy not installed: the independent check was skipped");
