@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub trusted_forwarders: Vec<String>,
     pub trusted_arc_sealers: Vec<String>,
     pub time_budget_seconds: f64,
+    /// Prometheus metrics on HOST:PORT (/metrics); off when absent.
+    pub metrics: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -49,6 +51,7 @@ impl Default for RawConfig {
             trusted_forwarders: vec![],
             trusted_arc_sealers: vec![],
             time_budget_seconds: 10.0,
+            metrics: None,
         }
     }
 }
@@ -79,6 +82,7 @@ pub struct Config {
     pub keys: Arc<dyn KeySource>,
     /// Keys named in the KeyTable that could not be loaded.
     pub key_errors: Vec<String>,
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -109,6 +113,8 @@ impl Config {
         };
         let internal_hosts = nets("internal_hosts", &raw.internal_hosts);
         let trusted_forwarders = nets("trusted_forwarders", &raw.trusted_forwarders);
+        let metrics = raw.metrics.as_ref().and_then(|m| m.parse::<std::net::SocketAddr>().map_err(|_| errors.push(format!("metrics: {m:?} is not HOST:PORT"))).ok());
+
         if !(raw.time_budget_seconds > 0.0 && raw.time_budget_seconds <= 25.0) {
             errors.push("time_budget_seconds: must be above 0 and at most 25, under Postfix's 30 s milter timeouts".into());
         }
@@ -143,7 +149,7 @@ impl Config {
             trusted_arc_sealers: raw.trusted_arc_sealers.iter().map(|s| s.to_ascii_lowercase()).collect(),
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
         };
-        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors })
+        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors, metrics })
     }
 
     pub fn milter(&self, dns: Arc<dyn Resolver>) -> Milter {
@@ -170,8 +176,8 @@ mod tests {
         let no_tables = sample.lines().filter(|l| !l.starts_with("key_table") && !l.starts_with("signing_table")).collect::<Vec<_>>().join("\n");
         let c = Config::parse(&no_tables).unwrap();
         assert_eq!(c.settings.authserv_id, "mx.example.com");
-        let e = Config::parse("listen = \"tcp:1\"\ninternal_hosts = [\"x\"]\ntime_budget_seconds = 40\nkey_table = \"/k\"\n").unwrap_err();
-        assert_eq!(e.len(), 4, "{e:?}");
+        let e = Config::parse("listen = \"tcp:1\"\ninternal_hosts = [\"x\"]\ntime_budget_seconds = 40\nkey_table = \"/k\"\nmetrics = \"x\"\n").unwrap_err();
+        assert_eq!(e.len(), 5, "{e:?}");
         assert!(Config::parse("bogus = 1\n").is_err());
     }
 }

@@ -31,20 +31,28 @@ impl std::fmt::Debug for Milter {
 
 /// The milter in force, swapped whole on reload (SIGHUP); a message keeps
 /// the one it started its end-of-message work with.
+/// The metrics outlive reloads.
 #[derive(Debug)]
-pub struct Shared(std::sync::RwLock<Arc<Milter>>);
+pub struct Shared {
+    milter: std::sync::RwLock<Arc<Milter>>,
+    pub metrics: Arc<netjes_net::metrics::Metrics>,
+}
 
 impl Shared {
     pub fn new(m: Milter) -> Arc<Shared> {
-        Arc::new(Shared(std::sync::RwLock::new(Arc::new(m))))
+        let metrics = Arc::new(netjes_net::metrics::Metrics::default());
+        metrics.describe("netjes_milter_messages_total", "Messages at end of data, by what was done: signed, unsigned, key-error, and the DMARC result or action of verified mail.");
+        metrics.describe("netjes_milter_message_seconds", "Time from end of data to the answer.");
+        metrics.describe("netjes_milter_errors_total", "Protocol errors and internal errors.");
+        Arc::new(Shared { milter: std::sync::RwLock::new(Arc::new(m)), metrics })
     }
 
     pub fn current(&self) -> Arc<Milter> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.milter.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn replace(&self, m: Milter) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
+        *self.milter.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
     }
 }
 
@@ -69,6 +77,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("milter protocol: {e}; closing the connection");
+                milter.metrics.inc("netjes_milter_errors_total", &[("kind", "protocol")]);
                 return;
             }
         };
@@ -80,6 +89,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("milter protocol: {e}; closing the connection");
+                milter.metrics.inc("netjes_milter_errors_total", &[("kind", "protocol")]);
                 return;
             }
         };
@@ -88,19 +98,25 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
             Step::Close => return,
             Step::EndOfMessage(job) => {
                 let m = milter.current();
+                let started = std::time::Instant::now();
+                let queue_id = job.queue_id.clone().unwrap_or_default();
                 // The work runs in its own task: a panic in it is an
                 // internal error for this message, answered with tempfail.
                 let work = tokio::spawn(async move { process(&job, &m.settings, m.keys.as_ref(), m.dns.as_ref()).await });
-                match work.await {
+                let replies = match work.await {
                     Ok(o) => {
-                        tracing::info!(result = o.result, "message done");
+                        tracing::info!(queue_id = %queue_id, result = o.result, "message done");
+                        milter.metrics.inc("netjes_milter_messages_total", &[("result", o.result)]);
                         o.replies
                     }
                     Err(e) => {
-                        tracing::error!("internal error: {e}; answering tempfail");
+                        tracing::error!(queue_id = %queue_id, "internal error: {e}; answering tempfail");
+                        milter.metrics.inc("netjes_milter_errors_total", &[("kind", "internal")]);
                         vec![Response::ReplyCode("451 4.3.0 internal error in the milter; try again later".into())]
                     }
-                }
+                };
+                milter.metrics.observe("netjes_milter_message_seconds", &[], started.elapsed().as_secs_f64());
+                replies
             }
         };
         if !replies.is_empty() && send(&mut stream, &replies).await.is_err() {

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 struct Setup {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     dns: TestDns,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
@@ -45,8 +46,8 @@ async fn setup() -> Setup {
     let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(run(l, milter, rx));
-    Setup { addr, dns, _dir: dir, _stop: tx }
+    tokio::spawn(run(l, milter.clone(), rx));
+    Setup { addr, shared: milter, dns, _dir: dir, _stop: tx }
 }
 
 struct Client(TcpStream);
@@ -212,4 +213,7 @@ async fn abort_mid_message_then_a_second_message_and_a_bad_frame() {
     let mut c2 = Client::connect(s.addr, "127.0.0.1").await;
     let r = c2.message("alice@example.com", MSG, None).await;
     assert!(matches!(&r[0], Response::InsertHeader { .. }), "{r:?}");
+    let m = s.shared.metrics.render();
+    assert!(m.contains("netjes_milter_messages_total{result=\"signed\"} 3"), "{m}");
+    assert!(m.contains("netjes_milter_errors_total{kind=\"protocol\"} 1") && m.contains("netjes_milter_message_seconds_count 3"), "{m}");
 }

@@ -3,6 +3,8 @@
 //! (OpenDKIM's Socket), and `unix:PATH`. One listener type for TCP and
 //! unix sockets, so each daemon's accept loop is written once.
 
+pub mod metrics;
+
 use std::path::PathBuf;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -11,7 +11,8 @@
 pub mod config;
 pub mod dnsbl;
 pub mod greylist;
-pub mod metrics;
+/// The metrics live with the other daemon plumbing in netjes-net.
+pub use netjes_net::metrics;
 pub mod policy;
 pub mod protocol;
 pub mod server;

@@ -49,6 +49,9 @@ pub struct MilterArgs {
     /// The authserv-id in Authentication-Results (default: the host name).
     #[arg(long = "authserv-id", value_name = "ID")]
     pub authserv_id: Option<String>,
+    /// Serve Prometheus metrics on HOST:PORT (/metrics).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
@@ -74,6 +77,9 @@ fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
     if a.authserv_id.is_some() {
         raw.authserv_id = a.authserv_id.clone();
     }
+    if a.metrics.is_some() {
+        raw.metrics = a.metrics.clone();
+    }
     Config::validate(raw)
 }
 
@@ -88,6 +94,10 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     tracing::info!(listen = %config.listen, authserv_id = %config.settings.authserv_id, "netjes milter started");
     let shared = Shared::new(config.milter(dns.clone()));
     let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(m) = config.metrics {
+        let l = tokio::net::TcpListener::bind(m).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {m}: {e}"))))?;
+        tokio::spawn(netjes_net::metrics::serve(l, shared.metrics.clone(), rx.clone()));
+    }
     let server = tokio::spawn(run(listener, shared.clone(), rx));
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
