@@ -373,8 +373,44 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
     // A DNS timeout: a 4xx.
     let t = swaks_data(smtp, "x@slow.example", "bob@example.org", None).await;
     assert!(t.contains("<** 451 4.7.5"), "{t}");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+
+    // Killed under load, no mail is lost: every message is either queued
+    // and delivered, or refused with a 4xx that keeps it with the client
+    // (milter_default_action = tempfail).
+    let before = got.lock().unwrap().len();
+    // Sends start 40 ms apart; the milter dies while they are in flight.
+    let mut sends = Vec::new();
+    for i in 0..16 {
+        let signed = signed.clone();
+        sends.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(40 * i)).await;
+            swaks_data(smtp, "alice@example.com", "bob@example.org", Some(&signed)).await
+        }));
+    }
+    // Kill once a message has gone through, so the kill is under load.
+    for _ in 0..100 {
+        if got.lock().unwrap().len() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.kill().unwrap(); // SIGKILL
+    daemon.wait().unwrap();
+    let (mut queued, mut deferred) = (0, 0);
+    for s in sends {
+        let t = s.await.unwrap();
+        if t.contains("<-  250 2.0.0 Ok: queued") {
+            queued += 1;
+        } else if t.contains("<** 4") {
+            deferred += 1;
+        } else {
+            panic!("neither queued nor deferred: {t}");
+        }
+    }
+    assert_eq!(queued + deferred, 16);
+    assert!(queued > 0 && deferred > 0, "the kill came before or after every message ({queued} queued): the test proves nothing");
+    let delivered = wait_for(&got, before + queued).await;
+    assert_eq!(delivered.len(), before + queued, "every queued message is delivered");
 }
 
 /// swaks from 127.0.0.2 (an outside client to the milter), with a whole
