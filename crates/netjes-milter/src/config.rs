@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub time_budget_seconds: f64,
     /// Prometheus metrics on HOST:PORT (/metrics); off when absent.
     pub metrics: Option<String>,
+    /// Where the verdicts for DMARC reports are kept (verdicts.sqlite).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for RawConfig {
@@ -52,6 +54,7 @@ impl Default for RawConfig {
             trusted_arc_sealers: vec![],
             time_budget_seconds: 10.0,
             metrics: None,
+            data_dir: std::path::PathBuf::from("./netjes-data"),
         }
     }
 }
@@ -83,6 +86,7 @@ pub struct Config {
     /// Keys named in the KeyTable that could not be loaded.
     pub key_errors: Vec<String>,
     pub metrics: Option<std::net::SocketAddr>,
+    pub data_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Config {
@@ -149,11 +153,11 @@ impl Config {
             trusted_arc_sealers: raw.trusted_arc_sealers.iter().map(|s| s.to_ascii_lowercase()).collect(),
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
         };
-        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors, metrics })
+        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors, metrics, data_dir: raw.data_dir })
     }
 
-    pub fn milter(&self, dns: Arc<dyn Resolver>) -> Milter {
-        Milter { settings: self.settings.clone(), keys: self.keys.clone(), dns }
+    pub fn milter(&self, dns: Arc<dyn Resolver>, verdicts: Option<crate::verdicts::VerdictStore>) -> Milter {
+        Milter { settings: self.settings.clone(), keys: self.keys.clone(), dns, verdicts }
     }
 }
 

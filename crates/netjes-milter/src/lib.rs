@@ -8,4 +8,5 @@ pub mod config;
 pub mod keys;
 pub mod server;
 pub mod session;
+pub mod verdicts;
 pub mod work;

@@ -21,6 +21,8 @@ pub struct Milter {
     pub settings: Settings,
     pub keys: Arc<dyn KeySource>,
     pub dns: Arc<dyn Resolver>,
+    /// Where verdicts go for DMARC reports; none in some tests.
+    pub verdicts: Option<crate::verdicts::VerdictStore>,
 }
 
 impl std::fmt::Debug for Milter {
@@ -102,9 +104,18 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
                 let queue_id = job.queue_id.clone().unwrap_or_default();
                 // The work runs in its own task: a panic in it is an
                 // internal error for this message, answered with tempfail.
+                let store = m.verdicts.clone();
                 let work = tokio::spawn(async move { process(&job, &m.settings, m.keys.as_ref(), m.dns.as_ref()).await });
                 let replies = match work.await {
                     Ok(o) => {
+                        if let (Some(store), Some(row)) = (store, o.record.clone()) {
+                            // A report row lost is a statistic lost, not mail:
+                            // logged and counted, the message goes on.
+                            if let Err(e) = store.record(row).await {
+                                tracing::error!(queue_id = %queue_id, "{e}");
+                                milter.metrics.inc("netjes_milter_errors_total", &[("kind", "store")]);
+                            }
+                        }
                         tracing::info!(queue_id = %queue_id, result = o.result, "message done");
                         milter.metrics.inc("netjes_milter_messages_total", &[("result", o.result)]);
                         o.replies

@@ -77,6 +77,8 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub replies: Vec<Response>,
+    /// The verdict of a verified message, for the DMARC report store.
+    pub record: Option<crate::verdicts::Row>,
     /// "signed", "unsigned", "key-error", "pass", "fail", "reject",
     /// "quarantine", "tempfail", ...
     pub result: &'static str,
@@ -92,8 +94,8 @@ fn in_nets(nets: &[IpNet], ip: std::net::IpAddr) -> bool {
 
 fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {
     match f {
-        Failure::Tempfail => Outcome { replies: vec![Response::ReplyCode(format!("451 4.7.5 {why}; try again later"))], result },
-        Failure::Accept => Outcome { replies: vec![Response::Continue], result },
+        Failure::Tempfail => Outcome { replies: vec![Response::ReplyCode(format!("451 4.7.5 {why}; try again later"))], result, record: None },
+        Failure::Accept => Outcome { replies: vec![Response::Continue], result, record: None },
     }
 }
 
@@ -128,10 +130,10 @@ pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Re
 
 fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
     let Some(from) = from_address(&job.message) else {
-        return Outcome { replies: vec![Response::Continue], result: "unsigned" };
+        return Outcome { replies: vec![Response::Continue], result: "unsigned", record: None };
     };
     let keys = match keys.keys_for(&from) {
-        Keys::NotOurs => return Outcome { replies: vec![Response::Continue], result: "unsigned" },
+        Keys::NotOurs => return Outcome { replies: vec![Response::Continue], result: "unsigned", record: None },
         Keys::Broken(e) => {
             tracing::error!(from = %from, queue_id = job.queue_id.as_deref().unwrap_or(""), "cannot sign: {e}");
             return failure(s.on_key_error, "the message cannot be signed", "key-error");
@@ -152,7 +154,7 @@ fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
         }
     }
     replies.push(Response::Continue);
-    Outcome { replies, result: "signed" }
+    Outcome { replies, result: "signed", record: None }
 }
 
 async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
@@ -165,9 +167,12 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
             return Outcome {
                 replies: vec![Response::InsertHeader { index: 0, name: "Authentication-Results".into(), value: format!(" {}; none (not checked: {e})", s.authserv_id) }, Response::Continue],
                 result: "unreadable",
+                record: None,
             }
         }
     };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let record = Some(crate::verdicts::VerdictStore::row(&v, job.conn.ip, &job.mail_from, now));
     let mut replies = Vec::new();
     // CVE-2019-20790-style forgeries: an Authentication-Results that claims
     // our authserv-id can only have come from outside. Delete it (by its
@@ -191,6 +196,7 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
     let domain = dm.from_domain.clone().unwrap_or_default();
     match dm.result {
         DmarcResult::Temperror if s.on_dns_error == Failure::Tempfail => {
+            // Not recorded: the client will come back, and then it counts.
             return failure(Failure::Tempfail, &format!("DMARC for {domain} could not be checked (DNS)"), "tempfail");
         }
         DmarcResult::Fail if s.enforce_dmarc => {
@@ -219,6 +225,7 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
                         return Outcome {
                             replies: vec![Response::ReplyCode(format!("550 5.7.1 DMARC policy of {domain} rejects this message: nothing aligned with From passed ({})", failed.join(", ")))],
                             result: "reject",
+                            record,
                         }
                     }
                     Policy::Quarantine => {
@@ -227,7 +234,7 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
                             QuarantineAction::Header => replies.push(Response::AddHeader { name: "X-Netjes-DMARC".into(), value: format!("quarantine ({domain})") }),
                         }
                         replies.push(Response::Continue);
-                        return Outcome { replies, result: "quarantine" };
+                        return Outcome { replies, result: "quarantine", record };
                     }
                     Policy::None => {}
                 }
@@ -236,5 +243,5 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
         _ => {}
     }
     replies.push(Response::Continue);
-    Outcome { replies, result: dm.result.as_str() }
+    Outcome { replies, result: dm.result.as_str(), record }
 }

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 struct Setup {
     addr: SocketAddr,
+    verdicts: netjes_milter::verdicts::VerdictStore,
     shared: Arc<Shared>,
     dns: TestDns,
     _dir: tempfile::TempDir,
@@ -42,12 +43,13 @@ async fn setup() -> Setup {
     let tables = OpenDkimTables::load(&dir.path().join("KeyTable").display().to_string(), &format!("refile:{}", dir.path().join("SigningTable").display())).unwrap();
     let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
     let settings = Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
-    let milter = Shared::new(Milter { settings, keys: Arc::new(tables), dns: Arc::new(r) });
+    let verdicts = netjes_milter::verdicts::VerdictStore::open(&dir.path().join("data")).unwrap();
+    let milter = Shared::new(Milter { settings, keys: Arc::new(tables), dns: Arc::new(r), verdicts: Some(verdicts.clone()) });
     let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(run(l, milter.clone(), rx));
-    Setup { addr, shared: milter, dns, _dir: dir, _stop: tx }
+    Setup { addr, verdicts, shared: milter, dns, _dir: dir, _stop: tx }
 }
 
 struct Client(TcpStream);
@@ -152,6 +154,11 @@ async fn internal_mail_is_signed_and_the_signature_verifies_outside() {
     let ar = ar.unwrap_or_else(|| panic!("{r:?}"));
     assert!(ar.contains("mx.test;") && ar.contains("dkim=pass") && ar.contains("dmarc=pass") && ar.contains("spf=pass"), "{ar}");
     assert!(matches!(r.last(), Some(Response::Continue)));
+    // The verdict is kept for the DMARC report of example.com.
+    let rows = s.verdicts.rows("example.com", 0, i64::MAX).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].dmarc.as_str(), rows[0].spf.as_deref(), rows[0].source_ip.as_deref()), ("pass", Some("pass"), Some("192.0.2.7")));
+    assert!(rows[0].dkim.starts_with("example.com:s1:pass"), "{}", rows[0].dkim);
 }
 
 #[tokio::test]

@@ -92,7 +92,8 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let dns = g.resolver()?;
     let listener = netjes_net::Listener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", config.listen))))?;
     tracing::info!(listen = %config.listen, authserv_id = %config.settings.authserv_id, "netjes milter started");
-    let shared = Shared::new(config.milter(dns.clone()));
+    let verdicts = netjes_milter::verdicts::VerdictStore::open(&config.data_dir).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let shared = Shared::new(config.milter(dns.clone(), Some(verdicts.clone())));
     let (tx, rx) = tokio::sync::watch::channel(false);
     if let Some(m) = config.metrics {
         let l = tokio::net::TcpListener::bind(m).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {m}: {e}"))))?;
@@ -110,7 +111,7 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                     for e in &c.key_errors {
                         tracing::error!("cannot sign with {e}");
                     }
-                    shared.replace(c.milter(dns.clone()));
+                    shared.replace(c.milter(dns.clone(), Some(verdicts.clone())));
                     tracing::info!("configuration and keys reloaded");
                 }
                 Err(errors) => {

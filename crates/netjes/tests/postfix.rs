@@ -274,8 +274,9 @@ fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Child 
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"inet:{port}@127.0.0.1\"\nauthserv_id = \"mx.test\"\ninternal_hosts = [\"127.0.0.1\"]\nkey_table = \"{0}/KeyTable\"\nsigning_table = \"refile:{0}/SigningTable\"\ntime_budget_seconds = 3\n",
-            key_dir.display()
+            "listen = \"inet:{port}@127.0.0.1\"\nauthserv_id = \"mx.test\"\ninternal_hosts = [\"127.0.0.1\"]\nkey_table = \"{0}/KeyTable\"\nsigning_table = \"refile:{0}/SigningTable\"\ntime_budget_seconds = 3\ndata_dir = \"{1}\"\n",
+            key_dir.display(),
+            dir.join("milter-data").display()
         ),
     )
     .unwrap();
