@@ -36,6 +36,17 @@ pub struct RawConfig {
     pub metrics: Option<String>,
     /// Where the verdicts for DMARC reports are kept (verdicts.sqlite).
     pub data_dir: std::path::PathBuf,
+    /// Seal verified mail with ARC, on a host that forwards it.
+    pub arc_seal: Option<RawArcSeal>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArcSeal {
+    pub domain: String,
+    pub selector: String,
+    /// A PEM private key, mode 0600.
+    pub key: std::path::PathBuf,
 }
 
 impl Default for RawConfig {
@@ -55,6 +66,7 @@ impl Default for RawConfig {
             time_budget_seconds: 10.0,
             metrics: None,
             data_dir: std::path::PathBuf::from("./netjes-data"),
+            arc_seal: None,
         }
     }
 }
@@ -139,10 +151,21 @@ impl Config {
                 (Arc::new(NoKeys), vec![])
             }
         };
+        let arc_seal = match &raw.arc_seal {
+            None => None,
+            Some(a) => match crate::keys::read_private_key(&a.key) {
+                Ok(k) => Some(crate::work::ArcSealer { domain: a.domain.to_ascii_lowercase(), selector: a.selector.clone(), key: Arc::new(k) }),
+                Err(e) => {
+                    errors.push(format!("arc_seal.key: {e}"));
+                    None
+                }
+            },
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
         let settings = Settings {
+            arc_seal,
             authserv_id: raw.authserv_id.unwrap_or_else(default_hostname),
             internal_hosts,
             on_key_error: raw.on_key_error,

@@ -93,7 +93,9 @@ fn strip_kind(spec: &str) -> (bool, &str) {
     }
 }
 
-fn load_key(path: &Path) -> Result<MessageSigner, String> {
+/// Reads a private key file: bounded in size, and refused when others can
+/// read it.
+pub fn read_private_key(path: &Path) -> Result<PrivateKey, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > MAX_KEY_FILE {
         return Err(format!("{}: {} octets is not a key file", path.display(), meta.len()));
@@ -107,7 +109,11 @@ fn load_key(path: &Path) -> Result<MessageSigner, String> {
         }
     }
     let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let key = PrivateKey::from_pem(&pem, None).map_err(|e| format!("{}: {e}", path.display()))?;
+    PrivateKey::from_pem(&pem, None).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn load_key(path: &Path) -> Result<MessageSigner, String> {
+    let key = read_private_key(path)?;
     MessageSigner::new(&key).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -55,6 +55,22 @@ pub struct Settings {
     pub trusted_arc_sealers: Vec<String>,
     /// For one message's DNS work; well under Postfix's 30 s milter timeouts.
     pub time_budget: Duration,
+    /// Seal verified mail with ARC (RFC 8617), on a host that forwards it.
+    pub arc_seal: Option<ArcSealer>,
+}
+
+/// The ARC sealing identity of a forwarding host.
+#[derive(Clone)]
+pub struct ArcSealer {
+    pub domain: String,
+    pub selector: String,
+    pub key: std::sync::Arc<netjes_auth::dkim::PrivateKey>,
+}
+
+impl std::fmt::Debug for ArcSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ArcSealer({} s={})", self.domain, self.selector)
+    }
 }
 
 impl Default for Settings {
@@ -69,6 +85,7 @@ impl Default for Settings {
             trusted_forwarders: vec![],
             trusted_arc_sealers: vec![],
             time_budget: Duration::from_secs(10),
+            arc_seal: None,
         }
     }
 }
@@ -103,6 +120,22 @@ fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {
 /// (Postfix turns them into CRLF), without the trailing line end.
 fn milter_value(folded: &str) -> String {
     folded.trim_end_matches(['\r', '\n']).replace("\r\n", "\n")
+}
+
+/// "Name: value\r\n\tmore\r\nName2: ..." as (name, milter value) pairs.
+fn unfold_fields(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push('\n');
+                last.1.push_str(line);
+            }
+        } else if let Some((n, v)) = line.split_once(':') {
+            out.push((n.to_string(), v.to_string()));
+        }
+    }
+    out
 }
 
 /// The first From address of a message.
@@ -191,6 +224,25 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
         replies.push(Response::InsertHeader { index: 0, name: "Received-SPF".into(), value: format!(" {}", received_spf(spf, ip, &job.conn.helo, &job.mail_from, &s.authserv_id)) });
     }
     replies.push(Response::InsertHeader { index: 0, name: "Authentication-Results".into(), value: format!(" {}", milter_value(&v.authentication_results)) });
+    let mut seal = Vec::new();
+    if let Some(sealer) = &s.arc_seal {
+        // The seal copies our Authentication-Results (RFC 8617 §4.1.1), so
+        // it is made over the message with that field on top.
+        let mut with_ar = format!("Authentication-Results: {}\r\n", v.authentication_results.trim_end()).into_bytes();
+        with_ar.extend_from_slice(&job.message);
+        let opts = netjes_auth::arc::SealOptions { domain: sealer.domain.clone(), selector: sealer.selector.clone(), authserv_id: s.authserv_id.clone(), headers: None };
+        match netjes_auth::arc::seal_message(dns, &with_ar, &sealer.key, &opts).await {
+            Ok(sealed) => {
+                // Fields in the order they must stand, each inserted on top:
+                // so the last first.
+                let fields: Vec<(String, String)> = unfold_fields(&sealed.headers);
+                for (name, value) in fields.into_iter().rev() {
+                    seal.push(Response::InsertHeader { index: 0, name, value });
+                }
+            }
+            Err(e) => tracing::warn!(queue_id = job.queue_id.as_deref().unwrap_or(""), "not sealed: {e}"),
+        }
+    }
 
     let dm = &v.dmarc;
     let domain = dm.from_domain.clone().unwrap_or_default();
@@ -233,6 +285,7 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
                             QuarantineAction::Hold => replies.push(Response::Quarantine(format!("DMARC quarantine for {domain}"))),
                             QuarantineAction::Header => replies.push(Response::AddHeader { name: "X-Netjes-DMARC".into(), value: format!("quarantine ({domain})") }),
                         }
+                        replies.extend(seal);
                         replies.push(Response::Continue);
                         return Outcome { replies, result: "quarantine", record };
                     }
@@ -242,6 +295,7 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
         }
         _ => {}
     }
+    replies.extend(seal);
     replies.push(Response::Continue);
     Outcome { replies, result: dm.result.as_str(), record }
 }

@@ -24,6 +24,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(false).await
+}
+
+/// `arc`: seal verified mail as example.com, s1 (the signing key).
+async fn setup_with(arc: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let key = PrivateKey::generate(KeyAlgorithm::Rsa, 2048).unwrap();
     let path = dir.path().join("s1.private");
@@ -42,7 +47,8 @@ async fn setup() -> Setup {
     let dns = TestDns::start_str(&zone).await;
     let tables = OpenDkimTables::load(&dir.path().join("KeyTable").display().to_string(), &format!("refile:{}", dir.path().join("SigningTable").display())).unwrap();
     let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
-    let settings = Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
+    let arc_seal = arc.then(|| netjes_milter::work::ArcSealer { domain: "example.com".into(), selector: "s1".into(), key: Arc::new(key.clone()) });
+    let settings = Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), arc_seal, ..Default::default() };
     let verdicts = netjes_milter::verdicts::VerdictStore::open(&dir.path().join("data")).unwrap();
     let milter = Shared::new(Milter { settings, keys: Arc::new(tables), dns: Arc::new(r), verdicts: Some(verdicts.clone()) });
     let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
@@ -123,10 +129,11 @@ impl Client {
 
 const MSG: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: hello\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello Bob.\r\n";
 
-/// The message as the MTA will write it, with the inserted fields on top.
+/// The message as the MTA writes it: each field inserted at index 0 goes
+/// on top of the ones before it, as Postfix applies SMFIR_INSHEADER.
 fn apply(raw: &str, replies: &[Response]) -> String {
     let mut top = String::new();
-    for r in replies.iter().rev() {
+    for r in replies {
         if let Response::InsertHeader { index: 0, name, value } = r {
             top = format!("{name}:{}\r\n{top}", value.replace('\n', "\r\n"));
         }
@@ -223,4 +230,28 @@ async fn abort_mid_message_then_a_second_message_and_a_bad_frame() {
     let m = s.shared.metrics.render();
     assert!(m.contains("netjes_milter_messages_total{result=\"signed\"} 3"), "{m}");
     assert!(m.contains("netjes_milter_errors_total{kind=\"protocol\"} 1") && m.contains("netjes_milter_message_seconds_count 3"), "{m}");
+}
+
+/// A forwarding host seals what it verified: the new ARC set validates.
+#[tokio::test]
+async fn verified_mail_is_arc_sealed_on_a_forwarding_host() {
+    let s = setup_with(true).await;
+    let mut c = Client::connect(s.addr, "127.0.0.1").await;
+    let signed = apply(MSG, &c.message("alice@example.com", MSG, None).await);
+    let mut c = Client::connect(s.addr, "192.0.2.7").await;
+    let r = c.message("alice@example.com", &signed, None).await;
+    let names: Vec<&str> = r.iter().filter_map(|x| match x {
+        Response::InsertHeader { name, .. } => Some(name.as_str()),
+        _ => None,
+    }).collect();
+    for n in ["ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results", "Authentication-Results"] {
+        assert!(names.contains(&n), "{n}: {names:?}");
+    }
+    // The message as the next hop sees it: its ARC chain passes.
+    let forwarded = apply(&signed, &r);
+    let dns = HickoryResolver::new(&DnsConfig { nameservers: vec![s.dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
+    let msg = netjes_auth::message::parse(forwarded.as_bytes()).unwrap();
+    let arc = netjes_auth::arc::verify_arc(&dns, &msg).await;
+    assert_eq!(arc.result, netjes_auth::arc::ArcResult::Pass, "{arc:?}\n{forwarded}");
+    assert_eq!(arc.instances, 1);
 }
