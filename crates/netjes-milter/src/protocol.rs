@@ -191,6 +191,8 @@ pub enum Response {
     Quarantine(String),
     /// 'p': still working, reset the MTA's timeout.
     Progress,
+    /// 's': send no more body chunks (offered with SMFIP_SKIP).
+    Skip,
 }
 
 fn frame(cmd: u8, data: &[u8]) -> Vec<u8> {
@@ -230,6 +232,7 @@ impl Response {
             Response::Tempfail => frame(b't', &[]),
             Response::Discard => frame(b'd', &[]),
             Response::Progress => frame(b'p', &[]),
+            Response::Skip => frame(b's', &[]),
             Response::ReplyCode(text) => frame(b'y', &nul(&[text])),
             Response::AddHeader { name, value } => frame(b'h', &nul(&[name, value])),
             Response::InsertHeader { index, name, value } => {
@@ -258,6 +261,7 @@ impl Response {
             b't' => Response::Tempfail,
             b'd' => Response::Discard,
             b'p' => Response::Progress,
+            b's' => Response::Skip,
             b'y' => Response::ReplyCode(s(d).into_iter().next().unwrap_or_default()),
             b'h' => {
                 let v = s(d);

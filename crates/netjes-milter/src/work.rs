@@ -161,7 +161,9 @@ pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Re
     }
 }
 
-fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
+/// Signing is CPU work (the RSA private-key operation): callers run it on
+/// a blocking thread so it does not hold up the async workers.
+pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
     let Some(from) = from_address(&job.message) else {
         return Outcome { replies: vec![Response::Continue], result: "unsigned", record: None };
     };

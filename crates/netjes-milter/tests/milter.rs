@@ -162,7 +162,15 @@ async fn internal_mail_is_signed_and_the_signature_verifies_outside() {
     assert!(ar.contains("mx.test;") && ar.contains("dkim=pass") && ar.contains("dmarc=pass") && ar.contains("spf=pass"), "{ar}");
     assert!(matches!(r.last(), Some(Response::Continue)));
     // The verdict is kept for the DMARC report of example.com.
-    let rows = s.verdicts.rows("example.com", 0, i64::MAX).unwrap();
+    // Written beside the answer: wait for it.
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = s.verdicts.rows("example.com", 0, i64::MAX).unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].dmarc.as_str(), rows[0].spf.as_deref(), rows[0].source_ip.as_deref()), ("pass", Some("pass"), Some("192.0.2.7")));
     assert!(rows[0].dkim.starts_with("example.com:s1:pass"), "{}", rows[0].dkim);
