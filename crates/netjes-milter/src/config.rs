@@ -6,7 +6,6 @@
 use crate::keys::{KeySource, Keys, OpenDkimTables};
 use crate::server::Milter;
 use crate::work::{Failure, QuarantineAction, Settings};
-use ipnet::IpNet;
 use netjes_dns::Resolver;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -81,15 +80,6 @@ impl KeySource for NoKeys {
     }
 }
 
-fn parse_net(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| format!("{s:?} is not an address or network"))
-}
-
-fn default_hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
-}
-
 /// The validated configuration.
 pub struct Config {
     pub listen: netjes_net::ListenAddr,
@@ -116,19 +106,8 @@ impl Config {
     pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
         let listen = netjes_net::ListenAddr::parse(&raw.listen).map_err(|e| errors.push(format!("listen: {e}"))).ok();
-        let mut nets = |what: &str, list: &[String]| -> Vec<IpNet> {
-            list.iter()
-                .filter_map(|s| match parse_net(s) {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        errors.push(format!("{what}: {e}"));
-                        None
-                    }
-                })
-                .collect()
-        };
-        let internal_hosts = nets("internal_hosts", &raw.internal_hosts);
-        let trusted_forwarders = nets("trusted_forwarders", &raw.trusted_forwarders);
+        let internal_hosts = netjes_net::parse_nets("internal_hosts", &raw.internal_hosts, &mut errors);
+        let trusted_forwarders = netjes_net::parse_nets("trusted_forwarders", &raw.trusted_forwarders, &mut errors);
         let metrics = raw.metrics.as_ref().and_then(|m| m.parse::<std::net::SocketAddr>().map_err(|_| errors.push(format!("metrics: {m:?} is not HOST:PORT"))).ok());
 
         if !(raw.time_budget_seconds > 0.0 && raw.time_budget_seconds <= 25.0) {
@@ -166,7 +145,7 @@ impl Config {
         }
         let settings = Settings {
             arc_seal,
-            authserv_id: raw.authserv_id.unwrap_or_else(default_hostname),
+            authserv_id: raw.authserv_id.unwrap_or_else(netjes_net::default_hostname),
             internal_hosts,
             on_key_error: raw.on_key_error,
             on_dns_error: raw.on_dns_error,

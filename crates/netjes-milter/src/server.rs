@@ -150,21 +150,11 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
     }
 }
 
+/// MTA connections at once: Postfix opens one per smtpd process
+/// (default_process_limit 100), and several MTAs may share a milter.
+pub const MAX_CONNECTIONS: usize = 1000;
+
 /// Accepts connections until `shutdown` turns true.
-pub async fn run(listener: netjes_net::Listener, milter: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => {
-                    let m = milter.clone();
-                    tokio::spawn(serve_connection(s, m));
-                }
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
+pub async fn run(listener: netjes_net::Listener, milter: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| serve_connection(s, milter.clone())).await;
 }

@@ -12,6 +12,7 @@ use netjes_auth::dmarc::{DmarcResult, Policy};
 use netjes_auth::spf::received_spf;
 use netjes_auth::verdict::{verify_message, Envelope};
 use netjes_dns::Resolver;
+use netjes_net::in_nets;
 use std::time::Duration;
 
 /// What to do when the milter cannot do its work.
@@ -74,19 +75,10 @@ impl std::fmt::Debug for ArcSealer {
 }
 
 impl Default for Settings {
+    /// The settings of the default configuration (config.rs holds the
+    /// defaults, once).
     fn default() -> Self {
-        Settings {
-            authserv_id: "localhost".into(),
-            internal_hosts: vec!["127.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")],
-            on_key_error: Failure::Tempfail,
-            on_dns_error: Failure::Tempfail,
-            enforce_dmarc: true,
-            quarantine: QuarantineAction::Hold,
-            trusted_forwarders: vec![],
-            trusted_arc_sealers: vec![],
-            time_budget: Duration::from_secs(10),
-            arc_seal: None,
-        }
+        crate::config::Config::validate(crate::config::RawConfig::default()).expect("the default configuration is valid").settings
     }
 }
 
@@ -99,14 +91,6 @@ pub struct Outcome {
     /// "signed", "unsigned", "key-error", "pass", "fail", "reject",
     /// "quarantine", "tempfail", ...
     pub result: &'static str,
-}
-
-fn in_nets(nets: &[IpNet], ip: std::net::IpAddr) -> bool {
-    let ip = match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    nets.iter().any(|n| n.contains(&ip))
 }
 
 fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {

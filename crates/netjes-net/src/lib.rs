@@ -1,7 +1,8 @@
-//! Where the daemons listen, in the notations Postfix admins already write:
-//! `inet:HOST:PORT` (Postfix's check_policy_service), `inet:PORT@HOST`
-//! (OpenDKIM's Socket), and `unix:PATH`. One listener type for TCP and
-//! unix sockets, so each daemon's accept loop is written once.
+//! What the daemons share: where they listen, in the notations Postfix
+//! admins already write (`inet:HOST:PORT` as Postfix's
+//! check_policy_service, `inet:PORT@HOST` as OpenDKIM's Socket, and
+//! `unix:PATH`), one listener type for TCP and unix sockets, one accept
+//! loop with a connection limit, address lists, and metrics.
 
 pub mod metrics;
 
@@ -50,6 +51,79 @@ impl std::fmt::Display for ListenAddr {
         match self {
             ListenAddr::Inet(a) => write!(f, "inet:{a}"),
             ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A network ("192.0.2.0/24") or one address ("192.0.2.1"), as the
+/// configuration files write them.
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(|_| format!("{s:?} is not an address or network"))
+}
+
+/// Parses a list of networks, every bad entry reported as "what: error".
+pub fn parse_nets(what: &str, list: &[String], errors: &mut Vec<String>) -> Vec<ipnet::IpNet> {
+    list.iter()
+        .filter_map(|s| match parse_net(s) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.push(format!("{what}: {e}"));
+                None
+            }
+        })
+        .collect()
+}
+
+/// Whether `ip` is in one of `nets`; an IPv4-mapped IPv6 address counts
+/// as the IPv4 address it maps (Postfix on a dual-stack socket).
+pub fn in_nets(nets: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// This host's name, for Received-SPF and Authentication-Results when the
+/// configuration does not name one.
+pub fn default_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+/// Accepts connections until `shutdown` turns true, at most `max` at a
+/// time (the next waits for a free slot), each served by `serve` in its own
+/// task. Connections in progress finish on their own.
+pub async fn serve<F, Fut>(listener: Listener, max: usize, mut shutdown: tokio::sync::watch::Receiver<bool>, serve: F)
+where
+    F: Fn(Box<dyn Stream>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => {
+                    let work = serve(s);
+                    tokio::spawn(async move {
+                        work.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: wait a little rather than spin.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
         }
     }
 }
@@ -116,5 +190,15 @@ mod tests {
         for bad in ["127.0.0.1:1", "inet:host:x", "inet::1", "unix:", "inet:h:99999", "inet:99999@h"] {
             assert!(ListenAddr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn networks() {
+        let mut errors = Vec::new();
+        let nets = parse_nets("trusted", &["127.0.0.0/8".into(), "::1".into(), "10.0.0.0/33".into()], &mut errors);
+        assert_eq!(nets.len(), 2);
+        assert_eq!(errors, vec!["trusted: \"10.0.0.0/33\" is not an address or network"]);
+        assert!(in_nets(&nets, "127.0.0.1".parse().unwrap()) && in_nets(&nets, "::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!in_nets(&nets, "192.0.2.1".parse().unwrap()));
     }
 }

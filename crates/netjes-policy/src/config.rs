@@ -6,7 +6,6 @@
 use crate::dnsbl::DnsblSite;
 use ipnet::IpNet;
 use serde::Deserialize;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -216,6 +215,8 @@ impl Default for RawConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub raw: RawConfig,
+    pub listen: netjes_net::ListenAddr,
+    pub metrics: Option<std::net::SocketAddr>,
     pub hostname: String,
     pub trusted: Vec<IpNet>,
     pub spf_skip: Vec<IpNet>,
@@ -225,23 +226,7 @@ pub struct Config {
     pub greylist_delay: Duration,
 }
 
-/// A network ("192.0.2.0/24") or one address ("192.0.2.1").
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| format!("{s:?} is not an address or network"))
-}
-
-pub fn in_nets(nets: &[IpNet], ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    nets.iter().any(|n| n.contains(&ip))
-}
-
-fn default_hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
-}
+pub use netjes_net::{in_nets, parse_net};
 
 impl Config {
     pub fn parse(text: &str) -> Result<Config, Vec<String>> {
@@ -251,27 +236,10 @@ impl Config {
 
     pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
-        let mut nets = |what: &str, list: &[String]| -> Vec<IpNet> {
-            list.iter()
-                .filter_map(|s| match parse_net(s) {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        errors.push(format!("{what}: {e}"));
-                        None
-                    }
-                })
-                .collect()
-        };
-        let trusted = nets("trusted_networks", &raw.trusted_networks);
-        let spf_skip = nets("spf.skip_clients", &raw.spf.skip_clients);
-        if crate::server::ListenAddr::parse(&raw.listen).is_err() {
-            errors.push(format!("listen: {:?} is not inet:HOST:PORT or unix:PATH", raw.listen));
-        }
-        if let Some(m) = &raw.metrics {
-            if m.parse::<std::net::SocketAddr>().is_err() {
-                errors.push(format!("metrics: {m:?} is not HOST:PORT"));
-            }
-        }
+        let trusted = netjes_net::parse_nets("trusted_networks", &raw.trusted_networks, &mut errors);
+        let spf_skip = netjes_net::parse_nets("spf.skip_clients", &raw.spf.skip_clients, &mut errors);
+        let listen = netjes_net::ListenAddr::parse(&raw.listen).map_err(|e| errors.push(format!("listen: {e}"))).ok();
+        let metrics = raw.metrics.as_ref().and_then(|m| m.parse::<std::net::SocketAddr>().map_err(|_| errors.push(format!("metrics: {m:?} is not HOST:PORT"))).ok());
         let mut dnsbl_sites = Vec::new();
         for s in &raw.dnsbl.sites {
             match DnsblSite::parse(s) {
@@ -314,7 +282,9 @@ impl Config {
             return Err(errors);
         }
         Ok(Config {
-            hostname: raw.hostname.clone().unwrap_or_else(default_hostname),
+            listen: listen.expect("checked above"),
+            metrics,
+            hostname: raw.hostname.clone().unwrap_or_else(netjes_net::default_hostname),
             greylist_delay: Duration::from_secs(raw.greylist.delay_seconds),
             trusted,
             spf_skip,

@@ -67,8 +67,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, poli
 
 /// Accepts connections until `shutdown` turns true, then stops accepting
 /// (connections in progress finish on their own).
-pub async fn run(listener: Listener, policy: Arc<Policy>, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+pub async fn run(listener: Listener, policy: Arc<Policy>, shutdown: watch::Receiver<bool>) {
     // State expires by itself: every ten minutes, and once at start.
     let expirer = {
         let policy = policy.clone();
@@ -83,26 +82,6 @@ pub async fn run(listener: Listener, policy: Arc<Policy>, mut shutdown: watch::R
             }
         })
     };
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
-        };
-        let policy = policy.clone();
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => { tokio::spawn(async move { serve_connection(s, policy).await; drop(permit); }); }
-                Err(e) => {
-                    // EMFILE and friends: wait a little rather than spin.
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
-    }
+    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| serve_connection(s, policy.clone())).await;
     expirer.abort();
 }

@@ -1,3 +1,4 @@
+use crate::daemon;
 use crate::exit;
 use crate::GlobalOpts;
 use netjes_milter::config::{Config, RawConfig};
@@ -55,13 +56,7 @@ pub struct MilterArgs {
 }
 
 fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
-    let mut raw: RawConfig = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| vec![format!("cannot read {}: {e}", p.display())])?;
-            toml::from_str(&text).map_err(|e| vec![format!("{}: {e}", p.display())])?
-        }
-        None => RawConfig::default(),
-    };
+    let mut raw: RawConfig = daemon::read_config(a.config.as_deref())?;
     if let Some(l) = &a.listen {
         raw.listen = l.clone();
     }
@@ -83,48 +78,29 @@ fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
     Config::validate(raw)
 }
 
-pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    crate::init_logging();
-    let config = load(&a).map_err(|e| anyhow::anyhow!(exit::Usage(format!("bad configuration:\n  {}", e.join("\n  ")))))?;
-    for e in &config.key_errors {
+fn log_key_errors(c: &Config) {
+    for e in &c.key_errors {
         tracing::error!("cannot sign with {e}: mail that needs it will be tempfailed");
     }
+}
+
+pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    crate::init_logging();
+    let config = load(&a).map_err(daemon::bad_config)?;
+    log_key_errors(&config);
     let dns = g.resolver()?;
     let listener = netjes_net::Listener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", config.listen))))?;
     tracing::info!(listen = %config.listen, authserv_id = %config.settings.authserv_id, "netjes milter started");
     let verdicts = netjes_milter::verdicts::VerdictStore::open(&config.data_dir).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let shared = Shared::new(config.milter(dns.clone(), Some(verdicts.clone())));
     let (tx, rx) = tokio::sync::watch::channel(false);
-    if let Some(m) = config.metrics {
-        let l = tokio::net::TcpListener::bind(m).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {m}: {e}"))))?;
-        tokio::spawn(netjes_net::metrics::serve(l, shared.metrics.clone(), rx.clone()));
-    }
+    daemon::serve_metrics(config.metrics, shared.metrics.clone(), rx.clone()).await?;
     let server = tokio::spawn(run(listener, shared.clone(), rx));
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => match load(&a) {
-                Ok(c) => {
-                    for e in &c.key_errors {
-                        tracing::error!("cannot sign with {e}");
-                    }
-                    shared.replace(c.milter(dns.clone(), Some(verdicts.clone())));
-                    tracing::info!("configuration and keys reloaded");
-                }
-                Err(errors) => {
-                    for e in errors {
-                        tracing::error!("reload refused, the old configuration stays: {e}");
-                    }
-                }
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    let _ = tx.send(true);
-    let _ = server.await;
-    Ok(exit::OK)
+    daemon::until_stopped(server, tx, || {
+        let c = load(&a)?;
+        log_key_errors(&c);
+        shared.replace(c.milter(dns.clone(), Some(verdicts.clone())));
+        Ok(())
+    })
+    .await
 }

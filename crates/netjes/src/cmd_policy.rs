@@ -1,7 +1,8 @@
+use crate::daemon;
 use crate::exit;
 use crate::GlobalOpts;
 use netjes_policy::config::RawConfig;
-use netjes_policy::server::{run, ListenAddr, Listener};
+use netjes_policy::server::{run, Listener};
 use netjes_policy::store::SqliteStore;
 use netjes_policy::{Config, Policy};
 use std::path::PathBuf;
@@ -56,13 +57,7 @@ pub struct PolicyArgs {
 }
 
 fn load(a: &PolicyArgs) -> Result<Config, Vec<String>> {
-    let mut raw: RawConfig = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| vec![format!("cannot read {}: {e}", p.display())])?;
-            toml::from_str(&text).map_err(|e| vec![format!("{}: {e}", p.display())])?
-        }
-        None => RawConfig::default(),
-    };
+    let mut raw: RawConfig = daemon::read_config(a.config.as_deref())?;
     if let Some(l) = &a.listen {
         raw.listen = l.clone();
     }
@@ -80,42 +75,15 @@ fn load(a: &PolicyArgs) -> Result<Config, Vec<String>> {
 
 pub async fn run_policy(a: PolicyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     crate::init_logging();
-    let config = load(&a).map_err(|e| anyhow::anyhow!(exit::Usage(format!("bad configuration:\n  {}", e.join("\n  ")))))?;
+    let config = load(&a).map_err(daemon::bad_config)?;
     let store = SqliteStore::open(&config.raw.data_dir).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let dns = g.resolver()?;
-    let listen = ListenAddr::parse(&config.raw.listen).map_err(|e| anyhow::anyhow!(exit::Usage(e)))?;
-    let listener = Listener::bind(&listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", config.raw.listen))))?;
-    let metrics_addr = config.raw.metrics.clone();
-    tracing::info!(listen = %config.raw.listen, data_dir = %config.raw.data_dir.display(), "netjes policy started");
+    let listener = Listener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", config.listen))))?;
+    let metrics = config.metrics;
+    tracing::info!(listen = %config.listen, data_dir = %config.raw.data_dir.display(), "netjes policy started");
     let policy = Arc::new(Policy::new(Arc::new(config), Arc::new(store), dns));
     let (tx, rx) = tokio::sync::watch::channel(false);
-    if let Some(m) = metrics_addr {
-        let l = tokio::net::TcpListener::bind(&m).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {m}: {e}"))))?;
-        tokio::spawn(netjes_policy::metrics::serve(l, policy.metrics.clone(), rx.clone()));
-    }
+    daemon::serve_metrics(metrics, policy.metrics.clone(), rx.clone()).await?;
     let server = tokio::spawn(run(listener, policy.clone(), rx));
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => match load(&a) {
-                Ok(c) => {
-                    tracing::info!("configuration reloaded");
-                    policy.reload(c);
-                }
-                Err(errors) => {
-                    for e in errors {
-                        tracing::error!("reload refused, the old configuration stays: {e}");
-                    }
-                }
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    let _ = tx.send(true);
-    let _ = server.await;
-    Ok(exit::OK)
+    daemon::until_stopped(server, tx, || load(&a).map(|c| policy.reload(c))).await
 }

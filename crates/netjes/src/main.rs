@@ -12,6 +12,7 @@ mod cmd_milter;
 mod cmd_policy;
 mod cmd_spf;
 mod cmd_verify;
+mod daemon;
 mod exit;
 mod output;
 
