@@ -17,11 +17,24 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// What is remembered per message (Postfix's `instance`), across its
-/// recipients: one Received-SPF, one message counted per rate limit.
+/// recipients: the checks that depend only on the client and the sender
+/// (made once, not once per recipient), one Received-SPF, and the rate
+/// limits (by index) that have counted the message.
 #[derive(Debug, Default, Clone)]
 struct InstanceState {
     prepended: bool,
-    counted: bool,
+    counted: Vec<usize>,
+    checks: Option<Arc<MessageChecks>>,
+}
+
+/// The results that hold for every recipient of one message.
+#[derive(Debug, Default)]
+struct MessageChecks {
+    /// SPF of the HELO identity, when the HELO is a name.
+    spf_helo: Option<SpfOutcome>,
+    /// SPF of MAIL FROM, or of the HELO for the null sender (RFC 7208 §2.4).
+    spf: Option<SpfOutcome>,
+    dnsbl: Option<crate::dnsbl::DnsblScore>,
 }
 
 /// Messages in flight are few; this bounds memory against a flood.
@@ -183,66 +196,47 @@ impl Policy {
             }
         }
 
+        let checks = self.message_checks(req, ip, &c).await;
+        let helo = req.helo().trim_end_matches('.');
+
         // SPF, as policyd-spf: HELO first, then MAIL FROM.
         let mut prepend = None;
         let mut spf_pass_domain = None;
-        if c.raw.spf.enabled && !in_nets(&c.spf_skip, ip) {
-            let helo = req.helo().trim_end_matches('.');
-            let sreq = SpfRequest { ip, sender: req.sender(), helo, receiver: &c.hostname };
-            let helo_checkable = helo.contains('.') && !helo.starts_with('[') && helo.parse::<std::net::IpAddr>().is_err();
-            if helo_checkable {
-                let h = check_host(self.dns.as_ref(), &sreq, Identity::Helo).await;
-                self.metrics.inc("netjes_policy_check_total", &[("check", "spf_helo"), ("result", h.result.as_str())]);
-                if h.result == SpfResult::Fail && c.raw.spf.helo_fail != SpfAction::Dunno {
-                    if let Step::Final(d) = self.act(c.raw.spf.mode, "spf", spf_reply(c.raw.spf.helo_fail, &h, ip), req) {
-                        return Ok(d);
-                    }
+        if let Some(h) = &checks.spf_helo {
+            if h.result == SpfResult::Fail && c.raw.spf.helo_fail != SpfAction::Dunno {
+                if let Step::Final(d) = self.act(c.raw.spf.mode, "spf", spf_reply(c.raw.spf.helo_fail, h, ip), req) {
+                    return Ok(d);
                 }
             }
-            let outcome = if req.sender().is_empty() {
-                // The null sender: the HELO identity is the one (RFC 7208 §2.4).
-                if helo_checkable {
-                    Some(check_host(self.dns.as_ref(), &sreq, Identity::Helo).await)
-                } else {
-                    None
-                }
-            } else {
-                Some(check_host(self.dns.as_ref(), &sreq, Identity::Mailfrom).await)
+        }
+        if let Some(o) = &checks.spf {
+            let configured = match o.result {
+                SpfResult::Fail => c.raw.spf.fail,
+                SpfResult::Softfail => c.raw.spf.softfail,
+                SpfResult::Permerror => c.raw.spf.permerror,
+                // A DNS problem is never a reject.
+                SpfResult::Temperror => match c.raw.spf.temperror {
+                    SpfAction::Reject => SpfAction::Defer,
+                    a => a,
+                },
+                _ => SpfAction::Dunno,
             };
-            if let Some(o) = outcome {
-                self.metrics.inc("netjes_policy_check_total", &[("check", "spf"), ("result", o.result.as_str())]);
-                let configured = match o.result {
-                    SpfResult::Fail => c.raw.spf.fail,
-                    SpfResult::Softfail => c.raw.spf.softfail,
-                    SpfResult::Permerror => c.raw.spf.permerror,
-                    // A DNS problem is never a reject.
-                    SpfResult::Temperror => match c.raw.spf.temperror {
-                        SpfAction::Reject => SpfAction::Defer,
-                        a => a,
-                    },
-                    _ => SpfAction::Dunno,
-                };
-                if configured != SpfAction::Dunno {
-                    if let Step::Final(d) = self.act(c.raw.spf.mode, "spf", spf_reply(configured, &o, ip), req) {
-                        return Ok(d);
-                    }
+            if configured != SpfAction::Dunno {
+                if let Step::Final(d) = self.act(c.raw.spf.mode, "spf", spf_reply(configured, o, ip), req) {
+                    return Ok(d);
                 }
-                if o.result == SpfResult::Pass && o.identity == Identity::Mailfrom {
-                    spf_pass_domain = Some(o.domain.clone());
-                }
-                if c.raw.spf.header {
-                    prepend = Some(format!("Received-SPF: {}", received_spf(&o, ip, helo, req.sender(), &c.hostname)));
-                }
+            }
+            if o.result == SpfResult::Pass && o.identity == Identity::Mailfrom {
+                spf_pass_domain = Some(o.domain.clone());
+            }
+            if c.raw.spf.header {
+                prepend = Some(format!("Received-SPF: {}", received_spf(o, ip, helo, req.sender(), &c.hostname)));
             }
         }
 
         // The blocklist score: a reject, or greylisting even for known triplets.
         let mut force_greylist = false;
-        if c.raw.dnsbl.enabled {
-            let s = crate::dnsbl::score(self.dns.as_ref(), &c.dnsbl_sites, ip).await;
-            for e in &s.errors {
-                tracing::warn!(client = %ip, "blocklist error: {e}");
-            }
+        if let Some(s) = &checks.dnsbl {
             if s.score >= c.raw.dnsbl.reject_threshold {
                 let action = format!("550 5.7.1 {ip} is listed ({}); score {}", s.hits.join(", "), s.score);
                 if let Step::Final(d) = self.act(c.raw.dnsbl.mode, "dnsbl", action, req) {
@@ -267,6 +261,49 @@ impl Policy {
             }
         }
         Ok(Decision::dunno())
+    }
+
+    /// SPF and the blocklist score of the message's client and sender,
+    /// made for its first recipient and reused for the others.
+    async fn message_checks(&self, req: &Request, ip: std::net::IpAddr, c: &Config) -> Arc<MessageChecks> {
+        let instance = req.instance();
+        if !instance.is_empty() {
+            if let Some(done) = self.instances().with(instance, |s| s.checks.clone()) {
+                return done;
+            }
+        }
+        let mut m = MessageChecks::default();
+        if c.raw.spf.enabled && !in_nets(&c.spf_skip, ip) {
+            let helo = req.helo().trim_end_matches('.');
+            let sreq = SpfRequest { ip, sender: req.sender(), helo, receiver: &c.hostname };
+            let helo_checkable = helo.contains('.') && !helo.starts_with('[') && helo.parse::<std::net::IpAddr>().is_err();
+            if helo_checkable {
+                let h = check_host(self.dns.as_ref(), &sreq, Identity::Helo).await;
+                self.metrics.inc("netjes_policy_check_total", &[("check", "spf_helo"), ("result", h.result.as_str())]);
+                m.spf_helo = Some(h);
+            }
+            m.spf = if req.sender().is_empty() {
+                // The null sender: the HELO identity is the one (RFC 7208 §2.4).
+                m.spf_helo.clone()
+            } else {
+                Some(check_host(self.dns.as_ref(), &sreq, Identity::Mailfrom).await)
+            };
+            if let Some(o) = &m.spf {
+                self.metrics.inc("netjes_policy_check_total", &[("check", "spf"), ("result", o.result.as_str())]);
+            }
+        }
+        if c.raw.dnsbl.enabled {
+            let s = crate::dnsbl::score(self.dns.as_ref(), &c.dnsbl_sites, ip).await;
+            for e in &s.errors {
+                tracing::warn!(client = %ip, "blocklist error: {e}");
+            }
+            m.dnsbl = Some(s);
+        }
+        let m = Arc::new(m);
+        if !instance.is_empty() {
+            self.instances().with(instance, |s| s.checks = Some(m.clone()));
+        }
+        m
     }
 
     async fn greylist(&self, req: &Request, ip: std::net::IpAddr, spf_domain: Option<&str>, force: bool, now: i64) -> Result<Step, crate::store::StoreError> {
@@ -315,7 +352,13 @@ impl Policy {
             let secs = r.period.seconds();
             let window = now - now.rem_euclid(secs);
             let base = format!("{i}:{who}");
-            let new_message = self.instances().with(&format!("{}#{i}", req.instance()), |s| !std::mem::replace(&mut s.counted, true));
+            let new_message = self.instances().with(req.instance(), |s| {
+                let new = !s.counted.contains(&i);
+                if new {
+                    s.counted.push(i);
+                }
+                new
+            });
             let mut over = None;
             if let Some(max) = r.messages {
                 let by = u32::from(new_message || req.instance().is_empty());
