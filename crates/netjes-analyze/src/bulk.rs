@@ -6,14 +6,19 @@ use crate::finding::Finding;
 use netjes_auth::message::header_fields as fields;
 
 
-fn header(raw: &[u8], name: &str) -> Option<String> {
-    fields(raw).into_iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(&v).trim().to_string())
+fn header(fields: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
 }
 
 /// `signed`: the header names (h=) of the passing, aligned DKIM signature, if any.
 pub fn check_unsubscribe(raw: &[u8], signed: Option<&[String]>) -> Vec<Finding> {
+    check_unsubscribe_of(&fields(raw), signed)
+}
+
+/// The same, over the header fields the caller already has.
+pub fn check_unsubscribe_of(fields: &[(String, Vec<u8>)], signed: Option<&[String]>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let Some(lu) = header(raw, "List-Unsubscribe") else {
+    let Some(lu) = header(fields, "List-Unsubscribe") else {
         out.push(
             Finding::new("bulk.no-list-unsubscribe", "no List-Unsubscribe: Gmail and Yahoo require it from bulk senders, and people who cannot unsubscribe report spam")
                 .fix("List-Unsubscribe: <https://example.com/unsubscribe?id=...>, <mailto:unsubscribe@example.com>"),
@@ -26,7 +31,7 @@ pub fn check_unsubscribe(raw: &[u8], signed: Option<&[String]>) -> Vec<Finding> 
     if !https && !mailto {
         out.push(Finding::new("bulk.list-unsubscribe-uri", format!("List-Unsubscribe holds no https: or mailto: URI: {lu}")).fix("List-Unsubscribe: <https://example.com/unsubscribe?id=...>, <mailto:unsubscribe@example.com>"));
     }
-    let post = header(raw, "List-Unsubscribe-Post");
+    let post = header(fields, "List-Unsubscribe-Post");
     match post.as_deref() {
         Some(p) if p.replace(' ', "").eq_ignore_ascii_case("List-Unsubscribe=One-Click") => {
             if !https {

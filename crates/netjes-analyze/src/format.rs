@@ -11,8 +11,12 @@ const SINGLE: &[&str] = &["Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc
 
 /// Checks the form of a message; `now` is Unix time, for Date in the future.
 pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
+    check_format_of(raw, &fields(raw), MessageParser::default().parse_headers(raw).as_ref(), now)
+}
+
+/// The same, over the header fields and the parse the caller already has.
+pub fn check_format_of(raw: &[u8], f: &[(String, Vec<u8>)], parsed: Option<&mail_parser::Message<'_>>, now: i64) -> Vec<Finding> {
     let mut out = Vec::new();
-    let f = fields(raw);
     let count = |n: &str| f.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).count();
     match count("From") {
         0 => out.push(Finding::new("format.no-from", "there is no From field (RFC 5322 §3.6 requires exactly one)").fix("add a From: header with your address")),
@@ -25,10 +29,9 @@ pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
             out.push(Finding::new("format.duplicate-field", format!("{name} appears {n} times; RFC 5322 §3.6 allows it once")).fix(format!("write {name} once")));
         }
     }
-    let parsed = MessageParser::default().parse_headers(raw);
     match count("Date") {
         0 => out.push(Finding::new("format.no-date", "there is no Date field (RFC 5322 §3.6.1)").fix("let the sending software add Date")),
-        _ => match parsed.as_ref().and_then(|m| m.date()) {
+        _ => match parsed.and_then(|m| m.date()) {
             None => out.push(Finding::new("format.bad-date", "the Date field cannot be read as an RFC 5322 date").fix("Date: Mon, 23 Nov 2026 09:00:00 +0000 (let the mail library write it)")),
             Some(d) if d.to_timestamp() > now + 15 * 60 => {
                 out.push(Finding::new("format.future-date", format!("the Date is {} minutes in the future: the sender's clock is wrong", (d.to_timestamp() - now) / 60)).fix("run NTP (chrony) on the sending machine"))

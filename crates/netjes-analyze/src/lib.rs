@@ -128,8 +128,8 @@ impl Report {
     }
 }
 
-fn envelope(raw: &[u8], o: &Options) -> EnvelopeReport {
-    let guess = received::envelope_from_headers(raw);
+fn envelope(msg: &mail_parser::Message<'_>, hops: &[Hop], o: &Options) -> EnvelopeReport {
+    let guess = received::envelope_of(msg, hops);
     let given = o.ip.is_some() || o.helo.is_some() || o.mail_from.is_some();
     let from_headers = guess.is_some() && (o.ip.is_none() || o.helo.is_none() || o.mail_from.is_none());
     let g = guess.clone();
@@ -165,10 +165,14 @@ fn received_findings(hops: &[Hop]) -> Vec<Finding> {
 
 /// Analyses one message.
 pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Report, AnalyzeError> {
-    let env = envelope(raw, o);
-    let verdict = verify_message(dns, raw, &Envelope { ip: env.ip, helo: env.helo.clone(), mail_from: env.mail_from.clone() }, &o.authserv_id).await?;
+    // The limits first, then one parse and one read of the header fields
+    // for every check that follows.
+    netjes_auth::message::check_limits(raw)?;
     let msg = mail_parser::MessageParser::default().parse(raw).ok_or(AnalyzeError::NotAMessage)?;
-    let hops = received::hops(raw);
+    let fields = netjes_auth::message::header_fields(raw);
+    let hops = received::hops_of(&msg);
+    let env = envelope(&msg, &hops, o);
+    let verdict = verify_message(dns, raw, &Envelope { ip: env.ip, helo: env.helo.clone(), mail_from: env.mail_from.clone() }, &o.authserv_id).await?;
 
     let from = verdict.dmarc.from_domain.clone();
     let mut related: Vec<String> = from.iter().cloned().collect();
@@ -196,12 +200,12 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     let mut all = auth::verdict_findings(&verdict);
     all.extend(host_findings);
     all.extend(reputation);
-    all.extend(format::check_format(raw, o.now));
+    all.extend(format::check_format_of(raw, &fields, Some(&msg), o.now));
     // RFC 8058 §4 asks the unsubscribe fields to be signed by the signature
     // that speaks for the From domain.
     let from_d = from.clone().unwrap_or_default();
     let signed = verdict.dkim.iter().find(|d| d.result == DkimResult::Pass && same_org(&d.domain, &from_d)).map(|d| d.signed_headers.clone());
-    all.extend(bulk::check_unsubscribe(raw, signed.as_deref()));
+    all.extend(bulk::check_unsubscribe_of(&fields, signed.as_deref()));
     let aligned = auth::aligned(&verdict);
     if !aligned {
         all.push(Finding::new("bulk.unaligned", "Gmail, Yahoo and Outlook require From to be aligned with a passing DKIM or SPF"));

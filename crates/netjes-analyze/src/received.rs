@@ -74,7 +74,8 @@ pub fn hops(raw: &[u8]) -> Vec<Hop> {
     MessageParser::default().parse_headers(raw).map(|m| hops_of(&m)).unwrap_or_default()
 }
 
-fn hops_of(msg: &mail_parser::Message<'_>) -> Vec<Hop> {
+/// The hops of a message already parsed.
+pub fn hops_of(msg: &mail_parser::Message<'_>) -> Vec<Hop> {
     // Each server prepends its Received field, so the header order is the
     // reverse of the travel order.
     let mut all: Vec<Hop> = msg.received_all().collect::<Vec<_>>().into_iter().rev().enumerate().map(|(i, r)| hop_of(i + 1, r)).collect();
@@ -105,7 +106,11 @@ pub struct EnvelopeGuess {
 /// receiving side added; Return-Path holds MAIL FROM (RFC 5321 §4.4).
 pub fn envelope_from_headers(raw: &[u8]) -> Option<EnvelopeGuess> {
     let msg = MessageParser::default().parse_headers(raw)?;
-    let all = hops_of(&msg);
+    envelope_of(&msg, &hops_of(&msg))
+}
+
+/// The envelope of a message already parsed, with its hops.
+pub fn envelope_of(msg: &mail_parser::Message<'_>, all: &[Hop]) -> Option<EnvelopeGuess> {
     let mail_from = msg.return_address().map(|a| a.trim_matches(['<', '>']).to_string());
     let newest = all.iter().rev().find(|h| h.from_ip.is_some())?;
     Some(EnvelopeGuess {
