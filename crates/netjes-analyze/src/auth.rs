@@ -12,17 +12,27 @@ use netjes_check::mx::{iprev, looks_generic, Iprev};
 use netjes_dns::{Resolver, ResolverExt};
 use std::net::IpAddr;
 
+/// The d= of the passing DKIM signature that speaks for the From domain.
+/// With a DMARC record, DMARC's alignment decides (its modes); without
+/// one, the tree walk has no organizational domain, and receivers (Gmail's
+/// and Yahoo's bulk-sender rules among them) apply relaxed alignment by the
+/// Public Suffix List.
+pub fn aligned_dkim_domain(v: &Verdict) -> Option<&str> {
+    if v.dmarc.record.is_some() {
+        return v.dmarc.dkim_domain.as_deref();
+    }
+    let from = v.dmarc.from_domain.as_deref()?;
+    v.dkim.iter().find(|d| d.result == DkimResult::Pass && same_org(&d.domain, from)).map(|d| d.domain.as_str())
+}
+
 /// Whether a passing DKIM signature or a passing SPF check speaks for the
-/// From domain. With a DMARC record its own alignment modes decide; without
-/// one, relaxed alignment (same registrable domain) is what receivers apply.
+/// From domain, in the same terms as [`aligned_dkim_domain`].
 pub fn aligned(v: &Verdict) -> bool {
-    if v.dmarc.record.is_some() && v.dmarc.result != DmarcResult::Temperror {
+    if v.dmarc.record.is_some() {
         return v.dmarc.spf_aligned || v.dmarc.dkim_aligned;
     }
-    let Some(from) = v.dmarc.from_domain.as_deref() else { return false };
-    let spf = v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Pass && same_org(&s.domain, from));
-    let dkim = v.dkim.iter().any(|d| d.result == DkimResult::Pass && same_org(&d.domain, from));
-    spf || dkim
+    let spf = v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Pass && v.dmarc.from_domain.as_deref().is_some_and(|f| same_org(&s.domain, f)));
+    spf || aligned_dkim_domain(v).is_some()
 }
 
 /// The findings of a verdict. `spf_checked` is false when no client
@@ -83,7 +93,7 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
     }
     let from = v.dmarc.from_domain.clone().unwrap_or_default();
     let any_dkim_pass = v.dkim.iter().any(|d| d.result == DkimResult::Pass);
-    if any_dkim_pass && !v.dkim.iter().any(|d| d.result == DkimResult::Pass && same_org(&d.domain, &from)) && !from.is_empty() {
+    if any_dkim_pass && aligned_dkim_domain(v).is_none() && v.dmarc.result != DmarcResult::Temperror && !from.is_empty() {
         let signers: Vec<&str> = v.dkim.iter().filter(|d| d.result == DkimResult::Pass).map(|d| d.domain.as_str()).collect();
         out.push(
             Finding::new("auth.dkim-not-aligned", format!("DKIM passes only for {}, not for the From domain {from}", signers.join(", ")))

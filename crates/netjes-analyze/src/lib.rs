@@ -20,7 +20,6 @@ pub mod reputation;
 pub mod spamd;
 
 use finding::{Finding, Section};
-use links::same_org;
 use netjes_auth::dkim::DkimResult;
 use netjes_auth::dmarc::DmarcResult;
 use netjes_auth::message::MessageError;
@@ -203,8 +202,7 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     all.extend(format::check_format_of(raw, &fields, Some(&msg), o.now));
     // RFC 8058 §4 asks the unsubscribe fields to be signed by the signature
     // that speaks for the From domain.
-    let from_d = from.clone().unwrap_or_default();
-    let signed = verdict.dkim.iter().find(|d| d.result == DkimResult::Pass && same_org(&d.domain, &from_d)).map(|d| d.signed_headers.clone());
+    let signed = auth::aligned_dkim_domain(&verdict).and_then(|dd| verdict.dkim.iter().find(|d| d.result == DkimResult::Pass && d.domain == dd)).map(|d| d.signed_headers.clone());
     all.extend(bulk::check_unsubscribe_of(&fields, signed.as_deref()));
     let aligned = auth::aligned(&verdict);
     if !aligned {

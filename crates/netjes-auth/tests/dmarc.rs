@@ -149,3 +149,16 @@ async fn several_from_domains_are_not_evaluated() {
     assert_eq!(rep.result, DmarcResult::None);
     assert!(rep.reason.unwrap().contains("more than one domain"));
 }
+
+/// A record that does not apply (no p=, no rua=) still gives the
+/// alignment modes: what speaks for the From domain is judged in them.
+#[tokio::test]
+async fn alignment_is_judged_when_the_record_does_not_apply() {
+    let dns = TestDns::start_str(ZONE).await;
+    let r = eval(&dns, "norua.example", None, vec![dkim("norua.example", DkimResult::Pass)]).await;
+    assert_eq!(r.result, DmarcResult::None);
+    assert!(r.dkim_aligned);
+    assert_eq!(r.dkim_domain.as_deref(), Some("norua.example"));
+    let r = eval(&dns, "norua.example", None, vec![dkim("mail.norua.example", DkimResult::Pass)]).await;
+    assert!(!r.dkim_aligned, "adkim=s: a subdomain does not align");
+}

@@ -52,6 +52,9 @@ pub struct DmarcReport {
     pub policy: Option<Policy>,
     /// What the receiver should do: the policy when DMARC fails, else none.
     pub disposition: Policy,
+    /// A passing SPF / DKIM result is aligned with the From domain, in the
+    /// record's modes. Without any record they stay false: the tree walk
+    /// then finds no organizational domain to align with.
     pub spf_aligned: bool,
     pub dkim_aligned: bool,
     /// The d= of the aligned passing DKIM signature.
@@ -184,6 +187,38 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Marks the passing identities aligned with the author domain; returns what
+/// could not be checked for a DNS failure.
+async fn align(w: &mut Walker<'_>, input: &DmarcInput<'_>, author: &str, author_org: &str, aspf_strict: bool, adkim_strict: bool, report: &mut DmarcReport) -> Vec<String> {
+    let mut temp_errors = Vec::new();
+    if let Some(spf) = input.spf {
+        match spf.result {
+            SpfResult::Pass | SpfResult::Temperror => match w.aligned(&spf.domain, author, author_org, aspf_strict).await {
+                Ok(true) if spf.result == SpfResult::Pass => report.spf_aligned = true,
+                Ok(true) => temp_errors.push(format!("SPF for {} had a temporary error", spf.domain)),
+                Ok(false) => {}
+                Err(e) => temp_errors.push(e.to_string()),
+            },
+            _ => {}
+        }
+    }
+    for sig in input.dkim {
+        if !matches!(sig.result, DkimResult::Pass | DkimResult::Temperror) || report.dkim_aligned {
+            continue;
+        }
+        match w.aligned(&sig.domain, author, author_org, adkim_strict).await {
+            Ok(true) if sig.result == DkimResult::Pass => {
+                report.dkim_aligned = true;
+                report.dkim_domain = Some(sig.domain.clone());
+            }
+            Ok(true) => temp_errors.push(format!("the DKIM key of {} could not be fetched", sig.domain)),
+            Ok(false) => {}
+            Err(e) => temp_errors.push(e.to_string()),
+        }
+    }
+    temp_errors
+}
+
 /// Evaluates DMARC for one message.
 pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport {
     let mut domains: Vec<String> = input.from_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
@@ -229,7 +264,11 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
     };
     let Some(p) = record.p.or(if record.rua.is_empty() { None } else { Some(Policy::None) }) else {
         let mut r = DmarcReport::none(Some(author.clone()), "the DMARC record has no valid p= tag and no rua=, so it does not apply (RFC 9989 §4.10.1)");
+        // The record does not apply, but its alignment modes do say what
+        // speaks for the From domain. A DNS failure leaves it unaligned.
+        let _ = align(&mut w, input, &author, &author_org, record.aspf_strict, record.adkim_strict, &mut r).await;
         r.policy_domain = Some(policy_domain);
+        r.organizational_domain = Some(author_org);
         r.record = Some(record);
         return r;
     };
@@ -266,33 +305,7 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
         dkim_domain: None,
         reason: None,
     };
-    let mut temp_errors = Vec::new();
-
-    if let Some(spf) = input.spf {
-        match spf.result {
-            SpfResult::Pass | SpfResult::Temperror => match w.aligned(&spf.domain, &author, &author_org, record.aspf_strict).await {
-                Ok(true) if spf.result == SpfResult::Pass => report.spf_aligned = true,
-                Ok(true) => temp_errors.push(format!("SPF for {} had a temporary error", spf.domain)),
-                Ok(false) => {}
-                Err(e) => temp_errors.push(e.to_string()),
-            },
-            _ => {}
-        }
-    }
-    for sig in input.dkim {
-        if !matches!(sig.result, DkimResult::Pass | DkimResult::Temperror) || report.dkim_aligned {
-            continue;
-        }
-        match w.aligned(&sig.domain, &author, &author_org, record.adkim_strict).await {
-            Ok(true) if sig.result == DkimResult::Pass => {
-                report.dkim_aligned = true;
-                report.dkim_domain = Some(sig.domain.clone());
-            }
-            Ok(true) => temp_errors.push(format!("the DKIM key of {} could not be fetched", sig.domain)),
-            Ok(false) => {}
-            Err(e) => temp_errors.push(e.to_string()),
-        }
-    }
+    let temp_errors = align(&mut w, input, &author, &author_org, record.aspf_strict, record.adkim_strict, &mut report).await;
     if report.spf_aligned || report.dkim_aligned {
         report.result = DmarcResult::Pass;
     } else if !temp_errors.is_empty() {
