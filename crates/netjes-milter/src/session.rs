@@ -12,6 +12,13 @@ use std::net::IpAddr;
 /// message_size_limit defaults to 10 MB).
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// Postfix sends a dozen macros; more distinct names than this are not
+/// kept, so a connection cannot grow the map without end.
+pub const MAX_MACROS: usize = 256;
+/// Recipients kept per message (for logs and reports): Postfix's
+/// smtpd_recipient_limit defaults to 1000.
+pub const MAX_RCPTS: usize = 1000;
+
 /// The facts of the SMTP connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Connection {
@@ -102,7 +109,10 @@ impl Session {
             }
             Command::Macros { pairs, .. } => {
                 for (k, v) in pairs {
-                    self.macros.insert(k.trim_start_matches('{').trim_end_matches('}').to_string(), v);
+                    let k = k.trim_start_matches('{').trim_end_matches('}').to_string();
+                    if self.macros.len() < MAX_MACROS || self.macros.contains_key(&k) {
+                        self.macros.insert(k, v);
+                    }
                 }
                 Step::Reply(vec![])
             }
@@ -127,8 +137,9 @@ impl Session {
                 Step::Reply(vec![Continue])
             }
             Command::Rcpt(args) => {
-                if let Some(r) = args.first() {
-                    self.message().rcpts.push(strip_brackets(r));
+                let m = self.message();
+                if let Some(r) = args.first().filter(|_| m.rcpts.len() < MAX_RCPTS) {
+                    m.rcpts.push(strip_brackets(r));
                 }
                 Step::Reply(vec![Continue])
             }
@@ -270,6 +281,21 @@ mod tests {
         assert_eq!(job.mail_from, "c@example.com");
         assert!(!String::from_utf8_lossy(&job.message).contains("X-Half"));
         assert_eq!(s.handle(Command::Quit), Step::Close);
+    }
+
+    #[test]
+    fn macros_and_recipients_are_bounded() {
+        let mut s = Session::new();
+        for i in 0..(MAX_MACROS + 50) {
+            s.handle(Command::Macros { stage: b'C', pairs: vec![(format!("{{m{i}}}"), "x".into())] });
+        }
+        assert_eq!(s.macros.len(), MAX_MACROS);
+        s.handle(Command::Mail(vec!["<a@x>".into()]));
+        for i in 0..(MAX_RCPTS + 5) {
+            s.handle(Command::Rcpt(vec![format!("<r{i}@x>")]));
+        }
+        let Step::EndOfMessage(job) = s.handle(Command::EndOfMessage) else { panic!() };
+        assert_eq!(job.rcpts.len(), MAX_RCPTS);
     }
 
     #[test]
