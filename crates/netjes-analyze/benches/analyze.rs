@@ -8,29 +8,10 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use netjes_analyze::{analyze, Options};
 use netjes_dns::{CachingResolver, DnsConfig, HickoryResolver};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 fn corpus() -> Vec<Vec<u8>> {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata"));
-    let mut all = Vec::new();
-    files(&root.join("mail"), &mut all);
-    all.retain(|p| !p.extension().is_some_and(|x| x == "json" || x == "md") && !p.file_name().unwrap().to_string_lossy().starts_with("LICENSE"));
-    let mut eml = Vec::new();
-    files(&root, &mut eml);
-    all.extend(eml.into_iter().filter(|p| p.extension().is_some_and(|x| x == "eml") && !p.starts_with(root.join("mail"))));
-    all.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    netjes_testdns::corpus::all_messages().iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
 fn bench(c: &mut Criterion) {

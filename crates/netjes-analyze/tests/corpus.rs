@@ -2,24 +2,11 @@
 //! the chains of real mail come out in travel order with their delays.
 
 use netjes_analyze::received::{envelope_from_headers, hops};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else if !p.extension().is_some_and(|x| x == "json" || x == "md") && !p.file_name().unwrap().to_string_lossy().starts_with("LICENSE") {
-            out.push(p);
-        }
-    }
-}
 
 #[test]
 fn real_received_chains() {
-    let mut all = Vec::new();
-    files(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/mail")), &mut all);
+    let all = netjes_testdns::corpus::mail_corpus();
     assert!(all.len() > 100);
     let (mut with_chain, mut with_envelope) = (0, 0);
     for p in &all {
@@ -48,12 +35,7 @@ fn real_received_chains() {
 async fn every_corpus_message_gets_a_mark_or_a_clear_error() {
     use netjes_analyze::{analyze, Options};
     use netjes_dns::{DnsConfig, HickoryResolver};
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata"));
-    let mut all = Vec::new();
-    files(&root.join("mail"), &mut all);
-    let mut eml = Vec::new();
-    files(&root, &mut eml);
-    all.extend(eml.into_iter().filter(|p| p.extension().is_some_and(|x| x == "eml") && !p.starts_with(root.join("mail"))));
+    let all = netjes_testdns::corpus::all_messages();
     assert!(all.len() > 250, "{}", all.len());
     let dns = netjes_testdns::TestDns::start_str("").await;
     let r = netjes_dns::CachingResolver::new(HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(300) }).unwrap());

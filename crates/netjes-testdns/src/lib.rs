@@ -10,6 +10,9 @@
 //! network latency in benchmarks. It counts the queries it receives so that
 //! tests can prove what a cache did.
 
+
+pub mod corpus;
+
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};

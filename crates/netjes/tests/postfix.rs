@@ -165,28 +165,49 @@ impl Drop for Postfix {
     }
 }
 
-fn policy_daemon(dir: &Path, port: u16, dns: &TestDns) -> Child {
+/// Waits up to 5 s for something to listen on 127.0.0.1:`port`.
+fn listening(port: u16) -> bool {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A netjes daemon of the test; killed (SIGKILL) when dropped, so that a
+/// failing test leaves none running.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(args: &[&str], port: u16) -> Daemon {
+        let d = Daemon(Command::new(env!("CARGO_BIN_EXE_netjes")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        assert!(listening(port), "netjes {} did not listen on {port}", args[0]);
+        d
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn policy_daemon(dir: &Path, port: u16, dns: &TestDns) -> Daemon {
     let cfg = dir.join("policy.toml");
     std::fs::write(
         &cfg,
         format!("listen = \"inet:127.0.0.1:{port}\"\nhostname = \"mx.test\"\ntrusted_networks = []\ndata_dir = \"{}\"\n[greylist]\ndelay_seconds = 2\n", dir.join("state").display()),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netjes"))
-        .args(["policy", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("netjes policy did not listen");
+    Daemon::start(&["policy", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string()], port)
 }
 
 /// swaks's transcript of one attempt.
@@ -228,12 +249,7 @@ async fn postfix_greylists_rejects_spf_fail_and_prepends_received_spf_once() {
         "smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, check_policy_service inet:127.0.0.1:{policy}\nsmtpd_policy_service_default_action = DUNNO"
     );
     let _postfix = Postfix::start(dir.path(), smtp, sink_port, &restrictions);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", smtp)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(listening(smtp), "postfix did not listen");
 
     // A greylisted first attempt gets a 450 for each recipient...
     let t = swaks(smtp, "alice@example.com", "bob@example.org,carol@example.org").await;
@@ -255,17 +271,14 @@ async fn postfix_greylists_rejects_spf_fail_and_prepends_received_spf_once() {
     // Greylist state survives a kill -9: first attempt, kill, restart, retry.
     let t = swaks(smtp, "alice@example.com", "dave@example.org").await;
     assert!(t.contains("<** 450 4.7.1"), "{t}");
-    daemon.kill().unwrap(); // SIGKILL
-    daemon.wait().unwrap();
-    let mut daemon = policy_daemon(dir.path(), policy, &dns);
+    daemon.kill();
+    let _daemon = policy_daemon(dir.path(), policy, &dns);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let t = swaks(smtp, "alice@example.com", "dave@example.org").await;
     assert!(t.contains("<-  250 2.0.0 Ok: queued"), "after kill -9 and restart: {t}");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
 }
 
-fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Child {
+fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Daemon {
     let cfg = dir.join("milter.toml");
     // Postfix presents its own non-SMTP mail (sendmail, pickup) as a client
     // at 127.0.0.1, as OpenDKIM's default InternalHosts expects: that is
@@ -280,21 +293,7 @@ fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Child 
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netjes"))
-        .args(["milter", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string(), "--dns-timeout", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("netjes milter did not listen");
+    Daemon::start(&["milter", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string(), "--dns-timeout", "1"], port)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,6 +324,7 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
     let mut daemon = milter_daemon(dir.path(), milter, &dns, &keys);
     let extra = format!("smtpd_milters = inet:127.0.0.1:{milter}\nnon_smtpd_milters = inet:127.0.0.1:{milter}\nmilter_default_action = tempfail\nmilter_protocol = 6");
     let pf = Postfix::start(dir.path(), smtp, sink_port, &extra);
+    assert!(listening(smtp), "postfix did not listen");
 
     // Ours: submitted with Postfix's sendmail, signed on the way out.
     let msg = "From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: signed by netjes\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <e2e-1@example.com>\n\nHello Bob.\n";
@@ -395,8 +395,7 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    daemon.kill().unwrap(); // SIGKILL
-    daemon.wait().unwrap();
+    daemon.kill();
     let (mut queued, mut deferred) = (0, 0);
     for s in sends {
         let t = s.await.unwrap();
