@@ -13,28 +13,20 @@
 # the p99 latency, and netjes's ratios, from one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 CONNS=${CONNS:-8}
 N=${N:-4000}
 
 need=()
 command -v opendkim >/dev/null 2>&1 || need+=(opendkim)
 command -v opendmarc >/dev/null 2>&1 || need+=(opendmarc)
-if ((${#need[@]})); then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+apt_install "${need[@]}"
 cargo build --release --locked -q -p netjes -p netjes-testdns --bins
 cargo build --release --locked -q -p netjes-milter --example milter_load
 BIN=target/release
 LOAD="$BIN/examples/milter_load"
 
-# Under target/, not /tmp: OpenDKIM refuses keys on a path that others can
-# write to (RequireSafeKeys), and /tmp is such a path.
-mkdir -p target
-W=$(mktemp -d -p "$PWD/target" bench-milter.XXXXXX)
-chmod 755 "$W"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
-trap cleanup EXIT
+bench_workdir
 
 mkdir -p "$W/keys"
 "$BIN/netjes" dkim keygen --domain example.com --selector s1 --out-dir "$W/keys" >/dev/null
@@ -48,9 +40,7 @@ echo "*@example.com s1" > "$W/SigningTable"
     sed -e 's/^s1._domainkey\t*IN\t*TXT\t*(/s1._domainkey.example.com. TXT/' -e 's/ *)  *;.*$//' "$W/keys/s1.txt" | tr -d '\n\t' | sed 's/"  *"/" "/g'
     echo
 } > "$W/zone"
-"$BIN/netjes-testdns" "$W/zone" 127.0.0.153:53 2>/dev/null &
-pids+=($!)
-echo "nameserver 127.0.0.153" > "$W/resolv.conf"
+test_dns "$W/zone"
 
 python3 - "$W" <<'PY'
 import sys
@@ -63,7 +53,6 @@ for name, size in [("4k", 4 * 1024), ("100k", 100 * 1024)]:
 PY
 "$BIN/netjes" dkim sign --domain example.com --selector s1 --key "$W/keys/s1.private" "$W/4k.eml" > "$W/4k-signed.eml"
 
-wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 cpu() { local t=0; for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat"); t=$((t + $1 + $2)); done; echo "$t"; }
 measure() { # $1 name, $2 client ip, $3 message, $4.. "port:pid" of each milter
     local name=$1 ip=$2 msg=$3; shift 3
@@ -113,10 +102,10 @@ UserID opendmarc
 Background false
 PidFile $W/opendmarc.pid
 CONF
-unshare -m sh -c "mount --bind '$W/resolv.conf' /etc/resolv.conf && exec opendkim -f -x '$W/opendkim.conf'" &
+with_test_resolver opendkim -f -x "$W/opendkim.conf" &
 pids+=($!); wait_port 20071
 OD=$(pgrep -f "opendkim -f -x $W/opendkim.conf" | tail -1); pids+=($OD)
-unshare -m sh -c "mount --bind '$W/resolv.conf' /etc/resolv.conf && exec opendmarc -f -c '$W/opendmarc.conf'" &
+with_test_resolver opendmarc -f -c "$W/opendmarc.conf" &
 pids+=($!); wait_port 20072
 OM=$(pgrep -f "opendmarc -f -c $W/opendmarc.conf" | tail -1); pids+=($OM)
 

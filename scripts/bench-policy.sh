@@ -13,6 +13,7 @@
 # each classic tool, from one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 CONNS=${CONNS:-20}
 N=${N:-20000}
 
@@ -20,30 +21,21 @@ need=()
 command -v policyd-spf >/dev/null 2>&1 || need+=(postfix-policyd-spf-python)
 command -v postgrey >/dev/null 2>&1 || need+=(postgrey)
 command -v socat >/dev/null 2>&1 || need+=(socat)
-if ((${#need[@]})); then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+apt_install "${need[@]}"
 cargo build --release --locked -q -p netjes -p netjes-testdns --bins
 cargo build --release --locked -q -p netjes-policy --example policy_load
 BIN=target/release
 LOAD="$BIN/examples/policy_load"
 
-W=$(mktemp -d)
-chmod 755 "$W"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
-trap cleanup EXIT
+bench_workdir
 
 cat > "$W/zone" <<'Z'
 bench.example.        TXT "v=spf1 ip4:192.0.2.0/24 -all"
 mail.bench.example.   TXT "v=spf1 a -all"
 mail.bench.example.   A   192.0.2.10
 Z
-"$BIN/netjes-testdns" "$W/zone" 127.0.0.153:53 2>/dev/null &
-pids+=($!)
-echo "nameserver 127.0.0.153" > "$W/resolv.conf"
+test_dns "$W/zone"
 
-wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 netjes_policy() { # $1 port, $2 spf on/off, $3 greylist on/off
     mkdir -p "$W/n$1"
     printf 'listen = "inet:127.0.0.1:%s"\ndata_dir = "%s"\ntrusted_networks = []\nhostname = "mx.bench"\n[spf]\nenabled = %s\n[greylist]\nenabled = %s\n' \
@@ -56,7 +48,7 @@ netjes_policy() { # $1 port, $2 spf on/off, $3 greylist on/off
 # SPF: netjes (greylisting off) against policyd-spf.
 netjes_policy 20040 true false
 "$LOAD" 127.0.0.1:20040 "$CONNS" "$N" spf > "$W/netjes-spf.json"
-unshare -m sh -c "mount --bind '$W/resolv.conf' /etc/resolv.conf && exec socat TCP-LISTEN:20041,bind=127.0.0.1,reuseaddr,fork EXEC:/usr/bin/policyd-spf" &
+with_test_resolver socat TCP-LISTEN:20041,bind=127.0.0.1,reuseaddr,fork EXEC:/usr/bin/policyd-spf &
 pids+=($!)
 wait_port 20041
 "$LOAD" 127.0.0.1:20041 "$CONNS" "$N" spf > "$W/policyd-spf.json"

@@ -6,6 +6,7 @@
 # instance on 127.0.0.1; the system's Postfix is never touched), and dkimpy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
@@ -16,9 +17,7 @@ command -v spamd >/dev/null 2>&1 || need_apt+=(spamassassin spamd)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 # dkimpy, the independent verifier of what the milter signs.
 /usr/bin/python3 -c "import dkim" >/dev/null 2>&1 || need_apt+=(python3-dkim)
-if ((${#need_apt[@]})); then
-    if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; fi
-fi
+apt_install "${need_apt[@]}"
 
 # Tests never query public DNS: every test starts its own DNS server on
 # 127.0.0.1. This makes a forgotten --nameserver fail loudly instead.
