@@ -125,10 +125,10 @@ impl OpenDkimTables {
         let mut errors = Vec::new();
         let (_, kpath) = strip_kind(key_table);
         let (regex_table, spath) = strip_kind(signing_table);
-        let read = |p: &str, errors: &mut Vec<String>| match std::fs::read_to_string(p) {
+        let read = |p: &str, errors: &mut Vec<String>| match netjes_net::read_config_file(Path::new(p)) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(format!("{p}: {e}"));
+                errors.push(e);
                 String::new()
             }
         };

@@ -85,6 +85,21 @@ pub fn in_nets(nets: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
     nets.iter().any(|n| n.contains(&ip))
 }
 
+/// Configuration files, tables and lists are read whole; a file larger
+/// than this is a mistake (a log, a mailbox), not a configuration. OpenDKIM
+/// tables of a hosting provider with ten thousand domains are about 1 MB.
+pub const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
+
+/// Reads a configuration file, table or list, refusing one over
+/// [`MAX_CONFIG_FILE`] before reading it. Errors name the file.
+pub fn read_config_file(path: &std::path::Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > MAX_CONFIG_FILE {
+        return Err(format!("{}: {} octets, over the limit of {MAX_CONFIG_FILE} for a configuration file", path.display(), meta.len()));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 /// This host's name, for Received-SPF and Authentication-Results when the
 /// configuration does not name one.
 pub fn default_hostname() -> String {

@@ -101,31 +101,29 @@ impl Metrics {
 }
 
 /// Serves GET /metrics on `listener` until `shutdown` fires: a minimal
-/// HTTP/1.0 answer, enough for Prometheus and curl.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// HTTP/1.0 answer, enough for Prometheus and curl. A few scrapers at a
+/// time, each given 5 seconds in all.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>, shutdown: tokio::sync::watch::Receiver<bool>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let (mut s, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = shutdown.changed() => return,
-        };
+    crate::serve(crate::Listener::Tcp(listener), 16, shutdown, move |mut s| {
         let m = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
+        async move {
+            let answer = async {
+                let mut buf = vec![0u8; 2048];
+                let n = s.read(&mut buf).await?;
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let resp = if req.starts_with("GET /metrics") {
+                    let body = m.render();
+                    format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                } else {
+                    "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+                };
+                s.write_all(resp.as_bytes()).await
             };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let resp = if req.starts_with("GET /metrics") {
-                let body = m.render();
-                format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-            } else {
-                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
-            };
-            let _ = s.write_all(resp.as_bytes()).await;
-        });
-    }
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), answer).await;
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -111,22 +111,8 @@ pub struct Whitelist {
     rcpt_regex: Vec<regex::Regex>,
 }
 
-/// A whitelist file larger than this is refused (postgrey's own are ~30 KB).
-const MAX_WHITELIST: u64 = 4 * 1024 * 1024;
-
-fn read_lines(path: &PathBuf, errors: &mut Vec<String>) -> Vec<(usize, String)> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.len() > MAX_WHITELIST => {
-            errors.push(format!("{}: over {MAX_WHITELIST} octets", path.display()));
-            return vec![];
-        }
-        Err(e) => {
-            errors.push(format!("{}: {e}", path.display()));
-            return vec![];
-        }
-        _ => {}
-    }
-    match std::fs::read_to_string(path) {
+fn read_lines(path: &std::path::Path, errors: &mut Vec<String>) -> Vec<(usize, String)> {
+    match netjes_net::read_config_file(path) {
         Ok(t) => t
             .lines()
             .enumerate()
@@ -134,7 +120,7 @@ fn read_lines(path: &PathBuf, errors: &mut Vec<String>) -> Vec<(usize, String)> 
             .filter(|(_, l)| !l.is_empty())
             .collect(),
         Err(e) => {
-            errors.push(format!("{}: {e}", path.display()));
+            errors.push(e);
             vec![]
         }
     }

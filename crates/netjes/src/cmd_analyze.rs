@@ -55,7 +55,7 @@ pub struct AnalyzeArgs {
 
 fn load_config(path: &Option<PathBuf>) -> anyhow::Result<AnalyzeConfig> {
     let Some(p) = path else { return Ok(AnalyzeConfig::default()) };
-    let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!(exit::Usage(format!("cannot read {}: {e}", p.display()))))?;
+    let text = netjes_net::read_config_file(p).map_err(|e| anyhow::anyhow!(exit::Usage(e)))?;
     AnalyzeConfig::parse(&text).map_err(|errs| anyhow::anyhow!(exit::Usage(format!("{}:\n  {}", p.display(), errs.join("\n  ")))))
 }
 

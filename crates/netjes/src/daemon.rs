@@ -11,7 +11,7 @@ use tokio::sync::watch;
 /// The raw configuration from `path`, or the defaults without one.
 pub fn read_config<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, Vec<String>> {
     let Some(p) = path else { return Ok(T::default()) };
-    let text = std::fs::read_to_string(p).map_err(|e| vec![format!("cannot read {}: {e}", p.display())])?;
+    let text = netjes_net::read_config_file(p).map_err(|e| vec![e])?;
     toml::from_str(&text).map_err(|e| vec![format!("{}: {e}", p.display())])
 }
 
