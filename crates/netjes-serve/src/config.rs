@@ -1,0 +1,200 @@
+//! `netjes serve`'s configuration: TOML, strict (unknown keys are errors),
+//! validated into a model with every error reported at once. It runs with
+//! no file at all: the web UI on 127.0.0.1:8025, the test inbox on
+//! 127.0.0.1:2525, the store in ./netjes-data. `samples/serve.toml` is the
+//! commented example, parsed by a test.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub data_dir: PathBuf,
+    pub http: String,
+    pub smtp: String,
+    /// The domain of test addresses; its MX must point at this host.
+    pub test_domain: String,
+    /// The host name in the SMTP greeting and our Received field.
+    pub hostname: Option<String>,
+    /// Whether anyone may create tests and run the check and analyze
+    /// forms (as mail-tester.com). With false, they need a login too.
+    pub public_tests: bool,
+    /// Test results are deleted after this many days.
+    pub retention_days: u32,
+    /// How long an address waits for its message.
+    pub test_expiry_hours: u32,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    /// A whole SMTP session may last this long; a command this long idle.
+    pub smtp_session_seconds: u64,
+    pub smtp_idle_seconds: u64,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// PEM certificate chain and key for STARTTLS; a self-signed
+    /// certificate for `hostname` when absent.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The master key that encrypts the private keys: 32 octets, as 64
+    /// hex digits, in a file (mode 0600) or in NETJES_MASTER_KEY. Without
+    /// either, one is made at first start in `data_dir/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Blocklists the analyzer and the domain check ask; empty for none.
+    pub ip_lists: Option<Vec<String>>,
+    pub domain_lists: Option<Vec<String>>,
+    /// Prometheus: GET /metrics on this address (not on the public port).
+    pub metrics: Option<String>,
+    /// Behind a TLS-terminating proxy: mark cookies Secure.
+    pub secure_cookies: bool,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            data_dir: PathBuf::from("./netjes-data"),
+            http: "127.0.0.1:8025".into(),
+            smtp: "127.0.0.1:2525".into(),
+            test_domain: "test.localhost".into(),
+            hostname: None,
+            public_tests: true,
+            retention_days: 7,
+            test_expiry_hours: 24,
+            max_message_bytes: 10 * 1024 * 1024,
+            max_recipients: 10,
+            smtp_session_seconds: 300,
+            smtp_idle_seconds: 60,
+            max_connections: 200,
+            max_connections_per_client: 10,
+            tls_cert: None,
+            tls_key: None,
+            master_key_file: None,
+            ip_lists: None,
+            domain_lists: None,
+            metrics: None,
+            secure_cookies: false,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub smtp: SocketAddr,
+    pub test_domain: String,
+    pub hostname: String,
+    pub public_tests: bool,
+    pub retention: Duration,
+    pub test_expiry: Duration,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub smtp_session: Duration,
+    pub smtp_idle: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub master_key_file: Option<PathBuf>,
+    pub ip_lists: Option<Vec<String>>,
+    pub domain_lists: Option<Vec<String>>,
+    pub metrics: Option<SocketAddr>,
+    pub secure_cookies: bool,
+}
+
+fn addr(name: &str, v: &str, errors: &mut Vec<String>) -> Option<SocketAddr> {
+    v.parse().map_err(|_| errors.push(format!("{name}: {v:?} is not ADDRESS:PORT"))).ok()
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        Config::validate(raw)
+    }
+
+    pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        let http = addr("http", &raw.http, &mut errors);
+        let smtp = addr("smtp", &raw.smtp, &mut errors);
+        let metrics = raw.metrics.as_deref().and_then(|m| addr("metrics", m, &mut errors));
+        let test_domain = raw.test_domain.trim_end_matches('.').to_ascii_lowercase();
+        if !netjes_dns::is_valid_query_name(&test_domain) || !test_domain.contains('.') {
+            errors.push(format!("test_domain: {:?} is not a domain name", raw.test_domain));
+        }
+        if raw.retention_days == 0 {
+            errors.push("retention_days: must be at least 1".into());
+        }
+        if raw.test_expiry_hours == 0 {
+            errors.push("test_expiry_hours: must be at least 1".into());
+        }
+        if !(1024..=100 * 1024 * 1024).contains(&raw.max_message_bytes) {
+            errors.push("max_message_bytes: must be between 1024 and 104857600".into());
+        }
+        if !(1..=1000).contains(&raw.max_recipients) {
+            errors.push("max_recipients: must be between 1 and 1000".into());
+        }
+        if raw.smtp_idle_seconds == 0 || raw.smtp_session_seconds < raw.smtp_idle_seconds {
+            errors.push("smtp_session_seconds and smtp_idle_seconds: both above 0, the session at least the idle time".into());
+        }
+        if raw.max_connections == 0 || raw.max_connections_per_client == 0 {
+            errors.push("max_connections and max_connections_per_client: at least 1".into());
+        }
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                errors.push("tls_cert and tls_key go together".into());
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Config {
+            data_dir: raw.data_dir,
+            http: http.expect("checked"),
+            smtp: smtp.expect("checked"),
+            test_domain,
+            hostname: raw.hostname.unwrap_or_else(netjes_net::default_hostname),
+            public_tests: raw.public_tests,
+            retention: Duration::from_secs(u64::from(raw.retention_days) * 86400),
+            test_expiry: Duration::from_secs(u64::from(raw.test_expiry_hours) * 3600),
+            max_message_bytes: raw.max_message_bytes,
+            max_recipients: raw.max_recipients,
+            smtp_session: Duration::from_secs(raw.smtp_session_seconds),
+            smtp_idle: Duration::from_secs(raw.smtp_idle_seconds),
+            max_connections: raw.max_connections,
+            max_connections_per_client: raw.max_connections_per_client,
+            tls,
+            master_key_file: raw.master_key_file,
+            ip_lists: raw.ip_lists,
+            domain_lists: raw.domain_lists,
+            metrics,
+            secure_cookies: raw.secure_cookies,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_the_sample_and_every_error_at_once() {
+        let c = Config::validate(RawConfig::default()).unwrap();
+        assert_eq!(c.http.to_string(), "127.0.0.1:8025");
+        assert_eq!(c.smtp.to_string(), "127.0.0.1:2525");
+        assert!(c.public_tests);
+
+        let sample = Config::parse(include_str!("../../../samples/serve.toml")).unwrap();
+        assert_eq!(sample.test_domain, "test.example.com");
+        assert_eq!(sample.smtp.port(), 25);
+        assert_eq!(sample.retention, Duration::from_secs(7 * 86400));
+
+        let errors = Config::parse("http = \"nowhere\"\ntest_domain = \"x\"\nmax_recipients = 0\ntls_cert = \"/c.pem\"\n").unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        let unknown = Config::parse("htpp = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(unknown[0].contains("unknown field `htpp`"), "{unknown:?}");
+    }
+}

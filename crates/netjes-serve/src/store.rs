@@ -1,0 +1,617 @@
+//! The embedded store: one SQLite file (`netjes.sqlite` in the data
+//! directory) in WAL mode with full sync, so that users, signing keys and
+//! test results survive a restart and a crash. The schema is versioned
+//! with `PRAGMA user_version`; migrations run at open.
+//!
+//! Private keys are stored sealed (crypto.rs); the public key is kept
+//! beside them in the clear, for the DNS record.
+
+use crate::crypto::{self, MasterKey};
+use netjes_auth::dkim::{KeyAlgorithm, PrivateKey};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: cannot create {0}: {1}")]
+    Dir(String, String),
+    #[error("store: the database is from a newer netjes (schema {0}); this one knows up to {1}")]
+    TooNew(i64, i64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+}
+
+/// Each step takes the schema from its index to the next version.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, password TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE sessions (token TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, csrf TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE TABLE api_tokens (token TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE tests (id TEXT PRIMARY KEY, address TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,
+  status TEXT NOT NULL, received INTEGER, facts TEXT, report TEXT, raw BLOB);
+CREATE INDEX tests_created ON tests(created);
+CREATE TABLE domains (domain TEXT PRIMARY KEY, active INTEGER NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE keys (id INTEGER PRIMARY KEY, domain TEXT NOT NULL REFERENCES domains(domain) ON DELETE CASCADE,
+  selector TEXT NOT NULL, algorithm TEXT NOT NULL, bits INTEGER NOT NULL, sealed BLOB NOT NULL, public_key TEXT NOT NULL,
+  state TEXT NOT NULL, created INTEGER NOT NULL, rotated INTEGER, UNIQUE(domain, selector));
+CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta VALUES ('key_generation', 0);
+"];
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// How long a login lasts.
+pub const SESSION_SECONDS: i64 = 12 * 3600;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestRow {
+    pub id: String,
+    pub address: String,
+    pub created: i64,
+    pub expires: i64,
+    /// waiting, done, or expired.
+    pub status: String,
+    pub received: Option<i64>,
+    pub facts: Option<serde_json::Value>,
+    pub report: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub raw: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRow {
+    pub id: i64,
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: KeyAlgorithm,
+    pub bits: i64,
+    /// The `p=` value.
+    pub public_key: String,
+    /// active (signs), pending (made by a rotation, waiting to be
+    /// published), retired (replaced; its record can go once mail signed
+    /// with it has been delivered).
+    pub state: String,
+    pub created: i64,
+    pub rotated: Option<i64>,
+}
+
+impl KeyRow {
+    /// The TXT record to publish, as `netjes dkim record` prints it.
+    pub fn dns_name(&self) -> String {
+        format!("{}._domainkey.{}", self.selector, self.domain)
+    }
+
+    pub fn dns_value(&self) -> String {
+        format!("v=DKIM1; k={}; p={}", self.algorithm.k_tag(), self.public_key)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainRow {
+    pub domain: String,
+    pub active: bool,
+    pub created: i64,
+    pub keys: Vec<KeyRow>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    master: Arc<MasterKey>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store(..)")
+    }
+}
+
+pub fn valid_selector(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') && !s.starts_with('-') && !s.ends_with('-')
+}
+
+pub fn valid_domain(d: &str) -> bool {
+    d.contains('.') && d.len() <= 253 && netjes_dns::is_valid_query_name(d) && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+}
+
+fn algorithm_of(s: &str) -> KeyAlgorithm {
+    if s == "ed25519" {
+        KeyAlgorithm::Ed25519
+    } else {
+        KeyAlgorithm::Rsa
+    }
+}
+
+fn aad(domain: &str, selector: &str) -> String {
+    format!("netjes-dkim-key:{domain}/{selector}")
+}
+
+/// Opens (or makes) `netjes.sqlite` in `data_dir` and brings its schema
+/// up to date.
+pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Dir(data_dir.display().to_string(), e.to_string()))?;
+    let path = data_dir.join("netjes.sqlite");
+    let mut c = Connection::open(&path)?;
+    // The database holds password hashes and sealed keys: only we read it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| StoreError::Dir(path.display().to_string(), e.to_string()))?;
+    }
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew(version, known));
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
+        tx.execute_batch(m)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(c)
+}
+
+impl Store {
+    pub fn open(data_dir: &Path, master: MasterKey) -> Result<Store, StoreError> {
+        let c = open_connection(data_dir)?;
+        Ok(Store { conn: Arc::new(Mutex::new(c)), master: Arc::new(master) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (each
+        // statement is atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- users, sessions and API tokens ----
+
+    pub fn user_count(&self) -> Result<i64, StoreError> {
+        Ok(self.db().query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) -> Result<(), StoreError> {
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|c| c.is_ascii_graphic()) {
+            return Err(StoreError::Invalid("a user name is 1 to 64 visible ASCII characters".into()));
+        }
+        if password.len() < 10 || password.len() > 1024 {
+            return Err(StoreError::Invalid("a password has 10 to 1024 characters".into()));
+        }
+        let hash = hash_password(password);
+        match self.db().execute("INSERT INTO users (name, password, created) VALUES (?1, ?2, ?3)", params![name, hash, now()]) {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(StoreError::Exists(format!("user {name}"))),
+            r => r.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
+        if password.len() < 10 || password.len() > 1024 {
+            return Err(StoreError::Invalid("a password has 10 to 1024 characters".into()));
+        }
+        let n = self.db().execute("UPDATE users SET password = ?2 WHERE name = ?1", params![name, hash_password(password)])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {name}")));
+        }
+        // A new password ends every session of that user.
+        self.db().execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)", params![name])?;
+        Ok(())
+    }
+
+    /// The user's id when the password is right. Runs the hash even for an
+    /// unknown user, so that timing does not tell which names exist.
+    pub fn check_login(&self, name: &str, password: &str) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64, String)> = self.db().query_row("SELECT id, password FROM users WHERE name = ?1", params![name], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let ok = match &row {
+            Some((_, hash)) => verify_password(password, hash),
+            None => {
+                verify_password(password, DUMMY_HASH.get_or_init(|| hash_password("not a password of anyone")));
+                false
+            }
+        };
+        Ok(row.filter(|_| ok).map(|(id, _)| id))
+    }
+
+    /// A new session: (cookie token, CSRF token).
+    pub fn create_session(&self, user_id: i64) -> Result<(String, String), StoreError> {
+        let (token, csrf) = (crypto::token(), crypto::token());
+        let db = self.db();
+        db.execute("DELETE FROM sessions WHERE expires < ?1", params![now()])?;
+        db.execute("INSERT INTO sessions (token, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)", params![crypto::token_hash(&token), user_id, csrf, now() + SESSION_SECONDS])?;
+        Ok((token, csrf))
+    }
+
+    /// (user name, CSRF token) of a live session.
+    pub fn session(&self, token: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT u.name, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = ?1 AND s.expires >= ?2",
+                params![crypto::token_hash(token), now()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn end_session(&self, token: &str) -> Result<(), StoreError> {
+        self.db().execute("DELETE FROM sessions WHERE token = ?1", params![crypto::token_hash(token)])?;
+        Ok(())
+    }
+
+    pub fn add_api_token(&self, user: &str, name: &str) -> Result<String, StoreError> {
+        let token = format!("nj_{}", crypto::token());
+        let n = self.db().execute(
+            "INSERT INTO api_tokens (token, user_id, name, created) SELECT ?1, id, ?3, ?4 FROM users WHERE name = ?2",
+            params![crypto::token_hash(&token), user, name, now()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {user}")));
+        }
+        Ok(token)
+    }
+
+    /// The user an API token belongs to.
+    pub fn api_token_user(&self, token: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT u.name FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token = ?1", params![crypto::token_hash(token)], |r| r.get(0))
+            .optional()?)
+    }
+
+    // ---- the test inbox ----
+
+    pub fn create_test(&self, id: &str, address: &str, lifetime: std::time::Duration) -> Result<TestRow, StoreError> {
+        let created = now();
+        let expires = created + lifetime.as_secs() as i64;
+        self.db().execute("INSERT INTO tests (id, address, created, expires, status) VALUES (?1, ?2, ?3, ?4, 'waiting')", params![id, address, created, expires])?;
+        Ok(TestRow { id: id.into(), address: address.into(), created, expires, status: "waiting".into(), received: None, facts: None, report: None, raw: None })
+    }
+
+    pub fn test(&self, id: &str) -> Result<Option<TestRow>, StoreError> {
+        let row = self
+            .db()
+            .query_row("SELECT id, address, created, expires, status, received, facts, report, raw FROM tests WHERE id = ?1", params![id], |r| {
+                Ok(TestRow {
+                    id: r.get(0)?,
+                    address: r.get(1)?,
+                    created: r.get(2)?,
+                    expires: r.get(3)?,
+                    status: r.get(4)?,
+                    received: r.get(5)?,
+                    facts: r.get::<_, Option<String>>(6)?.and_then(|s| serde_json::from_str(&s).ok()),
+                    report: r.get::<_, Option<String>>(7)?.and_then(|s| serde_json::from_str(&s).ok()),
+                    raw: r.get(8)?,
+                })
+            })
+            .optional()?;
+        Ok(row.map(|mut t| {
+            if t.status == "waiting" && t.expires < now() {
+                t.status = "expired".into();
+            }
+            t
+        }))
+    }
+
+    /// Whether mail for this test id is accepted now.
+    pub fn test_is_open(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.test(id)?.is_some_and(|t| t.status == "waiting"))
+    }
+
+    /// Takes the message for an open test; false when it is not open (any
+    /// more). The first message wins, as at mail-tester.com.
+    pub fn receive(&self, id: &str, raw: &[u8], facts: &serde_json::Value) -> Result<bool, StoreError> {
+        let n = self.db().execute(
+            "UPDATE tests SET status = 'analyzing', received = ?2, raw = ?3, facts = ?4 WHERE id = ?1 AND status = 'waiting' AND expires >= ?2",
+            params![id, now(), raw, facts.to_string()],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn finish(&self, id: &str, report: &serde_json::Value) -> Result<(), StoreError> {
+        self.db().execute("UPDATE tests SET status = 'done', report = ?2 WHERE id = ?1", params![id, report.to_string()])?;
+        Ok(())
+    }
+
+    /// Tests received but not analysed, as after a crash: analysed again at start.
+    pub fn unfinished(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT id FROM tests WHERE status = 'analyzing'")?;
+        let ids = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    /// Deletes tests made before `before`; returns how many.
+    pub fn purge_tests(&self, before: i64) -> Result<usize, StoreError> {
+        Ok(self.db().execute("DELETE FROM tests WHERE created < ?1", params![before])?)
+    }
+
+    // ---- signing domains ----
+
+    fn bump_generation(db: &Connection) -> Result<(), StoreError> {
+        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'key_generation'", [])?;
+        Ok(())
+    }
+
+    /// Changes with every change to the signing domains, so that a reader
+    /// (the milter) knows when to load them again.
+    pub fn key_generation(&self) -> Result<i64, StoreError> {
+        key_generation(&self.db())
+    }
+
+    pub fn add_domain(&self, domain: &str) -> Result<(), StoreError> {
+        let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !valid_domain(&d) {
+            return Err(StoreError::Invalid(format!("{domain:?} is not a domain name")));
+        }
+        let db = self.db();
+        match db.execute("INSERT INTO domains (domain, active, created) VALUES (?1, 0, ?2)", params![d, now()]) {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(StoreError::Exists(d)),
+            r => {
+                r?;
+                Store::bump_generation(&db)
+            }
+        }
+    }
+
+    /// Stores a key for a domain. The first key of a domain is active;
+    /// later ones (rotations) are pending until switched to.
+    pub fn add_key(&self, domain: &str, selector: &str, key: &PrivateKey) -> Result<KeyRow, StoreError> {
+        if !valid_selector(selector) {
+            return Err(StoreError::Invalid(format!("{selector:?} is not a selector: letters, digits and hyphens, at most 63")));
+        }
+        let sealed = self.master.seal(key.pkcs8_der(), &aad(domain, selector));
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let exists: bool = tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? > 0;
+        if !exists {
+            return Err(StoreError::NotFound(format!("domain {domain}")));
+        }
+        let has_active: bool = tx.query_row("SELECT count(*) FROM keys WHERE domain = ?1 AND algorithm = ?2 AND state = 'active'", params![domain, key.algorithm.k_tag()], |r| r.get::<_, i64>(0))? > 0;
+        let state = if has_active { "pending" } else { "active" };
+        let public = key.public_key_b64();
+        match tx.execute(
+            "INSERT INTO keys (domain, selector, algorithm, bits, sealed, public_key, state, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![domain, selector, key.algorithm.k_tag(), key.bits as i64, sealed, public, state, now()],
+        ) {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => return Err(StoreError::Exists(format!("selector {selector} of {domain}"))),
+            r => r?,
+        };
+        let id = tx.last_insert_rowid();
+        Store::bump_generation(&tx)?;
+        tx.commit()?;
+        drop(db);
+        self.key(id)?.ok_or_else(|| StoreError::NotFound("the new key".into()))
+    }
+
+    pub fn key(&self, id: i64) -> Result<Option<KeyRow>, StoreError> {
+        Ok(self.db().query_row(&format!("{KEY_COLUMNS} WHERE id = ?1"), params![id], key_row).optional()?)
+    }
+
+    pub fn domains(&self) -> Result<Vec<DomainRow>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT domain, active, created FROM domains ORDER BY domain")?;
+        let mut out = st.query_map([], |r| Ok(DomainRow { domain: r.get(0)?, active: r.get::<_, i64>(1)? != 0, created: r.get(2)?, keys: vec![] }))?.collect::<Result<Vec<_>, _>>()?;
+        let mut st = db.prepare(&format!("{KEY_COLUMNS} ORDER BY domain, created, id"))?;
+        for k in st.query_map([], key_row)? {
+            let k = k?;
+            if let Some(d) = out.iter_mut().find(|d| d.domain == k.domain) {
+                d.keys.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn domain(&self, domain: &str) -> Result<Option<DomainRow>, StoreError> {
+        Ok(self.domains()?.into_iter().find(|d| d.domain == domain))
+    }
+
+    pub fn set_active(&self, domain: &str, active: bool) -> Result<(), StoreError> {
+        let db = self.db();
+        if db.execute("UPDATE domains SET active = ?2 WHERE domain = ?1", params![domain, active as i64])? == 0 {
+            return Err(StoreError::NotFound(format!("domain {domain}")));
+        }
+        Store::bump_generation(&db)
+    }
+
+    /// The switch of a rotation: this key signs from now on, and the
+    /// active key of the same algorithm is retired.
+    pub fn switch_to(&self, id: i64) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let (domain, algorithm): (String, String) = tx.query_row("SELECT domain, algorithm FROM keys WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?.ok_or_else(|| StoreError::NotFound(format!("key {id}")))?;
+        tx.execute("UPDATE keys SET state = 'retired', rotated = ?3 WHERE domain = ?1 AND algorithm = ?2 AND state = 'active'", params![domain, algorithm, now()])?;
+        tx.execute("UPDATE keys SET state = 'active', rotated = ?2 WHERE id = ?1", params![id, now()])?;
+        Store::bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_key(&self, id: i64) -> Result<(), StoreError> {
+        let db = self.db();
+        if db.execute("DELETE FROM keys WHERE id = ?1 AND state != 'active'", params![id])? == 0 {
+            return Err(StoreError::Invalid("only a pending or retired key can be deleted; switch to another key first".into()));
+        }
+        Store::bump_generation(&db)
+    }
+
+    pub fn delete_domain(&self, domain: &str) -> Result<(), StoreError> {
+        let db = self.db();
+        if db.execute("DELETE FROM domains WHERE domain = ?1", params![domain])? == 0 {
+            return Err(StoreError::NotFound(format!("domain {domain}")));
+        }
+        Store::bump_generation(&db)
+    }
+
+    /// The private key of a stored key, opened.
+    pub fn private_key(&self, id: i64) -> Result<PrivateKey, StoreError> {
+        let (domain, selector, sealed): (String, String, Vec<u8>) =
+            self.db().query_row("SELECT domain, selector, sealed FROM keys WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?.ok_or_else(|| StoreError::NotFound(format!("key {id}")))?;
+        let der = self.master.open(&sealed, &aad(&domain, &selector))?;
+        PrivateKey::from_pkcs8_der(&der).map_err(|e| StoreError::Invalid(format!("stored key {selector}._domainkey.{domain}: {e}")))
+    }
+}
+
+const KEY_COLUMNS: &str = "SELECT id, domain, selector, algorithm, bits, public_key, state, created, rotated FROM keys";
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok(KeyRow {
+        id: r.get(0)?,
+        domain: r.get(1)?,
+        selector: r.get(2)?,
+        algorithm: algorithm_of(&r.get::<_, String>(3)?),
+        bits: r.get(4)?,
+        public_key: r.get(5)?,
+        state: r.get(6)?,
+        created: r.get(7)?,
+        rotated: r.get(8)?,
+    })
+}
+
+pub(crate) fn key_generation(db: &Connection) -> Result<i64, StoreError> {
+    Ok(db.query_row("SELECT value FROM meta WHERE name = 'key_generation'", [], |r| r.get(0))?)
+}
+
+/// The keys that sign: active keys of active domains, each opened with
+/// the master key. A key that does not open is an error for its domain.
+pub(crate) fn signing_keys(db: &Connection, master: &MasterKey) -> Result<Vec<(String, String, Result<PrivateKey, String>)>, StoreError> {
+    let mut st = db.prepare("SELECT k.domain, k.selector, k.sealed FROM keys k JOIN domains d ON d.domain = k.domain WHERE d.active = 1 AND k.state = 'active' ORDER BY k.domain, k.algorithm DESC")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (domain, selector, sealed) = row?;
+        let key = master
+            .open(&sealed, &aad(&domain, &selector))
+            .map_err(|e| e.to_string())
+            .and_then(|der| PrivateKey::from_pkcs8_der(&der).map_err(|e| e.to_string()))
+            .map_err(|e| format!("{selector}._domainkey.{domain}: {e}"));
+        out.push((domain, selector, key));
+    }
+    Ok(out)
+}
+
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn hash_password(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&crypto::random_bytes::<16>()).expect("16 octets make a salt");
+    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default parameters").to_string()
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> Store {
+        Store::open(dir, MasterKey::from_hex(&"11".repeat(32)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn users_sessions_and_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.add_user("admin", "correct horse battery").unwrap();
+        assert!(matches!(s.add_user("admin", "another password"), Err(StoreError::Exists(_))));
+        assert!(matches!(s.add_user("bob", "short"), Err(StoreError::Invalid(_))));
+        assert!(s.check_login("admin", "wrong password").unwrap().is_none());
+        assert!(s.check_login("nobody", "correct horse battery").unwrap().is_none());
+        let id = s.check_login("admin", "correct horse battery").unwrap().unwrap();
+        let (token, csrf) = s.create_session(id).unwrap();
+        assert_eq!(s.session(&token).unwrap(), Some(("admin".into(), csrf)));
+        // Stored hashed: the database does not hold the cookie.
+        let raw: String = s.db().query_row("SELECT token FROM sessions", [], |r| r.get(0)).unwrap();
+        assert_ne!(raw, token);
+        s.end_session(&token).unwrap();
+        assert!(s.session(&token).unwrap().is_none());
+        let api = s.add_api_token("admin", "deploy").unwrap();
+        assert_eq!(s.api_token_user(&api).unwrap().as_deref(), Some("admin"));
+        assert!(s.api_token_user("nj_guess").unwrap().is_none());
+        assert!(matches!(s.add_api_token("nobody", "x"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn keys_are_sealed_rotated_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.add_domain("Example.COM.").unwrap();
+        assert!(matches!(s.add_domain("example.com"), Err(StoreError::Exists(_))));
+        assert!(matches!(s.add_domain("not a domain"), Err(StoreError::Invalid(_))));
+        let g0 = s.key_generation().unwrap();
+        let k1 = PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap();
+        let r1 = s.add_key("example.com", "s1", &k1).unwrap();
+        assert_eq!(r1.state, "active");
+        assert!(s.key_generation().unwrap() > g0);
+        let k2 = PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap();
+        let r2 = s.add_key("example.com", "s2", &k2).unwrap();
+        assert_eq!(r2.state, "pending");
+        assert!(matches!(s.add_key("example.com", "s2", &k2), Err(StoreError::Exists(_))));
+        assert!(matches!(s.add_key("example.com", "bad_selector", &k2), Err(StoreError::Invalid(_))));
+
+        // The private key is not in the file in the clear.
+        drop(s);
+        let file = std::fs::read(dir.path().join("netjes.sqlite")).unwrap();
+        let wal = std::fs::read(dir.path().join("netjes.sqlite-wal")).unwrap_or_default();
+        for hay in [&file, &wal] {
+            assert!(!hay.windows(16).any(|w| w == &k1.pkcs8_der()[16..32]));
+        }
+        let s = store(dir.path());
+        assert_eq!(s.private_key(r1.id).unwrap().public_key, k1.public_key);
+        let master = MasterKey::from_hex(&"11".repeat(32)).unwrap();
+        // Inactive domains do not sign.
+        assert!(signing_keys(&s.db(), &master).unwrap().is_empty());
+        s.set_active("example.com", true).unwrap();
+        let signing = signing_keys(&s.db(), &master).unwrap();
+        assert_eq!(signing.len(), 1);
+        assert_eq!(signing[0].1, "s1");
+        s.switch_to(r2.id).unwrap();
+        let d = s.domain("example.com").unwrap().unwrap();
+        assert_eq!(d.keys.iter().map(|k| (k.selector.as_str(), k.state.as_str())).collect::<Vec<_>>(), [("s1", "retired"), ("s2", "active")]);
+        assert_eq!(signing_keys(&s.db(), &master).unwrap()[0].1, "s2");
+        assert!(s.delete_key(r2.id).is_err(), "the active key stays");
+        s.delete_key(r1.id).unwrap();
+
+        // Another master key opens nothing.
+        let wrong = Store::open(dir.path(), MasterKey::from_hex(&"22".repeat(32)).unwrap()).unwrap();
+        assert!(matches!(wrong.private_key(r2.id), Err(StoreError::Crypto(_))));
+    }
+
+    #[test]
+    fn tests_take_one_message_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.create_test("abc", "abc@test.example", std::time::Duration::from_secs(60)).unwrap();
+        assert!(s.test_is_open("abc").unwrap());
+        assert!(!s.test_is_open("abd").unwrap());
+        assert!(s.receive("abc", b"Subject: x\r\n\r\nhi\r\n", &serde_json::json!({"ip": "127.0.0.1"})).unwrap());
+        assert!(!s.receive("abc", b"second", &serde_json::json!({})).unwrap());
+        assert_eq!(s.unfinished().unwrap(), ["abc"]);
+        s.finish("abc", &serde_json::json!({"score": 9.5})).unwrap();
+        let t = s.test("abc").unwrap().unwrap();
+        assert_eq!((t.status.as_str(), t.report.unwrap()["score"].as_f64()), ("done", Some(9.5)));
+        s.create_test("old", "old@test.example", std::time::Duration::from_secs(0)).unwrap();
+        s.db().execute("UPDATE tests SET expires = expires - 10 WHERE id = 'old'", []).unwrap();
+        assert_eq!(s.test("old").unwrap().unwrap().status, "expired");
+        assert!(!s.receive("old", b"late", &serde_json::json!({})).unwrap());
+        assert_eq!(s.purge_tests(now() + 1).unwrap(), 2);
+    }
+}
