@@ -41,7 +41,7 @@ fn gauge(score: f32) -> String {
     )
 }
 
-const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d1d1f}main{max-width:900px;margin:auto;padding:24px}\
+pub const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d1d1f}main{max-width:900px;margin:auto;padding:24px}\
 header{display:flex;gap:24px;align-items:center;flex-wrap:wrap;background:#fff;border-radius:10px;padding:16px 24px}\
 section{background:#fff;border-radius:10px;padding:8px 24px 16px;margin-top:16px}h2{font-size:18px;display:flex;justify-content:space-between}\
 .f{border-left:4px solid #ccc;padding:4px 12px;margin:8px 0}.f.bad{border-color:#c62828}.f.info{border-color:#888}.pen{font-weight:700;color:#c62828}\
@@ -49,14 +49,19 @@ section{background:#fff;border-radius:10px;padding:8px 24px 16px;margin-top:16px
 table{border-collapse:collapse;width:100%;font-size:13px}td,th{text-align:left;padding:4px 6px;border-bottom:1px solid #eee;vertical-align:top}\
 .why{background:#fff4f4;border-radius:10px;padding:8px 24px;margin-top:16px}code{word-break:break-all}";
 
-/// Renders the report.
+/// Renders the report as a page of its own.
 pub fn render(r: &Report) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>netjes analyze: {:.1}/10</title><style>{STYLE}</style></head><body><main>{}<p style=\"color:#777;font-size:12px\">Made by netjes analyze.</p></main></body></html>\n",
+        r.score,
+        render_fragment(r)
+    )
+}
+
+/// The report without the page around it, for `netjes serve`'s pages
+/// (which load [`STYLE`] from their style sheet).
+pub fn render_fragment(r: &Report) -> String {
     let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>netjes analyze: {:.1}/10</title><style>{STYLE}</style></head><body><main>",
-        r.score
-    );
     let _ = write!(h, "<header>{}<div><h1 style=\"margin:0;font-size:22px\">{}</h1>", gauge(r.score), escape(r.subject.as_deref().unwrap_or("(no subject)")));
     let _ = write!(h, "<div>From: {}</div>", escape(r.from.as_deref().unwrap_or("(none)")));
     let _ = write!(h, "<div>Envelope: {}</div>", escape(&r.envelope.source));
@@ -135,7 +140,6 @@ pub fn render(r: &Report) -> String {
         h.push_str("</section>");
     }
     let _ = write!(h, "<section><h2>Authentication-Results</h2><p><code>{}</code></p></section>", escape(&r.auth.authentication_results));
-    h.push_str("<p style=\"color:#777;font-size:12px\">Made by netjes analyze.</p></main></body></html>\n");
     h
 }
 

@@ -3,7 +3,8 @@
 
 use crate::report::{Category, Finding, Status};
 use netjes_auth::dkim::keys::{MIN_RSA_BITS, RECOMMENDED_RSA_BITS};
-use netjes_auth::dkim::{parse_key_record, KeyAlgorithm, KeyRecordError};
+use netjes_auth::dkim::record::same_public_key;
+use netjes_auth::dkim::{parse_key_record, KeyAlgorithm, KeyRecordError, PrivateKey};
 use netjes_dns::{Resolver, ResolverExt};
 
 const C: Category = Category::Dkim;
@@ -106,3 +107,82 @@ pub async fn check_dkim(dns: &dyn Resolver, domain: &str, given: &[String], mx_h
     }
     out
 }
+
+/// What `testkey` found at a key's DNS name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyStatus {
+    Ok,
+    NotPublished,
+    DifferentKey,
+    Malformed,
+    /// A timeout or SERVFAIL: nothing is known.
+    DnsError,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Ok => "ok",
+            KeyStatus::NotPublished => "not-published",
+            KeyStatus::DifferentKey => "different-key",
+            KeyStatus::Malformed => "malformed",
+            KeyStatus::DnsError => "dns-error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyTest {
+    pub status: KeyStatus,
+    pub message: String,
+    pub warnings: Vec<String>,
+}
+
+impl KeyTest {
+    fn new(status: KeyStatus, message: String, warnings: Vec<String>) -> KeyTest {
+        KeyTest { status, message, warnings }
+    }
+}
+
+/// opendkim-testkey: is the key published at `name` the public half of
+/// `key`?
+pub async fn testkey(dns: &dyn Resolver, name: &str, key: &PrivateKey) -> KeyTest {
+    let mut warnings = Vec::new();
+    if key.algorithm == KeyAlgorithm::Rsa && key.bits < RECOMMENDED_RSA_BITS {
+        warnings.push(format!("the key has {} bits; use 2048 (RFC 8301 §3.2)", key.bits));
+    }
+    let txts = match dns.txt(name).await {
+        Ok(t) => t,
+        Err(e) if e.is_temporary() => return KeyTest::new(KeyStatus::DnsError, format!("cannot check {name}: {e}"), warnings),
+        Err(_) => {
+            return KeyTest::new(KeyStatus::NotPublished, format!("no key is published at {name}: publish the record from `netjes dkim record`"), warnings)
+        }
+    };
+    let dkim = netjes_auth::dkim::key_records(&txts);
+    let Some(first) = dkim.first() else {
+        return KeyTest::new(KeyStatus::NotPublished, format!("{name} has TXT records, but none is a DKIM key"), warnings);
+    };
+    if dkim.len() > 1 {
+        warnings.push(format!("{name} has {} key records; verifiers use only one", dkim.len()));
+    }
+    match parse_key_record(first) {
+        Ok(rec) => {
+            warnings.extend(rec.warnings.iter().cloned());
+            if rec.testing {
+                warnings.push("the record has t=y: receivers treat the domain as testing DKIM".into());
+            }
+            if !rec.warnings.is_empty() && rec.warnings.iter().any(|w| w.contains("white space")) {
+                return KeyTest::new(KeyStatus::Malformed, format!("{name}: the record is malformed: {}", rec.warnings.join("; ")), warnings);
+            }
+            if rec.algorithm == key.algorithm && same_public_key(&rec.public_key, &key.public_key, key.algorithm) {
+                KeyTest::new(KeyStatus::Ok, "key OK".to_string(), warnings)
+            } else {
+                KeyTest::new(KeyStatus::DifferentKey, format!("{name} publishes a different key ({} bits {}); publish the record of this key", rec.bits, rec.algorithm.k_tag()), warnings)
+            }
+        }
+        Err(KeyRecordError::Revoked) => KeyTest::new(KeyStatus::DifferentKey, format!("{name} publishes a revoked key (empty p=)"), warnings),
+        Err(e) => KeyTest::new(KeyStatus::Malformed, format!("{name}: {e}"), warnings),
+    }
+}
+

@@ -37,7 +37,7 @@ CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, password 
 CREATE TABLE sessions (token TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, csrf TEXT NOT NULL, expires INTEGER NOT NULL);
 CREATE TABLE api_tokens (token TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE tests (id TEXT PRIMARY KEY, address TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,
-  status TEXT NOT NULL, received INTEGER, facts TEXT, report TEXT, raw BLOB);
+  status TEXT NOT NULL, received INTEGER, facts TEXT, report TEXT, report_html TEXT, raw BLOB);
 CREATE INDEX tests_created ON tests(created);
 CREATE TABLE domains (domain TEXT PRIMARY KEY, active INTEGER NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE keys (id INTEGER PRIMARY KEY, domain TEXT NOT NULL REFERENCES domains(domain) ON DELETE CASCADE,
@@ -65,6 +65,9 @@ pub struct TestRow {
     pub received: Option<i64>,
     pub facts: Option<serde_json::Value>,
     pub report: Option<serde_json::Value>,
+    /// The report rendered, for the result page.
+    #[serde(skip)]
+    pub report_html: Option<String>,
     #[serde(skip)]
     pub raw: Option<Vec<u8>>,
 }
@@ -280,13 +283,13 @@ impl Store {
         let created = now();
         let expires = created + lifetime.as_secs() as i64;
         self.db().execute("INSERT INTO tests (id, address, created, expires, status) VALUES (?1, ?2, ?3, ?4, 'waiting')", params![id, address, created, expires])?;
-        Ok(TestRow { id: id.into(), address: address.into(), created, expires, status: "waiting".into(), received: None, facts: None, report: None, raw: None })
+        Ok(TestRow { id: id.into(), address: address.into(), created, expires, status: "waiting".into(), received: None, facts: None, report: None, report_html: None, raw: None })
     }
 
     pub fn test(&self, id: &str) -> Result<Option<TestRow>, StoreError> {
         let row = self
             .db()
-            .query_row("SELECT id, address, created, expires, status, received, facts, report, raw FROM tests WHERE id = ?1", params![id], |r| {
+            .query_row("SELECT id, address, created, expires, status, received, facts, report, report_html, raw FROM tests WHERE id = ?1", params![id], |r| {
                 Ok(TestRow {
                     id: r.get(0)?,
                     address: r.get(1)?,
@@ -296,7 +299,8 @@ impl Store {
                     received: r.get(5)?,
                     facts: r.get::<_, Option<String>>(6)?.and_then(|s| serde_json::from_str(&s).ok()),
                     report: r.get::<_, Option<String>>(7)?.and_then(|s| serde_json::from_str(&s).ok()),
-                    raw: r.get(8)?,
+                    report_html: r.get(8)?,
+                    raw: r.get(9)?,
                 })
             })
             .optional()?;
@@ -323,8 +327,8 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn finish(&self, id: &str, report: &serde_json::Value) -> Result<(), StoreError> {
-        self.db().execute("UPDATE tests SET status = 'done', report = ?2 WHERE id = ?1", params![id, report.to_string()])?;
+    pub fn finish(&self, id: &str, report: &serde_json::Value, html: &str) -> Result<(), StoreError> {
+        self.db().execute("UPDATE tests SET status = 'done', report = ?2, report_html = ?3 WHERE id = ?1", params![id, report.to_string(), html])?;
         Ok(())
     }
 
@@ -605,7 +609,7 @@ mod tests {
         assert!(s.receive("abc", b"Subject: x\r\n\r\nhi\r\n", &serde_json::json!({"ip": "127.0.0.1"})).unwrap());
         assert!(!s.receive("abc", b"second", &serde_json::json!({})).unwrap());
         assert_eq!(s.unfinished().unwrap(), ["abc"]);
-        s.finish("abc", &serde_json::json!({"score": 9.5})).unwrap();
+        s.finish("abc", &serde_json::json!({"score": 9.5}), "<p>9.5</p>").unwrap();
         let t = s.test("abc").unwrap().unwrap();
         assert_eq!((t.status.as_str(), t.report.unwrap()["score"].as_f64()), ("done", Some(9.5)));
         s.create_test("old", "old@test.example", std::time::Duration::from_secs(0)).unwrap();

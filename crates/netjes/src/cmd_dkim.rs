@@ -3,11 +3,9 @@ use crate::output::{mark, print_json, tone_of, Tone};
 use crate::GlobalOpts;
 use anyhow::Context;
 use clap::Subcommand;
-use netjes_auth::dkim::keys::{KeyAlgorithm, PrivateKey, RECOMMENDED_RSA_BITS};
-use netjes_auth::dkim::record::same_public_key;
+use netjes_auth::dkim::keys::{KeyAlgorithm, PrivateKey};
 use netjes_auth::dkim::sign::parse_canonicalization;
-use netjes_auth::dkim::{parse_key_record, sign_message, verify_dkim, DkimResult, KeyRecordError, SignOptions};
-use netjes_dns::ResolverExt;
+use netjes_auth::dkim::{sign_message, verify_dkim, DkimResult, SignOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -227,50 +225,14 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
 
 /// (status, message, exit code, warnings)
 async fn testkey(dns: &dyn netjes_dns::Resolver, name: &str, key: &PrivateKey) -> (&'static str, String, i32, Vec<String>) {
-    let mut warnings = Vec::new();
-    if key.algorithm == KeyAlgorithm::Rsa && key.bits < RECOMMENDED_RSA_BITS {
-        warnings.push(format!("the key has {} bits; use 2048 (RFC 8301 §3.2)", key.bits));
-    }
-    let txts = match dns.txt(name).await {
-        Ok(t) => t,
-        Err(e) if e.is_temporary() => return ("dns-error", format!("cannot check {name}: {e}"), exit::TEMPORARY, warnings),
-        Err(_) => {
-            return (
-                "not-published",
-                format!("no key is published at {name}: publish the record from `netjes dkim record`"),
-                exit::KEY_NOT_PUBLISHED,
-                warnings,
-            )
-        }
+    use netjes_check::dkim::KeyStatus;
+    let t = netjes_check::dkim::testkey(dns, name, key).await;
+    let code = match t.status {
+        KeyStatus::Ok => exit::OK,
+        KeyStatus::DnsError => exit::TEMPORARY,
+        KeyStatus::NotPublished => exit::KEY_NOT_PUBLISHED,
+        KeyStatus::DifferentKey => exit::KEY_DIFFERENT,
+        KeyStatus::Malformed => exit::KEY_MALFORMED,
     };
-    let dkim = netjes_auth::dkim::key_records(&txts);
-    let Some(first) = dkim.first() else {
-        return ("not-published", format!("{name} has TXT records, but none is a DKIM key"), exit::KEY_NOT_PUBLISHED, warnings);
-    };
-    if dkim.len() > 1 {
-        warnings.push(format!("{name} has {} key records; verifiers use only one", dkim.len()));
-    }
-    match parse_key_record(first) {
-        Ok(rec) => {
-            warnings.extend(rec.warnings.iter().cloned());
-            if rec.testing {
-                warnings.push("the record has t=y: receivers treat the domain as testing DKIM".into());
-            }
-            if !rec.warnings.is_empty() && rec.warnings.iter().any(|w| w.contains("white space")) {
-                return ("malformed", format!("{name}: the record is malformed: {}", rec.warnings.join("; ")), exit::KEY_MALFORMED, warnings);
-            }
-            if rec.algorithm == key.algorithm && same_public_key(&rec.public_key, &key.public_key, key.algorithm) {
-                ("ok", "key OK".to_string(), exit::OK, warnings)
-            } else {
-                (
-                    "different-key",
-                    format!("{name} publishes a different key ({} bits {}); publish the record of this key", rec.bits, rec.algorithm.k_tag()),
-                    exit::KEY_DIFFERENT,
-                    warnings,
-                )
-            }
-        }
-        Err(KeyRecordError::Revoked) => ("different-key", format!("{name} publishes a revoked key (empty p=)"), exit::KEY_DIFFERENT, warnings),
-        Err(e) => ("malformed", format!("{name}: {e}"), exit::KEY_MALFORMED, warnings),
-    }
+    (t.status.as_str(), t.message, code, t.warnings)
 }

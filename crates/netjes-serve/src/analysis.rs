@@ -1,0 +1,72 @@
+//! The domain check and the message analysis, as the web UI, the API and
+//! the test inbox run them: the same engines and the same JSON as
+//! `netjes check --json` and `netjes analyze --json`.
+
+use netjes_dns::Resolver;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The facts of the SMTP session a test message came in by.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Facts {
+    pub ip: IpAddr,
+    pub helo: String,
+    pub mail_from: String,
+    pub rcpt: String,
+    /// "TLSv1.3", or none for plain SMTP.
+    pub tls_version: Option<String>,
+    pub tls_cipher: Option<String>,
+    pub received_at: i64,
+}
+
+pub struct Tools {
+    pub dns: Arc<dyn Resolver>,
+    pub ip_lists: Vec<String>,
+    pub domain_lists: Vec<String>,
+    pub authserv_id: String,
+}
+
+impl std::fmt::Debug for Tools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tools").field("ip_lists", &self.ip_lists).field("domain_lists", &self.domain_lists).finish_non_exhaustive()
+    }
+}
+
+impl Tools {
+    pub fn new(dns: Arc<dyn Resolver>, ip_lists: Option<Vec<String>>, domain_lists: Option<Vec<String>>, authserv_id: String) -> Tools {
+        let d = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Tools {
+            dns,
+            ip_lists: ip_lists.unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_IP_LISTS)),
+            domain_lists: domain_lists.unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_DOMAIN_LISTS)),
+            authserv_id,
+        }
+    }
+
+    /// The analyze report as JSON and rendered. Without facts, the
+    /// envelope is read from the message's Received chain, as the CLI does.
+    pub async fn analyze(&self, raw: &[u8], facts: Option<&Facts>) -> Result<(serde_json::Value, String), String> {
+        let o = netjes_analyze::Options {
+            ip: facts.map(|f| f.ip),
+            helo: facts.map(|f| f.helo.clone()),
+            mail_from: facts.map(|f| f.mail_from.clone()),
+            authserv_id: self.authserv_id.clone(),
+            ip_lists: self.ip_lists.clone(),
+            domain_lists: self.domain_lists.clone(),
+            ..Default::default()
+        };
+        let report = netjes_analyze::analyze(self.dns.as_ref(), raw, &o).await.map_err(|e| e.to_string())?;
+        Ok((serde_json::to_value(&report).map_err(|e| e.to_string())?, netjes_analyze::html_report::render_fragment(&report)))
+    }
+
+    pub async fn check(&self, domain: &str) -> Result<serde_json::Value, String> {
+        let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !crate::store::valid_domain(&d) {
+            return Err(format!("{domain:?} is not a domain name"));
+        }
+        let o = netjes_check::CheckOptions { ip_lists: Some(self.ip_lists.clone()), domain_lists: Some(self.domain_lists.clone()), ..Default::default() };
+        let report = netjes_check::check_domain(self.dns.as_ref(), &d, &o).await;
+        serde_json::to_value(&report).map_err(|e| e.to_string())
+    }
+}
