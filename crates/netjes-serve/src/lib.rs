@@ -1,8 +1,98 @@
 //! `netjes serve`: the web UI and JSON API, the SMTP test inbox (a
 //! self-hosted mail-tester), and the store of signing domains whose keys
 //! the milter signs with.
+//!
+//! [`run`] takes bound listeners, so that tests drive the daemon over
+//! real HTTP and SMTP on ports the system picked.
 
+pub mod analysis;
 pub mod config;
 pub mod crypto;
 pub mod keystore;
+pub mod pages;
+pub mod smtp;
 pub mod store;
+pub mod web;
+
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("HTTP: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Everything `run` serves, made from the configuration.
+#[derive(Debug)]
+pub struct Parts {
+    pub store: store::Store,
+    pub app: Arc<web::App>,
+    pub inbox: Arc<smtp::Inbox>,
+    pub metrics: Arc<netjes_net::metrics::Metrics>,
+}
+
+pub fn build(cfg: &config::Config, dns: Arc<dyn netjes_dns::Resolver>) -> Result<Parts, ServeError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| store::StoreError::Dir(cfg.data_dir.display().to_string(), e.to_string()))?;
+    let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir)?;
+    let store = store::Store::open(&cfg.data_dir, master)?;
+    let metrics = Arc::new(netjes_net::metrics::Metrics::default());
+    let tools = Arc::new(analysis::Tools::new(dns, cfg.ip_lists.clone(), cfg.domain_lists.clone(), cfg.hostname.clone()));
+    let tls = match &cfg.tls {
+        Some((c, k)) => smtp::from_files(c, k),
+        None => smtp::self_signed(&cfg.hostname),
+    }
+    .map_err(ServeError::Tls)?;
+    let limits = smtp::Limits {
+        max_message_bytes: cfg.max_message_bytes,
+        max_recipients: cfg.max_recipients,
+        session: cfg.smtp_session,
+        idle: cfg.smtp_idle,
+        max_connections: cfg.max_connections,
+        max_connections_per_client: cfg.max_connections_per_client,
+    };
+    let inbox = Arc::new(smtp::Inbox::new(store.clone(), tools.clone(), cfg.hostname.clone(), cfg.test_domain.clone(), limits, Some(tls), metrics.clone()));
+    let app = Arc::new(web::App::new(store.clone(), tools, cfg, metrics.clone()));
+    Ok(Parts { store, app, inbox, metrics })
+}
+
+/// When there is no user yet: makes `admin` with a random password and
+/// returns it, to be shown once.
+pub fn first_admin(store: &store::Store) -> Result<Option<(String, String)>, store::StoreError> {
+    if store.user_count()? > 0 {
+        return Ok(None);
+    }
+    let password = crypto::token()[..20].to_string();
+    store.add_user("admin", &password)?;
+    Ok(Some(("admin".into(), password)))
+}
+
+/// Serves HTTP and SMTP until `shutdown` turns true; deletes old tests
+/// every hour, and first analyses messages a crash left unanalysed.
+pub async fn run(http: tokio::net::TcpListener, smtp_listener: tokio::net::TcpListener, parts: &Parts, retention: std::time::Duration, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<(), ServeError> {
+    let inbox = parts.inbox.clone();
+    tokio::spawn(async move { inbox.resume().await });
+    let store = parts.store.clone();
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            match store.purge_tests(store::now() - retention.as_secs() as i64) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tests = n, "deleted old test results"),
+                Err(e) => tracing::error!(error = %e, "cannot delete old test results"),
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            }
+        }
+    });
+    tokio::spawn(smtp::run(smtp_listener, parts.inbox.clone(), shutdown.clone()));
+    web::run(http, parts.app.clone(), shutdown).await?;
+    Ok(())
+}

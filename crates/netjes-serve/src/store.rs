@@ -493,7 +493,10 @@ pub(crate) fn key_generation(db: &Connection) -> Result<i64, StoreError> {
 
 /// The keys that sign: active keys of active domains, each opened with
 /// the master key. A key that does not open is an error for its domain.
-pub(crate) fn signing_keys(db: &Connection, master: &MasterKey) -> Result<Vec<(String, String, Result<PrivateKey, String>)>, StoreError> {
+/// (domain, selector, the key or why it does not open).
+pub(crate) type SigningKeyRow = (String, String, Result<PrivateKey, String>);
+
+pub(crate) fn signing_keys(db: &Connection, master: &MasterKey) -> Result<Vec<SigningKeyRow>, StoreError> {
     let mut st = db.prepare("SELECT k.domain, k.selector, k.sealed FROM keys k JOIN domains d ON d.domain = k.domain WHERE d.active = 1 AND k.state = 'active' ORDER BY k.domain, k.algorithm DESC")?;
     let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
     let mut out = Vec::new();

@@ -494,7 +494,7 @@ fn received_field(hostname: &str, f: &Facts, id: &str) -> String {
     format!("Received: from {helo} ([{literal}]){tls}\r\n\tby {hostname} (netjes) with {with} id {id}\r\n\tfor <{rcpt}>; {}\r\n", rfc5322_date(f.received_at))
 }
 
-fn rfc5322_date(t: i64) -> String {
+pub fn rfc5322_date(t: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = t.div_euclid(86400);
@@ -531,7 +531,8 @@ mod tests {
         };
         let r = received_field("mx.t.example", &f, "id");
         assert!(r.starts_with("Received: from evilX-Injected:1 ([192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby mx.t.example (netjes) with ESMTPS id id"), "{r}");
-        let parsed = mail_parser::MessageParser::default().parse(format!("{r}Subject: x\r\n\r\nx\r\n").as_bytes()).unwrap();
+        let text = format!("{r}Subject: x\r\n\r\nx\r\n");
+        let parsed = mail_parser::MessageParser::default().parse(text.as_bytes()).unwrap();
         let rec = parsed.received().unwrap();
         assert_eq!(rec.from_ip(), Some("192.0.2.1".parse().unwrap()));
     }
