@@ -24,6 +24,12 @@ pub struct RawConfig {
     pub key_table: Option<String>,
     /// OpenDKIM's SigningTable; "refile:PATH" for patterns.
     pub signing_table: Option<String>,
+    /// The data directory of `netjes serve`: its active signing domains
+    /// sign too (asked before the tables), with no restart when they change.
+    pub key_store: Option<std::path::PathBuf>,
+    /// The master key that opens the store's private keys; NETJES_MASTER_KEY
+    /// or `key_store/master.key` when absent.
+    pub master_key_file: Option<std::path::PathBuf>,
     pub on_key_error: Failure,
     pub on_dns_error: Failure,
     pub enforce_dmarc: bool,
@@ -56,6 +62,8 @@ impl Default for RawConfig {
             internal_hosts: vec!["127.0.0.1".into(), "::1".into()],
             key_table: None,
             signing_table: None,
+            key_store: None,
+            master_key_file: None,
             on_key_error: Failure::Tempfail,
             on_dns_error: Failure::Tempfail,
             enforce_dmarc: true,
@@ -89,6 +97,9 @@ pub struct Config {
     pub key_errors: Vec<String>,
     pub metrics: Option<std::net::SocketAddr>,
     pub data_dir: std::path::PathBuf,
+    /// (store directory, master key file): opened by the binary, which
+    /// puts the store before the tables in `keys`.
+    pub key_store: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -155,7 +166,8 @@ impl Config {
             trusted_arc_sealers: raw.trusted_arc_sealers.iter().map(|s| s.to_ascii_lowercase()).collect(),
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
         };
-        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors, metrics, data_dir: raw.data_dir })
+        let key_store = raw.key_store.map(|d| (d, raw.master_key_file));
+        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors, metrics, data_dir: raw.data_dir, key_store })
     }
 
     pub fn milter(&self, dns: Arc<dyn Resolver>, verdicts: Option<crate::verdicts::VerdictStore>) -> Milter {

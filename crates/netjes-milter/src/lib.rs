@@ -4,6 +4,7 @@
 //! milter, shutdown)` drives them over the real wire protocol.
 
 pub mod protocol;
+pub mod client;
 pub mod config;
 pub mod keys;
 pub mod server;

@@ -64,16 +64,17 @@ impl MasterKey {
     }
 
     /// NETJES_MASTER_KEY, else the named file, else `data_dir/master.key`,
-    /// made (mode 0600) when it does not exist. A file others can read is
-    /// refused, as a private key file is.
-    pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<MasterKey, CryptoError> {
+    /// made (mode 0600) when it does not exist and `create` says so (only
+    /// `netjes serve` makes one; the milter must find the same). A file
+    /// others can read is refused, as a private key file is.
+    pub fn load(file: Option<&Path>, data_dir: &Path, create: bool) -> Result<MasterKey, CryptoError> {
         if let Ok(v) = std::env::var("NETJES_MASTER_KEY") {
             return MasterKey::from_hex(&v);
         }
         let default = data_dir.join("master.key");
         let path = file.unwrap_or(&default);
         let err = |reason: String| CryptoError::File { path: path.display().to_string(), reason };
-        if file.is_none() && !path.exists() {
+        if create && file.is_none() && !path.exists() {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| err(e.to_string()))?;
@@ -139,15 +140,15 @@ mod tests {
     #[test]
     fn the_master_key_file_is_made_private_and_others_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let k = MasterKey::load(None, dir.path()).unwrap();
+        let k = MasterKey::load(None, dir.path(), true).unwrap();
         let sealed = k.seal(b"x", "a");
         use std::os::unix::fs::PermissionsExt;
         let path = dir.path().join("master.key");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         // The same key on the next start.
-        assert_eq!(MasterKey::load(None, dir.path()).unwrap().open(&sealed, "a").unwrap(), b"x");
+        assert_eq!(MasterKey::load(None, dir.path(), true).unwrap().open(&sealed, "a").unwrap(), b"x");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = MasterKey::load(None, dir.path()).unwrap_err().to_string();
+        let e = MasterKey::load(None, dir.path(), true).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");
     }
 

@@ -38,8 +38,14 @@ pub struct Parts {
 }
 
 pub fn build(cfg: &config::Config, dns: Arc<dyn netjes_dns::Resolver>) -> Result<Parts, ServeError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| store::StoreError::Dir(cfg.data_dir.display().to_string(), e.to_string()))?;
-    let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir)?;
+    let dir_error = |e: std::io::Error| store::StoreError::Dir(cfg.data_dir.display().to_string(), e.to_string());
+    std::fs::create_dir_all(&cfg.data_dir).map_err(dir_error)?;
+    // The store and the master key: for netjes alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_error)?;
+    }
+    let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir, true)?;
     let store = store::Store::open(&cfg.data_dir, master)?;
     let metrics = Arc::new(netjes_net::metrics::Metrics::default());
     let tools = Arc::new(analysis::Tools::new(dns, cfg.ip_lists.clone(), cfg.domain_lists.clone(), cfg.hostname.clone()));

@@ -53,6 +53,13 @@ pub struct MilterArgs {
     /// Serve Prometheus metrics on HOST:PORT (/metrics).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<String>,
+    /// Sign with the active signing domains of `netjes serve`'s data
+    /// directory too (asked before the tables; changes apply at once).
+    #[arg(long = "key-store", value_name = "DIR")]
+    pub key_store: Option<PathBuf>,
+    /// The master key of --key-store, when not DIR/master.key or NETJES_MASTER_KEY.
+    #[arg(long = "master-key-file", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
@@ -75,7 +82,21 @@ fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
     if a.metrics.is_some() {
         raw.metrics = a.metrics.clone();
     }
-    Config::validate(raw)
+    if a.key_store.is_some() {
+        raw.key_store = a.key_store.clone();
+    }
+    if a.master_key_file.is_some() {
+        raw.master_key_file = a.master_key_file.clone();
+    }
+    let mut c = Config::validate(raw)?;
+    if let Some((dir, master_file)) = &c.key_store {
+        let store = netjes_serve::crypto::MasterKey::load(master_file.as_deref(), dir, false)
+            .map_err(|e| e.to_string())
+            .and_then(|m| netjes_serve::keystore::StoreKeys::open(dir, m).map_err(|e| e.to_string()))
+            .map_err(|e| vec![format!("key_store: {e}")])?;
+        c.keys = std::sync::Arc::new(netjes_serve::keystore::Chain(vec![std::sync::Arc::new(store), c.keys.clone()]));
+    }
+    Ok(c)
 }
 
 fn log_key_errors(c: &Config) {

@@ -10,6 +10,7 @@ mod cmd_dkim;
 mod cmd_dmarc;
 mod cmd_milter;
 mod cmd_policy;
+mod cmd_serve;
 mod cmd_spf;
 mod cmd_verify;
 mod daemon;
@@ -109,6 +110,12 @@ enum Command {
     /// Authentication-Results header field that records it.
     #[command(after_long_help = EXIT_CODES)]
     Verify(cmd_verify::VerifyArgs),
+    /// Run the web UI and JSON API, the SMTP test inbox and the store of
+    /// signing domains.
+    Serve(cmd_serve::ServeArgs),
+    /// Users of the web UI, and their API tokens.
+    #[command(subcommand)]
+    User(cmd_serve::UserCommand),
 }
 
 /// Logs of the daemons go to standard error (journald takes them from
@@ -133,6 +140,8 @@ fn main() {
             Command::Analyze(a) => cmd_analyze::run(a, &cli.global).await,
             Command::Policy(a) => cmd_policy::run_policy(a, &cli.global).await,
             Command::Milter(a) => cmd_milter::run_milter(a, &cli.global).await,
+            Command::Serve(a) => cmd_serve::run_serve(a, &cli.global).await,
+            Command::User(c) => cmd_serve::run_user(c, &cli.global).await,
         };
         match res {
             Ok(code) => code,

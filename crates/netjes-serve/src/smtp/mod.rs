@@ -190,6 +190,7 @@ pub async fn run(listener: tokio::net::TcpListener, inbox: Arc<Inbox>, mut shutd
                     let _ = tokio::time::timeout(Duration::from_secs(2), s.reply("421 4.4.2 session time limit reached; closing")).await;
                 }
             }
+            s.close().await;
             drop(admission);
         });
     }
@@ -243,6 +244,26 @@ impl Session {
             return Ok(if buf.ends_with(b"\n") || buf.len() > max { Line::TooLong } else { Line::Eof });
         }
         Ok(Line::Text(buf))
+    }
+
+    /// Ends the connection so that the last reply arrives: closing a
+    /// socket with unread input sends a reset, which can overtake it.
+    async fn close(&mut self) {
+        let Some(mut io) = self.io.take() else { return };
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            io.get_mut().shutdown().await?;
+            let mut sink = [0u8; 8192];
+            let mut left = 1 << 20;
+            while left > 0 {
+                let n = io.read(&mut sink).await?;
+                if n == 0 {
+                    break;
+                }
+                left -= n.min(left);
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
     }
 
     fn reset(&mut self) {

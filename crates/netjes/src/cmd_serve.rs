@@ -1,0 +1,213 @@
+use crate::daemon;
+use crate::exit;
+use crate::output::print_json;
+use crate::GlobalOpts;
+use clap::Subcommand;
+use netjes_serve::config::{Config, RawConfig};
+use std::io::Read;
+use std::path::PathBuf;
+
+pub const SERVE_AFTER_HELP: &str = "\
+FIRST START:
+    netjes serve makes ./netjes-data (the SQLite store and master.key) and
+    prints a one-time password for the user admin. Open http://127.0.0.1:8025/.
+
+TEST INBOX:
+    Point the MX of --test-domain at this host and listen on port 25
+    (--smtp 0.0.0.0:25). Mail is taken only for open test addresses; all
+    else gets 550, and nothing is ever relayed.
+
+SIGNING DOMAINS:
+    Private keys are stored sealed with AES-256-GCM under the master key
+    (master_key_file, NETJES_MASTER_KEY or DATA_DIR/master.key; back it up).
+    `netjes milter --key-store DATA_DIR` signs with the active domains.
+
+API:
+    POST /api/tests                 {\"id\", \"address\"}
+    GET  /api/tests/ID              {\"status\": \"waiting\"|\"done\", \"report\"}
+    POST /api/check {\"domain\"}      the JSON of `netjes check --json`
+    POST /api/analyze (a message)   the JSON of `netjes analyze --json`
+    GET|POST /api/domains           signing domains (login or API token:
+                                    Authorization: Bearer nj_...)
+
+SIGNALS:
+    SIGTERM, SIGINT   stop (connections in progress finish)
+
+EXIT CODES:
+    0   stopped by a signal
+    2   usage error, or a bad configuration (every error is listed)
+    4   a port cannot be opened, or the store or master key cannot be read";
+
+/// Run the web UI and JSON API with the SMTP test inbox (a self-hosted
+/// mail-tester) and the store of signing domains, on an embedded SQLite
+/// store that needs no set-up.
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = SERVE_AFTER_HELP)]
+pub struct ServeArgs {
+    /// A TOML configuration file (see samples/serve.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the store lives [default: ./netjes-data].
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The web UI and API [default: 127.0.0.1:8025].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<String>,
+    /// The SMTP test inbox [default: 127.0.0.1:2525].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub smtp: Option<String>,
+    /// The domain of test addresses [default: test.localhost].
+    #[arg(long = "test-domain", value_name = "NAME")]
+    pub test_domain: Option<String>,
+    /// The host name in the SMTP greeting [default: the system's].
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Serve Prometheus metrics on HOST:PORT (/metrics).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+}
+
+fn load(a: &ServeArgs) -> Result<Config, Vec<String>> {
+    let mut raw: RawConfig = daemon::read_config(a.config.as_deref())?;
+    if let Some(d) = &a.data_dir {
+        raw.data_dir = d.clone();
+    }
+    if let Some(h) = &a.http {
+        raw.http = h.clone();
+    }
+    if let Some(s) = &a.smtp {
+        raw.smtp = s.clone();
+    }
+    if let Some(t) = &a.test_domain {
+        raw.test_domain = t.clone();
+    }
+    if a.hostname.is_some() {
+        raw.hostname = a.hostname.clone();
+    }
+    if a.metrics.is_some() {
+        raw.metrics = a.metrics.clone();
+    }
+    Config::validate(raw)
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {addr} ({what}): {e}"))))
+}
+
+pub async fn run_serve(a: ServeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    crate::init_logging();
+    let cfg = load(&a).map_err(daemon::bad_config)?;
+    let dns = g.resolver()?;
+    let parts = netjes_serve::build(&cfg, dns).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    if let Some((user, password)) = netjes_serve::first_admin(&parts.store).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))? {
+        // Shown once: only its hash is stored.
+        eprintln!("First start: log in as {user} with the password {password}\n(shown only now; change it with `netjes user password {user}`)");
+    }
+    let http = bind(cfg.http, "http").await?;
+    let smtp = bind(cfg.smtp, "smtp").await?;
+    tracing::info!(http = %cfg.http, smtp = %cfg.smtp, test_domain = %cfg.test_domain, data_dir = %cfg.data_dir.display(), "netjes serve started: http://{}/", cfg.http);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    daemon::serve_metrics(cfg.metrics, parts.metrics.clone(), rx.clone()).await?;
+    let retention = cfg.retention;
+    let server = tokio::spawn(async move {
+        if let Err(e) = netjes_serve::run(http, smtp, &parts, retention, rx).await {
+            tracing::error!(error = %e, "the web server stopped");
+        }
+    });
+    daemon::until_stopped(server, tx, || Err(vec!["netjes serve does not reload its configuration; restart it".into()])).await
+}
+
+/// Users of the web UI and their API tokens.
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user. The password is read from standard input (one line),
+    /// or made and printed when --generate is given.
+    Add {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Make a random password and print it.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Set a user's password (from standard input, one line) and end the
+    /// user's sessions.
+    Password {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Make an API token for a user (printed once; only its hash is kept).
+    Token {
+        name: String,
+        /// What the token is for.
+        #[arg(long, default_value = "api")]
+        label: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StoreArgs {
+    /// netjes serve's data directory.
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./netjes-data")]
+    pub data_dir: PathBuf,
+    /// The master key file, when not DIR/master.key or NETJES_MASTER_KEY.
+    #[arg(long = "master-key-file", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn open(&self) -> anyhow::Result<netjes_serve::store::Store> {
+        let master = netjes_serve::crypto::MasterKey::load(self.master_key_file.as_deref(), &self.data_dir, true).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+        netjes_serve::store::Store::open(&self.data_dir, master).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut s)?;
+    let p = s.lines().next().unwrap_or("").to_string();
+    if p.is_empty() {
+        anyhow::bail!(exit::Usage("give the password on standard input (one line), or --generate".into()));
+    }
+    Ok(p)
+}
+
+pub async fn run_user(c: UserCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let bad = |e: netjes_serve::store::StoreError| anyhow::anyhow!(exit::Usage(e.to_string()));
+    match c {
+        UserCommand::Add { name, store, generate } => {
+            let s = store.open()?;
+            let password = if generate { netjes_serve::crypto::token()[..20].to_string() } else { read_password()? };
+            s.add_user(&name, &password).map_err(bad)?;
+            if g.json {
+                print_json(&serde_json::json!({"user": name, "password": generate.then_some(&password)}));
+            } else if generate {
+                println!("added {name} with the password {password}");
+            } else {
+                println!("added {name}");
+            }
+        }
+        UserCommand::Password { name, store } => {
+            let s = store.open()?;
+            s.set_password(&name, &read_password()?).map_err(bad)?;
+            if g.json {
+                print_json(&serde_json::json!({"user": name, "password": "changed"}));
+            } else {
+                println!("changed the password of {name}; its sessions have ended");
+            }
+        }
+        UserCommand::Token { name, label, store } => {
+            let s = store.open()?;
+            let token = s.add_api_token(&name, &label).map_err(bad)?;
+            if g.json {
+                print_json(&serde_json::json!({"user": name, "label": label, "token": token}));
+            } else {
+                println!("{token}");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
