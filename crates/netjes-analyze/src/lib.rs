@@ -49,6 +49,9 @@ pub struct Options {
     pub penalties: Penalties,
     /// spamd's HOST:PORT, and how long it may take.
     pub spamd: Option<(String, Duration)>,
+    /// Who gave `ip`, `helo` and `mail_from`, for the report: "command
+    /// line", or "the SMTP session" in `netjes serve`'s test inbox.
+    pub envelope_given_by: &'static str,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             domain_lists: vec![],
             penalties: Penalties::default(),
             spamd: None,
+            envelope_given_by: "command line",
         }
     }
 }
@@ -133,9 +137,9 @@ fn envelope(msg: &mail_parser::Message<'_>, hops: &[Hop], o: &Options) -> Envelo
     let from_headers = guess.is_some() && (o.ip.is_none() || o.helo.is_none() || o.mail_from.is_none());
     let g = guess.clone();
     let source = match (given, from_headers, &guess) {
-        (true, true, Some(g)) => format!("command line, the rest from {}", g.source),
+        (true, true, Some(g)) => format!("{}, the rest from {}", o.envelope_given_by, g.source),
         (false, true, Some(g)) => g.source.clone(),
-        (true, _, _) => "command line".into(),
+        (true, _, _) => o.envelope_given_by.into(),
         _ => "unknown: no Received header names the client; give --ip, --helo and --mail-from".into(),
     };
     EnvelopeReport {

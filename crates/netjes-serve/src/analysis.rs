@@ -54,6 +54,7 @@ impl Tools {
             authserv_id: self.authserv_id.clone(),
             ip_lists: self.ip_lists.clone(),
             domain_lists: self.domain_lists.clone(),
+            envelope_given_by: "the SMTP session",
             ..Default::default()
         };
         let report = netjes_analyze::analyze(self.dns.as_ref(), raw, &o).await.map_err(|e| e.to_string())?;

@@ -204,12 +204,17 @@ pub fn date(t: i64) -> String {
     crate::smtp::rfc5322_date(t)
 }
 
+/// The record twice: name and value for a DNS provider's web form, and
+/// the line for a zone file.
 fn record_block(k: &KeyRow) -> String {
-    let id = format!("rec-{}", k.id);
+    let id = k.id;
     format!(
-        "<div class=\"record\"><div class=\"muted\">{name} TXT</div><code id=\"{id}\">{name}. IN TXT \"{value}\"</code> <button type=\"button\" data-copy=\"{id}\">Copy</button></div>",
+        "<div class=\"record\"><div class=\"muted\">Name</div><code id=\"name-{id}\">{name}</code> <button type=\"button\" data-copy=\"name-{id}\">Copy</button>\
+<div class=\"muted\">Type TXT, value</div><code id=\"value-{id}\" class=\"value\">{value}</code> <button type=\"button\" data-copy=\"value-{id}\">Copy</button>\
+<div class=\"muted\">Zone file (BIND)</div><code id=\"zone-{id}\" class=\"zone\">{zone}</code> <button type=\"button\" data-copy=\"zone-{id}\">Copy</button></div>",
         name = escape(&k.dns_name()),
         value = escape(&k.dns_value()),
+        zone = escape(&k.zone_line()),
     )
 }
 
