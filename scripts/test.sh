@@ -3,7 +3,8 @@
 # so that it works on a fresh machine: a C compiler for the crypto crates,
 # SpamAssassin's spamd for `analyze --spamd`, and Postfix with swaks for the
 # policy service's and the milter's end-to-end tests (a private Postfix
-# instance on 127.0.0.1; the system's Postfix is never touched), and dkimpy.
+# instance on 127.0.0.1; the system's Postfix is never touched), dkimpy, and
+# Chromium with its WebDriver for the web UI's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -17,6 +18,8 @@ command -v spamd >/dev/null 2>&1 || need_apt+=(spamassassin spamd)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 # dkimpy, the independent verifier of what the milter signs.
 /usr/bin/python3 -c "import dkim" >/dev/null 2>&1 || need_apt+=(python3-dkim)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 apt_install "${need_apt[@]}"
 
 # Tests never query public DNS: every test starts its own DNS server on

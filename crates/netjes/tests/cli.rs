@@ -486,3 +486,103 @@ async fn policy_daemon_answers_reloads_and_stops() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("reload refused") && log.contains("bogus"), "{log}");
 }
+
+/// `netjes serve` as users start it: the first start makes the store and
+/// prints a one-time admin password that logs in; the test inbox and the
+/// metrics answer; `netjes user` manages users on the same store.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dns = TestDns::start_str(ZONE).await;
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (http, smtp, metrics) = (free(), free(), free());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["serve", "--data-dir", data.to_str().unwrap(), "--http", &format!("127.0.0.1:{http}"), "--smtp", &format!("127.0.0.1:{smtp}")])
+        .args(["--metrics", &format!("127.0.0.1:{metrics}"), "--test-domain", "test.example", "--hostname", "mx.test.example", "--nameserver", &dns.addr().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let password = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        for _ in 0..50 {
+            line.clear();
+            err.read_line(&mut line).unwrap();
+            if let Some(p) = line.strip_prefix("First start: log in as admin with the password ") {
+                // Keep reading the log, so that the daemon's writes never fail.
+                std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+                return p.trim().to_string();
+            }
+        }
+        panic!("no first-start password")
+    })
+    .await
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(data.join("master.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(data.join("netjes.sqlite")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let get = move |port: u16, req: String| -> String {
+        for _ in 0..100 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                s.write_all(req.as_bytes()).unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("nothing listens on {port}");
+    };
+    let health = tokio::task::spawn_blocking(move || get(http, "GET /healthz HTTP/1.0\r\n\r\n".into())).await.unwrap();
+    assert!(health.starts_with("HTTP/1.0 200") && health.ends_with("ok"), "{health}");
+    // The printed password logs in (the login form's token is the cookie's).
+    let page = tokio::task::spawn_blocking(move || get(http, "GET /login HTTP/1.0\r\n\r\n".into())).await.unwrap();
+    let csrf = page.split("netjes_csrf=").nth(1).unwrap().split(';').next().unwrap().to_string();
+    let body = format!("csrf={csrf}&user=admin&password={password}&next=%2Fdomains");
+    let req = format!("POST /login HTTP/1.0\r\nCookie: netjes_csrf={csrf}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let login = tokio::task::spawn_blocking(move || get(http, req)).await.unwrap();
+    assert!(login.starts_with("HTTP/1.0 303") && login.contains("netjes_session="), "{login}");
+    // The inbox greets, and refuses to relay.
+    let banner = tokio::task::spawn_blocking(move || get(smtp, "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n".into())).await.unwrap();
+    assert!(banner.starts_with("220 mx.test.example") && banner.contains("550 5.7.1"), "{banner}");
+    let m = tokio::task::spawn_blocking(move || get(metrics, "GET /metrics HTTP/1.0\r\n\r\n".into())).await.unwrap();
+    assert!(m.contains("netjes_smtp_recipients_refused_total{reason=\"relay\"} 1"), "{m}");
+    assert!(m.contains("netjes_http_requests_total{status=\"3xx\"} 1"), "{m}");
+
+    // netjes user, on the same store (SQLite allows the second writer).
+    let user = |args: &[&str], stdin: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+            .arg("user")
+            .args(args)
+            .args(["--data-dir", data.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = user(&["add", "bob"], "a long enough password\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = user(&["add", "bob"], "a long enough password\n");
+    assert_eq!(out.status.code(), Some(2), "a second bob");
+    let out = user(&["add", "carol"], "short\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10 to 1024"));
+    let out = user(&["token", "bob", "--label", "ci"], "");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("nj_"), "{token}");
+    let req = format!("GET /api/domains HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let list = tokio::task::spawn_blocking(move || get(http, req)).await.unwrap();
+    assert!(list.starts_with("HTTP/1.0 200") && list.ends_with("[]"), "{list}");
+
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
