@@ -119,7 +119,7 @@ impl Config {
         let listen = netjes_net::ListenAddr::parse(&raw.listen).map_err(|e| errors.push(format!("listen: {e}"))).ok();
         let internal_hosts = netjes_net::parse_nets("internal_hosts", &raw.internal_hosts, &mut errors);
         let trusted_forwarders = netjes_net::parse_nets("trusted_forwarders", &raw.trusted_forwarders, &mut errors);
-        let metrics = raw.metrics.as_ref().and_then(|m| m.parse::<std::net::SocketAddr>().map_err(|_| errors.push(format!("metrics: {m:?} is not HOST:PORT"))).ok());
+        let metrics = raw.metrics.as_deref().and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
 
         if !(raw.time_budget_seconds > 0.0 && raw.time_budget_seconds <= 25.0) {
             errors.push("time_budget_seconds: must be above 0 and at most 25, under Postfix's 30 s milter timeouts".into());

@@ -75,6 +75,11 @@ pub fn parse_nets(what: &str, list: &[String], errors: &mut Vec<String>) -> Vec<
         .collect()
 }
 
+/// Parses `HOST:PORT` for the setting `what`, an error reported as "what: ...".
+pub fn parse_socket_addr(what: &str, value: &str, errors: &mut Vec<String>) -> Option<std::net::SocketAddr> {
+    value.parse().map_err(|_| errors.push(format!("{what}: {value:?} is not HOST:PORT"))).ok()
+}
+
 /// Whether `ip` is in one of `nets`; an IPv4-mapped IPv6 address counts
 /// as the IPv4 address it maps (Postfix on a dual-stack socket).
 pub fn in_nets(nets: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {

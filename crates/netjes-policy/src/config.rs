@@ -239,7 +239,7 @@ impl Config {
         let trusted = netjes_net::parse_nets("trusted_networks", &raw.trusted_networks, &mut errors);
         let spf_skip = netjes_net::parse_nets("spf.skip_clients", &raw.spf.skip_clients, &mut errors);
         let listen = netjes_net::ListenAddr::parse(&raw.listen).map_err(|e| errors.push(format!("listen: {e}"))).ok();
-        let metrics = raw.metrics.as_ref().and_then(|m| m.parse::<std::net::SocketAddr>().map_err(|_| errors.push(format!("metrics: {m:?} is not HOST:PORT"))).ok());
+        let metrics = raw.metrics.as_deref().and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
         let mut dnsbl_sites = Vec::new();
         for s in &raw.dnsbl.sites {
             match DnsblSite::parse(s) {

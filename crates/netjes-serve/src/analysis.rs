@@ -20,6 +20,14 @@ pub struct Facts {
     pub received_at: i64,
 }
 
+/// The most a check or an analysis may take; the DNS timeouts bound each
+/// lookup, this bounds them all (a web request, a test result).
+pub const TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn over_budget(what: &str) -> String {
+    format!("the {what} took longer than {} s and was stopped; try again later", TIME_BUDGET.as_secs())
+}
+
 pub struct Tools {
     pub dns: Arc<dyn Resolver>,
     pub ip_lists: Vec<String>,
@@ -57,7 +65,7 @@ impl Tools {
             envelope_given_by: "the SMTP session",
             ..Default::default()
         };
-        let report = netjes_analyze::analyze(self.dns.as_ref(), raw, &o).await.map_err(|e| e.to_string())?;
+        let report = tokio::time::timeout(TIME_BUDGET, netjes_analyze::analyze(self.dns.as_ref(), raw, &o)).await.map_err(|_| over_budget("analysis"))?.map_err(|e| e.to_string())?;
         Ok((serde_json::to_value(&report).map_err(|e| e.to_string())?, netjes_analyze::html_report::render_fragment(&report)))
     }
 
@@ -67,7 +75,7 @@ impl Tools {
             return Err(format!("{domain:?} is not a domain name"));
         }
         let o = netjes_check::CheckOptions { ip_lists: Some(self.ip_lists.clone()), domain_lists: Some(self.domain_lists.clone()), ..Default::default() };
-        let report = netjes_check::check_domain(self.dns.as_ref(), &d, &o).await;
+        let report = tokio::time::timeout(TIME_BUDGET, netjes_check::check_domain(self.dns.as_ref(), &d, &o)).await.map_err(|_| over_budget("domain check"))?;
         serde_json::to_value(&report).map_err(|e| e.to_string())
     }
 }

@@ -103,10 +103,6 @@ pub struct Config {
     pub secure_cookies: bool,
 }
 
-fn addr(name: &str, v: &str, errors: &mut Vec<String>) -> Option<SocketAddr> {
-    v.parse().map_err(|_| errors.push(format!("{name}: {v:?} is not ADDRESS:PORT"))).ok()
-}
-
 impl Config {
     pub fn parse(text: &str) -> Result<Config, Vec<String>> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
@@ -115,9 +111,9 @@ impl Config {
 
     pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
-        let http = addr("http", &raw.http, &mut errors);
-        let smtp = addr("smtp", &raw.smtp, &mut errors);
-        let metrics = raw.metrics.as_deref().and_then(|m| addr("metrics", m, &mut errors));
+        let http = netjes_net::parse_socket_addr("http", &raw.http, &mut errors);
+        let smtp = netjes_net::parse_socket_addr("smtp", &raw.smtp, &mut errors);
+        let metrics = raw.metrics.as_deref().and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
         let test_domain = raw.test_domain.trim_end_matches('.').to_ascii_lowercase();
         if !netjes_dns::is_valid_query_name(&test_domain) || !test_domain.contains('.') {
             errors.push(format!("test_domain: {:?} is not a domain name", raw.test_domain));

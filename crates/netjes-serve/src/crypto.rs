@@ -36,6 +36,11 @@ pub fn token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
+/// A password to show once: 20 characters of a token (about 119 bits).
+pub fn password() -> String {
+    token()[..20].to_string()
+}
+
 /// What the store keeps of a token: its SHA-256, so a copy of the
 /// database does not hold live sessions or API tokens.
 pub fn token_hash(token: &str) -> String {

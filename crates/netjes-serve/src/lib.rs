@@ -73,7 +73,7 @@ pub fn first_admin(store: &store::Store) -> Result<Option<(String, String)>, sto
     if store.user_count()? > 0 {
         return Ok(None);
     }
-    let password = crypto::token()[..20].to_string();
+    let password = crypto::password();
     store.add_user("admin", &password)?;
     Ok(Some(("admin".into(), password)))
 }

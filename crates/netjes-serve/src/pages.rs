@@ -201,7 +201,7 @@ pub fn error(v: &Viewer, status: u16, message: &str) -> String {
 }
 
 pub fn date(t: i64) -> String {
-    crate::smtp::rfc5322_date(t)
+    mail_parser::DateTime::from_timestamp(t).to_rfc822()
 }
 
 /// The record twice: name and value for a DNS provider's web form, and
@@ -257,12 +257,8 @@ pub fn domains(v: &Viewer, list: &[(DomainRow, Vec<String>)], error: Option<&str
 
 /// A selector named by the month, as many operators do: s202611.
 pub fn default_selector() -> String {
-    let d = crate::smtp::rfc5322_date(crate::store::now());
-    // "Tue, 24 Nov 2026 ..." → 2026 and the month's number.
-    let parts: Vec<&str> = d.split_whitespace().collect();
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let m = MONTHS.iter().position(|x| *x == parts[2]).unwrap_or(0) + 1;
-    format!("s{}{m:02}", parts[3])
+    let d = mail_parser::DateTime::from_timestamp(crate::store::now());
+    format!("s{}{:02}", d.year, d.month)
 }
 
 /// One signing domain: its keys with their records, the DNS check, rotation.

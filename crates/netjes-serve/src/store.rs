@@ -96,7 +96,7 @@ impl KeyRow {
     }
 
     pub fn dns_value(&self) -> String {
-        format!("v=DKIM1; k={}; p={}", self.algorithm.k_tag(), self.public_key)
+        netjes_auth::dkim::keys::record_value(self.algorithm, &self.public_key)
     }
 
     /// The record as a zone-file line: a 2048-bit key's value is longer
@@ -417,21 +417,30 @@ impl Store {
     }
 
     pub fn domains(&self) -> Result<Vec<DomainRow>, StoreError> {
-        let db = self.db();
-        let mut st = db.prepare("SELECT domain, active, created FROM domains ORDER BY domain")?;
-        let mut out = st.query_map([], |r| Ok(DomainRow { domain: r.get(0)?, active: r.get::<_, i64>(1)? != 0, created: r.get(2)?, keys: vec![] }))?.collect::<Result<Vec<_>, _>>()?;
-        let mut st = db.prepare(&format!("{KEY_COLUMNS} ORDER BY domain, created, id"))?;
-        for k in st.query_map([], key_row)? {
-            let k = k?;
-            if let Some(d) = out.iter_mut().find(|d| d.domain == k.domain) {
-                d.keys.push(k);
-            }
-        }
-        Ok(out)
+        self.load_domains(None)
     }
 
     pub fn domain(&self, domain: &str) -> Result<Option<DomainRow>, StoreError> {
-        Ok(self.domains()?.into_iter().find(|d| d.domain == domain))
+        Ok(self.load_domains(Some(domain))?.pop())
+    }
+
+    /// All domains with their keys, or the one named.
+    fn load_domains(&self, only: Option<&str>) -> Result<Vec<DomainRow>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT domain, active, created FROM domains WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain")?;
+        let mut out: Vec<DomainRow> = st
+            .query_map(params![only], |r| Ok(DomainRow { domain: r.get(0)?, active: r.get::<_, i64>(1)? != 0, created: r.get(2)?, keys: vec![] }))?
+            .collect::<Result<_, _>>()?;
+        let mut st = db.prepare(&format!("{KEY_COLUMNS} WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, created, id"))?;
+        let mut keys: std::collections::HashMap<String, Vec<KeyRow>> = std::collections::HashMap::new();
+        for k in st.query_map(params![only], key_row)? {
+            let k = k?;
+            keys.entry(k.domain.clone()).or_default().push(k);
+        }
+        for d in &mut out {
+            d.keys = keys.remove(&d.domain).unwrap_or_default();
+        }
+        Ok(out)
     }
 
     pub fn set_active(&self, domain: &str, active: bool) -> Result<(), StoreError> {

@@ -180,7 +180,7 @@ pub async fn run_user(c: UserCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
     match c {
         UserCommand::Add { name, store, generate } => {
             let s = store.open()?;
-            let password = if generate { netjes_serve::crypto::token()[..20].to_string() } else { read_password()? };
+            let password = if generate { netjes_serve::crypto::password() } else { read_password()? };
             s.add_user(&name, &password).map_err(bad)?;
             if g.json {
                 print_json(&serde_json::json!({"user": name, "password": generate.then_some(&password)}));

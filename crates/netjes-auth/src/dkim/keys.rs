@@ -48,6 +48,11 @@ pub enum KeyError {
     Unreadable(String),
 }
 
+/// The TXT record value of a public key (`p=`, base64).
+pub fn record_value(algorithm: KeyAlgorithm, public_b64: &str) -> String {
+    format!("v=DKIM1; k={}; p={public_b64}", algorithm.k_tag())
+}
+
 /// A private key in PKCS#8 DER, with what is known about it.
 #[derive(Clone)]
 pub struct PrivateKey {
@@ -161,7 +166,7 @@ impl PrivateKey {
 
     /// The TXT record value, e.g. `v=DKIM1; k=rsa; p=MIIB...`.
     pub fn dns_value(&self) -> String {
-        format!("v=DKIM1; k={}; p={}", self.algorithm.k_tag(), self.public_key_b64())
+        record_value(self.algorithm, &self.public_key_b64())
     }
 
     /// The record as a zone-file line in opendkim-genkey's form, every

@@ -104,7 +104,16 @@ impl Inbox {
     /// read the message is a report too (`{"error": ...}`), so that the
     /// result page does not wait for ever.
     pub async fn analyze(&self, id: &str) {
-        let Ok(Some(t)) = self.store.test(id) else { return };
+        let t = match self.store.test(id) {
+            Ok(Some(t)) => t,
+            // Purged meanwhile: nothing to analyse.
+            Ok(None) => return,
+            Err(e) => {
+                // Left as "analyzing": analysed again at the next start.
+                tracing::error!(test = id, error = %e, "cannot read a received message");
+                return;
+            }
+        };
         let raw = t.raw.unwrap_or_default();
         let facts: Option<Facts> = t.facts.and_then(|f| serde_json::from_value(f).ok());
         let (report, html) = match self.tools.analyze(&raw, facts.as_ref()).await {
@@ -119,7 +128,11 @@ impl Inbox {
     /// Messages that were received but whose analysis did not finish (the
     /// process stopped): analysed now.
     pub async fn resume(&self) {
-        for id in self.store.unfinished().unwrap_or_default() {
+        let ids = self.store.unfinished().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot list the messages left unanalysed");
+            vec![]
+        });
+        for id in ids {
             tracing::info!(test = %id, "analysing a message received before a restart");
             self.analyze(&id).await;
         }
@@ -237,13 +250,14 @@ impl Session {
         let io = self.io()?;
         let mut buf = Vec::new();
         let n = tokio::time::timeout(idle, (&mut *io).take(max as u64 + 1).read_until(b'\n', &mut buf)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))??;
-        if n == 0 {
-            return Ok(Line::Eof);
-        }
-        if buf.len() > max || !buf.ends_with(b"\n") {
-            return Ok(if buf.ends_with(b"\n") || buf.len() > max { Line::TooLong } else { Line::Eof });
-        }
-        Ok(Line::Text(buf))
+        Ok(if buf.len() > max {
+            Line::TooLong
+        } else if n == 0 || !buf.ends_with(b"\n") {
+            // The input ended, at most in the middle of a line.
+            Line::Eof
+        } else {
+            Line::Text(buf)
+        })
     }
 
     /// Ends the connection so that the last reply arrives: closing a
@@ -402,12 +416,12 @@ impl Session {
                     self.reply("221 2.0.0 bye").await?;
                     return Ok(());
                 }
-                Command::Unknown(_) | Command::Syntax(_) => {
+                bad @ (Command::Unknown(_) | Command::Syntax(_)) => {
                     self.errors += 1;
                     if self.errors >= MAX_ERRORS {
                         return self.reply("421 4.7.0 too many errors; closing").await;
                     }
-                    let t = match command::parse(&text) {
+                    let t = match bad {
                         Command::Syntax(t) => t,
                         _ => "502 5.5.2 command not recognized",
                     };
@@ -512,35 +526,16 @@ fn received_field(hostname: &str, f: &Facts, id: &str) -> String {
     // characters that would end the comment or the field.
     let helo: String = f.helo.chars().filter(|c| c.is_ascii_graphic() && !"()<>;\\".contains(*c)).take(255).collect();
     let rcpt: String = f.rcpt.chars().filter(|c| c.is_ascii_graphic() && !"<>;".contains(*c)).collect();
-    format!("Received: from {helo} ([{literal}]){tls}\r\n\tby {hostname} (netjes) with {with} id {id}\r\n\tfor <{rcpt}>; {}\r\n", rfc5322_date(f.received_at))
+    format!("Received: from {helo} ([{literal}]){tls}\r\n\tby {hostname} (netjes) with {with} id {id}\r\n\tfor <{rcpt}>; {}\r\n", mail_parser::DateTime::from_timestamp(f.received_at).to_rfc822())
 }
 
-pub fn rfc5322_date(t: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{}, {} {} {} {:02}:{:02}:{:02} +0000", DAYS[days.rem_euclid(7) as usize], d, MONTHS[(m - 1) as usize], y, secs / 3600, secs % 3600 / 60, secs % 60)
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_our_received_field() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1795510800), "Tue, 24 Nov 2026 09:00:00 +0000");
+    fn our_received_field() {
         let f = Facts {
             ip: "192.0.2.1".parse().unwrap(),
             helo: "evil)\r\nX-Injected: 1".into(),
@@ -548,7 +543,7 @@ mod tests {
             rcpt: "id@t.example".into(),
             tls_version: Some("TLSv1.3".into()),
             tls_cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
-            received_at: 0,
+            received_at: 1795510800,
         };
         let r = received_field("mx.t.example", &f, "id");
         assert!(r.starts_with("Received: from evilX-Injected:1 ([192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby mx.t.example (netjes) with ESMTPS id id"), "{r}");
@@ -556,5 +551,7 @@ mod tests {
         let parsed = mail_parser::MessageParser::default().parse(text.as_bytes()).unwrap();
         let rec = parsed.received().unwrap();
         assert_eq!(rec.from_ip(), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(rec.date().map(|d| d.to_timestamp()), Some(1795510800));
+        assert!(r.ends_with("; Tue, 24 Nov 2026 09:00:00 +0000\r\n"), "{r}");
     }
 }
