@@ -25,4 +25,7 @@ apt_install "${need_apt[@]}"
 # Tests never query public DNS: every test starts its own DNS server on
 # 127.0.0.1. This makes a forgotten --nameserver fail loudly instead.
 export NETJES_TEST=1
+# A one-off build gains nothing from incremental state, which would double
+# the target directory's size. A developer may set CARGO_INCREMENTAL=1.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked --no-fail-fast "$@"
