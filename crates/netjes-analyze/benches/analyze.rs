@@ -11,15 +11,30 @@ use netjes_dns::{CachingResolver, DnsConfig, HickoryResolver};
 use std::time::Duration;
 
 fn corpus() -> Vec<Vec<u8>> {
-    netjes_testdns::corpus::all_messages().iter().map(|p| std::fs::read(p).unwrap()).collect()
+    netjes_testdns::corpus::all_messages()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let messages = corpus();
     let dns = rt.block_on(netjes_testdns::TestDns::start_str(""));
-    let r = CachingResolver::new(HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_secs(2) }).unwrap());
-    let o = Options { now: 1_795_512_600, ..Default::default() };
+    let r = CachingResolver::new(
+        HickoryResolver::new(&DnsConfig {
+            nameservers: vec![dns.addr()],
+            timeout: Duration::from_secs(2),
+        })
+        .unwrap(),
+    );
+    let o = Options {
+        now: 1_795_512_600,
+        ..Default::default()
+    };
     // Warm the cache.
     rt.block_on(async {
         for m in &messages {
@@ -29,15 +44,18 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("analyze");
     g.throughput(Throughput::Elements(messages.len() as u64));
     g.sample_size(10);
-    g.bench_function(format!("corpus_{}_messages_warm_cache", messages.len()), |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                for m in &messages {
-                    let _ = analyze(&r, m, &o).await;
-                }
+    g.bench_function(
+        format!("corpus_{}_messages_warm_cache", messages.len()),
+        |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    for m in &messages {
+                        let _ = analyze(&r, m, &o).await;
+                    }
+                })
             })
-        })
-    });
+        },
+    );
     g.finish();
 }
 

@@ -22,7 +22,10 @@ pub fn aligned_dkim_domain(v: &Verdict) -> Option<&str> {
         return v.dmarc.dkim_domain.as_deref();
     }
     let from = v.dmarc.from_domain.as_deref()?;
-    v.dkim.iter().find(|d| d.result == DkimResult::Pass && same_org(&d.domain, from)).map(|d| d.domain.as_str())
+    v.dkim
+        .iter()
+        .find(|d| d.result == DkimResult::Pass && same_org(&d.domain, from))
+        .map(|d| d.domain.as_str())
 }
 
 /// Whether a passing DKIM signature or a passing SPF check speaks for the
@@ -31,7 +34,13 @@ pub fn aligned(v: &Verdict) -> bool {
     if v.dmarc.record.is_some() {
         return v.dmarc.spf_aligned || v.dmarc.dkim_aligned;
     }
-    let spf = v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Pass && v.dmarc.from_domain.as_deref().is_some_and(|f| same_org(&s.domain, f)));
+    let spf = v.spf.as_ref().is_some_and(|s| {
+        s.result == SpfResult::Pass
+            && v.dmarc
+                .from_domain
+                .as_deref()
+                .is_some_and(|f| same_org(&s.domain, f))
+    });
     spf || aligned_dkim_domain(v).is_some()
 }
 
@@ -65,12 +74,20 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
         }
     }
     if v.dkim.is_empty() {
-        let d = v.dmarc.from_domain.clone().unwrap_or_else(|| "your domain".into());
+        let d = v
+            .dmarc
+            .from_domain
+            .clone()
+            .unwrap_or_else(|| "your domain".into());
         out.push(Finding::new("auth.dkim-none", "the message has no DKIM signature").fix(format!("sign outgoing mail for {d}: netjes dkim keygen, publish the record, and sign in the milter")));
     }
     for d in &v.dkim {
         let what = format!("the DKIM signature of {} (s={})", d.domain, d.selector);
-        let why = d.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        let why = d
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
         match d.result {
             DkimResult::Pass => {}
             DkimResult::Fail | DkimResult::Neutral | DkimResult::Permerror | DkimResult::None => {
@@ -81,7 +98,13 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
         }
         if d.result == DkimResult::Pass {
             if d.key_bits.is_some_and(|b| b < 2048) && d.algorithm.starts_with("rsa") {
-                out.push(Finding::new("auth.dkim-short-key", format!("{what} uses a {}-bit key", d.key_bits.unwrap_or(0))).fix("rotate to a 2048-bit key: netjes dkim keygen"));
+                out.push(
+                    Finding::new(
+                        "auth.dkim-short-key",
+                        format!("{what} uses a {}-bit key", d.key_bits.unwrap_or(0)),
+                    )
+                    .fix("rotate to a 2048-bit key: netjes dkim keygen"),
+                );
             }
             if d.testing {
                 out.push(Finding::new("auth.dkim-testing", format!("the key record of {what} has t=y: receivers may treat the signature as unsigned")).fix("remove t=y from the key record"));
@@ -93,15 +116,28 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
     }
     let from = v.dmarc.from_domain.clone().unwrap_or_default();
     let any_dkim_pass = v.dkim.iter().any(|d| d.result == DkimResult::Pass);
-    if any_dkim_pass && aligned_dkim_domain(v).is_none() && v.dmarc.result != DmarcResult::Temperror && !from.is_empty() {
-        let signers: Vec<&str> = v.dkim.iter().filter(|d| d.result == DkimResult::Pass).map(|d| d.domain.as_str()).collect();
+    if any_dkim_pass
+        && aligned_dkim_domain(v).is_none()
+        && v.dmarc.result != DmarcResult::Temperror
+        && !from.is_empty()
+    {
+        let signers: Vec<&str> = v
+            .dkim
+            .iter()
+            .filter(|d| d.result == DkimResult::Pass)
+            .map(|d| d.domain.as_str())
+            .collect();
         out.push(
             Finding::new("auth.dkim-not-aligned", format!("DKIM passes only for {}, not for the From domain {from}", signers.join(", ")))
                 .fix(format!("have your provider sign with d={from} (a custom DKIM domain), publishing its key under your domain")),
         );
     }
     let dm = &v.dmarc;
-    let reason = dm.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let reason = dm
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
     match dm.result {
         DmarcResult::Pass => {
             if dm.policy == Some(Policy::None) {
@@ -127,7 +163,11 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
         );
     }
     if !aligned(v) {
-        let d = v.dmarc.from_domain.clone().unwrap_or_else(|| "your domain".into());
+        let d = v
+            .dmarc
+            .from_domain
+            .clone()
+            .unwrap_or_else(|| "your domain".into());
         out.push(
             Finding::new("auth.unaligned", "neither DKIM nor SPF passes for the From domain, so receivers cannot tell this mail from a forgery: the mark cannot be above 6")
                 .fix(format!("sign with d={d} (netjes dkim keygen, then sign in the milter), or send with a MAIL FROM in {d} that its SPF record allows")),
@@ -142,32 +182,68 @@ pub async fn check_sender_host(dns: &dyn Resolver, ip: IpAddr, helo: Option<&str
     let ptr_name = match iprev(dns, ip).await {
         Iprev::Confirmed(name) => {
             if looks_generic(&name, ip) {
-                out.push(Finding::new("auth.ptr-generic", format!("{ip} → {name} looks like a dynamic or home address")).fix("send through a server whose PTR is a name like mail.yourdomain"));
+                out.push(
+                    Finding::new(
+                        "auth.ptr-generic",
+                        format!("{ip} → {name} looks like a dynamic or home address"),
+                    )
+                    .fix("send through a server whose PTR is a name like mail.yourdomain"),
+                );
             }
             Some(name)
         }
         Iprev::NoPtr => {
-            out.push(Finding::new("auth.no-ptr", format!("{ip} has no PTR record: many receivers refuse mail from it")).fix(format!("ask your hosting provider to set the PTR of {ip} to your server's name")));
+            out.push(
+                Finding::new(
+                    "auth.no-ptr",
+                    format!("{ip} has no PTR record: many receivers refuse mail from it"),
+                )
+                .fix(format!(
+                    "ask your hosting provider to set the PTR of {ip} to your server's name"
+                )),
+            );
             None
         }
         Iprev::NotConfirmed(names) => {
             out.push(
-                Finding::new("auth.ptr-not-confirmed", format!("{ip} has PTR {}, which does not resolve back to {ip}", names.join(", ")))
-                    .fix(format!("publish an A/AAAA record for {} pointing at {ip}", names.first().cloned().unwrap_or_default())),
+                Finding::new(
+                    "auth.ptr-not-confirmed",
+                    format!(
+                        "{ip} has PTR {}, which does not resolve back to {ip}",
+                        names.join(", ")
+                    ),
+                )
+                .fix(format!(
+                    "publish an A/AAAA record for {} pointing at {ip}",
+                    names.first().cloned().unwrap_or_default()
+                )),
             );
             None
         }
         Iprev::Temporary(e) => {
-            out.push(Finding::new("auth.ptr-temperror", format!("the reverse DNS of {ip} could not be checked: {e}")));
+            out.push(Finding::new(
+                "auth.ptr-temperror",
+                format!("the reverse DNS of {ip} could not be checked: {e}"),
+            ));
             return out;
         }
     };
     if let Some(h) = helo {
         let h = h.trim_end_matches('.').to_ascii_lowercase();
-        let literal = h.trim_start_matches('[').trim_end_matches(']').trim_start_matches("ipv6:").parse::<IpAddr>().ok();
+        let literal = h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_start_matches("ipv6:")
+            .parse::<IpAddr>()
+            .ok();
         let matches = match literal {
             Some(a) => a == ip,
-            None if ptr_name.as_deref().is_some_and(|p| p.trim_end_matches('.').eq_ignore_ascii_case(&h)) => true,
+            None if ptr_name
+                .as_deref()
+                .is_some_and(|p| p.trim_end_matches('.').eq_ignore_ascii_case(&h)) =>
+            {
+                true
+            }
             None => match dns.addrs_like(&h, ip).await {
                 Ok(a) => a.contains(&ip),
                 Err(e) if e.is_temporary() => true, // unknown: no penalty for a DNS failure
@@ -176,8 +252,17 @@ pub async fn check_sender_host(dns: &dyn Resolver, ip: IpAddr, helo: Option<&str
         };
         if !matches {
             out.push(
-                Finding::new("auth.helo-mismatch", format!("the HELO name {h} does not resolve to {ip}{}", ptr_name.as_deref().map(|p| format!(" (its PTR is {p})")).unwrap_or_default()))
-                    .fix("make the server greet with its own name, the one its PTR points to"),
+                Finding::new(
+                    "auth.helo-mismatch",
+                    format!(
+                        "the HELO name {h} does not resolve to {ip}{}",
+                        ptr_name
+                            .as_deref()
+                            .map(|p| format!(" (its PTR is {p})"))
+                            .unwrap_or_default()
+                    ),
+                )
+                .fix("make the server greet with its own name, the one its PTR points to"),
             );
         }
     }

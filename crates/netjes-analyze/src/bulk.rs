@@ -5,9 +5,11 @@
 use crate::finding::Finding;
 use netjes_auth::message::header_fields as fields;
 
-
 fn header(fields: &[(String, Vec<u8>)], name: &str) -> Option<String> {
-    fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
 }
 
 /// `signed`: the header names (h=) of the passing, aligned DKIM signature, if any.
@@ -16,7 +18,10 @@ pub fn check_unsubscribe(raw: &[u8], signed: Option<&[String]>) -> Vec<Finding> 
 }
 
 /// The same, over the header fields the caller already has.
-pub fn check_unsubscribe_of(fields: &[(String, Vec<u8>)], signed: Option<&[String]>) -> Vec<Finding> {
+pub fn check_unsubscribe_of(
+    fields: &[(String, Vec<u8>)],
+    signed: Option<&[String]>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(lu) = header(fields, "List-Unsubscribe") else {
         out.push(
@@ -25,9 +30,21 @@ pub fn check_unsubscribe_of(fields: &[(String, Vec<u8>)], signed: Option<&[Strin
         );
         return out;
     };
-    let uris: Vec<String> = lu.split(',').map(|u| u.trim().trim_start_matches('<').trim_end_matches('>').to_string()).collect();
-    let https = uris.iter().any(|u| u.to_ascii_lowercase().starts_with("https://"));
-    let mailto = uris.iter().any(|u| u.to_ascii_lowercase().starts_with("mailto:"));
+    let uris: Vec<String> = lu
+        .split(',')
+        .map(|u| {
+            u.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .collect();
+    let https = uris
+        .iter()
+        .any(|u| u.to_ascii_lowercase().starts_with("https://"));
+    let mailto = uris
+        .iter()
+        .any(|u| u.to_ascii_lowercase().starts_with("mailto:"));
     if !https && !mailto {
         out.push(Finding::new("bulk.list-unsubscribe-uri", format!("List-Unsubscribe holds no https: or mailto: URI: {lu}")).fix("List-Unsubscribe: <https://example.com/unsubscribe?id=...>, <mailto:unsubscribe@example.com>"));
     }
@@ -49,7 +66,13 @@ pub fn check_unsubscribe_of(fields: &[(String, Vec<u8>)], signed: Option<&[Strin
         for name in ["List-Unsubscribe", "List-Unsubscribe-Post"] {
             let present = name == "List-Unsubscribe" || post.is_some();
             if present && !h.iter().any(|x| x.eq_ignore_ascii_case(name)) {
-                out.push(Finding::new("bulk.unsigned-unsubscribe", format!("{name} is not covered by the DKIM signature (RFC 8058 §4)")).fix(format!("add {name} to the signed headers (h=)")));
+                out.push(
+                    Finding::new(
+                        "bulk.unsigned-unsubscribe",
+                        format!("{name} is not covered by the DKIM signature (RFC 8058 §4)"),
+                    )
+                    .fix(format!("add {name} to the signed headers (h=)")),
+                );
             }
         }
     }
@@ -61,21 +84,43 @@ mod tests {
     use super::*;
 
     fn ids(raw: &[u8], signed: Option<&[String]>) -> Vec<&'static str> {
-        check_unsubscribe(raw, signed).into_iter().map(|f| f.id).collect()
+        check_unsubscribe(raw, signed)
+            .into_iter()
+            .map(|f| f.id)
+            .collect()
     }
 
     #[test]
     fn one_click_rules() {
         let good = b"From: a@example.com\r\nList-Unsubscribe: <https://example.com/u?x=1>,\r\n <mailto:u@example.com>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nx";
-        let signed: Vec<String> = vec!["From".into(), "List-Unsubscribe".into(), "List-Unsubscribe-Post".into()];
+        let signed: Vec<String> = vec![
+            "From".into(),
+            "List-Unsubscribe".into(),
+            "List-Unsubscribe-Post".into(),
+        ];
         assert!(ids(good, Some(&signed)).is_empty());
-        assert_eq!(ids(good, Some(&signed[..1])), vec!["bulk.unsigned-unsubscribe", "bulk.unsigned-unsubscribe"]);
-        assert_eq!(ids(b"From: a@example.com\r\n\r\nx", None), vec!["bulk.no-list-unsubscribe"]);
-        assert_eq!(ids(b"List-Unsubscribe: <mailto:u@example.com>\r\n\r\nx", None), vec!["bulk.no-one-click"]);
+        assert_eq!(
+            ids(good, Some(&signed[..1])),
+            vec!["bulk.unsigned-unsubscribe", "bulk.unsigned-unsubscribe"]
+        );
+        assert_eq!(
+            ids(b"From: a@example.com\r\n\r\nx", None),
+            vec!["bulk.no-list-unsubscribe"]
+        );
+        assert_eq!(
+            ids(b"List-Unsubscribe: <mailto:u@example.com>\r\n\r\nx", None),
+            vec!["bulk.no-one-click"]
+        );
         assert_eq!(
             ids(b"List-Unsubscribe: <mailto:u@example.com>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nx", None),
             vec!["bulk.one-click-without-https"]
         );
-        assert_eq!(ids(b"List-Unsubscribe: <http://x>\r\nList-Unsubscribe-Post: yes\r\n\r\nx", None), vec!["bulk.list-unsubscribe-uri", "bulk.bad-unsubscribe-post"]);
+        assert_eq!(
+            ids(
+                b"List-Unsubscribe: <http://x>\r\nList-Unsubscribe-Post: yes\r\n\r\nx",
+                None
+            ),
+            vec!["bulk.list-unsubscribe-uri", "bulk.bad-unsubscribe-post"]
+        );
     }
 }

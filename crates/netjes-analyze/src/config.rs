@@ -53,7 +53,10 @@ impl AnalyzeConfig {
             errors.extend(e);
             Penalties::default()
         });
-        for (what, lists) in [("ip", &raw.blocklists.ip), ("domain", &raw.blocklists.domain)] {
+        for (what, lists) in [
+            ("ip", &raw.blocklists.ip),
+            ("domain", &raw.blocklists.domain),
+        ] {
             for l in lists.iter().flatten() {
                 if !netjes_dns::is_valid_query_name(l) || !l.contains('.') {
                     errors.push(format!("blocklists.{what}: {l:?} is not a DNS zone name"));
@@ -63,12 +66,19 @@ impl AnalyzeConfig {
         let spamd = match raw.spamd {
             None => None,
             Some(s) => {
-                if s.address.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+                if s.address
+                    .rsplit_once(':')
+                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                {
                     errors.push(format!("spamd.address: {:?} is not HOST:PORT", s.address));
                 }
-                let t = s.timeout_seconds.unwrap_or(DEFAULT_SPAMD_TIMEOUT.as_secs_f64());
+                let t = s
+                    .timeout_seconds
+                    .unwrap_or(DEFAULT_SPAMD_TIMEOUT.as_secs_f64());
                 if !(t > 0.0 && t <= 300.0) {
-                    errors.push(format!("spamd.timeout_seconds: {t} must be between 0 and 300"));
+                    errors.push(format!(
+                        "spamd.timeout_seconds: {t} must be between 0 and 300"
+                    ));
                 }
                 Some((s.address, Duration::from_secs_f64(t.clamp(0.001, 300.0))))
             }
@@ -76,7 +86,12 @@ impl AnalyzeConfig {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(AnalyzeConfig { penalties, ip_lists: raw.blocklists.ip, domain_lists: raw.blocklists.domain, spamd })
+        Ok(AnalyzeConfig {
+            penalties,
+            ip_lists: raw.blocklists.ip,
+            domain_lists: raw.blocklists.domain,
+            spamd,
+        })
     }
 }
 

@@ -15,8 +15,9 @@ pub const GMAIL_CLIP: usize = 102 * 1024;
 /// Attachment types that carry malware and that Gmail and Outlook block or
 /// quarantine outright.
 const RISKY: &[&str] = &[
-    "exe", "scr", "pif", "com", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta", "msi", "msp", "jar", "lnk", "ps1", "iso", "img", "vhd",
-    "vhdx", "cpl", "reg", "chm", "docm", "xlsm", "pptm", "dotm", "xlam", "one", "appx", "msix", "apk", "dll", "sys",
+    "exe", "scr", "pif", "com", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta",
+    "msi", "msp", "jar", "lnk", "ps1", "iso", "img", "vhd", "vhdx", "cpl", "reg", "chm", "docm",
+    "xlsm", "pptm", "dotm", "xlam", "one", "appx", "msix", "apk", "dll", "sys",
 ];
 
 /// What the content check found, besides findings: the link domains, for
@@ -29,7 +30,11 @@ pub struct ContentFacts {
 }
 
 fn words(s: &str) -> HashSet<String> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).take(5000).map(|w| w.to_lowercase()).collect()
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .take(5000)
+        .map(|w| w.to_lowercase())
+        .collect()
 }
 
 fn list(v: &[String], max: usize) -> String {
@@ -73,7 +78,13 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
     let f = &mut out.findings;
 
     if htmls.is_empty() && plain.trim().is_empty() && msg.attachments.is_empty() {
-        f.push(Finding::new("content.no-body", "the message has no text: filters treat empty mail as a probe or a mistake").fix("write what the message is about in its body"));
+        f.push(
+            Finding::new(
+                "content.no-body",
+                "the message has no text: filters treat empty mail as a probe or a mistake",
+            )
+            .fix("write what the message is about in its body"),
+        );
     }
     if !htmls.is_empty() {
         if plain.trim().is_empty() {
@@ -106,7 +117,13 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
                     .fix("put the message in text, and use images as illustration"),
             );
         } else if facts.images >= 3 && visible / facts.images < 200 {
-            f.push(Finding::new("content.image-heavy", format!("{} images for {visible} characters of text", facts.images)).fix("keep at least about 60% of the message text; use fewer, smaller images"));
+            f.push(
+                Finding::new(
+                    "content.image-heavy",
+                    format!("{} images for {visible} characters of text", facts.images),
+                )
+                .fix("keep at least about 60% of the message text; use fewer, smaller images"),
+            );
         }
         if html_size > GMAIL_CLIP {
             f.push(
@@ -118,7 +135,13 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
             f.push(Finding::new("content.script", format!("the HTML has {} <script> element(s); no mail client runs them and filters treat them as an attack", facts.scripts)).fix("remove all scripts"));
         }
         if facts.forms > 0 {
-            f.push(Finding::new("content.form", "the HTML has a <form>: forms in mail are how credentials get phished").fix("link to a page on your site instead"));
+            f.push(
+                Finding::new(
+                    "content.form",
+                    "the HTML has a <form>: forms in mail are how credentials get phished",
+                )
+                .fix("link to a page on your site instead"),
+            );
         }
         if facts.objects > 0 {
             f.push(Finding::new("content.embedded-object", format!("the HTML has {} <iframe>, <object> or <embed> element(s), which mail clients block", facts.objects)).fix("show the content (a video, a map) as an image with a link instead"));
@@ -126,9 +149,18 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
     }
 
     // Every link: the HTML's with their text, then URLs in the text part.
-    let mut links: Vec<(String, Option<String>)> = facts.links.iter().map(|l| (l.href.clone(), Some(l.text.clone()))).collect();
+    let mut links: Vec<(String, Option<String>)> = facts
+        .links
+        .iter()
+        .map(|l| (l.href.clone(), Some(l.text.clone())))
+        .collect();
     links.extend(text_urls(&plain).into_iter().map(|u| (u, None)));
-    let (mut http, mut short, mut ip, mut mismatch) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), Vec::new());
+    let (mut http, mut short, mut ip, mut mismatch) = (
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+        Vec::new(),
+    );
     let mut hosts: Vec<String> = Vec::new();
     for (href, text) in &links {
         let Some(t) = target(href) else { continue };
@@ -156,8 +188,14 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
     }
     if !mismatch.is_empty() {
         f.push(
-            Finding::new("content.link-text-mismatch", format!("link text shows one domain and the link goes to another: {}", list(&mismatch, 3)))
-                .fix("make the text of a link either plain words or the real address it goes to"),
+            Finding::new(
+                "content.link-text-mismatch",
+                format!(
+                    "link text shows one domain and the link goes to another: {}",
+                    list(&mismatch, 3)
+                ),
+            )
+            .fix("make the text of a link either plain words or the real address it goes to"),
         );
     }
     if !short.is_empty() {
@@ -166,14 +204,35 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
     }
     if !http.is_empty() {
         let v: Vec<String> = http.into_iter().collect();
-        f.push(Finding::new("content.http-link", format!("links use plain http: ({})", list(&v, 3))).fix("use https: links"));
+        f.push(
+            Finding::new(
+                "content.http-link",
+                format!("links use plain http: ({})", list(&v, 3)),
+            )
+            .fix("use https: links"),
+        );
     }
     if !ip.is_empty() {
         let v: Vec<String> = ip.into_iter().collect();
-        f.push(Finding::new("content.ip-link", format!("links go to bare IP addresses ({}), as phishing links do", list(&v, 3))).fix("link to a name in your own domain"));
+        f.push(
+            Finding::new(
+                "content.ip-link",
+                format!(
+                    "links go to bare IP addresses ({}), as phishing links do",
+                    list(&v, 3)
+                ),
+            )
+            .fix("link to a name in your own domain"),
+        );
     }
     let related_orgs: HashSet<String> = related.iter().map(|d| org_domain(d)).collect();
-    let mut unrelated: Vec<String> = hosts.iter().map(|h| org_domain(h)).filter(|o| !related_orgs.contains(o)).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut unrelated: Vec<String> = hosts
+        .iter()
+        .map(|h| org_domain(h))
+        .filter(|o| !related_orgs.contains(o))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     unrelated.retain(|o| !is_shortener(o));
     if !unrelated.is_empty() && !related_orgs.is_empty() {
         f.push(
@@ -185,17 +244,37 @@ pub fn check_content(msg: &Message<'_>, related: &[String]) -> ContentFacts {
     let mut risky = Vec::new();
     for a in msg.attachments() {
         let name = a.attachment_name().unwrap_or("").to_ascii_lowercase();
-        let ext = name.rsplit_once('.').map(|(_, e)| e.trim().to_string()).unwrap_or_default();
-        let ct = a.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or(""))).unwrap_or_default().to_ascii_lowercase();
-        let exec_type = matches!(ct.as_str(), "application/x-msdownload" | "application/x-dosexec" | "application/x-msdos-program" | "application/hta" | "application/x-sh");
+        let ext = name
+            .rsplit_once('.')
+            .map(|(_, e)| e.trim().to_string())
+            .unwrap_or_default();
+        let ct = a
+            .content_type()
+            .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let exec_type = matches!(
+            ct.as_str(),
+            "application/x-msdownload"
+                | "application/x-dosexec"
+                | "application/x-msdos-program"
+                | "application/hta"
+                | "application/x-sh"
+        );
         if RISKY.contains(&ext.as_str()) || exec_type {
             risky.push(if name.is_empty() { ct } else { name });
         }
     }
     if !risky.is_empty() {
         f.push(
-            Finding::new("content.risky-attachment", format!("attachments of a type that carries malware: {}; Gmail and Outlook block them", list(&risky, 3)))
-                .fix("send a link to the file on your site instead, or a PDF"),
+            Finding::new(
+                "content.risky-attachment",
+                format!(
+                    "attachments of a type that carries malware: {}; Gmail and Outlook block them",
+                    list(&risky, 3)
+                ),
+            )
+            .fix("send a link to the file on your site instead, or a PDF"),
         );
     }
     out.link_hosts = hosts;
@@ -210,7 +289,11 @@ mod tests {
     fn ids(raw: &str, related: &[&str]) -> Vec<&'static str> {
         let m = MessageParser::default().parse(raw.as_bytes()).unwrap();
         let rel: Vec<String> = related.iter().map(|s| s.to_string()).collect();
-        check_content(&m, &rel).findings.into_iter().map(|f| f.id).collect()
+        check_content(&m, &rel)
+            .findings
+            .into_iter()
+            .map(|f| f.id)
+            .collect()
     }
 
     const WORDS: &str = "Our autumn newsletter tells you about the new opening hours of the shop, the prices for the winter season, and the people who joined our team this month.";
@@ -220,16 +303,38 @@ mod tests {
         let m = format!(
             "From: a@example.com\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n{WORDS} https://www.example.com/x\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>{WORDS}</p><a href=\"https://www.example.com/x\">www.example.com</a>\r\n--b--\r\n"
         );
-        assert!(ids(&m, &["example.com"]).is_empty(), "{:?}", ids(&m, &["example.com"]));
+        assert!(
+            ids(&m, &["example.com"]).is_empty(),
+            "{:?}",
+            ids(&m, &["example.com"])
+        );
     }
 
     #[test]
     fn each_content_defect() {
-        let html = |body: &str| format!("From: a@example.com\r\nContent-Type: text/html\r\n\r\n{body}\r\n");
-        assert_eq!(ids(&html(&format!("<p>{WORDS}</p>")), &["example.com"]), vec!["content.no-text-part"]);
-        assert!(ids(&html("<img src='https://www.example.com/a.png'>"), &["example.com"]).contains(&"content.image-only"));
+        let html = |body: &str| {
+            format!("From: a@example.com\r\nContent-Type: text/html\r\n\r\n{body}\r\n")
+        };
+        assert_eq!(
+            ids(&html(&format!("<p>{WORDS}</p>")), &["example.com"]),
+            vec!["content.no-text-part"]
+        );
+        assert!(ids(
+            &html("<img src='https://www.example.com/a.png'>"),
+            &["example.com"]
+        )
+        .contains(&"content.image-only"));
         let i = ids(&html(&format!("<p>{WORDS}</p><script>x</script><form></form><iframe></iframe><a href='http://evil.example.net/'>www.example.com</a><a href='https://bit.ly/x'>go</a><a href='http://192.0.2.1/'>x</a>")), &["example.com"]);
-        for want in ["content.script", "content.form", "content.embedded-object", "content.link-text-mismatch", "content.shortener", "content.http-link", "content.ip-link", "content.unrelated-links"] {
+        for want in [
+            "content.script",
+            "content.form",
+            "content.embedded-object",
+            "content.link-text-mismatch",
+            "content.shortener",
+            "content.http-link",
+            "content.ip-link",
+            "content.unrelated-links",
+        ] {
             assert!(i.contains(&want), "{want}: {i:?}");
         }
         let big = html(&format!("<p>{WORDS}</p>{}", "<div></div>".repeat(10_000)));
@@ -237,9 +342,15 @@ mod tests {
         let mismatch = format!(
             "From: a@example.com\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nView this mail in a browser.\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>{WORDS}</p>\r\n--b--\r\n"
         );
-        assert_eq!(ids(&mismatch, &["example.com"]), vec!["content.text-html-mismatch"]);
+        assert_eq!(
+            ids(&mismatch, &["example.com"]),
+            vec!["content.text-html-mismatch"]
+        );
         let att = "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"invoice.pdf.exe\"\r\n\r\nMZ\r\n--b--\r\n";
         assert_eq!(ids(att, &["example.com"]), vec!["content.risky-attachment"]);
-        assert_eq!(ids("From: a@example.com\r\n\r\n", &[]), vec!["content.no-body"]);
+        assert_eq!(
+            ids("From: a@example.com\r\n\r\n", &[]),
+            vec!["content.no-body"]
+        );
     }
 }

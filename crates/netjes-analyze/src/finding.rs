@@ -56,7 +56,13 @@ impl Finding {
     /// A finding with the section and default penalty the table gives `id`.
     pub fn new(id: &'static str, explanation: impl Into<String>) -> Self {
         let rule = crate::penalties::rule(id);
-        Finding { id, section: rule.section, penalty: rule.penalty, explanation: explanation.into(), fix: None }
+        Finding {
+            id,
+            section: rule.section,
+            penalty: rule.penalty,
+            explanation: explanation.into(),
+            fix: None,
+        }
     }
 
     pub fn fix(mut self, f: impl Into<String>) -> Self {

@@ -2,20 +2,41 @@
 //! and the lines it must not have.
 
 use crate::finding::Finding;
-use netjes_auth::message::header_fields as fields;
 use mail_parser::MessageParser;
-
+use netjes_auth::message::header_fields as fields;
 
 /// Fields RFC 5322 §3.6 allows at most once.
-const SINGLE: &[&str] = &["Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Message-ID", "In-Reply-To", "References", "Subject"];
+const SINGLE: &[&str] = &[
+    "Date",
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Bcc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Subject",
+];
 
 /// Checks the form of a message; `now` is Unix time, for Date in the future.
 pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
-    check_format_of(raw, &fields(raw), MessageParser::default().parse_headers(raw).as_ref(), now)
+    check_format_of(
+        raw,
+        &fields(raw),
+        MessageParser::default().parse_headers(raw).as_ref(),
+        now,
+    )
 }
 
 /// The same, over the header fields and the parse the caller already has.
-pub fn check_format_of(raw: &[u8], f: &[(String, Vec<u8>)], parsed: Option<&mail_parser::Message<'_>>, now: i64) -> Vec<Finding> {
+pub fn check_format_of(
+    raw: &[u8],
+    f: &[(String, Vec<u8>)],
+    parsed: Option<&mail_parser::Message<'_>>,
+    now: i64,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let count = |n: &str| f.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).count();
     match count("From") {
@@ -26,31 +47,75 @@ pub fn check_format_of(raw: &[u8], f: &[(String, Vec<u8>)], parsed: Option<&mail
     for name in SINGLE.iter().filter(|n| **n != "From") {
         let n = count(name);
         if n > 1 {
-            out.push(Finding::new("format.duplicate-field", format!("{name} appears {n} times; RFC 5322 §3.6 allows it once")).fix(format!("write {name} once")));
+            out.push(
+                Finding::new(
+                    "format.duplicate-field",
+                    format!("{name} appears {n} times; RFC 5322 §3.6 allows it once"),
+                )
+                .fix(format!("write {name} once")),
+            );
         }
     }
     match count("Date") {
-        0 => out.push(Finding::new("format.no-date", "there is no Date field (RFC 5322 §3.6.1)").fix("let the sending software add Date")),
+        0 => out.push(
+            Finding::new("format.no-date", "there is no Date field (RFC 5322 §3.6.1)")
+                .fix("let the sending software add Date"),
+        ),
         _ => match parsed.and_then(|m| m.date()) {
-            None => out.push(Finding::new("format.bad-date", "the Date field cannot be read as an RFC 5322 date").fix("Date: Mon, 23 Nov 2026 09:00:00 +0000 (let the mail library write it)")),
-            Some(d) if d.to_timestamp() > now + 15 * 60 => {
-                out.push(Finding::new("format.future-date", format!("the Date is {} minutes in the future: the sender's clock is wrong", (d.to_timestamp() - now) / 60)).fix("run NTP (chrony) on the sending machine"))
-            }
+            None => out.push(
+                Finding::new(
+                    "format.bad-date",
+                    "the Date field cannot be read as an RFC 5322 date",
+                )
+                .fix("Date: Mon, 23 Nov 2026 09:00:00 +0000 (let the mail library write it)"),
+            ),
+            Some(d) if d.to_timestamp() > now + 15 * 60 => out.push(
+                Finding::new(
+                    "format.future-date",
+                    format!(
+                        "the Date is {} minutes in the future: the sender's clock is wrong",
+                        (d.to_timestamp() - now) / 60
+                    ),
+                )
+                .fix("run NTP (chrony) on the sending machine"),
+            ),
             Some(_) => {}
         },
     }
     match count("Message-ID") {
-        0 => out.push(Finding::new("format.no-message-id", "there is no Message-ID (RFC 5322 §3.6.4); spam filters score its absence").fix("let the sending software add <unique@your-domain>")),
+        0 => out.push(
+            Finding::new(
+                "format.no-message-id",
+                "there is no Message-ID (RFC 5322 §3.6.4); spam filters score its absence",
+            )
+            .fix("let the sending software add <unique@your-domain>"),
+        ),
         _ => {
-            let v = f.iter().find(|(k, _)| k.eq_ignore_ascii_case("Message-ID")).map(|(_, v)| String::from_utf8_lossy(v).trim().to_string()).unwrap_or_default();
-            let ok = v.starts_with('<') && v.ends_with('>') && v[1..v.len() - 1].contains('@') && !v.contains(' ');
+            let v = f
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("Message-ID"))
+                .map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
+                .unwrap_or_default();
+            let ok = v.starts_with('<')
+                && v.ends_with('>')
+                && v[1..v.len() - 1].contains('@')
+                && !v.contains(' ');
             if !ok {
-                out.push(Finding::new("format.bad-message-id", format!("the Message-ID {v:?} is not of the form <id@domain>")).fix("Message-ID: <unique-part@your-domain>"));
+                out.push(
+                    Finding::new(
+                        "format.bad-message-id",
+                        format!("the Message-ID {v:?} is not of the form <id@domain>"),
+                    )
+                    .fix("Message-ID: <unique-part@your-domain>"),
+                );
             }
         }
     }
     if count("Subject") == 0 {
-        out.push(Finding::new("format.no-subject", "there is no Subject").fix("give the message a Subject that says what it is about"));
+        out.push(
+            Finding::new("format.no-subject", "there is no Subject")
+                .fix("give the message a Subject that says what it is about"),
+        );
     }
     // §2.1.1: lines of at most 998 octets; §2.3: CR and LF only together.
     let mut long = 0;
@@ -71,10 +136,19 @@ pub fn check_format_of(raw: &[u8], f: &[(String, Vec<u8>)], parsed: Option<&mail
         out.push(Finding::new("format.long-lines", format!("{long} line(s) are over 998 octets (RFC 5322 §2.1.1): servers may break them, and signatures with them")).fix("send long content quoted-printable or base64 encoded, or break the HTML into lines"));
     }
     if bare > 0 {
-        out.push(Finding::new("format.bare-line-ends", format!("{bare} line(s) end in a bare CR or LF; SMTP wants CRLF (RFC 5322 §2.3)")).fix("end every line with CRLF"));
+        out.push(
+            Finding::new(
+                "format.bare-line-ends",
+                format!("{bare} line(s) end in a bare CR or LF; SMTP wants CRLF (RFC 5322 §2.3)"),
+            )
+            .fix("end every line with CRLF"),
+        );
     }
     if f.iter().any(|(_, v)| v.iter().any(|b| *b >= 0x80)) {
-        out.push(Finding::new("format.8bit-header", "a header field holds raw 8-bit bytes").fix("encode non-ASCII header text as RFC 2047 encoded words (=?utf-8?q?...?=)"));
+        out.push(
+            Finding::new("format.8bit-header", "a header field holds raw 8-bit bytes")
+                .fix("encode non-ASCII header text as RFC 2047 encoded words (=?utf-8?q?...?=)"),
+        );
     }
     out
 }
@@ -97,17 +171,34 @@ mod tests {
 
     #[test]
     fn each_defect_is_found() {
-        assert_eq!(ids(b"To: b@example.org\r\n\r\nx\r\n"), vec!["format.no-from", "format.no-date", "format.no-message-id", "format.no-subject"]);
+        assert_eq!(
+            ids(b"To: b@example.org\r\n\r\nx\r\n"),
+            vec![
+                "format.no-from",
+                "format.no-date",
+                "format.no-message-id",
+                "format.no-subject"
+            ]
+        );
         let m = b"From: a@example.com\r\nFrom: c@example.com\r\nSubject: a\r\nSubject: b\r\nDate: Fri, 1 Jan 2100 00:00:00 +0000\r\nMessage-ID: no-brackets\r\n\r\nx\r\n";
         let i = ids(m);
-        for want in ["format.many-from", "format.duplicate-field", "format.future-date", "format.bad-message-id"] {
+        for want in [
+            "format.many-from",
+            "format.duplicate-field",
+            "format.future-date",
+            "format.bad-message-id",
+        ] {
             assert!(i.contains(&want), "{want}: {i:?}");
         }
         let mut long = b"From: a@example.com\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@e.x>\r\nSubject: \xe9t\xe9\r\n\r\n".to_vec();
         long.extend(std::iter::repeat_n(b'a', 1200));
         long.extend_from_slice(b"\r\nbare\nline\r\n");
         let i = ids(&long);
-        for want in ["format.long-lines", "format.bare-line-ends", "format.8bit-header"] {
+        for want in [
+            "format.long-lines",
+            "format.bare-line-ends",
+            "format.8bit-header",
+        ] {
             assert!(i.contains(&want), "{want}: {i:?}");
         }
         assert!(ids(b"From: a@example.com\r\nDate: yesterday\r\n\r\n").contains(&"format.bad-date"));

@@ -45,7 +45,10 @@ pub fn decode_entities(s: &str) -> String {
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         rest = &rest[i..];
-        let end = rest[1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '#')).map(|e| e + 1).unwrap_or(rest.len());
+        let end = rest[1..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+            .map(|e| e + 1)
+            .unwrap_or(rest.len());
         let name = &rest[1..end];
         let decoded = match name {
             "amp" => Some('&'),
@@ -54,7 +57,9 @@ pub fn decode_entities(s: &str) -> String {
             "quot" => Some('"'),
             "apos" => Some('\''),
             "nbsp" => Some(' '),
-            n if n.starts_with("#x") || n.starts_with("#X") => u32::from_str_radix(&n[2..], 16).ok().and_then(char::from_u32),
+            n if n.starts_with("#x") || n.starts_with("#X") => u32::from_str_radix(&n[2..], 16)
+                .ok()
+                .and_then(char::from_u32),
             n if n.starts_with('#') => n[1..].parse::<u32>().ok().and_then(char::from_u32),
             _ => None,
         };
@@ -84,7 +89,10 @@ struct Tag<'a> {
 
 impl Tag<'_> {
     fn attr(&self, name: &str) -> Option<String> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| decode_entities(v.trim()))
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| decode_entities(v.trim()))
     }
 }
 
@@ -107,10 +115,24 @@ fn read_tag(s: &str, start: usize) -> (Tag<'_>, usize) {
             i += 1;
         }
         if i >= b.len() {
-            return (Tag { name, closing, attrs }, i);
+            return (
+                Tag {
+                    name,
+                    closing,
+                    attrs,
+                },
+                i,
+            );
         }
         if b[i] == b'>' {
-            return (Tag { name, closing, attrs }, i + 1);
+            return (
+                Tag {
+                    name,
+                    closing,
+                    attrs,
+                },
+                i + 1,
+            );
         }
         let an = i;
         while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'=' | b'>' | b'/') {
@@ -137,7 +159,11 @@ fn read_tag(s: &str, start: usize) -> (Tag<'_>, usize) {
             Some(q @ (b'"' | b'\'')) => {
                 let q = *q;
                 let vs = i + 1;
-                let ve = b[vs..].iter().position(|c| *c == q).map(|p| vs + p).unwrap_or(b.len());
+                let ve = b[vs..]
+                    .iter()
+                    .position(|c| *c == q)
+                    .map(|p| vs + p)
+                    .unwrap_or(b.len());
                 i = (ve + 1).min(b.len());
                 &s[vs..ve]
             }
@@ -159,7 +185,10 @@ fn find_ci(hay: &str, from: usize, needle: &str) -> Option<usize> {
     if from >= h.len() {
         return None;
     }
-    h[from..].windows(n.len()).position(|w| w.eq_ignore_ascii_case(n)).map(|p| from + p)
+    h[from..]
+        .windows(n.len())
+        .position(|w| w.eq_ignore_ascii_case(n))
+        .map(|p| from + p)
 }
 
 fn push_text(out: &mut String, text: &str) {
@@ -191,7 +220,10 @@ pub fn scan(html: &str) -> HtmlFacts {
         add_text(&mut f, open_link, &html[i..lt]);
         let next = b.get(lt + 1).copied();
         if html[lt..].starts_with("<!--") {
-            i = html[lt + 4..].find("-->").map(|p| lt + 4 + p + 3).unwrap_or(b.len());
+            i = html[lt + 4..]
+                .find("-->")
+                .map(|p| lt + 4 + p + 3)
+                .unwrap_or(b.len());
             continue;
         }
         match next {
@@ -214,7 +246,10 @@ pub fn scan(html: &str) -> HtmlFacts {
                 open_link = None;
                 if let Some(href) = tag.attr("href") {
                     if f.links.len() < MAX_LINKS {
-                        f.links.push(Link { href, text: String::new() });
+                        f.links.push(Link {
+                            href,
+                            text: String::new(),
+                        });
                         open_link = Some(f.links.len() - 1);
                     } else {
                         f.links_dropped += 1;
@@ -236,7 +271,9 @@ pub fn scan(html: &str) -> HtmlFacts {
                     None => b.len(),
                 };
             }
-            ("br" | "p" | "div" | "td" | "tr" | "li" | "h1" | "h2" | "h3" | "table", _) => add_text(&mut f, None, " "),
+            ("br" | "p" | "div" | "td" | "tr" | "li" | "h1" | "h2" | "h3" | "table", _) => {
+                add_text(&mut f, None, " ")
+            }
             _ => {}
         }
     }
@@ -271,8 +308,17 @@ pub fn text_urls(text: &str) -> Vec<String> {
     while let Some(p) = lower[from..].find("http").map(|p| p + from) {
         let rest = &lower[p..];
         if rest.starts_with("http://") || rest.starts_with("https://") {
-            let end = text[p..].find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | ')' | ']')).map(|e| p + e).unwrap_or(text.len());
-            out.push(text[p..end].trim_end_matches(['.', ',', ';', ':', '!', '?']).to_string());
+            let end = text[p..]
+                .find(|c: char| {
+                    c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | ')' | ']')
+                })
+                .map(|e| p + e)
+                .unwrap_or(text.len());
+            out.push(
+                text[p..end]
+                    .trim_end_matches(['.', ',', ';', ':', '!', '?'])
+                    .to_string(),
+            );
             if out.len() >= MAX_LINKS {
                 break;
             }
@@ -298,15 +344,42 @@ mod tests {
 <a href=http://plain.example/>www.bank.example</a> 3 < 4 <iframe src=x></iframe><a name=top>anchor</a></body></html>"#,
         );
         assert_eq!(f.links.len(), 2, "{:?}", f.links);
-        assert_eq!(f.links[0], Link { href: "https://example.com/a?x=1&y=2".into(), text: "Visit us".into() });
-        assert_eq!(f.links[1], Link { href: "http://plain.example/".into(), text: "www.bank.example".into() });
+        assert_eq!(
+            f.links[0],
+            Link {
+                href: "https://example.com/a?x=1&y=2".into(),
+                text: "Visit us".into()
+            }
+        );
+        assert_eq!(
+            f.links[1],
+            Link {
+                href: "http://plain.example/".into(),
+                text: "www.bank.example".into()
+            }
+        );
         assert_eq!((f.images, f.scripts, f.forms, f.objects), (2, 2, 1, 1));
-        assert_eq!(f.text, "Hello & welcome Visit us www.bank.example 3 < 4 anchor");
+        assert_eq!(
+            f.text,
+            "Hello & welcome Visit us www.bank.example 3 < 4 anchor"
+        );
     }
 
     #[test]
     fn broken_html_never_fails() {
-        for s in ["<", "<a", "<a href=", "<a href=\"x", "<script>", "&#xFFFFFFFF;", "&", "<!--", "<a href='x'>text", "</>", "<=>"] {
+        for s in [
+            "<",
+            "<a",
+            "<a href=",
+            "<a href=\"x",
+            "<script>",
+            "&#xFFFFFFFF;",
+            "&",
+            "<!--",
+            "<a href='x'>text",
+            "</>",
+            "<=>",
+        ] {
             let _ = scan(s);
         }
         assert_eq!(scan("<a href='x'>text").links[0].text, "text");

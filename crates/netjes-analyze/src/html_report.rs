@@ -62,8 +62,17 @@ pub fn render(r: &Report) -> String {
 /// (which load [`STYLE`] from their style sheet).
 pub fn render_fragment(r: &Report) -> String {
     let mut h = String::new();
-    let _ = write!(h, "<header>{}<div><h1 style=\"margin:0;font-size:22px\">{}</h1>", gauge(r.score), escape(r.subject.as_deref().unwrap_or("(no subject)")));
-    let _ = write!(h, "<div>From: {}</div>", escape(r.from.as_deref().unwrap_or("(none)")));
+    let _ = write!(
+        h,
+        "<header>{}<div><h1 style=\"margin:0;font-size:22px\">{}</h1>",
+        gauge(r.score),
+        escape(r.subject.as_deref().unwrap_or("(no subject)"))
+    );
+    let _ = write!(
+        h,
+        "<div>From: {}</div>",
+        escape(r.from.as_deref().unwrap_or("(none)"))
+    );
     let _ = write!(h, "<div>Envelope: {}</div>", escape(&r.envelope.source));
     if r.capped {
         h.push_str("<div class=\"pen\">Capped at 6: nothing authenticates the From domain.</div>");
@@ -75,7 +84,12 @@ pub fn render_fragment(r: &Report) -> String {
     if !r.why_spam.is_empty() {
         h.push_str("<div class=\"why\"><h2>Why this is spam</h2><ol>");
         for f in &r.why_spam {
-            let _ = write!(h, "<li><span class=\"pen\">−{:.1}</span> {}</li>", f.penalty, escape(&f.explanation));
+            let _ = write!(
+                h,
+                "<li><span class=\"pen\">−{:.1}</span> {}</li>",
+                f.penalty,
+                escape(&f.explanation)
+            );
         }
         h.push_str("</ol></div>");
     }
@@ -91,13 +105,21 @@ pub fn render_fragment(r: &Report) -> String {
         }
         for f in &s.findings {
             let class = if f.penalty > 0.0 { "f bad" } else { "f info" };
-            let _ = write!(h, "<div class=\"{class}\"><div><code>{}</code>", escape(f.id));
+            let _ = write!(
+                h,
+                "<div class=\"{class}\"><div><code>{}</code>",
+                escape(f.id)
+            );
             if f.penalty > 0.0 {
                 let _ = write!(h, " <span class=\"pen\">−{:.1}</span>", f.penalty);
             }
             let _ = write!(h, "</div><div>{}</div>", escape(&f.explanation));
             if let Some(fix) = &f.fix {
-                let _ = write!(h, "<div>Fix: <span class=\"fix\">{}</span></div>", escape(fix));
+                let _ = write!(
+                    h,
+                    "<div>Fix: <span class=\"fix\">{}</span></div>",
+                    escape(fix)
+                );
             }
             h.push_str("</div>");
         }
@@ -128,7 +150,13 @@ pub fn render_fragment(r: &Report) -> String {
             if let Some(sa) = &r.spamassassin {
                 let _ = write!(h, "<p>Score {:.1} (spam from {:.1})</p><table><tr><th>points</th><th>rule</th><th>description</th></tr>", sa.score, sa.threshold);
                 for rule in &sa.rules {
-                    let _ = write!(h, "<tr><td>{:.1}</td><td>{}</td><td>{}</td></tr>", rule.points, escape(&rule.name), escape(&rule.description));
+                    let _ = write!(
+                        h,
+                        "<tr><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+                        rule.points,
+                        escape(&rule.name),
+                        escape(&rule.description)
+                    );
                 }
                 h.push_str("</table>");
             } else if let Some(e) = &r.spamassassin_error {
@@ -139,7 +167,11 @@ pub fn render_fragment(r: &Report) -> String {
         }
         h.push_str("</section>");
     }
-    let _ = write!(h, "<section><h2>Authentication-Results</h2><p><code>{}</code></p></section>", escape(&r.auth.authentication_results));
+    let _ = write!(
+        h,
+        "<section><h2>Authentication-Results</h2><p><code>{}</code></p></section>",
+        escape(&r.auth.authentication_results)
+    );
     h
 }
 
@@ -147,6 +179,9 @@ pub fn render_fragment(r: &Report) -> String {
 mod tests {
     #[test]
     fn escapes() {
-        assert_eq!(super::escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            super::escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

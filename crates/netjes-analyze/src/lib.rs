@@ -61,7 +61,10 @@ impl Default for Options {
             helo: None,
             mail_from: None,
             authserv_id: "netjes".into(),
-            now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
             ip_lists: vec![],
             domain_lists: vec![],
             penalties: Penalties::default(),
@@ -134,13 +137,16 @@ impl Report {
 fn envelope(msg: &mail_parser::Message<'_>, hops: &[Hop], o: &Options) -> EnvelopeReport {
     let guess = received::envelope_of(msg, hops);
     let given = o.ip.is_some() || o.helo.is_some() || o.mail_from.is_some();
-    let from_headers = guess.is_some() && (o.ip.is_none() || o.helo.is_none() || o.mail_from.is_none());
+    let from_headers =
+        guess.is_some() && (o.ip.is_none() || o.helo.is_none() || o.mail_from.is_none());
     let g = guess.clone();
     let source = match (given, from_headers, &guess) {
         (true, true, Some(g)) => format!("{}, the rest from {}", o.envelope_given_by, g.source),
         (false, true, Some(g)) => g.source.clone(),
         (true, _, _) => o.envelope_given_by.into(),
-        _ => "unknown: no Received header names the client; give --ip, --helo and --mail-from".into(),
+        _ => {
+            "unknown: no Received header names the client; give --ip, --helo and --mail-from".into()
+        }
     };
     EnvelopeReport {
         ip: o.ip.or(g.as_ref().and_then(|g| g.ip)),
@@ -157,29 +163,62 @@ fn received_findings(hops: &[Hop]) -> Vec<Finding> {
     }
     for h in hops {
         match h.delay {
-            Some(d) if d < -60 => out.push(Finding::new("received.clock-skew", format!("hop {} is timed {}s before the hop before it: a server's clock is wrong", h.index, -d)).fix("run NTP (chrony) on every server")),
-            Some(d) if d > 3600 => out.push(Finding::new("received.slow-hop", format!("hop {} took {} minutes: greylisting or a queue", h.index, d / 60))),
+            Some(d) if d < -60 => out.push(
+                Finding::new(
+                    "received.clock-skew",
+                    format!(
+                        "hop {} is timed {}s before the hop before it: a server's clock is wrong",
+                        h.index, -d
+                    ),
+                )
+                .fix("run NTP (chrony) on every server"),
+            ),
+            Some(d) if d > 3600 => out.push(Finding::new(
+                "received.slow-hop",
+                format!(
+                    "hop {} took {} minutes: greylisting or a queue",
+                    h.index,
+                    d / 60
+                ),
+            )),
             _ => {}
         }
     }
     out
 }
 
-
 /// Analyses one message.
 pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Report, AnalyzeError> {
     // The limits first, then one parse and one read of the header fields
     // for every check that follows.
     netjes_auth::message::check_limits(raw)?;
-    let msg = mail_parser::MessageParser::default().parse(raw).ok_or(AnalyzeError::NotAMessage)?;
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw)
+        .ok_or(AnalyzeError::NotAMessage)?;
     let fields = netjes_auth::message::header_fields(raw);
     let hops = received::hops_of(&msg);
     let env = envelope(&msg, &hops, o);
-    let verdict = verify_message(dns, raw, &Envelope { ip: env.ip, helo: env.helo.clone(), mail_from: env.mail_from.clone() }, &o.authserv_id).await?;
+    let verdict = verify_message(
+        dns,
+        raw,
+        &Envelope {
+            ip: env.ip,
+            helo: env.helo.clone(),
+            mail_from: env.mail_from.clone(),
+        },
+        &o.authserv_id,
+    )
+    .await?;
 
     let from = verdict.dmarc.from_domain.clone();
     let mut related: Vec<String> = from.iter().cloned().collect();
-    related.extend(verdict.dkim.iter().filter(|d| d.result == DkimResult::Pass).map(|d| d.domain.clone()));
+    related.extend(
+        verdict
+            .dkim
+            .iter()
+            .filter(|d| d.result == DkimResult::Pass)
+            .map(|d| d.domain.clone()),
+    );
     if let Some(mf) = env.mail_from.as_deref().and_then(|m| m.rsplit_once('@')) {
         related.push(mf.1.to_ascii_lowercase());
     }
@@ -197,8 +236,17 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
             None => vec![],
         }
     };
-    let (sa, host_findings, reputation) =
-        tokio::join!(spamd, host, reputation::check_reputation(dns, env.ip, &content.link_hosts, &o.ip_lists, &o.domain_lists));
+    let (sa, host_findings, reputation) = tokio::join!(
+        spamd,
+        host,
+        reputation::check_reputation(
+            dns,
+            env.ip,
+            &content.link_hosts,
+            &o.ip_lists,
+            &o.domain_lists
+        )
+    );
 
     let mut all = auth::verdict_findings(&verdict);
     all.extend(host_findings);
@@ -206,14 +254,27 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     all.extend(format::check_format_of(raw, &fields, Some(&msg), o.now));
     // RFC 8058 §4 asks the unsubscribe fields to be signed by the signature
     // that speaks for the From domain.
-    let signed = auth::aligned_dkim_domain(&verdict).and_then(|dd| verdict.dkim.iter().find(|d| d.result == DkimResult::Pass && d.domain == dd)).map(|d| d.signed_headers.clone());
+    let signed = auth::aligned_dkim_domain(&verdict)
+        .and_then(|dd| {
+            verdict
+                .dkim
+                .iter()
+                .find(|d| d.result == DkimResult::Pass && d.domain == dd)
+        })
+        .map(|d| d.signed_headers.clone());
     all.extend(bulk::check_unsubscribe_of(&fields, signed.as_deref()));
     let aligned = auth::aligned(&verdict);
     if !aligned {
-        all.push(Finding::new("bulk.unaligned", "Gmail, Yahoo and Outlook require From to be aligned with a passing DKIM or SPF"));
+        all.push(Finding::new(
+            "bulk.unaligned",
+            "Gmail, Yahoo and Outlook require From to be aligned with a passing DKIM or SPF",
+        ));
     }
     if verdict.dmarc.result == DmarcResult::None && verdict.dmarc.record.is_none() {
-        all.push(Finding::new("bulk.no-dmarc", "Gmail, Yahoo and Outlook require bulk senders to publish DMARC"));
+        all.push(Finding::new(
+            "bulk.no-dmarc",
+            "Gmail, Yahoo and Outlook require bulk senders to publish DMARC",
+        ));
     }
     if let Some(last) = hops.last() {
         if last.tls.is_none() {
@@ -228,12 +289,24 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     let (spamassassin, spamassassin_error) = match sa {
         Some(Ok(s)) => {
             let top: Vec<String> = {
-                let mut r: Vec<&spamd::SpamRule> = s.rules.iter().filter(|r| r.points > 0.0).collect();
+                let mut r: Vec<&spamd::SpamRule> =
+                    s.rules.iter().filter(|r| r.points > 0.0).collect();
                 r.sort_by(|a, b| b.points.total_cmp(&a.points));
-                r.iter().take(5).map(|r| format!("{} ({:+.1}: {})", r.name, r.points, r.description)).collect()
+                r.iter()
+                    .take(5)
+                    .map(|r| format!("{} ({:+.1}: {})", r.name, r.points, r.description))
+                    .collect()
             };
             if s.score > 0.0 {
-                all.push(Finding::new("spamassassin.score", format!("SpamAssassin scores {:.1} (spam from {:.1}): {}", s.score, s.threshold, top.join("; "))));
+                all.push(Finding::new(
+                    "spamassassin.score",
+                    format!(
+                        "SpamAssassin scores {:.1} (spam from {:.1}): {}",
+                        s.score,
+                        s.threshold,
+                        top.join("; ")
+                    ),
+                ));
             }
             (Some(s), None)
         }
@@ -262,7 +335,11 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     }
     let total: f32 = all.iter().map(|f| f.penalty).sum();
     let score = ((10.0 - total).max(0.0) * 10.0).round() / 10.0;
-    let incomplete = all.iter().any(|f| f.id.ends_with("temperror")) || verdict.dkim.iter().any(|d| d.result == DkimResult::Temperror);
+    let incomplete = all.iter().any(|f| f.id.ends_with("temperror"))
+        || verdict
+            .dkim
+            .iter()
+            .any(|d| d.result == DkimResult::Temperror);
 
     let mut why: Vec<&Finding> = all.iter().filter(|f| f.penalty > 0.0).collect();
     why.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
@@ -271,7 +348,12 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
         .iter()
         .map(|s| {
             let findings: Vec<Finding> = all.iter().filter(|f| f.section == *s).cloned().collect();
-            SectionReport { section: *s, title: s.title(), penalty: findings.iter().map(|f| f.penalty).sum(), findings }
+            SectionReport {
+                section: *s,
+                title: s.title(),
+                penalty: findings.iter().map(|f| f.penalty).sum(),
+                findings,
+            }
         })
         .collect();
     Ok(Report {
@@ -279,7 +361,11 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
         capped,
         incomplete,
         subject: msg.subject().map(|s| s.to_string()),
-        from: msg.from().and_then(|a| a.first()).and_then(|a| a.address()).map(|a| a.to_string()),
+        from: msg
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(|a| a.to_string()),
         size: raw.len(),
         why_spam,
         sections,

@@ -54,13 +54,23 @@ pub fn same_org(a: &str, b: &str) -> bool {
 /// the reader trusting it. Text that merely contains a dot is not a domain:
 /// the last label must be a known public suffix.
 pub fn shown_domain(text: &str) -> Option<String> {
-    let t = text.trim().trim_end_matches(['.', ',', ')']).to_ascii_lowercase();
+    let t = text
+        .trim()
+        .trim_end_matches(['.', ',', ')'])
+        .to_ascii_lowercase();
     if t.contains(char::is_whitespace) || !t.contains('.') {
         return None;
     }
-    let t = t.strip_prefix("https://").or_else(|| t.strip_prefix("http://")).unwrap_or(&t);
+    let t = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .unwrap_or(&t);
     let host = t.split(['/', '?', '#', ':']).next()?;
-    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
         return None;
     }
     // Only names under a real suffix; "v1.2" or "e.g." are not domains.
@@ -74,13 +84,40 @@ pub fn shown_domain(text: &str) -> Option<String> {
 /// Public URL shorteners: the reader cannot see where the link goes, and
 /// spammers rotate them to dodge domain blocklists.
 pub const SHORTENERS: &[&str] = &[
-    "bit.ly", "bitly.com", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly", "shorturl.at", "tiny.cc", "rb.gy",
-    "t.ly", "s.id", "v.gd", "bl.ink", "shorte.st", "adf.ly", "lnkd.in", "tr.im", "x.co", "qr.ae", "soo.gd", "clck.ru", "urlz.fr", "tiny.one",
+    "bit.ly",
+    "bitly.com",
+    "tinyurl.com",
+    "t.co",
+    "goo.gl",
+    "ow.ly",
+    "is.gd",
+    "buff.ly",
+    "rebrand.ly",
+    "cutt.ly",
+    "shorturl.at",
+    "tiny.cc",
+    "rb.gy",
+    "t.ly",
+    "s.id",
+    "v.gd",
+    "bl.ink",
+    "shorte.st",
+    "adf.ly",
+    "lnkd.in",
+    "tr.im",
+    "x.co",
+    "qr.ae",
+    "soo.gd",
+    "clck.ru",
+    "urlz.fr",
+    "tiny.one",
 ];
 
 pub fn is_shortener(host: &str) -> bool {
     let h = host.to_ascii_lowercase();
-    SHORTENERS.iter().any(|s| h == *s || h.strip_suffix(s).is_some_and(|p| p.ends_with('.')))
+    SHORTENERS
+        .iter()
+        .any(|s| h == *s || h.strip_suffix(s).is_some_and(|p| p.ends_with('.')))
 }
 
 #[cfg(test)]
@@ -89,15 +126,33 @@ mod tests {
 
     #[test]
     fn targets_and_domains() {
-        assert_eq!(target("https://Mail.Example.co.uk./x"), Some(Target { https: true, host: LinkHost::Name("mail.example.co.uk".into()) }));
-        assert_eq!(target("http://192.0.2.1/login"), Some(Target { https: false, host: LinkHost::Ip("192.0.2.1".parse().unwrap()) }));
+        assert_eq!(
+            target("https://Mail.Example.co.uk./x"),
+            Some(Target {
+                https: true,
+                host: LinkHost::Name("mail.example.co.uk".into())
+            })
+        );
+        assert_eq!(
+            target("http://192.0.2.1/login"),
+            Some(Target {
+                https: false,
+                host: LinkHost::Ip("192.0.2.1".parse().unwrap())
+            })
+        );
         assert_eq!(target("mailto:a@example.com"), None);
         assert_eq!(target("/relative"), None);
         assert_eq!(org_domain("a.b.example.co.uk"), "example.co.uk");
         assert!(same_org("news.example.com", "www.example.com"));
         assert!(!same_org("example.com", "example.net"));
-        assert_eq!(shown_domain("www.PayPal.com"), Some("www.paypal.com".into()));
-        assert_eq!(shown_domain("https://bank.example.com/login"), Some("bank.example.com".into()));
+        assert_eq!(
+            shown_domain("www.PayPal.com"),
+            Some("www.paypal.com".into())
+        );
+        assert_eq!(
+            shown_domain("https://bank.example.com/login"),
+            Some("bank.example.com".into())
+        );
         assert_eq!(shown_domain("click here"), None);
         assert_eq!(shown_domain("version 1.2"), None);
         assert_eq!(shown_domain("e.g."), None);

@@ -45,7 +45,13 @@ fn hop_of(index: usize, r: &Received<'_>) -> Hop {
     let with = r.with.map(protocol);
     let secure_protocol = matches!(
         r.with,
-        Some(Protocol::ESMTPS | Protocol::ESMTPSA | Protocol::LMTPS | Protocol::LMTPSA | Protocol::HTTPS)
+        Some(
+            Protocol::ESMTPS
+                | Protocol::ESMTPSA
+                | Protocol::LMTPS
+                | Protocol::LMTPSA
+                | Protocol::HTTPS
+        )
     );
     let tls = match (r.tls_version, &r.tls_cipher) {
         (Some(v), Some(c)) => Some(format!("{v:?} {c}")),
@@ -71,14 +77,24 @@ fn hop_of(index: usize, r: &Received<'_>) -> Hop {
 
 /// The hops of a message, oldest first, with delays between them.
 pub fn hops(raw: &[u8]) -> Vec<Hop> {
-    MessageParser::default().parse_headers(raw).map(|m| hops_of(&m)).unwrap_or_default()
+    MessageParser::default()
+        .parse_headers(raw)
+        .map(|m| hops_of(&m))
+        .unwrap_or_default()
 }
 
 /// The hops of a message already parsed.
 pub fn hops_of(msg: &mail_parser::Message<'_>) -> Vec<Hop> {
     // Each server prepends its Received field, so the header order is the
     // reverse of the travel order.
-    let mut all: Vec<Hop> = msg.received_all().collect::<Vec<_>>().into_iter().rev().enumerate().map(|(i, r)| hop_of(i + 1, r)).collect();
+    let mut all: Vec<Hop> = msg
+        .received_all()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .enumerate()
+        .map(|(i, r)| hop_of(i + 1, r))
+        .collect();
     let mut prev: Option<i64> = None;
     for h in all.iter_mut() {
         if let (Some(t), Some(p)) = (h.timestamp, prev) {
@@ -111,7 +127,9 @@ pub fn envelope_from_headers(raw: &[u8]) -> Option<EnvelopeGuess> {
 
 /// The envelope of a message already parsed, with its hops.
 pub fn envelope_of(msg: &mail_parser::Message<'_>, all: &[Hop]) -> Option<EnvelopeGuess> {
-    let mail_from = msg.return_address().map(|a| a.trim_matches(['<', '>']).to_string());
+    let mail_from = msg
+        .return_address()
+        .map(|a| a.trim_matches(['<', '>']).to_string());
     let newest = all.iter().rev().find(|h| h.from_ip.is_some())?;
     Some(EnvelopeGuess {
         ip: newest.from_ip,
@@ -121,7 +139,10 @@ pub fn envelope_of(msg: &mail_parser::Message<'_>, all: &[Hop]) -> Option<Envelo
             "Received header {} of {} (added by {})",
             all.len() - newest.index + 1,
             all.len(),
-            newest.by.clone().unwrap_or_else(|| "an unnamed server".into())
+            newest
+                .by
+                .clone()
+                .unwrap_or_else(|| "an unnamed server".into())
         ),
     })
 }

@@ -29,10 +29,21 @@ fn map(f: netjes_check::Finding, listed_id: &'static str) -> Option<Finding> {
     }
 }
 
-pub async fn check_reputation(dns: &dyn Resolver, ip: Option<IpAddr>, link_hosts: &[String], ip_lists: &[String], domain_lists: &[String]) -> Vec<Finding> {
+pub async fn check_reputation(
+    dns: &dyn Resolver,
+    ip: Option<IpAddr>,
+    link_hosts: &[String],
+    ip_lists: &[String],
+    domain_lists: &[String],
+) -> Vec<Finding> {
     let mut out = Vec::new();
     if let (Some(ip), false) = (ip, ip_lists.is_empty()) {
-        out.extend(check_blocklists(dns, "", &[ip], ip_lists, &[]).await.into_iter().filter_map(|f| map(f, "reputation.ip-listed")));
+        out.extend(
+            check_blocklists(dns, "", &[ip], ip_lists, &[])
+                .await
+                .into_iter()
+                .filter_map(|f| map(f, "reputation.ip-listed")),
+        );
     }
     if !domain_lists.is_empty() {
         let mut domains: Vec<String> = Vec::new();
@@ -43,8 +54,17 @@ pub async fn check_reputation(dns: &dyn Resolver, ip: Option<IpAddr>, link_hosts
             }
         }
         domains.truncate(MAX_LINK_DOMAINS);
-        let all = netjes_dns::join_all(domains.iter().map(|d| check_blocklists(dns, d, &[], &[], domain_lists))).await;
-        out.extend(all.into_iter().flatten().filter_map(|f| map(f, "reputation.domain-listed")));
+        let all = netjes_dns::join_all(
+            domains
+                .iter()
+                .map(|d| check_blocklists(dns, d, &[], &[], domain_lists)),
+        )
+        .await;
+        out.extend(
+            all.into_iter()
+                .flatten()
+                .filter_map(|f| map(f, "reputation.domain-listed")),
+        );
     }
     out
 }

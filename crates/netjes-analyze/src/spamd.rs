@@ -51,24 +51,39 @@ pub async fn ask(addr: &str, raw: &[u8], timeout: Duration) -> Result<SpamAssass
         return Err(SpamdError::TooLarge(raw.len()));
     }
     let work = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| SpamdError::Connect(addr.to_string(), e))?;
-        s.write_all(format!("REPORT SPAMC/1.5\r\nContent-length: {}\r\n\r\n", raw.len()).as_bytes()).await?;
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| SpamdError::Connect(addr.to_string(), e))?;
+        s.write_all(
+            format!("REPORT SPAMC/1.5\r\nContent-length: {}\r\n\r\n", raw.len()).as_bytes(),
+        )
+        .await?;
         s.write_all(raw).await?;
         s.shutdown().await?;
         let mut answer = Vec::new();
-        (&mut s).take(MAX_ANSWER as u64 + 1).read_to_end(&mut answer).await?;
+        (&mut s)
+            .take(MAX_ANSWER as u64 + 1)
+            .read_to_end(&mut answer)
+            .await?;
         if answer.len() > MAX_ANSWER {
-            return Err(SpamdError::Protocol(format!("an answer over {MAX_ANSWER} octets")));
+            return Err(SpamdError::Protocol(format!(
+                "an answer over {MAX_ANSWER} octets"
+            )));
         }
         parse_answer(&String::from_utf8_lossy(&answer))
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| SpamdError::Timeout(addr.to_string(), timeout))?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| SpamdError::Timeout(addr.to_string(), timeout))?
 }
 
 /// Reads a REPORT answer: the status line, the Spam: header and the rule
 /// table of the report text.
 pub fn parse_answer(text: &str) -> Result<SpamAssassin, SpamdError> {
-    let (head, body) = text.split_once("\r\n\r\n").or_else(|| text.split_once("\n\n")).unwrap_or((text, ""));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .or_else(|| text.split_once("\n\n"))
+        .unwrap_or((text, ""));
     let mut lines = head.lines();
     let status = lines.next().unwrap_or("");
     let mut parts = status.split_whitespace();
@@ -82,13 +97,28 @@ pub fn parse_answer(text: &str) -> Result<SpamAssassin, SpamdError> {
     for l in lines {
         if let Some(v) = l.strip_prefix("Spam:") {
             // "Spam: True ; 9.0 / 5.0"
-            let (flag, nums) = v.split_once(';').ok_or_else(|| SpamdError::Protocol(l.to_string()))?;
-            let (score, thr) = nums.split_once('/').ok_or_else(|| SpamdError::Protocol(l.to_string()))?;
-            let num = |s: &str| s.trim().parse::<f32>().ok().filter(|f| f.is_finite()).ok_or_else(|| SpamdError::Protocol(l.to_string()));
-            verdict = Some((flag.trim().eq_ignore_ascii_case("true"), num(score)?, num(thr)?));
+            let (flag, nums) = v
+                .split_once(';')
+                .ok_or_else(|| SpamdError::Protocol(l.to_string()))?;
+            let (score, thr) = nums
+                .split_once('/')
+                .ok_or_else(|| SpamdError::Protocol(l.to_string()))?;
+            let num = |s: &str| {
+                s.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| SpamdError::Protocol(l.to_string()))
+            };
+            verdict = Some((
+                flag.trim().eq_ignore_ascii_case("true"),
+                num(score)?,
+                num(thr)?,
+            ));
         }
     }
-    let (spam, score, threshold) = verdict.ok_or_else(|| SpamdError::Protocol("no Spam: header".into()))?;
+    let (spam, score, threshold) =
+        verdict.ok_or_else(|| SpamdError::Protocol("no Spam: header".into()))?;
     let mut rules: Vec<SpamRule> = Vec::new();
     let mut in_table = false;
     for l in body.lines() {
@@ -102,8 +132,15 @@ pub fn parse_answer(text: &str) -> Result<SpamAssassin, SpamdError> {
         let mut w = l.split_whitespace();
         let first = w.next().unwrap_or("");
         match (first.parse::<f32>(), w.next()) {
-            (Ok(points), Some(name)) if points.is_finite() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                rules.push(SpamRule { name: name.to_string(), points, description: w.collect::<Vec<_>>().join(" ") });
+            (Ok(points), Some(name))
+                if points.is_finite()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                rules.push(SpamRule {
+                    name: name.to_string(),
+                    points,
+                    description: w.collect::<Vec<_>>().join(" "),
+                });
             }
             // A description continued on the next line.
             _ => {
@@ -117,7 +154,12 @@ pub fn parse_answer(text: &str) -> Result<SpamAssassin, SpamdError> {
             break;
         }
     }
-    Ok(SpamAssassin { score, threshold, spam, rules })
+    Ok(SpamAssassin {
+        score,
+        threshold,
+        spam,
+        rules,
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,10 @@ fn real_received_chains() {
         let _ = hops(&raw[..raw.len() / 2]);
     }
     assert!(with_chain > 50, "only {with_chain} messages had a chain");
-    assert!(with_envelope > 50, "only {with_envelope} messages gave an envelope");
+    assert!(
+        with_envelope > 50,
+        "only {with_envelope} messages gave an envelope"
+    );
 }
 
 /// Every message of the corpora, and every .eml in testdata (DMARC and
@@ -38,17 +41,39 @@ async fn every_corpus_message_gets_a_mark_or_a_clear_error() {
     let all = netjes_testdns::corpus::all_messages();
     assert!(all.len() > 250, "{}", all.len());
     let dns = netjes_testdns::TestDns::start_str("").await;
-    let r = netjes_dns::CachingResolver::new(HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(300) }).unwrap());
-    let o = Options { ip_lists: vec!["bl.test".into()], domain_lists: vec!["dbl.test".into()], ..Default::default() };
+    let r = netjes_dns::CachingResolver::new(
+        HickoryResolver::new(&DnsConfig {
+            nameservers: vec![dns.addr()],
+            timeout: Duration::from_millis(300),
+        })
+        .unwrap(),
+    );
+    let o = Options {
+        ip_lists: vec!["bl.test".into()],
+        domain_lists: vec!["dbl.test".into()],
+        ..Default::default()
+    };
     let (mut marked, mut refused) = (0, Vec::new());
     for p in &all {
         let raw = std::fs::read(p).unwrap();
         // A guard against hangs, not a speed test.
-        match tokio::time::timeout(Duration::from_secs(20), analyze(&r, &raw, &o)).await.unwrap_or_else(|_| panic!("{} hangs", p.display())) {
+        match tokio::time::timeout(Duration::from_secs(20), analyze(&r, &raw, &o))
+            .await
+            .unwrap_or_else(|_| panic!("{} hangs", p.display()))
+        {
             Ok(rep) => {
-                assert!((0.0..=10.0).contains(&rep.score), "{}: {}", p.display(), rep.score);
+                assert!(
+                    (0.0..=10.0).contains(&rep.score),
+                    "{}: {}",
+                    p.display(),
+                    rep.score
+                );
                 let total: f32 = rep.findings().map(|f| f.penalty).sum();
-                assert!(((10.0 - total).max(0.0) - rep.score).abs() < 0.06, "{}", p.display());
+                assert!(
+                    ((10.0 - total).max(0.0) - rep.score).abs() < 0.06,
+                    "{}",
+                    p.display()
+                );
                 marked += 1;
             }
             Err(e) => {
@@ -58,5 +83,10 @@ async fn every_corpus_message_gets_a_mark_or_a_clear_error() {
         }
     }
     // Only messages that break a hard limit or have no header are refused.
-    assert!(marked * 10 >= all.len() * 9, "{marked} of {} marked; refused:\n{}", all.len(), refused.join("\n"));
+    assert!(
+        marked * 10 >= all.len() * 9,
+        "{marked} of {} marked; refused:\n{}",
+        all.len(),
+        refused.join("\n")
+    );
 }

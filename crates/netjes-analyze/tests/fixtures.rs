@@ -121,7 +121,11 @@ fn load(path: &Path) -> Fixture {
                 msg.extend(expand(line));
                 msg.extend_from_slice(b"\r\n");
             }
-            _ => assert!(line.starts_with('#') || line.trim().is_empty(), "{}: text before the first section", path.display()),
+            _ => assert!(
+                line.starts_with('#') || line.trim().is_empty(),
+                "{}: text before the first section",
+                path.display()
+            ),
         }
     }
     let mut o = Options {
@@ -133,8 +137,15 @@ fn load(path: &Path) -> Fixture {
     };
     let mut sign = Vec::new();
     let mut tamper = false;
-    for l in env.iter().map(|l| l.trim()).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (k, v) = l.split_once(':').map(|(k, v)| (k.trim(), v.trim())).unwrap_or((l, ""));
+    for l in env
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (k, v) = l
+            .split_once(':')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .unwrap_or((l, ""));
         match k {
             "ip" => o.ip = Some(v.parse().unwrap()),
             "helo" => o.helo = Some(v.into()),
@@ -157,28 +168,65 @@ fn load(path: &Path) -> Fixture {
             use mail_auth::common::headers::HeaderWriter;
             #[allow(deprecated)]
             let key = RsaKey::<Sha256>::from_pkcs8_der(k.pkcs8_der()).unwrap();
-            mail_auth::dkim::DkimSigner::from_key(key).domain(w[0]).selector(w[1]).headers(["From", "Subject", "Date"]).body_length(true).sign(&msg).unwrap().to_header()
+            mail_auth::dkim::DkimSigner::from_key(key)
+                .domain(w[0])
+                .selector(w[1])
+                .headers(["From", "Subject", "Date"])
+                .body_length(true)
+                .sign(&msg)
+                .unwrap()
+                .to_header()
         } else {
             sign_message(&msg, &k, &so).unwrap()
         };
         msg = [sig.into_bytes(), msg].concat();
         // "unpublished": the fixture's zone says what the key name answers.
         if !w.contains(&"unpublished") {
-            let value = if w.contains(&"testing") { k.dns_value().replace("v=DKIM1; ", "v=DKIM1; t=y; ") } else { k.dns_value() };
-            let strings: Vec<String> = value.as_bytes().chunks(250).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
-            zone.push_str(&format!("{}._domainkey.{}. TXT {}\n", w[1], w[0], strings.join(" ")));
+            let value = if w.contains(&"testing") {
+                k.dns_value().replace("v=DKIM1; ", "v=DKIM1; t=y; ")
+            } else {
+                k.dns_value()
+            };
+            let strings: Vec<String> = value
+                .as_bytes()
+                .chunks(250)
+                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                .collect();
+            zone.push_str(&format!(
+                "{}._domainkey.{}. TXT {}\n",
+                w[1],
+                w[0],
+                strings.join(" ")
+            ));
         }
     }
     if tamper {
         msg.extend_from_slice(b"P.S. added by a mailing list\r\n");
     }
-    Fixture { options: o, zone, message: msg }
+    Fixture {
+        options: o,
+        zone,
+        message: msg,
+    }
 }
 
 fn summary(r: &Report) -> String {
-    let mut s = format!("score {:.1}{}{}\n", r.score, if r.capped { " (capped)" } else { "" }, if r.incomplete { " (incomplete)" } else { "" });
+    let mut s = format!(
+        "score {:.1}{}{}\n",
+        r.score,
+        if r.capped { " (capped)" } else { "" },
+        if r.incomplete { " (incomplete)" } else { "" }
+    );
     for f in r.findings() {
-        s.push_str(&format!("{:>5} {}\n", if f.penalty > 0.0 { format!("-{:.1}", f.penalty) } else { "0".into() }, f.id));
+        s.push_str(&format!(
+            "{:>5} {}\n",
+            if f.penalty > 0.0 {
+                format!("-{:.1}", f.penalty)
+            } else {
+                "0".into()
+            },
+            f.id
+        ));
     }
     s
 }
@@ -200,14 +248,24 @@ async fn run(path: &Path) -> Report {
     let f = load(path);
     let zone = Zone::parse(&f.zone).unwrap_or_else(|e| panic!("{}: zone: {e:?}", path.display()));
     let dns = TestDns::start(zone).await.unwrap();
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
-    analyze(&r, &f.message, &f.options).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_millis(400),
+    })
+    .unwrap();
+    analyze(&r, &f.message, &f.options)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[tokio::test]
 async fn fixtures_match_their_golden_files_and_cover_every_finding() {
     let bless = std::env::var_os("BLESS").is_some();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "msg")).collect();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "msg"))
+        .collect();
     paths.sort();
     assert!(paths.len() >= 10);
     let mut failures = Vec::new();
@@ -216,12 +274,21 @@ async fn fixtures_match_their_golden_files_and_cover_every_finding() {
         let r = run(p).await;
         // The findings add up to the mark.
         let total: f32 = r.findings().map(|f| f.penalty).sum();
-        assert!(((10.0 - total).max(0.0) - r.score).abs() < 0.06, "{}: {} vs {total}", p.display(), r.score);
+        assert!(
+            ((10.0 - total).max(0.0) - r.score).abs() < 0.06,
+            "{}: {} vs {total}",
+            p.display(),
+            r.score
+        );
         for f in r.findings() {
             seen.insert(f.id);
             // Every point taken off comes with what to do about it.
             if f.penalty > 0.0 && f.fix.is_none() {
-                failures.push(format!("{}: {} has a penalty and no fix", p.display(), f.id));
+                failures.push(format!(
+                    "{}: {} has a penalty and no fix",
+                    p.display(),
+                    f.id
+                ));
             }
         }
         let got = summary(&r);
@@ -232,16 +299,31 @@ async fn fixtures_match_their_golden_files_and_cover_every_finding() {
         }
         let want = std::fs::read_to_string(&golden).unwrap_or_default();
         if want != got {
-            failures.push(format!("{}:\n{}", p.file_name().unwrap().to_string_lossy(), diff(&want, &got)));
+            failures.push(format!(
+                "{}:\n{}",
+                p.file_name().unwrap().to_string_lossy(),
+                diff(&want, &got)
+            ));
         }
     }
-    assert!(failures.is_empty(), "golden mismatch (BLESS=1 to accept):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatch (BLESS=1 to accept):\n{}",
+        failures.join("\n")
+    );
     // Findings no fixture can produce, and why.
     let elsewhere = [
-        ("auth.dmarc-permerror", "the DMARC evaluator treats a broken record as none (RFC 9989 §4.10.1)"),
+        (
+            "auth.dmarc-permerror",
+            "the DMARC evaluator treats a broken record as none (RFC 9989 §4.10.1)",
+        ),
         ("spamassassin.score", "tests/spamd.rs, against a real spamd"),
     ];
-    let missing: Vec<&str> = RULES.iter().map(|r| r.id).filter(|id| !seen.contains(id) && !elsewhere.iter().any(|(e, _)| e == id)).collect();
+    let missing: Vec<&str> = RULES
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| !seen.contains(id) && !elsewhere.iter().any(|(e, _)| e == id))
+        .collect();
     assert!(missing.is_empty(), "no fixture produces {missing:?}");
 }
 
@@ -252,19 +334,33 @@ async fn the_good_message_scores_ten_and_a_forged_one_is_capped() {
     assert!(good.why_spam.is_empty());
     assert_eq!(good.envelope.source, "command line");
     let bad = run(&dir().join("unauthenticated.msg")).await;
-    assert!(bad.has("auth.unaligned") && bad.score <= 6.0, "{}", summary(&bad));
+    assert!(
+        bad.has("auth.unaligned") && bad.score <= 6.0,
+        "{}",
+        summary(&bad)
+    );
     // Right in every other respect, yet unauthenticated: capped at 6.
     let down = run(&dir().join("dns-down.msg")).await;
-    assert!(down.capped && down.incomplete && down.score == 6.0, "{}", summary(&down));
+    assert!(
+        down.capped && down.incomplete && down.score == 6.0,
+        "{}",
+        summary(&down)
+    );
     assert_eq!(bad.why_spam.len(), 3);
-    assert!(bad.why_spam.windows(2).all(|w| w[0].penalty >= w[1].penalty));
+    assert!(bad
+        .why_spam
+        .windows(2)
+        .all(|w| w[0].penalty >= w[1].penalty));
 }
 
 #[tokio::test]
 async fn the_envelope_is_read_from_the_receivers_received_header() {
     let r = run(&dir().join("envelope-from-received.msg")).await;
     assert_eq!(r.envelope.ip, Some("192.0.2.10".parse().unwrap()));
-    assert_eq!(r.envelope.source, "Received header 1 of 2 (added by mx.test)");
+    assert_eq!(
+        r.envelope.source,
+        "Received header 1 of 2 (added by mx.test)"
+    );
     assert_eq!(r.auth.spf.as_ref().unwrap().result.as_str(), "pass");
     assert_eq!(r.hops.len(), 2);
 }

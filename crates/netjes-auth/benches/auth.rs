@@ -3,7 +3,9 @@
 //! engine's own cost per message (README "Speed").
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use netjes_auth::dkim::{sign_with, verify_dkim, KeyAlgorithm, MessageSigner, PrivateKey, SignOptions};
+use netjes_auth::dkim::{
+    sign_with, verify_dkim, KeyAlgorithm, MessageSigner, PrivateKey, SignOptions,
+};
 use netjes_auth::message;
 use netjes_auth::spf::{evaluate, SpfRequest};
 use netjes_auth::verdict::{verify_message, Envelope};
@@ -24,17 +26,27 @@ fn message(size: usize) -> Vec<u8> {
 
 fn signed(msg: &[u8], key: &PrivateKey, selector: &str) -> Vec<u8> {
     let signer = MessageSigner::new(key).unwrap();
-    let mut out = sign_with(msg, &signer, &SignOptions::new("example.com", selector)).unwrap().into_bytes();
+    let mut out = sign_with(msg, &signer, &SignOptions::new("example.com", selector))
+        .unwrap()
+        .into_bytes();
     out.extend_from_slice(msg);
     out
 }
 
 fn txt(value: &str) -> String {
-    value.as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ")
+    value
+        .as_bytes()
+        .chunks(200)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let rsa = PrivateKey::generate(KeyAlgorithm::Rsa, 2048).unwrap();
     let ed = PrivateKey::generate(KeyAlgorithm::Ed25519, 0).unwrap();
     let zone = format!(
@@ -52,7 +64,11 @@ fn benches(c: &mut Criterion) {
     );
     let dns = rt.block_on(TestDns::start_str(&zone));
     let resolver = CachingResolver::new(
-        HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_secs(2) }).unwrap(),
+        HickoryResolver::new(&DnsConfig {
+            nameservers: vec![dns.addr()],
+            timeout: Duration::from_secs(2),
+        })
+        .unwrap(),
     );
 
     let m4k = message(4 * 1024);
@@ -61,7 +77,9 @@ fn benches(c: &mut Criterion) {
     for (name, key) in [("rsa2048", &rsa), ("ed25519", &ed)] {
         let signer = MessageSigner::new(key).unwrap();
         let opts = SignOptions::new("example.com", name);
-        g.bench_function(name, |b| b.iter(|| sign_with(&m4k, &signer, &opts).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| sign_with(&m4k, &signer, &opts).unwrap())
+        });
     }
     g.finish();
 
@@ -86,20 +104,38 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("spf");
     g.throughput(Throughput::Elements(1));
-    let req = SpfRequest { ip: "192.0.2.25".parse().unwrap(), sender: "alice@example.com", helo: "mx.example.com", receiver: "mx.test" };
+    let req = SpfRequest {
+        ip: "192.0.2.25".parse().unwrap(),
+        sender: "alice@example.com",
+        helo: "mx.example.com",
+        receiver: "mx.test",
+    };
     rt.block_on(async { assert_eq!(evaluate(&resolver, &req).await.result.as_str(), "pass") });
-    g.bench_function("include_tree_warm_cache", |b| b.iter(|| rt.block_on(evaluate(&resolver, &req))));
+    g.bench_function("include_tree_warm_cache", |b| {
+        b.iter(|| rt.block_on(evaluate(&resolver, &req)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("verify_10k");
     g.throughput(Throughput::Elements(1));
     let s = signed(&message(10 * 1024), &rsa, "rsa");
-    let env = Envelope { ip: Some("192.0.2.25".parse().unwrap()), helo: Some("mx.example.com".into()), mail_from: Some("alice@example.com".into()) };
+    let env = Envelope {
+        ip: Some("192.0.2.25".parse().unwrap()),
+        helo: Some("mx.example.com".into()),
+        mail_from: Some("alice@example.com".into()),
+    };
     rt.block_on(async {
-        let v = verify_message(&resolver, &s, &env, "mx.test").await.unwrap();
+        let v = verify_message(&resolver, &s, &env, "mx.test")
+            .await
+            .unwrap();
         assert_eq!(v.dmarc.result.as_str(), "pass");
     });
-    g.bench_function("spf_dkim_arc_dmarc_warm_cache", |b| b.iter(|| rt.block_on(verify_message(&resolver, &s, &env, "mx.test")).unwrap()));
+    g.bench_function("spf_dkim_arc_dmarc_warm_cache", |b| {
+        b.iter(|| {
+            rt.block_on(verify_message(&resolver, &s, &env, "mx.test"))
+                .unwrap()
+        })
+    });
     g.finish();
 }
 

@@ -67,16 +67,25 @@ impl ResolverCache<Box<str>, Txt> for Prefetched {
 
 impl Prefetched {
     fn put(&self, name: &str, value: Txt) {
-        self.txt.lock().unwrap().insert(name.to_fqdn().into_owned().into_boxed_str(), value);
+        self.txt
+            .lock()
+            .unwrap()
+            .insert(name.to_fqdn().into_owned().into_boxed_str(), value);
     }
 
     /// Looks up a DKIM key record through netjes's resolver and stores it as
     /// mail-auth will ask for it. Returns the raw TXT records as well.
-    pub(crate) async fn domain_key(&self, dns: &dyn Resolver, name: &str) -> Result<Vec<Vec<u8>>, DnsError> {
+    pub(crate) async fn domain_key(
+        &self,
+        dns: &dyn Resolver,
+        name: &str,
+    ) -> Result<Vec<Vec<u8>>, DnsError> {
         let res = dns.txt(name).await;
         let value = match &res {
             Ok(txts) => {
-                let mut parsed: Txt = Txt::Error(mail_auth::Error::Dns(mail_auth::DnsError::InvalidRecordType));
+                let mut parsed: Txt = Txt::Error(mail_auth::Error::Dns(
+                    mail_auth::DnsError::InvalidRecordType,
+                ));
                 for t in txts {
                     match DomainKey::parse(t) {
                         Ok(k) => {
@@ -100,10 +109,14 @@ impl Prefetched {
 pub(crate) fn to_mail_auth_error(e: &DnsError) -> mail_auth::Error {
     use mail_auth::hickory_resolver::proto::op::ResponseCode;
     match e {
-        DnsError::Temporary { reason, .. } => mail_auth::Error::Dns(mail_auth::DnsError::Resolver(reason.clone())),
+        DnsError::Temporary { reason, .. } => {
+            mail_auth::Error::Dns(mail_auth::DnsError::Resolver(reason.clone()))
+        }
         DnsError::NxDomain { .. } | DnsError::InvalidName { .. } => {
             mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(ResponseCode::NXDomain))
         }
-        DnsError::NoData { .. } => mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(ResponseCode::NoError)),
+        DnsError::NoData { .. } => {
+            mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(ResponseCode::NoError))
+        }
     }
 }

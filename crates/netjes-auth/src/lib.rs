@@ -5,10 +5,10 @@
 //! All DNS goes through a [`netjes_dns::Resolver`]; mail-auth supplies the
 //! record parsers and the DKIM/ARC cryptography.
 
-pub mod spf;
+pub mod arc;
 pub mod dkim;
+pub mod dmarc;
 mod glue;
 pub mod message;
-pub mod dmarc;
-pub mod arc;
+pub mod spf;
 pub mod verdict;

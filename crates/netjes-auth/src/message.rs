@@ -48,7 +48,9 @@ pub fn check_limits(raw: &[u8]) -> Result<(), MessageError> {
         if l[0] != b' ' && l[0] != b'\t' {
             if !l.contains(&b':') {
                 if !saw_field {
-                    return Err(MessageError::NotAMessage("the first line is not a header field"));
+                    return Err(MessageError::NotAMessage(
+                        "the first line is not a header field",
+                    ));
                 }
                 continue;
             }
@@ -82,7 +84,10 @@ pub fn header_fields(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
             continue;
         }
         if let Some(c) = l.iter().position(|b| *b == b':') {
-            out.push((String::from_utf8_lossy(&l[..c]).trim().to_string(), l[c + 1..].to_vec()));
+            out.push((
+                String::from_utf8_lossy(&l[..c]).trim().to_string(),
+                l[c + 1..].to_vec(),
+            ));
         }
     }
     out
@@ -93,7 +98,8 @@ pub fn parse(raw: &[u8]) -> Result<AuthenticatedMessage<'_>, MessageError> {
     check_limits(raw)?;
     // Not strict: mail-auth's strict mode drops signatures with l=, which
     // RFC 6376 §3.5 allows. netjes verifies them and warns (dkim::verify).
-    AuthenticatedMessage::parse_with_opts(raw, None, false).ok_or(MessageError::NotAMessage("no header block could be read"))
+    AuthenticatedMessage::parse_with_opts(raw, None, false)
+        .ok_or(MessageError::NotAMessage("no header block could be read"))
 }
 
 /// The domains of the RFC 5322 From addresses, lower-cased.
@@ -101,7 +107,10 @@ pub fn from_domains(msg: &AuthenticatedMessage<'_>) -> Vec<String> {
     let mut v: Vec<String> = msg
         .from
         .iter()
-        .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()))
+        .filter_map(|a| {
+            a.rsplit_once('@')
+                .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        })
         .collect();
     v.dedup();
     v
@@ -116,7 +125,9 @@ mod tests {
         assert_eq!(check_limits(b""), Err(MessageError::Empty));
         assert!(check_limits(b"\x00\x01binary").is_err());
         assert!(check_limits(b"From: a@b.example\r\n\r\nbody").is_ok());
-        let many: Vec<u8> = (0..=MAX_HEADERS).flat_map(|i| format!("X-{i}: v\r\n").into_bytes()).collect();
+        let many: Vec<u8> = (0..=MAX_HEADERS)
+            .flat_map(|i| format!("X-{i}: v\r\n").into_bytes())
+            .collect();
         assert_eq!(check_limits(&many), Err(MessageError::TooManyHeaders));
     }
 }

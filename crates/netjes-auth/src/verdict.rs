@@ -46,7 +46,12 @@ pub async fn verify_message(
         Some(ip) => {
             let helo = env.helo.clone().unwrap_or_default();
             let mail_from = env.mail_from.clone().unwrap_or_default();
-            let req = SpfRequest { ip, sender: &mail_from, helo: &helo, receiver: authserv_id };
+            let req = SpfRequest {
+                ip,
+                sender: &mail_from,
+                helo: &helo,
+                receiver: authserv_id,
+            };
             if mail_from.is_empty() {
                 (Some(check_host(dns, &req, Identity::Helo).await), None)
             } else {
@@ -63,21 +68,47 @@ pub async fn verify_message(
         None => (None, None),
     };
     let (dkim, arc) = tokio::join!(verify_dkim(dns, &msg), verify_arc(dns, &msg));
-    let dmarc = evaluate(dns, &DmarcInput { from_domains: &from_domains, spf: spf.as_ref(), dkim: &dkim }).await;
-    let authentication_results = authentication_results(authserv_id, spf.as_ref(), spf_helo.as_ref(), &dkim, &arc, &dmarc);
-    Ok(Verdict { spf, spf_helo, dkim, arc, dmarc, authentication_results })
+    let dmarc = evaluate(
+        dns,
+        &DmarcInput {
+            from_domains: &from_domains,
+            spf: spf.as_ref(),
+            dkim: &dkim,
+        },
+    )
+    .await;
+    let authentication_results = authentication_results(
+        authserv_id,
+        spf.as_ref(),
+        spf_helo.as_ref(),
+        &dkim,
+        &arc,
+        &dmarc,
+    );
+    Ok(Verdict {
+        spf,
+        spf_helo,
+        dkim,
+        arc,
+        dmarc,
+        authentication_results,
+    })
 }
 
 /// A comment for RFC 8601: parentheses would end it early.
 fn comment(s: &str) -> String {
-    s.replace('(', "[").replace(')', "]").replace('\\', "/").replace(['\r', '\n'], " ")
+    s.replace('(', "[")
+        .replace(')', "]")
+        .replace('\\', "/")
+        .replace(['\r', '\n'], " ")
 }
 
 /// A property value (RFC 8601 §2.2 pvalue): an address or domain as it is,
 /// anything else (a base64 b= prefix with '/', say) as a quoted-string.
 fn value(s: &str) -> String {
     let bare = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@' | b'+'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@' | b'+'))
         && s.matches('@').count() <= 1
         && !s.starts_with('@');
     if bare {
@@ -121,7 +152,11 @@ pub fn authentication_results(
             p.push_str(&format!(" ({})", comment(why)));
         }
         if !d.domain.is_empty() {
-            p.push_str(&format!(" header.d={} header.s={}", value(&d.domain), value(&d.selector)));
+            p.push_str(&format!(
+                " header.d={} header.s={}",
+                value(&d.domain),
+                value(&d.selector)
+            ));
             p.push_str(&format!(" header.a={}", value(&d.algorithm)));
             if !d.b.is_empty() {
                 p.push_str(&format!(" header.b={}", value(&d.b)));
@@ -140,7 +175,11 @@ pub fn authentication_results(
     parts.push(a);
     let mut m = format!("dmarc={}", dmarc.result.as_str());
     if let Some(p) = dmarc.policy {
-        m.push_str(&format!(" (p={} dis={})", p.as_str(), dmarc.disposition.as_str().to_ascii_uppercase()));
+        m.push_str(&format!(
+            " (p={} dis={})",
+            p.as_str(),
+            dmarc.disposition.as_str().to_ascii_uppercase()
+        ));
     }
     if let Some(f) = &dmarc.from_domain {
         m.push_str(&format!(" header.from={}", value(f)));

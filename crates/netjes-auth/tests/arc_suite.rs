@@ -22,14 +22,19 @@ use std::time::Duration;
 /// allow that and serde_yaml refuses it, so the second of each is renamed
 /// "_2" and both are run.
 fn suite(file: &str) -> Vec<Value> {
-    let raw = std::fs::read_to_string(format!("{}/../../testdata/arc-test-suite/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let raw = std::fs::read_to_string(format!(
+        "{}/../../testdata/arc-test-suite/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let mut seen = std::collections::HashSet::new();
     let mut text = String::new();
     for line in raw.lines() {
         if line.starts_with("---") {
             seen.clear();
         }
-        let is_test_key = line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':');
+        let is_test_key =
+            line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':');
         if is_test_key && !seen.insert(line.to_string()) {
             text.push_str(&line.trim_end().replace(':', "_2:"));
         } else {
@@ -37,7 +42,9 @@ fn suite(file: &str) -> Vec<Value> {
         }
         text.push('\n');
     }
-    serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()).collect()
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
 }
 
 fn zone_of(doc: &Value) -> String {
@@ -45,8 +52,16 @@ fn zone_of(doc: &Value) -> String {
     if let Some(m) = doc["txt-records"].as_mapping() {
         for (k, v) in m {
             let v = v.as_str().unwrap().replace(['\r', '\n'], "");
-            let strings: Vec<String> = v.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
-            z += &format!("{}. TXT {}\n", k.as_str().unwrap().trim_end_matches('.'), strings.join(" "));
+            let strings: Vec<String> = v
+                .as_bytes()
+                .chunks(255)
+                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                .collect();
+            z += &format!(
+                "{}. TXT {}\n",
+                k.as_str().unwrap().trim_end_matches('.'),
+                strings.join(" ")
+            );
         }
     }
     z
@@ -69,7 +84,11 @@ fn expected_cv(v: &Value) -> ArcResult {
 
 async fn resolver_for(zone: &str) -> (TestDns, HickoryResolver) {
     let dns = TestDns::start_str(zone).await;
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_secs(2) }).unwrap();
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap();
     (dns, r)
 }
 
@@ -116,7 +135,11 @@ async fn validation_suite() {
     for f in &failures {
         eprintln!("FAIL {f}");
     }
-    assert!(failures.is_empty(), "{} of {total} ARC validation tests failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {total} ARC validation tests failed",
+        failures.len()
+    );
 }
 
 fn squash(s: &str) -> String {
@@ -127,7 +150,10 @@ fn tag(header: &str, name: &str) -> Option<String> {
     squash(header)
         .split(';')
         .map(|t| t.trim().to_string())
-        .find_map(|t| t.strip_prefix(&format!("{name}=")).map(|v| v.replace(' ', "")))
+        .find_map(|t| {
+            t.strip_prefix(&format!("{name}="))
+                .map(|v| v.replace(' ', ""))
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,8 +171,18 @@ async fn signing_suite() {
             let name = name.as_str().unwrap().to_string();
             let msg = crlf(t["message"].as_str().unwrap());
             let srv = t["srv-id"].as_str().unwrap();
-            let headers: Vec<String> = t["sig-headers"].as_str().unwrap().split(':').map(|s| s.trim().to_string()).collect();
-            let opts = SealOptions { domain: domain.into(), selector: selector.into(), authserv_id: srv.into(), headers: Some(headers.clone()) };
+            let headers: Vec<String> = t["sig-headers"]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .map(|s| s.trim().to_string())
+                .collect();
+            let opts = SealOptions {
+                domain: domain.into(),
+                selector: selector.into(),
+                authserv_id: srv.into(),
+                headers: Some(headers.clone()),
+            };
             let sealed = match seal_message(&r, &msg, &key, &opts).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -159,18 +195,32 @@ async fn signing_suite() {
             };
             let want_as = t["AS"].as_str().unwrap_or("");
             let want_aar = t["AAR"].as_str().unwrap_or("");
-            let got_as = sealed.headers.lines().find(|l| l.starts_with("ARC-Seal:")).map(|_| {
-                let start = sealed.headers.find("ARC-Seal:").unwrap();
-                let rest = &sealed.headers[start + 9..];
-                rest[..rest.find("ARC-Message-Signature:").unwrap_or(rest.len())].to_string()
-            }).unwrap_or_default();
+            let got_as = sealed
+                .headers
+                .lines()
+                .find(|l| l.starts_with("ARC-Seal:"))
+                .map(|_| {
+                    let start = sealed.headers.find("ARC-Seal:").unwrap();
+                    let rest = &sealed.headers[start + 9..];
+                    rest[..rest.find("ARC-Message-Signature:").unwrap_or(rest.len())].to_string()
+                })
+                .unwrap_or_default();
             if tag(&got_as, "cv") != tag(want_as, "cv") || tag(&got_as, "i") != tag(want_as, "i") {
-                failures.push(format!("{name}: AS cv/i {:?}/{:?}, want {:?}/{:?}", tag(&got_as, "cv"), tag(&got_as, "i"), tag(want_as, "cv"), tag(want_as, "i")));
+                failures.push(format!(
+                    "{name}: AS cv/i {:?}/{:?}, want {:?}/{:?}",
+                    tag(&got_as, "cv"),
+                    tag(&got_as, "i"),
+                    tag(want_as, "cv"),
+                    tag(want_as, "i")
+                ));
             }
             let aar_start = sealed.headers.find("ARC-Authentication-Results:").unwrap();
             let got_aar = squash(&sealed.headers[aar_start + 27..]);
             if got_aar.replace("; ", ";") != squash(want_aar).replace("; ", ";") {
-                failures.push(format!("{name}: AAR\n   got  {got_aar}\n   want {}", squash(want_aar)));
+                failures.push(format!(
+                    "{name}: AAR\n   got  {got_aar}\n   want {}",
+                    squash(want_aar)
+                ));
             }
             // The new set must validate.
             let mut full = sealed.headers.clone().into_bytes();
@@ -178,9 +228,16 @@ async fn signing_suite() {
             let m = message::parse(&full).unwrap();
             let v = verify_arc(&r, &m).await;
             // A new set over a failed chain says cv=fail, and the chain stays failed.
-            let want_valid = if tag(want_as, "cv").as_deref() == Some("fail") { ArcResult::Fail } else { ArcResult::Pass };
+            let want_valid = if tag(want_as, "cv").as_deref() == Some("fail") {
+                ArcResult::Fail
+            } else {
+                ArcResult::Pass
+            };
             if v.result != want_valid {
-                failures.push(format!("{name}: the sealed message validates as {:?}, want {want_valid:?}: {v:?}", v.result));
+                failures.push(format!(
+                    "{name}: the sealed message validates as {:?}, want {want_valid:?}: {v:?}",
+                    v.result
+                ));
             }
         }
     }
@@ -188,7 +245,11 @@ async fn signing_suite() {
     for f in &failures {
         eprintln!("FAIL {f}");
     }
-    assert!(failures.is_empty(), "{} of {total} ARC signing tests failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {total} ARC signing tests failed",
+        failures.len()
+    );
 }
 
 /// Two forwarders seal in turn; the second changed the Subject, which only
@@ -203,7 +264,12 @@ async fn oldest_pass_finds_where_the_message_was_changed() {
         domain: doc["domain"].as_str().unwrap().into(),
         selector: doc["sel"].as_str().unwrap().into(),
         authserv_id: "lists.example.org".into(),
-        headers: Some(vec!["from".into(), "to".into(), "subject".into(), "date".into()]),
+        headers: Some(vec![
+            "from".into(),
+            "to".into(),
+            "subject".into(),
+            "date".into(),
+        ]),
     };
     let base = crlf("From: a@d1.example\nTo: b@example.org\nSubject: Hello\nDate: Thu, 14 Jan 2015 15:00:01 -0800\n\nbody\n");
     let seal = |m: Vec<u8>| {
@@ -220,16 +286,29 @@ async fn oldest_pass_finds_where_the_message_was_changed() {
     let once = seal(base).await;
     let twice = seal(once.clone()).await;
     let v = verify_arc(&r, &message::parse(&twice).unwrap()).await;
-    assert_eq!((v.result, v.instances, v.oldest_pass), (ArcResult::Pass, 2, Some(0)), "{v:?}");
+    assert_eq!(
+        (v.result, v.instances, v.oldest_pass),
+        (ArcResult::Pass, 2, Some(0)),
+        "{v:?}"
+    );
 
     // The list validates on arrival (pass), tags the Subject, then seals.
     let arrival = verify_arc(&r, &message::parse(&once).unwrap()).await;
     assert_eq!(arrival.result, ArcResult::Pass);
-    let changed = String::from_utf8(once).unwrap().replace("Subject: Hello", "Subject: [list] Hello").into_bytes();
-    let s = netjes_auth::arc::seal_modified(&r, &changed, &key, &opts, arrival.result).await.unwrap();
+    let changed = String::from_utf8(once)
+        .unwrap()
+        .replace("Subject: Hello", "Subject: [list] Hello")
+        .into_bytes();
+    let s = netjes_auth::arc::seal_modified(&r, &changed, &key, &opts, arrival.result)
+        .await
+        .unwrap();
     assert_eq!(s.cv, ArcResult::Pass);
     let mut twice = s.headers.into_bytes();
     twice.extend_from_slice(&changed);
     let v = verify_arc(&r, &message::parse(&twice).unwrap()).await;
-    assert_eq!((v.result, v.instances, v.oldest_pass), (ArcResult::Pass, 2, Some(2)), "{v:?}");
+    assert_eq!(
+        (v.result, v.instances, v.oldest_pass),
+        (ArcResult::Pass, 2, Some(2)),
+        "{v:?}"
+    );
 }

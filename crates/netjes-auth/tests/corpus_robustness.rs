@@ -17,8 +17,14 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
             files(&p, out);
         } else {
             let name = p.file_name().unwrap().to_string_lossy().to_string();
-            let skip = [".json", ".md", ".yml", ".snap", ".abnf", ".key", ".pem", ".pub", ".dns", ".txt", ".private", ".source"];
-            if !skip.iter().any(|s| name.ends_with(s)) && !name.starts_with("LICENSE") && !name.starts_with("COPYING") {
+            let skip = [
+                ".json", ".md", ".yml", ".snap", ".abnf", ".key", ".pem", ".pub", ".dns", ".txt",
+                ".private", ".source",
+            ];
+            if !skip.iter().any(|s| name.ends_with(s))
+                && !name.starts_with("LICENSE")
+                && !name.starts_with("COPYING")
+            {
                 out.push(p);
             }
         }
@@ -31,11 +37,25 @@ async fn every_message_gives_a_verdict_or_a_clear_error() {
     let mut all = Vec::new();
     files(&root, &mut all);
     all.sort();
-    assert!(all.len() > 150, "expected the corpora, found {} files", all.len());
+    assert!(
+        all.len() > 150,
+        "expected the corpora, found {} files",
+        all.len()
+    );
 
     let dns = TestDns::start_str("").await;
-    let r = CachingResolver::new(HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(300) }).unwrap());
-    let env = Envelope { ip: Some("192.0.2.1".parse().unwrap()), helo: Some("mail.example.com".into()), mail_from: Some("a@example.com".into()) };
+    let r = CachingResolver::new(
+        HickoryResolver::new(&DnsConfig {
+            nameservers: vec![dns.addr()],
+            timeout: Duration::from_millis(300),
+        })
+        .unwrap(),
+    );
+    let env = Envelope {
+        ip: Some("192.0.2.1".parse().unwrap()),
+        helo: Some("mail.example.com".into()),
+        mail_from: Some("a@example.com".into()),
+    };
 
     let (mut verdicts, mut errors) = (0, 0);
     for path in &all {
@@ -50,7 +70,11 @@ async fn every_message_gives_a_verdict_or_a_clear_error() {
         }
         variants.push(flipped);
         for v in variants {
-            let res = tokio::time::timeout(Duration::from_secs(20), verify_message(&r, &v, &env, "mx.test")).await;
+            let res = tokio::time::timeout(
+                Duration::from_secs(20),
+                verify_message(&r, &v, &env, "mx.test"),
+            )
+            .await;
             match res {
                 Err(_) => panic!("{}: verification hung", path.display()),
                 Ok(Ok(verdict)) => {
@@ -64,20 +88,39 @@ async fn every_message_gives_a_verdict_or_a_clear_error() {
             }
         }
     }
-    eprintln!("{} files: {verdicts} verdicts, {errors} clear errors", all.len());
+    eprintln!(
+        "{} files: {verdicts} verdicts, {errors} clear errors",
+        all.len()
+    );
     assert!(verdicts > all.len(), "most messages must give a verdict");
 }
 
 #[tokio::test]
 async fn binary_and_empty_input_is_an_error() {
     let dns = TestDns::start_str("").await;
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(300) }).unwrap();
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_millis(300),
+    })
+    .unwrap();
     let env = Envelope::default();
-    for input in [&b""[..], b"\x00\xff\xfe\x01", b"\r\n\r\nbody only", &[0u8; 4096]] {
-        let e = verify_message(&r, input, &env, "mx.test").await.unwrap_err();
+    for input in [
+        &b""[..],
+        b"\x00\xff\xfe\x01",
+        b"\r\n\r\nbody only",
+        &[0u8; 4096],
+    ] {
+        let e = verify_message(&r, input, &env, "mx.test")
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("message"), "{e}");
     }
-    let many: Vec<u8> = (0..5000).flat_map(|i| format!("X-H{i}: v\r\n").into_bytes()).chain(b"\r\nbody".iter().copied()).collect();
-    let e = verify_message(&r, &many, &env, "mx.test").await.unwrap_err();
+    let many: Vec<u8> = (0..5000)
+        .flat_map(|i| format!("X-H{i}: v\r\n").into_bytes())
+        .chain(b"\r\nbody".iter().copied())
+        .collect();
+    let e = verify_message(&r, &many, &env, "mx.test")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("header fields"), "{e}");
 }

@@ -22,7 +22,10 @@ _dmarc.broken.example.     SERVFAIL
 "#;
 
 fn spf(domain: &str, result: SpfResult) -> SpfOutcome {
-    SpfOutcome { result, ..SpfOutcome::new(Identity::Mailfrom, domain, &format!("bounce@{domain}")) }
+    SpfOutcome {
+        result,
+        ..SpfOutcome::new(Identity::Mailfrom, domain, &format!("bounce@{domain}"))
+    }
 }
 
 fn dkim(d: &str, result: DkimResult) -> DkimSignatureReport {
@@ -41,17 +44,40 @@ fn dkim(d: &str, result: DkimResult) -> DkimSignatureReport {
     }
 }
 
-async fn eval(dns: &TestDns, from: &str, spf_out: Option<SpfOutcome>, sigs: Vec<DkimSignatureReport>) -> netjes_auth::dmarc::DmarcReport {
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+async fn eval(
+    dns: &TestDns,
+    from: &str,
+    spf_out: Option<SpfOutcome>,
+    sigs: Vec<DkimSignatureReport>,
+) -> netjes_auth::dmarc::DmarcReport {
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_millis(500),
+    })
+    .unwrap();
     let from = [from.to_string()];
-    evaluate(&r, &DmarcInput { from_domains: &from, spf: spf_out.as_ref(), dkim: &sigs }).await
+    evaluate(
+        &r,
+        &DmarcInput {
+            from_domains: &from,
+            spf: spf_out.as_ref(),
+            dkim: &sigs,
+        },
+    )
+    .await
 }
 
 #[tokio::test]
 async fn relaxed_alignment_through_the_organizational_domain() {
     let dns = TestDns::start_str(ZONE).await;
     // DKIM d=mail.example.com aligns (relaxed) with From example.com.
-    let r = eval(&dns, "example.com", None, vec![dkim("mail.example.com", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "example.com",
+        None,
+        vec![dkim("mail.example.com", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Pass);
     assert!(r.dkim_aligned && !r.spf_aligned);
     assert_eq!(r.dkim_domain.as_deref(), Some("mail.example.com"));
@@ -61,7 +87,13 @@ async fn relaxed_alignment_through_the_organizational_domain() {
     assert_eq!(rec.obsolete, vec!["pct=50", "ri=3600"]);
 
     // SPF for a subdomain aligns too.
-    let r = eval(&dns, "example.com", Some(spf("bounces.example.com", SpfResult::Pass)), vec![]).await;
+    let r = eval(
+        &dns,
+        "example.com",
+        Some(spf("bounces.example.com", SpfResult::Pass)),
+        vec![],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Pass);
     assert!(r.spf_aligned);
 }
@@ -69,31 +101,64 @@ async fn relaxed_alignment_through_the_organizational_domain() {
 #[tokio::test]
 async fn unaligned_passes_fail_with_the_policy() {
     let dns = TestDns::start_str(ZONE).await;
-    let r = eval(&dns, "example.com", Some(spf("esp.example.net", SpfResult::Pass)), vec![dkim("esp.example.net", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "example.com",
+        Some(spf("esp.example.net", SpfResult::Pass)),
+        vec![dkim("esp.example.net", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Fail);
     assert_eq!(r.disposition, Policy::Reject);
     let why = r.reason.unwrap();
-    assert!(why.contains("esp.example.net") && why.contains("not aligned"), "{why}");
+    assert!(
+        why.contains("esp.example.net") && why.contains("not aligned"),
+        "{why}"
+    );
 }
 
 #[tokio::test]
 async fn subdomains_get_sp_and_nonexistent_ones_np() {
     let dns = TestDns::start_str(ZONE).await;
     let r = eval(&dns, "shop.example.com", None, vec![]).await;
-    assert_eq!(r.policy_domain.as_deref(), Some("example.com"), "found by the tree walk");
+    assert_eq!(
+        r.policy_domain.as_deref(),
+        Some("example.com"),
+        "found by the tree walk"
+    );
     assert_eq!(r.organizational_domain.as_deref(), Some("example.com"));
-    assert_eq!(r.policy, Some(Policy::Quarantine), "sp= for an existing subdomain");
+    assert_eq!(
+        r.policy,
+        Some(Policy::Quarantine),
+        "sp= for an existing subdomain"
+    );
     assert_eq!(r.disposition, Policy::Quarantine);
     let r = eval(&dns, "ghost.example.com", None, vec![]).await;
-    assert_eq!(r.policy, Some(Policy::Reject), "np= for a subdomain that does not exist");
+    assert_eq!(
+        r.policy,
+        Some(Policy::Reject),
+        "np= for a subdomain that does not exist"
+    );
 }
 
 #[tokio::test]
 async fn strict_alignment_wants_the_exact_domain() {
     let dns = TestDns::start_str(ZONE).await;
-    let r = eval(&dns, "strict.example", None, vec![dkim("mail.strict.example", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "strict.example",
+        None,
+        vec![dkim("mail.strict.example", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Fail);
-    let r = eval(&dns, "strict.example", None, vec![dkim("strict.example", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "strict.example",
+        None,
+        vec![dkim("strict.example", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Pass);
 }
 
@@ -110,10 +175,22 @@ async fn psd_marks_the_public_suffix() {
     let dns = TestDns::start_str(ZONE).await;
     // The PSD record of "bank" applies to customer.bank, whose organizational
     // domain is one label below the PSD.
-    let r = eval(&dns, "mail.customer.bank", None, vec![dkim("customer.bank", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "mail.customer.bank",
+        None,
+        vec![dkim("customer.bank", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.organizational_domain.as_deref(), Some("customer.bank"));
     assert_eq!(r.result, DmarcResult::Pass);
-    let r = eval(&dns, "mail.customer.bank", None, vec![dkim("other.bank", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "mail.customer.bank",
+        None,
+        vec![dkim("other.bank", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Fail);
     assert_eq!(r.policy_domain.as_deref(), Some("bank"));
 }
@@ -121,31 +198,62 @@ async fn psd_marks_the_public_suffix() {
 #[tokio::test]
 async fn no_record_several_records_and_no_policy_mean_none() {
     let dns = TestDns::start_str(ZONE).await;
-    assert_eq!(eval(&dns, "unknown.example", None, vec![]).await.result, DmarcResult::None);
+    assert_eq!(
+        eval(&dns, "unknown.example", None, vec![]).await.result,
+        DmarcResult::None
+    );
     let r = eval(&dns, "twice.example", None, vec![]).await;
     assert_eq!(r.result, DmarcResult::None);
     assert!(r.reason.unwrap().contains("2 DMARC records"));
     let r = eval(&dns, "norua.example", None, vec![]).await;
-    assert_eq!(r.result, DmarcResult::None, "no p= and no rua=: DMARC does not apply");
+    assert_eq!(
+        r.result,
+        DmarcResult::None,
+        "no p= and no rua=: DMARC does not apply"
+    );
 }
 
 #[tokio::test]
 async fn dns_failure_is_temperror() {
     let dns = TestDns::start_str(ZONE).await;
-    let r = eval(&dns, "broken.example", None, vec![dkim("broken.example", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "broken.example",
+        None,
+        vec![dkim("broken.example", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Temperror);
     assert_eq!(r.disposition, Policy::None, "a DNS failure never rejects");
     // A DKIM key that could not be fetched for an aligned domain: temperror, not fail.
-    let r = eval(&dns, "example.com", None, vec![dkim("example.com", DkimResult::Temperror)]).await;
+    let r = eval(
+        &dns,
+        "example.com",
+        None,
+        vec![dkim("example.com", DkimResult::Temperror)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::Temperror);
 }
 
 #[tokio::test]
 async fn several_from_domains_are_not_evaluated() {
     let dns = TestDns::start_str(ZONE).await;
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_millis(500),
+    })
+    .unwrap();
     let from = ["example.com".to_string(), "example.net".to_string()];
-    let rep = evaluate(&r, &DmarcInput { from_domains: &from, spf: None, dkim: &[] }).await;
+    let rep = evaluate(
+        &r,
+        &DmarcInput {
+            from_domains: &from,
+            spf: None,
+            dkim: &[],
+        },
+    )
+    .await;
     assert_eq!(rep.result, DmarcResult::None);
     assert!(rep.reason.unwrap().contains("more than one domain"));
 }
@@ -155,10 +263,22 @@ async fn several_from_domains_are_not_evaluated() {
 #[tokio::test]
 async fn alignment_is_judged_when_the_record_does_not_apply() {
     let dns = TestDns::start_str(ZONE).await;
-    let r = eval(&dns, "norua.example", None, vec![dkim("norua.example", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "norua.example",
+        None,
+        vec![dkim("norua.example", DkimResult::Pass)],
+    )
+    .await;
     assert_eq!(r.result, DmarcResult::None);
     assert!(r.dkim_aligned);
     assert_eq!(r.dkim_domain.as_deref(), Some("norua.example"));
-    let r = eval(&dns, "norua.example", None, vec![dkim("mail.norua.example", DkimResult::Pass)]).await;
+    let r = eval(
+        &dns,
+        "norua.example",
+        None,
+        vec![dkim("mail.norua.example", DkimResult::Pass)],
+    )
+    .await;
     assert!(!r.dkim_aligned, "adkim=s: a subdomain does not align");
 }

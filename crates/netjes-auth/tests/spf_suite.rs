@@ -12,8 +12,14 @@ use std::time::Duration;
 fn strings(v: &Value) -> Vec<Vec<u8>> {
     match v {
         Value::String(s) => vec![s.as_bytes().to_vec()],
-        Value::Sequence(seq) => seq.iter().map(|x| x.as_str().unwrap_or_default().as_bytes().to_vec()).collect(),
-        other => vec![other.as_str().map(|s| s.as_bytes().to_vec()).unwrap_or_else(|| yaml_scalar(other).into_bytes())],
+        Value::Sequence(seq) => seq
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().as_bytes().to_vec())
+            .collect(),
+        other => vec![other
+            .as_str()
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_else(|| yaml_scalar(other).into_bytes())],
     }
 }
 
@@ -32,7 +38,9 @@ fn yaml_scalar(v: &Value) -> String {
 fn zone_of(zonedata: &Value) -> Zone {
     let mut zone = Zone::new();
     let mut no_txt = std::collections::HashSet::new();
-    let Some(map) = zonedata.as_mapping() else { return zone };
+    let Some(map) = zonedata.as_mapping() else {
+        return zone;
+    };
     for (name, entries) in map {
         let name = yaml_scalar(name);
         zone.entry(&name);
@@ -82,7 +90,13 @@ fn zone_of(zonedata: &Value) -> Zone {
             let copies: Vec<ZoneRecord> = data
                 .records
                 .iter()
-                .filter_map(|r| if let ZoneRecord::Spf(s) = r { Some(ZoneRecord::Txt(s.clone())) } else { None })
+                .filter_map(|r| {
+                    if let ZoneRecord::Spf(s) = r {
+                        Some(ZoneRecord::Txt(s.clone()))
+                    } else {
+                        None
+                    }
+                })
                 .collect();
             data.records.extend(copies);
         }
@@ -96,7 +110,11 @@ struct Failure {
 }
 
 async fn run_suite(file: &str, expected_tests: usize) {
-    let text = std::fs::read_to_string(format!("{}/../../testdata/openspf-pyspf/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/../../testdata/openspf-pyspf/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let mut total = 0;
     let mut failures = Vec::new();
     let mut handles = Vec::new();
@@ -159,7 +177,11 @@ async fn run_suite(file: &str, expected_tests: usize) {
     for f in &failures {
         eprintln!("FAIL {}: {}", f.name, f.detail);
     }
-    assert!(failures.is_empty(), "{} of {total} {file} tests failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {file} tests failed",
+        failures.len()
+    );
     eprintln!("{file}: all {total} tests pass");
 }
 

@@ -36,27 +36,47 @@ s4._domainkey.bench.example. TXT "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7h
 "#;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dns = rt.block_on(TestDns::start_str(ZONE));
     dns.set_delay(LATENCY);
     let addr = dns.addr();
     let opts = CheckOptions {
-        selectors: ["s1", "s2", "s3", "s4"].iter().map(|s| s.to_string()).collect(),
+        selectors: ["s1", "s2", "s3", "s4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         ip_lists: Some(vec!["bl.bench.example".into()]),
         domain_lists: Some(vec![]),
         ..Default::default()
     };
     let audit = || async {
-        let r = CachingResolver::new(HickoryResolver::new(&DnsConfig { nameservers: vec![addr], timeout: Duration::from_secs(2) }).unwrap());
+        let r = CachingResolver::new(
+            HickoryResolver::new(&DnsConfig {
+                nameservers: vec![addr],
+                timeout: Duration::from_secs(2),
+            })
+            .unwrap(),
+        );
         check_domain(&r, "bench.example", &opts).await
     };
     let report = rt.block_on(audit());
-    assert!(!report.has(netjes_check::Status::Error), "{:#?}", report.findings);
+    assert!(
+        !report.has(netjes_check::Status::Error),
+        "{:#?}",
+        report.findings
+    );
     let mut g = c.benchmark_group("check");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     g.bench_function("audit_20ms_per_answer", |b| b.iter(|| rt.block_on(audit())));
     g.finish();
-    eprintln!("critical path: {CRITICAL_PATH_ANSWERS} answers x {LATENCY:?} = {:?}", LATENCY * CRITICAL_PATH_ANSWERS);
+    eprintln!(
+        "critical path: {CRITICAL_PATH_ANSWERS} answers x {LATENCY:?} = {:?}",
+        LATENCY * CRITICAL_PATH_ANSWERS
+    );
 }
 
 criterion_group!(checks, bench);

@@ -10,7 +10,12 @@ use std::net::{IpAddr, Ipv4Addr};
 const C: Category = Category::Blocklists;
 
 /// Lists that most receivers consult and that answer for free at low volume.
-pub const DEFAULT_IP_LISTS: &[&str] = &["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org", "psbl.surriel.com"];
+pub const DEFAULT_IP_LISTS: &[&str] = &[
+    "zen.spamhaus.org",
+    "bl.spamcop.net",
+    "b.barracudacentral.org",
+    "psbl.surriel.com",
+];
 pub const DEFAULT_DOMAIN_LISTS: &[&str] = &["dbl.spamhaus.org", "multi.surbl.org"];
 
 fn query_name(ip: IpAddr, list: &str) -> String {
@@ -65,7 +70,13 @@ async fn ask(dns: &dyn Resolver, name: String, what: String, list: String) -> Fi
     }
 }
 
-pub async fn check_blocklists(dns: &dyn Resolver, domain: &str, ips: &[IpAddr], ip_lists: &[String], domain_lists: &[String]) -> Vec<Finding> {
+pub async fn check_blocklists(
+    dns: &dyn Resolver,
+    domain: &str,
+    ips: &[IpAddr],
+    ip_lists: &[String],
+    domain_lists: &[String],
+) -> Vec<Finding> {
     let mut queries = Vec::new();
     for ip in ips {
         for l in ip_lists {
@@ -84,10 +95,25 @@ mod tests {
 
     #[test]
     fn names_and_answers() {
-        assert_eq!(query_name("192.0.2.1".parse().unwrap(), "zen.spamhaus.org"), "1.2.0.192.zen.spamhaus.org");
-        assert!(matches!(classify(&["127.0.0.2".parse().unwrap()]), Answer::Listed(_)));
-        assert!(matches!(classify(&["127.255.255.254".parse().unwrap()]), Answer::ListError(_)));
-        assert!(matches!(classify(&["127.0.1.255".parse().unwrap()]), Answer::ListError(_)));
-        assert!(matches!(classify(&["198.51.100.1".parse().unwrap()]), Answer::ListError(_)));
+        assert_eq!(
+            query_name("192.0.2.1".parse().unwrap(), "zen.spamhaus.org"),
+            "1.2.0.192.zen.spamhaus.org"
+        );
+        assert!(matches!(
+            classify(&["127.0.0.2".parse().unwrap()]),
+            Answer::Listed(_)
+        ));
+        assert!(matches!(
+            classify(&["127.255.255.254".parse().unwrap()]),
+            Answer::ListError(_)
+        ));
+        assert!(matches!(
+            classify(&["127.0.1.255".parse().unwrap()]),
+            Answer::ListError(_)
+        ));
+        assert!(matches!(
+            classify(&["198.51.100.1".parse().unwrap()]),
+            Answer::ListError(_)
+        ));
     }
 }

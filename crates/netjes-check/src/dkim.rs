@@ -19,7 +19,8 @@ pub fn guess_selectors(mx_hosts: &[String], spf_text: &str) -> Vec<(String, Stri
     };
     let mx = mx_hosts.join(" ").to_ascii_lowercase();
     let spf = spf_text.to_ascii_lowercase();
-    if mx.contains("google.com") || mx.contains("googlemail.com") || spf.contains("_spf.google.com") {
+    if mx.contains("google.com") || mx.contains("googlemail.com") || spf.contains("_spf.google.com")
+    {
         add("google", "Google Workspace (MX/SPF)");
     }
     if mx.contains("outlook.com") || spf.contains("spf.protection.outlook.com") {
@@ -40,16 +41,43 @@ pub fn guess_selectors(mx_hosts: &[String], spf_text: &str) -> Vec<(String, Stri
             add(s, "Fastmail (MX/SPF)");
         }
     }
-    for s in ["default", "mail", "dkim", "selector1", "selector2", "google", "s1", "s2", "k1", "smtp", "email", "key1", "dkim1", "mx"] {
+    for s in [
+        "default",
+        "mail",
+        "dkim",
+        "selector1",
+        "selector2",
+        "google",
+        "s1",
+        "s2",
+        "k1",
+        "smtp",
+        "email",
+        "key1",
+        "dkim1",
+        "mx",
+    ] {
         add(s, "a common selector");
     }
     out
 }
 
-pub async fn check_dkim(dns: &dyn Resolver, domain: &str, given: &[String], mx_hosts: &[String], spf_text: &str) -> Vec<Finding> {
+pub async fn check_dkim(
+    dns: &dyn Resolver,
+    domain: &str,
+    given: &[String],
+    mx_hosts: &[String],
+    spf_text: &str,
+) -> Vec<Finding> {
     let guessing = given.is_empty();
-    let candidates: Vec<(String, String)> =
-        if guessing { guess_selectors(mx_hosts, spf_text) } else { given.iter().map(|s| (s.clone(), "given".to_string())).collect() };
+    let candidates: Vec<(String, String)> = if guessing {
+        guess_selectors(mx_hosts, spf_text)
+    } else {
+        given
+            .iter()
+            .map(|s| (s.clone(), "given".to_string()))
+            .collect()
+    };
     let lookups = candidates.iter().map(|(s, _)| {
         let name = format!("{s}._domainkey.{domain}");
         async move { (name.clone(), dns.txt(&name).await) }
@@ -58,33 +86,67 @@ pub async fn check_dkim(dns: &dyn Resolver, domain: &str, given: &[String], mx_h
     let mut out = Vec::new();
     let mut found = 0;
     for ((sel, why), (name, res)) in candidates.iter().zip(answers) {
-        let guess = if guessing { format!(" (guessed: {why})") } else { String::new() };
+        let guess = if guessing {
+            format!(" (guessed: {why})")
+        } else {
+            String::new()
+        };
         let id = format!("dkim.{sel}");
         let txts = match res {
             Ok(t) => t,
             Err(e) if e.is_temporary() => {
-                out.push(Finding::new(C, &id, Status::Error, format!("{name} could not be checked: {e}")));
+                out.push(Finding::new(
+                    C,
+                    &id,
+                    Status::Error,
+                    format!("{name} could not be checked: {e}"),
+                ));
                 continue;
             }
             Err(_) => {
                 if !guessing {
-                    out.push(Finding::new(C, &id, Status::Fail, format!("no key at {name}: mail signed with selector {sel} fails DKIM")).advice("publish the record that `netjes dkim record` prints for the key"));
+                    out.push(
+                        Finding::new(
+                            C,
+                            &id,
+                            Status::Fail,
+                            format!("no key at {name}: mail signed with selector {sel} fails DKIM"),
+                        )
+                        .advice("publish the record that `netjes dkim record` prints for the key"),
+                    );
                 }
                 continue;
             }
         };
         let Some(raw) = netjes_auth::dkim::key_records(&txts).first().copied() else {
             if !guessing {
-                out.push(Finding::new(C, &id, Status::Fail, format!("{name} has TXT records, but no DKIM key")));
+                out.push(Finding::new(
+                    C,
+                    &id,
+                    Status::Fail,
+                    format!("{name} has TXT records, but no DKIM key"),
+                ));
             }
             continue;
         };
         found += 1;
         match parse_key_record(raw) {
             Ok(k) => {
-                let what = format!("{} {}-bit key at {name}{guess}", k.algorithm.k_tag(), k.bits);
+                let what = format!(
+                    "{} {}-bit key at {name}{guess}",
+                    k.algorithm.k_tag(),
+                    k.bits
+                );
                 let f = if k.algorithm == KeyAlgorithm::Rsa && k.bits < MIN_RSA_BITS {
-                    Finding::new(C, &id, Status::Fail, format!("{what}: under {MIN_RSA_BITS} bits receivers must ignore it (RFC 8301)")).advice("generate a 2048-bit key with `netjes dkim keygen`")
+                    Finding::new(
+                        C,
+                        &id,
+                        Status::Fail,
+                        format!(
+                            "{what}: under {MIN_RSA_BITS} bits receivers must ignore it (RFC 8301)"
+                        ),
+                    )
+                    .advice("generate a 2048-bit key with `netjes dkim keygen`")
                 } else if k.algorithm == KeyAlgorithm::Rsa && k.bits < RECOMMENDED_RSA_BITS {
                     Finding::new(C, &id, Status::Warn, format!("{what}: 1024 bits is weak; use 2048")).advice("generate a 2048-bit key with `netjes dkim keygen` under a new selector and rotate")
                 } else {
@@ -92,18 +154,46 @@ pub async fn check_dkim(dns: &dyn Resolver, domain: &str, given: &[String], mx_h
                 };
                 out.push(f);
                 for w in &k.warnings {
-                    out.push(Finding::new(C, &format!("{id}.format"), Status::Warn, format!("{name}: {w}")));
+                    out.push(Finding::new(
+                        C,
+                        &format!("{id}.format"),
+                        Status::Warn,
+                        format!("{name}: {w}"),
+                    ));
                 }
                 if k.testing {
-                    out.push(Finding::new(C, &format!("{id}.testing"), Status::Warn, format!("{name} has t=y: receivers treat its signatures as a test")));
+                    out.push(Finding::new(
+                        C,
+                        &format!("{id}.testing"),
+                        Status::Warn,
+                        format!("{name} has t=y: receivers treat its signatures as a test"),
+                    ));
                 }
             }
-            Err(KeyRecordError::Revoked) => out.push(Finding::new(C, &id, Status::Info, format!("{name} is revoked (empty p=){guess}"))),
-            Err(e) => out.push(Finding::new(C, &id, Status::Fail, format!("{name}: {e}{guess}"))),
+            Err(KeyRecordError::Revoked) => out.push(Finding::new(
+                C,
+                &id,
+                Status::Info,
+                format!("{name} is revoked (empty p=){guess}"),
+            )),
+            Err(e) => out.push(Finding::new(
+                C,
+                &id,
+                Status::Fail,
+                format!("{name}: {e}{guess}"),
+            )),
         }
     }
     if found == 0 && guessing && !out.iter().any(|f| f.status == Status::Error) {
-        out.push(Finding::new(C, "dkim.none-found", Status::Warn, format!("no DKIM key found at {} common selectors", candidates.len())).advice("give the selector your mail server signs with: --selector NAME"));
+        out.push(
+            Finding::new(
+                C,
+                "dkim.none-found",
+                Status::Warn,
+                format!("no DKIM key found at {} common selectors", candidates.len()),
+            )
+            .advice("give the selector your mail server signs with: --selector NAME"),
+        );
     }
     out
 }
@@ -141,7 +231,11 @@ pub struct KeyTest {
 
 impl KeyTest {
     fn new(status: KeyStatus, message: String, warnings: Vec<String>) -> KeyTest {
-        KeyTest { status, message, warnings }
+        KeyTest {
+            status,
+            message,
+            warnings,
+        }
     }
 }
 
@@ -150,39 +244,74 @@ impl KeyTest {
 pub async fn testkey(dns: &dyn Resolver, name: &str, key: &PrivateKey) -> KeyTest {
     let mut warnings = Vec::new();
     if key.algorithm == KeyAlgorithm::Rsa && key.bits < RECOMMENDED_RSA_BITS {
-        warnings.push(format!("the key has {} bits; use 2048 (RFC 8301 §3.2)", key.bits));
+        warnings.push(format!(
+            "the key has {} bits; use 2048 (RFC 8301 §3.2)",
+            key.bits
+        ));
     }
     let txts = match dns.txt(name).await {
         Ok(t) => t,
-        Err(e) if e.is_temporary() => return KeyTest::new(KeyStatus::DnsError, format!("cannot check {name}: {e}"), warnings),
+        Err(e) if e.is_temporary() => {
+            return KeyTest::new(
+                KeyStatus::DnsError,
+                format!("cannot check {name}: {e}"),
+                warnings,
+            )
+        }
         Err(_) => {
-            return KeyTest::new(KeyStatus::NotPublished, format!("no key is published at {name}: publish the record from `netjes dkim record`"), warnings)
+            return KeyTest::new(
+                KeyStatus::NotPublished,
+                format!(
+                    "no key is published at {name}: publish the record from `netjes dkim record`"
+                ),
+                warnings,
+            )
         }
     };
     let dkim = netjes_auth::dkim::key_records(&txts);
     let Some(first) = dkim.first() else {
-        return KeyTest::new(KeyStatus::NotPublished, format!("{name} has TXT records, but none is a DKIM key"), warnings);
+        return KeyTest::new(
+            KeyStatus::NotPublished,
+            format!("{name} has TXT records, but none is a DKIM key"),
+            warnings,
+        );
     };
     if dkim.len() > 1 {
-        warnings.push(format!("{name} has {} key records; verifiers use only one", dkim.len()));
+        warnings.push(format!(
+            "{name} has {} key records; verifiers use only one",
+            dkim.len()
+        ));
     }
     match parse_key_record(first) {
         Ok(rec) => {
             warnings.extend(rec.warnings.iter().cloned());
             if rec.testing {
-                warnings.push("the record has t=y: receivers treat the domain as testing DKIM".into());
+                warnings
+                    .push("the record has t=y: receivers treat the domain as testing DKIM".into());
             }
             if !rec.warnings.is_empty() && rec.warnings.iter().any(|w| w.contains("white space")) {
-                return KeyTest::new(KeyStatus::Malformed, format!("{name}: the record is malformed: {}", rec.warnings.join("; ")), warnings);
+                return KeyTest::new(
+                    KeyStatus::Malformed,
+                    format!(
+                        "{name}: the record is malformed: {}",
+                        rec.warnings.join("; ")
+                    ),
+                    warnings,
+                );
             }
-            if rec.algorithm == key.algorithm && same_public_key(&rec.public_key, &key.public_key, key.algorithm) {
+            if rec.algorithm == key.algorithm
+                && same_public_key(&rec.public_key, &key.public_key, key.algorithm)
+            {
                 KeyTest::new(KeyStatus::Ok, "key OK".to_string(), warnings)
             } else {
                 KeyTest::new(KeyStatus::DifferentKey, format!("{name} publishes a different key ({} bits {}); publish the record of this key", rec.bits, rec.algorithm.k_tag()), warnings)
             }
         }
-        Err(KeyRecordError::Revoked) => KeyTest::new(KeyStatus::DifferentKey, format!("{name} publishes a revoked key (empty p=)"), warnings),
+        Err(KeyRecordError::Revoked) => KeyTest::new(
+            KeyStatus::DifferentKey,
+            format!("{name} publishes a revoked key (empty p=)"),
+            warnings,
+        ),
         Err(e) => KeyTest::new(KeyStatus::Malformed, format!("{name}: {e}"), warnings),
     }
 }
-

@@ -46,8 +46,18 @@ pub struct CheckOptions {
 pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions) -> Report {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let d = domain.as_str();
-    let ip_lists = opts.ip_lists.clone().unwrap_or_else(|| blocklist::DEFAULT_IP_LISTS.iter().map(|s| s.to_string()).collect());
-    let domain_lists = opts.domain_lists.clone().unwrap_or_else(|| blocklist::DEFAULT_DOMAIN_LISTS.iter().map(|s| s.to_string()).collect());
+    let ip_lists = opts.ip_lists.clone().unwrap_or_else(|| {
+        blocklist::DEFAULT_IP_LISTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    let domain_lists = opts.domain_lists.clone().unwrap_or_else(|| {
+        blocklist::DEFAULT_DOMAIN_LISTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
 
     // Branch: MX, then everything that needs the MX hosts or addresses.
     let mx_branch = async {
@@ -69,7 +79,9 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
             async {
                 let mut f = policy::check_mta_sts_record(dns, d).await;
                 // The policy is fetched only when the record says there is one.
-                if f.iter().any(|x| x.id == "mta-sts.record" && x.status == Status::Pass) {
+                if f.iter()
+                    .any(|x| x.id == "mta-sts.record" && x.status == Status::Pass)
+                {
                     f.extend(mta_sts::check_mta_sts_policy(dns, d, &mx.hosts, &opts.net).await);
                 }
                 f
@@ -81,7 +93,10 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
     let spf_branch = async {
         // Whether to suggest "mx" in a missing record is known only from
         // the MX answer; ask for it alongside rather than before the tree.
-        let (mx, (mut findings, tree)) = tokio::join!(netjes_dns::ResolverExt::mx(dns, d), spf::check_spf(dns, d, &opts.ips, false));
+        let (mx, (mut findings, tree)) = tokio::join!(
+            netjes_dns::ResolverExt::mx(dns, d),
+            spf::check_spf(dns, d, &opts.ips, false)
+        );
         if mx.is_ok_and(|m| m.iter().any(|(_, h)| !h.is_empty())) {
             for f in findings.iter_mut().filter(|f| f.id == "spf.missing") {
                 if let Some(fix) = f.fix.as_mut() {
@@ -96,7 +111,10 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
     // for the other branches.
     let dkim_branch = async {
         if opts.selectors.is_empty() {
-            let (mx, txt) = tokio::join!(netjes_dns::ResolverExt::mx(dns, d), netjes_dns::ResolverExt::txt(dns, d));
+            let (mx, txt) = tokio::join!(
+                netjes_dns::ResolverExt::mx(dns, d),
+                netjes_dns::ResolverExt::txt(dns, d)
+            );
             let hosts: Vec<String> = mx.unwrap_or_default().into_iter().map(|(_, h)| h).collect();
             let spf_text = txt
                 .unwrap_or_default()

@@ -27,12 +27,19 @@ pub fn parse_policy(text: &str) -> Result<StsPolicy, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let (k, v) = line.split_once(':').ok_or_else(|| format!("{line:?} is not a key: value line"))?;
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| format!("{line:?} is not a key: value line"))?;
         let (k, v) = (k.trim(), v.trim());
         match k {
             "version" => version = Some(v.to_string()),
             "mode" => mode = Some(v.to_string()),
-            "max_age" => max_age = Some(v.parse::<u64>().map_err(|_| format!("max_age {v:?} is not a number"))?),
+            "max_age" => {
+                max_age = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("max_age {v:?} is not a number"))?,
+                )
+            }
             "mx" => mx.push(v.to_ascii_lowercase()),
             _ => {}
         }
@@ -63,17 +70,40 @@ pub fn mx_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-pub async fn check_mta_sts_policy(dns: &dyn Resolver, domain: &str, mx_hosts: &[String], net: &NetOptions) -> Vec<Finding> {
+pub async fn check_mta_sts_policy(
+    dns: &dyn Resolver,
+    domain: &str,
+    mx_hosts: &[String],
+    net: &NetOptions,
+) -> Vec<Finding> {
     let host = format!("mta-sts.{domain}");
     let url = format!("https://{host}/.well-known/mta-sts.txt");
     let (a, aaaa) = tokio::join!(dns.a(&host), dns.aaaa(&host));
-    let temporary = [a.as_ref().err(), aaaa.as_ref().err()].into_iter().flatten().find(|e| e.is_temporary()).cloned();
-    let addrs: Vec<IpAddr> =
-        a.unwrap_or_default().into_iter().map(IpAddr::V4).chain(aaaa.unwrap_or_default().into_iter().map(IpAddr::V6)).collect();
+    let temporary = [a.as_ref().err(), aaaa.as_ref().err()]
+        .into_iter()
+        .flatten()
+        .find(|e| e.is_temporary())
+        .cloned();
+    let addrs: Vec<IpAddr> = a
+        .unwrap_or_default()
+        .into_iter()
+        .map(IpAddr::V4)
+        .chain(aaaa.unwrap_or_default().into_iter().map(IpAddr::V6))
+        .collect();
     let Some(ip) = addrs.first() else {
         return vec![match temporary {
-            Some(e) => Finding::new(C, "mta-sts.policy", Status::Error, format!("{host} could not be resolved: {e}")),
-            None => Finding::new(C, "mta-sts.policy", Status::Fail, format!("{host} has no address, so the policy at {url} cannot be fetched")),
+            Some(e) => Finding::new(
+                C,
+                "mta-sts.policy",
+                Status::Error,
+                format!("{host} could not be resolved: {e}"),
+            ),
+            None => Finding::new(
+                C,
+                "mta-sts.policy",
+                Status::Fail,
+                format!("{host} has no address, so the policy at {url} cannot be fetched"),
+            ),
         }];
     };
     let cfg = match client_config(net.ca_file.as_deref()) {
@@ -81,38 +111,91 @@ pub async fn check_mta_sts_policy(dns: &dyn Resolver, domain: &str, mx_hosts: &[
         Err(e) => return vec![Finding::new(C, "mta-sts.policy", Status::Error, e)],
     };
     let fetch = async {
-        let tcp = tokio::net::TcpStream::connect(SocketAddr::new(*ip, net.https_port)).await.map_err(|e| format!("cannot connect to {host} ({ip}): {e}"))?;
-        let mut tls = handshake(cfg, &host, tcp).await.map_err(|e| format!("TLS with {host} failed: {e}"))?;
+        let tcp = tokio::net::TcpStream::connect(SocketAddr::new(*ip, net.https_port))
+            .await
+            .map_err(|e| format!("cannot connect to {host} ({ip}): {e}"))?;
+        let mut tls = handshake(cfg, &host, tcp)
+            .await
+            .map_err(|e| format!("TLS with {host} failed: {e}"))?;
         https_get(&mut tls, &host, "/.well-known/mta-sts.txt", 64 * 1024).await
     };
     let res = match tokio::time::timeout(net.timeout, fetch).await {
-        Err(_) => return vec![Finding::new(C, "mta-sts.policy", Status::Error, format!("{url} did not answer within {:?}", net.timeout))],
+        Err(_) => {
+            return vec![Finding::new(
+                C,
+                "mta-sts.policy",
+                Status::Error,
+                format!("{url} did not answer within {:?}", net.timeout),
+            )]
+        }
         Ok(r) => r,
     };
     let (status, content_type, body) = match res {
         Ok(r) => r,
-        Err(e) if e.starts_with("TLS") => return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{e}: senders cannot fetch the policy and will ignore it")).advice("the certificate must be valid for mta-sts.DOMAIN")],
+        Err(e) if e.starts_with("TLS") => {
+            return vec![Finding::new(
+                C,
+                "mta-sts.policy",
+                Status::Fail,
+                format!("{e}: senders cannot fetch the policy and will ignore it"),
+            )
+            .advice("the certificate must be valid for mta-sts.DOMAIN")]
+        }
         Err(e) => return vec![Finding::new(C, "mta-sts.policy", Status::Fail, e)],
     };
     if (300..400).contains(&status) {
-        return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{url} answers {status}: RFC 8461 §3.3 forbids following redirects"))];
+        return vec![Finding::new(
+            C,
+            "mta-sts.policy",
+            Status::Fail,
+            format!("{url} answers {status}: RFC 8461 §3.3 forbids following redirects"),
+        )];
     }
     if status != 200 {
-        return vec![Finding::new(C, "mta-sts.policy", Status::Fail, format!("{url} answers HTTP {status}"))];
+        return vec![Finding::new(
+            C,
+            "mta-sts.policy",
+            Status::Fail,
+            format!("{url} answers HTTP {status}"),
+        )];
     }
     let mut out = Vec::new();
     if !content_type.to_ascii_lowercase().starts_with("text/plain") {
-        out.push(Finding::new(C, "mta-sts.content-type", Status::Warn, format!("{url} is served as {content_type:?}; RFC 8461 §3.2 wants text/plain")));
+        out.push(Finding::new(
+            C,
+            "mta-sts.content-type",
+            Status::Warn,
+            format!("{url} is served as {content_type:?}; RFC 8461 §3.2 wants text/plain"),
+        ));
     }
     let policy = match parse_policy(&String::from_utf8_lossy(&body)) {
         Ok(p) => p,
         Err(e) => {
-            out.push(Finding::new(C, "mta-sts.policy", Status::Fail, format!("the policy at {url} is invalid: {e}")));
+            out.push(Finding::new(
+                C,
+                "mta-sts.policy",
+                Status::Fail,
+                format!("the policy at {url} is invalid: {e}"),
+            ));
             return out;
         }
     };
-    let st = if policy.mode == "enforce" { Status::Pass } else { Status::Info };
-    out.push(Finding::new(C, "mta-sts.policy", st, format!("policy mode {} for {}, max_age {}", policy.mode, policy.mx.join(", "), policy.max_age)));
+    let st = if policy.mode == "enforce" {
+        Status::Pass
+    } else {
+        Status::Info
+    };
+    out.push(Finding::new(
+        C,
+        "mta-sts.policy",
+        st,
+        format!(
+            "policy mode {} for {}, max_age {}",
+            policy.mode,
+            policy.mx.join(", "),
+            policy.max_age
+        ),
+    ));
     for h in mx_hosts {
         if !policy.mx.iter().any(|p| mx_matches(p, h)) {
             out.push(Finding::new(C, "mta-sts.mx", Status::Fail, format!("MX {h} is not covered by the policy: in enforce mode senders refuse to deliver to it")).advice(format!("add \"mx: {h}\" to {url}")));
@@ -129,7 +212,10 @@ mod tests {
     fn policies() {
         let p = parse_policy("version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n").unwrap();
         assert_eq!(p.mx, vec!["mail.example.com", "*.example.net"]);
-        assert!(mx_matches("*.example.net", "mx1.example.net") && !mx_matches("*.example.net", "a.b.example.net"));
+        assert!(
+            mx_matches("*.example.net", "mx1.example.net")
+                && !mx_matches("*.example.net", "a.b.example.net")
+        );
         assert!(parse_policy("mode: enforce\nmx: a\nmax_age: 1\n").is_err());
         assert!(parse_policy("version: STSv1\nmode: strict\nmx: a\nmax_age: 1\n").is_err());
         assert!(parse_policy("version: STSv1\nmode: enforce\nmx: a\nmax_age: 99999999\n").is_err());

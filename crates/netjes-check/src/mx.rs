@@ -24,7 +24,15 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
     let mxs = match dns.mx(domain).await {
         Ok(m) => m,
         Err(e) if e.is_temporary() => {
-            out.push(Finding::new(C, "mx.dns-error", Status::Error, format!("MX could not be checked: {e}")).advice("try again later; this is a DNS failure, not a missing record"));
+            out.push(
+                Finding::new(
+                    C,
+                    "mx.dns-error",
+                    Status::Error,
+                    format!("MX could not be checked: {e}"),
+                )
+                .advice("try again later; this is a DNS failure, not a missing record"),
+            );
             return (out, facts);
         }
         Err(_) => {
@@ -38,28 +46,62 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
     };
     if mxs.len() == 1 && mxs[0].1.is_empty() {
         facts.null_mx = true;
-        out.push(Finding::new(C, "mx.null", Status::Info, format!("{domain} has a null MX: it receives no mail (RFC 7505)")));
+        out.push(Finding::new(
+            C,
+            "mx.null",
+            Status::Info,
+            format!("{domain} has a null MX: it receives no mail (RFC 7505)"),
+        ));
         return (out, facts);
     }
     if mxs.iter().any(|(_, h)| h.is_empty()) {
-        out.push(Finding::new(C, "mx.null-mixed", Status::Fail, "a null MX (\".\") must be the only MX record (RFC 7505 §3)"));
+        out.push(Finding::new(
+            C,
+            "mx.null-mixed",
+            Status::Fail,
+            "a null MX (\".\") must be the only MX record (RFC 7505 §3)",
+        ));
     }
     if mxs.len() > MAX_MX {
-        out.push(Finding::new(C, "mx.many", Status::Warn, format!("{domain} has {} MX records; only the first {MAX_MX} are checked", mxs.len())));
+        out.push(Finding::new(
+            C,
+            "mx.many",
+            Status::Warn,
+            format!(
+                "{domain} has {} MX records; only the first {MAX_MX} are checked",
+                mxs.len()
+            ),
+        ));
     }
     let mxs: Vec<(u16, String)> = mxs.into_iter().take(MAX_MX).collect();
-    let hosts: Vec<String> = mxs.iter().filter(|(_, h)| !h.is_empty()).map(|(_, h)| h.clone()).collect();
-    let lookups = hosts.iter().map(|h| async move { (dns.a(h).await, dns.aaaa(h).await, dns.cname(h).await) });
+    let hosts: Vec<String> = mxs
+        .iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(_, h)| h.clone())
+        .collect();
+    let lookups = hosts
+        .iter()
+        .map(|h| async move { (dns.a(h).await, dns.aaaa(h).await, dns.cname(h).await) });
     let answers = netjes_dns::join_all(lookups).await;
     for ((pref, host), (a, aaaa, cname)) in mxs.iter().filter(|(_, h)| !h.is_empty()).zip(answers) {
         let id = format!("mx.host.{host}");
         if host.parse::<IpAddr>().is_ok() {
-            out.push(Finding::new(C, &id, Status::Fail, format!("MX {pref} {host} is an IP address; an MX must name a host")));
+            out.push(Finding::new(
+                C,
+                &id,
+                Status::Fail,
+                format!("MX {pref} {host} is an IP address; an MX must name a host"),
+            ));
             continue;
         }
         if let Err(e) = &cname {
             if e.is_temporary() {
-                out.push(Finding::new(C, &format!("{id}.cname"), Status::Error, format!("whether MX {host} is an alias could not be checked: {e}")));
+                out.push(Finding::new(
+                    C,
+                    &format!("{id}.cname"),
+                    Status::Error,
+                    format!("whether MX {host} is an alias could not be checked: {e}"),
+                ));
             }
         }
         if let Ok(target) = cname {
@@ -70,7 +112,10 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
         }
         let mut addrs: Vec<IpAddr> = Vec::new();
         let mut temp = None;
-        for r in [a.map(|v| v.into_iter().map(IpAddr::V4).collect::<Vec<_>>()), aaaa.map(|v| v.into_iter().map(IpAddr::V6).collect())] {
+        for r in [
+            a.map(|v| v.into_iter().map(IpAddr::V4).collect::<Vec<_>>()),
+            aaaa.map(|v| v.into_iter().map(IpAddr::V6).collect()),
+        ] {
             match r {
                 Ok(v) => addrs.extend(v),
                 Err(e) if e.is_temporary() => temp = Some(e),
@@ -85,7 +130,12 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
             continue;
         }
         let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-        out.push(Finding::new(C, &id, Status::Pass, format!("MX {pref} {host} → {}", shown.join(", "))));
+        out.push(Finding::new(
+            C,
+            &id,
+            Status::Pass,
+            format!("MX {pref} {host} → {}", shown.join(", ")),
+        ));
         facts.addresses.extend(addrs);
     }
     facts.hosts = hosts;
@@ -95,7 +145,23 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
 /// Names that look like an ISP's pool rather than a mail server.
 pub fn looks_generic(name: &str, ip: IpAddr) -> bool {
     let n = name.to_ascii_lowercase();
-    let words = ["dynamic", "dyn.", "dhcp", "dsl", "cable", "pool", "ppp", "dial", "client", "broadband", "customer", "static-", "host-", "ip-", "unassigned"];
+    let words = [
+        "dynamic",
+        "dyn.",
+        "dhcp",
+        "dsl",
+        "cable",
+        "pool",
+        "ppp",
+        "dial",
+        "client",
+        "broadband",
+        "customer",
+        "static-",
+        "host-",
+        "ip-",
+        "unassigned",
+    ];
     if words.iter().any(|w| n.contains(w)) {
         return true;
     }
@@ -151,7 +217,12 @@ pub async fn iprev(dns: &dyn Resolver, ip: IpAddr) -> Iprev {
 /// Forward-confirmed reverse DNS of each address (RFC 8601 iprev).
 pub async fn check_ptr(dns: &dyn Resolver, addresses: &[IpAddr], what: &str) -> Vec<Finding> {
     const C: Category = Category::Ptr;
-    let results = netjes_dns::join_all(addresses.iter().map(|ip| async move { (*ip, iprev(dns, *ip).await) })).await;
+    let results = netjes_dns::join_all(
+        addresses
+            .iter()
+            .map(|ip| async move { (*ip, iprev(dns, *ip).await) }),
+    )
+    .await;
     let mut out = Vec::new();
     for (ip, result) in results {
         let id = format!("ptr.{ip}");

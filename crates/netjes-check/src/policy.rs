@@ -12,7 +12,9 @@ fn tags(text: &str) -> Result<Vec<(String, String)>, String> {
         if p.is_empty() {
             continue;
         }
-        let (k, v) = p.split_once('=').ok_or_else(|| format!("{p:?} is not a tag=value pair"))?;
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("{p:?} is not a tag=value pair"))?;
         out.push((k.trim().to_string(), v.trim().to_string()));
     }
     Ok(out)
@@ -20,16 +22,39 @@ fn tags(text: &str) -> Result<Vec<(String, String)>, String> {
 
 /// The one record at `name` that starts with `prefix`, or a finding that
 /// says why there is none.
-async fn single(dns: &dyn Resolver, c: Category, id: &str, name: &str, prefix: &str) -> Result<Option<String>, Finding> {
+async fn single(
+    dns: &dyn Resolver,
+    c: Category,
+    id: &str,
+    name: &str,
+    prefix: &str,
+) -> Result<Option<String>, Finding> {
     match dns.txt(name).await {
-        Err(e) if e.is_temporary() => Err(Finding::new(c, id, Status::Error, format!("{name} could not be checked: {e}"))),
+        Err(e) if e.is_temporary() => Err(Finding::new(
+            c,
+            id,
+            Status::Error,
+            format!("{name} could not be checked: {e}"),
+        )),
         Err(_) => Ok(None),
         Ok(t) => {
-            let recs: Vec<String> = t.iter().map(|r| String::from_utf8_lossy(r).into_owned()).filter(|r| r.starts_with(prefix)).collect();
+            let recs: Vec<String> = t
+                .iter()
+                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .filter(|r| r.starts_with(prefix))
+                .collect();
             match recs.as_slice() {
                 [] => Ok(None),
                 [one] => Ok(Some(one.clone())),
-                many => Err(Finding::new(c, id, Status::Fail, format!("{name} has {} {prefix} records; there must be one", many.len()))),
+                many => Err(Finding::new(
+                    c,
+                    id,
+                    Status::Fail,
+                    format!(
+                        "{name} has {} {prefix} records; there must be one",
+                        many.len()
+                    ),
+                )),
             }
         }
     }
@@ -63,15 +88,41 @@ pub async fn check_tls_rpt(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
     let name = format!("_smtp._tls.{domain}");
     match single(dns, C, "tls-rpt.record", &name, "v=TLSRPTv1").await {
         Err(f) => vec![f],
-        Ok(None) => vec![Finding::new(C, "tls-rpt.record", Status::Info, format!("no TLS-RPT ({name}): you will not hear when senders fail to reach you over TLS"))
-            .fix(Fix::txt(&name, &format!("v=TLSRPTv1; rua=mailto:tls-reports@{domain}")))],
+        Ok(None) => vec![Finding::new(
+            C,
+            "tls-rpt.record",
+            Status::Info,
+            format!(
+                "no TLS-RPT ({name}): you will not hear when senders fail to reach you over TLS"
+            ),
+        )
+        .fix(Fix::txt(
+            &name,
+            &format!("v=TLSRPTv1; rua=mailto:tls-reports@{domain}"),
+        ))],
         Ok(Some(rec)) => {
-            let rua = tags(&rec).ok().and_then(|t| t.into_iter().find(|(k, _)| k == "rua").map(|(_, v)| v));
+            let rua = tags(&rec)
+                .ok()
+                .and_then(|t| t.into_iter().find(|(k, _)| k == "rua").map(|(_, v)| v));
             match rua {
-                Some(r) if r.split(',').all(|u| u.trim().starts_with("mailto:") || u.trim().starts_with("https:")) => {
-                    vec![Finding::new(C, "tls-rpt.record", Status::Pass, format!("TLS-RPT record: {rec}"))]
+                Some(r)
+                    if r.split(',').all(|u| {
+                        u.trim().starts_with("mailto:") || u.trim().starts_with("https:")
+                    }) =>
+                {
+                    vec![Finding::new(
+                        C,
+                        "tls-rpt.record",
+                        Status::Pass,
+                        format!("TLS-RPT record: {rec}"),
+                    )]
                 }
-                _ => vec![Finding::new(C, "tls-rpt.record", Status::Fail, format!("{name}: rua= must list mailto: or https: URIs (RFC 8460 §3): {rec}"))],
+                _ => vec![Finding::new(
+                    C,
+                    "tls-rpt.record",
+                    Status::Fail,
+                    format!("{name}: rua= must list mailto: or https: URIs (RFC 8460 §3): {rec}"),
+                )],
             }
         }
     }

@@ -69,7 +69,11 @@ pub struct Fix {
 
 impl Fix {
     pub fn txt(name: &str, value: &str) -> Fix {
-        Fix { name: name.to_string(), rtype: "TXT".into(), value: value.to_string() }
+        Fix {
+            name: name.to_string(),
+            rtype: "TXT".into(),
+            value: value.to_string(),
+        }
     }
 
     /// The fix as a zone-file line, every TXT string at most 255 octets.
@@ -104,7 +108,14 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(category: Category, id: &str, status: Status, message: impl Into<String>) -> Self {
-        Finding { id: id.to_string(), category, status, message: message.into(), advice: None, fix: None }
+        Finding {
+            id: id.to_string(),
+            category,
+            status,
+            message: message.into(),
+            advice: None,
+            fix: None,
+        }
     }
 
     pub fn advice(mut self, a: impl Into<String>) -> Self {
@@ -149,7 +160,11 @@ fn penalty(s: Status) -> f32 {
 }
 
 impl Report {
-    pub fn new(domain: &str, findings: Vec<Finding>, spf_tree: Option<crate::spf::SpfNode>) -> Report {
+    pub fn new(
+        domain: &str,
+        findings: Vec<Finding>,
+        spf_tree: Option<crate::spf::SpfNode>,
+    ) -> Report {
         let mut scores = Vec::new();
         for c in Category::ALL {
             let fs: Vec<&Finding> = findings.iter().filter(|f| f.category == c).collect();
@@ -157,14 +172,29 @@ impl Report {
                 continue;
             }
             let checked = fs.iter().any(|f| f.status != Status::Error);
-            let score = checked.then(|| (10.0 - fs.iter().map(|f| penalty(f.status)).sum::<f32>()).max(0.0));
+            let score = checked
+                .then(|| (10.0 - fs.iter().map(|f| penalty(f.status)).sum::<f32>()).max(0.0));
             let worst = fs.iter().map(|f| f.status).max().unwrap_or(Status::Pass);
-            scores.push(CategoryScore { category: c, score, worst });
+            scores.push(CategoryScore {
+                category: c,
+                score,
+                worst,
+            });
         }
         // The overall score is the mean of the categories that could be checked.
         let known: Vec<f32> = scores.iter().filter_map(|s| s.score).collect();
-        let score = if known.is_empty() { 0.0 } else { known.iter().sum::<f32>() / known.len() as f32 };
-        Report { domain: domain.to_string(), findings, scores, score: (score * 10.0).round() / 10.0, spf_tree }
+        let score = if known.is_empty() {
+            0.0
+        } else {
+            known.iter().sum::<f32>() / known.len() as f32
+        };
+        Report {
+            domain: domain.to_string(),
+            findings,
+            scores,
+            score: (score * 10.0).round() / 10.0,
+            spf_tree,
+        }
     }
 
     pub fn has(&self, s: Status) -> bool {

@@ -17,14 +17,21 @@ async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<S
         let mut line = String::new();
         // RFC 5321 §4.5.3.1.5: reply lines are at most 512 octets; reading
         // stops well past that, so a server cannot make us buffer forever.
-        let n = (&mut *r).take(2048).read_line(&mut line).await.map_err(|e| e.to_string())?;
+        let n = (&mut *r)
+            .take(2048)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("the server closed the connection".into());
         }
         if !line.ends_with('\n') || lines.len() > 100 {
             return Err("the reply is too long".into());
         }
-        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not an SMTP reply: {:?}", line.trim_end()))?;
+        let code: u16 = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("not an SMTP reply: {:?}", line.trim_end()))?;
         let more = line.as_bytes().get(3) == Some(&b'-');
         lines.push(line.get(4..).unwrap_or("").trim_end().to_string());
         if !more {
@@ -33,8 +40,14 @@ async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<S
     }
 }
 
-async fn command<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, cmd: &str) -> Result<(u16, Vec<String>), String> {
-    r.get_mut().write_all(format!("{cmd}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    r: &mut BufReader<S>,
+    cmd: &str,
+) -> Result<(u16, Vec<String>), String> {
+    r.get_mut()
+        .write_all(format!("{cmd}\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     reply(r).await
 }
 
@@ -44,20 +57,44 @@ struct Probe {
     tls: Option<Result<String, String>>,
 }
 
-async fn probe(host: &str, ip: IpAddr, net: &NetOptions, cfg: std::sync::Arc<rustls::ClientConfig>) -> Result<Probe, String> {
-    let tcp = tokio::net::TcpStream::connect(SocketAddr::new(ip, net.smtp_port)).await.map_err(|e| format!("cannot connect to {host} ({ip}) on port {}: {e}", net.smtp_port))?;
+async fn probe(
+    host: &str,
+    ip: IpAddr,
+    net: &NetOptions,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<Probe, String> {
+    let tcp = tokio::net::TcpStream::connect(SocketAddr::new(ip, net.smtp_port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot connect to {host} ({ip}) on port {}: {e}",
+                net.smtp_port
+            )
+        })?;
     let mut r = BufReader::new(tcp);
     let (code, banner) = reply(&mut r).await?;
     if code != 220 {
         return Err(format!("{host} greets with {code} {}", banner.join(" ")));
     }
-    let banner_host = banner.first().and_then(|l| l.split_whitespace().next()).unwrap_or("").to_string();
+    let banner_host = banner
+        .first()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("")
+        .to_string();
     let (code, ehlo) = command(&mut r, "EHLO check.netjes.invalid").await?;
     if code != 250 {
         return Err(format!("{host} refuses EHLO: {code} {}", ehlo.join(" ")));
     }
-    let starttls = ehlo.iter().any(|l| l.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case("STARTTLS")));
-    let mut p = Probe { banner_host, starttls, tls: None };
+    let starttls = ehlo.iter().any(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("STARTTLS"))
+    });
+    let mut p = Probe {
+        banner_host,
+        starttls,
+        tls: None,
+    };
     if starttls {
         let (code, text) = command(&mut r, "STARTTLS").await?;
         if code != 220 {
@@ -68,8 +105,14 @@ async fn probe(host: &str, ip: IpAddr, net: &NetOptions, cfg: std::sync::Arc<rus
         match handshake(cfg, host, tcp).await {
             Ok(tls) => {
                 let (_, conn) = tls.get_ref();
-                let version = conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
-                let suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+                let version = conn
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default();
+                let suite = conn
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()))
+                    .unwrap_or_default();
                 let mut r = BufReader::new(tls);
                 let _ = command(&mut r, "QUIT").await;
                 p.tls = Some(Ok(format!("{version} {suite}")));
@@ -142,5 +185,9 @@ pub async fn check_smtp(dns: &dyn Resolver, mx_hosts: &[String], net: &NetOption
             out
         }
     });
-    netjes_dns::join_all(checks).await.into_iter().flatten().collect()
+    netjes_dns::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }

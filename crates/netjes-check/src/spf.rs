@@ -5,7 +5,9 @@
 use crate::report::{Category, Finding, Fix, Status};
 use mail_auth::spf::Mechanism;
 use netjes_auth::spf::record::{is_spf_record, mechanism_kind};
-use netjes_auth::spf::{evaluate, parse_record, SpfRequest, SpfResult, MAX_DNS_LOOKUPS, MAX_VOID_LOOKUPS};
+use netjes_auth::spf::{
+    evaluate, parse_record, SpfRequest, SpfResult, MAX_DNS_LOOKUPS, MAX_VOID_LOOKUPS,
+};
 use netjes_dns::{Resolver, ResolverExt};
 use serde::Serialize;
 use std::future::Future;
@@ -71,15 +73,25 @@ impl<'a> Walk<'a> {
 
     fn node(&mut self, domain: String, depth: u32) -> Fut<'_> {
         Box::pin(async move {
-            let mut node = SpfNode { domain: domain.clone(), record: None, lookups: 0, children: vec![], problem: None, dns_error: false };
+            let mut node = SpfNode {
+                domain: domain.clone(),
+                record: None,
+                lookups: 0,
+                children: vec![],
+                problem: None,
+                dns_error: false,
+            };
             self.records += 1;
             if self.records > MAX_TREE_RECORDS {
-                node.problem = Some(format!("not followed: the tree has more than {MAX_TREE_RECORDS} records"));
+                node.problem = Some(format!(
+                    "not followed: the tree has more than {MAX_TREE_RECORDS} records"
+                ));
                 return node;
             }
             if depth > 10 {
                 node.problem = Some("the include chain loops or is deeper than 10".into());
-                self.errors.push(format!("the include chain through {domain} loops"));
+                self.errors
+                    .push(format!("the include chain through {domain} loops"));
                 return node;
             }
             let txts = match self.dns.txt(&domain).await {
@@ -103,7 +115,10 @@ impl<'a> Walk<'a> {
                 }
                 [one] => *one,
                 many => {
-                    node.problem = Some(format!("{domain} publishes {} SPF records; there must be one", many.len()));
+                    node.problem = Some(format!(
+                        "{domain} publishes {} SPF records; there must be one",
+                        many.len()
+                    ));
                     self.errors.push(node.problem.clone().unwrap());
                     return node;
                 }
@@ -114,14 +129,17 @@ impl<'a> Walk<'a> {
                 Err(e) => {
                     node.problem = Some(e.to_string());
                     if depth > 0 {
-                        self.errors.push(format!("the record of {domain} is invalid: {e}"));
+                        self.errors
+                            .push(format!("the record of {domain} is invalid: {e}"));
                     }
                     return node;
                 }
             };
             for (d, term) in rec.spf.directives.iter().zip(rec.terms.iter()) {
                 let target = |m: &mail_auth::spf::Macro| match m {
-                    mail_auth::spf::Macro::Literal(l) => Some(String::from_utf8_lossy(l).trim_end_matches('.').to_string()),
+                    mail_auth::spf::Macro::Literal(l) => {
+                        Some(String::from_utf8_lossy(l).trim_end_matches('.').to_string())
+                    }
                     mail_auth::spf::Macro::None => Some(domain.clone()),
                     _ => None,
                 };
@@ -131,14 +149,22 @@ impl<'a> Walk<'a> {
                         self.count(term, &domain);
                         if let Some(t) = target(macro_string) {
                             let child = self.node(t.clone(), depth + 1).await;
-                            if child.record.is_none() && !child.dns_error && self.records <= MAX_TREE_RECORDS {
+                            if child.record.is_none()
+                                && !child.dns_error
+                                && self.records <= MAX_TREE_RECORDS
+                            {
                                 self.void(term, &domain);
                                 self.errors.push(format!("{term:?} in {domain} points at {t}, which has no SPF record: that is a permerror for everyone"));
                             }
-                            node.children.push(SpfChild { term: term.clone(), node: child });
+                            node.children.push(SpfChild {
+                                term: term.clone(),
+                                node: child,
+                            });
                         }
                     }
-                    Mechanism::A { macro_string, .. } | Mechanism::Mx { macro_string, .. } | Mechanism::Exists { macro_string } => {
+                    Mechanism::A { macro_string, .. }
+                    | Mechanism::Mx { macro_string, .. }
+                    | Mechanism::Exists { macro_string } => {
                         node.lookups += 1;
                         self.count(term, &domain);
                         let kind = mechanism_kind(&d.mechanism);
@@ -149,7 +175,9 @@ impl<'a> Walk<'a> {
                             };
                             match res {
                                 // exists: on a missing name is its normal "no".
-                                Err(e) if e.is_void() && kind != "exists" => self.void(term, &domain),
+                                Err(e) if e.is_void() && kind != "exists" => {
+                                    self.void(term, &domain)
+                                }
                                 Err(e) if e.is_temporary() => self.dns_errors.push(e.to_string()),
                                 _ => {}
                             }
@@ -163,10 +191,19 @@ impl<'a> Walk<'a> {
                     _ => {}
                 }
             }
-            let has_all = rec.spf.directives.iter().any(|d| matches!(d.mechanism, Mechanism::All));
+            let has_all = rec
+                .spf
+                .directives
+                .iter()
+                .any(|d| matches!(d.mechanism, Mechanism::All));
             if let (Some(m), false) = (&rec.spf.redirect, has_all) {
                 node.lookups += 1;
-                let term = rec.text.split(' ').find(|t| t.to_ascii_lowercase().starts_with("redirect=")).unwrap_or("redirect").to_string();
+                let term = rec
+                    .text
+                    .split(' ')
+                    .find(|t| t.to_ascii_lowercase().starts_with("redirect="))
+                    .unwrap_or("redirect")
+                    .to_string();
                 self.count(&term, &domain);
                 if let mail_auth::spf::Macro::Literal(l) = m {
                     let t = String::from_utf8_lossy(l).trim_end_matches('.').to_string();
@@ -180,22 +217,63 @@ impl<'a> Walk<'a> {
 }
 
 fn all_term(record: &str) -> Option<String> {
-    record.split(' ').find(|t| t.trim_start_matches(['+', '-', '~', '?']).eq_ignore_ascii_case("all")).map(str::to_string)
+    record
+        .split(' ')
+        .find(|t| {
+            t.trim_start_matches(['+', '-', '~', '?'])
+                .eq_ignore_ascii_case("all")
+        })
+        .map(str::to_string)
 }
 
 /// Checks the SPF of `domain`, and whether each address in `ips` may send.
-pub async fn check_spf(dns: &dyn Resolver, domain: &str, ips: &[IpAddr], has_mx: bool) -> (Vec<Finding>, Option<SpfNode>) {
+pub async fn check_spf(
+    dns: &dyn Resolver,
+    domain: &str,
+    ips: &[IpAddr],
+    has_mx: bool,
+) -> (Vec<Finding>, Option<SpfNode>) {
     let mut out = Vec::new();
-    let suggested = if has_mx { "v=spf1 mx -all" } else { "v=spf1 -all" };
-    let mut w = Walk { dns, records: 0, lookups: 0, voids: 0, crossing: None, void_crossing: None, ptr_terms: vec![], errors: vec![], dns_errors: vec![] };
+    let suggested = if has_mx {
+        "v=spf1 mx -all"
+    } else {
+        "v=spf1 -all"
+    };
+    let mut w = Walk {
+        dns,
+        records: 0,
+        lookups: 0,
+        voids: 0,
+        crossing: None,
+        void_crossing: None,
+        ptr_terms: vec![],
+        errors: vec![],
+        dns_errors: vec![],
+    };
     let root = w.node(domain.to_string(), 0).await;
 
     if root.record.is_none() {
         let p = root.problem.clone().unwrap_or_default();
         if root.dns_error {
-            out.push(Finding::new(C, "spf.dns-error", Status::Error, format!("SPF could not be checked: {p}")).advice("try again later; this is a DNS failure, not a missing record"));
+            out.push(
+                Finding::new(
+                    C,
+                    "spf.dns-error",
+                    Status::Error,
+                    format!("SPF could not be checked: {p}"),
+                )
+                .advice("try again later; this is a DNS failure, not a missing record"),
+            );
         } else if p.contains("SPF records") {
-            out.push(Finding::new(C, "spf.multiple", Status::Fail, format!("{p}: receivers treat this as a permanent error")).advice("merge them into one record"));
+            out.push(
+                Finding::new(
+                    C,
+                    "spf.multiple",
+                    Status::Fail,
+                    format!("{p}: receivers treat this as a permanent error"),
+                )
+                .advice("merge them into one record"),
+            );
         } else {
             out.push(
                 Finding::new(C, "spf.missing", Status::Fail, format!("{domain} publishes no SPF record: receivers cannot tell your servers from forgers"))
@@ -206,16 +284,39 @@ pub async fn check_spf(dns: &dyn Resolver, domain: &str, ips: &[IpAddr], has_mx:
     }
     let record = root.record.clone().unwrap();
     if let Some(p) = &root.problem {
-        out.push(Finding::new(C, "spf.syntax", Status::Fail, format!("the SPF record is invalid: {p}")).advice("receivers give permerror for every message"));
+        out.push(
+            Finding::new(
+                C,
+                "spf.syntax",
+                Status::Fail,
+                format!("the SPF record is invalid: {p}"),
+            )
+            .advice("receivers give permerror for every message"),
+        );
         return (out, Some(root));
     }
-    out.push(Finding::new(C, "spf.present", Status::Pass, format!("SPF record: {record}")));
+    out.push(Finding::new(
+        C,
+        "spf.present",
+        Status::Pass,
+        format!("SPF record: {record}"),
+    ));
 
     for e in &w.dns_errors {
-        out.push(Finding::new(C, "spf.dns-error", Status::Error, format!("part of the SPF tree could not be checked: {e}")));
+        out.push(Finding::new(
+            C,
+            "spf.dns-error",
+            Status::Error,
+            format!("part of the SPF tree could not be checked: {e}"),
+        ));
     }
     for e in &w.errors {
-        out.push(Finding::new(C, "spf.include-error", Status::Fail, e.clone()));
+        out.push(Finding::new(
+            C,
+            "spf.include-error",
+            Status::Fail,
+            e.clone(),
+        ));
     }
     match &w.crossing {
         Some(at) => out.push(
@@ -250,19 +351,54 @@ pub async fn check_spf(dns: &dyn Resolver, domain: &str, ips: &[IpAddr], has_mx:
 
     for ip in ips {
         let sender = format!("postmaster@{domain}");
-        let r = evaluate(dns, &SpfRequest { ip: *ip, sender: &sender, helo: domain, receiver: "netjes" }).await;
-        let by = r.mechanism.as_deref().map(|m| format!(" (by {m})")).unwrap_or_default();
+        let r = evaluate(
+            dns,
+            &SpfRequest {
+                ip: *ip,
+                sender: &sender,
+                helo: domain,
+                receiver: "netjes",
+            },
+        )
+        .await;
+        let by = r
+            .mechanism
+            .as_deref()
+            .map(|m| format!(" (by {m})"))
+            .unwrap_or_default();
         let f = match r.result {
-            SpfResult::Pass => Finding::new(C, "spf.ip", Status::Pass, format!("{ip} may send for {domain}{by}")),
-            SpfResult::Temperror => Finding::new(C, "spf.ip", Status::Error, format!("SPF for {ip} could not be checked: {}", r.problem.unwrap_or_default())),
+            SpfResult::Pass => Finding::new(
+                C,
+                "spf.ip",
+                Status::Pass,
+                format!("{ip} may send for {domain}{by}"),
+            ),
+            SpfResult::Temperror => Finding::new(
+                C,
+                "spf.ip",
+                Status::Error,
+                format!(
+                    "SPF for {ip} could not be checked: {}",
+                    r.problem.unwrap_or_default()
+                ),
+            ),
             other => {
-                let mech = if ip.is_ipv4() { format!("ip4:{ip}") } else { format!("ip6:{ip}") };
+                let mech = if ip.is_ipv4() {
+                    format!("ip4:{ip}")
+                } else {
+                    format!("ip6:{ip}")
+                };
                 let fixed = match all_term(&record) {
                     Some(t) => record.replacen(&format!(" {t}"), &format!(" {mech} {t}"), 1),
                     None => format!("{record} {mech}"),
                 };
-                Finding::new(C, "spf.ip", Status::Fail, format!("{ip} gets SPF {other} for {domain}{by}: mail it sends will fail SPF"))
-                    .fix(Fix::txt(domain, &fixed))
+                Finding::new(
+                    C,
+                    "spf.ip",
+                    Status::Fail,
+                    format!("{ip} gets SPF {other} for {domain}{by}: mail it sends will fail SPF"),
+                )
+                .fix(Fix::txt(domain, &fixed))
             }
         };
         out.push(f);

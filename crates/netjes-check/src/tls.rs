@@ -22,12 +22,19 @@ pub struct NetOptions {
 
 impl Default for NetOptions {
     fn default() -> Self {
-        NetOptions { ca_file: None, https_port: 443, smtp_port: 25, timeout: Duration::from_secs(10) }
+        NetOptions {
+            ca_file: None,
+            https_port: 443,
+            smtp_port: 25,
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
 /// A client config that trusts the system store and `ca_file`.
-pub fn client_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
@@ -41,7 +48,9 @@ pub fn client_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::Cl
             return Err(format!("{} holds no certificate", path.display()));
         }
         for c in certs {
-            roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -60,14 +69,25 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
 ) -> Result<tokio_rustls::client::TlsStream<S>, String> {
     let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
-    tokio_rustls::TlsConnector::from(cfg).connect(name, stream).await.map_err(|e| e.to_string())
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, stream)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// An HTTP/1.1 GET over a TLS stream: the status and the body, at most
 /// `limit` octets of it, chunked transfer-coding understood.
-pub async fn https_get<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, host: &str, path: &str, limit: usize) -> Result<(u16, String, Vec<u8>), String> {
+pub async fn https_get<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: &str,
+    path: &str,
+    limit: usize,
+) -> Result<(u16, String, Vec<u8>), String> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netjes\r\nAccept: text/plain\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -83,11 +103,18 @@ pub async fn https_get<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, host: 
             return Err(format!("the answer is over {limit} octets"));
         }
     }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the answer is not HTTP")?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the answer is not HTTP")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status: u16 = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).ok_or("no HTTP status line")?;
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or("no HTTP status line")?;
     let mut content_type = String::new();
     let mut chunked = false;
     for l in lines {
@@ -112,9 +139,13 @@ pub async fn https_get<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, host: 
 fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").ok_or("bad chunked encoding")?;
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunked encoding")?;
         let size_text = String::from_utf8_lossy(&b[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
         b = &b[eol + 2..];
         if size == 0 {
             return Ok(out);
@@ -131,7 +162,10 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     #[test]
     fn chunks() {
-        assert_eq!(super::dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n").unwrap(), b"Wikipedia");
+        assert_eq!(
+            super::dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n").unwrap(),
+            b"Wikipedia"
+        );
         assert!(super::dechunk(b"9\r\nabc").is_err());
     }
 }

@@ -7,7 +7,13 @@ use std::time::Duration;
 
 async fn audit(zone: &str, domain: &str, opts: CheckOptions) -> Report {
     let dns = TestDns::start_str(zone).await;
-    let r = CachingResolver::new(HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(600) }).unwrap());
+    let r = CachingResolver::new(
+        HickoryResolver::new(&DnsConfig {
+            nameservers: vec![dns.addr()],
+            timeout: Duration::from_millis(600),
+        })
+        .unwrap(),
+    );
     check_domain(&r, domain, &opts).await
 }
 
@@ -40,11 +46,23 @@ selector1._domainkey.good.example. TXT "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyW
 
 #[tokio::test]
 async fn a_good_domain_passes_and_explains() {
-    let r = audit(GOOD, "good.example", CheckOptions { ips: vec!["198.51.100.7".parse().unwrap()], ..Default::default() }).await;
+    let r = audit(
+        GOOD,
+        "good.example",
+        CheckOptions {
+            ips: vec!["198.51.100.7".parse().unwrap()],
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(!r.has(Status::Fail), "{:#?}", r.findings);
     assert_eq!(one(&r, "mx.host.mx1.good.example").status, Status::Pass);
     assert_eq!(one(&r, "ptr.192.0.2.10").status, Status::Pass);
-    assert_eq!(one(&r, "ptr.192.0.2.11").status, Status::Warn, "a dynamic-looking PTR");
+    assert_eq!(
+        one(&r, "ptr.192.0.2.11").status,
+        Status::Warn,
+        "a dynamic-looking PTR"
+    );
     assert_eq!(one(&r, "spf.lookup-limit").message, "2 of 10 DNS lookups");
     assert_eq!(one(&r, "spf.ip").status, Status::Pass);
     assert_eq!(one(&r, "ptr.198.51.100.7").status, Status::Pass);
@@ -52,7 +70,11 @@ async fn a_good_domain_passes_and_explains() {
     assert_eq!(one(&r, "dmarc.ruf").status, Status::Info);
     let d = one(&r, "dkim.selector1");
     assert_eq!(d.status, Status::Pass);
-    assert!(d.message.contains("guessed") && d.message.contains("ed25519"), "{}", d.message);
+    assert!(
+        d.message.contains("guessed") && d.message.contains("ed25519"),
+        "{}",
+        d.message
+    );
     let tree = r.spf_tree.as_ref().unwrap();
     assert_eq!(tree.children[0].node.domain, "_spf.good.example");
     assert!(r.score > 8.0, "{}", r.score);
@@ -80,21 +102,52 @@ old._domainkey.bad.example. TXT "v=DKIM1; k=rsa; p="
 
 #[tokio::test]
 async fn a_bad_domain_gets_the_fixes() {
-    let r = audit(BAD, "bad.example", CheckOptions { ips: vec!["192.0.2.200".parse().unwrap()], selectors: vec!["default".into(), "old".into(), "missing".into()], ..Default::default() }).await;
-    assert_eq!(one(&r, "mx.host.192.0.2.99").status, Status::Fail, "an IP literal MX");
+    let r = audit(
+        BAD,
+        "bad.example",
+        CheckOptions {
+            ips: vec!["192.0.2.200".parse().unwrap()],
+            selectors: vec!["default".into(), "old".into(), "missing".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        one(&r, "mx.host.192.0.2.99").status,
+        Status::Fail,
+        "an IP literal MX"
+    );
     assert_eq!(one(&r, "mx.host.nohost.bad.example").status, Status::Fail);
     let alias = one(&r, "mx.host.alias.bad.example.cname");
     assert_eq!(alias.status, Status::Fail);
     assert_eq!(alias.fix.as_ref().unwrap().value, "30 real.bad.example.");
-    assert_eq!(one(&r, "mx.host.alias.bad.example").status, Status::Pass, "it does resolve");
+    assert_eq!(
+        one(&r, "mx.host.alias.bad.example").status,
+        Status::Pass,
+        "it does resolve"
+    );
     let lim = one(&r, "spf.lookup-limit");
     assert_eq!(lim.status, Status::Fail);
-    assert!(lim.message.contains("crossed at \"ptr\" in the record of bad.example"), "{}", lim.message);
+    assert!(
+        lim.message
+            .contains("crossed at \"ptr\" in the record of bad.example"),
+        "{}",
+        lim.message
+    );
     assert!(lim.message.contains("costs 11"), "{}", lim.message);
-    assert_eq!(one(&r, "spf.void-limit").status, Status::Warn, "{:#?}", find(&r, "spf.void-limit"));
+    assert_eq!(
+        one(&r, "spf.void-limit").status,
+        Status::Warn,
+        "{:#?}",
+        find(&r, "spf.void-limit")
+    );
     let all = one(&r, "spf.all");
     assert_eq!(all.status, Status::Fail);
-    assert!(all.fix.as_ref().unwrap().value.ends_with(" -all"), "{:?}", all.fix);
+    assert!(
+        all.fix.as_ref().unwrap().value.ends_with(" -all"),
+        "{:?}",
+        all.fix
+    );
     assert_eq!(one(&r, "spf.ptr").status, Status::Warn);
     // +all lets the stranger pass, so it is listed as passing; the fix is the -all.
     assert_eq!(one(&r, "ptr.192.0.2.200").status, Status::Fail);
@@ -105,7 +158,10 @@ async fn a_bad_domain_gets_the_fixes() {
     assert_eq!(one(&r, "dmarc.unknown-tag").status, Status::Warn);
     let ext = one(&r, "dmarc.rua-external");
     assert_eq!(ext.status, Status::Fail);
-    assert_eq!(ext.fix.as_ref().unwrap().name, "bad.example._report._dmarc.elsewhere.example");
+    assert_eq!(
+        ext.fix.as_ref().unwrap().name,
+        "bad.example._report._dmarc.elsewhere.example"
+    );
     assert_eq!(one(&r, "dkim.default").status, Status::Warn, "1024 bits");
     assert_eq!(one(&r, "dkim.old").status, Status::Info, "revoked");
     assert_eq!(one(&r, "dkim.missing").status, Status::Fail);
@@ -113,20 +169,35 @@ async fn a_bad_domain_gets_the_fixes() {
 
 #[tokio::test]
 async fn missing_records_get_a_record_to_publish() {
-    let r = audit("bare.example. A 192.0.2.1\n", "bare.example", CheckOptions::default()).await;
+    let r = audit(
+        "bare.example. A 192.0.2.1\n",
+        "bare.example",
+        CheckOptions::default(),
+    )
+    .await;
     let spf = one(&r, "spf.missing");
     assert_eq!(spf.status, Status::Fail);
     assert_eq!(spf.fix.as_ref().unwrap().value, "v=spf1 -all");
     let d = one(&r, "dmarc.missing");
     assert_eq!(d.fix.as_ref().unwrap().name, "_dmarc.bare.example");
-    assert!(d.fix.as_ref().unwrap().zone_line().starts_with("_dmarc.bare.example. IN TXT \"v=DMARC1; p=none"));
+    assert!(d
+        .fix
+        .as_ref()
+        .unwrap()
+        .zone_line()
+        .starts_with("_dmarc.bare.example. IN TXT \"v=DMARC1; p=none"));
     assert_eq!(one(&r, "mx.missing").status, Status::Warn);
     assert_eq!(one(&r, "dkim.none-found").status, Status::Warn);
 }
 
 #[tokio::test]
 async fn null_mx_means_no_mail() {
-    let r = audit("nomail.example. MX 0 .\nnomail.example. TXT \"v=spf1 -all\"\n", "nomail.example", CheckOptions::default()).await;
+    let r = audit(
+        "nomail.example. MX 0 .\nnomail.example. TXT \"v=spf1 -all\"\n",
+        "nomail.example",
+        CheckOptions::default(),
+    )
+    .await;
     assert_eq!(one(&r, "mx.null").status, Status::Info);
 }
 
@@ -135,15 +206,45 @@ async fn null_mx_means_no_mail() {
 #[tokio::test]
 async fn dns_failures_are_errors_not_absence() {
     let zone = "broken.example. SERVFAIL\n_dmarc.broken.example. SERVFAIL\nsel._domainkey.broken.example. SERVFAIL\n";
-    let r = audit(zone, "broken.example", CheckOptions { selectors: vec!["sel".into()], ..Default::default() }).await;
-    for id in ["mx.dns-error", "spf.dns-error", "dmarc.dns-error", "dkim.sel"] {
+    let r = audit(
+        zone,
+        "broken.example",
+        CheckOptions {
+            selectors: vec!["sel".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    for id in [
+        "mx.dns-error",
+        "spf.dns-error",
+        "dmarc.dns-error",
+        "dkim.sel",
+    ] {
         assert_eq!(one(&r, id).status, Status::Error, "{id}: {:#?}", r.findings);
     }
-    assert!(find(&r, "spf.missing").is_empty() && find(&r, "dmarc.missing").is_empty() && find(&r, "mx.missing").is_empty());
+    assert!(
+        find(&r, "spf.missing").is_empty()
+            && find(&r, "dmarc.missing").is_empty()
+            && find(&r, "mx.missing").is_empty()
+    );
 
     let zone = "slow.example. TIMEOUT\n_dmarc.slow.example. TIMEOUT\nsel._domainkey.slow.example. TIMEOUT\n";
-    let r = audit(zone, "slow.example", CheckOptions { selectors: vec!["sel".into()], ..Default::default() }).await;
-    for id in ["mx.dns-error", "spf.dns-error", "dmarc.dns-error", "dkim.sel"] {
+    let r = audit(
+        zone,
+        "slow.example",
+        CheckOptions {
+            selectors: vec!["sel".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    for id in [
+        "mx.dns-error",
+        "spf.dns-error",
+        "dmarc.dns-error",
+        "dkim.sel",
+    ] {
         assert_eq!(one(&r, id).status, Status::Error, "{id}: {:#?}", r.findings);
     }
 }
@@ -153,7 +254,11 @@ async fn json_has_stable_ids_and_scores() {
     let r = audit(GOOD, "good.example", CheckOptions::default()).await;
     let j = serde_json::to_value(&r).unwrap();
     assert_eq!(j["domain"], "good.example");
-    assert!(j["findings"].as_array().unwrap().iter().all(|f| f["id"].is_string() && f["status"].is_string() && f["category"].is_string()));
+    assert!(j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["id"].is_string() && f["status"].is_string() && f["category"].is_string()));
     assert!(j["scores"].as_array().unwrap().len() >= 4);
     assert!(j["score"].as_f64().unwrap() > 0.0);
 }
@@ -177,16 +282,45 @@ async fn blocklists_and_policy_records() {
     assert_eq!(z.status, Status::Fail);
     assert!(z.advice.as_ref().unwrap().contains("check.spamhaus.org"));
     let s = one(&r, "blocklist.bl.spamcop.net.192.0.2.66");
-    assert_eq!(s.status, Status::Error, "127.255.255.254 is the list refusing, not a listing");
-    assert_eq!(one(&r, "blocklist.b.barracudacentral.org.192.0.2.66").status, Status::Pass);
-    assert_eq!(one(&r, "blocklist.dbl.spamhaus.org.listed.example").status, Status::Fail);
-    assert_eq!(one(&r, "blocklist.multi.surbl.org.listed.example").status, Status::Pass);
-    assert_eq!(one(&r, "mta-sts.record").status, Status::Fail, "id= may not hold '-'");
+    assert_eq!(
+        s.status,
+        Status::Error,
+        "127.255.255.254 is the list refusing, not a listing"
+    );
+    assert_eq!(
+        one(&r, "blocklist.b.barracudacentral.org.192.0.2.66").status,
+        Status::Pass
+    );
+    assert_eq!(
+        one(&r, "blocklist.dbl.spamhaus.org.listed.example").status,
+        Status::Fail
+    );
+    assert_eq!(
+        one(&r, "blocklist.multi.surbl.org.listed.example").status,
+        Status::Pass
+    );
+    assert_eq!(
+        one(&r, "mta-sts.record").status,
+        Status::Fail,
+        "id= may not hold '-'"
+    );
     assert_eq!(one(&r, "tls-rpt.record").status, Status::Pass);
     assert_eq!(one(&r, "bimi.record").status, Status::Warn, "an http: logo");
 
-    let r = audit(GOOD, "good.example", CheckOptions { ip_lists: Some(vec![]), domain_lists: Some(vec![]), ..Default::default() }).await;
-    assert!(find(&r, "blocklist.dbl.spamhaus.org.good.example").is_empty(), "no lists asked");
+    let r = audit(
+        GOOD,
+        "good.example",
+        CheckOptions {
+            ip_lists: Some(vec![]),
+            domain_lists: Some(vec![]),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        find(&r, "blocklist.dbl.spamhaus.org.good.example").is_empty(),
+        "no lists asked"
+    );
     let sts = one(&r, "mta-sts.record");
     assert_eq!(sts.status, Status::Info);
     assert_eq!(sts.fix.as_ref().unwrap().name, "_mta-sts.good.example");
@@ -212,17 +346,28 @@ quoted._domainkey.more.example. TXT "v=DKIM1; k=ed25519; p=\"11qYAYKxCrfVS/7TyWQ
 
 #[tokio::test]
 async fn every_other_finding_pass_and_fail() {
-    let opts = CheckOptions { selectors: vec!["weak".into(), "spaced".into(), "quoted".into()], ..Default::default() };
+    let opts = CheckOptions {
+        selectors: vec!["weak".into(), "spaced".into(), "quoted".into()],
+        ..Default::default()
+    };
     let r = audit(MORE, "more.example", opts).await;
     assert_eq!(one(&r, "mx.null-mixed").status, Status::Fail);
-    assert_eq!(one(&r, "spf.include-error").status, Status::Fail, "include of a name without SPF");
+    assert_eq!(
+        one(&r, "spf.include-error").status,
+        Status::Fail,
+        "include of a name without SPF"
+    );
     assert_eq!(one(&r, "spf.size").status, Status::Warn);
     assert_eq!(one(&r, "bimi.record").status, Status::Info);
     let weak = one(&r, "dkim.weak");
     assert_eq!(weak.status, Status::Fail, "a 512-bit key: {}", weak.message);
     assert!(weak.message.contains("512-bit"));
     assert_eq!(one(&r, "dkim.spaced").status, Status::Pass);
-    assert_eq!(one(&r, "dkim.spaced.format").status, Status::Warn, "white space pasted into p=");
+    assert_eq!(
+        one(&r, "dkim.spaced.format").status,
+        Status::Warn,
+        "white space pasted into p="
+    );
     let q = one(&r, "dkim.quoted");
     assert_eq!(q.status, Status::Fail);
     assert!(q.message.contains("quote"), "{}", q.message);
@@ -234,7 +379,11 @@ async fn every_other_finding_pass_and_fail() {
     let r = audit(MORE, "typo.example", CheckOptions::default()).await;
     let s = one(&r, "spf.syntax");
     assert_eq!(s.status, Status::Fail);
-    assert!(s.message.contains("at character 8"), "the position of the bad term: {}", s.message);
+    assert!(
+        s.message.contains("at character 8"),
+        "the position of the bad term: {}",
+        s.message
+    );
     assert_eq!(one(&r, "dmarc.syntax").status, Status::Fail);
     assert_eq!(one(&r, "tls-rpt.record").status, Status::Fail);
 }
@@ -321,13 +470,26 @@ x7.w7.wide.example. TXT "v=spf1 ~all"
 
 #[tokio::test]
 async fn limits_inherited_policies_and_the_mta_sts_record() {
-    let r = audit(LIMITS, "voids.example", CheckOptions { ip_lists: Some(vec![]), domain_lists: Some(vec![]), ..Default::default() }).await;
+    let r = audit(
+        LIMITS,
+        "voids.example",
+        CheckOptions {
+            ip_lists: Some(vec![]),
+            domain_lists: Some(vec![]),
+            ..Default::default()
+        },
+    )
+    .await;
     let v = one(&r, "spf.void-limit");
     assert_eq!(v.status, Status::Fail);
     assert!(v.message.contains("a:n3.voids.example"), "{}", v.message);
     assert_eq!(one(&r, "mta-sts.record").status, Status::Pass);
     let p = one(&r, "mta-sts.policy");
-    assert_eq!(p.status, Status::Fail, "mta-sts.voids.example has no address");
+    assert_eq!(
+        p.status,
+        Status::Fail,
+        "mta-sts.voids.example has no address"
+    );
 
     let r = audit(LIMITS, "warn.example", CheckOptions::default()).await;
     assert_eq!(one(&r, "spf.lookup-limit").status, Status::Warn, "8 of 10");
@@ -340,12 +502,18 @@ async fn limits_inherited_policies_and_the_mta_sts_record() {
         usize::from(n.record.is_some()) + n.children.iter().map(|c| fetched(&c.node)).sum::<usize>()
     }
     fn capped(n: &netjes_check::spf::SpfNode) -> bool {
-        n.problem.as_deref().is_some_and(|p| p.contains("not followed")) || n.children.iter().any(|c| capped(&c.node))
+        n.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("not followed"))
+            || n.children.iter().any(|c| capped(&c.node))
     }
     let tree = r.spf_tree.as_ref().unwrap();
     assert!(capped(tree));
     assert_eq!(fetched(tree), 50, "records fetched");
-    assert!(find(&r, "spf.include-error").is_empty(), "records not followed are not errors");
+    assert!(
+        find(&r, "spf.include-error").is_empty(),
+        "records not followed are not errors"
+    );
 
     let r = audit(GOOD, "shop.good.example", CheckOptions::default()).await;
     let d = one(&r, "dmarc.inherited");

@@ -20,10 +20,15 @@ fn pki(name: &str) -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "netjes test CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "netjes test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
     Pki {
         ca_pem: ca.pem(),
         cert: vec![leaf.der().clone()],
@@ -61,7 +66,10 @@ async fn https_server(p: &Pki, answer: String) -> u16 {
 }
 
 fn ok(body: &str) -> String {
-    format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 async fn run(cert_name: &str, answer: String, mx: &[&str]) -> Vec<netjes_check::Finding> {
@@ -71,8 +79,17 @@ async fn run(cert_name: &str, answer: String, mx: &[&str]) -> Vec<netjes_check::
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &p.ca_pem).unwrap();
     let dns = TestDns::start_str("mta-sts.sts.example. A 127.0.0.1\n").await;
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_secs(1) }).unwrap();
-    let net = NetOptions { ca_file: Some(ca), https_port: port, smtp_port: 25, timeout: Duration::from_secs(5) };
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_secs(1),
+    })
+    .unwrap();
+    let net = NetOptions {
+        ca_file: Some(ca),
+        https_port: port,
+        smtp_port: 25,
+        timeout: Duration::from_secs(5),
+    };
     let mx: Vec<String> = mx.iter().map(|s| s.to_string()).collect();
     check_mta_sts_policy(&r, "sts.example", &mx, &net).await
 }
@@ -81,7 +98,12 @@ const POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: mail.sts.example\r\
 
 #[tokio::test]
 async fn a_valid_policy_covering_every_mx_passes() {
-    let f = run("mta-sts.sts.example", ok(POLICY), &["mail.sts.example", "mx2.backup.sts.example"]).await;
+    let f = run(
+        "mta-sts.sts.example",
+        ok(POLICY),
+        &["mail.sts.example", "mx2.backup.sts.example"],
+    )
+    .await;
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].status, Status::Pass);
     assert!(f[0].message.contains("enforce"));
@@ -96,7 +118,12 @@ async fn chunked_answers_are_read() {
 
 #[tokio::test]
 async fn an_uncovered_mx_fails() {
-    let f = run("mta-sts.sts.example", ok(POLICY), &["mail.sts.example", "other.example.net"]).await;
+    let f = run(
+        "mta-sts.sts.example",
+        ok(POLICY),
+        &["mail.sts.example", "other.example.net"],
+    )
+    .await;
     let mx: Vec<_> = f.iter().filter(|x| x.id == "mta-sts.mx").collect();
     assert_eq!(mx.len(), 1, "{f:#?}");
     assert!(mx[0].message.contains("other.example.net"));
@@ -111,13 +138,21 @@ async fn a_certificate_for_another_name_fails() {
 
 #[tokio::test]
 async fn redirects_and_bad_policies_fail() {
-    let redirect = "HTTP/1.1 301 Moved\r\nLocation: https://elsewhere/\r\nContent-Length: 0\r\n\r\n".to_string();
+    let redirect =
+        "HTTP/1.1 301 Moved\r\nLocation: https://elsewhere/\r\nContent-Length: 0\r\n\r\n"
+            .to_string();
     let f = run("mta-sts.sts.example", redirect, &[]).await;
     assert!(f[0].message.contains("redirect"), "{f:#?}");
-    let f = run("mta-sts.sts.example", ok("version: STSv1\r\nmode: strict\r\nmx: a\r\nmax_age: 1\r\n"), &[]).await;
+    let f = run(
+        "mta-sts.sts.example",
+        ok("version: STSv1\r\nmode: strict\r\nmx: a\r\nmax_age: 1\r\n"),
+        &[],
+    )
+    .await;
     assert_eq!(f[0].status, Status::Fail);
     assert!(f[0].message.contains("strict"));
-    let html = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\n<p>hi".to_string();
+    let html =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\n<p>hi".to_string();
     let f = run("mta-sts.sts.example", html, &[]).await;
     assert!(f.iter().any(|x| x.id == "mta-sts.content-type"), "{f:#?}");
 }

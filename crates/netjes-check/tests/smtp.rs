@@ -16,13 +16,19 @@ fn pki(name: &str) -> (String, rustls::ServerConfig) {
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
         .unwrap();
     (ca.pem(), cfg)
 }
@@ -38,7 +44,10 @@ async fn smtp_server(greeting: &'static str, tls: Option<rustls::ServerConfig>) 
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let mut r = BufReader::new(tcp);
-                r.get_mut().write_all(format!("220 {greeting} ESMTP test\r\n").as_bytes()).await.unwrap();
+                r.get_mut()
+                    .write_all(format!("220 {greeting} ESMTP test\r\n").as_bytes())
+                    .await
+                    .unwrap();
                 let mut line = String::new();
                 loop {
                     line.clear();
@@ -47,10 +56,17 @@ async fn smtp_server(greeting: &'static str, tls: Option<rustls::ServerConfig>) 
                     }
                     let cmd = line.trim_end().to_ascii_uppercase();
                     if cmd.starts_with("EHLO") {
-                        let tls_line = if acceptor.is_some() { "250-STARTTLS\r\n" } else { "" };
+                        let tls_line = if acceptor.is_some() {
+                            "250-STARTTLS\r\n"
+                        } else {
+                            ""
+                        };
                         r.get_mut().write_all(format!("250-{greeting}\r\n250-PIPELINING\r\n{tls_line}250 8BITMIME\r\n").as_bytes()).await.unwrap();
                     } else if cmd == "STARTTLS" {
-                        r.get_mut().write_all(b"220 2.0.0 Ready to start TLS\r\n").await.unwrap();
+                        r.get_mut()
+                            .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                            .await
+                            .unwrap();
                         let tcp = r.into_inner();
                         if let Ok(tls) = acceptor.clone().unwrap().accept(tcp).await {
                             let mut t = BufReader::new(tls);
@@ -63,7 +79,10 @@ async fn smtp_server(greeting: &'static str, tls: Option<rustls::ServerConfig>) 
                         let _ = r.get_mut().write_all(b"221 2.0.0 Bye\r\n").await;
                         return;
                     } else {
-                        r.get_mut().write_all(b"502 5.5.2 Error: command not recognized\r\n").await.unwrap();
+                        r.get_mut()
+                            .write_all(b"502 5.5.2 Error: command not recognized\r\n")
+                            .await
+                            .unwrap();
                     }
                 }
             });
@@ -91,36 +110,63 @@ async fn run(greeting: &'static str, cert_name: Option<&str>) -> Vec<netjes_chec
     // 127.0.0.1 cannot, because resolvers answer 127.in-addr.arpa themselves
     // (RFC 6761 §6.3: "localhost"), so it comes from an in-memory zone.
     let dns = TestDns::start_str("mail.smtp.example. A 127.0.0.1\n").await;
-    let live: Arc<dyn netjes_dns::Resolver> =
-        Arc::new(HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_secs(1) }).unwrap());
+    let live: Arc<dyn netjes_dns::Resolver> = Arc::new(
+        HickoryResolver::new(&DnsConfig {
+            nameservers: vec![dns.addr()],
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap(),
+    );
     let mut r = netjes_dns::offline::ZoneResolver::new();
-    r.add_zone("127.in-addr.arpa", netjes_dns::zone::Zone::parse("1.0.0.127.in-addr.arpa. PTR mail.smtp.example.\n").unwrap());
+    r.add_zone(
+        "127.in-addr.arpa",
+        netjes_dns::zone::Zone::parse("1.0.0.127.in-addr.arpa. PTR mail.smtp.example.\n").unwrap(),
+    );
     let r = r.with_fallback(live);
-    let net = NetOptions { ca_file, https_port: 443, smtp_port: port, timeout: Duration::from_secs(5) };
+    let net = NetOptions {
+        ca_file,
+        https_port: 443,
+        smtp_port: port,
+        timeout: Duration::from_secs(5),
+    };
     check_smtp(&r, &["mail.smtp.example".to_string()], &net).await
 }
 
 fn status(f: &[netjes_check::Finding], id: &str) -> Status {
-    f.iter().find(|x| x.id == id).unwrap_or_else(|| panic!("{id}: {f:#?}")).status
+    f.iter()
+        .find(|x| x.id == id)
+        .unwrap_or_else(|| panic!("{id}: {f:#?}"))
+        .status
 }
 
 #[tokio::test]
 async fn starttls_with_a_valid_certificate_passes() {
     let f = run("mail.smtp.example", Some("mail.smtp.example")).await;
-    assert_eq!(status(&f, "smtp.mail.smtp.example.starttls"), Status::Pass, "{f:#?}");
+    assert_eq!(
+        status(&f, "smtp.mail.smtp.example.starttls"),
+        Status::Pass,
+        "{f:#?}"
+    );
     assert_eq!(status(&f, "smtp.mail.smtp.example.banner"), Status::Pass);
 }
 
 #[tokio::test]
 async fn no_starttls_fails() {
     let f = run("mail.smtp.example", None).await;
-    assert_eq!(status(&f, "smtp.mail.smtp.example.starttls"), Status::Fail, "{f:#?}");
+    assert_eq!(
+        status(&f, "smtp.mail.smtp.example.starttls"),
+        Status::Fail,
+        "{f:#?}"
+    );
 }
 
 #[tokio::test]
 async fn a_certificate_for_another_name_fails_and_the_banner_is_compared() {
     let f = run("localhost.localdomain", Some("other.example")).await;
-    let tls = f.iter().find(|x| x.id == "smtp.mail.smtp.example.starttls").unwrap();
+    let tls = f
+        .iter()
+        .find(|x| x.id == "smtp.mail.smtp.example.starttls")
+        .unwrap();
     assert_eq!(tls.status, Status::Fail, "{f:#?}");
     assert!(tls.message.contains("TLS fails"));
     assert_eq!(status(&f, "smtp.mail.smtp.example.banner"), Status::Warn);

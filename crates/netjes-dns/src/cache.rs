@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
 use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
 
 /// Counters, for metrics and for tests that prove what was (not) cached.
 #[derive(Debug, Default)]
@@ -40,7 +40,9 @@ pub struct CachingResolver<R> {
 
 impl<R> std::fmt::Debug for CachingResolver<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachingResolver").field("capacity", &self.capacity).finish()
+        f.debug_struct("CachingResolver")
+            .field("capacity", &self.capacity)
+            .finish()
     }
 }
 
@@ -84,9 +86,10 @@ impl<R: Resolver> CachingResolver<R> {
     fn ttl_of(&self, res: &DnsResult<Lookup>) -> Option<Duration> {
         let d = match res {
             Ok(l) => Duration::from_secs(l.ttl as u64),
-            Err(DnsError::NxDomain { negative_ttl, .. }) | Err(DnsError::NoData { negative_ttl, .. }) => {
-                negative_ttl.map(|t| Duration::from_secs(t as u64)).unwrap_or(self.default_negative_ttl)
-            }
+            Err(DnsError::NxDomain { negative_ttl, .. })
+            | Err(DnsError::NoData { negative_ttl, .. }) => negative_ttl
+                .map(|t| Duration::from_secs(t as u64))
+                .unwrap_or(self.default_negative_ttl),
             Err(DnsError::InvalidName { .. }) => self.max_ttl,
             Err(DnsError::Temporary { .. }) => return None,
         };
@@ -112,7 +115,13 @@ impl<R: Resolver> Resolver for CachingResolver<R> {
             }
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let cell = self.in_flight.lock().unwrap().entry(key.clone()).or_default().clone();
+        let cell = self
+            .in_flight
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
+            .clone();
         let mut asked = false;
         let res = cell
             .get_or_init(|| {
@@ -138,7 +147,9 @@ impl<R: Resolver> Resolver for CachingResolver<R> {
             }
             Some(_) => {}
             None => {
-                self.stats.temporary_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .temporary_failures
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
         // Only now, with the answer cached, may the next lookup ask again.

@@ -22,7 +22,10 @@ pub struct DnsConfig {
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        DnsConfig { nameservers: Vec::new(), timeout: Duration::from_secs(5) }
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -36,7 +39,9 @@ pub struct HickoryResolver {
 
 impl std::fmt::Debug for HickoryResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HickoryResolver").field("timeout", &self.timeout).finish()
+        f.debug_struct("HickoryResolver")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -62,7 +67,10 @@ impl HickoryResolver {
                     NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
                 })
                 .collect();
-            (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
+            (
+                ResolverConfig::from_name_servers(servers),
+                ResolverOpts::default(),
+            )
         };
         opts.timeout = config.timeout;
         // One attempt per server: the overall budget is enforced below, and
@@ -81,7 +89,10 @@ impl HickoryResolver {
             .with_options(opts)
             .build()
             .map_err(|e| format!("cannot build the resolver: {e}"))?;
-        Ok(HickoryResolver { inner, timeout: config.timeout })
+        Ok(HickoryResolver {
+            inner,
+            timeout: config.timeout,
+        })
     }
 }
 
@@ -99,30 +110,49 @@ fn htype(t: RecordType) -> HType {
 /// A name as its raw labels joined by dots: hickory's `to_ascii` would write
 /// "foo:bar" as "foo\\058bar", which no later lookup could use.
 fn name_str(n: &Name) -> String {
-    n.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join(".")
+    n.iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 #[async_trait]
 impl Resolver for HickoryResolver {
     async fn lookup(&self, name: &str, rtype: RecordType) -> DnsResult<Lookup> {
         if !is_valid_query_name(name) {
-            return Err(DnsError::InvalidName { name: name.to_string() });
+            return Err(DnsError::InvalidName {
+                name: name.to_string(),
+            });
         }
         // Built from raw labels: SPF macros can expand to labels with spaces
         // or '%' (RFC 7208 §7.3), which are legal in DNS but not in host names.
         let qname = Name::from_labels(name.trim_end_matches('.').split('.').map(|l| l.as_bytes()))
-            .map_err(|_| DnsError::InvalidName { name: name.to_string() })?;
+            .map_err(|_| DnsError::InvalidName {
+                name: name.to_string(),
+            })?;
         let started = Instant::now();
         // The hard budget: hickory's per-request timeout does not bound a
         // UDP attempt followed by a TCP retry.
-        let res = tokio::time::timeout(self.timeout + Duration::from_millis(50), self.inner.lookup(qname, htype(rtype))).await;
+        let res = tokio::time::timeout(
+            self.timeout + Duration::from_millis(50),
+            self.inner.lookup(qname, htype(rtype)),
+        )
+        .await;
         let res = match res {
-            Err(_) => return Err(DnsError::temporary(name, format!("timed out after {:?}", started.elapsed()))),
+            Err(_) => {
+                return Err(DnsError::temporary(
+                    name,
+                    format!("timed out after {:?}", started.elapsed()),
+                ))
+            }
             Ok(r) => r,
         };
         match res {
             Ok(lookup) => {
-                let ttl = lookup.valid_until().saturating_duration_since(Instant::now()).as_secs() as u32;
+                let ttl = lookup
+                    .valid_until()
+                    .saturating_duration_since(Instant::now())
+                    .as_secs() as u32;
                 let want = htype(rtype);
                 let records: Vec<Rdata> = lookup
                     .answers()
@@ -131,17 +161,29 @@ impl Resolver for HickoryResolver {
                     .filter_map(|r| match &r.data {
                         RData::A(a) => Some(Rdata::A(a.0)),
                         RData::AAAA(a) => Some(Rdata::Aaaa(a.0)),
-                        RData::MX(mx) => Some(Rdata::Mx { preference: mx.preference, exchange: name_str(&mx.exchange) }),
-                        RData::TXT(txt) => Some(Rdata::Txt(txt.txt_data.iter().map(|b| b.to_vec()).collect())),
+                        RData::MX(mx) => Some(Rdata::Mx {
+                            preference: mx.preference,
+                            exchange: name_str(&mx.exchange),
+                        }),
+                        RData::TXT(txt) => Some(Rdata::Txt(
+                            txt.txt_data.iter().map(|b| b.to_vec()).collect(),
+                        )),
                         RData::PTR(p) => Some(Rdata::Ptr(name_str(&p.0))),
                         RData::CNAME(c) => Some(Rdata::Cname(name_str(&c.0))),
                         _ => None,
                     })
                     .collect();
                 if records.is_empty() {
-                    return Err(DnsError::NoData { name: name.to_string(), rtype, negative_ttl: None });
+                    return Err(DnsError::NoData {
+                        name: name.to_string(),
+                        rtype,
+                        negative_ttl: None,
+                    });
                 }
-                Ok(Lookup { records: records.into(), ttl })
+                Ok(Lookup {
+                    records: records.into(),
+                    ttl,
+                })
             }
             Err(e) => Err(map_error(name, rtype, e)),
         }
@@ -152,13 +194,22 @@ impl Resolver for HickoryResolver {
 fn map_error(name: &str, rtype: RecordType, e: NetError) -> DnsError {
     match &e {
         NetError::Dns(HDnsError::NoRecordsFound(nr)) => match nr.response_code {
-            ResponseCode::NXDomain => DnsError::NxDomain { name: name.to_string(), negative_ttl: nr.negative_ttl },
-            ResponseCode::NoError => DnsError::NoData { name: name.to_string(), rtype, negative_ttl: nr.negative_ttl },
+            ResponseCode::NXDomain => DnsError::NxDomain {
+                name: name.to_string(),
+                negative_ttl: nr.negative_ttl,
+            },
+            ResponseCode::NoError => DnsError::NoData {
+                name: name.to_string(),
+                rtype,
+                negative_ttl: nr.negative_ttl,
+            },
             // hickory reports a SERVFAIL without records the same way; it is
             // a failure of the server, not an absence.
             other => DnsError::temporary(name, format!("server answered {other}")),
         },
-        NetError::Dns(HDnsError::ResponseCode(code)) => DnsError::temporary(name, format!("server answered {code}")),
+        NetError::Dns(HDnsError::ResponseCode(code)) => {
+            DnsError::temporary(name, format!("server answered {code}"))
+        }
         NetError::Timeout => DnsError::temporary(name, "timed out"),
         _ => DnsError::temporary(name, e.to_string()),
     }

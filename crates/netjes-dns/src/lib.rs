@@ -26,10 +26,10 @@
 //! SOA (RFC 2308); temporary failures are never cached.
 
 mod cache;
+mod hickory;
 pub mod master;
 pub mod offline;
 pub mod zone;
-mod hickory;
 
 pub use cache::{CacheStats, CachingResolver};
 pub use hickory::{DnsConfig, HickoryResolver};
@@ -70,7 +70,10 @@ impl fmt::Display for RecordType {
 pub enum Rdata {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
-    Mx { preference: u16, exchange: String },
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
     /// The character-strings of one TXT record, kept apart so that callers
     /// can both join them (RFC 7208 §3.3) and lint how they were split.
     Txt(Vec<Vec<u8>>),
@@ -89,9 +92,16 @@ pub struct Lookup {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
     #[error("{name}: no such domain (NXDOMAIN)")]
-    NxDomain { name: String, negative_ttl: Option<u32> },
+    NxDomain {
+        name: String,
+        negative_ttl: Option<u32>,
+    },
     #[error("{name}: no {rtype} record (NODATA)")]
-    NoData { name: String, rtype: RecordType, negative_ttl: Option<u32> },
+    NoData {
+        name: String,
+        rtype: RecordType,
+        negative_ttl: Option<u32>,
+    },
     #[error("{name}: temporary DNS failure: {reason}")]
     Temporary { name: String, reason: String },
     #[error("{name:?} is not a valid domain name")]
@@ -114,7 +124,10 @@ impl DnsError {
     }
 
     pub fn temporary(name: &str, reason: impl Into<String>) -> Self {
-        DnsError::Temporary { name: name.to_string(), reason: reason.into() }
+        DnsError::Temporary {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -164,12 +177,24 @@ pub trait ResolverExt: Resolver {
 
     async fn a(&self, name: &str) -> DnsResult<Vec<Ipv4Addr>> {
         let l = self.lookup(name, RecordType::A).await?;
-        Ok(l.records.iter().filter_map(|r| if let Rdata::A(a) = r { Some(*a) } else { None }).collect())
+        Ok(l.records
+            .iter()
+            .filter_map(|r| if let Rdata::A(a) = r { Some(*a) } else { None })
+            .collect())
     }
 
     async fn aaaa(&self, name: &str) -> DnsResult<Vec<Ipv6Addr>> {
         let l = self.lookup(name, RecordType::Aaaa).await?;
-        Ok(l.records.iter().filter_map(|r| if let Rdata::Aaaa(a) = r { Some(*a) } else { None }).collect())
+        Ok(l.records
+            .iter()
+            .filter_map(|r| {
+                if let Rdata::Aaaa(a) = r {
+                    Some(*a)
+                } else {
+                    None
+                }
+            })
+            .collect())
     }
 
     /// The addresses of `name` in the family of `like`.
@@ -187,7 +212,10 @@ pub trait ResolverExt: Resolver {
             .records
             .iter()
             .filter_map(|r| match r {
-                Rdata::Mx { preference, exchange } => Some((*preference, exchange.clone())),
+                Rdata::Mx {
+                    preference,
+                    exchange,
+                } => Some((*preference, exchange.clone())),
                 _ => None,
             })
             .collect();
@@ -200,14 +228,33 @@ pub trait ResolverExt: Resolver {
         let l = self.lookup(name, RecordType::Cname).await?;
         l.records
             .iter()
-            .find_map(|r| if let Rdata::Cname(c) = r { Some(c.clone()) } else { None })
-            .ok_or_else(|| DnsError::NoData { name: name.to_string(), rtype: RecordType::Cname, negative_ttl: None })
+            .find_map(|r| {
+                if let Rdata::Cname(c) = r {
+                    Some(c.clone())
+                } else {
+                    None
+                }
+            })
+            .ok_or_else(|| DnsError::NoData {
+                name: name.to_string(),
+                rtype: RecordType::Cname,
+                negative_ttl: None,
+            })
     }
 
     /// PTR names of `ip`, without the trailing dot.
     async fn ptr(&self, ip: IpAddr) -> DnsResult<Vec<String>> {
         let l = self.lookup(&reverse_name(ip), RecordType::Ptr).await?;
-        Ok(l.records.iter().filter_map(|r| if let Rdata::Ptr(p) = r { Some(p.clone()) } else { None }).collect())
+        Ok(l.records
+            .iter()
+            .filter_map(|r| {
+                if let Rdata::Ptr(p) = r {
+                    Some(p.clone())
+                } else {
+                    None
+                }
+            })
+            .collect())
     }
 }
 
@@ -235,7 +282,10 @@ pub async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>)
         }
     })
     .await;
-    results.into_iter().map(|r| r.expect("every future completed")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every future completed"))
+        .collect()
 }
 
 /// The in-addr.arpa / ip6.arpa name of an address.
@@ -278,7 +328,10 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(reverse_name("192.0.2.1".parse().unwrap()), "1.2.0.192.in-addr.arpa");
+        assert_eq!(
+            reverse_name("192.0.2.1".parse().unwrap()),
+            "1.2.0.192.in-addr.arpa"
+        );
         assert_eq!(
             reverse_name("2001:db8::1".parse().unwrap()),
             "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"

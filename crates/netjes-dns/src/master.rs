@@ -21,7 +21,10 @@ pub fn parse_master_file(text: &str, origin: &str) -> Result<Zone, ZoneError> {
     let mut last_owner: Option<String> = None;
 
     for (line_no, entry) in logical_lines(text)? {
-        let err = |m: String| ZoneError { line: line_no, message: m };
+        let err = |m: String| ZoneError {
+            line: line_no,
+            message: m,
+        };
         let toks = &entry.tokens;
         if toks.is_empty() {
             continue;
@@ -37,7 +40,11 @@ pub fn parse_master_file(text: &str, origin: &str) -> Result<Zone, ZoneError> {
                     Some(t) => default_ttl = t,
                     None => return Err(err("$TTL needs a time (3600, 1h, 2d)".into())),
                 },
-                "$INCLUDE" => return Err(err("$INCLUDE is not supported: give every file with --zone".into())),
+                "$INCLUDE" => {
+                    return Err(err(
+                        "$INCLUDE is not supported: give every file with --zone".into(),
+                    ))
+                }
                 other => return Err(err(format!("unknown directive {other}"))),
             }
             continue;
@@ -51,12 +58,17 @@ pub fn parse_master_file(text: &str, origin: &str) -> Result<Zone, ZoneError> {
             (absolute(&toks[0].text(), &origin), &toks[1..])
         };
         last_owner = Some(owner.clone());
-        let (ttl, rtype, rdata) = ttl_class_type(rest).ok_or_else(|| err(format!("{owner}: the record type is missing")))?;
+        let (ttl, rtype, rdata) = ttl_class_type(rest)
+            .ok_or_else(|| err(format!("{owner}: the record type is missing")))?;
         if rtype.starts_with(|c: char| c.is_ascii_digit()) {
             // A number that did not read as a TTL (too large, bad unit).
-            return Err(err(format!("{owner}: {rtype:?} is neither a TTL nor a record type")));
+            return Err(err(format!(
+                "{owner}: {rtype:?} is neither a TTL nor a record type"
+            )));
         }
-        match record_from(&rtype, rdata, &origin).map_err(|m| err(format!("{owner} {rtype}: {m}")))? {
+        match record_from(&rtype, rdata, &origin)
+            .map_err(|m| err(format!("{owner} {rtype}: {m}")))?
+        {
             Some(r) => {
                 let e = zone.entry(&owner);
                 e.ttl = ttl.unwrap_or(default_ttl);
@@ -79,7 +91,11 @@ pub(crate) fn ttl_class_type(toks: &[Tok]) -> Option<(Option<u32>, String, &[Tok
     for _ in 0..2 {
         match toks.get(i).map(|t| t.text()) {
             Some(t) if ["IN", "CH", "HS"].iter().any(|c| t.eq_ignore_ascii_case(c)) => i += 1,
-            Some(t) if !toks[i].quoted && t.starts_with(|c: char| c.is_ascii_digit()) && parse_ttl(&t).is_some() => {
+            Some(t)
+                if !toks[i].quoted
+                    && t.starts_with(|c: char| c.is_ascii_digit())
+                    && parse_ttl(&t).is_some() =>
+            {
                 ttl = parse_ttl(&t);
                 i += 1;
             }
@@ -92,7 +108,11 @@ pub(crate) fn ttl_class_type(toks: &[Tok]) -> Option<(Option<u32>, String, &[Tok
 
 /// The record a type and its data make. `Ok(None)` for a type netjes does
 /// not serve; names are made absolute with `origin`.
-pub(crate) fn record_from(rtype: &str, rdata: &[Tok], origin: &str) -> Result<Option<ZoneRecord>, String> {
+pub(crate) fn record_from(
+    rtype: &str,
+    rdata: &[Tok],
+    origin: &str,
+) -> Result<Option<ZoneRecord>, String> {
     let one = |what: &str| -> Result<String, String> {
         match rdata {
             [t] => Ok(t.text()),
@@ -102,15 +122,23 @@ pub(crate) fn record_from(rtype: &str, rdata: &[Tok], origin: &str) -> Result<Op
     Ok(Some(match rtype {
         "A" => {
             let a = one("address")?;
-            ZoneRecord::A(a.parse().map_err(|_| format!("{a:?} is not an IPv4 address"))?)
+            ZoneRecord::A(
+                a.parse()
+                    .map_err(|_| format!("{a:?} is not an IPv4 address"))?,
+            )
         }
         "AAAA" => {
             let a = one("address")?;
-            ZoneRecord::Aaaa(a.parse().map_err(|_| format!("{a:?} is not an IPv6 address"))?)
+            ZoneRecord::Aaaa(
+                a.parse()
+                    .map_err(|_| format!("{a:?} is not an IPv6 address"))?,
+            )
         }
         "MX" => match rdata {
             [p, x] => ZoneRecord::Mx(
-                p.text().parse().map_err(|_| format!("the preference {:?} is not a number", p.text()))?,
+                p.text()
+                    .parse()
+                    .map_err(|_| format!("the preference {:?} is not a number", p.text()))?,
                 absolute(&x.text(), origin),
             ),
             _ => return Err("expected a preference and a host".into()),
@@ -205,7 +233,13 @@ pub(crate) fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError
         let line_no = i + 1;
         let b = line.as_bytes();
         if current.is_none() {
-            current = Some((line_no, Entry { starts_blank: b.first().is_some_and(|c| *c == b' ' || *c == b'\t'), tokens: Vec::new() }));
+            current = Some((
+                line_no,
+                Entry {
+                    starts_blank: b.first().is_some_and(|c| *c == b' ' || *c == b'\t'),
+                    tokens: Vec::new(),
+                },
+            ));
         }
         let entry = &mut current.as_mut().unwrap().1;
         let mut j = 0;
@@ -219,7 +253,10 @@ pub(crate) fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError
                 }
                 b')' => {
                     if depth == 0 {
-                        return Err(ZoneError { line: line_no, message: "')' without '('".into() });
+                        return Err(ZoneError {
+                            line: line_no,
+                            message: "')' without '('".into(),
+                        });
                     }
                     depth -= 1;
                     j += 1;
@@ -229,13 +266,21 @@ pub(crate) fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError
                     let mut s = Vec::new();
                     loop {
                         match b.get(j) {
-                            None => return Err(ZoneError { line: line_no, message: "a quoted string is not closed".into() }),
+                            None => {
+                                return Err(ZoneError {
+                                    line: line_no,
+                                    message: "a quoted string is not closed".into(),
+                                })
+                            }
                             Some(b'"') => {
                                 j += 1;
                                 break;
                             }
                             Some(b'\\') => {
-                                let (c, n) = unescape(&b[j + 1..]).map_err(|m| ZoneError { line: line_no, message: m })?;
+                                let (c, n) = unescape(&b[j + 1..]).map_err(|m| ZoneError {
+                                    line: line_no,
+                                    message: m,
+                                })?;
                                 s.push(c);
                                 j += 1 + n;
                             }
@@ -245,13 +290,21 @@ pub(crate) fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError
                             }
                         }
                     }
-                    entry.tokens.push(Tok { bytes: s, quoted: true });
+                    entry.tokens.push(Tok {
+                        bytes: s,
+                        quoted: true,
+                    });
                 }
                 _ => {
                     let mut s = Vec::new();
-                    while j < b.len() && !matches!(b[j], b' ' | b'\t' | b'\r' | b';' | b'(' | b')' | b'"') {
+                    while j < b.len()
+                        && !matches!(b[j], b' ' | b'\t' | b'\r' | b';' | b'(' | b')' | b'"')
+                    {
                         if b[j] == b'\\' {
-                            let (c, n) = unescape(&b[j + 1..]).map_err(|m| ZoneError { line: line_no, message: m })?;
+                            let (c, n) = unescape(&b[j + 1..]).map_err(|m| ZoneError {
+                                line: line_no,
+                                message: m,
+                            })?;
                             s.push(c);
                             j += 1 + n;
                         } else {
@@ -259,7 +312,10 @@ pub(crate) fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError
                             j += 1;
                         }
                     }
-                    entry.tokens.push(Tok { bytes: s, quoted: false });
+                    entry.tokens.push(Tok {
+                        bytes: s,
+                        quoted: false,
+                    });
                 }
             }
         }
@@ -269,7 +325,10 @@ pub(crate) fn logical_lines(text: &str) -> Result<Vec<(usize, Entry)>, ZoneError
     }
     if depth > 0 {
         let line = current.map(|c| c.0).unwrap_or(0);
-        return Err(ZoneError { line, message: "'(' is never closed".into() });
+        return Err(ZoneError {
+            line,
+            message: "'(' is never closed".into(),
+        });
     }
     Ok(out)
 }
@@ -278,7 +337,9 @@ fn unescape(b: &[u8]) -> Result<(u8, usize), String> {
     match b {
         [d1, d2, d3, ..] if d1.is_ascii_digit() && d2.is_ascii_digit() && d3.is_ascii_digit() => {
             let v = (d1 - b'0') as u32 * 100 + (d2 - b'0') as u32 * 10 + (d3 - b'0') as u32;
-            u8::try_from(v).map(|v| (v, 3)).map_err(|_| format!("the escape \\{v} is over 255"))
+            u8::try_from(v)
+                .map(|v| (v, 3))
+                .map_err(|_| format!("the escape \\{v} is over 255"))
         }
         [c, ..] => Ok((*c, 1)),
         [] => Err("a backslash ends the line".into()),
@@ -312,31 +373,59 @@ abs.example.org. 2d TXT "say \"hi\"\059 ok"
     fn reads_a_real_zone() {
         let z = parse_master_file(ZONE, "example.com").unwrap();
         let apex = z.get("example.com").unwrap();
-        assert!(apex.records.contains(&ZoneRecord::Mx(10, "mail.example.com".into())));
-        assert!(apex.records.contains(&ZoneRecord::Txt(vec![b"v=spf1 mx -all".to_vec()])));
+        assert!(apex
+            .records
+            .contains(&ZoneRecord::Mx(10, "mail.example.com".into())));
+        assert!(apex
+            .records
+            .contains(&ZoneRecord::Txt(vec![b"v=spf1 mx -all".to_vec()])));
         let mail = z.get("mail.example.com").unwrap();
-        assert_eq!(mail.records.len(), 2, "an owner left out is the previous one");
+        assert_eq!(
+            mail.records.len(),
+            2,
+            "an owner left out is the previous one"
+        );
         assert_eq!(mail.ttl, 300);
         assert_eq!(
             z.get("s1._domainkey.example.com").unwrap().records[0],
             ZoneRecord::Txt(vec![b"v=DKIM1; k=rsa; ".to_vec(), b"p=MIIBIjAN".to_vec()])
         );
-        assert_eq!(z.get("www.example.com").unwrap().records[0], ZoneRecord::Cname("example.com".into()));
+        assert_eq!(
+            z.get("www.example.com").unwrap().records[0],
+            ZoneRecord::Cname("example.com".into())
+        );
         assert!(z.get("x.sub.example.com").is_some());
         let abs = z.get("abs.example.org").unwrap();
         assert_eq!(abs.ttl, 172_800);
-        assert_eq!(abs.records[0], ZoneRecord::Txt(vec![b"say \"hi\"; ok".to_vec()]));
+        assert_eq!(
+            abs.records[0],
+            ZoneRecord::Txt(vec![b"say \"hi\"; ok".to_vec()])
+        );
         assert!(z.name_exists("ns1.example.com") || z.get("example.com").is_some());
     }
 
     #[test]
     fn errors_name_the_line() {
-        assert_eq!(parse_master_file("@ A 192.0.2.1\nwww A 300.1.1.1\n", "example.com").unwrap_err().line, 2);
+        assert_eq!(
+            parse_master_file("@ A 192.0.2.1\nwww A 300.1.1.1\n", "example.com")
+                .unwrap_err()
+                .line,
+            2
+        );
         assert!(parse_master_file("@ TXT ( \"x\"\n", "example.com").is_err());
-        assert!(parse_master_file("$INCLUDE /etc/passwd\n", "example.com").unwrap_err().message.contains("$INCLUDE"));
+        assert!(parse_master_file("$INCLUDE /etc/passwd\n", "example.com")
+            .unwrap_err()
+            .message
+            .contains("$INCLUDE"));
         let long = format!("@ TXT \"{}\"\n", "a".repeat(300));
-        assert!(parse_master_file(&long, "example.com").unwrap_err().message.contains("255"));
-        assert_eq!(parse_ttl("1w2d3h4m5s"), Some(604_800 + 2 * 86_400 + 3 * 3600 + 4 * 60 + 5));
+        assert!(parse_master_file(&long, "example.com")
+            .unwrap_err()
+            .message
+            .contains("255"));
+        assert_eq!(
+            parse_ttl("1w2d3h4m5s"),
+            Some(604_800 + 2 * 86_400 + 3 * 3600 + 4 * 60 + 5)
+        );
         assert_eq!(parse_ttl("1x"), None);
         assert_eq!(parse_ttl("0000378309091476131538 5m"), None);
         assert_eq!(parse_ttl("3783090914761315385m"), None);

@@ -19,13 +19,21 @@ pub struct ZoneResolver {
 
 impl std::fmt::Debug for ZoneResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZoneResolver").field("origins", &self.zones.iter().map(|z| &z.0).collect::<Vec<_>>()).finish()
+        f.debug_struct("ZoneResolver")
+            .field(
+                "origins",
+                &self.zones.iter().map(|z| &z.0).collect::<Vec<_>>(),
+            )
+            .finish()
     }
 }
 
 impl ZoneResolver {
     pub fn new() -> Self {
-        ZoneResolver { zones: Vec::new(), fallback: None }
+        ZoneResolver {
+            zones: Vec::new(),
+            fallback: None,
+        }
     }
 
     /// Adds a zone whose apex is `origin`.
@@ -63,29 +71,50 @@ impl Default for ZoneResolver {
 impl Resolver for ZoneResolver {
     async fn lookup(&self, name: &str, rtype: RecordType) -> DnsResult<Lookup> {
         if !crate::is_valid_query_name(name) {
-            return Err(DnsError::InvalidName { name: name.to_string() });
+            return Err(DnsError::InvalidName {
+                name: name.to_string(),
+            });
         }
         let mut current = normalize_name(name);
         for _ in 0..8 {
             let Some(zone) = self.zone_for(&current) else {
                 return match &self.fallback {
                     Some(f) => f.lookup(&current, rtype).await,
-                    None => Err(DnsError::temporary(&current, "outside the zones given with --zone, and no network")),
+                    None => Err(DnsError::temporary(
+                        &current,
+                        "outside the zones given with --zone, and no network",
+                    )),
                 };
             };
             let Some(data) = zone.get(&current) else {
                 return Err(if zone.name_exists(&current) {
-                    DnsError::NoData { name: current, rtype, negative_ttl: Some(0) }
+                    DnsError::NoData {
+                        name: current,
+                        rtype,
+                        negative_ttl: Some(0),
+                    }
                 } else {
-                    DnsError::NxDomain { name: current, negative_ttl: Some(0) }
+                    DnsError::NxDomain {
+                        name: current,
+                        negative_ttl: Some(0),
+                    }
                 });
             };
             if data.servfail {
                 return Err(DnsError::temporary(&current, "SERVFAIL (fixture)"));
             }
-            if let Some(target) = data.records.iter().find_map(|r| if let ZoneRecord::Cname(t) = r { Some(t.clone()) } else { None }) {
+            if let Some(target) = data.records.iter().find_map(|r| {
+                if let ZoneRecord::Cname(t) = r {
+                    Some(t.clone())
+                } else {
+                    None
+                }
+            }) {
                 if rtype == RecordType::Cname {
-                    return Ok(Lookup { records: vec![Rdata::Cname(target)].into(), ttl: data.ttl });
+                    return Ok(Lookup {
+                        records: vec![Rdata::Cname(target)].into(),
+                        ttl: data.ttl,
+                    });
                 }
                 current = target;
                 continue;
@@ -96,7 +125,10 @@ impl Resolver for ZoneResolver {
                 .filter_map(|r| match (r, rtype) {
                     (ZoneRecord::A(a), RecordType::A) => Some(Rdata::A(*a)),
                     (ZoneRecord::Aaaa(a), RecordType::Aaaa) => Some(Rdata::Aaaa(*a)),
-                    (ZoneRecord::Mx(p, x), RecordType::Mx) => Some(Rdata::Mx { preference: *p, exchange: x.clone() }),
+                    (ZoneRecord::Mx(p, x), RecordType::Mx) => Some(Rdata::Mx {
+                        preference: *p,
+                        exchange: x.clone(),
+                    }),
                     (ZoneRecord::Txt(t), RecordType::Txt) => Some(Rdata::Txt(t.clone())),
                     (ZoneRecord::Ptr(p), RecordType::Ptr) => Some(Rdata::Ptr(p.clone())),
                     _ => None,
@@ -106,9 +138,16 @@ impl Resolver for ZoneResolver {
                 if data.timeout {
                     return Err(DnsError::temporary(&current, "timed out (fixture)"));
                 }
-                return Err(DnsError::NoData { name: current, rtype, negative_ttl: Some(0) });
+                return Err(DnsError::NoData {
+                    name: current,
+                    rtype,
+                    negative_ttl: Some(0),
+                });
             }
-            return Ok(Lookup { records: records.into(), ttl: data.ttl });
+            return Ok(Lookup {
+                records: records.into(),
+                ttl: data.ttl,
+            });
         }
         Err(DnsError::temporary(name, "CNAME chain longer than 8"))
     }
@@ -129,13 +168,28 @@ mod tests {
         .unwrap();
         let mut r = ZoneResolver::new();
         r.add_zone("example.com", z);
-        assert_eq!(r.mx("example.com").await.unwrap(), vec![(10, "mail.example.com".into())]);
-        assert_eq!(r.a("WWW.example.com.").await.unwrap(), vec!["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+        assert_eq!(
+            r.mx("example.com").await.unwrap(),
+            vec![(10, "mail.example.com".into())]
+        );
+        assert_eq!(
+            r.a("WWW.example.com.").await.unwrap(),
+            vec!["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
         assert!(r.txt("nope.example.com").await.unwrap_err().is_nxdomain());
-        assert!(matches!(r.a("b.example.com").await.unwrap_err(), DnsError::NoData { .. }));
-        assert!(matches!(r.txt("mail.example.com").await.unwrap_err(), DnsError::NoData { .. }));
+        assert!(matches!(
+            r.a("b.example.com").await.unwrap_err(),
+            DnsError::NoData { .. }
+        ));
+        assert!(matches!(
+            r.txt("mail.example.com").await.unwrap_err(),
+            DnsError::NoData { .. }
+        ));
         // A second $ORIGIN in the same file is served too.
-        assert_eq!(r.ptr("192.0.2.1".parse().unwrap()).await.unwrap(), vec!["mail.example.com".to_string()]);
+        assert_eq!(
+            r.ptr("192.0.2.1".parse().unwrap()).await.unwrap(),
+            vec!["mail.example.com".to_string()]
+        );
         // Outside the zone and no network: a temporary failure, not "none".
         assert!(r.txt("example.net").await.unwrap_err().is_temporary());
     }

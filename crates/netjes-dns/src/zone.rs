@@ -78,7 +78,12 @@ impl Zone {
     }
 
     pub fn entry(&mut self, name: &str) -> &mut NameData {
-        self.names.entry(normalize_name(name)).or_insert_with(|| NameData { ttl: 300, ..Default::default() })
+        self.names
+            .entry(normalize_name(name))
+            .or_insert_with(|| NameData {
+                ttl: 300,
+                ..Default::default()
+            })
     }
 
     pub fn get(&self, name: &str) -> Option<&NameData> {
@@ -112,10 +117,13 @@ impl Zone {
     pub fn parse(text: &str) -> Result<Zone, ZoneError> {
         let mut zone = Zone::new();
         for (line, entry) in logical_lines(text)? {
-            let Some((first, rest)) = entry.tokens.split_first() else { continue };
+            let Some((first, rest)) = entry.tokens.split_first() else {
+                continue;
+            };
             let err = |m: String| ZoneError { line, message: m };
             let name = first.text();
-            let (ttl, rtype, rdata) = ttl_class_type(rest).ok_or_else(|| err("a record type is missing".into()))?;
+            let (ttl, rtype, rdata) =
+                ttl_class_type(rest).ok_or_else(|| err("a record type is missing".into()))?;
             match rtype.as_str() {
                 "TIMEOUT" => {
                     zone.set_timeout(&name);
@@ -152,7 +160,10 @@ mod tests {
         .unwrap();
         let e = z.get("EXAMPLE.com").unwrap();
         assert_eq!(e.ttl, 600);
-        assert_eq!(e.records[0], ZoneRecord::Txt(vec![b"v=spf1 \"x\" -all".to_vec(), b"b".to_vec()]));
+        assert_eq!(
+            e.records[0],
+            ZoneRecord::Txt(vec![b"v=spf1 \"x\" -all".to_vec(), b"b".to_vec()])
+        );
         assert_eq!(e.records[1], ZoneRecord::Mx(10, "mail.example.com".into()));
         assert!(z.get("slow.example.com").unwrap().timeout);
         assert!(z.get("b.example.com").unwrap().servfail);

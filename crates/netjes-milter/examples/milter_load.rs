@@ -50,7 +50,17 @@ async fn ask(s: &mut TcpStream, c: Command, p: u32) -> Vec<Response> {
     if reply {
         loop {
             let r = read(s).await;
-            let last = matches!(r, Response::Continue | Response::Accept | Response::Reject | Response::Tempfail | Response::Discard | Response::ReplyCode(_) | Response::OptNeg { .. } | Response::Skip);
+            let last = matches!(
+                r,
+                Response::Continue
+                    | Response::Accept
+                    | Response::Reject
+                    | Response::Tempfail
+                    | Response::Discard
+                    | Response::ReplyCode(_)
+                    | Response::OptNeg { .. }
+                    | Response::Skip
+            );
             out.push(r);
             if last {
                 break;
@@ -83,22 +93,38 @@ fn parse(raw: &str) -> Parsed {
     let from = fields
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("From"))
-        .map(|(_, v)| String::from_utf8_lossy(v).rsplit('<').next().unwrap_or("").trim_end_matches(['>', ' ']).trim().to_string())
+        .map(|(_, v)| {
+            String::from_utf8_lossy(v)
+                .rsplit('<')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(['>', ' '])
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default();
-    Parsed { from, fields, body: body.replace('\n', "\r\n").into_bytes() }
+    Parsed {
+        from,
+        fields,
+        body: body.replace('\n', "\r\n").into_bytes(),
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 6 {
-        eprintln!("usage: milter_load CONNECTIONS MESSAGES CLIENT_IP MESSAGE_FILE MILTER [MILTER...]");
+        eprintln!(
+            "usage: milter_load CONNECTIONS MESSAGES CLIENT_IP MESSAGE_FILE MILTER [MILTER...]"
+        );
         std::process::exit(2);
     }
     let conns: usize = a[1].parse().expect("connections");
     let total: usize = a[2].parse().expect("messages");
     let ip = a[3].clone();
-    let msg = std::sync::Arc::new(parse(&std::fs::read_to_string(&a[4]).expect("message file")));
+    let msg = std::sync::Arc::new(parse(
+        &std::fs::read_to_string(&a[4]).expect("message file"),
+    ));
     let milters: Vec<String> = a[5..].to_vec();
     let per = total / conns;
     let start = Instant::now();
@@ -112,12 +138,44 @@ async fn main() {
                     s.set_nodelay(true).ok();
                     // Offer what Postfix offers: every step may be skipped or
                     // left unanswered.
-                    let p = match ask(&mut s, Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff }, 0).await.first() {
+                    let p = match ask(
+                        &mut s,
+                        Command::OptNeg {
+                            version: 6,
+                            actions: 0x1ff,
+                            protocol: 0x1fffff,
+                        },
+                        0,
+                    )
+                    .await
+                    .first()
+                    {
                         Some(Response::OptNeg { protocol, .. }) => *protocol,
                         other => panic!("no negotiation: {other:?}"),
                     };
-                    ask(&mut s, Command::Macros { stage: b'C', pairs: vec![("j".into(), "mx.bench".into()), ("{daemon_name}".into(), "smtpd".into())] }, p).await;
-                    ask(&mut s, Command::Connect { hostname: "client.bench".into(), family: Family::Inet, port: 4000, address: ip.clone() }, p).await;
+                    ask(
+                        &mut s,
+                        Command::Macros {
+                            stage: b'C',
+                            pairs: vec![
+                                ("j".into(), "mx.bench".into()),
+                                ("{daemon_name}".into(), "smtpd".into()),
+                            ],
+                        },
+                        p,
+                    )
+                    .await;
+                    ask(
+                        &mut s,
+                        Command::Connect {
+                            hostname: "client.bench".into(),
+                            family: Family::Inet,
+                            port: 4000,
+                            address: ip.clone(),
+                        },
+                        p,
+                    )
+                    .await;
                     ask(&mut s, Command::Helo("client.bench".into()), p).await;
                     socks.push((s, p));
                 }
@@ -130,20 +188,28 @@ async fn main() {
                         let p = *p;
                         // A terminal reply before the end ends the message
                         // there, as Postfix does: abort it on this milter.
-                        let terminal = |r: &[Response]| r.iter().find_map(|x| match x {
-                            Response::Reject | Response::ReplyCode(_) => Some("reject"),
-                            Response::Tempfail => Some("tempfail"),
-                            Response::Discard => Some("discard"),
-                            Response::Accept => Some("accept"),
-                            _ => None,
-                        });
+                        let terminal = |r: &[Response]| {
+                            r.iter().find_map(|x| match x {
+                                Response::Reject | Response::ReplyCode(_) => Some("reject"),
+                                Response::Tempfail => Some("tempfail"),
+                                Response::Discard => Some("discard"),
+                                Response::Accept => Some("accept"),
+                                _ => None,
+                            })
+                        };
                         let mut steps = vec![
-                            Command::Macros { stage: b'M', pairs: vec![("i".into(), format!("Q{i}"))] },
+                            Command::Macros {
+                                stage: b'M',
+                                pairs: vec![("i".into(), format!("Q{i}"))],
+                            },
                             Command::Mail(vec![format!("<{}>", msg.from)]),
                             Command::Rcpt(vec!["<bob@example.org>".into()]),
                             Command::Data,
                         ];
-                        steps.extend(msg.fields.iter().map(|(n, v)| Command::Header { name: n.clone(), value: v.clone() }));
+                        steps.extend(msg.fields.iter().map(|(n, v)| Command::Header {
+                            name: n.clone(),
+                            value: v.clone(),
+                        }));
                         steps.push(Command::EndOfHeaders);
                         for c in steps {
                             if let Some(t) = terminal(&ask(s, c, p).await) {

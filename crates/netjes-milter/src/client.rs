@@ -12,9 +12,21 @@ pub struct Client(pub TcpStream);
 impl Client {
     pub async fn connect(addr: SocketAddr, ip: &str) -> Client {
         let mut c = Client(TcpStream::connect(addr).await.unwrap());
-        let r = c.ask(Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff }).await;
+        let r = c
+            .ask(Command::OptNeg {
+                version: 6,
+                actions: 0x1ff,
+                protocol: 0x1fffff,
+            })
+            .await;
         assert!(matches!(r[0], Response::OptNeg { version: 6, .. }));
-        c.ask(Command::Connect { hostname: "client.test".into(), family: Family::Inet, port: 4000, address: ip.into() }).await;
+        c.ask(Command::Connect {
+            hostname: "client.test".into(),
+            family: Family::Inet,
+            port: 4000,
+            address: ip.into(),
+        })
+        .await;
         c.ask(Command::Helo("client.test".into())).await;
         c
     }
@@ -36,7 +48,16 @@ impl Client {
             return out;
         }
         while let Some(r) = self.read().await {
-            let last = matches!(r, Response::Continue | Response::Accept | Response::Reject | Response::Tempfail | Response::Discard | Response::ReplyCode(_) | Response::OptNeg { .. });
+            let last = matches!(
+                r,
+                Response::Continue
+                    | Response::Accept
+                    | Response::Reject
+                    | Response::Tempfail
+                    | Response::Discard
+                    | Response::ReplyCode(_)
+                    | Response::OptNeg { .. }
+            );
             out.push(r);
             if last {
                 break;
@@ -48,10 +69,15 @@ impl Client {
     /// One message; returns the end-of-message replies.
     pub async fn message(&mut self, from: &str, raw: &str, auth: Option<&str>) -> Vec<Response> {
         if let Some(a) = auth {
-            self.ask(Command::Macros { stage: b'M', pairs: vec![("{auth_authen}".into(), a.into())] }).await;
+            self.ask(Command::Macros {
+                stage: b'M',
+                pairs: vec![("{auth_authen}".into(), a.into())],
+            })
+            .await;
         }
         self.ask(Command::Mail(vec![format!("<{from}>")])).await;
-        self.ask(Command::Rcpt(vec!["<bob@example.org>".into()])).await;
+        self.ask(Command::Rcpt(vec!["<bob@example.org>".into()]))
+            .await;
         self.ask(Command::Data).await;
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
         // Fields, unfolded into one value each; Postfix passes the folding
@@ -68,7 +94,11 @@ impl Client {
             }
         }
         for (n, v) in fields {
-            self.ask(Command::Header { name: n, value: v.into_bytes() }).await;
+            self.ask(Command::Header {
+                name: n,
+                value: v.into_bytes(),
+            })
+            .await;
         }
         self.ask(Command::EndOfHeaders).await;
         self.ask(Command::Body(body.as_bytes().to_vec())).await;
@@ -81,10 +111,14 @@ impl Client {
 pub fn apply(raw: &str, replies: &[Response]) -> String {
     let mut top = String::new();
     for r in replies {
-        if let Response::InsertHeader { index: 0, name, value } = r {
+        if let Response::InsertHeader {
+            index: 0,
+            name,
+            value,
+        } = r
+        {
             top = format!("{name}:{}\r\n{top}", value.replace('\n', "\r\n"));
         }
     }
     format!("{top}{raw}")
 }
-

@@ -104,7 +104,10 @@ pub struct Config {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config").field("listen", &self.listen).field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,35 +119,47 @@ impl Config {
 
     pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
-        let listen = netjes_net::ListenAddr::parse(&raw.listen).map_err(|e| errors.push(format!("listen: {e}"))).ok();
-        let internal_hosts = netjes_net::parse_nets("internal_hosts", &raw.internal_hosts, &mut errors);
-        let trusted_forwarders = netjes_net::parse_nets("trusted_forwarders", &raw.trusted_forwarders, &mut errors);
-        let metrics = raw.metrics.as_deref().and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
+        let listen = netjes_net::ListenAddr::parse(&raw.listen)
+            .map_err(|e| errors.push(format!("listen: {e}")))
+            .ok();
+        let internal_hosts =
+            netjes_net::parse_nets("internal_hosts", &raw.internal_hosts, &mut errors);
+        let trusted_forwarders =
+            netjes_net::parse_nets("trusted_forwarders", &raw.trusted_forwarders, &mut errors);
+        let metrics = raw
+            .metrics
+            .as_deref()
+            .and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
 
         if !(raw.time_budget_seconds > 0.0 && raw.time_budget_seconds <= 25.0) {
             errors.push("time_budget_seconds: must be above 0 and at most 25, under Postfix's 30 s milter timeouts".into());
         }
-        let (keys, key_errors): (Arc<dyn KeySource>, Vec<String>) = match (&raw.key_table, &raw.signing_table) {
-            (Some(k), Some(s)) => match OpenDkimTables::load(k, s) {
-                Ok(t) => {
-                    let e = t.key_errors();
-                    (Arc::new(t), e)
-                }
-                Err(e) => {
-                    errors.extend(e);
+        let (keys, key_errors): (Arc<dyn KeySource>, Vec<String>) =
+            match (&raw.key_table, &raw.signing_table) {
+                (Some(k), Some(s)) => match OpenDkimTables::load(k, s) {
+                    Ok(t) => {
+                        let e = t.key_errors();
+                        (Arc::new(t), e)
+                    }
+                    Err(e) => {
+                        errors.extend(e);
+                        (Arc::new(NoKeys), vec![])
+                    }
+                },
+                (None, None) => (Arc::new(NoKeys), vec![]),
+                _ => {
+                    errors.push("key_table and signing_table go together".into());
                     (Arc::new(NoKeys), vec![])
                 }
-            },
-            (None, None) => (Arc::new(NoKeys), vec![]),
-            _ => {
-                errors.push("key_table and signing_table go together".into());
-                (Arc::new(NoKeys), vec![])
-            }
-        };
+            };
         let arc_seal = match &raw.arc_seal {
             None => None,
             Some(a) => match crate::keys::read_private_key(&a.key) {
-                Ok(k) => Some(crate::work::ArcSealer { domain: a.domain.to_ascii_lowercase(), selector: a.selector.clone(), key: Arc::new(k) }),
+                Ok(k) => Some(crate::work::ArcSealer {
+                    domain: a.domain.to_ascii_lowercase(),
+                    selector: a.selector.clone(),
+                    key: Arc::new(k),
+                }),
                 Err(e) => {
                     errors.push(format!("arc_seal.key: {e}"));
                     None
@@ -163,15 +178,36 @@ impl Config {
             enforce_dmarc: raw.enforce_dmarc,
             quarantine: raw.quarantine,
             trusted_forwarders,
-            trusted_arc_sealers: raw.trusted_arc_sealers.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            trusted_arc_sealers: raw
+                .trusted_arc_sealers
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
         };
         let key_store = raw.key_store.map(|d| (d, raw.master_key_file));
-        Ok(Config { listen: listen.expect("checked above"), settings, keys, key_errors, metrics, data_dir: raw.data_dir, key_store })
+        Ok(Config {
+            listen: listen.expect("checked above"),
+            settings,
+            keys,
+            key_errors,
+            metrics,
+            data_dir: raw.data_dir,
+            key_store,
+        })
     }
 
-    pub fn milter(&self, dns: Arc<dyn Resolver>, verdicts: Option<crate::verdicts::VerdictStore>) -> Milter {
-        Milter { settings: self.settings.clone(), keys: self.keys.clone(), dns, verdicts }
+    pub fn milter(
+        &self,
+        dns: Arc<dyn Resolver>,
+        verdicts: Option<crate::verdicts::VerdictStore>,
+    ) -> Milter {
+        Milter {
+            settings: self.settings.clone(),
+            keys: self.keys.clone(),
+            dns,
+            verdicts,
+        }
     }
 }
 
@@ -182,7 +218,10 @@ mod tests {
     #[test]
     fn defaults_the_sample_and_every_error() {
         let c = Config::validate(RawConfig::default()).unwrap();
-        assert_eq!(c.listen, netjes_net::ListenAddr::Inet("127.0.0.1:8891".into()));
+        assert_eq!(
+            c.listen,
+            netjes_net::ListenAddr::Inet("127.0.0.1:8891".into())
+        );
         assert_eq!(c.settings.on_dns_error, Failure::Tempfail);
         let sample = include_str!("../../../samples/milter.toml");
         // The sample names OpenDKIM's usual paths, which a test machine
@@ -191,7 +230,11 @@ mod tests {
             Ok(_) => {}
             Err(e) => assert!(e.iter().all(|x| x.contains("/etc/opendkim")), "{e:?}"),
         }
-        let no_tables = sample.lines().filter(|l| !l.starts_with("key_table") && !l.starts_with("signing_table")).collect::<Vec<_>>().join("\n");
+        let no_tables = sample
+            .lines()
+            .filter(|l| !l.starts_with("key_table") && !l.starts_with("signing_table"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let c = Config::parse(&no_tables).unwrap();
         assert_eq!(c.settings.authserv_id, "mx.example.com");
         let e = Config::parse("listen = \"tcp:1\"\ninternal_hosts = [\"x\"]\ntime_budget_seconds = 40\nkey_table = \"/k\"\nmetrics = \"x\"\n").unwrap_err();

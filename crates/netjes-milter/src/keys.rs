@@ -64,7 +64,10 @@ pub struct OpenDkimTables {
 
 impl std::fmt::Debug for OpenDkimTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenDkimTables").field("signing", &self.signing.len()).field("keys", &self.keys.len()).finish()
+        f.debug_struct("OpenDkimTables")
+            .field("signing", &self.signing.len())
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -98,14 +101,21 @@ fn strip_kind(spec: &str) -> (bool, &str) {
 pub fn read_private_key(path: &Path) -> Result<PrivateKey, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > MAX_KEY_FILE {
-        return Err(format!("{}: {} octets is not a key file", path.display(), meta.len()));
+        return Err(format!(
+            "{}: {} octets is not a key file",
+            path.display(),
+            meta.len()
+        ));
     }
     // As OpenDKIM's RequireSafeKeys: a private key others can read is
     // refused, not used.
     {
         use std::os::unix::fs::PermissionsExt;
         if meta.permissions().mode() & 0o004 != 0 {
-            return Err(format!("{}: readable by everyone; chmod 600 it", path.display()));
+            return Err(format!(
+                "{}: readable by everyone; chmod 600 it",
+                path.display()
+            ));
         }
     }
     let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -125,23 +135,36 @@ impl OpenDkimTables {
         let mut errors = Vec::new();
         let (_, kpath) = strip_kind(key_table);
         let (regex_table, spath) = strip_kind(signing_table);
-        let read = |p: &str, errors: &mut Vec<String>| match netjes_net::read_config_file(Path::new(p)) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(e);
-                String::new()
-            }
-        };
+        let read =
+            |p: &str, errors: &mut Vec<String>| match netjes_net::read_config_file(Path::new(p)) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(e);
+                    String::new()
+                }
+            };
         let ktext = read(kpath, &mut errors);
         let stext = read(spath, &mut errors);
         let mut entries = HashMap::new();
         for (n, cols) in table_lines(&ktext) {
-            let parts: Vec<&str> = cols.get(1).map(|v| v.splitn(3, ':').collect()).unwrap_or_default();
+            let parts: Vec<&str> = cols
+                .get(1)
+                .map(|v| v.splitn(3, ':').collect())
+                .unwrap_or_default();
             if cols.len() != 2 || parts.len() != 3 {
-                errors.push(format!("{kpath}:{n}: expected \"name domain:selector:/path/to/key\""));
+                errors.push(format!(
+                    "{kpath}:{n}: expected \"name domain:selector:/path/to/key\""
+                ));
                 continue;
             }
-            entries.insert(cols[0].to_string(), TableEntry { domain: parts[0].to_ascii_lowercase(), selector: parts[1].to_string(), path: PathBuf::from(parts[2]) });
+            entries.insert(
+                cols[0].to_string(),
+                TableEntry {
+                    domain: parts[0].to_ascii_lowercase(),
+                    selector: parts[1].to_string(),
+                    path: PathBuf::from(parts[2]),
+                },
+            );
         }
         let mut signing = Vec::new();
         for (n, cols) in table_lines(&stext) {
@@ -150,7 +173,10 @@ impl OpenDkimTables {
                 continue;
             }
             if !entries.contains_key(cols[1]) {
-                errors.push(format!("{spath}:{n}: key {:?} is not in the KeyTable", cols[1]));
+                errors.push(format!(
+                    "{spath}:{n}: key {:?} is not in the KeyTable",
+                    cols[1]
+                ));
                 continue;
             }
             let pat = if regex_table {
@@ -173,7 +199,11 @@ impl OpenDkimTables {
         let keys = entries
             .into_iter()
             .map(|(name, e)| {
-                let k = load_key(&e.path).map(|s| SigningKey { domain: e.domain, selector: e.selector, signer: Arc::new(s) });
+                let k = load_key(&e.path).map(|s| SigningKey {
+                    domain: e.domain,
+                    selector: e.selector,
+                    signer: Arc::new(s),
+                });
                 (name, k)
             })
             .collect();
@@ -182,14 +212,23 @@ impl OpenDkimTables {
 
     /// The keys that could not be loaded, for the start-up log.
     pub fn key_errors(&self) -> Vec<String> {
-        self.keys.iter().filter_map(|(n, k)| k.as_ref().err().map(|e| format!("key {n}: {e}"))).collect()
+        self.keys
+            .iter()
+            .filter_map(|(n, k)| k.as_ref().err().map(|e| format!("key {n}: {e}")))
+            .collect()
     }
 }
 
 impl KeySource for OpenDkimTables {
     fn keys_for(&self, from_address: &str) -> Keys {
-        let addr = from_address.trim().trim_matches(['<', '>']).to_ascii_lowercase();
-        let domain = addr.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+        let addr = from_address
+            .trim()
+            .trim_matches(['<', '>'])
+            .to_ascii_lowercase();
+        let domain = addr
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default();
         let mut names: Vec<&str> = Vec::new();
         for (p, name) in &self.signing {
             let hit = match p {
@@ -249,13 +288,20 @@ mod tests {
         let t = OpenDkimTables::load(&kt, &st).unwrap();
         assert_eq!(t.key_errors().len(), 2);
         match t.keys_for("<Alice@Example.com>") {
-            Keys::Sign(k) => assert_eq!(k.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(), vec!["rsa", "ed"]),
+            Keys::Sign(k) => assert_eq!(
+                k.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(),
+                vec!["rsa", "ed"]
+            ),
             other => panic!("{other:?}"),
         }
         assert!(matches!(t.keys_for("bob@news.example.com"), Keys::Sign(k) if k.len() == 1));
-        assert!(matches!(t.keys_for("eve@example.org"), Keys::Broken(e) if e.contains("readable by everyone")));
+        assert!(
+            matches!(t.keys_for("eve@example.org"), Keys::Broken(e) if e.contains("readable by everyone"))
+        );
         assert!(matches!(t.keys_for("eve@example.info"), Keys::NotOurs));
-        assert!(matches!(t.keys_for("x@example.net"), Keys::Broken(e) if e.contains("bad.private")));
+        assert!(
+            matches!(t.keys_for("x@example.net"), Keys::Broken(e) if e.contains("bad.private"))
+        );
         // Without refile: exact addresses and domains.
         std::fs::write(d.join("Plain"), "example.com rsa._domainkey.example.com\n").unwrap();
         let t = OpenDkimTables::load(&kt, &d.join("Plain").display().to_string()).unwrap();
@@ -263,7 +309,8 @@ mod tests {
         assert!(matches!(t.keys_for("a@sub.example.com"), Keys::NotOurs));
         // Every table error at once.
         std::fs::write(d.join("BadSigning"), "*@example.com\n*@x.example nokey\n").unwrap();
-        let e = OpenDkimTables::load(&kt, &format!("refile:{}", d.join("BadSigning").display())).unwrap_err();
+        let e = OpenDkimTables::load(&kt, &format!("refile:{}", d.join("BadSigning").display()))
+            .unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
     }
 }

@@ -3,10 +3,10 @@
 //! The protocol and the session are free of IO; `server::run(listener,
 //! milter, shutdown)` drives them over the real wire protocol.
 
-pub mod protocol;
 pub mod client;
 pub mod config;
 pub mod keys;
+pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod verdicts;

@@ -67,11 +67,23 @@ pub enum Family {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// 'O': version, actions offered, protocol steps offered.
-    OptNeg { version: u32, actions: u32, protocol: u32 },
+    OptNeg {
+        version: u32,
+        actions: u32,
+        protocol: u32,
+    },
     /// 'D': macros for the command that follows.
-    Macros { stage: u8, pairs: Vec<(String, String)> },
+    Macros {
+        stage: u8,
+        pairs: Vec<(String, String)>,
+    },
     /// 'C'
-    Connect { hostname: String, family: Family, port: u16, address: String },
+    Connect {
+        hostname: String,
+        family: Family,
+        port: u16,
+        address: String,
+    },
     /// 'H'
     Helo(String),
     /// 'M': the sender and ESMTP arguments.
@@ -104,11 +116,15 @@ fn cstrings(data: &[u8]) -> Vec<String> {
     if d.is_empty() {
         return vec![];
     }
-    d.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+    d.split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }
 
 fn u32_at(d: &[u8], i: usize, what: &'static str) -> Result<u32, ProtocolError> {
-    d.get(i..i + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or(ProtocolError::Malformed(what))
+    d.get(i..i + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or(ProtocolError::Malformed(what))
 }
 
 impl Command {
@@ -116,18 +132,30 @@ impl Command {
     pub fn decode(frame: &[u8]) -> Result<Command, ProtocolError> {
         let (&cmd, d) = frame.split_first().ok_or(ProtocolError::Empty)?;
         Ok(match cmd {
-            b'O' => Command::OptNeg { version: u32_at(d, 0, "optneg")?, actions: u32_at(d, 4, "optneg")?, protocol: u32_at(d, 8, "optneg")? },
+            b'O' => Command::OptNeg {
+                version: u32_at(d, 0, "optneg")?,
+                actions: u32_at(d, 4, "optneg")?,
+                protocol: u32_at(d, 8, "optneg")?,
+            },
             b'D' => {
                 let (&stage, rest) = d.split_first().ok_or(ProtocolError::Malformed("macro"))?;
                 let s = cstrings(rest);
-                let pairs = s.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
+                let pairs = s
+                    .chunks(2)
+                    .map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default()))
+                    .collect();
                 Command::Macros { stage, pairs }
             }
             b'C' => {
-                let nul = d.iter().position(|b| *b == 0).ok_or(ProtocolError::Malformed("connect"))?;
+                let nul = d
+                    .iter()
+                    .position(|b| *b == 0)
+                    .ok_or(ProtocolError::Malformed("connect"))?;
                 let hostname = String::from_utf8_lossy(&d[..nul]).into_owned();
                 let rest = &d[nul + 1..];
-                let (&fam, rest) = rest.split_first().ok_or(ProtocolError::Malformed("connect"))?;
+                let (&fam, rest) = rest
+                    .split_first()
+                    .ok_or(ProtocolError::Malformed("connect"))?;
                 let family = match fam {
                     b'4' => Family::Inet,
                     b'6' => Family::Inet6,
@@ -137,19 +165,33 @@ impl Command {
                 let (port, address) = if family == Family::Unknown || rest.len() < 2 {
                     (0, String::new())
                 } else {
-                    (u16::from_be_bytes([rest[0], rest[1]]), cstrings(&rest[2..]).into_iter().next().unwrap_or_default())
+                    (
+                        u16::from_be_bytes([rest[0], rest[1]]),
+                        cstrings(&rest[2..]).into_iter().next().unwrap_or_default(),
+                    )
                 };
-                Command::Connect { hostname, family, port, address }
+                Command::Connect {
+                    hostname,
+                    family,
+                    port,
+                    address,
+                }
             }
             b'H' => Command::Helo(cstrings(d).into_iter().next().unwrap_or_default()),
             b'M' => Command::Mail(cstrings(d)),
             b'R' => Command::Rcpt(cstrings(d)),
             b'T' => Command::Data,
             b'L' => {
-                let nul = d.iter().position(|b| *b == 0).ok_or(ProtocolError::Malformed("header"))?;
+                let nul = d
+                    .iter()
+                    .position(|b| *b == 0)
+                    .ok_or(ProtocolError::Malformed("header"))?;
                 let name = String::from_utf8_lossy(&d[..nul]).into_owned();
                 let v = &d[nul + 1..];
-                Command::Header { name, value: v.strip_suffix(&[0]).unwrap_or(v).to_vec() }
+                Command::Header {
+                    name,
+                    value: v.strip_suffix(&[0]).unwrap_or(v).to_vec(),
+                }
             }
             b'N' => Command::EndOfHeaders,
             b'B' => Command::Body(d.to_vec()),
@@ -167,7 +209,11 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// 'O'
-    OptNeg { version: u32, actions: u32, protocol: u32 },
+    OptNeg {
+        version: u32,
+        actions: u32,
+        protocol: u32,
+    },
     /// 'c'
     Continue,
     /// 'a'
@@ -183,10 +229,18 @@ pub enum Response {
     /// 'h'
     AddHeader { name: String, value: String },
     /// 'i': insert at a position (0: on top).
-    InsertHeader { index: u32, name: String, value: String },
+    InsertHeader {
+        index: u32,
+        name: String,
+        value: String,
+    },
     /// 'm': change the index'th (1-based) field of that name; an empty
     /// value deletes it.
-    ChangeHeader { index: u32, name: String, value: String },
+    ChangeHeader {
+        index: u32,
+        name: String,
+        value: String,
+    },
     /// 'q'
     Quarantine(String),
     /// 'p': still working, reset the MTA's timeout.
@@ -219,7 +273,11 @@ impl Response {
             v
         };
         match self {
-            Response::OptNeg { version, actions, protocol } => {
+            Response::OptNeg {
+                version,
+                actions,
+                protocol,
+            } => {
                 let mut d = Vec::with_capacity(12);
                 d.extend_from_slice(&version.to_be_bytes());
                 d.extend_from_slice(&actions.to_be_bytes());
@@ -254,7 +312,11 @@ impl Response {
         let (&cmd, d) = frame.split_first().ok_or(ProtocolError::Empty)?;
         let s = cstrings;
         Ok(match cmd {
-            b'O' => Response::OptNeg { version: u32_at(d, 0, "optneg")?, actions: u32_at(d, 4, "optneg")?, protocol: u32_at(d, 8, "optneg")? },
+            b'O' => Response::OptNeg {
+                version: u32_at(d, 0, "optneg")?,
+                actions: u32_at(d, 4, "optneg")?,
+                protocol: u32_at(d, 8, "optneg")?,
+            },
             b'c' => Response::Continue,
             b'a' => Response::Accept,
             b'r' => Response::Reject,
@@ -265,12 +327,21 @@ impl Response {
             b'y' => Response::ReplyCode(s(d).into_iter().next().unwrap_or_default()),
             b'h' => {
                 let v = s(d);
-                Response::AddHeader { name: v.first().cloned().ok_or(ProtocolError::Malformed("addheader"))?, value: v.get(1).cloned().unwrap_or_default() }
+                Response::AddHeader {
+                    name: v
+                        .first()
+                        .cloned()
+                        .ok_or(ProtocolError::Malformed("addheader"))?,
+                    value: v.get(1).cloned().unwrap_or_default(),
+                }
             }
             b'i' | b'm' => {
                 let index = u32_at(d, 0, "header change")?;
                 let v = s(&d[4..]);
-                let name = v.first().cloned().ok_or(ProtocolError::Malformed("header change"))?;
+                let name = v
+                    .first()
+                    .cloned()
+                    .ok_or(ProtocolError::Malformed("header change"))?;
                 let value = v.get(1).cloned().unwrap_or_default();
                 if cmd == b'i' {
                     Response::InsertHeader { index, name, value }
@@ -295,7 +366,11 @@ pub fn encode_command(c: &Command) -> Vec<u8> {
         v
     };
     match c {
-        Command::OptNeg { version, actions, protocol } => {
+        Command::OptNeg {
+            version,
+            actions,
+            protocol,
+        } => {
             let mut d = version.to_be_bytes().to_vec();
             d.extend_from_slice(&actions.to_be_bytes());
             d.extend_from_slice(&protocol.to_be_bytes());
@@ -308,7 +383,12 @@ pub fn encode_command(c: &Command) -> Vec<u8> {
             }
             frame(b'D', &d)
         }
-        Command::Connect { hostname, family, port, address } => {
+        Command::Connect {
+            hostname,
+            family,
+            port,
+            address,
+        } => {
             let mut d = nul(&[hostname]);
             d.push(match family {
                 Family::Inet => b'4',
@@ -323,8 +403,14 @@ pub fn encode_command(c: &Command) -> Vec<u8> {
             frame(b'C', &d)
         }
         Command::Helo(h) => frame(b'H', &nul(&[h])),
-        Command::Mail(a) => frame(b'M', &nul(&a.iter().map(String::as_str).collect::<Vec<_>>())),
-        Command::Rcpt(a) => frame(b'R', &nul(&a.iter().map(String::as_str).collect::<Vec<_>>())),
+        Command::Mail(a) => frame(
+            b'M',
+            &nul(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+        ),
+        Command::Rcpt(a) => frame(
+            b'R',
+            &nul(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+        ),
         Command::Data => frame(b'T', &[]),
         Command::Header { name, value } => {
             let mut d = nul(&[name]);
@@ -367,16 +453,49 @@ mod tests {
 
     #[test]
     fn commands_round_trip() {
-        roundtrip(Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff });
-        roundtrip(Command::Macros { stage: b'C', pairs: vec![("j".into(), "mx.test".into()), ("{daemon_name}".into(), "smtpd".into())] });
-        roundtrip(Command::Connect { hostname: "mail.example.com".into(), family: Family::Inet, port: 25, address: "192.0.2.1".into() });
-        roundtrip(Command::Connect { hostname: "localhost".into(), family: Family::Unix, port: 0, address: "/run/x".into() });
+        roundtrip(Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0x1fffff,
+        });
+        roundtrip(Command::Macros {
+            stage: b'C',
+            pairs: vec![
+                ("j".into(), "mx.test".into()),
+                ("{daemon_name}".into(), "smtpd".into()),
+            ],
+        });
+        roundtrip(Command::Connect {
+            hostname: "mail.example.com".into(),
+            family: Family::Inet,
+            port: 25,
+            address: "192.0.2.1".into(),
+        });
+        roundtrip(Command::Connect {
+            hostname: "localhost".into(),
+            family: Family::Unix,
+            port: 0,
+            address: "/run/x".into(),
+        });
         roundtrip(Command::Helo("mail.example.com".into()));
-        roundtrip(Command::Mail(vec!["<a@example.com>".into(), "SIZE=100".into()]));
+        roundtrip(Command::Mail(vec![
+            "<a@example.com>".into(),
+            "SIZE=100".into(),
+        ]));
         roundtrip(Command::Rcpt(vec!["<b@example.org>".into()]));
-        roundtrip(Command::Header { name: "Subject".into(), value: b" hi".to_vec() });
+        roundtrip(Command::Header {
+            name: "Subject".into(),
+            value: b" hi".to_vec(),
+        });
         roundtrip(Command::Body(b"line\r\n".to_vec()));
-        for c in [Command::Data, Command::EndOfHeaders, Command::EndOfMessage, Command::Abort, Command::Quit, Command::QuitNewConnection] {
+        for c in [
+            Command::Data,
+            Command::EndOfHeaders,
+            Command::EndOfMessage,
+            Command::Abort,
+            Command::Quit,
+            Command::QuitNewConnection,
+        ] {
             roundtrip(c);
         }
     }
@@ -384,26 +503,63 @@ mod tests {
     #[test]
     fn responses_round_trip_and_limits() {
         for r in [
-            Response::OptNeg { version: 6, actions: SMFIF_ADDHDRS | SMFIF_CHGHDRS, protocol: SMFIP_HDR_LEADSPC },
+            Response::OptNeg {
+                version: 6,
+                actions: SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+                protocol: SMFIP_HDR_LEADSPC,
+            },
             Response::Continue,
             Response::Accept,
             Response::Tempfail,
             Response::ReplyCode("550 5.7.1 rejected".into()),
-            Response::AddHeader { name: "X".into(), value: "y".into() },
-            Response::InsertHeader { index: 0, name: "DKIM-Signature".into(), value: " v=1".into() },
-            Response::ChangeHeader { index: 1, name: "Authentication-Results".into(), value: String::new() },
+            Response::AddHeader {
+                name: "X".into(),
+                value: "y".into(),
+            },
+            Response::InsertHeader {
+                index: 0,
+                name: "DKIM-Signature".into(),
+                value: " v=1".into(),
+            },
+            Response::ChangeHeader {
+                index: 1,
+                name: "Authentication-Results".into(),
+                value: String::new(),
+            },
             Response::Quarantine("dmarc".into()),
         ] {
             let f = r.encode();
             assert_eq!(Response::decode(&f[4..]).unwrap(), r);
         }
         assert_eq!(frame_len([0, 0, 0, 0]), Err(ProtocolError::Empty));
-        assert_eq!(frame_len([0, 0x20, 0, 0]), Err(ProtocolError::TooLarge(0x200000)));
-        assert_eq!(Command::decode(b"Z"), Err(ProtocolError::UnknownCommand('Z')));
-        assert_eq!(Command::decode(b"Oabc"), Err(ProtocolError::Malformed("optneg")));
-        assert_eq!(Command::decode(b"Cnohostnul"), Err(ProtocolError::Malformed("connect")));
+        assert_eq!(
+            frame_len([0, 0x20, 0, 0]),
+            Err(ProtocolError::TooLarge(0x200000))
+        );
+        assert_eq!(
+            Command::decode(b"Z"),
+            Err(ProtocolError::UnknownCommand('Z'))
+        );
+        assert_eq!(
+            Command::decode(b"Oabc"),
+            Err(ProtocolError::Malformed("optneg"))
+        );
+        assert_eq!(
+            Command::decode(b"Cnohostnul"),
+            Err(ProtocolError::Malformed("connect"))
+        );
         // A NUL in a header value cannot cut the frame short.
-        let f = Response::AddHeader { name: "X".into(), value: "a\0b".into() }.encode();
-        assert_eq!(Response::decode(&f[4..]).unwrap(), Response::AddHeader { name: "X".into(), value: "ab".into() });
+        let f = Response::AddHeader {
+            name: "X".into(),
+            value: "a\0b".into(),
+        }
+        .encode();
+        assert_eq!(
+            Response::decode(&f[4..]).unwrap(),
+            Response::AddHeader {
+                name: "X".into(),
+                value: "ab".into()
+            }
+        );
     }
 }

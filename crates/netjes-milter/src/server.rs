@@ -27,7 +27,9 @@ pub struct Milter {
 
 impl std::fmt::Debug for Milter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Milter").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Milter")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,13 +46,25 @@ impl Shared {
     pub fn new(m: Milter) -> Arc<Shared> {
         let metrics = Arc::new(netjes_net::metrics::Metrics::default());
         metrics.describe("netjes_milter_messages_total", "Messages at end of data, by what was done: signed, unsigned, key-error, and the DMARC result or action of verified mail.");
-        metrics.describe("netjes_milter_message_seconds", "Time from end of data to the answer.");
-        metrics.describe("netjes_milter_errors_total", "Protocol errors and internal errors.");
-        Arc::new(Shared { milter: std::sync::RwLock::new(Arc::new(m)), metrics })
+        metrics.describe(
+            "netjes_milter_message_seconds",
+            "Time from end of data to the answer.",
+        );
+        metrics.describe(
+            "netjes_milter_errors_total",
+            "Protocol errors and internal errors.",
+        );
+        Arc::new(Shared {
+            milter: std::sync::RwLock::new(Arc::new(m)),
+            metrics,
+        })
     }
 
     pub fn current(&self) -> Arc<Milter> {
-        self.milter.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.milter
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn replace(&self, m: Milter) {
@@ -67,7 +81,10 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, replies: &[Response]) -> std::io
 }
 
 /// Serves one MTA connection until it quits or breaks the protocol.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, milter: Arc<Shared>) {
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    milter: Arc<Shared>,
+) {
     let mut session = Session::new();
     loop {
         let mut len = [0u8; 4];
@@ -79,19 +96,27 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("milter protocol: {e}; closing the connection");
-                milter.metrics.inc("netjes_milter_errors_total", &[("kind", "protocol")]);
+                milter
+                    .metrics
+                    .inc("netjes_milter_errors_total", &[("kind", "protocol")]);
                 return;
             }
         };
         let mut payload = vec![0u8; n];
-        if tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut payload)).await.map(|r| r.is_err()).unwrap_or(true) {
+        if tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut payload))
+            .await
+            .map(|r| r.is_err())
+            .unwrap_or(true)
+        {
             return;
         }
         let cmd = match Command::decode(&payload) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("milter protocol: {e}; closing the connection");
-                milter.metrics.inc("netjes_milter_errors_total", &[("kind", "protocol")]);
+                milter
+                    .metrics
+                    .inc("netjes_milter_errors_total", &[("kind", "protocol")]);
                 return;
             }
         };
@@ -110,9 +135,13 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
                 // OpenDKIM's thread per connection does); verification
                 // waits on DNS and stays async.
                 let work = if crate::work::is_internal(&job, &m.settings) {
-                    tokio::task::spawn_blocking(move || crate::work::sign(&job, &m.settings, m.keys.as_ref()))
+                    tokio::task::spawn_blocking(move || {
+                        crate::work::sign(&job, &m.settings, m.keys.as_ref())
+                    })
                 } else {
-                    tokio::spawn(async move { process(&job, &m.settings, m.keys.as_ref(), m.dns.as_ref()).await })
+                    tokio::spawn(async move {
+                        process(&job, &m.settings, m.keys.as_ref(), m.dns.as_ref()).await
+                    })
                 };
                 let replies = match work.await {
                     Ok(o) => {
@@ -131,16 +160,26 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
                             });
                         }
                         tracing::info!(queue_id = %queue_id, result = o.result, "message done");
-                        milter.metrics.inc("netjes_milter_messages_total", &[("result", o.result)]);
+                        milter
+                            .metrics
+                            .inc("netjes_milter_messages_total", &[("result", o.result)]);
                         o.replies
                     }
                     Err(e) => {
                         tracing::error!(queue_id = %queue_id, "internal error: {e}; answering tempfail");
-                        milter.metrics.inc("netjes_milter_errors_total", &[("kind", "internal")]);
-                        vec![Response::ReplyCode("451 4.3.0 internal error in the milter; try again later".into())]
+                        milter
+                            .metrics
+                            .inc("netjes_milter_errors_total", &[("kind", "internal")]);
+                        vec![Response::ReplyCode(
+                            "451 4.3.0 internal error in the milter; try again later".into(),
+                        )]
                     }
                 };
-                milter.metrics.observe("netjes_milter_message_seconds", &[], started.elapsed().as_secs_f64());
+                milter.metrics.observe(
+                    "netjes_milter_message_seconds",
+                    &[],
+                    started.elapsed().as_secs_f64(),
+                );
                 replies
             }
         };
@@ -155,6 +194,13 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
 pub const MAX_CONNECTIONS: usize = 1000;
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn run(listener: netjes_net::Listener, milter: Arc<Shared>, shutdown: watch::Receiver<bool>) {
-    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| serve_connection(s, milter.clone())).await;
+pub async fn run(
+    listener: netjes_net::Listener,
+    milter: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| {
+        serve_connection(s, milter.clone())
+    })
+    .await;
 }

@@ -3,7 +3,10 @@
 //! [`Job`] (the message and its SMTP facts) for the signing and
 //! verification work that needs DNS. The server stays a thin loop around it.
 
-use crate::protocol::{Command, Family, Response, SMFIF_ADDHDRS, SMFIF_CHGHDRS, SMFIF_QUARANTINE, SMFIP_HDR_LEADSPC, SMFIP_NOUNKNOWN, VERSION};
+use crate::protocol::{
+    Command, Family, Response, SMFIF_ADDHDRS, SMFIF_CHGHDRS, SMFIF_QUARANTINE, SMFIP_HDR_LEADSPC,
+    SMFIP_NOUNKNOWN, VERSION,
+};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -77,7 +80,10 @@ pub struct Session {
 }
 
 fn strip_brackets(s: &str) -> String {
-    s.trim().trim_start_matches('<').trim_end_matches('>').to_string()
+    s.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
 }
 
 impl Session {
@@ -88,7 +94,10 @@ impl Session {
     pub fn macro_value(&self, name: &str) -> Option<&str> {
         // Postfix sends "{auth_authen}" and "j" alike; look either up.
         let bare = name.trim_start_matches('{').trim_end_matches('}');
-        self.macros.get(bare).map(String::as_str).filter(|v| !v.is_empty())
+        self.macros
+            .get(bare)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn message(&mut self) -> &mut Message {
@@ -98,14 +107,22 @@ impl Session {
     pub fn handle(&mut self, cmd: Command) -> Step {
         use Response::Continue;
         match cmd {
-            Command::OptNeg { version, actions, protocol } => {
+            Command::OptNeg {
+                version,
+                actions,
+                protocol,
+            } => {
                 // The actions we use, of those offered; every step stays on,
                 // replies included, and header values keep their leading
                 // space when the MTA offers it.
                 let want = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
                 let proto = protocol & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
                 self.leadspc = proto & SMFIP_HDR_LEADSPC != 0;
-                Step::Reply(vec![Response::OptNeg { version: version.min(VERSION), actions: actions & want, protocol: proto }])
+                Step::Reply(vec![Response::OptNeg {
+                    version: version.min(VERSION),
+                    actions: actions & want,
+                    protocol: proto,
+                }])
             }
             Command::Macros { pairs, .. } => {
                 for (k, v) in pairs {
@@ -116,11 +133,18 @@ impl Session {
                 }
                 Step::Reply(vec![])
             }
-            Command::Connect { hostname, family, address, .. } => {
+            Command::Connect {
+                hostname,
+                family,
+                address,
+                ..
+            } => {
                 self.conn = Connection {
                     hostname,
                     ip: match family {
-                        Family::Inet | Family::Inet6 => address.trim_start_matches("IPv6:").parse().ok(),
+                        Family::Inet | Family::Inet6 => {
+                            address.trim_start_matches("IPv6:").parse().ok()
+                        }
                         _ => None,
                     },
                     helo: String::new(),
@@ -133,7 +157,10 @@ impl Session {
             }
             Command::Mail(args) => {
                 // A new message: whatever the last one left is gone.
-                self.msg = Some(Message { mail_from: args.first().map(|a| strip_brackets(a)).unwrap_or_default(), ..Default::default() });
+                self.msg = Some(Message {
+                    mail_from: args.first().map(|a| strip_brackets(a)).unwrap_or_default(),
+                    ..Default::default()
+                });
                 Step::Reply(vec![Continue])
             }
             Command::Rcpt(args) => {
@@ -143,7 +170,9 @@ impl Session {
                 }
                 Step::Reply(vec![Continue])
             }
-            Command::Data | Command::EndOfHeaders | Command::Unknown(_) => Step::Reply(vec![Continue]),
+            Command::Data | Command::EndOfHeaders | Command::Unknown(_) => {
+                Step::Reply(vec![Continue])
+            }
             Command::Header { name, value } => {
                 let m = self.message();
                 m.size += name.len() + value.len() + 4;
@@ -169,7 +198,10 @@ impl Session {
                 let m = self.msg.take().unwrap_or_default();
                 if m.too_large {
                     return Step::Reply(vec![
-                        Response::AddHeader { name: "X-Netjes".into(), value: format!("not checked: the message is over {MAX_MESSAGE} octets") },
+                        Response::AddHeader {
+                            name: "X-Netjes".into(),
+                            value: format!("not checked: the message is over {MAX_MESSAGE} octets"),
+                        },
                         Response::Accept,
                     ]);
                 }
@@ -241,12 +273,24 @@ mod tests {
 
     fn message_cmds(from: &str, subject: &str) -> Vec<Command> {
         vec![
-            Command::Macros { stage: b'M', pairs: vec![("{auth_authen}".into(), "alice".into()), ("i".into(), "4AbC".into())] },
+            Command::Macros {
+                stage: b'M',
+                pairs: vec![
+                    ("{auth_authen}".into(), "alice".into()),
+                    ("i".into(), "4AbC".into()),
+                ],
+            },
             Command::Mail(vec![format!("<{from}>"), "SIZE=10".into()]),
             Command::Rcpt(vec!["<bob@example.org>".into()]),
             Command::Data,
-            Command::Header { name: "From".into(), value: format!(" {from}").into_bytes() },
-            Command::Header { name: "Subject".into(), value: format!(" {subject}\n\tfolded").into_bytes() },
+            Command::Header {
+                name: "From".into(),
+                value: format!(" {from}").into_bytes(),
+            },
+            Command::Header {
+                name: "Subject".into(),
+                value: format!(" {subject}\n\tfolded").into_bytes(),
+            },
             Command::EndOfHeaders,
             Command::Body(b"hello\nworld\r\n".to_vec()),
             Command::EndOfMessage,
@@ -256,28 +300,71 @@ mod tests {
     #[test]
     fn negotiation_keeps_only_what_we_use() {
         let mut s = Session::new();
-        let st = s.handle(Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff });
-        assert_eq!(st, Step::Reply(vec![Response::OptNeg { version: 6, actions: SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE, protocol: SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN }]));
+        let st = s.handle(Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0x1fffff,
+        });
+        assert_eq!(
+            st,
+            Step::Reply(vec![Response::OptNeg {
+                version: 6,
+                actions: SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
+                protocol: SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN
+            }])
+        );
     }
 
     #[test]
     fn two_messages_on_one_connection_with_an_abort_between() {
         let mut s = Session::new();
-        s.handle(Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff });
-        feed(&mut s, vec![Command::Connect { hostname: "mail.example.com".into(), family: Family::Inet, port: 25, address: "192.0.2.1".into() }, Command::Helo("mail.example.com".into())]);
+        s.handle(Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0x1fffff,
+        });
+        feed(
+            &mut s,
+            vec![
+                Command::Connect {
+                    hostname: "mail.example.com".into(),
+                    family: Family::Inet,
+                    port: 25,
+                    address: "192.0.2.1".into(),
+                },
+                Command::Helo("mail.example.com".into()),
+            ],
+        );
         let steps = feed(&mut s, message_cmds("a@example.com", "one"));
-        let Step::EndOfMessage(job) = steps.last().unwrap().clone() else { panic!("{steps:?}") };
+        let Step::EndOfMessage(job) = steps.last().unwrap().clone() else {
+            panic!("{steps:?}")
+        };
         assert_eq!(job.conn.ip, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(job.conn.helo, "mail.example.com");
         assert_eq!(job.mail_from, "a@example.com");
         assert_eq!(job.rcpts, vec!["bob@example.org"]);
         assert_eq!(job.auth_user.as_deref(), Some("alice"));
         assert_eq!(job.queue_id.as_deref(), Some("4AbC"));
-        assert_eq!(job.message, b"From: a@example.com\r\nSubject: one\r\n\tfolded\r\n\r\nhello\r\nworld\r\n");
+        assert_eq!(
+            job.message,
+            b"From: a@example.com\r\nSubject: one\r\n\tfolded\r\n\r\nhello\r\nworld\r\n"
+        );
         // Aborted mid-message: nothing of it reaches the next one.
-        feed(&mut s, vec![Command::Mail(vec!["<x@example.net>".into()]), Command::Header { name: "X-Half".into(), value: b" 1".to_vec() }, Command::Abort]);
+        feed(
+            &mut s,
+            vec![
+                Command::Mail(vec!["<x@example.net>".into()]),
+                Command::Header {
+                    name: "X-Half".into(),
+                    value: b" 1".to_vec(),
+                },
+                Command::Abort,
+            ],
+        );
         let steps = feed(&mut s, message_cmds("c@example.com", "two"));
-        let Step::EndOfMessage(job) = steps.last().unwrap().clone() else { panic!() };
+        let Step::EndOfMessage(job) = steps.last().unwrap().clone() else {
+            panic!()
+        };
         assert_eq!(job.mail_from, "c@example.com");
         assert!(!String::from_utf8_lossy(&job.message).contains("X-Half"));
         assert_eq!(s.handle(Command::Quit), Step::Close);
@@ -287,23 +374,44 @@ mod tests {
     fn macros_and_recipients_are_bounded() {
         let mut s = Session::new();
         for i in 0..(MAX_MACROS + 50) {
-            s.handle(Command::Macros { stage: b'C', pairs: vec![(format!("{{m{i}}}"), "x".into())] });
+            s.handle(Command::Macros {
+                stage: b'C',
+                pairs: vec![(format!("{{m{i}}}"), "x".into())],
+            });
         }
         assert_eq!(s.macros.len(), MAX_MACROS);
         s.handle(Command::Mail(vec!["<a@x>".into()]));
         for i in 0..(MAX_RCPTS + 5) {
             s.handle(Command::Rcpt(vec![format!("<r{i}@x>")]));
         }
-        let Step::EndOfMessage(job) = s.handle(Command::EndOfMessage) else { panic!() };
+        let Step::EndOfMessage(job) = s.handle(Command::EndOfMessage) else {
+            panic!()
+        };
         assert_eq!(job.rcpts.len(), MAX_RCPTS);
     }
 
     #[test]
     fn without_leading_space_negotiated_the_space_is_restored() {
         let mut s = Session::new();
-        s.handle(Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0 });
-        let steps = feed(&mut s, vec![Command::Mail(vec!["<a@x>".into()]), Command::Header { name: "Subject".into(), value: b"hi".to_vec() }, Command::EndOfMessage]);
-        let Step::EndOfMessage(job) = steps.last().unwrap().clone() else { panic!() };
+        s.handle(Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0,
+        });
+        let steps = feed(
+            &mut s,
+            vec![
+                Command::Mail(vec!["<a@x>".into()]),
+                Command::Header {
+                    name: "Subject".into(),
+                    value: b"hi".to_vec(),
+                },
+                Command::EndOfMessage,
+            ],
+        );
+        let Step::EndOfMessage(job) = steps.last().unwrap().clone() else {
+            panic!()
+        };
         assert_eq!(job.message, b"Subject: hi\r\n\r\n");
     }
 }

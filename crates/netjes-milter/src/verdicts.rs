@@ -60,13 +60,16 @@ pub struct VerdictStore {
 
 impl VerdictStore {
     pub fn open(dir: &Path) -> Result<VerdictStore, VerdictError> {
-        std::fs::create_dir_all(dir).map_err(|e| VerdictError(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| VerdictError(format!("{}: {e}", dir.display())))?;
         let conn = rusqlite::Connection::open(dir.join("verdicts.sqlite"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(VerdictStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(VerdictStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     pub fn row(v: &Verdict, ip: Option<IpAddr>, envelope_from: &str, now: i64) -> Row {
@@ -81,7 +84,12 @@ impl VerdictStore {
             dmarc: v.dmarc.result.as_str().to_string(),
             spf_domain: v.spf.as_ref().map(|s| s.domain.clone()),
             spf: v.spf.as_ref().map(|s| s.result.as_str().to_string()),
-            dkim: v.dkim.iter().map(|d| format!("{}:{}:{}", d.domain, d.selector, d.result.as_str())).collect::<Vec<_>>().join(" "),
+            dkim: v
+                .dkim
+                .iter()
+                .map(|d| format!("{}:{}:{}", d.domain, d.selector, d.result.as_str()))
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 

@@ -78,7 +78,9 @@ impl Default for Settings {
     /// The settings of the default configuration (config.rs holds the
     /// defaults, once).
     fn default() -> Self {
-        crate::config::Config::validate(crate::config::RawConfig::default()).expect("the default configuration is valid").settings
+        crate::config::Config::validate(crate::config::RawConfig::default())
+            .expect("the default configuration is valid")
+            .settings
     }
 }
 
@@ -95,8 +97,18 @@ pub struct Outcome {
 
 fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {
     match f {
-        Failure::Tempfail => Outcome { replies: vec![Response::ReplyCode(format!("451 4.7.5 {why}; try again later"))], result, record: None },
-        Failure::Accept => Outcome { replies: vec![Response::Continue], result, record: None },
+        Failure::Tempfail => Outcome {
+            replies: vec![Response::ReplyCode(format!(
+                "451 4.7.5 {why}; try again later"
+            ))],
+            result,
+            record: None,
+        },
+        Failure::Accept => Outcome {
+            replies: vec![Response::Continue],
+            result,
+            record: None,
+        },
     }
 }
 
@@ -140,7 +152,11 @@ pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Re
     } else {
         match tokio::time::timeout(s.time_budget, verify(job, s, dns)).await {
             Ok(o) => o,
-            Err(_) => failure(s.on_dns_error, "the message could not be checked in time", "timeout"),
+            Err(_) => failure(
+                s.on_dns_error,
+                "the message could not be checked in time",
+                "timeout",
+            ),
         }
     }
 }
@@ -149,10 +165,20 @@ pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Re
 /// a blocking thread so it does not hold up the async workers.
 pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
     let Some(from) = from_address(&job.message) else {
-        return Outcome { replies: vec![Response::Continue], result: "unsigned", record: None };
+        return Outcome {
+            replies: vec![Response::Continue],
+            result: "unsigned",
+            record: None,
+        };
     };
     let keys = match keys.keys_for(&from) {
-        Keys::NotOurs => return Outcome { replies: vec![Response::Continue], result: "unsigned", record: None },
+        Keys::NotOurs => {
+            return Outcome {
+                replies: vec![Response::Continue],
+                result: "unsigned",
+                record: None,
+            }
+        }
         Keys::Broken(e) => {
             tracing::error!(from = %from, queue_id = job.queue_id.as_deref().unwrap_or(""), "cannot sign: {e}");
             return failure(s.on_key_error, "the message cannot be signed", "key-error");
@@ -161,10 +187,21 @@ pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
     };
     let mut replies = Vec::new();
     for k in &keys {
-        match sign_with(&job.message, &k.signer, &SignOptions::new(&k.domain, &k.selector)) {
+        match sign_with(
+            &job.message,
+            &k.signer,
+            &SignOptions::new(&k.domain, &k.selector),
+        ) {
             Ok(field) => {
-                let value = field.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default();
-                replies.push(Response::InsertHeader { index: 0, name: "DKIM-Signature".into(), value: milter_value(&value) });
+                let value = field
+                    .split_once(':')
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default();
+                replies.push(Response::InsertHeader {
+                    index: 0,
+                    name: "DKIM-Signature".into(),
+                    value: milter_value(&value),
+                });
             }
             Err(e) => {
                 tracing::error!(from = %from, domain = %k.domain, selector = %k.selector, "signing failed: {e}");
@@ -173,25 +210,48 @@ pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
         }
     }
     replies.push(Response::Continue);
-    Outcome { replies, result: "signed", record: None }
+    Outcome {
+        replies,
+        result: "signed",
+        record: None,
+    }
 }
 
 async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
-    let env = Envelope { ip: job.conn.ip, helo: Some(job.conn.helo.clone()), mail_from: Some(job.mail_from.clone()) };
+    let env = Envelope {
+        ip: job.conn.ip,
+        helo: Some(job.conn.helo.clone()),
+        mail_from: Some(job.mail_from.clone()),
+    };
     let v = match verify_message(dns, &job.message, &env, &s.authserv_id).await {
         Ok(v) => v,
         // Not a message we can read (over the limits, no header): let the
         // MTA and the user's filter judge it; say so.
         Err(e) => {
             return Outcome {
-                replies: vec![Response::InsertHeader { index: 0, name: "Authentication-Results".into(), value: format!(" {}; none (not checked: {e})", s.authserv_id) }, Response::Continue],
+                replies: vec![
+                    Response::InsertHeader {
+                        index: 0,
+                        name: "Authentication-Results".into(),
+                        value: format!(" {}; none (not checked: {e})", s.authserv_id),
+                    },
+                    Response::Continue,
+                ],
                 result: "unreadable",
                 record: None,
             }
         }
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let record = Some(crate::verdicts::VerdictStore::row(&v, job.conn.ip, &job.mail_from, now));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let record = Some(crate::verdicts::VerdictStore::row(
+        &v,
+        job.conn.ip,
+        &job.mail_from,
+        now,
+    ));
     let mut replies = Vec::new();
     // CVE-2019-20790-style forgeries: an Authentication-Results that claims
     // our authserv-id can only have come from outside. Delete it (by its
@@ -202,31 +262,62 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
             n += 1;
             let id = value.trim().split([';', ' ', '\t']).next().unwrap_or("");
             if id.eq_ignore_ascii_case(&s.authserv_id) {
-                replies.push(Response::ChangeHeader { index: n, name: "Authentication-Results".into(), value: String::new() });
+                replies.push(Response::ChangeHeader {
+                    index: n,
+                    name: "Authentication-Results".into(),
+                    value: String::new(),
+                });
             }
         }
     }
     if let (Some(spf), Some(ip)) = (&v.spf, job.conn.ip) {
-        replies.push(Response::InsertHeader { index: 0, name: "Received-SPF".into(), value: format!(" {}", received_spf(spf, ip, &job.conn.helo, &job.mail_from, &s.authserv_id)) });
+        replies.push(Response::InsertHeader {
+            index: 0,
+            name: "Received-SPF".into(),
+            value: format!(
+                " {}",
+                received_spf(spf, ip, &job.conn.helo, &job.mail_from, &s.authserv_id)
+            ),
+        });
     }
-    replies.push(Response::InsertHeader { index: 0, name: "Authentication-Results".into(), value: format!(" {}", milter_value(&v.authentication_results)) });
+    replies.push(Response::InsertHeader {
+        index: 0,
+        name: "Authentication-Results".into(),
+        value: format!(" {}", milter_value(&v.authentication_results)),
+    });
     let mut seal = Vec::new();
     if let Some(sealer) = &s.arc_seal {
         // The seal copies our Authentication-Results (RFC 8617 §4.1.1), so
         // it is made over the message with that field on top.
-        let mut with_ar = format!("Authentication-Results: {}\r\n", v.authentication_results.trim_end()).into_bytes();
+        let mut with_ar = format!(
+            "Authentication-Results: {}\r\n",
+            v.authentication_results.trim_end()
+        )
+        .into_bytes();
         with_ar.extend_from_slice(&job.message);
-        let opts = netjes_auth::arc::SealOptions { domain: sealer.domain.clone(), selector: sealer.selector.clone(), authserv_id: s.authserv_id.clone(), headers: None };
+        let opts = netjes_auth::arc::SealOptions {
+            domain: sealer.domain.clone(),
+            selector: sealer.selector.clone(),
+            authserv_id: s.authserv_id.clone(),
+            headers: None,
+        };
         match netjes_auth::arc::seal_message(dns, &with_ar, &sealer.key, &opts).await {
             Ok(sealed) => {
                 // Fields in the order they must stand, each inserted on top:
                 // so the last first.
                 let fields: Vec<(String, String)> = unfold_fields(&sealed.headers);
                 for (name, value) in fields.into_iter().rev() {
-                    seal.push(Response::InsertHeader { index: 0, name, value });
+                    seal.push(Response::InsertHeader {
+                        index: 0,
+                        name,
+                        value,
+                    });
                 }
             }
-            Err(e) => tracing::warn!(queue_id = job.queue_id.as_deref().unwrap_or(""), "not sealed: {e}"),
+            Err(e) => tracing::warn!(
+                queue_id = job.queue_id.as_deref().unwrap_or(""),
+                "not sealed: {e}"
+            ),
         }
     }
 
@@ -235,19 +326,32 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
     match dm.result {
         DmarcResult::Temperror if s.on_dns_error == Failure::Tempfail => {
             // Not recorded: the client will come back, and then it counts.
-            return failure(Failure::Tempfail, &format!("DMARC for {domain} could not be checked (DNS)"), "tempfail");
+            return failure(
+                Failure::Tempfail,
+                &format!("DMARC for {domain} could not be checked (DNS)"),
+                "tempfail",
+            );
         }
         DmarcResult::Fail if s.enforce_dmarc => {
-            let forwarder = job.conn.ip.is_some_and(|ip| in_nets(&s.trusted_forwarders, ip));
+            let forwarder = job
+                .conn
+                .ip
+                .is_some_and(|ip| in_nets(&s.trusted_forwarders, ip));
             let arc_ok = v.arc.result == netjes_auth::arc::ArcResult::Pass
-                && v.arc.last_sealer.as_deref().is_some_and(|d| s.trusted_arc_sealers.iter().any(|t| t.eq_ignore_ascii_case(d)));
+                && v.arc.last_sealer.as_deref().is_some_and(|d| {
+                    s.trusted_arc_sealers
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(d))
+                });
             if forwarder || arc_ok {
                 tracing::info!(domain = %domain, forwarder, arc_ok, "DMARC fail overridden");
             } else {
                 let failed: Vec<String> = {
                     let mut f = Vec::new();
                     match &v.spf {
-                        Some(spf) => f.push(format!("SPF {} for {}", spf.result.as_str(), spf.domain)),
+                        Some(spf) => {
+                            f.push(format!("SPF {} for {}", spf.result.as_str(), spf.domain))
+                        }
                         None => f.push("SPF not checked".into()),
                     }
                     if v.dkim.is_empty() {
@@ -283,5 +387,9 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
     }
     replies.extend(seal);
     replies.push(Response::Continue);
-    Outcome { replies, result: dm.result.as_str(), record }
+    Outcome {
+        replies,
+        result: dm.result.as_str(),
+        record,
+    }
 }

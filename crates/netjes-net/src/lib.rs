@@ -34,14 +34,20 @@ impl ListenAddr {
             if host.is_empty() {
                 return Err(format!("{s}: no host"));
             }
-            Ok(ListenAddr::Inet(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }))
+            Ok(ListenAddr::Inet(if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }))
         } else if let Some(p) = s.strip_prefix("unix:").or_else(|| s.strip_prefix("local:")) {
             if p.is_empty() {
                 return Err(format!("{s}: no path"));
             }
             Ok(ListenAddr::Unix(PathBuf::from(p)))
         } else {
-            Err(format!("{s}: use inet:HOST:PORT, inet:PORT@HOST or unix:PATH"))
+            Err(format!(
+                "{s}: use inet:HOST:PORT, inet:PORT@HOST or unix:PATH"
+            ))
         }
     }
 }
@@ -59,7 +65,9 @@ impl std::fmt::Display for ListenAddr {
 /// configuration files write them.
 pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     let s = s.trim();
-    s.parse::<ipnet::IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(|_| format!("{s:?} is not an address or network"))
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or network"))
 }
 
 /// Parses a list of networks, every bad entry reported as "what: error".
@@ -76,8 +84,15 @@ pub fn parse_nets(what: &str, list: &[String], errors: &mut Vec<String>) -> Vec<
 }
 
 /// Parses `HOST:PORT` for the setting `what`, an error reported as "what: ...".
-pub fn parse_socket_addr(what: &str, value: &str, errors: &mut Vec<String>) -> Option<std::net::SocketAddr> {
-    value.parse().map_err(|_| errors.push(format!("{what}: {value:?} is not HOST:PORT"))).ok()
+pub fn parse_socket_addr(
+    what: &str,
+    value: &str,
+    errors: &mut Vec<String>,
+) -> Option<std::net::SocketAddr> {
+    value
+        .parse()
+        .map_err(|_| errors.push(format!("{what}: {value:?} is not HOST:PORT")))
+        .ok()
 }
 
 /// Whether `ip` is in one of `nets`; an IPv4-mapped IPv6 address counts
@@ -98,9 +113,14 @@ pub const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
 /// Reads a configuration file, table or list, refusing one over
 /// [`MAX_CONFIG_FILE`] before reading it. Errors name the file.
 pub fn read_config_file(path: &std::path::Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > MAX_CONFIG_FILE {
-        return Err(format!("{}: {} octets, over the limit of {MAX_CONFIG_FILE} for a configuration file", path.display(), meta.len()));
+        return Err(format!(
+            "{}: {} octets, over the limit of {MAX_CONFIG_FILE} for a configuration file",
+            path.display(),
+            meta.len()
+        ));
     }
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
@@ -108,14 +128,22 @@ pub fn read_config_file(path: &std::path::Path) -> Result<String, String> {
 /// This host's name, for Received-SPF and Authentication-Results when the
 /// configuration does not name one.
 pub fn default_hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Accepts connections until `shutdown` turns true, at most `max` at a
 /// time (the next waits for a free slot), each served by `serve` in its own
 /// task. Connections in progress finish on their own.
-pub async fn serve<F, Fut>(listener: Listener, max: usize, mut shutdown: tokio::sync::watch::Receiver<bool>, serve: F)
-where
+pub async fn serve<F, Fut>(
+    listener: Listener,
+    max: usize,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    serve: F,
+) where
     F: Fn(Box<dyn Stream>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -201,13 +229,38 @@ mod tests {
 
     #[test]
     fn notations() {
-        assert_eq!(ListenAddr::parse("inet:127.0.0.1:10040"), Ok(ListenAddr::Inet("127.0.0.1:10040".into())));
-        assert_eq!(ListenAddr::parse("inet:[::1]:10040"), Ok(ListenAddr::Inet("[::1]:10040".into())));
-        assert_eq!(ListenAddr::parse("inet:8891@127.0.0.1"), Ok(ListenAddr::Inet("127.0.0.1:8891".into())));
-        assert_eq!(ListenAddr::parse("inet:8891@[::1]"), Ok(ListenAddr::Inet("[::1]:8891".into())));
-        assert_eq!(ListenAddr::parse("unix:/run/x.sock"), Ok(ListenAddr::Unix("/run/x.sock".into())));
-        assert_eq!(ListenAddr::parse("local:/run/x.sock"), Ok(ListenAddr::Unix("/run/x.sock".into())));
-        for bad in ["127.0.0.1:1", "inet:host:x", "inet::1", "unix:", "inet:h:99999", "inet:99999@h"] {
+        assert_eq!(
+            ListenAddr::parse("inet:127.0.0.1:10040"),
+            Ok(ListenAddr::Inet("127.0.0.1:10040".into()))
+        );
+        assert_eq!(
+            ListenAddr::parse("inet:[::1]:10040"),
+            Ok(ListenAddr::Inet("[::1]:10040".into()))
+        );
+        assert_eq!(
+            ListenAddr::parse("inet:8891@127.0.0.1"),
+            Ok(ListenAddr::Inet("127.0.0.1:8891".into()))
+        );
+        assert_eq!(
+            ListenAddr::parse("inet:8891@[::1]"),
+            Ok(ListenAddr::Inet("[::1]:8891".into()))
+        );
+        assert_eq!(
+            ListenAddr::parse("unix:/run/x.sock"),
+            Ok(ListenAddr::Unix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            ListenAddr::parse("local:/run/x.sock"),
+            Ok(ListenAddr::Unix("/run/x.sock".into()))
+        );
+        for bad in [
+            "127.0.0.1:1",
+            "inet:host:x",
+            "inet::1",
+            "unix:",
+            "inet:h:99999",
+            "inet:99999@h",
+        ] {
             assert!(ListenAddr::parse(bad).is_err(), "{bad}");
         }
     }
@@ -215,10 +268,20 @@ mod tests {
     #[test]
     fn networks() {
         let mut errors = Vec::new();
-        let nets = parse_nets("trusted", &["127.0.0.0/8".into(), "::1".into(), "10.0.0.0/33".into()], &mut errors);
+        let nets = parse_nets(
+            "trusted",
+            &["127.0.0.0/8".into(), "::1".into(), "10.0.0.0/33".into()],
+            &mut errors,
+        );
         assert_eq!(nets.len(), 2);
-        assert_eq!(errors, vec!["trusted: \"10.0.0.0/33\" is not an address or network"]);
-        assert!(in_nets(&nets, "127.0.0.1".parse().unwrap()) && in_nets(&nets, "::ffff:127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            errors,
+            vec!["trusted: \"10.0.0.0/33\" is not an address or network"]
+        );
+        assert!(
+            in_nets(&nets, "127.0.0.1".parse().unwrap())
+                && in_nets(&nets, "::ffff:127.0.0.1".parse().unwrap())
+        );
         assert!(!in_nets(&nets, "192.0.2.1".parse().unwrap()));
     }
 }

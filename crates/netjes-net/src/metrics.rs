@@ -8,7 +8,9 @@ use std::sync::Mutex;
 type Series = (String, Vec<(String, String)>);
 
 /// Latency buckets in seconds: a milter or policy answer is milliseconds.
-pub const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -26,24 +28,59 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn describe(&self, name: &str, help: &str) {
-        self.help.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), help.to_string());
+        self.help
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), help.to_string());
     }
 
     pub fn inc(&self, name: &str, labels: &[(&str, &str)]) {
-        let key = (name.to_string(), labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        *self.counters.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(0) += 1;
+        let key = (
+            name.to_string(),
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        *self
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert(0) += 1;
     }
 
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let key = (name.to_string(), labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
-        self.counters.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied().unwrap_or(0)
+        let key = (
+            name.to_string(),
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Records one observation (seconds) in a histogram.
     pub fn observe(&self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let key = (name.to_string(), labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let key = (
+            name.to_string(),
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         let mut h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        let e = h.entry(key).or_insert_with(|| Histogram { counts: vec![0; BUCKETS.len()], sum: 0.0, count: 0 });
+        let e = h.entry(key).or_insert_with(|| Histogram {
+            counts: vec![0; BUCKETS.len()],
+            sum: 0.0,
+            count: 0,
+        });
         for (i, b) in BUCKETS.iter().enumerate() {
             if value <= *b {
                 e.counts[i] += 1;
@@ -58,7 +95,17 @@ impl Metrics {
         let help = self.help.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         let label_text = |labels: &[(String, String)], extra: Option<(&str, String)>| -> String {
-            let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))).collect();
+            let mut l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}=\"{}\"",
+                        v.replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('\n', "\\n")
+                    )
+                })
+                .collect();
             if let Some((k, v)) = extra {
                 l.push(format!("{k}=\"{v}\""));
             }
@@ -79,11 +126,27 @@ impl Metrics {
                 last_h = name;
             }
             for (i, b) in BUCKETS.iter().enumerate() {
-                out.push_str(&format!("{name}_bucket{} {}\n", label_text(labels, Some(("le", b.to_string()))), h.counts[i]));
+                out.push_str(&format!(
+                    "{name}_bucket{} {}\n",
+                    label_text(labels, Some(("le", b.to_string()))),
+                    h.counts[i]
+                ));
             }
-            out.push_str(&format!("{name}_bucket{} {}\n", label_text(labels, Some(("le", "+Inf".into()))), h.count));
-            out.push_str(&format!("{name}_sum{} {}\n", label_text(labels, None), h.sum));
-            out.push_str(&format!("{name}_count{} {}\n", label_text(labels, None), h.count));
+            out.push_str(&format!(
+                "{name}_bucket{} {}\n",
+                label_text(labels, Some(("le", "+Inf".into()))),
+                h.count
+            ));
+            out.push_str(&format!(
+                "{name}_sum{} {}\n",
+                label_text(labels, None),
+                h.sum
+            ));
+            out.push_str(&format!(
+                "{name}_count{} {}\n",
+                label_text(labels, None),
+                h.count
+            ));
         }
         let mut last = "";
         for ((name, labels), v) in counters.iter() {
@@ -103,7 +166,11 @@ impl Metrics {
 /// Serves GET /metrics on `listener` until `shutdown` fires: a minimal
 /// HTTP/1.0 answer, enough for Prometheus and curl. A few scrapers at a
 /// time, each given 5 seconds in all.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>, shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     crate::serve(crate::Listener::Tcp(listener), 16, shutdown, move |mut s| {
         let m = metrics.clone();
@@ -139,8 +206,21 @@ mod tests {
         m.observe("lat_seconds", &[], 0.003);
         m.observe("lat_seconds", &[], 2.0);
         let t = m.render();
-        assert!(t.contains("# HELP x_total Things.\n# TYPE x_total counter\nx_total{kind=\"a\\\"b\"} 2\n"), "{t}");
-        assert!(t.contains("lat_seconds_bucket{le=\"0.0025\"} 0\n") && t.contains("lat_seconds_bucket{le=\"0.005\"} 1\n"), "{t}");
-        assert!(t.contains("lat_seconds_bucket{le=\"+Inf\"} 2\n") && t.contains("lat_seconds_count 2\n"), "{t}");
+        assert!(
+            t.contains(
+                "# HELP x_total Things.\n# TYPE x_total counter\nx_total{kind=\"a\\\"b\"} 2\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("lat_seconds_bucket{le=\"0.0025\"} 0\n")
+                && t.contains("lat_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("lat_seconds_bucket{le=\"+Inf\"} 2\n")
+                && t.contains("lat_seconds_count 2\n"),
+            "{t}"
+        );
     }
 }

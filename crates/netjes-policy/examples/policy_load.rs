@@ -63,5 +63,10 @@ async fn main() {
     let secs = start.elapsed().as_secs_f64();
     all.sort();
     let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
-    println!("{{\"requests\": {}, \"seconds\": {secs:.3}, \"rps\": {:.1}, \"p99_ms\": {:.3}}}", all.len(), all.len() as f64 / secs, p99.as_secs_f64() * 1000.0);
+    println!(
+        "{{\"requests\": {}, \"seconds\": {secs:.3}, \"rps\": {:.1}, \"p99_ms\": {:.3}}}",
+        all.len(),
+        all.len() as f64 / secs,
+        p99.as_secs_f64() * 1000.0
+    );
 }

@@ -116,7 +116,13 @@ pub struct DnsblConfig {
 
 impl Default for DnsblConfig {
     fn default() -> Self {
-        DnsblConfig { enabled: false, mode: Mode::Enforce, sites: vec![], reject_threshold: 3, greylist_threshold: 1 }
+        DnsblConfig {
+            enabled: false,
+            mode: Mode::Enforce,
+            sites: vec![],
+            reject_threshold: 3,
+            greylist_threshold: 1,
+        }
     }
 }
 
@@ -167,7 +173,11 @@ pub struct SpoofingConfig {
 
 impl Default for SpoofingConfig {
     fn default() -> Self {
-        SpoofingConfig { enabled: true, mode: Mode::Enforce, allowed_senders: vec![] }
+        SpoofingConfig {
+            enabled: true,
+            mode: Mode::Enforce,
+            allowed_senders: vec![],
+        }
     }
 }
 
@@ -236,10 +246,17 @@ impl Config {
 
     pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
-        let trusted = netjes_net::parse_nets("trusted_networks", &raw.trusted_networks, &mut errors);
-        let spf_skip = netjes_net::parse_nets("spf.skip_clients", &raw.spf.skip_clients, &mut errors);
-        let listen = netjes_net::ListenAddr::parse(&raw.listen).map_err(|e| errors.push(format!("listen: {e}"))).ok();
-        let metrics = raw.metrics.as_deref().and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
+        let trusted =
+            netjes_net::parse_nets("trusted_networks", &raw.trusted_networks, &mut errors);
+        let spf_skip =
+            netjes_net::parse_nets("spf.skip_clients", &raw.spf.skip_clients, &mut errors);
+        let listen = netjes_net::ListenAddr::parse(&raw.listen)
+            .map_err(|e| errors.push(format!("listen: {e}")))
+            .ok();
+        let metrics = raw
+            .metrics
+            .as_deref()
+            .and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
         let mut dnsbl_sites = Vec::new();
         for s in &raw.dnsbl.sites {
             match DnsblSite::parse(s) {
@@ -262,17 +279,24 @@ impl Config {
         }
         for (i, r) in raw.rate_limit.iter().enumerate() {
             if r.messages.is_none() && r.recipients.is_none() {
-                errors.push(format!("rate_limit[{i}]: give messages, recipients or both"));
+                errors.push(format!(
+                    "rate_limit[{i}]: give messages, recipients or both"
+                ));
             }
         }
-        let whitelist = match crate::greylist::Whitelist::load(&g.whitelist_clients, &g.whitelist_recipients) {
-            Ok(w) => w,
-            Err(e) => {
-                errors.extend(e);
-                crate::greylist::Whitelist::default()
-            }
-        };
-        let own_domains: Vec<String> = raw.own_domains.iter().map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase()).collect();
+        let whitelist =
+            match crate::greylist::Whitelist::load(&g.whitelist_clients, &g.whitelist_recipients) {
+                Ok(w) => w,
+                Err(e) => {
+                    errors.extend(e);
+                    crate::greylist::Whitelist::default()
+                }
+            };
+        let own_domains: Vec<String> = raw
+            .own_domains
+            .iter()
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .collect();
         for d in &own_domains {
             if !netjes_dns::is_valid_query_name(d) {
                 errors.push(format!("own_domains: {d:?} is not a domain name"));
@@ -284,7 +308,10 @@ impl Config {
         Ok(Config {
             listen: listen.expect("checked above"),
             metrics,
-            hostname: raw.hostname.clone().unwrap_or_else(netjes_net::default_hostname),
+            hostname: raw
+                .hostname
+                .clone()
+                .unwrap_or_else(netjes_net::default_hostname),
             greylist_delay: Duration::from_secs(raw.greylist.delay_seconds),
             trusted,
             spf_skip,

@@ -20,7 +20,11 @@ struct OctetSet(Vec<(u8, u8)>);
 
 impl OctetSet {
     fn parse(s: &str) -> Result<OctetSet, String> {
-        let num = |t: &str| t.trim().parse::<u8>().map_err(|_| format!("{t:?} is not an octet"));
+        let num = |t: &str| {
+            t.trim()
+                .parse::<u8>()
+                .map_err(|_| format!("{t:?} is not an octet"))
+        };
         if let Some(inner) = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
             let mut ranges = Vec::new();
             for part in inner.split(';') {
@@ -63,7 +67,12 @@ impl DnsblSite {
     pub fn parse(s: &str) -> Result<DnsblSite, String> {
         let text = s.trim().to_string();
         let (rest, weight) = match text.rsplit_once('*') {
-            Some((r, w)) => (r, w.trim().parse::<i32>().map_err(|_| format!("{text}: weight {w:?} is not a number"))?),
+            Some((r, w)) => (
+                r,
+                w.trim()
+                    .parse::<i32>()
+                    .map_err(|_| format!("{text}: weight {w:?} is not a number"))?,
+            ),
             None => (text.as_str(), 1),
         };
         let (domain, filter) = match rest.split_once('=') {
@@ -76,7 +85,8 @@ impl DnsblSite {
                 for p in parts {
                     sets.push(OctetSet::parse(p).map_err(|e| format!("{text}: {e}"))?);
                 }
-                let arr: [OctetSet; 4] = sets.try_into().map_err(|_| format!("{text}: bad filter"))?;
+                let arr: [OctetSet; 4] =
+                    sets.try_into().map_err(|_| format!("{text}: bad filter"))?;
                 (d.trim(), Some(arr))
             }
             None => (rest.trim(), None),
@@ -85,7 +95,12 @@ impl DnsblSite {
         if !domain.contains('.') || !netjes_dns::is_valid_query_name(&domain) {
             return Err(format!("{text}: {domain:?} is not a list's domain"));
         }
-        Ok(DnsblSite { domain, filter, weight, text })
+        Ok(DnsblSite {
+            domain,
+            filter,
+            weight,
+            text,
+        })
     }
 
     fn matches(&self, a: Ipv4Addr) -> bool {
@@ -130,7 +145,10 @@ fn query_name(ip: IpAddr, list: &str) -> String {
             let o = v4.octets();
             format!("{}.{}.{}.{}.{list}", o[3], o[2], o[1], o[0])
         }
-        IpAddr::V6(_) => format!("{}.{list}", netjes_dns::reverse_name(ip).trim_end_matches(".ip6.arpa")),
+        IpAddr::V6(_) => format!(
+            "{}.{list}",
+            netjes_dns::reverse_name(ip).trim_end_matches(".ip6.arpa")
+        ),
     }
 }
 
@@ -140,7 +158,12 @@ pub async fn score(dns: &dyn Resolver, sites: &[DnsblSite], ip: IpAddr) -> Dnsbl
     let mut lists: Vec<&str> = sites.iter().map(|s| s.domain.as_str()).collect();
     lists.sort();
     lists.dedup();
-    let answers = netjes_dns::join_all(lists.iter().map(|l| async move { (*l, dns.a(&query_name(ip, l)).await) })).await;
+    let answers = netjes_dns::join_all(
+        lists
+            .iter()
+            .map(|l| async move { (*l, dns.a(&query_name(ip, l)).await) }),
+    )
+    .await;
     let mut out = DnsblScore::default();
     for (list, answer) in answers {
         let addrs = match answer {
@@ -155,7 +178,9 @@ pub async fn score(dns: &dyn Resolver, sites: &[DnsblSite], ip: IpAddr) -> Dnsbl
             let o = a.octets();
             o[0] != 127 || (o[1] == 255 && o[2] == 255)
         }) {
-            out.errors.push(format!("{list} answered {bad}: the list refused the query or a resolver rewrote it"));
+            out.errors.push(format!(
+                "{list} answered {bad}: the list refused the query or a resolver rewrote it"
+            ));
             continue;
         }
         for s in sites.iter().filter(|s| s.domain == list) {
@@ -176,17 +201,30 @@ mod tests {
     fn postscreen_syntax() {
         let s = DnsblSite::parse("zen.spamhaus.org=127.0.0.[2..11]*3").unwrap();
         assert_eq!((s.domain.as_str(), s.weight), ("zen.spamhaus.org", 3));
-        assert!(s.matches("127.0.0.2".parse().unwrap()) && s.matches("127.0.0.11".parse().unwrap()));
+        assert!(
+            s.matches("127.0.0.2".parse().unwrap()) && s.matches("127.0.0.11".parse().unwrap())
+        );
         assert!(!s.matches("127.0.0.12".parse().unwrap()));
         let s = DnsblSite::parse("list.dnswl.org=127.0.[0..255].[2;3]*-2").unwrap();
         assert_eq!(s.weight, -2);
-        assert!(s.matches("127.0.9.3".parse().unwrap()) && !s.matches("127.0.9.1".parse().unwrap()));
+        assert!(
+            s.matches("127.0.9.3".parse().unwrap()) && !s.matches("127.0.9.1".parse().unwrap())
+        );
         let s = DnsblSite::parse("bl.spamcop.net").unwrap();
         assert_eq!(s.weight, 1);
         assert!(s.matches("127.0.0.2".parse().unwrap()));
-        for bad in ["x", "a.example=127.0.0", "a.example=127.0.0.[5..2]", "a.example*x", "a.example=127.0.0.300"] {
+        for bad in [
+            "x",
+            "a.example=127.0.0",
+            "a.example=127.0.0.[5..2]",
+            "a.example*x",
+            "a.example=127.0.0.300",
+        ] {
             assert!(DnsblSite::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(query_name("192.0.2.1".parse().unwrap(), "bl.test"), "1.2.0.192.bl.test");
+        assert_eq!(
+            query_name("192.0.2.1".parse().unwrap(), "bl.test"),
+            "1.2.0.192.bl.test"
+        );
     }
 }

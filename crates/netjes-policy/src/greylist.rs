@@ -30,7 +30,9 @@ pub fn client_net(ip: IpAddr) -> String {
 /// addresses (bounce-12345@...) make one key, not one per message.
 pub fn normalize_sender(sender: &str) -> String {
     let s = sender.to_ascii_lowercase();
-    let Some((user, domain)) = s.rsplit_once('@') else { return s };
+    let Some((user, domain)) = s.rsplit_once('@') else {
+        return s;
+    };
     let user = user.split('+').next().unwrap_or("");
     let mut out = String::new();
     let mut token = String::new();
@@ -85,15 +87,40 @@ pub struct Params {
 
 /// What a triplet becomes on an attempt at `now`.
 pub fn decide(old: Option<TripletRow>, now: i64, p: &Params) -> (TripletRow, Verdict) {
-    let fresh = TripletRow { first_seen: now, last_seen: now, passed: false };
+    let fresh = TripletRow {
+        first_seen: now,
+        last_seen: now,
+        passed: false,
+    };
     match old {
         None => (fresh, Verdict::New),
         // Forgotten: unseen for max_age, or never retried within the window.
         Some(t) if now - t.last_seen > p.max_age => (fresh, Verdict::New),
         Some(t) if !t.passed && now - t.first_seen > p.retry_window => (fresh, Verdict::New),
-        Some(t) if t.passed => (TripletRow { last_seen: now, ..t }, Verdict::Known),
-        Some(t) if now - t.first_seen >= p.delay => (TripletRow { last_seen: now, passed: true, ..t }, Verdict::FirstPass),
-        Some(t) => (TripletRow { last_seen: now, ..t }, Verdict::TooEarly { remaining: p.delay - (now - t.first_seen) }),
+        Some(t) if t.passed => (
+            TripletRow {
+                last_seen: now,
+                ..t
+            },
+            Verdict::Known,
+        ),
+        Some(t) if now - t.first_seen >= p.delay => (
+            TripletRow {
+                last_seen: now,
+                passed: true,
+                ..t
+            },
+            Verdict::FirstPass,
+        ),
+        Some(t) => (
+            TripletRow {
+                last_seen: now,
+                ..t
+            },
+            Verdict::TooEarly {
+                remaining: p.delay - (now - t.first_seen),
+            },
+        ),
     }
 }
 
@@ -128,7 +155,11 @@ fn read_lines(path: &std::path::Path, errors: &mut Vec<String>) -> Vec<(usize, S
 
 fn regex(body: &str, where_: String, errors: &mut Vec<String>) -> Option<regex::Regex> {
     // postgrey's regexes are Perl's, matched case-insensitively.
-    match regex::RegexBuilder::new(body).case_insensitive(true).size_limit(1 << 20).build() {
+    match regex::RegexBuilder::new(body)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+    {
         Ok(r) => Some(r),
         Err(e) => {
             errors.push(format!("{where_}: {e}"));
@@ -166,7 +197,8 @@ impl Whitelist {
         } else if let Ok(n) = crate::config::parse_net(l) {
             self.client_nets.push(n);
         } else if l.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            self.client_prefixes.push(format!("{}.", l.trim_end_matches('.')));
+            self.client_prefixes
+                .push(format!("{}.", l.trim_end_matches('.')));
         } else {
             self.client_names.push(l.to_ascii_lowercase());
         }
@@ -194,7 +226,12 @@ impl Whitelist {
         // Postfix says "unknown" when the name was not verified.
         let named = !name.is_empty() && name != "unknown";
         let ip_s = ip.to_string();
-        (named && (self.client_names.iter().any(|d| name == *d || name.ends_with(&format!(".{d}"))) || self.client_regex.iter().any(|r| r.is_match(&name))))
+        (named
+            && (self
+                .client_names
+                .iter()
+                .any(|d| name == *d || name.ends_with(&format!(".{d}")))
+                || self.client_regex.iter().any(|r| r.is_match(&name))))
             || crate::config::in_nets(&self.client_nets, ip)
             || self.client_prefixes.iter().any(|p| ip_s.starts_with(p))
     }
@@ -204,7 +241,10 @@ impl Whitelist {
         let (user, domain) = r.rsplit_once('@').unwrap_or((r.as_str(), ""));
         self.rcpt_addresses.contains(&r)
             || self.rcpt_users.iter().any(|u| u == user)
-            || self.rcpt_domains.iter().any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+            || self
+                .rcpt_domains
+                .iter()
+                .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
             || self.rcpt_regex.iter().any(|x| x.is_match(&r))
     }
 }
@@ -213,7 +253,11 @@ impl Whitelist {
 mod tests {
     use super::*;
 
-    const P: Params = Params { delay: 300, retry_window: 2 * 86400, max_age: 35 * 86400 };
+    const P: Params = Params {
+        delay: 300,
+        retry_window: 2 * 86400,
+        max_age: 35 * 86400,
+    };
 
     #[test]
     fn postgrey_timeline() {
@@ -229,17 +273,40 @@ mod tests {
         assert_eq!(decide(Some(t), 5000 + 36 * 86400, &P).1, Verdict::New);
         // Never retried within two days: starts over.
         let (t, _) = decide(None, 0, &P);
-        assert_eq!(decide(Some(TripletRow { last_seen: 100, ..t }), 3 * 86400, &P).1, Verdict::New);
+        assert_eq!(
+            decide(
+                Some(TripletRow {
+                    last_seen: 100,
+                    ..t
+                }),
+                3 * 86400,
+                &P
+            )
+            .1,
+            Verdict::New
+        );
     }
 
     #[test]
     fn keys() {
         assert_eq!(client_net("192.0.2.77".parse().unwrap()), "192.0.2");
-        assert_eq!(client_net("2001:db8:1:2:3::4".parse().unwrap()), "2001:db8:1:2::/64");
-        assert_eq!(normalize_sender("Bounce-12345-x+tag@Lists.Example"), "bounce-#-x@lists.example");
+        assert_eq!(
+            client_net("2001:db8:1:2:3::4".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            normalize_sender("Bounce-12345-x+tag@Lists.Example"),
+            "bounce-#-x@lists.example"
+        );
         assert_eq!(normalize_sender("a1b2@x"), "a1b2@x");
-        assert_eq!(triplet_key("192.0.2.1".parse().unwrap(), "a@x", "B@Y", None), "192.0.2/a@x/b@y");
-        assert_eq!(triplet_key("192.0.2.1".parse().unwrap(), "a@x", "b@y", Some("X")), "spf:x/b@y");
+        assert_eq!(
+            triplet_key("192.0.2.1".parse().unwrap(), "a@x", "B@Y", None),
+            "192.0.2/a@x/b@y"
+        );
+        assert_eq!(
+            triplet_key("192.0.2.1".parse().unwrap(), "a@x", "b@y", Some("X")),
+            "spf:x/b@y"
+        );
     }
 
     #[test]
@@ -248,7 +315,11 @@ mod tests {
         let c = dir.path().join("clients");
         std::fs::write(&c, "# postgrey_whitelist_clients\ngoogle.com\n/^mail[0-9]+\\.example\\.net$/\n198.51.100\n203.0.113.0/24\n").unwrap();
         let r = dir.path().join("recipients");
-        std::fs::write(&r, "postmaster@\nabuse@example.org\nexample.com\n/^list-.*@/\n").unwrap();
+        std::fs::write(
+            &r,
+            "postmaster@\nabuse@example.org\nexample.com\n/^list-.*@/\n",
+        )
+        .unwrap();
         let w = Whitelist::load(&[c], &[r]).unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(w.client(ip("192.0.2.1"), "mail-ot1.google.com"));
@@ -257,10 +328,20 @@ mod tests {
         assert!(w.client(ip("203.0.113.200"), ""));
         assert!(!w.client(ip("192.0.2.1"), "notgoogle.com"));
         assert!(!w.client(ip("192.0.2.1"), "unknown"));
-        assert!(w.recipient("postmaster@anything.example") && w.recipient("Abuse@example.org") && w.recipient("x@sub.example.com") && w.recipient("list-dev@x.y"));
+        assert!(
+            w.recipient("postmaster@anything.example")
+                && w.recipient("Abuse@example.org")
+                && w.recipient("x@sub.example.com")
+                && w.recipient("list-dev@x.y")
+        );
         assert!(!w.recipient("bob@example.org"));
         let bad = dir.path().join("bad");
         std::fs::write(&bad, "/(unclosed/\n").unwrap();
-        assert_eq!(Whitelist::load(&[bad, dir.path().join("missing")], &[]).unwrap_err().len(), 2);
+        assert_eq!(
+            Whitelist::load(&[bad, dir.path().join("missing")], &[])
+                .unwrap_err()
+                .len(),
+            2
+        );
     }
 }

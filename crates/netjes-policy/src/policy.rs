@@ -69,7 +69,10 @@ pub struct Decision {
 
 impl Decision {
     fn dunno() -> Decision {
-        Decision { action: "DUNNO".into(), check: "none" }
+        Decision {
+            action: "DUNNO".into(),
+            check: "none",
+        }
     }
 }
 
@@ -97,11 +100,29 @@ enum Step {
 impl Policy {
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>, dns: Arc<dyn Resolver>) -> Policy {
         let metrics = Arc::new(Metrics::default());
-        metrics.describe("netjes_policy_requests_total", "Policy requests answered, by the action's kind and the check that chose it.");
-        metrics.describe("netjes_policy_check_total", "Check results, by check and result.");
-        metrics.describe("netjes_policy_errors_total", "Internal errors answered with DUNNO, and malformed requests.");
-        metrics.describe("netjes_policy_log_only_total", "Actions a check in log-only mode would have taken.");
-        Policy { config: std::sync::RwLock::new(config), store, dns, instances: Mutex::new(Instances::default()), metrics }
+        metrics.describe(
+            "netjes_policy_requests_total",
+            "Policy requests answered, by the action's kind and the check that chose it.",
+        );
+        metrics.describe(
+            "netjes_policy_check_total",
+            "Check results, by check and result.",
+        );
+        metrics.describe(
+            "netjes_policy_errors_total",
+            "Internal errors answered with DUNNO, and malformed requests.",
+        );
+        metrics.describe(
+            "netjes_policy_log_only_total",
+            "Actions a check in log-only mode would have taken.",
+        );
+        Policy {
+            config: std::sync::RwLock::new(config),
+            store,
+            dns,
+            instances: Mutex::new(Instances::default()),
+            metrics,
+        }
     }
 
     /// Forgets state unseen for greylisting's max age, and rate windows
@@ -113,14 +134,18 @@ impl Policy {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "expiring state");
-                self.metrics.inc("netjes_policy_errors_total", &[("kind", "store")]);
+                self.metrics
+                    .inc("netjes_policy_errors_total", &[("kind", "store")]);
             }
         }
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Puts a new configuration in force for the requests that follow.
@@ -138,7 +163,8 @@ impl Policy {
         match mode {
             Mode::Enforce => Step::Final(Decision { action, check }),
             Mode::Log => {
-                self.metrics.inc("netjes_policy_log_only_total", &[("check", check)]);
+                self.metrics
+                    .inc("netjes_policy_log_only_total", &[("check", check)]);
                 tracing::info!(check, would = %action, client = req.get("client_address"), sender = req.sender(), recipient = req.recipient(), "log-only: not enforced");
                 Step::Continue
             }
@@ -151,24 +177,45 @@ impl Policy {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "internal error: answering DUNNO");
-                self.metrics.inc("netjes_policy_errors_total", &[("kind", "store")]);
+                self.metrics
+                    .inc("netjes_policy_errors_total", &[("kind", "store")]);
                 Decision::dunno()
             }
         };
-        let kind = d.action.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
-        let kind = if kind.starts_with('4') { "defer".to_string() } else if kind.starts_with('5') { "reject".to_string() } else { kind.to_ascii_lowercase() };
-        self.metrics.inc("netjes_policy_requests_total", &[("action", &kind), ("check", d.check)]);
+        let kind = d
+            .action
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let kind = if kind.starts_with('4') {
+            "defer".to_string()
+        } else if kind.starts_with('5') {
+            "reject".to_string()
+        } else {
+            kind.to_ascii_lowercase()
+        };
+        self.metrics.inc(
+            "netjes_policy_requests_total",
+            &[("action", &kind), ("check", d.check)],
+        );
         d
     }
 
-    async fn decide_inner(&self, req: &Request, now: i64) -> Result<Decision, crate::store::StoreError> {
+    async fn decide_inner(
+        &self,
+        req: &Request,
+        now: i64,
+    ) -> Result<Decision, crate::store::StoreError> {
         let c = self.config();
         // Only recipients are judged: at RCPT the whole envelope is known
         // and a reject does not cost the client a retransmitted message.
         if !req.is_policy_request() || !req.state().eq_ignore_ascii_case("RCPT") {
             return Ok(Decision::dunno());
         }
-        let Some(ip) = req.client_ip() else { return Ok(Decision::dunno()) };
+        let Some(ip) = req.client_ip() else {
+            return Ok(Decision::dunno());
+        };
         let sasl = !req.sasl_username().is_empty();
         let trusted = in_nets(&c.trusted, ip);
 
@@ -182,11 +229,21 @@ impl Policy {
         }
 
         let sender = req.sender().to_ascii_lowercase();
-        let sender_domain = sender.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_string());
+        let sender_domain = sender
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_string());
         if c.raw.spoofing.enabled {
             if let Some(d) = &sender_domain {
-                let ours = c.own_domains.iter().any(|o| d == o || d.ends_with(&format!(".{o}")));
-                let allowed = c.raw.spoofing.allowed_senders.iter().any(|a| a.eq_ignore_ascii_case(&sender));
+                let ours = c
+                    .own_domains
+                    .iter()
+                    .any(|o| d == o || d.ends_with(&format!(".{o}")));
+                let allowed = c
+                    .raw
+                    .spoofing
+                    .allowed_senders
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&sender));
                 if ours && !allowed {
                     let action = format!("550 5.7.1 <{sender}>: {d} is our own domain; its mail comes through our servers, not from {ip}");
                     if let Step::Final(d) = self.act(c.raw.spoofing.mode, "spoofing", action, req) {
@@ -204,7 +261,12 @@ impl Policy {
         let mut spf_pass_domain = None;
         if let Some(h) = &checks.spf_helo {
             if h.result == SpfResult::Fail && c.raw.spf.helo_fail != SpfAction::Dunno {
-                if let Step::Final(d) = self.act(c.raw.spf.mode, "spf", spf_reply(c.raw.spf.helo_fail, h, ip), req) {
+                if let Step::Final(d) = self.act(
+                    c.raw.spf.mode,
+                    "spf",
+                    spf_reply(c.raw.spf.helo_fail, h, ip),
+                    req,
+                ) {
                     return Ok(d);
                 }
             }
@@ -222,7 +284,9 @@ impl Policy {
                 _ => SpfAction::Dunno,
             };
             if configured != SpfAction::Dunno {
-                if let Step::Final(d) = self.act(c.raw.spf.mode, "spf", spf_reply(configured, o, ip), req) {
+                if let Step::Final(d) =
+                    self.act(c.raw.spf.mode, "spf", spf_reply(configured, o, ip), req)
+                {
                     return Ok(d);
                 }
             }
@@ -230,7 +294,10 @@ impl Policy {
                 spf_pass_domain = Some(o.domain.clone());
             }
             if c.raw.spf.header {
-                prepend = Some(format!("Received-SPF: {}", received_spf(o, ip, helo, req.sender(), &c.hostname)));
+                prepend = Some(format!(
+                    "Received-SPF: {}",
+                    received_spf(o, ip, helo, req.sender(), &c.hostname)
+                ));
             }
         }
 
@@ -238,7 +305,11 @@ impl Policy {
         let mut force_greylist = false;
         if let Some(s) = &checks.dnsbl {
             if s.score >= c.raw.dnsbl.reject_threshold {
-                let action = format!("550 5.7.1 {ip} is listed ({}); score {}", s.hits.join(", "), s.score);
+                let action = format!(
+                    "550 5.7.1 {ip} is listed ({}); score {}",
+                    s.hits.join(", "),
+                    s.score
+                );
                 if let Step::Final(d) = self.act(c.raw.dnsbl.mode, "dnsbl", action, req) {
                     return Ok(d);
                 }
@@ -248,16 +319,24 @@ impl Policy {
         }
 
         if c.raw.greylist.enabled {
-            if let Step::Final(d) = self.greylist(req, ip, spf_pass_domain.as_deref(), force_greylist, now).await? {
+            if let Step::Final(d) = self
+                .greylist(req, ip, spf_pass_domain.as_deref(), force_greylist, now)
+                .await?
+            {
                 return Ok(d);
             }
         }
 
         if let Some(p) = prepend {
             // Once per message, whatever the number of recipients.
-            let first = self.instances().with(req.instance(), |s| !std::mem::replace(&mut s.prepended, true));
+            let first = self.instances().with(req.instance(), |s| {
+                !std::mem::replace(&mut s.prepended, true)
+            });
             if first || req.instance().is_empty() {
-                return Ok(Decision { action: format!("PREPEND {p}"), check: "spf" });
+                return Ok(Decision {
+                    action: format!("PREPEND {p}"),
+                    check: "spf",
+                });
             }
         }
         Ok(Decision::dunno())
@@ -265,7 +344,15 @@ impl Policy {
 
     /// SPF and the blocklist score of the message's client and sender,
     /// made for its first recipient and reused for the others.
-    async fn message_checks(&self, req: &Request, ip: std::net::IpAddr, c: &Config) -> Arc<MessageChecks> {
+    async fn message_checks(
+        &self,
+        req: &Request,
+        ip: std::net::IpAddr,
+        c: &Config,
+    ) -> Arc<MessageChecks> {
+        if !c.raw.spf.enabled && !c.raw.dnsbl.enabled {
+            return Arc::new(MessageChecks::default());
+        }
         let instance = req.instance();
         if !instance.is_empty() {
             if let Some(done) = self.instances().with(instance, |s| s.checks.clone()) {
@@ -275,11 +362,21 @@ impl Policy {
         let mut m = MessageChecks::default();
         if c.raw.spf.enabled && !in_nets(&c.spf_skip, ip) {
             let helo = req.helo().trim_end_matches('.');
-            let sreq = SpfRequest { ip, sender: req.sender(), helo, receiver: &c.hostname };
-            let helo_checkable = helo.contains('.') && !helo.starts_with('[') && helo.parse::<std::net::IpAddr>().is_err();
+            let sreq = SpfRequest {
+                ip,
+                sender: req.sender(),
+                helo,
+                receiver: &c.hostname,
+            };
+            let helo_checkable = helo.contains('.')
+                && !helo.starts_with('[')
+                && helo.parse::<std::net::IpAddr>().is_err();
             if helo_checkable {
                 let h = check_host(self.dns.as_ref(), &sreq, Identity::Helo).await;
-                self.metrics.inc("netjes_policy_check_total", &[("check", "spf_helo"), ("result", h.result.as_str())]);
+                self.metrics.inc(
+                    "netjes_policy_check_total",
+                    &[("check", "spf_helo"), ("result", h.result.as_str())],
+                );
                 m.spf_helo = Some(h);
             }
             m.spf = if req.sender().is_empty() {
@@ -289,7 +386,10 @@ impl Policy {
                 Some(check_host(self.dns.as_ref(), &sreq, Identity::Mailfrom).await)
             };
             if let Some(o) = &m.spf {
-                self.metrics.inc("netjes_policy_check_total", &[("check", "spf"), ("result", o.result.as_str())]);
+                self.metrics.inc(
+                    "netjes_policy_check_total",
+                    &[("check", "spf"), ("result", o.result.as_str())],
+                );
             }
         }
         if c.raw.dnsbl.enabled {
@@ -301,28 +401,60 @@ impl Policy {
         }
         let m = Arc::new(m);
         if !instance.is_empty() {
-            self.instances().with(instance, |s| s.checks = Some(m.clone()));
+            self.instances()
+                .with(instance, |s| s.checks = Some(m.clone()));
         }
         m
     }
 
-    async fn greylist(&self, req: &Request, ip: std::net::IpAddr, spf_domain: Option<&str>, force: bool, now: i64) -> Result<Step, crate::store::StoreError> {
+    async fn greylist(
+        &self,
+        req: &Request,
+        ip: std::net::IpAddr,
+        spf_domain: Option<&str>,
+        force: bool,
+        now: i64,
+    ) -> Result<Step, crate::store::StoreError> {
         let c = self.config();
         let g = &c.raw.greylist;
-        if !force && (c.whitelist.client(ip, req.client_name()) || c.whitelist.recipient(req.recipient())) {
+        if !force
+            && (c.whitelist.client(ip, req.client_name()) || c.whitelist.recipient(req.recipient()))
+        {
             return Ok(Step::Continue);
         }
-        let key = greylist::triplet_key(ip, req.sender(), req.recipient(), if g.spf_domain_key { spf_domain } else { None });
-        let p = Params { delay: g.delay_seconds as i64, retry_window: g.retry_window_seconds as i64, max_age: g.max_age_days as i64 * 86400 };
-        let attempt = GreyAttempt { key, client_net: greylist::client_net(ip), now, params: p, awl_after: g.auto_whitelist_clients, force };
+        let key = greylist::triplet_key(
+            ip,
+            req.sender(),
+            req.recipient(),
+            if g.spf_domain_key { spf_domain } else { None },
+        );
+        let p = Params {
+            delay: g.delay_seconds as i64,
+            retry_window: g.retry_window_seconds as i64,
+            max_age: g.max_age_days as i64 * 86400,
+        };
+        let attempt = GreyAttempt {
+            key,
+            client_net: greylist::client_net(ip),
+            now,
+            params: p,
+            awl_after: g.auto_whitelist_clients,
+            force,
+        };
         let verdict = match self.store.greylist(attempt).await? {
             GreyOutcome::AutoWhitelisted => {
-                self.metrics.inc("netjes_policy_check_total", &[("check", "greylist"), ("result", "auto-whitelisted")]);
+                self.metrics.inc(
+                    "netjes_policy_check_total",
+                    &[("check", "greylist"), ("result", "auto-whitelisted")],
+                );
                 return Ok(Step::Continue);
             }
             GreyOutcome::Triplet(v) => v,
         };
-        self.metrics.inc("netjes_policy_check_total", &[("check", "greylist"), ("result", verdict_name(verdict))]);
+        self.metrics.inc(
+            "netjes_policy_check_total",
+            &[("check", "greylist"), ("result", verdict_name(verdict))],
+        );
         match verdict {
             Verdict::New | Verdict::TooEarly { .. } => {
                 let wait = match verdict {
@@ -331,7 +463,8 @@ impl Policy {
                 };
                 // DEFER_IF_PERMIT: if a later restriction rejects, the
                 // client gets that reject, not a pointless retry.
-                let action = format!("DEFER_IF_PERMIT 4.7.1 Greylisted: please try again in {wait} seconds");
+                let action =
+                    format!("DEFER_IF_PERMIT 4.7.1 Greylisted: please try again in {wait} seconds");
                 Ok(self.act(g.mode, "greylist", action, req))
             }
             Verdict::FirstPass | Verdict::Known => Ok(Step::Continue),
@@ -362,15 +495,22 @@ impl Policy {
             let mut over = None;
             if let Some(max) = r.messages {
                 let by = u32::from(new_message || req.instance().is_empty());
-                let n = self.store.rate_add(&format!("m:{base}"), window, by).await?;
+                let n = self
+                    .store
+                    .rate_add(&format!("m:{base}"), window, by)
+                    .await?;
                 if n > max {
-                    over = Some(format!("{n} messages in a {:?} (limit {max})", r.period).to_lowercase());
+                    over = Some(
+                        format!("{n} messages in a {:?} (limit {max})", r.period).to_lowercase(),
+                    );
                 }
             }
             if let Some(max) = r.recipients {
                 let n = self.store.rate_add(&format!("r:{base}"), window, 1).await?;
                 if n > max && over.is_none() {
-                    over = Some(format!("{n} recipients in a {:?} (limit {max})", r.period).to_lowercase());
+                    over = Some(
+                        format!("{n} recipients in a {:?} (limit {max})", r.period).to_lowercase(),
+                    );
                 }
             }
             if let Some(what) = over {
@@ -400,13 +540,30 @@ fn spf_reply(a: SpfAction, o: &SpfOutcome, ip: std::net::IpAddr) -> String {
         Identity::Mailfrom => format!("<{}>", o.sender),
     };
     let why = match o.result {
-        SpfResult::Fail => format!("SPF fail: {} does not allow {ip} to send its mail", o.domain),
-        SpfResult::Softfail => format!("SPF softfail: {} does not allow {ip} to send its mail", o.domain),
-        SpfResult::Permerror => format!("SPF permerror: the SPF record of {} is broken ({})", o.domain, o.problem.clone().unwrap_or_default()),
-        SpfResult::Temperror => format!("SPF temperror: the SPF record of {} could not be read; try again later", o.domain),
+        SpfResult::Fail => format!(
+            "SPF fail: {} does not allow {ip} to send its mail",
+            o.domain
+        ),
+        SpfResult::Softfail => format!(
+            "SPF softfail: {} does not allow {ip} to send its mail",
+            o.domain
+        ),
+        SpfResult::Permerror => format!(
+            "SPF permerror: the SPF record of {} is broken ({})",
+            o.domain,
+            o.problem.clone().unwrap_or_default()
+        ),
+        SpfResult::Temperror => format!(
+            "SPF temperror: the SPF record of {} could not be read; try again later",
+            o.domain
+        ),
         r => format!("SPF {}", r.as_str()),
     };
-    let exp = o.explanation.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+    let exp = o
+        .explanation
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
     match a {
         // RFC 7372 §3.2: 5.7.23 is "SPF validation failed", 4.7.24 its
         // temporary twin.

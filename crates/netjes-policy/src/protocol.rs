@@ -53,7 +53,9 @@ impl RequestBuilder {
             return Ok(Some(Request::from_attrs(attrs)));
         }
         let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
-        let (k, v) = text.split_once('=').ok_or_else(|| ProtocolError::NotAnAttribute(text.chars().take(60).collect()))?;
+        let (k, v) = text
+            .split_once('=')
+            .ok_or_else(|| ProtocolError::NotAnAttribute(text.chars().take(60).collect()))?;
         if self.attrs.len() >= MAX_ATTRIBUTES && !self.attrs.contains_key(k) {
             return Err(ProtocolError::TooManyAttributes);
         }
@@ -125,7 +127,10 @@ impl Request {
 
 /// An answer line, escaped: a newline in it would end the reply early.
 pub fn reply(action: &str) -> String {
-    let clean: String = action.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean: String = action
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     format!("action={clean}\n\n")
 }
 
@@ -146,7 +151,10 @@ mod tests {
         assert_eq!(r.sender(), "a=b@example.com");
         assert_eq!(r.client_ip(), Some("192.0.2.1".parse().unwrap()));
         assert!(b.is_empty());
-        assert_eq!(b.line(b"no equals sign"), Err(ProtocolError::NotAnAttribute("no equals sign".into())));
+        assert_eq!(
+            b.line(b"no equals sign"),
+            Err(ProtocolError::NotAnAttribute("no equals sign".into()))
+        );
         let mut b = RequestBuilder::default();
         assert_eq!(b.line(&vec![b'a'; 3000]), Err(ProtocolError::LineTooLong));
         let mut b = RequestBuilder::default();

@@ -19,7 +19,10 @@ pub const MAX_CONNECTIONS: usize = 1000;
 pub use netjes_net::{ListenAddr, Listener};
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Serves one connection until the client closes it, it idles out, or it
@@ -33,7 +36,13 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, poli
         line.clear();
         // Read at most one line plus one byte: a longer one is an error,
         // and never a buffer that grows without end.
-        let read = tokio::time::timeout(IDLE_TIMEOUT, (&mut r).take(MAX_LINE_BYTES as u64 + 2).read_until(b'\n', &mut line)).await;
+        let read = tokio::time::timeout(
+            IDLE_TIMEOUT,
+            (&mut r)
+                .take(MAX_LINE_BYTES as u64 + 2)
+                .read_until(b'\n', &mut line),
+        )
+        .await;
         let n = match read {
             Ok(Ok(n)) => n,
             Ok(Err(_)) | Err(_) => return,
@@ -43,7 +52,9 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, poli
         }
         if line.last() != Some(&b'\n') {
             tracing::warn!("policy request line over {MAX_LINE_BYTES} octets or cut off: closing the connection");
-            policy.metrics.inc("netjes_policy_errors_total", &[("kind", "protocol")]);
+            policy
+                .metrics
+                .inc("netjes_policy_errors_total", &[("kind", "protocol")]);
             return;
         }
         line.pop();
@@ -58,7 +69,9 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, poli
             }
             Err(e) => {
                 tracing::warn!("malformed policy request: {e}; closing the connection");
-                policy.metrics.inc("netjes_policy_errors_total", &[("kind", "protocol")]);
+                policy
+                    .metrics
+                    .inc("netjes_policy_errors_total", &[("kind", "protocol")]);
                 return;
             }
         }
@@ -82,6 +95,9 @@ pub async fn run(listener: Listener, policy: Arc<Policy>, shutdown: watch::Recei
             }
         })
     };
-    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| serve_connection(s, policy.clone())).await;
+    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| {
+        serve_connection(s, policy.clone())
+    })
+    .await;
     expirer.abort();
 }

@@ -32,18 +32,32 @@ struct Service {
 
 async fn start(dir: &std::path::Path, tweak: impl FnOnce(&mut RawConfig)) -> Service {
     let dns = TestDns::start_str(ZONE).await;
-    let mut raw = RawConfig { hostname: Some("mx.test".into()), ..Default::default() };
+    let mut raw = RawConfig {
+        hostname: Some("mx.test".into()),
+        ..Default::default()
+    };
     raw.greylist.enabled = false;
     tweak(&mut raw);
     let config = Arc::new(Config::validate(raw).unwrap());
     let store = Arc::new(SqliteStore::open(dir).unwrap());
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_millis(400),
+    })
+    .unwrap();
     let policy = Arc::new(Policy::new(config, store, Arc::new(r)));
-    let listener = Listener::bind(&ListenAddr::Inet("127.0.0.1:0".into())).await.unwrap();
+    let listener = Listener::bind(&ListenAddr::Inet("127.0.0.1:0".into()))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(run(listener, policy.clone(), rx));
-    Service { addr, policy, _shutdown: tx, _dns: dns }
+    Service {
+        addr,
+        policy,
+        _shutdown: tx,
+        _dns: dns,
+    }
 }
 
 struct Client {
@@ -54,13 +68,17 @@ struct Client {
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
         let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
-        Client { r: BufReader::new(r), w }
+        Client {
+            r: BufReader::new(r),
+            w,
+        }
     }
 
     /// Sends one request and returns the action, or None if the server
     /// closed the connection.
     async fn ask(&mut self, attrs: &[(&str, &str)]) -> Option<String> {
-        let mut req = String::from("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n");
+        let mut req =
+            String::from("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n");
         for (k, v) in attrs {
             req.push_str(&format!("{k}={v}\n"));
         }
@@ -77,8 +95,21 @@ impl Client {
     }
 }
 
-fn msg<'a>(ip: &'a str, helo: &'a str, sender: &'a str, rcpt: &'a str, instance: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("client_address", ip), ("client_name", "unknown"), ("helo_name", helo), ("sender", sender), ("recipient", rcpt), ("instance", instance)]
+fn msg<'a>(
+    ip: &'a str,
+    helo: &'a str,
+    sender: &'a str,
+    rcpt: &'a str,
+    instance: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("client_address", ip),
+        ("client_name", "unknown"),
+        ("helo_name", helo),
+        ("sender", sender),
+        ("recipient", rcpt),
+        ("instance", instance),
+    ]
 }
 
 #[tokio::test]
@@ -86,22 +117,64 @@ async fn spf_fail_is_rejected_and_received_spf_is_prepended_once_per_message() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), |_| {}).await;
     let mut c = Client::connect(s.addr).await;
-    let a = c.ask(&msg("203.0.113.5", "mail.example.com", "alice@example.com", "bob@example.org", "A1")).await.unwrap();
+    let a = c
+        .ask(&msg(
+            "203.0.113.5",
+            "mail.example.com",
+            "alice@example.com",
+            "bob@example.org",
+            "A1",
+        ))
+        .await
+        .unwrap();
     assert!(a.starts_with("550 5.7.23 "), "{a}");
     // The HELO is checked first, as policyd-spf does: mail.example.com has
     // no SPF record, so the MAIL FROM decides here.
     assert!(a.contains("example.com does not allow 203.0.113.5"), "{a}");
     // Two recipients of one message: one Received-SPF.
-    let a = c.ask(&msg("192.0.2.10", "mail.example.com", "alice@example.com", "bob@example.org", "B1")).await.unwrap();
+    let a = c
+        .ask(&msg(
+            "192.0.2.10",
+            "mail.example.com",
+            "alice@example.com",
+            "bob@example.org",
+            "B1",
+        ))
+        .await
+        .unwrap();
     assert!(a.starts_with("PREPEND Received-SPF: pass (mx.test: domain of alice@example.com designates 192.0.2.10"), "{a}");
     assert!(a.contains("receiver=mx.test; identity=mailfrom;"), "{a}");
-    let a = c.ask(&msg("192.0.2.10", "mail.example.com", "alice@example.com", "carol@example.org", "B1")).await.unwrap();
+    let a = c
+        .ask(&msg(
+            "192.0.2.10",
+            "mail.example.com",
+            "alice@example.com",
+            "carol@example.org",
+            "B1",
+        ))
+        .await
+        .unwrap();
     assert_eq!(a, "DUNNO");
     // A DNS timeout defers, never rejects.
-    let a = c.ask(&msg("203.0.113.5", "x", "a@slow.example.org", "bob@example.org", "C1")).await.unwrap();
+    let a = c
+        .ask(&msg(
+            "203.0.113.5",
+            "x",
+            "a@slow.example.org",
+            "bob@example.org",
+            "C1",
+        ))
+        .await
+        .unwrap();
     assert!(a.starts_with("451 4.7.24 "), "{a}");
     // Our own users are not checked.
-    let mut sasl = msg("203.0.113.5", "x", "alice@example.com", "bob@example.org", "D1");
+    let mut sasl = msg(
+        "203.0.113.5",
+        "x",
+        "alice@example.com",
+        "bob@example.org",
+        "D1",
+    );
     sasl.push(("sasl_username", "alice"));
     assert_eq!(c.ask(&sasl).await.unwrap(), "DUNNO");
     // Other protocol states are not judged.
@@ -111,7 +184,10 @@ async fn spf_fail_is_rejected_and_received_spf_is_prepended_once_per_message() {
     c.r.read_line(&mut line).await.unwrap();
     assert_eq!(line, "action=DUNNO\n");
     let m = s.policy.metrics.render();
-    assert!(m.contains("netjes_policy_requests_total{action=\"reject\",check=\"spf\"} 1"), "{m}");
+    assert!(
+        m.contains("netjes_policy_requests_total{action=\"reject\",check=\"spf\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -123,7 +199,18 @@ async fn log_only_mode_answers_dunno() {
     })
     .await;
     let mut c = Client::connect(s.addr).await;
-    assert_eq!(c.ask(&msg("203.0.113.5", "x", "alice@example.com", "bob@example.org", "A")).await.unwrap(), "DUNNO");
+    assert_eq!(
+        c.ask(&msg(
+            "203.0.113.5",
+            "x",
+            "alice@example.com",
+            "bob@example.org",
+            "A"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
 }
 
 #[tokio::test]
@@ -138,21 +225,73 @@ async fn greylisting_defers_then_accepts_and_keys_on_the_spf_domain() {
     .await;
     let mut c = Client::connect(s.addr).await;
     // No SPF record for the sender: keyed on the client's /24.
-    let m = msg("203.0.113.5", "x", "news@nospf.example", "bob@example.org", "G1");
+    let m = msg(
+        "203.0.113.5",
+        "x",
+        "news@nospf.example",
+        "bob@example.org",
+        "G1",
+    );
     let a = c.ask(&m).await.unwrap();
     assert!(a.starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"), "{a}");
-    assert!(c.ask(&m).await.unwrap().starts_with("DEFER_IF_PERMIT"), "too early");
+    assert!(
+        c.ask(&m).await.unwrap().starts_with("DEFER_IF_PERMIT"),
+        "too early"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // Another address of the same /24 retries: the same triplet.
-    assert_eq!(c.ask(&msg("203.0.113.99", "x", "news@nospf.example", "bob@example.org", "G2")).await.unwrap(), "DUNNO");
+    assert_eq!(
+        c.ask(&msg(
+            "203.0.113.99",
+            "x",
+            "news@nospf.example",
+            "bob@example.org",
+            "G2"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
     // SPF passes for pool.example.net: the first attempt comes from one
     // network, the retry from another the pool also uses.
-    assert!(c.ask(&msg("192.0.2.50", "x", "bounce@pool.example.net", "bob@example.org", "P1")).await.unwrap().starts_with("DEFER_IF_PERMIT"));
+    assert!(c
+        .ask(&msg(
+            "192.0.2.50",
+            "x",
+            "bounce@pool.example.net",
+            "bob@example.org",
+            "P1"
+        ))
+        .await
+        .unwrap()
+        .starts_with("DEFER_IF_PERMIT"));
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(c.ask(&msg("198.51.100.7", "x", "bounce@pool.example.net", "bob@example.org", "P2")).await.unwrap(), "DUNNO");
+    assert_eq!(
+        c.ask(&msg(
+            "198.51.100.7",
+            "x",
+            "bounce@pool.example.net",
+            "bob@example.org",
+            "P2"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
     // The /24 has delivered (auto_whitelist_clients = 1): new triplets from
     // it are not delayed.
-    assert_eq!(c.ask(&msg("203.0.113.5", "x", "other@nospf.example", "dave@example.org", "G3")).await.unwrap(), "DUNNO");
+    assert_eq!(
+        c.ask(&msg(
+            "203.0.113.5",
+            "x",
+            "other@nospf.example",
+            "dave@example.org",
+            "G3"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
 }
 
 #[tokio::test]
@@ -163,7 +302,13 @@ async fn greylist_state_survives_a_restart() {
         c.greylist.delay_seconds = 1;
         c.spf.enabled = false;
     };
-    let m = msg("203.0.113.5", "x", "news@nospf.example", "bob@example.org", "R1");
+    let m = msg(
+        "203.0.113.5",
+        "x",
+        "news@nospf.example",
+        "bob@example.org",
+        "R1",
+    );
     {
         let s = start(dir.path(), tweak).await;
         let mut c = Client::connect(s.addr).await;
@@ -186,11 +331,45 @@ async fn blocklist_scores_and_refusals() {
     })
     .await;
     let mut c = Client::connect(s.addr).await;
-    let a = c.ask(&msg("203.0.113.66", "x", "a@nospf.example", "bob@example.org", "L1")).await.unwrap();
-    assert!(a.starts_with("550 5.7.1 203.0.113.66 is listed (bl.test=127.0.0.[2..11]*3); score 3"), "{a}");
+    let a = c
+        .ask(&msg(
+            "203.0.113.66",
+            "x",
+            "a@nospf.example",
+            "bob@example.org",
+            "L1",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        a.starts_with("550 5.7.1 203.0.113.66 is listed (bl.test=127.0.0.[2..11]*3); score 3"),
+        "{a}"
+    );
     // The list refused the query: an error, not a listing.
-    assert_eq!(c.ask(&msg("203.0.113.67", "x", "a@nospf.example", "bob@example.org", "L2")).await.unwrap(), "DUNNO");
-    assert_eq!(c.ask(&msg("203.0.113.68", "x", "a@nospf.example", "bob@example.org", "L3")).await.unwrap(), "DUNNO");
+    assert_eq!(
+        c.ask(&msg(
+            "203.0.113.67",
+            "x",
+            "a@nospf.example",
+            "bob@example.org",
+            "L2"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
+    assert_eq!(
+        c.ask(&msg(
+            "203.0.113.68",
+            "x",
+            "a@nospf.example",
+            "bob@example.org",
+            "L3"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
 }
 
 #[tokio::test]
@@ -198,7 +377,13 @@ async fn rate_limits_count_messages_and_recipients() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), |c| {
         c.spf.enabled = false;
-        c.rate_limit = vec![RateLimit { key: RateKey::SaslUsername, period: netjes_policy::config::Period::Hour, messages: Some(2), recipients: Some(4), mode: Mode::Enforce }];
+        c.rate_limit = vec![RateLimit {
+            key: RateKey::SaslUsername,
+            period: netjes_policy::config::Period::Hour,
+            messages: Some(2),
+            recipients: Some(4),
+            mode: Mode::Enforce,
+        }];
     })
     .await;
     let mut c = Client::connect(s.addr).await;
@@ -214,9 +399,15 @@ async fn rate_limits_count_messages_and_recipients() {
     assert_eq!(c.ask(&ask("M2", "d@x.example")).await.unwrap(), "DUNNO");
     // A fifth recipient is over the recipient limit; a third message over both.
     let a = c.ask(&ask("M2", "e@x.example")).await.unwrap();
-    assert!(a.starts_with("450 4.7.1 Rate limit: alice sent 5 recipients"), "{a}");
+    assert!(
+        a.starts_with("450 4.7.1 Rate limit: alice sent 5 recipients"),
+        "{a}"
+    );
     let a = c.ask(&ask("M3", "f@x.example")).await.unwrap();
-    assert!(a.starts_with("450 4.7.1 Rate limit: alice sent 3 messages in a hour"), "{a}");
+    assert!(
+        a.starts_with("450 4.7.1 Rate limit: alice sent 3 messages in a hour"),
+        "{a}"
+    );
 }
 
 #[tokio::test]
@@ -229,10 +420,41 @@ async fn own_domain_spoofing_is_rejected_from_outside() {
     })
     .await;
     let mut c = Client::connect(s.addr).await;
-    let a = c.ask(&msg("203.0.113.5", "x", "ceo@ours.example", "bob@ours.example", "S1")).await.unwrap();
+    let a = c
+        .ask(&msg(
+            "203.0.113.5",
+            "x",
+            "ceo@ours.example",
+            "bob@ours.example",
+            "S1",
+        ))
+        .await
+        .unwrap();
     assert!(a.starts_with("550 5.7.1 <ceo@ours.example>"), "{a}");
-    assert_eq!(c.ask(&msg("203.0.113.5", "x", "news@ours.example", "bob@ours.example", "S2")).await.unwrap(), "DUNNO");
-    assert_eq!(c.ask(&msg("127.0.0.1", "x", "ceo@ours.example", "bob@ours.example", "S3")).await.unwrap(), "DUNNO");
+    assert_eq!(
+        c.ask(&msg(
+            "203.0.113.5",
+            "x",
+            "news@ours.example",
+            "bob@ours.example",
+            "S2"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
+    assert_eq!(
+        c.ask(&msg(
+            "127.0.0.1",
+            "x",
+            "ceo@ours.example",
+            "bob@ours.example",
+            "S3"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
 }
 
 #[tokio::test]
@@ -244,7 +466,9 @@ async fn malformed_and_huge_requests_close_only_their_connection() {
     let mut bad = TcpStream::connect(s.addr).await.unwrap();
     bad.write_all(b"GET / HTTP/1.1\n\n").await.unwrap();
     let mut buf = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut bad, &mut buf).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut bad, &mut buf)
+        .await
+        .unwrap();
     assert!(buf.is_empty());
     // A line of 100 KB, and a request of 10,000 short attributes.
     let mut huge = TcpStream::connect(s.addr).await.unwrap();
@@ -259,8 +483,23 @@ async fn malformed_and_huge_requests_close_only_their_connection() {
     let _ = tokio::io::AsyncReadExt::read_to_end(&mut many, &mut buf).await;
     assert!(buf.is_empty());
     // The service goes on.
-    assert_eq!(good.ask(&msg("192.0.2.10", "x", "a@example.com", "b@example.org", "Z")).await.unwrap(), "DUNNO");
-    assert!(s.policy.metrics.render().contains("netjes_policy_errors_total{kind=\"protocol\"} 3"));
+    assert_eq!(
+        good.ask(&msg(
+            "192.0.2.10",
+            "x",
+            "a@example.com",
+            "b@example.org",
+            "Z"
+        ))
+        .await
+        .unwrap(),
+        "DUNNO"
+    );
+    assert!(s
+        .policy
+        .metrics
+        .render()
+        .contains("netjes_policy_errors_total{kind=\"protocol\"} 3"));
 }
 
 #[tokio::test]
@@ -280,7 +519,17 @@ async fn many_connections_at_once() {
                 for j in 0..5 {
                     let rcpt = format!("u{i}-{j}@example.org");
                     let inst = format!("I{i}-{j}");
-                    answers.push(c.ask(&msg("192.0.2.10", "mail.example.com", "alice@example.com", &rcpt, &inst)).await.unwrap());
+                    answers.push(
+                        c.ask(&msg(
+                            "192.0.2.10",
+                            "mail.example.com",
+                            "alice@example.com",
+                            &rcpt,
+                            &inst,
+                        ))
+                        .await
+                        .unwrap(),
+                    );
                 }
                 answers
             })
@@ -301,15 +550,24 @@ async fn unix_socket() {
     use tokio::io::AsyncReadExt;
     let dir = tempfile::tempdir().unwrap();
     let dns = TestDns::start_str(ZONE).await;
-    let mut raw = RawConfig { hostname: Some("mx.test".into()), ..Default::default() };
+    let mut raw = RawConfig {
+        hostname: Some("mx.test".into()),
+        ..Default::default()
+    };
     raw.greylist.enabled = false;
     let config = Arc::new(Config::validate(raw).unwrap());
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(400) }).unwrap();
+    let r = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_millis(400),
+    })
+    .unwrap();
     let policy = Arc::new(Policy::new(config, store, Arc::new(r)));
     let path = dir.path().join("policy.sock");
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // the stale file
-    let listener = Listener::bind(&ListenAddr::parse(&format!("unix:{}", path.display())).unwrap()).await.unwrap();
+    let listener = Listener::bind(&ListenAddr::parse(&format!("unix:{}", path.display())).unwrap())
+        .await
+        .unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(run(listener, policy, rx));
     let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
@@ -317,5 +575,8 @@ async fn unix_socket() {
     let mut buf = vec![0u8; 512];
     let n = s.read(&mut buf).await.unwrap();
     let a = String::from_utf8_lossy(&buf[..n]);
-    assert!(a.starts_with("action=550 5.7.23 ") && a.ends_with("\n\n"), "{a}");
+    assert!(
+        a.starts_with("action=550 5.7.23 ") && a.ends_with("\n\n"),
+        "{a}"
+    );
 }

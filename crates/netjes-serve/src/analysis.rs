@@ -25,7 +25,10 @@ pub struct Facts {
 pub const TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn over_budget(what: &str) -> String {
-    format!("the {what} took longer than {} s and was stopped; try again later", TIME_BUDGET.as_secs())
+    format!(
+        "the {what} took longer than {} s and was stopped; try again later",
+        TIME_BUDGET.as_secs()
+    )
 }
 
 pub struct Tools {
@@ -37,24 +40,37 @@ pub struct Tools {
 
 impl std::fmt::Debug for Tools {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tools").field("ip_lists", &self.ip_lists).field("domain_lists", &self.domain_lists).finish_non_exhaustive()
+        f.debug_struct("Tools")
+            .field("ip_lists", &self.ip_lists)
+            .field("domain_lists", &self.domain_lists)
+            .finish_non_exhaustive()
     }
 }
 
 impl Tools {
-    pub fn new(dns: Arc<dyn Resolver>, ip_lists: Option<Vec<String>>, domain_lists: Option<Vec<String>>, authserv_id: String) -> Tools {
+    pub fn new(
+        dns: Arc<dyn Resolver>,
+        ip_lists: Option<Vec<String>>,
+        domain_lists: Option<Vec<String>>,
+        authserv_id: String,
+    ) -> Tools {
         let d = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Tools {
             dns,
             ip_lists: ip_lists.unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_IP_LISTS)),
-            domain_lists: domain_lists.unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_DOMAIN_LISTS)),
+            domain_lists: domain_lists
+                .unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_DOMAIN_LISTS)),
             authserv_id,
         }
     }
 
     /// The analyze report as JSON and rendered. Without facts, the
     /// envelope is read from the message's Received chain, as the CLI does.
-    pub async fn analyze(&self, raw: &[u8], facts: Option<&Facts>) -> Result<(serde_json::Value, String), String> {
+    pub async fn analyze(
+        &self,
+        raw: &[u8],
+        facts: Option<&Facts>,
+    ) -> Result<(serde_json::Value, String), String> {
         let o = netjes_analyze::Options {
             ip: facts.map(|f| f.ip),
             helo: facts.map(|f| f.helo.clone()),
@@ -65,8 +81,17 @@ impl Tools {
             envelope_given_by: "the SMTP session",
             ..Default::default()
         };
-        let report = tokio::time::timeout(TIME_BUDGET, netjes_analyze::analyze(self.dns.as_ref(), raw, &o)).await.map_err(|_| over_budget("analysis"))?.map_err(|e| e.to_string())?;
-        Ok((serde_json::to_value(&report).map_err(|e| e.to_string())?, netjes_analyze::html_report::render_fragment(&report)))
+        let report = tokio::time::timeout(
+            TIME_BUDGET,
+            netjes_analyze::analyze(self.dns.as_ref(), raw, &o),
+        )
+        .await
+        .map_err(|_| over_budget("analysis"))?
+        .map_err(|e| e.to_string())?;
+        Ok((
+            serde_json::to_value(&report).map_err(|e| e.to_string())?,
+            netjes_analyze::html_report::render_fragment(&report),
+        ))
     }
 
     pub async fn check(&self, domain: &str) -> Result<serde_json::Value, String> {
@@ -74,8 +99,17 @@ impl Tools {
         if !crate::store::valid_domain(&d) {
             return Err(format!("{domain:?} is not a domain name"));
         }
-        let o = netjes_check::CheckOptions { ip_lists: Some(self.ip_lists.clone()), domain_lists: Some(self.domain_lists.clone()), ..Default::default() };
-        let report = tokio::time::timeout(TIME_BUDGET, netjes_check::check_domain(self.dns.as_ref(), &d, &o)).await.map_err(|_| over_budget("domain check"))?;
+        let o = netjes_check::CheckOptions {
+            ip_lists: Some(self.ip_lists.clone()),
+            domain_lists: Some(self.domain_lists.clone()),
+            ..Default::default()
+        };
+        let report = tokio::time::timeout(
+            TIME_BUDGET,
+            netjes_check::check_domain(self.dns.as_ref(), &d, &o),
+        )
+        .await
+        .map_err(|_| over_budget("domain check"))?;
         serde_json::to_value(&report).map_err(|e| e.to_string())
     }
 }

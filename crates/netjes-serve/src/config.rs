@@ -113,10 +113,16 @@ impl Config {
         let mut errors = Vec::new();
         let http = netjes_net::parse_socket_addr("http", &raw.http, &mut errors);
         let smtp = netjes_net::parse_socket_addr("smtp", &raw.smtp, &mut errors);
-        let metrics = raw.metrics.as_deref().and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
+        let metrics = raw
+            .metrics
+            .as_deref()
+            .and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
         let test_domain = raw.test_domain.trim_end_matches('.').to_ascii_lowercase();
         if !netjes_dns::is_valid_query_name(&test_domain) || !test_domain.contains('.') {
-            errors.push(format!("test_domain: {:?} is not a domain name", raw.test_domain));
+            errors.push(format!(
+                "test_domain: {:?} is not a domain name",
+                raw.test_domain
+            ));
         }
         if raw.retention_days == 0 {
             errors.push("retention_days: must be at least 1".into());
@@ -188,7 +194,10 @@ mod tests {
         assert_eq!(sample.smtp.port(), 25);
         assert_eq!(sample.retention, Duration::from_secs(7 * 86400));
 
-        let errors = Config::parse("http = \"nowhere\"\ntest_domain = \"x\"\nmax_recipients = 0\ntls_cert = \"/c.pem\"\n").unwrap_err();
+        let errors = Config::parse(
+            "http = \"nowhere\"\ntest_domain = \"x\"\nmax_recipients = 0\ntls_cert = \"/c.pem\"\n",
+        )
+        .unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         let unknown = Config::parse("htpp = \"127.0.0.1:1\"\n").unwrap_err();
         assert!(unknown[0].contains("unknown field `htpp`"), "{unknown:?}");

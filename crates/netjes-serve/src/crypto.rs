@@ -54,7 +54,11 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Compares in time independent of where they differ.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl MasterKey {
@@ -63,7 +67,9 @@ impl MasterKey {
         if s.len() != 64 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(CryptoError::BadMasterKey);
         }
-        let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("checked")).collect();
+        let bytes: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("checked"))
+            .collect();
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadMasterKey)?;
         Ok(MasterKey(LessSafeKey::new(key)))
     }
@@ -72,18 +78,31 @@ impl MasterKey {
     /// made (mode 0600) when it does not exist and `create` says so (only
     /// `netjes serve` makes one; the milter must find the same). A file
     /// others can read is refused, as a private key file is.
-    pub fn load(file: Option<&Path>, data_dir: &Path, create: bool) -> Result<MasterKey, CryptoError> {
+    pub fn load(
+        file: Option<&Path>,
+        data_dir: &Path,
+        create: bool,
+    ) -> Result<MasterKey, CryptoError> {
         if let Ok(v) = std::env::var("NETJES_MASTER_KEY") {
             return MasterKey::from_hex(&v);
         }
         let default = data_dir.join("master.key");
         let path = file.unwrap_or(&default);
-        let err = |reason: String| CryptoError::File { path: path.display().to_string(), reason };
+        let err = |reason: String| CryptoError::File {
+            path: path.display().to_string(),
+            reason,
+        };
         if create && file.is_none() && !path.exists() {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| err(e.to_string()))?;
-            f.write_all(format!("{}\n", hex(&random_bytes::<32>())).as_bytes()).map_err(|e| err(e.to_string()))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(e.to_string()))?;
+            f.write_all(format!("{}\n", hex(&random_bytes::<32>())).as_bytes())
+                .map_err(|e| err(e.to_string()))?;
             f.sync_all().map_err(|e| err(e.to_string()))?;
             tracing::warn!(path = %path.display(), "made a new master key; back it up: without it the stored private keys cannot be opened");
         }
@@ -105,7 +124,13 @@ impl MasterKey {
     pub fn seal(&self, plain: &[u8], aad: &str) -> Vec<u8> {
         let nonce = random_bytes::<NONCE_LEN>();
         let mut buf = plain.to_vec();
-        self.0.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_bytes()), &mut buf).expect("AES-GCM seals any length we store");
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_bytes()),
+                &mut buf,
+            )
+            .expect("AES-GCM seals any length we store");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
         out
@@ -118,7 +143,10 @@ impl MasterKey {
         let (n, c) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(n).map_err(|_| CryptoError::Open)?;
         let mut buf = c.to_vec();
-        let plain = self.0.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| CryptoError::Open)?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
+            .map_err(|_| CryptoError::Open)?;
         Ok(plain.to_vec())
     }
 }
@@ -149,11 +177,22 @@ mod tests {
         let sealed = k.seal(b"x", "a");
         use std::os::unix::fs::PermissionsExt;
         let path = dir.path().join("master.key");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // The same key on the next start.
-        assert_eq!(MasterKey::load(None, dir.path(), true).unwrap().open(&sealed, "a").unwrap(), b"x");
+        assert_eq!(
+            MasterKey::load(None, dir.path(), true)
+                .unwrap()
+                .open(&sealed, "a")
+                .unwrap(),
+            b"x"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = MasterKey::load(None, dir.path(), true).unwrap_err().to_string();
+        let e = MasterKey::load(None, dir.path(), true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("chmod 600"), "{e}");
     }
 

@@ -35,10 +35,17 @@ impl StoreKeys {
     /// an error at start.
     pub fn open(data_dir: &Path, master: MasterKey) -> Result<StoreKeys, StoreError> {
         if !data_dir.join("netjes.sqlite").exists() {
-            return Err(StoreError::NotFound(format!("{}: no netjes.sqlite (start `netjes serve --data-dir` there first)", data_dir.display())));
+            return Err(StoreError::NotFound(format!(
+                "{}: no netjes.sqlite (start `netjes serve --data-dir` there first)",
+                data_dir.display()
+            )));
         }
         let conn = store::open_connection(data_dir)?;
-        let keys = StoreKeys { conn: Mutex::new(conn), master, cache: Mutex::new((-1, Arc::new(HashMap::new()))) };
+        let keys = StoreKeys {
+            conn: Mutex::new(conn),
+            master,
+            cache: Mutex::new((-1, Arc::new(HashMap::new()))),
+        };
         let loaded = keys.current()?;
         if let Some(e) = loaded.values().find_map(|r| r.as_ref().err()) {
             return Err(StoreError::Invalid(e.clone()));
@@ -49,10 +56,16 @@ impl StoreKeys {
     fn load(&self, db: &Connection) -> Result<Loaded, StoreError> {
         let mut out: Loaded = HashMap::new();
         for (domain, selector, key) in store::signing_keys(db, &self.master)? {
-            let key = key.and_then(|k| MessageSigner::new(&k).map_err(|e| format!("{selector}._domainkey.{domain}: {e}")));
+            let key = key.and_then(|k| {
+                MessageSigner::new(&k).map_err(|e| format!("{selector}._domainkey.{domain}: {e}"))
+            });
             let entry = out.entry(domain.clone()).or_insert_with(|| Ok(vec![]));
             match (entry, key) {
-                (Ok(list), Ok(signer)) => list.push(SigningKey { domain, selector, signer: Arc::new(signer) }),
+                (Ok(list), Ok(signer)) => list.push(SigningKey {
+                    domain,
+                    selector,
+                    signer: Arc::new(signer),
+                }),
                 (e @ Ok(_), Err(reason)) => *e = Err(reason),
                 (Err(_), _) => {}
             }
@@ -66,7 +79,11 @@ impl StoreKeys {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0 != generation {
             let loaded = Arc::new(self.load(&db)?);
-            tracing::info!(domains = loaded.len(), generation, "signing domains loaded from the store");
+            tracing::info!(
+                domains = loaded.len(),
+                generation,
+                "signing domains loaded from the store"
+            );
             *cache = (generation, loaded);
         }
         Ok(cache.1.clone())
@@ -75,15 +92,25 @@ impl StoreKeys {
 
 impl KeySource for StoreKeys {
     fn keys_for(&self, from_address: &str) -> Keys {
-        let Some((_, domain)) = from_address.rsplit_once('@') else { return Keys::NotOurs };
-        let domain = domain.trim_end_matches('>').trim_end_matches('.').to_ascii_lowercase();
+        let Some((_, domain)) = from_address.rsplit_once('@') else {
+            return Keys::NotOurs;
+        };
+        let domain = domain
+            .trim_end_matches('>')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         let loaded = match self.current() {
             Ok(l) => l,
             Err(e) => {
                 // The store cannot be read now: keep signing with what was
                 // loaded, but a domain not seen before cannot be decided.
                 tracing::error!(error = %e, "cannot read the signing domains; using the keys loaded before");
-                let cached = self.cache.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
+                let cached = self
+                    .cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .1
+                    .clone();
                 if cached.is_empty() {
                     return Keys::Broken(format!("the signing-domain store cannot be read: {e}"));
                 }
@@ -134,12 +161,28 @@ mod tests {
         let keys = StoreKeys::open(dir.path(), MasterKey::from_hex(&hex).unwrap()).unwrap();
         assert!(matches!(keys.keys_for("a@example.com"), Keys::NotOurs));
         s.add_domain("example.com").unwrap();
-        s.add_key("example.com", "rsa1", &PrivateKey::generate(KeyAlgorithm::Rsa, 1024).unwrap()).unwrap();
-        s.add_key("example.com", "ed1", &PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap()).unwrap();
-        assert!(matches!(keys.keys_for("a@example.com"), Keys::NotOurs), "not active yet");
+        s.add_key(
+            "example.com",
+            "rsa1",
+            &PrivateKey::generate(KeyAlgorithm::Rsa, 1024).unwrap(),
+        )
+        .unwrap();
+        s.add_key(
+            "example.com",
+            "ed1",
+            &PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            matches!(keys.keys_for("a@example.com"), Keys::NotOurs),
+            "not active yet"
+        );
         s.set_active("example.com", true).unwrap();
         match keys.keys_for("A@Example.com") {
-            Keys::Sign(k) => assert_eq!(k.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(), ["rsa1", "ed1"]),
+            Keys::Sign(k) => assert_eq!(
+                k.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(),
+                ["rsa1", "ed1"]
+            ),
             other => panic!("{other:?}"),
         }
         assert!(matches!(keys.keys_for("a@other.example"), Keys::NotOurs));
@@ -148,7 +191,8 @@ mod tests {
 
         // A wrong master key is an error at start, not at the first message.
         s.set_active("example.com", true).unwrap();
-        let e = StoreKeys::open(dir.path(), MasterKey::from_hex(&"43".repeat(32)).unwrap()).unwrap_err();
+        let e = StoreKeys::open(dir.path(), MasterKey::from_hex(&"43".repeat(32)).unwrap())
+            .unwrap_err();
         assert!(e.to_string().contains("does not open"), "{e}");
     }
 }

@@ -37,18 +37,29 @@ pub struct Parts {
     pub metrics: Arc<netjes_net::metrics::Metrics>,
 }
 
-pub fn build(cfg: &config::Config, dns: Arc<dyn netjes_dns::Resolver>) -> Result<Parts, ServeError> {
-    let dir_error = |e: std::io::Error| store::StoreError::Dir(cfg.data_dir.display().to_string(), e.to_string());
+pub fn build(
+    cfg: &config::Config,
+    dns: Arc<dyn netjes_dns::Resolver>,
+) -> Result<Parts, ServeError> {
+    let dir_error = |e: std::io::Error| {
+        store::StoreError::Dir(cfg.data_dir.display().to_string(), e.to_string())
+    };
     std::fs::create_dir_all(&cfg.data_dir).map_err(dir_error)?;
     // The store and the master key: for netjes alone.
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_error)?;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(dir_error)?;
     }
     let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir, true)?;
     let store = store::Store::open(&cfg.data_dir, master)?;
     let metrics = Arc::new(netjes_net::metrics::Metrics::default());
-    let tools = Arc::new(analysis::Tools::new(dns, cfg.ip_lists.clone(), cfg.domain_lists.clone(), cfg.hostname.clone()));
+    let tools = Arc::new(analysis::Tools::new(
+        dns,
+        cfg.ip_lists.clone(),
+        cfg.domain_lists.clone(),
+        cfg.hostname.clone(),
+    ));
     let tls = match &cfg.tls {
         Some((c, k)) => smtp::from_files(c, k),
         None => smtp::self_signed(&cfg.hostname),
@@ -62,9 +73,22 @@ pub fn build(cfg: &config::Config, dns: Arc<dyn netjes_dns::Resolver>) -> Result
         max_connections: cfg.max_connections,
         max_connections_per_client: cfg.max_connections_per_client,
     };
-    let inbox = Arc::new(smtp::Inbox::new(store.clone(), tools.clone(), cfg.hostname.clone(), cfg.test_domain.clone(), limits, Some(tls), metrics.clone()));
+    let inbox = Arc::new(smtp::Inbox::new(
+        store.clone(),
+        tools.clone(),
+        cfg.hostname.clone(),
+        cfg.test_domain.clone(),
+        limits,
+        Some(tls),
+        metrics.clone(),
+    ));
     let app = Arc::new(web::App::new(store.clone(), tools, cfg, metrics.clone()));
-    Ok(Parts { store, app, inbox, metrics })
+    Ok(Parts {
+        store,
+        app,
+        inbox,
+        metrics,
+    })
 }
 
 /// When there is no user yet: makes `admin` with a random password and
@@ -80,7 +104,13 @@ pub fn first_admin(store: &store::Store) -> Result<Option<(String, String)>, sto
 
 /// Serves HTTP and SMTP until `shutdown` turns true; deletes old tests
 /// every hour, and first analyses messages a crash left unanalysed.
-pub async fn run(http: tokio::net::TcpListener, smtp_listener: tokio::net::TcpListener, parts: &Parts, retention: std::time::Duration, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<(), ServeError> {
+pub async fn run(
+    http: tokio::net::TcpListener,
+    smtp_listener: tokio::net::TcpListener,
+    parts: &Parts,
+    retention: std::time::Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ServeError> {
     let inbox = parts.inbox.clone();
     tokio::spawn(async move { inbox.resume().await });
     let store = parts.store.clone();
@@ -98,7 +128,11 @@ pub async fn run(http: tokio::net::TcpListener, smtp_listener: tokio::net::TcpLi
             }
         }
     });
-    tokio::spawn(smtp::run(smtp_listener, parts.inbox.clone(), shutdown.clone()));
+    tokio::spawn(smtp::run(
+        smtp_listener,
+        parts.inbox.clone(),
+        shutdown.clone(),
+    ));
     web::run(http, parts.app.clone(), shutdown).await?;
     Ok(())
 }

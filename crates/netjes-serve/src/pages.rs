@@ -24,7 +24,10 @@ pub struct Viewer {
 }
 
 pub fn csrf_field(v: &Viewer) -> String {
-    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(&v.csrf))
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(&v.csrf)
+    )
 }
 
 pub fn layout(title: &str, v: &Viewer, body: &str, head: &str) -> String {
@@ -92,7 +95,11 @@ pub fn test_page(v: &Viewer, t: &TestRow) -> String {
                     escape(&tls)
                 );
             }
-            let _ = write!(b, "<div id=\"report\">{}</div>", t.report_html.as_deref().unwrap_or(""));
+            let _ = write!(
+                b,
+                "<div id=\"report\">{}</div>",
+                t.report_html.as_deref().unwrap_or("")
+            );
             if let Some(raw) = &t.raw {
                 let text = String::from_utf8_lossy(raw);
                 let _ = write!(b, "<section><h2>The message as received</h2><details><summary>Show the raw message</summary><pre class=\"raw\">{}</pre></details>", escape(&text));
@@ -115,7 +122,8 @@ fn rendered_view(raw: &[u8]) -> Option<String> {
     if let Some(h) = m.body_html(0) {
         return Some(h.into_owned());
     }
-    m.body_text(0).map(|t| format!("<pre style=\"white-space:pre-wrap\">{}</pre>", escape(&t)))
+    m.body_text(0)
+        .map(|t| format!("<pre style=\"white-space:pre-wrap\">{}</pre>", escape(&t)))
 }
 
 fn status_class(s: &str) -> &'static str {
@@ -139,7 +147,12 @@ pub fn check_report(v: &Viewer, r: &serde_json::Value) -> String {
     let mut b = check_form(domain);
     let _ = write!(b, "<section id=\"check-report\"><h2><span>{}</span><span class=\"score\">{:.1}/10</span></h2><div class=\"scores\">", escape(domain), score);
     for s in r["scores"].as_array().into_iter().flatten() {
-        let _ = write!(b, "<span class=\"chip\">{} {:.1}</span>", escape(s["category"].as_str().unwrap_or("")), s["score"].as_f64().unwrap_or(0.0));
+        let _ = write!(
+            b,
+            "<span class=\"chip\">{} {:.1}</span>",
+            escape(s["category"].as_str().unwrap_or("")),
+            s["score"].as_f64().unwrap_or(0.0)
+        );
     }
     b.push_str("</div>");
     for (i, f) in r["findings"].as_array().into_iter().flatten().enumerate() {
@@ -181,11 +194,18 @@ pub fn analyze_form(v: &Viewer) -> String {
 }
 
 pub fn analyze_report(v: &Viewer, html: &str) -> String {
-    layout("Analysis", v, &format!("<div id=\"report\">{html}</div>"), "")
+    layout(
+        "Analysis",
+        v,
+        &format!("<div id=\"report\">{html}</div>"),
+        "",
+    )
 }
 
 pub fn login(v: &Viewer, next: &str, error: Option<&str>) -> String {
-    let err = error.map(|e| format!("<p class=\"error\">{}</p>", escape(e))).unwrap_or_default();
+    let err = error
+        .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
+        .unwrap_or_default();
     let body = format!(
         "<section class=\"narrow\"><h1>Log in</h1>{err}<form method=\"post\" action=\"/login\">{}<input type=\"hidden\" name=\"next\" value=\"{}\">\
 <label>User <input name=\"user\" id=\"user\" autocomplete=\"username\" required></label><label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
@@ -197,7 +217,15 @@ pub fn login(v: &Viewer, next: &str, error: Option<&str>) -> String {
 }
 
 pub fn error(v: &Viewer, status: u16, message: &str) -> String {
-    layout("Error", v, &format!("<section><h1>{status}</h1><p class=\"error\">{}</p></section>", escape(message)), "")
+    layout(
+        "Error",
+        v,
+        &format!(
+            "<section><h1>{status}</h1><p class=\"error\">{}</p></section>",
+            escape(message)
+        ),
+        "",
+    )
 }
 
 pub fn date(t: i64) -> String {
@@ -227,8 +255,19 @@ pub fn domains(v: &Viewer, list: &[(DomainRow, Vec<String>)], error: Option<&str
     }
     b.push_str("<table id=\"domains\"><tr><th>Domain</th><th>Selectors</th><th>State</th><th>Created</th><th>Rotated</th></tr>");
     for (d, warnings) in list {
-        let sel: Vec<String> = d.keys.iter().filter(|k| k.state == "active").map(|k| format!("{} ({})", k.selector, k.algorithm.k_tag())).collect();
-        let rotated = d.keys.iter().filter_map(|k| k.rotated).max().map(date).unwrap_or_default();
+        let sel: Vec<String> = d
+            .keys
+            .iter()
+            .filter(|k| k.state == "active")
+            .map(|k| format!("{} ({})", k.selector, k.algorithm.k_tag()))
+            .collect();
+        let rotated = d
+            .keys
+            .iter()
+            .filter_map(|k| k.rotated)
+            .max()
+            .map(date)
+            .unwrap_or_default();
         let _ = write!(
             b,
             "<tr><td><a href=\"/domains/{0}\">{0}</a>{3}</td><td>{1}</td><td>{2}</td><td>{4}</td><td>{5}</td></tr>",
@@ -262,13 +301,22 @@ pub fn default_selector() -> String {
 }
 
 /// One signing domain: its keys with their records, the DNS check, rotation.
-pub fn domain(v: &Viewer, d: &DomainRow, checks: &[(i64, netjes_check::dkim::KeyTest)], message: Option<&str>) -> String {
+pub fn domain(
+    v: &Viewer,
+    d: &DomainRow,
+    checks: &[(i64, netjes_check::dkim::KeyTest)],
+    message: Option<&str>,
+) -> String {
     let mut b = String::new();
     let _ = write!(
         b,
         "<section><h1>{}</h1><p>{} · created {}</p>",
         escape(&d.domain),
-        if d.active { "<span class=\"badge pass\" id=\"domain-state\">active</span>" } else { "<span class=\"badge info\" id=\"domain-state\">inactive</span>" },
+        if d.active {
+            "<span class=\"badge pass\" id=\"domain-state\">active</span>"
+        } else {
+            "<span class=\"badge info\" id=\"domain-state\">inactive</span>"
+        },
         escape(&date(d.created))
     );
     if let Some(m) = message {
@@ -301,7 +349,12 @@ pub fn domain(v: &Viewer, d: &DomainRow, checks: &[(i64, netjes_check::dkim::Key
                 netjes_check::dkim::KeyStatus::DnsError => "warn",
                 _ => "fail",
             };
-            let _ = write!(b, "<p class=\"dns-check {cls}\" id=\"dns-{}\">{}</p>", k.id, escape(&t.message));
+            let _ = write!(
+                b,
+                "<p class=\"dns-check {cls}\" id=\"dns-{}\">{}</p>",
+                k.id,
+                escape(&t.message)
+            );
             for w in &t.warnings {
                 let _ = write!(b, "<p class=\"warn-text\">⚠ {}</p>", escape(w));
             }

@@ -48,7 +48,10 @@ INSERT INTO meta VALUES ('key_generation', 0);
 "];
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// How long a login lasts.
@@ -104,7 +107,11 @@ impl KeyRow {
     /// split into several strings, which verifiers join (RFC 6376 §3.6.2.2).
     pub fn zone_line(&self) -> String {
         let v = self.dns_value();
-        let strings: Vec<String> = v.as_bytes().chunks(250).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+        let strings: Vec<String> = v
+            .as_bytes()
+            .chunks(250)
+            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+            .collect();
         format!("{}. IN TXT ( {} )", self.dns_name(), strings.join(" "))
     }
 }
@@ -130,11 +137,22 @@ impl std::fmt::Debug for Store {
 }
 
 pub fn valid_selector(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 63 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') && !s.starts_with('-') && !s.ends_with('-')
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 pub fn valid_domain(d: &str) -> bool {
-    d.contains('.') && d.len() <= 253 && netjes_dns::is_valid_query_name(d) && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+    d.contains('.')
+        && d.len() <= 253
+        && netjes_dns::is_valid_query_name(d)
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
 }
 
 fn algorithm_of(s: &str) -> KeyAlgorithm {
@@ -152,13 +170,15 @@ fn aad(domain: &str, selector: &str) -> String {
 /// Opens (or makes) `netjes.sqlite` in `data_dir` and brings its schema
 /// up to date.
 pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Dir(data_dir.display().to_string(), e.to_string()))?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| StoreError::Dir(data_dir.display().to_string(), e.to_string()))?;
     let path = data_dir.join("netjes.sqlite");
     let mut c = Connection::open(&path)?;
     // The database holds password hashes and sealed keys: only we read it.
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| StoreError::Dir(path.display().to_string(), e.to_string()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Dir(path.display().to_string(), e.to_string()))?;
     }
     c.busy_timeout(std::time::Duration::from_secs(5))?;
     c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
@@ -184,7 +204,10 @@ pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
 impl Store {
     pub fn open(data_dir: &Path, master: MasterKey) -> Result<Store, StoreError> {
         let c = open_connection(data_dir)?;
-        Ok(Store { conn: Arc::new(Mutex::new(c)), master: Arc::new(master) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(c)),
+            master: Arc::new(master),
+        })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -196,44 +219,75 @@ impl Store {
     // ---- users, sessions and API tokens ----
 
     pub fn user_count(&self) -> Result<i64, StoreError> {
-        Ok(self.db().query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+        Ok(self
+            .db()
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
     }
 
     pub fn add_user(&self, name: &str, password: &str) -> Result<(), StoreError> {
         if name.is_empty() || name.len() > 64 || !name.bytes().all(|c| c.is_ascii_graphic()) {
-            return Err(StoreError::Invalid("a user name is 1 to 64 visible ASCII characters".into()));
+            return Err(StoreError::Invalid(
+                "a user name is 1 to 64 visible ASCII characters".into(),
+            ));
         }
         if password.len() < 10 || password.len() > 1024 {
-            return Err(StoreError::Invalid("a password has 10 to 1024 characters".into()));
+            return Err(StoreError::Invalid(
+                "a password has 10 to 1024 characters".into(),
+            ));
         }
         let hash = hash_password(password);
-        match self.db().execute("INSERT INTO users (name, password, created) VALUES (?1, ?2, ?3)", params![name, hash, now()]) {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(StoreError::Exists(format!("user {name}"))),
+        match self.db().execute(
+            "INSERT INTO users (name, password, created) VALUES (?1, ?2, ?3)",
+            params![name, hash, now()],
+        ) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Exists(format!("user {name}")))
+            }
             r => r.map(|_| ()).map_err(Into::into),
         }
     }
 
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
         if password.len() < 10 || password.len() > 1024 {
-            return Err(StoreError::Invalid("a password has 10 to 1024 characters".into()));
+            return Err(StoreError::Invalid(
+                "a password has 10 to 1024 characters".into(),
+            ));
         }
-        let n = self.db().execute("UPDATE users SET password = ?2 WHERE name = ?1", params![name, hash_password(password)])?;
+        let n = self.db().execute(
+            "UPDATE users SET password = ?2 WHERE name = ?1",
+            params![name, hash_password(password)],
+        )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {name}")));
         }
         // A new password ends every session of that user.
-        self.db().execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)", params![name])?;
+        self.db().execute(
+            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+            params![name],
+        )?;
         Ok(())
     }
 
     /// The user's id when the password is right. Runs the hash even for an
     /// unknown user, so that timing does not tell which names exist.
     pub fn check_login(&self, name: &str, password: &str) -> Result<Option<i64>, StoreError> {
-        let row: Option<(i64, String)> = self.db().query_row("SELECT id, password FROM users WHERE name = ?1", params![name], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let row: Option<(i64, String)> = self
+            .db()
+            .query_row(
+                "SELECT id, password FROM users WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
         let ok = match &row {
             Some((_, hash)) => verify_password(password, hash),
             None => {
-                verify_password(password, DUMMY_HASH.get_or_init(|| hash_password("not a password of anyone")));
+                verify_password(
+                    password,
+                    DUMMY_HASH.get_or_init(|| hash_password("not a password of anyone")),
+                );
                 false
             }
         };
@@ -245,7 +299,15 @@ impl Store {
         let (token, csrf) = (crypto::token(), crypto::token());
         let db = self.db();
         db.execute("DELETE FROM sessions WHERE expires < ?1", params![now()])?;
-        db.execute("INSERT INTO sessions (token, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)", params![crypto::token_hash(&token), user_id, csrf, now() + SESSION_SECONDS])?;
+        db.execute(
+            "INSERT INTO sessions (token, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                crypto::token_hash(&token),
+                user_id,
+                csrf,
+                now() + SESSION_SECONDS
+            ],
+        )?;
         Ok((token, csrf))
     }
 
@@ -262,7 +324,10 @@ impl Store {
     }
 
     pub fn end_session(&self, token: &str) -> Result<(), StoreError> {
-        self.db().execute("DELETE FROM sessions WHERE token = ?1", params![crypto::token_hash(token)])?;
+        self.db().execute(
+            "DELETE FROM sessions WHERE token = ?1",
+            params![crypto::token_hash(token)],
+        )?;
         Ok(())
     }
 
@@ -288,11 +353,27 @@ impl Store {
 
     // ---- the test inbox ----
 
-    pub fn create_test(&self, id: &str, address: &str, lifetime: std::time::Duration) -> Result<TestRow, StoreError> {
+    pub fn create_test(
+        &self,
+        id: &str,
+        address: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<TestRow, StoreError> {
         let created = now();
         let expires = created + lifetime.as_secs() as i64;
         self.db().execute("INSERT INTO tests (id, address, created, expires, status) VALUES (?1, ?2, ?3, ?4, 'waiting')", params![id, address, created, expires])?;
-        Ok(TestRow { id: id.into(), address: address.into(), created, expires, status: "waiting".into(), received: None, facts: None, report: None, report_html: None, raw: None })
+        Ok(TestRow {
+            id: id.into(),
+            address: address.into(),
+            created,
+            expires,
+            status: "waiting".into(),
+            received: None,
+            facts: None,
+            report: None,
+            report_html: None,
+            raw: None,
+        })
     }
 
     pub fn test(&self, id: &str) -> Result<Option<TestRow>, StoreError> {
@@ -328,7 +409,12 @@ impl Store {
 
     /// Takes the message for an open test; false when it is not open (any
     /// more). The first message wins, as at mail-tester.com.
-    pub fn receive(&self, id: &str, raw: &[u8], facts: &serde_json::Value) -> Result<bool, StoreError> {
+    pub fn receive(
+        &self,
+        id: &str,
+        raw: &[u8],
+        facts: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
         let n = self.db().execute(
             "UPDATE tests SET status = 'analyzing', received = ?2, raw = ?3, facts = ?4 WHERE id = ?1 AND status = 'waiting' AND expires >= ?2",
             params![id, now(), raw, facts.to_string()],
@@ -336,8 +422,16 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn finish(&self, id: &str, report: &serde_json::Value, html: &str) -> Result<(), StoreError> {
-        self.db().execute("UPDATE tests SET status = 'done', report = ?2, report_html = ?3 WHERE id = ?1", params![id, report.to_string(), html])?;
+    pub fn finish(
+        &self,
+        id: &str,
+        report: &serde_json::Value,
+        html: &str,
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE tests SET status = 'done', report = ?2, report_html = ?3 WHERE id = ?1",
+            params![id, report.to_string(), html],
+        )?;
         Ok(())
     }
 
@@ -345,19 +439,26 @@ impl Store {
     pub fn unfinished(&self) -> Result<Vec<String>, StoreError> {
         let db = self.db();
         let mut st = db.prepare("SELECT id FROM tests WHERE status = 'analyzing'")?;
-        let ids = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let ids = st
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
     }
 
     /// Deletes tests made before `before`; returns how many.
     pub fn purge_tests(&self, before: i64) -> Result<usize, StoreError> {
-        Ok(self.db().execute("DELETE FROM tests WHERE created < ?1", params![before])?)
+        Ok(self
+            .db()
+            .execute("DELETE FROM tests WHERE created < ?1", params![before])?)
     }
 
     // ---- signing domains ----
 
     fn bump_generation(db: &Connection) -> Result<(), StoreError> {
-        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'key_generation'", [])?;
+        db.execute(
+            "UPDATE meta SET value = value + 1 WHERE name = 'key_generation'",
+            [],
+        )?;
         Ok(())
     }
 
@@ -370,11 +471,20 @@ impl Store {
     pub fn add_domain(&self, domain: &str) -> Result<(), StoreError> {
         let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
         if !valid_domain(&d) {
-            return Err(StoreError::Invalid(format!("{domain:?} is not a domain name")));
+            return Err(StoreError::Invalid(format!(
+                "{domain:?} is not a domain name"
+            )));
         }
         let db = self.db();
-        match db.execute("INSERT INTO domains (domain, active, created) VALUES (?1, 0, ?2)", params![d, now()]) {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(StoreError::Exists(d)),
+        match db.execute(
+            "INSERT INTO domains (domain, active, created) VALUES (?1, 0, ?2)",
+            params![d, now()],
+        ) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Exists(d))
+            }
             r => {
                 r?;
                 Store::bump_generation(&db)
@@ -384,18 +494,33 @@ impl Store {
 
     /// Stores a key for a domain. The first key of a domain is active;
     /// later ones (rotations) are pending until switched to.
-    pub fn add_key(&self, domain: &str, selector: &str, key: &PrivateKey) -> Result<KeyRow, StoreError> {
+    pub fn add_key(
+        &self,
+        domain: &str,
+        selector: &str,
+        key: &PrivateKey,
+    ) -> Result<KeyRow, StoreError> {
         if !valid_selector(selector) {
-            return Err(StoreError::Invalid(format!("{selector:?} is not a selector: letters, digits and hyphens, at most 63")));
+            return Err(StoreError::Invalid(format!(
+                "{selector:?} is not a selector: letters, digits and hyphens, at most 63"
+            )));
         }
         let sealed = self.master.seal(key.pkcs8_der(), &aad(domain, selector));
         let mut db = self.db();
         let tx = db.transaction()?;
-        let exists: bool = tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? > 0;
+        let exists: bool = tx.query_row(
+            "SELECT count(*) FROM domains WHERE domain = ?1",
+            params![domain],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
         if !exists {
             return Err(StoreError::NotFound(format!("domain {domain}")));
         }
-        let has_active: bool = tx.query_row("SELECT count(*) FROM keys WHERE domain = ?1 AND algorithm = ?2 AND state = 'active'", params![domain, key.algorithm.k_tag()], |r| r.get::<_, i64>(0))? > 0;
+        let has_active: bool = tx.query_row(
+            "SELECT count(*) FROM keys WHERE domain = ?1 AND algorithm = ?2 AND state = 'active'",
+            params![domain, key.algorithm.k_tag()],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
         let state = if has_active { "pending" } else { "active" };
         let public = key.public_key_b64();
         match tx.execute(
@@ -409,11 +534,19 @@ impl Store {
         Store::bump_generation(&tx)?;
         tx.commit()?;
         drop(db);
-        self.key(id)?.ok_or_else(|| StoreError::NotFound("the new key".into()))
+        self.key(id)?
+            .ok_or_else(|| StoreError::NotFound("the new key".into()))
     }
 
     pub fn key(&self, id: i64) -> Result<Option<KeyRow>, StoreError> {
-        Ok(self.db().query_row(&format!("{KEY_COLUMNS} WHERE id = ?1"), params![id], key_row).optional()?)
+        Ok(self
+            .db()
+            .query_row(
+                &format!("{KEY_COLUMNS} WHERE id = ?1"),
+                params![id],
+                key_row,
+            )
+            .optional()?)
     }
 
     pub fn domains(&self) -> Result<Vec<DomainRow>, StoreError> {
@@ -429,10 +562,20 @@ impl Store {
         let db = self.db();
         let mut st = db.prepare("SELECT domain, active, created FROM domains WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain")?;
         let mut out: Vec<DomainRow> = st
-            .query_map(params![only], |r| Ok(DomainRow { domain: r.get(0)?, active: r.get::<_, i64>(1)? != 0, created: r.get(2)?, keys: vec![] }))?
+            .query_map(params![only], |r| {
+                Ok(DomainRow {
+                    domain: r.get(0)?,
+                    active: r.get::<_, i64>(1)? != 0,
+                    created: r.get(2)?,
+                    keys: vec![],
+                })
+            })?
             .collect::<Result<_, _>>()?;
-        let mut st = db.prepare(&format!("{KEY_COLUMNS} WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, created, id"))?;
-        let mut keys: std::collections::HashMap<String, Vec<KeyRow>> = std::collections::HashMap::new();
+        let mut st = db.prepare(&format!(
+            "{KEY_COLUMNS} WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, created, id"
+        ))?;
+        let mut keys: std::collections::HashMap<String, Vec<KeyRow>> =
+            std::collections::HashMap::new();
         for k in st.query_map(params![only], key_row)? {
             let k = k?;
             keys.entry(k.domain.clone()).or_default().push(k);
@@ -445,7 +588,11 @@ impl Store {
 
     pub fn set_active(&self, domain: &str, active: bool) -> Result<(), StoreError> {
         let db = self.db();
-        if db.execute("UPDATE domains SET active = ?2 WHERE domain = ?1", params![domain, active as i64])? == 0 {
+        if db.execute(
+            "UPDATE domains SET active = ?2 WHERE domain = ?1",
+            params![domain, active as i64],
+        )? == 0
+        {
             return Err(StoreError::NotFound(format!("domain {domain}")));
         }
         Store::bump_generation(&db)
@@ -456,9 +603,19 @@ impl Store {
     pub fn switch_to(&self, id: i64) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        let (domain, algorithm): (String, String) = tx.query_row("SELECT domain, algorithm FROM keys WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?.ok_or_else(|| StoreError::NotFound(format!("key {id}")))?;
+        let (domain, algorithm): (String, String) = tx
+            .query_row(
+                "SELECT domain, algorithm FROM keys WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("key {id}")))?;
         tx.execute("UPDATE keys SET state = 'retired', rotated = ?3 WHERE domain = ?1 AND algorithm = ?2 AND state = 'active'", params![domain, algorithm, now()])?;
-        tx.execute("UPDATE keys SET state = 'active', rotated = ?2 WHERE id = ?1", params![id, now()])?;
+        tx.execute(
+            "UPDATE keys SET state = 'active', rotated = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
         Store::bump_generation(&tx)?;
         tx.commit()?;
         Ok(())
@@ -466,8 +623,14 @@ impl Store {
 
     pub fn delete_key(&self, id: i64) -> Result<(), StoreError> {
         let db = self.db();
-        if db.execute("DELETE FROM keys WHERE id = ?1 AND state != 'active'", params![id])? == 0 {
-            return Err(StoreError::Invalid("only a pending or retired key can be deleted; switch to another key first".into()));
+        if db.execute(
+            "DELETE FROM keys WHERE id = ?1 AND state != 'active'",
+            params![id],
+        )? == 0
+        {
+            return Err(StoreError::Invalid(
+                "only a pending or retired key can be deleted; switch to another key first".into(),
+            ));
         }
         Store::bump_generation(&db)
     }
@@ -482,14 +645,24 @@ impl Store {
 
     /// The private key of a stored key, opened.
     pub fn private_key(&self, id: i64) -> Result<PrivateKey, StoreError> {
-        let (domain, selector, sealed): (String, String, Vec<u8>) =
-            self.db().query_row("SELECT domain, selector, sealed FROM keys WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?.ok_or_else(|| StoreError::NotFound(format!("key {id}")))?;
+        let (domain, selector, sealed): (String, String, Vec<u8>) = self
+            .db()
+            .query_row(
+                "SELECT domain, selector, sealed FROM keys WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("key {id}")))?;
         let der = self.master.open(&sealed, &aad(&domain, &selector))?;
-        PrivateKey::from_pkcs8_der(&der).map_err(|e| StoreError::Invalid(format!("stored key {selector}._domainkey.{domain}: {e}")))
+        PrivateKey::from_pkcs8_der(&der).map_err(|e| {
+            StoreError::Invalid(format!("stored key {selector}._domainkey.{domain}: {e}"))
+        })
     }
 }
 
-const KEY_COLUMNS: &str = "SELECT id, domain, selector, algorithm, bits, public_key, state, created, rotated FROM keys";
+const KEY_COLUMNS: &str =
+    "SELECT id, domain, selector, algorithm, bits, public_key, state, created, rotated FROM keys";
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
     Ok(KeyRow {
@@ -506,7 +679,11 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
 }
 
 pub(crate) fn key_generation(db: &Connection) -> Result<i64, StoreError> {
-    Ok(db.query_row("SELECT value FROM meta WHERE name = 'key_generation'", [], |r| r.get(0))?)
+    Ok(db.query_row(
+        "SELECT value FROM meta WHERE name = 'key_generation'",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// The keys that sign: active keys of active domains, each opened with
@@ -514,9 +691,18 @@ pub(crate) fn key_generation(db: &Connection) -> Result<i64, StoreError> {
 /// (domain, selector, the key or why it does not open).
 pub(crate) type SigningKeyRow = (String, String, Result<PrivateKey, String>);
 
-pub(crate) fn signing_keys(db: &Connection, master: &MasterKey) -> Result<Vec<SigningKeyRow>, StoreError> {
+pub(crate) fn signing_keys(
+    db: &Connection,
+    master: &MasterKey,
+) -> Result<Vec<SigningKeyRow>, StoreError> {
     let mut st = db.prepare("SELECT k.domain, k.selector, k.sealed FROM keys k JOIN domains d ON d.domain = k.domain WHERE d.active = 1 AND k.state = 'active' ORDER BY k.domain, k.algorithm DESC")?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (domain, selector, sealed) = row?;
@@ -534,13 +720,21 @@ static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn hash_password(password: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt = SaltString::encode_b64(&crypto::random_bytes::<16>()).expect("16 octets make a salt");
-    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default parameters").to_string()
+    let salt =
+        SaltString::encode_b64(&crypto::random_bytes::<16>()).expect("16 octets make a salt");
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters")
+        .to_string()
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -556,22 +750,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         s.add_user("admin", "correct horse battery").unwrap();
-        assert!(matches!(s.add_user("admin", "another password"), Err(StoreError::Exists(_))));
-        assert!(matches!(s.add_user("bob", "short"), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.add_user("admin", "another password"),
+            Err(StoreError::Exists(_))
+        ));
+        assert!(matches!(
+            s.add_user("bob", "short"),
+            Err(StoreError::Invalid(_))
+        ));
         assert!(s.check_login("admin", "wrong password").unwrap().is_none());
-        assert!(s.check_login("nobody", "correct horse battery").unwrap().is_none());
-        let id = s.check_login("admin", "correct horse battery").unwrap().unwrap();
+        assert!(s
+            .check_login("nobody", "correct horse battery")
+            .unwrap()
+            .is_none());
+        let id = s
+            .check_login("admin", "correct horse battery")
+            .unwrap()
+            .unwrap();
         let (token, csrf) = s.create_session(id).unwrap();
         assert_eq!(s.session(&token).unwrap(), Some(("admin".into(), csrf)));
         // Stored hashed: the database does not hold the cookie.
-        let raw: String = s.db().query_row("SELECT token FROM sessions", [], |r| r.get(0)).unwrap();
+        let raw: String = s
+            .db()
+            .query_row("SELECT token FROM sessions", [], |r| r.get(0))
+            .unwrap();
         assert_ne!(raw, token);
         s.end_session(&token).unwrap();
         assert!(s.session(&token).unwrap().is_none());
         let api = s.add_api_token("admin", "deploy").unwrap();
         assert_eq!(s.api_token_user(&api).unwrap().as_deref(), Some("admin"));
         assert!(s.api_token_user("nj_guess").unwrap().is_none());
-        assert!(matches!(s.add_api_token("nobody", "x"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.add_api_token("nobody", "x"),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -579,8 +791,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         s.add_domain("Example.COM.").unwrap();
-        assert!(matches!(s.add_domain("example.com"), Err(StoreError::Exists(_))));
-        assert!(matches!(s.add_domain("not a domain"), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.add_domain("example.com"),
+            Err(StoreError::Exists(_))
+        ));
+        assert!(matches!(
+            s.add_domain("not a domain"),
+            Err(StoreError::Invalid(_))
+        ));
         let g0 = s.key_generation().unwrap();
         let k1 = PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap();
         let r1 = s.add_key("example.com", "s1", &k1).unwrap();
@@ -589,8 +807,14 @@ mod tests {
         let k2 = PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap();
         let r2 = s.add_key("example.com", "s2", &k2).unwrap();
         assert_eq!(r2.state, "pending");
-        assert!(matches!(s.add_key("example.com", "s2", &k2), Err(StoreError::Exists(_))));
-        assert!(matches!(s.add_key("example.com", "bad_selector", &k2), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.add_key("example.com", "s2", &k2),
+            Err(StoreError::Exists(_))
+        ));
+        assert!(matches!(
+            s.add_key("example.com", "bad_selector", &k2),
+            Err(StoreError::Invalid(_))
+        ));
 
         // The private key is not in the file in the clear.
         drop(s);
@@ -610,31 +834,62 @@ mod tests {
         assert_eq!(signing[0].1, "s1");
         s.switch_to(r2.id).unwrap();
         let d = s.domain("example.com").unwrap().unwrap();
-        assert_eq!(d.keys.iter().map(|k| (k.selector.as_str(), k.state.as_str())).collect::<Vec<_>>(), [("s1", "retired"), ("s2", "active")]);
+        assert_eq!(
+            d.keys
+                .iter()
+                .map(|k| (k.selector.as_str(), k.state.as_str()))
+                .collect::<Vec<_>>(),
+            [("s1", "retired"), ("s2", "active")]
+        );
         assert_eq!(signing_keys(&s.db(), &master).unwrap()[0].1, "s2");
         assert!(s.delete_key(r2.id).is_err(), "the active key stays");
         s.delete_key(r1.id).unwrap();
 
         // Another master key opens nothing.
-        let wrong = Store::open(dir.path(), MasterKey::from_hex(&"22".repeat(32)).unwrap()).unwrap();
-        assert!(matches!(wrong.private_key(r2.id), Err(StoreError::Crypto(_))));
+        let wrong =
+            Store::open(dir.path(), MasterKey::from_hex(&"22".repeat(32)).unwrap()).unwrap();
+        assert!(matches!(
+            wrong.private_key(r2.id),
+            Err(StoreError::Crypto(_))
+        ));
     }
 
     #[test]
     fn tests_take_one_message_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        s.create_test("abc", "abc@test.example", std::time::Duration::from_secs(60)).unwrap();
+        s.create_test(
+            "abc",
+            "abc@test.example",
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
         assert!(s.test_is_open("abc").unwrap());
         assert!(!s.test_is_open("abd").unwrap());
-        assert!(s.receive("abc", b"Subject: x\r\n\r\nhi\r\n", &serde_json::json!({"ip": "127.0.0.1"})).unwrap());
+        assert!(s
+            .receive(
+                "abc",
+                b"Subject: x\r\n\r\nhi\r\n",
+                &serde_json::json!({"ip": "127.0.0.1"})
+            )
+            .unwrap());
         assert!(!s.receive("abc", b"second", &serde_json::json!({})).unwrap());
         assert_eq!(s.unfinished().unwrap(), ["abc"]);
-        s.finish("abc", &serde_json::json!({"score": 9.5}), "<p>9.5</p>").unwrap();
+        s.finish("abc", &serde_json::json!({"score": 9.5}), "<p>9.5</p>")
+            .unwrap();
         let t = s.test("abc").unwrap().unwrap();
-        assert_eq!((t.status.as_str(), t.report.unwrap()["score"].as_f64()), ("done", Some(9.5)));
-        s.create_test("old", "old@test.example", std::time::Duration::from_secs(0)).unwrap();
-        s.db().execute("UPDATE tests SET expires = expires - 10 WHERE id = 'old'", []).unwrap();
+        assert_eq!(
+            (t.status.as_str(), t.report.unwrap()["score"].as_f64()),
+            ("done", Some(9.5))
+        );
+        s.create_test("old", "old@test.example", std::time::Duration::from_secs(0))
+            .unwrap();
+        s.db()
+            .execute(
+                "UPDATE tests SET expires = expires - 10 WHERE id = 'old'",
+                [],
+            )
+            .unwrap();
         assert_eq!(s.test("old").unwrap().unwrap().status, "expired");
         assert!(!s.receive("old", b"late", &serde_json::json!({})).unwrap());
         assert_eq!(s.purge_tests(now() + 1).unwrap(), 2);

@@ -51,13 +51,23 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("test_domain", &self.test_domain).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("test_domain", &self.test_domain)
+            .finish_non_exhaustive()
     }
 }
 
 impl App {
-    pub fn new(store: Store, tools: Arc<Tools>, cfg: &crate::config::Config, metrics: Arc<Metrics>) -> App {
-        metrics.describe("netjes_http_requests_total", "HTTP requests by status class.");
+    pub fn new(
+        store: Store,
+        tools: Arc<Tools>,
+        cfg: &crate::config::Config,
+        metrics: Arc<Metrics>,
+    ) -> App {
+        metrics.describe(
+            "netjes_http_requests_total",
+            "HTTP requests by status class.",
+        );
         App {
             store,
             tools,
@@ -73,7 +83,10 @@ impl App {
 
     fn cookie(&self, name: &str, value: &str, max_age: i64, same_site: &str) -> HeaderValue {
         let secure = if self.secure_cookies { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}")).expect("tokens are header-safe")
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"
+        ))
+        .expect("tokens are header-safe")
     }
 }
 
@@ -117,7 +130,9 @@ impl AppError {
             AppError::Forbidden(m) => (*m).into(),
             AppError::NotFound => "not found".into(),
             AppError::BadRequest(m) => m.clone(),
-            AppError::TooManyRequests => "too many failed logins from your address; wait 15 minutes".into(),
+            AppError::TooManyRequests => {
+                "too many failed logins from your address; wait 15 minutes".into()
+            }
             // The detail goes to the log, not to the client.
             AppError::Internal(_) => "internal error; see the server's log".into(),
         }
@@ -132,8 +147,15 @@ impl IntoResponse for AppError {
         if matches!(self, AppError::Unauthorized) {
             return Redirect::to("/login").into_response();
         }
-        let v = Viewer { user: None, csrf: String::new() };
-        (self.status(), Html(pages::error(&v, self.status().as_u16(), &self.message()))).into_response()
+        let v = Viewer {
+            user: None,
+            csrf: String::new(),
+        };
+        (
+            self.status(),
+            Html(pages::error(&v, self.status().as_u16(), &self.message())),
+        )
+            .into_response()
     }
 }
 
@@ -158,7 +180,11 @@ impl IntoResponse for ApiError {
         if let AppError::Internal(e) = &self.0 {
             tracing::error!(error = %e, "API request failed");
         }
-        (self.0.status(), Json(serde_json::json!({ "error": self.0.message() }))).into_response()
+        (
+            self.0.status(),
+            Json(serde_json::json!({ "error": self.0.message() })),
+        )
+            .into_response()
     }
 }
 
@@ -170,7 +196,11 @@ fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.trim().split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|p| {
+            p.trim()
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 
@@ -191,7 +221,10 @@ pub struct Who {
 
 impl Who {
     fn viewer(&self) -> Viewer {
-        Viewer { user: self.user.clone().filter(|_| !self.bearer), csrf: self.csrf.clone() }
+        Viewer {
+            user: self.user.clone().filter(|_| !self.bearer),
+            csrf: self.csrf.clone(),
+        }
     }
 
     fn require_user(&self) -> Result<&str, AppError> {
@@ -202,7 +235,9 @@ impl Who {
         if self.bearer || (!self.csrf.is_empty() && crate::crypto::same(token, &self.csrf)) {
             Ok(())
         } else {
-            Err(AppError::Forbidden("the form's security token is missing or old; reload the page and try again"))
+            Err(AppError::Forbidden(
+                "the form's security token is missing or old; reload the page and try again",
+            ))
         }
     }
 
@@ -211,7 +246,10 @@ impl Who {
         if self.user.is_none() || self.bearer {
             return Ok(());
         }
-        let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let given = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         self.check_form(given)
     }
 }
@@ -219,26 +257,56 @@ impl Who {
 impl FromRequestParts<Arc<App>> for Who {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let anon = parts.extensions.get::<AnonCsrf>().map(|a| a.0.clone()).unwrap_or_default();
-        if let Some(token) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        let anon = parts
+            .extensions
+            .get::<AnonCsrf>()
+            .map(|a| a.0.clone())
+            .unwrap_or_default();
+        if let Some(token) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
             let user = app.store.api_token_user(token.trim())?;
-            return Ok(Who { bearer: user.is_some(), user, csrf: anon, session: None });
+            return Ok(Who {
+                bearer: user.is_some(),
+                user,
+                csrf: anon,
+                session: None,
+            });
         }
         let c = cookies(&parts.headers);
         if let Some(s) = c.get(SESSION_COOKIE) {
             if let Some((user, csrf)) = app.store.session(s)? {
-                return Ok(Who { user: Some(user), csrf, bearer: false, session: Some(s.clone()) });
+                return Ok(Who {
+                    user: Some(user),
+                    csrf,
+                    bearer: false,
+                    session: Some(s.clone()),
+                });
             }
         }
-        Ok(Who { user: None, csrf: anon, bearer: false, session: None })
+        Ok(Who {
+            user: None,
+            csrf: anon,
+            bearer: false,
+            session: None,
+        })
     }
 }
 
 /// Security headers on every answer, the anonymous CSRF cookie for
 /// visitors who have none, and the request counter.
 async fn frame(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let existing = cookies(req.headers()).get(CSRF_COOKIE).filter(|v| v.len() == 43).cloned();
+    let existing = cookies(req.headers())
+        .get(CSRF_COOKIE)
+        .filter(|v| v.len() == 43)
+        .cloned();
     let (token, new) = match existing {
         Some(t) => (t, false),
         None => (crate::crypto::token(), true),
@@ -247,20 +315,30 @@ async fn frame(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     if new {
-        h.append(header::SET_COOKIE, app.cookie(CSRF_COOKIE, &token, 30 * 86400, "Strict"));
+        h.append(
+            header::SET_COOKIE,
+            app.cookie(CSRF_COOKIE, &token, 30 * 86400, "Strict"),
+        );
     }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     let class = format!("{}xx", res.status().as_u16() / 100);
-    app.metrics.inc("netjes_http_requests_total", &[("status", &class)]);
+    app.metrics
+        .inc("netjes_http_requests_total", &[("status", &class)]);
     res
 }
 
@@ -271,7 +349,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tests", post(new_test))
         .route("/tests/{id}", get(test_page))
         .route("/check", get(check_page))
-        .route("/analyze", get(analyze_form).post(analyze_page).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
+        .route(
+            "/analyze",
+            get(analyze_form)
+                .post(analyze_page)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/domains", get(domains_page).post(add_domain_form))
@@ -288,7 +371,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tests", post(api_new_test))
         .route("/api/tests/{id}", get(api_test))
         .route("/api/check", post(api_check))
-        .route("/api/analyze", post(api_analyze).layer(axum::extract::DefaultBodyLimit::max(upload_limit)))
+        .route(
+            "/api/analyze",
+            post(api_analyze).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/api/domains", get(api_domains).post(api_add_domain))
         .route("/api/domains/{domain}", get(api_domain))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
@@ -297,20 +383,41 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// Serves the web UI until `shutdown` turns true.
-pub async fn run(listener: tokio::net::TcpListener, app: Arc<App>, mut shutdown: tokio::sync::watch::Receiver<bool>) -> std::io::Result<()> {
-    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    })
+    .await
 }
 
 async fn css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], pages::style()).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        pages::style(),
+    )
+        .into_response()
 }
 
 async fn js() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], pages::SCRIPT).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        pages::SCRIPT,
+    )
+        .into_response()
 }
 
 fn public_or_user(app: &App, who: &Who) -> Result<(), AppError> {
@@ -336,7 +443,10 @@ struct CsrfForm {
 /// plain local part that every mail system accepts.
 fn test_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    crate::crypto::random_bytes::<16>().iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect()
+    crate::crypto::random_bytes::<16>()
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn create_test(app: &App) -> Result<crate::store::TestRow, AppError> {
@@ -345,14 +455,22 @@ fn create_test(app: &App) -> Result<crate::store::TestRow, AppError> {
     Ok(app.store.create_test(&id, &address, app.test_expiry)?)
 }
 
-async fn new_test(State(app): State<Arc<App>>, who: Who, Form(f): Form<CsrfForm>) -> Result<Response, AppError> {
+async fn new_test(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
     public_or_user(&app, &who)?;
     who.check_form(&f.csrf)?;
     let t = create_test(&app)?;
     Ok(Redirect::to(&format!("/tests/{}", t.id)).into_response())
 }
 
-async fn test_page(State(app): State<Arc<App>>, who: Who, Path(id): Path<String>) -> Result<Html<String>, AppError> {
+async fn test_page(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(id): Path<String>,
+) -> Result<Html<String>, AppError> {
     let t = app.store.test(&id)?.ok_or(AppError::NotFound)?;
     Ok(Html(pages::test_page(&who.viewer(), &t)))
 }
@@ -363,13 +481,26 @@ struct CheckQuery {
     domain: String,
 }
 
-async fn check_page(State(app): State<Arc<App>>, who: Who, Query(q): Query<CheckQuery>) -> Result<Html<String>, AppError> {
+async fn check_page(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Query(q): Query<CheckQuery>,
+) -> Result<Html<String>, AppError> {
     public_or_user(&app, &who)?;
     let v = who.viewer();
     if q.domain.trim().is_empty() {
-        return Ok(Html(pages::layout("Check a domain", &v, &pages::check_form(""), "")));
+        return Ok(Html(pages::layout(
+            "Check a domain",
+            &v,
+            &pages::check_form(""),
+            "",
+        )));
     }
-    let report = app.tools.check(&q.domain).await.map_err(AppError::BadRequest)?;
+    let report = app
+        .tools
+        .check(&q.domain)
+        .await
+        .map_err(AppError::BadRequest)?;
     Ok(Html(pages::check_report(&v, &report)))
 }
 
@@ -378,12 +509,23 @@ async fn analyze_form(State(app): State<Arc<App>>, who: Who) -> Result<Html<Stri
     Ok(Html(pages::analyze_form(&who.viewer())))
 }
 
-async fn analyze_page(State(app): State<Arc<App>>, who: Who, mut form: Multipart) -> Result<Html<String>, AppError> {
+async fn analyze_page(
+    State(app): State<Arc<App>>,
+    who: Who,
+    mut form: Multipart,
+) -> Result<Html<String>, AppError> {
     public_or_user(&app, &who)?;
     let (mut csrf, mut pasted, mut file) = (String::new(), Vec::new(), Vec::new());
-    while let Some(field) = form.next_field().await.map_err(|e| AppError::BadRequest(e.to_string()))? {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| AppError::BadRequest(e.to_string()))?
+    {
         let name = field.name().unwrap_or("").to_string();
-        let data = field.bytes().await.map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
         match name.as_str() {
             "csrf" => csrf = String::from_utf8_lossy(&data).into_owned(),
             "message" => pasted = data.to_vec(),
@@ -394,11 +536,17 @@ async fn analyze_page(State(app): State<Arc<App>>, who: Who, mut form: Multipart
     who.check_form(&csrf)?;
     let raw = if file.is_empty() { pasted } else { file };
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(AppError::BadRequest("paste a message or choose a file".into()));
+        return Err(AppError::BadRequest(
+            "paste a message or choose a file".into(),
+        ));
     }
     // A pasted message has the browser's line ends; the analyzer wants CRLF.
     let raw = crlf(&raw);
-    let (_, html) = app.tools.analyze(&raw, None).await.map_err(AppError::BadRequest)?;
+    let (_, html) = app
+        .tools
+        .analyze(&raw, None)
+        .await
+        .map_err(AppError::BadRequest)?;
     Ok(Html(pages::analyze_report(&who.viewer(), &html)))
 }
 
@@ -442,40 +590,66 @@ fn safe_next(next: &str) -> &str {
     }
 }
 
-async fn login(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, who: Who, Form(f): Form<LoginForm>) -> Result<Response, AppError> {
+async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: Who,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, AppError> {
     who.check_form(&f.csrf)?;
     let now = crate::store::now();
     {
         let mut fails = app.login_failures.lock().unwrap_or_else(|p| p.into_inner());
         fails.retain(|_, (_, since)| now - *since < LOGIN_WINDOW);
-        if fails.get(&peer.ip()).is_some_and(|(n, _)| *n >= MAX_LOGIN_FAILURES) {
+        if fails
+            .get(&peer.ip())
+            .is_some_and(|(n, _)| *n >= MAX_LOGIN_FAILURES)
+        {
             return Err(AppError::TooManyRequests);
         }
     }
     // argon2 takes tens of milliseconds of CPU: off the async workers.
     let store = app.store.clone();
     let (user, password) = (f.user.clone(), f.password.clone());
-    let id = tokio::task::spawn_blocking(move || store.check_login(&user, &password)).await.map_err(|e| AppError::Internal(e.to_string()))??;
+    let id = tokio::task::spawn_blocking(move || store.check_login(&user, &password))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
     let Some(id) = id else {
         let mut fails = app.login_failures.lock().unwrap_or_else(|p| p.into_inner());
         let e = fails.entry(peer.ip()).or_insert((0, now));
         e.0 += 1;
         tracing::warn!(client = %peer.ip(), user = %f.user, "failed login");
-        return Ok((StatusCode::UNAUTHORIZED, Html(pages::login(&who.viewer(), &f.next, Some("Wrong user or password.")))).into_response());
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            Html(pages::login(
+                &who.viewer(),
+                &f.next,
+                Some("Wrong user or password."),
+            )),
+        )
+            .into_response());
     };
     let (token, _) = app.store.create_session(id)?;
     let mut res = Redirect::to(safe_next(&f.next)).into_response();
-    res.headers_mut().append(header::SET_COOKIE, app.cookie(SESSION_COOKIE, &token, crate::store::SESSION_SECONDS, "Lax"));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        app.cookie(SESSION_COOKIE, &token, crate::store::SESSION_SECONDS, "Lax"),
+    );
     Ok(res)
 }
 
-async fn logout(State(app): State<Arc<App>>, who: Who, Form(f): Form<CsrfForm>) -> Result<Response, AppError> {
+async fn logout(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
     who.check_form(&f.csrf)?;
     if let Some(s) = &who.session {
         app.store.end_session(s)?;
     }
     let mut res = Redirect::to("/").into_response();
-    res.headers_mut().append(header::SET_COOKIE, app.cookie(SESSION_COOKIE, "", 0, "Lax"));
+    res.headers_mut()
+        .append(header::SET_COOKIE, app.cookie(SESSION_COOKIE, "", 0, "Lax"));
     Ok(res)
 }
 
@@ -504,23 +678,41 @@ fn algorithms(choice: &str) -> Result<Vec<KeyAlgorithm>, AppError> {
         "" | "rsa" => Ok(vec![KeyAlgorithm::Rsa]),
         "ed25519" => Ok(vec![KeyAlgorithm::Ed25519]),
         "both" => Ok(vec![KeyAlgorithm::Rsa, KeyAlgorithm::Ed25519]),
-        other => Err(AppError::BadRequest(format!("algorithm {other:?}: rsa, ed25519 or both"))),
+        other => Err(AppError::BadRequest(format!(
+            "algorithm {other:?}: rsa, ed25519 or both"
+        ))),
     }
 }
 
 /// Keys for `selector`: one per algorithm; with two, each selector says
 /// its algorithm (`s1-rsa`, `s1-ed25519`).
-async fn make_keys(selector: &str, algs: Vec<KeyAlgorithm>) -> Result<Vec<(String, PrivateKey)>, AppError> {
+async fn make_keys(
+    selector: &str,
+    algs: Vec<KeyAlgorithm>,
+) -> Result<Vec<(String, PrivateKey)>, AppError> {
     let two = algs.len() > 1;
     let mut out = Vec::new();
     for a in algs {
-        let sel = if two { format!("{selector}-{}", a.k_tag()) } else { selector.to_string() };
+        let sel = if two {
+            format!("{selector}-{}", a.k_tag())
+        } else {
+            selector.to_string()
+        };
         if !crate::store::valid_selector(&sel) {
-            return Err(AppError::BadRequest(format!("{sel:?} is not a selector: letters, digits and hyphens, at most 63")));
+            return Err(AppError::BadRequest(format!(
+                "{sel:?} is not a selector: letters, digits and hyphens, at most 63"
+            )));
         }
-        let bits = if a == KeyAlgorithm::Rsa { netjes_auth::dkim::keys::RECOMMENDED_RSA_BITS } else { 256 };
+        let bits = if a == KeyAlgorithm::Rsa {
+            netjes_auth::dkim::keys::RECOMMENDED_RSA_BITS
+        } else {
+            256
+        };
         // RSA key generation takes up to a second of CPU.
-        let key = tokio::task::spawn_blocking(move || PrivateKey::generate(a, bits)).await.map_err(|e| AppError::Internal(e.to_string()))?.map_err(|e| AppError::Internal(e.to_string()))?;
+        let key = tokio::task::spawn_blocking(move || PrivateKey::generate(a, bits))
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         out.push((sel, key));
     }
     Ok(out)
@@ -530,19 +722,28 @@ async fn add_signing_domain(app: &App, n: &NewDomain) -> Result<Vec<KeyRow>, App
     let domain = n.domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let selector = n.selector.trim().to_ascii_lowercase();
     if !crate::store::valid_domain(&domain) {
-        return Err(AppError::BadRequest(format!("{:?} is not a domain name", n.domain)));
+        return Err(AppError::BadRequest(format!(
+            "{:?} is not a domain name",
+            n.domain
+        )));
     }
     if !crate::store::valid_selector(&selector) {
-        return Err(AppError::BadRequest(format!("{:?} is not a selector: letters, digits and hyphens, at most 63", n.selector)));
+        return Err(AppError::BadRequest(format!(
+            "{:?} is not a selector: letters, digits and hyphens, at most 63",
+            n.selector
+        )));
     }
     if app.store.domain(&domain)?.is_some() {
-        return Err(AppError::BadRequest(format!("{domain} is a signing domain already; rotate its key on its page")));
+        return Err(AppError::BadRequest(format!(
+            "{domain} is a signing domain already; rotate its key on its page"
+        )));
     }
     let keys = if n.pem.trim().is_empty() {
         make_keys(&selector, algorithms(&n.algorithm)?).await?
     } else {
         let password = (!n.password.is_empty()).then_some(n.password.as_bytes());
-        let key = PrivateKey::from_pem(&n.pem, password).map_err(|e| AppError::BadRequest(format!("the private key: {e}")))?;
+        let key = PrivateKey::from_pem(&n.pem, password)
+            .map_err(|e| AppError::BadRequest(format!("the private key: {e}")))?;
         vec![(selector, key)]
     };
     app.store.add_domain(&domain)?;
@@ -562,8 +763,14 @@ async fn test_keys(app: &App, keys: &[KeyRow]) -> Vec<(i64, netjes_check::dkim::
     let futs = keys.iter().map(|k| async move {
         let key = app.store.private_key(k.id);
         let t = match key {
-            Ok(key) => netjes_check::dkim::testkey(app.tools.dns.as_ref(), &k.dns_name(), &key).await,
-            Err(e) => netjes_check::dkim::KeyTest { status: netjes_check::dkim::KeyStatus::Malformed, message: e.to_string(), warnings: vec![] },
+            Ok(key) => {
+                netjes_check::dkim::testkey(app.tools.dns.as_ref(), &k.dns_name(), &key).await
+            }
+            Err(e) => netjes_check::dkim::KeyTest {
+                status: netjes_check::dkim::KeyStatus::Malformed,
+                message: e.to_string(),
+                warnings: vec![],
+            },
         };
         (k.id, t)
     });
@@ -580,7 +787,12 @@ async fn render_domains(app: &App, who: &Who, error: Option<&str>) -> Result<Str
     for d in app.store.domains()? {
         let mut warnings = Vec::new();
         if d.active {
-            let active: Vec<KeyRow> = d.keys.iter().filter(|k| k.state == "active").cloned().collect();
+            let active: Vec<KeyRow> = d
+                .keys
+                .iter()
+                .filter(|k| k.state == "active")
+                .cloned()
+                .collect();
             for (_, t) in test_keys(app, &active).await {
                 if t.status != netjes_check::dkim::KeyStatus::Ok {
                     warnings.push(format!("active, but: {}", t.message));
@@ -592,17 +804,29 @@ async fn render_domains(app: &App, who: &Who, error: Option<&str>) -> Result<Str
     Ok(pages::domains(&who.viewer(), &list, error))
 }
 
-async fn add_domain_form(State(app): State<Arc<App>>, who: Who, Form(n): Form<NewDomain>) -> Result<Response, AppError> {
+async fn add_domain_form(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Form(n): Form<NewDomain>,
+) -> Result<Response, AppError> {
     who.require_user()?;
     who.check_form(&n.csrf)?;
     match add_signing_domain(&app, &n).await {
         Ok(rows) => Ok(Redirect::to(&format!("/domains/{}", rows[0].domain)).into_response()),
-        Err(AppError::BadRequest(m)) => Ok((StatusCode::BAD_REQUEST, Html(render_domains(&app, &who, Some(&m)).await?)).into_response()),
+        Err(AppError::BadRequest(m)) => Ok((
+            StatusCode::BAD_REQUEST,
+            Html(render_domains(&app, &who, Some(&m)).await?),
+        )
+            .into_response()),
         Err(e) => Err(e),
     }
 }
 
-async fn domain_page(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>) -> Result<Html<String>, AppError> {
+async fn domain_page(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+) -> Result<Html<String>, AppError> {
     who.require_user()?;
     let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
     Ok(Html(pages::domain(&who.viewer(), &d, &[], None)))
@@ -615,7 +839,12 @@ struct ActiveForm {
     active: bool,
 }
 
-async fn set_active(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<ActiveForm>) -> Result<Response, AppError> {
+async fn set_active(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<ActiveForm>,
+) -> Result<Response, AppError> {
     who.require_user()?;
     who.check_form(&f.csrf)?;
     app.store.set_active(&domain, f.active)?;
@@ -623,7 +852,12 @@ async fn set_active(State(app): State<Arc<App>>, who: Who, Path(domain): Path<St
     Ok(Redirect::to(&format!("/domains/{domain}")).into_response())
 }
 
-async fn check_dns(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<CsrfForm>) -> Result<Html<String>, AppError> {
+async fn check_dns(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Html<String>, AppError> {
     who.require_user()?;
     who.check_form(&f.csrf)?;
     let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
@@ -638,11 +872,21 @@ struct RotateForm {
     selector: String,
 }
 
-async fn rotate(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<RotateForm>) -> Result<Response, AppError> {
+async fn rotate(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<RotateForm>,
+) -> Result<Response, AppError> {
     who.require_user()?;
     who.check_form(&f.csrf)?;
     let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
-    let mut algs: Vec<KeyAlgorithm> = d.keys.iter().filter(|k| k.state == "active").map(|k| k.algorithm).collect();
+    let mut algs: Vec<KeyAlgorithm> = d
+        .keys
+        .iter()
+        .filter(|k| k.state == "active")
+        .map(|k| k.algorithm)
+        .collect();
     algs.dedup();
     if algs.is_empty() {
         algs.push(KeyAlgorithm::Rsa);
@@ -650,13 +894,23 @@ async fn rotate(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String
     let selector = f.selector.trim().to_ascii_lowercase();
     let keys = match make_keys(&selector, algs).await {
         Ok(k) => k,
-        Err(AppError::BadRequest(m)) => return Ok((StatusCode::BAD_REQUEST, Html(pages::domain(&who.viewer(), &d, &[], Some(&m)))).into_response()),
+        Err(AppError::BadRequest(m)) => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Html(pages::domain(&who.viewer(), &d, &[], Some(&m))),
+            )
+                .into_response())
+        }
         Err(e) => return Err(e),
     };
     for (sel, key) in &keys {
         if let Err(e) = app.store.add_key(&domain, sel, key) {
             let m = AppError::from(e).message();
-            return Ok((StatusCode::BAD_REQUEST, Html(pages::domain(&who.viewer(), &d, &[], Some(&m)))).into_response());
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Html(pages::domain(&who.viewer(), &d, &[], Some(&m))),
+            )
+                .into_response());
         }
     }
     Ok(Redirect::to(&format!("/domains/{domain}")).into_response())
@@ -671,23 +925,39 @@ struct SwitchForm {
     force: bool,
 }
 
-async fn switch_key(State(app): State<Arc<App>>, who: Who, Path(id): Path<i64>, Form(f): Form<SwitchForm>) -> Result<Response, AppError> {
+async fn switch_key(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(id): Path<i64>,
+    Form(f): Form<SwitchForm>,
+) -> Result<Response, AppError> {
     who.require_user()?;
     who.check_form(&f.csrf)?;
     let k = app.store.key(id)?.ok_or(AppError::NotFound)?;
     let checks = test_keys(&app, std::slice::from_ref(&k)).await;
-    let published = checks.first().is_some_and(|(_, t)| t.status == netjes_check::dkim::KeyStatus::Ok);
+    let published = checks
+        .first()
+        .is_some_and(|(_, t)| t.status == netjes_check::dkim::KeyStatus::Ok);
     if !published && !f.force {
         let d = app.store.domain(&k.domain)?.ok_or(AppError::NotFound)?;
         let m = format!("Not switched: receivers could not verify mail signed with {} yet. Publish its record first.", k.selector);
-        return Ok((StatusCode::CONFLICT, Html(pages::domain(&who.viewer(), &d, &checks, Some(&m)))).into_response());
+        return Ok((
+            StatusCode::CONFLICT,
+            Html(pages::domain(&who.viewer(), &d, &checks, Some(&m))),
+        )
+            .into_response());
     }
     app.store.switch_to(id)?;
     tracing::info!(domain = %k.domain, selector = %k.selector, "switched to a new key");
     Ok(Redirect::to(&format!("/domains/{}", k.domain)).into_response())
 }
 
-async fn delete_key(State(app): State<Arc<App>>, who: Who, Path(id): Path<i64>, Form(f): Form<CsrfForm>) -> Result<Response, AppError> {
+async fn delete_key(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(id): Path<i64>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
     who.require_user()?;
     who.check_form(&f.csrf)?;
     let k = app.store.key(id)?.ok_or(AppError::NotFound)?;
@@ -695,7 +965,12 @@ async fn delete_key(State(app): State<Arc<App>>, who: Who, Path(id): Path<i64>, 
     Ok(Redirect::to(&format!("/domains/{}", k.domain)).into_response())
 }
 
-async fn delete_domain(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<CsrfForm>) -> Result<Response, AppError> {
+async fn delete_domain(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
     who.require_user()?;
     who.check_form(&f.csrf)?;
     app.store.delete_domain(&domain)?;
@@ -705,18 +980,33 @@ async fn delete_domain(State(app): State<Arc<App>>, who: Who, Path(domain): Path
 
 // ---- the JSON API ----
 
-async fn api_new_test(State(app): State<Arc<App>>, who: Who, headers: HeaderMap) -> ApiResult<serde_json::Value> {
+async fn api_new_test(
+    State(app): State<Arc<App>>,
+    who: Who,
+    headers: HeaderMap,
+) -> ApiResult<serde_json::Value> {
     public_or_user(&app, &who)?;
     who.check_api(&headers)?;
     let t = create_test(&app)?;
-    Ok(Json(serde_json::json!({ "id": t.id, "address": t.address, "expires": t.expires })))
+    Ok(Json(
+        serde_json::json!({ "id": t.id, "address": t.address, "expires": t.expires }),
+    ))
 }
 
-async fn api_test(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<serde_json::Value> {
+async fn api_test(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<serde_json::Value> {
     let t = app.store.test(&id)?.ok_or(AppError::NotFound)?;
     // "analyzing" is still waiting, for a client.
-    let status = if t.status == "analyzing" { "waiting" } else { t.status.as_str() };
-    Ok(Json(serde_json::json!({ "id": t.id, "address": t.address, "status": status, "facts": t.facts, "report": t.report })))
+    let status = if t.status == "analyzing" {
+        "waiting"
+    } else {
+        t.status.as_str()
+    };
+    Ok(Json(
+        serde_json::json!({ "id": t.id, "address": t.address, "status": status, "facts": t.facts, "report": t.report }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -724,50 +1014,88 @@ struct CheckRequest {
     domain: String,
 }
 
-async fn api_check(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Json(q): Json<CheckRequest>) -> ApiResult<serde_json::Value> {
+async fn api_check(
+    State(app): State<Arc<App>>,
+    who: Who,
+    headers: HeaderMap,
+    Json(q): Json<CheckRequest>,
+) -> ApiResult<serde_json::Value> {
     public_or_user(&app, &who)?;
     who.check_api(&headers)?;
-    Ok(Json(app.tools.check(&q.domain).await.map_err(AppError::BadRequest)?))
+    Ok(Json(
+        app.tools
+            .check(&q.domain)
+            .await
+            .map_err(AppError::BadRequest)?,
+    ))
 }
 
 /// The message as the body (message/rfc822 or anything but JSON), or
 /// `{"message": "..."}`.
-async fn api_analyze(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<serde_json::Value> {
+async fn api_analyze(
+    State(app): State<Arc<App>>,
+    who: Who,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<serde_json::Value> {
     public_or_user(&app, &who)?;
     who.check_api(&headers)?;
-    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     let raw = if json {
         #[derive(Deserialize)]
         struct Req {
             message: String,
         }
-        let r: Req = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("the JSON body: {e}")))?;
+        let r: Req = serde_json::from_slice(&body)
+            .map_err(|e| AppError::BadRequest(format!("the JSON body: {e}")))?;
         crlf(r.message.as_bytes())
     } else {
         crlf(&body)
     };
-    let (report, _) = app.tools.analyze(&raw, None).await.map_err(AppError::BadRequest)?;
+    let (report, _) = app
+        .tools
+        .analyze(&raw, None)
+        .await
+        .map_err(AppError::BadRequest)?;
     Ok(Json(report))
 }
 
-async fn api_domains(State(app): State<Arc<App>>, who: Who) -> ApiResult<Vec<crate::store::DomainRow>> {
+async fn api_domains(
+    State(app): State<Arc<App>>,
+    who: Who,
+) -> ApiResult<Vec<crate::store::DomainRow>> {
     who.require_user()?;
     Ok(Json(app.store.domains()?))
 }
 
-async fn api_domain(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>) -> ApiResult<serde_json::Value> {
+async fn api_domain(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+) -> ApiResult<serde_json::Value> {
     who.require_user()?;
     let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
     let records: Vec<serde_json::Value> = d.keys.iter().map(|k| serde_json::json!({"selector": k.selector, "state": k.state, "name": k.dns_name(), "type": "TXT", "value": k.dns_value()})).collect();
     Ok(Json(serde_json::json!({ "domain": d, "records": records })))
 }
 
-async fn api_add_domain(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Json(n): Json<NewDomain>) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+async fn api_add_domain(
+    State(app): State<Arc<App>>,
+    who: Who,
+    headers: HeaderMap,
+    Json(n): Json<NewDomain>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     who.require_user()?;
     who.check_api(&headers)?;
     let rows = add_signing_domain(&app, &n).await?;
     let records: Vec<serde_json::Value> = rows.iter().map(|k| serde_json::json!({"selector": k.selector, "name": k.dns_name(), "type": "TXT", "value": k.dns_value()})).collect();
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "domain": rows[0].domain, "records": records }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "domain": rows[0].domain, "records": records })),
+    ))
 }
 
 #[cfg(test)]
@@ -783,6 +1111,8 @@ mod tests {
         assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         let id = test_id();
         assert_eq!(id.len(), 16);
-        assert!(id.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(id
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
     }
 }

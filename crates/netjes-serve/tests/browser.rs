@@ -23,14 +23,21 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.agent.delete(&format!("{}/session/{}", self.base, self.session)).call();
+        let _ = self
+            .agent
+            .delete(&format!("{}/session/{}", self.base, self.session))
+            .call();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Driver {
@@ -43,7 +50,9 @@ impl Driver {
             .spawn()
             .expect("chromedriver (scripts/test.sh installs Debian's chromium-driver)");
         let base = format!("http://127.0.0.1:{port}");
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build();
         let deadline = Instant::now() + Duration::from_secs(20);
         while agent.get(&format!("{base}/status")).call().is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not start");
@@ -58,9 +67,20 @@ impl Driver {
                      "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,900",
                      format!("--user-data-dir={}", profile.path().display())]
         }}}});
-        let v: Value = agent.post(&format!("{base}/session")).send_json(caps).expect("a Chromium session").into_json().unwrap();
+        let v: Value = agent
+            .post(&format!("{base}/session"))
+            .send_json(caps)
+            .expect("a Chromium session")
+            .into_json()
+            .unwrap();
         let session = v["value"]["sessionId"].as_str().unwrap().to_string();
-        Driver { child, base, session, agent, _profile: profile }
+        Driver {
+            child,
+            base,
+            session,
+            agent,
+            _profile: profile,
+        }
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -72,7 +92,10 @@ impl Driver {
         };
         match res {
             Ok(r) => r.into_json::<Value>().unwrap()["value"].clone(),
-            Err(ureq::Error::Status(code, r)) => panic!("WebDriver {method} {path}: {code} {}", r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => panic!(
+                "WebDriver {method} {path}: {code} {}",
+                r.into_string().unwrap_or_default()
+            ),
             Err(e) => panic!("WebDriver {method} {path}: {e}"),
         }
     }
@@ -82,8 +105,15 @@ impl Driver {
     }
 
     fn find(&self, css: &str) -> String {
-        let v = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css})));
-        v[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {v}")).to_string()
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("{css}: {v}"))
+            .to_string()
     }
 
     /// Waits for an element to appear (a page load or a reload by script).
@@ -91,10 +121,21 @@ impl Driver {
         let deadline = Instant::now() + within;
         loop {
             let url = format!("{}/session/{}/element", self.base, self.session);
-            if let Ok(r) = self.agent.post(&url).send_json(json!({"using": "css selector", "value": css})) {
-                return r.into_json::<Value>().unwrap()["value"][ELEMENT].as_str().unwrap().to_string();
+            if let Ok(r) = self
+                .agent
+                .post(&url)
+                .send_json(json!({"using": "css selector", "value": css}))
+            {
+                return r.into_json::<Value>().unwrap()["value"][ELEMENT]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
             }
-            assert!(Instant::now() < deadline, "{css} did not appear; the page: {}", self.source());
+            assert!(
+                Instant::now() < deadline,
+                "{css} did not appear; the page: {}",
+                self.source()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -107,24 +148,40 @@ impl Driver {
     fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css);
         self.call("POST", &format!("/element/{e}/clear"), Some(json!({})));
-        self.call("POST", &format!("/element/{e}/value"), Some(json!({ "text": text })));
+        self.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
     }
 
     fn text(&self, css: &str) -> String {
         let e = self.find(css);
-        self.call("GET", &format!("/element/{e}/text"), None).as_str().unwrap_or("").to_string()
+        self.call("GET", &format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     fn source(&self) -> String {
-        self.call("GET", "/source", None).as_str().unwrap_or("").to_string()
+        self.call("GET", "/source", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     fn screenshot(&self, name: &str) {
         if let Ok(dir) = std::env::var("NETJES_SCREENSHOTS") {
             use base64::Engine;
             let png = self.call("GET", "/screenshot", None);
-            let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
-            std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), bytes).unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(png.as_str().unwrap())
+                .unwrap();
+            std::fs::write(
+                std::path::Path::new(&dir).join(format!("{name}.png")),
+                bytes,
+            )
+            .unwrap();
         }
     }
 }
@@ -144,7 +201,9 @@ fn a_test_in_the_browser_shows_the_mark_when_the_mail_arrives() {
 
     let mut m = Smtp::connect(s.smtp);
     let msg = "From: Alice <alice@sender.example>\r\nTo: test\r\nSubject: Browser test\r\nDate: Tue, 24 Nov 2026 09:00:00 +0000\r\nMessage-ID: <b1@sender.example>\r\n\r\nHello from the browser test.\r\n";
-    assert!(m.mail("alice@sender.example", &address, msg).starts_with("250"));
+    assert!(m
+        .mail("alice@sender.example", &address, msg)
+        .starts_with("250"));
 
     // The page polls and reloads itself: no click needed.
     d.wait_for("#report svg", Duration::from_secs(20));
@@ -174,13 +233,23 @@ fn log_in_add_a_signing_domain_and_read_its_dns_record() {
     let record = d.text(".record code.value");
     // The record is the public half of the stored key.
     let stored = s.parts.store.domain("shop.example").unwrap().unwrap();
-    assert_eq!(record, format!("v=DKIM1; k=rsa; p={}", stored.keys[0].public_key));
+    assert_eq!(
+        record,
+        format!("v=DKIM1; k=rsa; p={}", stored.keys[0].public_key)
+    );
     let zone = d.text(".record code.zone");
-    assert!(zone.starts_with("s2026._domainkey.shop.example. IN TXT ( \"v=DKIM1; k=rsa; p=MII"), "{zone}");
+    assert!(
+        zone.starts_with("s2026._domainkey.shop.example. IN TXT ( \"v=DKIM1; k=rsa; p=MII"),
+        "{zone}"
+    );
     d.screenshot("domain");
     d.click("#check-dns");
     d.wait_for(".dns-check", Duration::from_secs(10));
-    assert!(d.text(".dns-check").contains("no key is published"), "{}", d.text(".dns-check"));
+    assert!(
+        d.text(".dns-check").contains("no key is published"),
+        "{}",
+        d.text(".dns-check")
+    );
     d.click("#toggle-active");
     d.wait_for("#domain-state", Duration::from_secs(10));
     assert_eq!(d.text("#domain-state"), "active");

@@ -16,7 +16,12 @@ fn zone(extra: &str) -> String {
 }
 
 fn txt_strings(value: &str) -> String {
-    value.as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ")
+    value
+        .as_bytes()
+        .chunks(200)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[test]
@@ -26,50 +31,133 @@ fn admin_pages_need_a_login_and_every_form_a_csrf_token() {
 
     let home = c.get("/");
     assert_eq!(home.status, 200);
-    for (h, v) in [("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer")] {
+    for (h, v) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ] {
         assert_eq!(home.header(h), Some(v), "{h}");
     }
     let csp = home.header("content-security-policy").unwrap();
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && csp.contains("img-src 'self' data:"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && csp.contains("img-src 'self' data:"),
+        "{csp}"
+    );
     let anon_csrf = home.csrf();
     assert_eq!(c.cookies.get("netjes_csrf"), Some(&anon_csrf));
 
     // Admin pages send to the login; admin APIs answer 401.
     for path in ["/domains", "/domains/x.example"] {
         let r = c.get(path);
-        assert_eq!((r.status, r.header("location")), (303, Some("/login")), "{path}");
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/login")),
+            "{path}"
+        );
     }
     assert_eq!(c.get("/api/domains").status, 401);
-    assert_eq!(c.post_json("/api/domains", &serde_json::json!({"domain": "x.example", "selector": "s1"})).status, 401);
-    assert_eq!(c.post_form("/domains", &[("csrf", &anon_csrf), ("domain", "x.example"), ("selector", "s1")]).status, 303, "to the login");
+    assert_eq!(
+        c.post_json(
+            "/api/domains",
+            &serde_json::json!({"domain": "x.example", "selector": "s1"})
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        c.post_form(
+            "/domains",
+            &[
+                ("csrf", &anon_csrf),
+                ("domain", "x.example"),
+                ("selector", "s1")
+            ]
+        )
+        .status,
+        303,
+        "to the login"
+    );
 
     // Forms without the token, or with another visitor's, are refused.
     assert_eq!(c.post_form("/tests", &[]).status, 403);
     assert_eq!(c.post_form("/tests", &[("csrf", "forged")]).status, 403);
     let mut other = Client::new(s.http);
     other.get("/");
-    assert_eq!(other.post_form("/tests", &[("csrf", &anon_csrf)]).status, 403, "a token from another visitor's cookie");
+    assert_eq!(
+        other.post_form("/tests", &[("csrf", &anon_csrf)]).status,
+        403,
+        "a token from another visitor's cookie"
+    );
     let r = c.post_form("/tests", &[("csrf", &anon_csrf)]);
     assert_eq!(r.status, 303);
     assert!(r.header("location").unwrap().starts_with("/tests/"));
 
     // A wrong password, then the right one.
     let page = c.get("/login");
-    let r = c.post_form("/login", &[("csrf", &page.csrf()), ("user", "admin"), ("password", "wrong password"), ("next", "/domains")]);
+    let r = c.post_form(
+        "/login",
+        &[
+            ("csrf", &page.csrf()),
+            ("user", "admin"),
+            ("password", "wrong password"),
+            ("next", "/domains"),
+        ],
+    );
     assert_eq!(r.status, 401);
     assert!(r.body.contains("Wrong user or password"));
-    let r = c.post_form("/login", &[("csrf", &page.csrf()), ("user", "admin"), ("password", common::PASSWORD), ("next", "//evil.example/")]);
-    assert_eq!((r.status, r.header("location")), (303, Some("/domains")), "no open redirect");
+    let r = c.post_form(
+        "/login",
+        &[
+            ("csrf", &page.csrf()),
+            ("user", "admin"),
+            ("password", common::PASSWORD),
+            ("next", "//evil.example/"),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/domains")),
+        "no open redirect"
+    );
     let session = c.cookies.get("netjes_session").cloned().unwrap();
-    assert!(r.headers["set-cookie"].iter().any(|h| h.contains("HttpOnly") && h.contains("SameSite=Lax")));
+    assert!(r.headers["set-cookie"]
+        .iter()
+        .any(|h| h.contains("HttpOnly") && h.contains("SameSite=Lax")));
 
     let domains = c.get("/domains");
     assert_eq!(domains.status, 200);
     let token = domains.csrf();
     assert_ne!(token, anon_csrf, "a session has its own token");
-    assert_eq!(c.post_form("/domains", &[("csrf", &anon_csrf), ("domain", "x.example"), ("selector", "s1"), ("algorithm", "ed25519")]).status, 403);
-    let r = c.post_form("/domains", &[("csrf", &token), ("domain", "x.example"), ("selector", "s1"), ("algorithm", "ed25519")]);
-    assert_eq!((r.status, r.header("location")), (303, Some("/domains/x.example")), "{}", r.body);
+    assert_eq!(
+        c.post_form(
+            "/domains",
+            &[
+                ("csrf", &anon_csrf),
+                ("domain", "x.example"),
+                ("selector", "s1"),
+                ("algorithm", "ed25519")
+            ]
+        )
+        .status,
+        403
+    );
+    let r = c.post_form(
+        "/domains",
+        &[
+            ("csrf", &token),
+            ("domain", "x.example"),
+            ("selector", "s1"),
+            ("algorithm", "ed25519"),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/domains/x.example")),
+        "{}",
+        r.body
+    );
 
     // The API with the session cookie needs the token in a header; with an
     // API token it needs none.
@@ -79,22 +167,41 @@ fn admin_pages_need_a_login_and_every_form_a_csrf_token() {
     assert_eq!(c.post_json("/api/domains", &body).status, 201);
     let api_token = s.parts.store.add_api_token("admin", "deploy").unwrap();
     let mut api = Client::new(s.http);
-    api.headers.push(("Authorization".into(), format!("Bearer {api_token}")));
-    let r = api.post_json("/api/domains", &serde_json::json!({"domain": "z.example", "selector": "s1", "algorithm": "both"}));
+    api.headers
+        .push(("Authorization".into(), format!("Bearer {api_token}")));
+    let r = api.post_json(
+        "/api/domains",
+        &serde_json::json!({"domain": "z.example", "selector": "s1", "algorithm": "both"}),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
-    let names: Vec<String> = r.json()["records"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["s1-rsa._domainkey.z.example", "s1-ed25519._domainkey.z.example"]);
+    let names: Vec<String> = r.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "s1-rsa._domainkey.z.example",
+            "s1-ed25519._domainkey.z.example"
+        ]
+    );
     let list = api.get("/api/domains").json();
     assert_eq!(list.as_array().unwrap().len(), 3);
     // No private key leaves the store.
     assert!(!list.to_string().contains("PRIVATE") && !list.to_string().contains("sealed"));
     let mut bad = Client::new(s.http);
-    bad.headers.push(("Authorization".into(), "Bearer nj_guessed".into()));
+    bad.headers
+        .push(("Authorization".into(), "Bearer nj_guessed".into()));
     assert_eq!(bad.get("/api/domains").status, 401);
 
     // Logging out ends the session on the server, not only in the browser.
     let page = c.get("/domains");
-    assert_eq!(c.post_form("/logout", &[("csrf", &page.csrf())]).status, 303);
+    assert_eq!(
+        c.post_form("/logout", &[("csrf", &page.csrf())]).status,
+        303
+    );
     c.cookies.insert("netjes_session".into(), session);
     assert_eq!(c.get("/domains").status, 303);
 }
@@ -105,10 +212,32 @@ fn failed_logins_are_limited_per_address() {
     let mut c = Client::new(s.http);
     let csrf = c.get("/login").csrf();
     for _ in 0..10 {
-        assert_eq!(c.post_form("/login", &[("csrf", &csrf), ("user", "admin"), ("password", "guess guess")]).status, 401);
+        assert_eq!(
+            c.post_form(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("user", "admin"),
+                    ("password", "guess guess")
+                ]
+            )
+            .status,
+            401
+        );
     }
     // Now even the right password waits.
-    assert_eq!(c.post_form("/login", &[("csrf", &csrf), ("user", "admin"), ("password", common::PASSWORD)]).status, 429);
+    assert_eq!(
+        c.post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("user", "admin"),
+                ("password", common::PASSWORD)
+            ]
+        )
+        .status,
+        429
+    );
 }
 
 #[test]
@@ -116,16 +245,32 @@ fn the_inbox_takes_mail_only_for_open_tests_and_the_report_appears() {
     let s = start(&zone(""), |r| r.max_message_bytes = 64 * 1024);
     let mut c = Client::new(s.http);
     let t = c.post_raw("/api/tests", "application/json", b"").json();
-    let (id, address) = (t["id"].as_str().unwrap().to_string(), t["address"].as_str().unwrap().to_string());
+    let (id, address) = (
+        t["id"].as_str().unwrap().to_string(),
+        t["address"].as_str().unwrap().to_string(),
+    );
     assert_eq!(address, format!("{id}@{TEST_DOMAIN}"));
-    assert_eq!(c.get(&format!("/api/tests/{id}")).json()["status"], "waiting");
+    assert_eq!(
+        c.get(&format!("/api/tests/{id}")).json()["status"],
+        "waiting"
+    );
 
     // The open-relay battery: nothing but an open test address is taken.
     let mut m = Smtp::connect(s.smtp);
-    assert!(m.greeting.starts_with("220 mx.test.example"), "{}", m.greeting);
+    assert!(
+        m.greeting.starts_with("220 mx.test.example"),
+        "{}",
+        m.greeting
+    );
     let ehlo = m.cmd("EHLO client.example");
-    assert!(ehlo.contains("STARTTLS") && ehlo.contains("SIZE 65536"), "{ehlo}");
-    assert!(m.cmd("RCPT TO:<x@y>").starts_with("503"), "RCPT before MAIL");
+    assert!(
+        ehlo.contains("STARTTLS") && ehlo.contains("SIZE 65536"),
+        "{ehlo}"
+    );
+    assert!(
+        m.cmd("RCPT TO:<x@y>").starts_with("503"),
+        "RCPT before MAIL"
+    );
     assert!(m.cmd("MAIL FROM:<alice@sender.example>").starts_with("250"));
     for rcpt in [
         "victim@other.example".to_string(),
@@ -141,16 +286,24 @@ fn the_inbox_takes_mail_only_for_open_tests_and_the_report_appears() {
         let r = m.cmd(&format!("RCPT TO:<{rcpt}>"));
         assert!(r.starts_with("550 5.7.1"), "{rcpt}: {r}");
     }
-    for rcpt in [format!("nosuchtest@{TEST_DOMAIN}"), format!("a.b@{TEST_DOMAIN}")] {
+    for rcpt in [
+        format!("nosuchtest@{TEST_DOMAIN}"),
+        format!("a.b@{TEST_DOMAIN}"),
+    ] {
         let r = m.cmd(&format!("RCPT TO:<{rcpt}>"));
         assert!(r.starts_with("550 5.1.1"), "{rcpt}: {r}");
     }
-    assert!(m.cmd("DATA").starts_with("503"), "no valid recipient, no data");
+    assert!(
+        m.cmd("DATA").starts_with("503"),
+        "no valid recipient, no data"
+    );
     assert!(m.cmd("VRFY admin").starts_with("252"));
     assert!(m.cmd("RSET").starts_with("250"));
 
     // SIZE= over the limit is refused before the data; data over it after.
-    assert!(m.cmd("MAIL FROM:<alice@sender.example> SIZE=10000000").starts_with("552"));
+    assert!(m
+        .cmd("MAIL FROM:<alice@sender.example> SIZE=10000000")
+        .starts_with("552"));
     assert!(m.cmd("MAIL FROM:<alice@sender.example>").starts_with("250"));
     assert!(m.cmd(&format!("RCPT TO:<{address}>")).starts_with("250"));
     assert!(m.cmd("DATA").starts_with("354"));
@@ -159,10 +312,20 @@ fn the_inbox_takes_mail_only_for_open_tests_and_the_report_appears() {
         m.raw(line.as_bytes()).unwrap();
     }
     assert!(m.cmd(".").starts_with("552 5.3.4"));
-    assert_eq!(c.get(&format!("/api/tests/{id}")).json()["status"], "waiting", "the oversized message was not taken");
+    assert_eq!(
+        c.get(&format!("/api/tests/{id}")).json()["status"],
+        "waiting",
+        "the oversized message was not taken"
+    );
 
     // The real message, in the same session.
-    let r = m.mail("alice@sender.example", &address.to_uppercase().replace(TEST_DOMAIN.to_uppercase().as_str(), TEST_DOMAIN), MESSAGE);
+    let r = m.mail(
+        "alice@sender.example",
+        &address
+            .to_uppercase()
+            .replace(TEST_DOMAIN.to_uppercase().as_str(), TEST_DOMAIN),
+        MESSAGE,
+    );
     assert!(r.starts_with("250 2.0.0"), "{r}");
     assert!(m.cmd("QUIT").starts_with("221"));
 
@@ -176,7 +339,14 @@ fn the_inbox_takes_mail_only_for_open_tests_and_the_report_appears() {
     let score = report["score"].as_f64().unwrap();
     assert!((0.0..=10.0).contains(&score));
     // SPF passes for 127.0.0.1 and is aligned: not capped.
-    assert!(report["auth"]["authentication_results"].as_str().unwrap().contains("spf=pass"), "{}", report["auth"]);
+    assert!(
+        report["auth"]["authentication_results"]
+            .as_str()
+            .unwrap()
+            .contains("spf=pass"),
+        "{}",
+        report["auth"]
+    );
     assert_eq!(report["capped"], false);
     // Our hop is first in the Received chain, without TLS.
     let hops = report["hops"].as_array().unwrap();
@@ -184,12 +354,18 @@ fn the_inbox_takes_mail_only_for_open_tests_and_the_report_appears() {
     // The raw message keeps its lines, with the dot unstuffed.
     let raw = s.parts.store.test(&id).unwrap().unwrap().raw.unwrap();
     let raw = String::from_utf8(raw).unwrap();
-    assert!(raw.starts_with("Received: from client.example ([127.0.0.1])"), "{raw}");
+    assert!(
+        raw.starts_with("Received: from client.example ([127.0.0.1])"),
+        "{raw}"
+    );
     assert!(raw.contains("\r\n.leading dot stays one dot\r\n"));
 
     // The page shows the mark and the message.
     let page = c.get(&format!("/tests/{id}"));
-    assert!(page.body.contains(&format!("{score:.1}")), "the mark on the page");
+    assert!(
+        page.body.contains(&format!("{score:.1}")),
+        "the mark on the page"
+    );
     assert!(page.body.contains("The SMTP session") && page.body.contains("iframe sandbox"));
     assert_eq!(report["envelope"]["source"], "the SMTP session");
 
@@ -197,7 +373,9 @@ fn the_inbox_takes_mail_only_for_open_tests_and_the_report_appears() {
     let mut m = Smtp::connect(s.smtp);
     m.cmd("EHLO client.example");
     m.cmd("MAIL FROM:<alice@sender.example>");
-    assert!(m.cmd(&format!("RCPT TO:<{address}>")).starts_with("550 5.1.1"));
+    assert!(m
+        .cmd(&format!("RCPT TO:<{address}>"))
+        .starts_with("550 5.1.1"));
     assert_eq!(c.get("/api/tests/nosuchid").status, 404);
 }
 
@@ -208,7 +386,19 @@ fn starttls_is_offered_and_the_session_is_recorded() {
     let t = c.post_raw("/api/tests", "application/json", b"").json();
     let id = t["id"].as_str().unwrap().to_string();
     let out = std::process::Command::new("swaks")
-        .args(["--server", &s.smtp.to_string(), "--to", t["address"].as_str().unwrap(), "--from", "alice@sender.example", "--helo", "client.example", "--tls", "--data", "-"])
+        .args([
+            "--server",
+            &s.smtp.to_string(),
+            "--to",
+            t["address"].as_str().unwrap(),
+            "--from",
+            "alice@sender.example",
+            "--helo",
+            "client.example",
+            "--tls",
+            "--data",
+            "-",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -220,12 +410,25 @@ fn starttls_is_offered_and_the_session_is_recorded() {
         })
         .expect("swaks (scripts/test.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = wait_done(&mut c, &id);
     assert_eq!(t["facts"]["tls_version"], "TLSv1.3");
-    assert!(t["facts"]["tls_cipher"].as_str().unwrap().starts_with("TLS13_"));
+    assert!(t["facts"]["tls_cipher"]
+        .as_str()
+        .unwrap()
+        .starts_with("TLS13_"));
     let hops = t["report"]["hops"].as_array().unwrap();
-    assert!(hops.last().unwrap()["tls"].as_str().unwrap().contains("TLS13_AES"), "{hops:?}");
+    assert!(
+        hops.last().unwrap()["tls"]
+            .as_str()
+            .unwrap()
+            .contains("TLS13_AES"),
+        "{hops:?}"
+    );
 
     // Commands sent after STARTTLS before the handshake are not taken as
     // if they came over TLS (CVE-2011-0411).
@@ -250,7 +453,11 @@ fn slow_greedy_and_oversized_clients_are_cut_off_without_harming_others() {
     let mut second = Smtp::connect(s.smtp);
     let third = Smtp::connect(s.smtp);
     let fourth = Smtp::connect(s.smtp);
-    assert!(fourth.greeting.starts_with("421 4.7.0"), "{}", fourth.greeting);
+    assert!(
+        fourth.greeting.starts_with("421 4.7.0"),
+        "{}",
+        fourth.greeting
+    );
     // The others work meanwhile.
     assert!(second.cmd("EHLO client.example").starts_with("250"));
     let r = idle.reply();
@@ -288,21 +495,38 @@ fn slow_greedy_and_oversized_clients_are_cut_off_without_harming_others() {
 
 #[test]
 fn check_and_analyze_answer_the_json_of_the_cli() {
-    let s = start(&zone("sender.example. MX 10 mx.sender.example.\nmx.sender.example. A 127.0.0.1\n"), |_| {});
+    let s = start(
+        &zone("sender.example. MX 10 mx.sender.example.\nmx.sender.example. A 127.0.0.1\n"),
+        |_| {},
+    );
     let mut c = Client::new(s.http);
-    let r = c.post_json("/api/check", &serde_json::json!({"domain": "sender.example"}));
+    let r = c.post_json(
+        "/api/check",
+        &serde_json::json!({"domain": "sender.example"}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     assert_eq!(j["domain"], "sender.example");
-    assert!(j["findings"].as_array().unwrap().iter().any(|f| f["id"].as_str().unwrap().starts_with("spf.")));
-    assert_eq!(c.post_json("/api/check", &serde_json::json!({"domain": "not a domain"})).status, 400);
+    assert!(j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["id"].as_str().unwrap().starts_with("spf.")));
+    assert_eq!(
+        c.post_json("/api/check", &serde_json::json!({"domain": "not a domain"}))
+            .status,
+        400
+    );
     let page = c.get("/check?domain=sender.example");
     assert!(page.body.contains("check-report") && page.body.contains("sender.example"));
 
     let a = c.post_raw("/api/analyze", "message/rfc822", MESSAGE.as_bytes());
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["subject"], "Our November newsletter");
-    let a = c.post_json("/api/analyze", &serde_json::json!({"message": MESSAGE.replace("\r\n", "\n")}));
+    let a = c.post_json(
+        "/api/analyze",
+        &serde_json::json!({"message": MESSAGE.replace("\r\n", "\n")}),
+    );
     assert_eq!(a.json()["from"].as_str().unwrap(), "alice@sender.example");
     let bad = c.post_raw("/api/analyze", "message/rfc822", b"\x00\x01 not a message");
     assert_eq!(bad.status, 400);
@@ -314,8 +538,18 @@ fn public_tests_can_be_turned_off() {
     let s = start(&zone(""), |r| r.public_tests = false);
     let mut c = Client::new(s.http);
     assert_eq!(c.get("/").status, 303);
-    assert_eq!(c.post_raw("/api/tests", "application/json", b"").status, 401);
-    assert_eq!(c.post_json("/api/check", &serde_json::json!({"domain": "sender.example"})).status, 401);
+    assert_eq!(
+        c.post_raw("/api/tests", "application/json", b"").status,
+        401
+    );
+    assert_eq!(
+        c.post_json(
+            "/api/check",
+            &serde_json::json!({"domain": "sender.example"})
+        )
+        .status,
+        401
+    );
     c.login();
     assert_eq!(c.get("/").status, 200);
 }
@@ -332,46 +566,122 @@ fn signing_domains_are_checked_rotated_and_sign_through_the_milter_without_a_res
     let encrypted = {
         use pkcs8::der::Decode;
         let info = pkcs8::PrivateKeyInfo::from_der(imported.pkcs8_der()).unwrap();
-        info.encrypt(rand_core_os(), b"import password").unwrap().to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF).unwrap().to_string()
+        info.encrypt(rand_core_os(), b"import password")
+            .unwrap()
+            .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+            .unwrap()
+            .to_string()
     };
     let csrf = c.get("/domains").csrf();
-    let r = c.post_form("/domains", &[("csrf", &csrf), ("domain", "shop.example"), ("selector", "s1"), ("pem", &encrypted), ("password", "wrong password")]);
+    let r = c.post_form(
+        "/domains",
+        &[
+            ("csrf", &csrf),
+            ("domain", "shop.example"),
+            ("selector", "s1"),
+            ("pem", &encrypted),
+            ("password", "wrong password"),
+        ],
+    );
     assert_eq!(r.status, 400);
-    let r = c.post_form("/domains", &[("csrf", &csrf), ("domain", "shop.example"), ("selector", "s1"), ("pem", &encrypted), ("password", "import password")]);
+    let r = c.post_form(
+        "/domains",
+        &[
+            ("csrf", &csrf),
+            ("domain", "shop.example"),
+            ("selector", "s1"),
+            ("pem", &encrypted),
+            ("password", "import password"),
+        ],
+    );
     assert_eq!(r.status, 303, "{}", r.body);
-    let r = c.post_form("/domains", &[("csrf", &csrf), ("domain", "new.example"), ("selector", "s1"), ("algorithm", "rsa")]);
+    let r = c.post_form(
+        "/domains",
+        &[
+            ("csrf", &csrf),
+            ("domain", "new.example"),
+            ("selector", "s1"),
+            ("algorithm", "rsa"),
+        ],
+    );
     assert_eq!(r.status, 303);
-    let r = c.post_form("/domains", &[("csrf", &csrf), ("domain", "shop.example"), ("selector", "s2")]);
+    let r = c.post_form(
+        "/domains",
+        &[
+            ("csrf", &csrf),
+            ("domain", "shop.example"),
+            ("selector", "s2"),
+        ],
+    );
     assert_eq!(r.status, 400, "a domain is added once");
 
     // The record to publish is derived from the private key.
     let page = c.get("/domains/shop.example");
-    assert!(page.body.contains(&format!("v=DKIM1; k=rsa; p={}", imported.public_key_b64())));
+    assert!(page
+        .body
+        .contains(&format!("v=DKIM1; k=rsa; p={}", imported.public_key_b64())));
     // The zone-file line in strings of at most 255 octets, which joined give the value.
     let zone_line = s.parts.store.domain("shop.example").unwrap().unwrap().keys[0].zone_line();
     let strings: Vec<&str> = zone_line.split('"').skip(1).step_by(2).collect();
     assert!(strings.len() > 1 && strings.iter().all(|x| x.len() <= 255));
-    assert_eq!(strings.concat(), format!("v=DKIM1; k=rsa; p={}", imported.public_key_b64()));
+    assert_eq!(
+        strings.concat(),
+        format!("v=DKIM1; k=rsa; p={}", imported.public_key_b64())
+    );
     // Check DNS: key OK for the published one, not published for the other.
     let csrf = page.csrf();
     let r = c.post_form("/domains/shop.example/check", &[("csrf", &csrf)]);
     assert!(r.body.contains("key OK"), "{}", r.body);
     let r = c.post_form("/domains/new.example/check", &[("csrf", &csrf)]);
-    assert!(r.body.contains("no key is published at s1._domainkey.new.example"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("no key is published at s1._domainkey.new.example"),
+        "{}",
+        r.body
+    );
 
     // Active but unpublished: the list warns.
-    assert_eq!(c.post_form("/domains/new.example/active", &[("csrf", &csrf), ("active", "true")]).status, 303);
+    assert_eq!(
+        c.post_form(
+            "/domains/new.example/active",
+            &[("csrf", &csrf), ("active", "true")]
+        )
+        .status,
+        303
+    );
     let list = c.get("/domains");
-    assert!(list.body.contains("active, but: no key is published at s1._domainkey.new.example"), "{}", list.body);
+    assert!(
+        list.body
+            .contains("active, but: no key is published at s1._domainkey.new.example"),
+        "{}",
+        list.body
+    );
 
     // The milter, started before the domain is active, over the same store.
     let master = netjes_serve::crypto::MasterKey::load(None, &s.data, false).unwrap();
-    let keys = std::sync::Arc::new(netjes_serve::keystore::StoreKeys::open(&s.data, master).unwrap());
-    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![s.dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
-    let settings = netjes_milter::work::Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
-    let shared = netjes_milter::server::Shared::new(netjes_milter::server::Milter { settings, keys, dns: std::sync::Arc::new(resolver), verdicts: None });
+    let keys =
+        std::sync::Arc::new(netjes_serve::keystore::StoreKeys::open(&s.data, master).unwrap());
+    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig {
+        nameservers: vec![s.dns.addr()],
+        timeout: Duration::from_millis(500),
+    })
+    .unwrap();
+    let settings = netjes_milter::work::Settings {
+        authserv_id: "mx.test".into(),
+        time_budget: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let shared = netjes_milter::server::Shared::new(netjes_milter::server::Milter {
+        settings,
+        keys,
+        dns: std::sync::Arc::new(resolver),
+        verdicts: None,
+    });
     let (milter_addr, _stop) = s.rt.block_on(async {
-        let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
+        let l =
+            netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap())
+                .await
+                .unwrap();
         let a = l.local_addr().unwrap();
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(netjes_milter::server::run(l, shared, rx));
@@ -385,36 +695,86 @@ fn signing_domains_are_checked_rotated_and_sign_through_the_milter_without_a_res
             netjes_milter::client::apply(m, &replies)
         })
     };
-    assert!(!sign(msg).contains("DKIM-Signature"), "not active yet: not signed");
+    assert!(
+        !sign(msg).contains("DKIM-Signature"),
+        "not active yet: not signed"
+    );
     let csrf = c.get("/domains/shop.example").csrf();
-    assert_eq!(c.post_form("/domains/shop.example/active", &[("csrf", &csrf), ("active", "true")]).status, 303);
+    assert_eq!(
+        c.post_form(
+            "/domains/shop.example/active",
+            &[("csrf", &csrf), ("active", "true")]
+        )
+        .status,
+        303
+    );
     let signed = sign(msg);
-    assert!(signed.contains("DKIM-Signature") && signed.contains("s=s1"), "{signed}");
+    assert!(
+        signed.contains("DKIM-Signature") && signed.contains("s=s1"),
+        "{signed}"
+    );
     let verdict = s.rt.block_on(async {
-        let r = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![s.dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+        let r = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig {
+            nameservers: vec![s.dns.addr()],
+            timeout: Duration::from_millis(500),
+        })
+        .unwrap();
         let parsed = netjes_auth::message::parse(signed.as_bytes()).unwrap();
         netjes_auth::dkim::verify_dkim(&r, &parsed).await
     });
-    assert_eq!(verdict[0].result, netjes_auth::dkim::DkimResult::Pass, "{verdict:?}");
+    assert_eq!(
+        verdict[0].result,
+        netjes_auth::dkim::DkimResult::Pass,
+        "{verdict:?}"
+    );
 
     // Rotation: a pending key under a new selector; switching to it is
     // refused while DNS does not show it.
-    let r = c.post_form("/domains/shop.example/rotate", &[("csrf", &csrf), ("selector", "s2")]);
+    let r = c.post_form(
+        "/domains/shop.example/rotate",
+        &[("csrf", &csrf), ("selector", "s2")],
+    );
     assert_eq!(r.status, 303);
     let d = c.get("/api/domains/shop.example").json();
     let keys = d["domain"]["keys"].as_array().unwrap();
-    assert_eq!(keys.iter().map(|k| (k["selector"].as_str().unwrap(), k["state"].as_str().unwrap())).collect::<Vec<_>>(), [("s1", "active"), ("s2", "pending")]);
-    assert_eq!(d["records"].as_array().unwrap().len(), 2, "both records show");
+    assert_eq!(
+        keys.iter()
+            .map(|k| (
+                k["selector"].as_str().unwrap(),
+                k["state"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [("s1", "active"), ("s2", "pending")]
+    );
+    assert_eq!(
+        d["records"].as_array().unwrap().len(),
+        2,
+        "both records show"
+    );
     let s2 = keys[1]["id"].as_i64().unwrap();
     let r = c.post_form(&format!("/keys/{s2}/switch"), &[("csrf", &csrf)]);
     assert_eq!(r.status, 409);
     assert!(r.body.contains("Not switched"));
     assert!(sign(msg).contains("s=s1"));
-    assert_eq!(c.post_form(&format!("/keys/{s2}/switch"), &[("csrf", &csrf), ("force", "true")]).status, 303);
+    assert_eq!(
+        c.post_form(
+            &format!("/keys/{s2}/switch"),
+            &[("csrf", &csrf), ("force", "true")]
+        )
+        .status,
+        303
+    );
     assert!(sign(msg).contains("s=s2"), "the milter follows the switch");
 
     // Deactivated: the milter stops signing for it.
-    assert_eq!(c.post_form("/domains/shop.example/active", &[("csrf", &csrf), ("active", "false")]).status, 303);
+    assert_eq!(
+        c.post_form(
+            "/domains/shop.example/active",
+            &[("csrf", &csrf), ("active", "false")]
+        )
+        .status,
+        303
+    );
     assert!(!sign(msg).contains("DKIM-Signature"));
 }
 
@@ -428,18 +788,46 @@ fn users_keys_and_results_survive_a_restart() {
     let keep = tempfile::tempdir().unwrap();
     let data = keep.path().join("data");
     let (id, session) = {
-        let s = common::start_in(tempfile::tempdir().unwrap(), data.clone(), &zone(""), |_| {});
+        let s = common::start_in(
+            tempfile::tempdir().unwrap(),
+            data.clone(),
+            &zone(""),
+            |_| {},
+        );
         let mut c = Client::new(s.http);
         c.login();
         let csrf = c.get("/domains").csrf();
-        assert_eq!(c.post_form("/domains", &[("csrf", &csrf), ("domain", "kept.example"), ("selector", "s1"), ("algorithm", "ed25519")]).status, 303);
+        assert_eq!(
+            c.post_form(
+                "/domains",
+                &[
+                    ("csrf", &csrf),
+                    ("domain", "kept.example"),
+                    ("selector", "s1"),
+                    ("algorithm", "ed25519")
+                ]
+            )
+            .status,
+            303
+        );
         // A logged-in browser's API call needs the CSRF header; an
         // anonymous one (the public test API) does not.
-        assert_eq!(c.post_raw("/api/tests", "application/json", b"").status, 403);
-        let t = Client::new(s.http).post_raw("/api/tests", "application/json", b"").json();
+        assert_eq!(
+            c.post_raw("/api/tests", "application/json", b"").status,
+            403
+        );
+        let t = Client::new(s.http)
+            .post_raw("/api/tests", "application/json", b"")
+            .json();
         let id = t["id"].as_str().unwrap().to_string();
         let mut m = Smtp::connect(s.smtp);
-        assert!(m.mail("alice@sender.example", t["address"].as_str().unwrap(), MESSAGE).starts_with("250"));
+        assert!(m
+            .mail(
+                "alice@sender.example",
+                t["address"].as_str().unwrap(),
+                MESSAGE
+            )
+            .starts_with("250"));
         wait_done(&mut c, &id);
         (id, c.cookies.get("netjes_session").cloned().unwrap())
     };
@@ -451,5 +839,9 @@ fn users_keys_and_results_survive_a_restart() {
     assert_eq!(domains[0]["domain"], "kept.example");
     assert_eq!(c.get(&format!("/api/tests/{id}")).json()["status"], "done");
     let key_id = domains[0]["keys"][0]["id"].as_i64().unwrap();
-    assert_eq!(s.parts.store.private_key(key_id).unwrap().algorithm, KeyAlgorithm::Ed25519, "the key opens after the restart");
+    assert_eq!(
+        s.parts.store.private_key(key_id).unwrap().algorithm,
+        KeyAlgorithm::Ed25519,
+        "the key opens after the restart"
+    );
 }

@@ -24,7 +24,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn mail_corpus() -> Vec<PathBuf> {
     let mut all = Vec::new();
     walk(&testdata().join("mail"), &mut all);
-    all.retain(|p| !p.extension().is_some_and(|x| x == "json" || x == "md") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("LICENSE")));
+    all.retain(|p| {
+        !p.extension().is_some_and(|x| x == "json" || x == "md")
+            && !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("LICENSE"))
+    });
     all.sort();
     all
 }

@@ -10,7 +10,6 @@
 //! network latency in benchmarks. It counts the queries it receives so that
 //! tests can prove what a cache did.
 
-
 pub mod corpus;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -78,7 +77,10 @@ impl TestDns {
     }
 
     fn serve(zone: Zone, udp: UdpSocket, tcp: TcpListener) -> std::io::Result<TestDns> {
-        let state = Arc::new(State { zone: RwLock::new(zone), ..Default::default() });
+        let state = Arc::new(State {
+            zone: RwLock::new(zone),
+            ..Default::default()
+        });
         let addr = udp.local_addr()?;
         let udp = Arc::new(udp);
         let mut tasks = Vec::new();
@@ -88,7 +90,9 @@ impl TestDns {
             tasks.push(tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 loop {
-                    let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
+                    let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+                        continue;
+                    };
                     let query = buf[..n].to_vec();
                     let state = state.clone();
                     let udp = udp.clone();
@@ -104,7 +108,9 @@ impl TestDns {
             let state = state.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let Ok((mut sock, _)) = tcp.accept().await else { continue };
+                    let Ok((mut sock, _)) = tcp.accept().await else {
+                        continue;
+                    };
                     let state = state.clone();
                     tokio::spawn(async move {
                         loop {
@@ -139,7 +145,9 @@ impl TestDns {
 
     /// Parses a fixture in [`Zone::parse`]'s format and starts a server for it.
     pub async fn start_str(text: &str) -> TestDns {
-        TestDns::start(Zone::parse(text).expect("fixture zone")).await.expect("bind test DNS server")
+        TestDns::start(Zone::parse(text).expect("fixture zone"))
+            .await
+            .expect("bind test DNS server")
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -162,7 +170,13 @@ impl TestDns {
 
     /// How many queries for (name, type) arrived, over UDP and TCP.
     pub fn query_count(&self, name: &str, rtype: RecordType) -> u64 {
-        self.state.queries.lock().unwrap().get(&(normalize_name(name), rtype)).copied().unwrap_or(0)
+        self.state
+            .queries
+            .lock()
+            .unwrap()
+            .get(&(normalize_name(name), rtype))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn total_queries(&self) -> u64 {
@@ -209,7 +223,10 @@ fn soa(zone_apex: &Name) -> Record {
 
 /// A name as its raw labels joined with dots (no \DDD escapes), as zones store it.
 fn label_string(n: &Name) -> String {
-    n.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join(".")
+    n.iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A name from raw labels, so that owners like "foo:bar/baz.example.com" or
@@ -229,7 +246,12 @@ async fn answer(state: &State, query: &[u8], over_tcp: bool) -> Option<Vec<u8>> 
     let q = req.queries.first()?.clone();
     let qname = normalize_name(&label_string(q.name()));
     let qtype = q.query_type();
-    *state.queries.lock().unwrap().entry((qname.clone(), qtype)).or_default() += 1;
+    *state
+        .queries
+        .lock()
+        .unwrap()
+        .entry((qname.clone(), qtype))
+        .or_default() += 1;
     let delay = *state.delay.read().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -264,9 +286,19 @@ async fn answer(state: &State, query: &[u8], over_tcp: bool) -> Option<Vec<u8>> 
                 break;
             };
             let owner = name(&current);
-            let cname = d.records.iter().find_map(|r| if let ZoneRecord::Cname(c) = r { Some(c.clone()) } else { None });
+            let cname = d.records.iter().find_map(|r| {
+                if let ZoneRecord::Cname(c) = r {
+                    Some(c.clone())
+                } else {
+                    None
+                }
+            });
             if let (Some(target), true) = (cname, qtype != RecordType::CNAME) {
-                resp.add_answer(Record::from_rdata(owner, d.ttl, RData::CNAME(CNAME(name(&target)))));
+                resp.add_answer(Record::from_rdata(
+                    owner,
+                    d.ttl,
+                    RData::CNAME(CNAME(name(&target))),
+                ));
                 hops += 1;
                 if hops > 8 {
                     break;
@@ -280,9 +312,9 @@ async fn answer(state: &State, query: &[u8], over_tcp: bool) -> Option<Vec<u8>> 
                     (ZoneRecord::A(a), RecordType::A) => RData::A(A(*a)),
                     (ZoneRecord::Aaaa(a), RecordType::AAAA) => RData::AAAA(AAAA(*a)),
                     (ZoneRecord::Mx(p, x), RecordType::MX) => RData::MX(MX::new(*p, name(x))),
-                    (ZoneRecord::Txt(parts), RecordType::TXT) => {
-                        RData::TXT(TXT::from_bytes(parts.iter().map(|p| p.as_slice()).collect()))
-                    }
+                    (ZoneRecord::Txt(parts), RecordType::TXT) => RData::TXT(TXT::from_bytes(
+                        parts.iter().map(|p| p.as_slice()).collect(),
+                    )),
                     (ZoneRecord::Ptr(p), RecordType::PTR) => RData::PTR(PTR(name(p))),
                     (ZoneRecord::Cname(c), RecordType::CNAME) => RData::CNAME(CNAME(name(c))),
                     _ => continue,

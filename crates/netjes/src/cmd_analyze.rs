@@ -54,9 +54,17 @@ pub struct AnalyzeArgs {
 }
 
 fn load_config(path: &Option<PathBuf>) -> anyhow::Result<AnalyzeConfig> {
-    let Some(p) = path else { return Ok(AnalyzeConfig::default()) };
+    let Some(p) = path else {
+        return Ok(AnalyzeConfig::default());
+    };
     let text = netjes_net::read_config_file(p).map_err(|e| anyhow::anyhow!(exit::Usage(e)))?;
-    AnalyzeConfig::parse(&text).map_err(|errs| anyhow::anyhow!(exit::Usage(format!("{}:\n  {}", p.display(), errs.join("\n  ")))))
+    AnalyzeConfig::parse(&text).map_err(|errs| {
+        anyhow::anyhow!(exit::Usage(format!(
+            "{}:\n  {}",
+            p.display(),
+            errs.join("\n  ")
+        )))
+    })
 }
 
 pub async fn run(a: AnalyzeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
@@ -74,10 +82,24 @@ pub async fn run(a: AnalyzeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let raw = exit::read_input(a.message.as_deref())?;
     let dns = g.resolver()?;
     let defaults = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let ip_lists = a.blocklists.ip_lists().or(cfg.ip_lists.clone()).unwrap_or_else(|| defaults(DEFAULT_IP_LISTS));
-    let domain_lists = a.blocklists.domain_lists().or(cfg.domain_lists.clone()).unwrap_or_else(|| defaults(DEFAULT_DOMAIN_LISTS));
+    let ip_lists = a
+        .blocklists
+        .ip_lists()
+        .or(cfg.ip_lists.clone())
+        .unwrap_or_else(|| defaults(DEFAULT_IP_LISTS));
+    let domain_lists = a
+        .blocklists
+        .domain_lists()
+        .or(cfg.domain_lists.clone())
+        .unwrap_or_else(|| defaults(DEFAULT_DOMAIN_LISTS));
     let spamd = match &a.spamd {
-        Some(addr) => Some((addr.clone(), cfg.spamd.as_ref().map(|s| s.1).unwrap_or(DEFAULT_SPAMD_TIMEOUT))),
+        Some(addr) => Some((
+            addr.clone(),
+            cfg.spamd
+                .as_ref()
+                .map(|s| s.1)
+                .unwrap_or(DEFAULT_SPAMD_TIMEOUT),
+        )),
         None => cfg.spamd.clone(),
     };
     let e = &a.envelope;
@@ -92,10 +114,13 @@ pub async fn run(a: AnalyzeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         spamd,
         ..Default::default()
     };
-    let report = analyze(dns.as_ref(), &raw, &o).await.map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let report = analyze(dns.as_ref(), &raw, &o)
+        .await
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     if let Some(path) = &a.html {
-        std::fs::write(path, netjes_analyze::html_report::render(&report))
-            .map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot write {}: {e}", path.display()))))?;
+        std::fs::write(path, netjes_analyze::html_report::render(&report)).map_err(|e| {
+            anyhow::anyhow!(exit::Input(format!("cannot write {}: {e}", path.display())))
+        })?;
     }
     if g.json {
         print_json(&report);
@@ -139,7 +164,10 @@ fn print_report(r: &Report) {
         println!("  {:<10} {f}", dim("from"));
     }
     let env = &r.envelope;
-    let ip = env.ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
+    let ip = env
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "unknown".into());
     println!(
         "  {:<10} {ip}, HELO {}, MAIL FROM <{}>  {}",
         dim("envelope"),
@@ -148,10 +176,16 @@ fn print_report(r: &Report) {
         dim(&format!("({})", env.source))
     );
     if r.capped {
-        println!("  {} capped at 6: nothing authenticates the From domain", mark(Tone::Bad));
+        println!(
+            "  {} capped at 6: nothing authenticates the From domain",
+            mark(Tone::Bad)
+        );
     }
     if r.incomplete {
-        println!("  {} incomplete: a DNS lookup timed out or failed; try again", mark(Tone::Warn));
+        println!(
+            "  {} incomplete: a DNS lookup timed out or failed; try again",
+            mark(Tone::Warn)
+        );
     }
     if !r.why_spam.is_empty() {
         println!();
@@ -162,40 +196,76 @@ fn print_report(r: &Report) {
     }
     for s in &r.sections {
         println!();
-        let lost = if s.penalty > 0.0 { format!("-{:.1}", s.penalty) } else { "ok".into() };
+        let lost = if s.penalty > 0.0 {
+            format!("-{:.1}", s.penalty)
+        } else {
+            "ok".into()
+        };
         println!("{}  {}", heading(s.title), dim(&lost));
-        if s.findings.is_empty() && (s.section != netjes_analyze::finding::Section::Spamassassin || r.spamassassin.is_some()) {
+        if s.findings.is_empty()
+            && (s.section != netjes_analyze::finding::Section::Spamassassin
+                || r.spamassassin.is_some())
+        {
             println!("  {} nothing to fix", mark(Tone::Good));
         }
         for f in &s.findings {
-            let (tone, pen) = if f.penalty > 0.0 { (Tone::Bad, format!("-{:.1}", f.penalty)) } else { (Tone::Neutral, "    ".into()) };
-            println!("  {} {pen:>4}  {}  {}", mark(tone), f.explanation, dim(&format!("[{}]", f.id)));
+            let (tone, pen) = if f.penalty > 0.0 {
+                (Tone::Bad, format!("-{:.1}", f.penalty))
+            } else {
+                (Tone::Neutral, "    ".into())
+            };
+            println!(
+                "  {} {pen:>4}  {}  {}",
+                mark(tone),
+                f.explanation,
+                dim(&format!("[{}]", f.id))
+            );
             if let Some(fix) = &f.fix {
                 println!("           {} {fix}", dim("fix:"));
             }
         }
         if s.section == netjes_analyze::finding::Section::Received {
             for h in &r.hops {
-                let from = h.from.clone().or(h.from_ip.map(|i| i.to_string())).unwrap_or_else(|| "?".into());
+                let from = h
+                    .from
+                    .clone()
+                    .or(h.from_ip.map(|i| i.to_string()))
+                    .unwrap_or_else(|| "?".into());
                 let delay = h.delay.map(|d| format!("+{d}s")).unwrap_or_default();
                 let tls = h.tls.clone().unwrap_or_else(|| "no TLS".into());
                 let time = h.time.clone().unwrap_or_else(|| "no time".into());
-                println!("  {:>2}. {from} → {}  {}", h.index, h.by.as_deref().unwrap_or("?"), dim(&format!("{time} {delay} {tls}")));
+                println!(
+                    "  {:>2}. {from} → {}  {}",
+                    h.index,
+                    h.by.as_deref().unwrap_or("?"),
+                    dim(&format!("{time} {delay} {tls}"))
+                );
             }
         }
         if s.section == netjes_analyze::finding::Section::Spamassassin {
             match (&r.spamassassin, &r.spamassassin_error) {
                 (Some(sa), _) => {
                     for rule in sa.rules.iter().filter(|r| r.points != 0.0) {
-                        println!("       {:>5.1} {:<24} {}", rule.points, rule.name, dim(&rule.description));
+                        println!(
+                            "       {:>5.1} {:<24} {}",
+                            rule.points,
+                            rule.name,
+                            dim(&rule.description)
+                        );
                     }
                 }
-                (None, Some(e)) => println!("  {} SpamAssassin could not be asked: {e}", mark(Tone::Warn)),
+                (None, Some(e)) => println!(
+                    "  {} SpamAssassin could not be asked: {e}",
+                    mark(Tone::Warn)
+                ),
                 (None, None) => println!("  {}", dim("not asked (give --spamd HOST:PORT)")),
             }
         }
     }
     println!();
     println!("{}", heading("Authentication-Results:"));
-    println!("  {}", r.auth.authentication_results.replace("\r\n\t", "\n    "));
+    println!(
+        "  {}",
+        r.auth.authentication_results.replace("\r\n\t", "\n    ")
+    );
 }

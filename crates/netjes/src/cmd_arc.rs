@@ -35,18 +35,31 @@ pub async fn run(cmd: ArcCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
     match cmd {
         ArcCommand::Verify { message } => {
             let raw = exit::read_input(message.as_deref())?;
-            let msg = netjes_auth::message::parse(&raw).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            let msg = netjes_auth::message::parse(&raw)
+                .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
             let dns = g.resolver()?;
             let r = verify_arc(dns.as_ref(), &msg).await;
             if g.json {
                 print_json(&r);
             } else {
-                println!("{} arc={} ({} sets)", mark(tone_of(r.result.as_str())), result_word(r.result.as_str()), r.instances);
+                println!(
+                    "{} arc={} ({} sets)",
+                    mark(tone_of(r.result.as_str())),
+                    result_word(r.result.as_str()),
+                    r.instances
+                );
                 if !r.sealers.is_empty() {
                     field("sealers", r.sealers.join(" → "));
                 }
                 if let Some(op) = r.oldest_pass {
-                    field("oldest-pass", if op == 0 { "0 (every message signature still validates)".to_string() } else { format!("{op} (the message was changed before set {op})") });
+                    field(
+                        "oldest-pass",
+                        if op == 0 {
+                            "0 (every message signature still validates)".to_string()
+                        } else {
+                            format!("{op} (the message was changed before set {op})")
+                        },
+                    );
                 }
                 if let Some(why) = &r.reason {
                     field("why", why);
@@ -58,13 +71,24 @@ pub async fn run(cmd: ArcCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                 _ => exit::NOT_PASSED,
             })
         }
-        ArcCommand::Seal { k, authserv_id, message } => {
+        ArcCommand::Seal {
+            k,
+            authserv_id,
+            message,
+        } => {
             let key = k.load()?;
             let (domain, selector) = (k.domain, k.selector);
             let raw = exit::read_input(message.as_deref())?;
             let dns = g.resolver()?;
-            let opts = SealOptions { domain, selector, authserv_id, headers: None };
-            let sealed = seal_message(dns.as_ref(), &raw, &key, &opts).await.map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            let opts = SealOptions {
+                domain,
+                selector,
+                authserv_id,
+                headers: None,
+            };
+            let sealed = seal_message(dns.as_ref(), &raw, &key, &opts)
+                .await
+                .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             out.write_all(sealed.headers.as_bytes())?;

@@ -116,13 +116,23 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     // Zone files first: a bad file is an input error, whatever DNS says.
     let mut zones = Vec::new();
     for path in &a.zones {
-        let size = std::fs::metadata(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?.len();
+        let size = std::fs::metadata(path)
+            .map_err(|e| {
+                anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display())))
+            })?
+            .len();
         if size > MAX_ZONE_FILE {
-            anyhow::bail!(exit::Input(format!("{} is {size} octets; zone files over {MAX_ZONE_FILE} are refused", path.display())));
+            anyhow::bail!(exit::Input(format!(
+                "{} is {size} octets; zone files over {MAX_ZONE_FILE} are refused",
+                path.display()
+            )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display())))
+        })?;
         // Relative names before any $ORIGIN are relative to the audited domain.
-        let zone = parse_master_file(&text, &domain).map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))?;
+        let zone = parse_master_file(&text, &domain)
+            .map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))?;
         zones.push(zone);
     }
     let live = g.resolver()?;
@@ -135,13 +145,30 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
         Arc::new(zr.with_fallback(live))
     };
-    let net = netjes_check::tls::NetOptions { ca_file: a.ca_file.clone(), https_port: a.https_port, smtp_port: a.smtp_port, ..Default::default() };
-    let opts = CheckOptions { ips: a.ips.clone(), selectors: a.selectors.clone(), ip_lists: a.blocklists.ip_lists(), domain_lists: a.blocklists.domain_lists(), net, smtp: a.smtp };
+    let net = netjes_check::tls::NetOptions {
+        ca_file: a.ca_file.clone(),
+        https_port: a.https_port,
+        smtp_port: a.smtp_port,
+        ..Default::default()
+    };
+    let opts = CheckOptions {
+        ips: a.ips.clone(),
+        selectors: a.selectors.clone(),
+        ip_lists: a.blocklists.ip_lists(),
+        domain_lists: a.blocklists.domain_lists(),
+        net,
+        smtp: a.smtp,
+    };
     let report = check_domain(dns.as_ref(), &domain, &opts).await;
     if g.json {
         print_json(&report);
     } else {
-        println!("{} {}   score {:.1}/10", heading("Mail audit of"), heading(&report.domain), report.score);
+        println!(
+            "{} {}   score {:.1}/10",
+            heading("Mail audit of"),
+            heading(&report.domain),
+            report.score
+        );
         for s in &report.scores {
             println!();
             let score = match s.score {
@@ -179,7 +206,12 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
 fn print_tree(n: &netjes_check::spf::SpfNode, depth: usize) {
     let pad = "  ".repeat(depth);
     let what = n.record.clone().or(n.problem.clone()).unwrap_or_default();
-    println!("{pad}{} {} {}", n.domain, dim(&format!("({} lookups)", n.lookups)), dim(&what));
+    println!(
+        "{pad}{} {} {}",
+        n.domain,
+        dim(&format!("({} lookups)", n.lookups)),
+        dim(&what)
+    );
     for c in &n.children {
         print_tree(&c.node, depth + 1);
     }

@@ -93,18 +93,23 @@ pub enum DkimCommand {
 }
 
 pub fn load_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<PrivateKey> {
-    let pem = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display()))))?;
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", path.display())))
+    })?;
     let password = match password_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", p.display()))))?
+                .map_err(|e| {
+                    anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", p.display())))
+                })?
                 .trim_end_matches(['\r', '\n'])
                 .as_bytes()
                 .to_vec(),
         ),
         None => None,
     };
-    PrivateKey::from_pem(&pem, password.as_deref()).map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))
+    PrivateKey::from_pem(&pem, password.as_deref())
+        .map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))
 }
 
 fn write_private(path: &Path, contents: &str, force: bool) -> anyhow::Result<()> {
@@ -117,7 +122,12 @@ fn write_private(path: &Path, contents: &str, force: bool) -> anyhow::Result<()>
     } else {
         opts.create_new(true);
     }
-    let mut f = opts.open(path).with_context(|| format!("cannot create {} (use --force to replace it)", path.display()))?;
+    let mut f = opts.open(path).with_context(|| {
+        format!(
+            "cannot create {} (use --force to replace it)",
+            path.display()
+        )
+    })?;
     // The mode only applies at creation; make sure a replaced file is private too.
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     f.write_all(contents.as_bytes())?;
@@ -126,19 +136,31 @@ fn write_private(path: &Path, contents: &str, force: bool) -> anyhow::Result<()>
 
 pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
     match cmd {
-        DkimCommand::Keygen { domain, selector, algorithm, bits, out_dir, force } => {
+        DkimCommand::Keygen {
+            domain,
+            selector,
+            algorithm,
+            bits,
+            out_dir,
+            force,
+        } => {
             let alg = match algorithm {
                 Alg::Rsa => KeyAlgorithm::Rsa,
                 Alg::Ed25519 => KeyAlgorithm::Ed25519,
             };
-            let key = PrivateKey::generate(alg, bits).map_err(|e| anyhow::anyhow!(exit::Usage(e.to_string())))?;
-            std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+            let key = PrivateKey::generate(alg, bits)
+                .map_err(|e| anyhow::anyhow!(exit::Usage(e.to_string())))?;
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("cannot create {}", out_dir.display()))?;
             let private = out_dir.join(format!("{selector}.private"));
             let txt = out_dir.join(format!("{selector}.txt"));
             write_private(&private, &key.to_pkcs8_pem(), force)?;
             let line = key.zone_line(&selector, &domain);
             if !force && txt.exists() {
-                anyhow::bail!(exit::Input(format!("{} exists (use --force to replace it)", txt.display())));
+                anyhow::bail!(exit::Input(format!(
+                    "{} exists (use --force to replace it)",
+                    txt.display()
+                )));
             }
             std::fs::write(&txt, &line)?;
             if g.json {
@@ -148,7 +170,12 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                     "algorithm": alg, "bits": key.bits,
                 }));
             } else {
-                println!("{} wrote {} (mode 0600) and {}", mark(Tone::Good), private.display(), txt.display());
+                println!(
+                    "{} wrote {} (mode 0600) and {}",
+                    mark(Tone::Good),
+                    private.display(),
+                    txt.display()
+                );
                 println!("Publish this TXT record at {selector}._domainkey.{domain}:");
                 print!("{line}");
             }
@@ -158,7 +185,9 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             let (domain, selector) = (&k.domain, &k.selector);
             let key = k.load()?;
             if g.json {
-                print_json(&serde_json::json!({"name": format!("{selector}._domainkey.{domain}"), "value": key.dns_value(), "algorithm": key.algorithm, "bits": key.bits}));
+                print_json(
+                    &serde_json::json!({"name": format!("{selector}._domainkey.{domain}"), "value": key.dns_value(), "algorithm": key.algorithm, "bits": key.bits}),
+                );
             } else {
                 print!("{}", key.zone_line(selector, domain));
             }
@@ -171,9 +200,17 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             let name = format!("{selector}._domainkey.{domain}");
             let (status, message, code, warnings) = testkey(dns.as_ref(), &name, &key).await;
             if g.json {
-                print_json(&serde_json::json!({"name": name, "status": status, "message": message, "warnings": warnings}));
+                print_json(
+                    &serde_json::json!({"name": name, "status": status, "message": message, "warnings": warnings}),
+                );
             } else {
-                let tone = if code == exit::OK { Tone::Good } else if code == exit::TEMPORARY { Tone::Warn } else { Tone::Bad };
+                let tone = if code == exit::OK {
+                    Tone::Good
+                } else if code == exit::TEMPORARY {
+                    Tone::Warn
+                } else {
+                    Tone::Bad
+                };
                 println!("{} {message}", mark(tone));
                 for w in &warnings {
                     println!("{} warning: {w}", mark(Tone::Warn));
@@ -181,17 +218,23 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             }
             Ok(code)
         }
-        DkimCommand::Sign { k, canonicalization, message } => {
+        DkimCommand::Sign {
+            k,
+            canonicalization,
+            message,
+        } => {
             let (domain, selector) = (&k.domain, &k.selector);
             let key = k.load()?;
             let (h, b) = parse_canonicalization(&canonicalization)
                 .ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--canonicalization {canonicalization:?}: use relaxed/relaxed, relaxed/simple, simple/relaxed or simple/simple"))))?;
             let raw = exit::read_input(message.as_deref())?;
-            netjes_auth::message::check_limits(&raw).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            netjes_auth::message::check_limits(&raw)
+                .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
             let mut opts = SignOptions::new(domain, selector);
             opts.header_canonicalization = h;
             opts.body_canonicalization = b;
-            let header = sign_message(&raw, &key, &opts).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            let header = sign_message(&raw, &key, &opts)
+                .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             out.write_all(header.as_bytes())?;
@@ -200,13 +243,17 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
         DkimCommand::Verify { message } => {
             let raw = exit::read_input(message.as_deref())?;
-            let msg = netjes_auth::message::parse(&raw).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+            let msg = netjes_auth::message::parse(&raw)
+                .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
             let dns = g.resolver()?;
             let reports = verify_dkim(dns.as_ref(), &msg).await;
             if g.json {
                 print_json(&reports);
             } else if reports.is_empty() {
-                println!("{} the message has no DKIM-Signature", mark(tone_of("none")));
+                println!(
+                    "{} the message has no DKIM-Signature",
+                    mark(tone_of("none"))
+                );
             } else {
                 for d in &reports {
                     crate::output::print_dkim(d, "");
@@ -224,7 +271,11 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
 }
 
 /// (status, message, exit code, warnings)
-async fn testkey(dns: &dyn netjes_dns::Resolver, name: &str, key: &PrivateKey) -> (&'static str, String, i32, Vec<String>) {
+async fn testkey(
+    dns: &dyn netjes_dns::Resolver,
+    name: &str,
+    key: &PrivateKey,
+) -> (&'static str, String, i32, Vec<String>) {
     use netjes_check::dkim::KeyStatus;
     let t = netjes_check::dkim::testkey(dns, name, key).await;
     let code = match t.status {

@@ -23,20 +23,55 @@ pub async fn run(cmd: DmarcCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
         DmarcCommand::Lookup { domain } => {
             let dns = g.resolver()?;
             let domains = [domain.trim_end_matches('.').to_ascii_lowercase()];
-            let r = evaluate(dns.as_ref(), &DmarcInput { from_domains: &domains, spf: None, dkim: &[] }).await;
+            let r = evaluate(
+                dns.as_ref(),
+                &DmarcInput {
+                    from_domains: &domains,
+                    spf: None,
+                    dkim: &[],
+                },
+            )
+            .await;
             let found = r.record.is_some();
             if g.json {
                 print_json(&r);
             } else if r.result == DmarcResult::Temperror {
-                println!("{} DMARC for {} could not be checked: {}", mark(Tone::Warn), domains[0], r.reason.clone().unwrap_or_default());
+                println!(
+                    "{} DMARC for {} could not be checked: {}",
+                    mark(Tone::Warn),
+                    domains[0],
+                    r.reason.clone().unwrap_or_default()
+                );
             } else if let Some(rec) = &r.record {
                 let p = r.policy.map(|p| p.as_str()).unwrap_or("none");
                 let tone = if p == "none" { Tone::Warn } else { Tone::Good };
-                println!("{} DMARC policy for {}: {}", mark(tone), domains[0], result_word(p));
+                println!(
+                    "{} DMARC policy for {}: {}",
+                    mark(tone),
+                    domains[0],
+                    result_word(p)
+                );
                 field("record", &rec.text);
-                field("found at", format!("_dmarc.{}", r.policy_domain.clone().unwrap_or_default()));
-                field("org. domain", r.organizational_domain.clone().unwrap_or_default());
-                field("alignment", format!("dkim {}, spf {}", if rec.adkim_strict { "strict" } else { "relaxed" }, if rec.aspf_strict { "strict" } else { "relaxed" }));
+                field(
+                    "found at",
+                    format!("_dmarc.{}", r.policy_domain.clone().unwrap_or_default()),
+                );
+                field(
+                    "org. domain",
+                    r.organizational_domain.clone().unwrap_or_default(),
+                );
+                field(
+                    "alignment",
+                    format!(
+                        "dkim {}, spf {}",
+                        if rec.adkim_strict {
+                            "strict"
+                        } else {
+                            "relaxed"
+                        },
+                        if rec.aspf_strict { "strict" } else { "relaxed" }
+                    ),
+                );
                 if !rec.rua.is_empty() {
                     field("rua", rec.rua.join(", "));
                 }
@@ -44,7 +79,10 @@ pub async fn run(cmd: DmarcCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                     field("t=y", "testing: the policy is applied one level softer");
                 }
                 for o in &rec.obsolete {
-                    field("obsolete", format!("{o} (removed by RFC 9989; receivers ignore it)"));
+                    field(
+                        "obsolete",
+                        format!("{o} (removed by RFC 9989; receivers ignore it)"),
+                    );
                 }
                 if p == "none" {
                     field("next step", "p=none only monitors: move to p=quarantine, then p=reject, once reports show all your mail aligned");
@@ -54,7 +92,13 @@ pub async fn run(cmd: DmarcCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                 if let Some(why) = &r.reason {
                     field("why", why);
                 }
-                field("publish", format!("_dmarc.{} TXT \"v=DMARC1; p=none; rua=mailto:dmarc@{}\"", domains[0], domains[0]));
+                field(
+                    "publish",
+                    format!(
+                        "_dmarc.{} TXT \"v=DMARC1; p=none; rua=mailto:dmarc@{}\"",
+                        domains[0], domains[0]
+                    ),
+                );
             }
             Ok(match (r.result, found) {
                 (DmarcResult::Temperror, _) => exit::TEMPORARY,

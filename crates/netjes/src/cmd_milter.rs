@@ -92,9 +92,14 @@ fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
     if let Some((dir, master_file)) = &c.key_store {
         let store = netjes_serve::crypto::MasterKey::load(master_file.as_deref(), dir, false)
             .map_err(|e| e.to_string())
-            .and_then(|m| netjes_serve::keystore::StoreKeys::open(dir, m).map_err(|e| e.to_string()))
+            .and_then(|m| {
+                netjes_serve::keystore::StoreKeys::open(dir, m).map_err(|e| e.to_string())
+            })
             .map_err(|e| vec![format!("key_store: {e}")])?;
-        c.keys = std::sync::Arc::new(netjes_serve::keystore::Chain(vec![std::sync::Arc::new(store), c.keys.clone()]));
+        c.keys = std::sync::Arc::new(netjes_serve::keystore::Chain(vec![
+            std::sync::Arc::new(store),
+            c.keys.clone(),
+        ]));
     }
     Ok(c)
 }
@@ -110,9 +115,17 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let config = load(&a).map_err(daemon::bad_config)?;
     log_key_errors(&config);
     let dns = g.resolver()?;
-    let listener = netjes_net::Listener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", config.listen))))?;
+    let listener = netjes_net::Listener::bind(&config.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(exit::Input(format!(
+                "cannot listen on {}: {e}",
+                config.listen
+            )))
+        })?;
     tracing::info!(listen = %config.listen, authserv_id = %config.settings.authserv_id, "netjes milter started");
-    let verdicts = netjes_milter::verdicts::VerdictStore::open(&config.data_dir).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let verdicts = netjes_milter::verdicts::VerdictStore::open(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let shared = Shared::new(config.milter(dns.clone(), Some(verdicts.clone())));
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(config.metrics, shared.metrics.clone(), rx.clone()).await?;

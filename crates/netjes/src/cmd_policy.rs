@@ -76,9 +76,15 @@ fn load(a: &PolicyArgs) -> Result<Config, Vec<String>> {
 pub async fn run_policy(a: PolicyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     crate::init_logging();
     let config = load(&a).map_err(daemon::bad_config)?;
-    let store = SqliteStore::open(&config.raw.data_dir).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let store = SqliteStore::open(&config.raw.data_dir)
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let dns = g.resolver()?;
-    let listener = Listener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", config.listen))))?;
+    let listener = Listener::bind(&config.listen).await.map_err(|e| {
+        anyhow::anyhow!(exit::Input(format!(
+            "cannot listen on {}: {e}",
+            config.listen
+        )))
+    })?;
     let metrics = config.metrics;
     tracing::info!(listen = %config.listen, data_dir = %config.raw.data_dir.display(), "netjes policy started");
     let policy = Arc::new(Policy::new(Arc::new(config), Arc::new(store), dns));

@@ -91,15 +91,22 @@ fn load(a: &ServeArgs) -> Result<Config, Vec<String>> {
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {addr} ({what}): {e}"))))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(exit::Input(format!(
+            "cannot listen on {addr} ({what}): {e}"
+        )))
+    })
 }
 
 pub async fn run_serve(a: ServeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     crate::init_logging();
     let cfg = load(&a).map_err(daemon::bad_config)?;
     let dns = g.resolver()?;
-    let parts = netjes_serve::build(&cfg, dns).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    if let Some((user, password)) = netjes_serve::first_admin(&parts.store).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))? {
+    let parts =
+        netjes_serve::build(&cfg, dns).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    if let Some((user, password)) = netjes_serve::first_admin(&parts.store)
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?
+    {
         // Shown once: only its hash is stored.
         eprintln!("First start: log in as {user} with the password {password}\n(shown only now; change it with `netjes user password {user}`)");
     }
@@ -114,7 +121,12 @@ pub async fn run_serve(a: ServeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             tracing::error!(error = %e, "the web server stopped");
         }
     });
-    daemon::until_stopped(server, tx, || Err(vec!["netjes serve does not reload its configuration; restart it".into()])).await
+    daemon::until_stopped(server, tx, || {
+        Err(vec![
+            "netjes serve does not reload its configuration; restart it".into(),
+        ])
+    })
+    .await
 }
 
 /// Users of the web UI and their API tokens.
@@ -160,8 +172,14 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     fn open(&self) -> anyhow::Result<netjes_serve::store::Store> {
-        let master = netjes_serve::crypto::MasterKey::load(self.master_key_file.as_deref(), &self.data_dir, true).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-        netjes_serve::store::Store::open(&self.data_dir, master).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))
+        let master = netjes_serve::crypto::MasterKey::load(
+            self.master_key_file.as_deref(),
+            &self.data_dir,
+            true,
+        )
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+        netjes_serve::store::Store::open(&self.data_dir, master)
+            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))
     }
 }
 
@@ -170,7 +188,9 @@ fn read_password() -> anyhow::Result<String> {
     std::io::stdin().take(4096).read_to_string(&mut s)?;
     let p = s.lines().next().unwrap_or("").to_string();
     if p.is_empty() {
-        anyhow::bail!(exit::Usage("give the password on standard input (one line), or --generate".into()));
+        anyhow::bail!(exit::Usage(
+            "give the password on standard input (one line), or --generate".into()
+        ));
     }
     Ok(p)
 }
@@ -178,12 +198,22 @@ fn read_password() -> anyhow::Result<String> {
 pub async fn run_user(c: UserCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
     let bad = |e: netjes_serve::store::StoreError| anyhow::anyhow!(exit::Usage(e.to_string()));
     match c {
-        UserCommand::Add { name, store, generate } => {
+        UserCommand::Add {
+            name,
+            store,
+            generate,
+        } => {
             let s = store.open()?;
-            let password = if generate { netjes_serve::crypto::password() } else { read_password()? };
+            let password = if generate {
+                netjes_serve::crypto::password()
+            } else {
+                read_password()?
+            };
             s.add_user(&name, &password).map_err(bad)?;
             if g.json {
-                print_json(&serde_json::json!({"user": name, "password": generate.then_some(&password)}));
+                print_json(
+                    &serde_json::json!({"user": name, "password": generate.then_some(&password)}),
+                );
             } else if generate {
                 println!("added {name} with the password {password}");
             } else {

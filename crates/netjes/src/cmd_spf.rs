@@ -32,18 +32,42 @@ pub enum SpfCommand {
 
 pub async fn run(cmd: SpfCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
     match cmd {
-        SpfCommand::Check { ip, sender, helo, receiver } => {
+        SpfCommand::Check {
+            ip,
+            sender,
+            helo,
+            receiver,
+        } => {
             let dns = g.resolver()?;
-            let out = evaluate(dns.as_ref(), &SpfRequest { ip, sender: &sender, helo: &helo, receiver: &receiver }).await;
+            let out = evaluate(
+                dns.as_ref(),
+                &SpfRequest {
+                    ip,
+                    sender: &sender,
+                    helo: &helo,
+                    receiver: &receiver,
+                },
+            )
+            .await;
             if g.json {
                 print_json(&out);
             } else {
-                println!("{} SPF {} for {} from {ip}", mark(tone_of(out.result.as_str())), result_word(out.result.as_str()), out.domain);
+                println!(
+                    "{} SPF {} for {} from {ip}",
+                    mark(tone_of(out.result.as_str())),
+                    result_word(out.result.as_str()),
+                    out.domain
+                );
                 if let Some(r) = &out.record {
                     field("record", r);
                 }
                 if let Some(m) = &out.mechanism {
-                    let at = out.mechanism_domain.as_deref().filter(|d| *d != out.domain).map(|d| format!(" (in the record of {d})")).unwrap_or_default();
+                    let at = out
+                        .mechanism_domain
+                        .as_deref()
+                        .filter(|d| *d != out.domain)
+                        .map(|d| format!(" (in the record of {d})"))
+                        .unwrap_or_default();
                     field("matched", format!("{m}{at}"));
                 }
                 field("lookups", format!("{} of {MAX_DNS_LOOKUPS} DNS lookups, {} of {MAX_VOID_LOOKUPS} void lookups", out.dns_lookups, out.void_lookups));
@@ -51,7 +75,14 @@ pub async fn run(cmd: SpfCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                     field("explanation", e);
                 }
                 if let Some(p) = &out.problem {
-                    field(if matches!(out.result, SpfResult::Pass) { "note" } else { "why" }, p);
+                    field(
+                        if matches!(out.result, SpfResult::Pass) {
+                            "note"
+                        } else {
+                            "why"
+                        },
+                        p,
+                    );
                 }
             }
             Ok(match out.result {

@@ -39,7 +39,11 @@ pub async fn run(a: VerifyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let raw = exit::read_input(a.message.as_deref())?;
     let dns = g.resolver()?;
     let e = &a.envelope;
-    let env = Envelope { ip: e.ip, helo: e.helo.clone(), mail_from: e.mail_from.clone() };
+    let env = Envelope {
+        ip: e.ip,
+        helo: e.helo.clone(),
+        mail_from: e.mail_from.clone(),
+    };
     let v = verify_message(dns.as_ref(), &raw, &env, &e.authserv_id)
         .await
         .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
@@ -48,22 +52,57 @@ pub async fn run(a: VerifyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     } else {
         println!("{}", heading("Authentication"));
         if let Some(s) = &v.spf {
-            let m = s.mechanism.as_deref().map(|m| format!(" by {m}")).unwrap_or_default();
-            println!("  {} spf    {} for {}{m}", mark(tone_of(s.result.as_str())), result_word(s.result.as_str()), s.domain);
+            let m = s
+                .mechanism
+                .as_deref()
+                .map(|m| format!(" by {m}"))
+                .unwrap_or_default();
+            println!(
+                "  {} spf    {} for {}{m}",
+                mark(tone_of(s.result.as_str())),
+                result_word(s.result.as_str()),
+                s.domain
+            );
         } else {
-            println!("  {} spf    not checked (give --ip, --helo and --mail-from)", mark(tone_of("none")));
+            println!(
+                "  {} spf    not checked (give --ip, --helo and --mail-from)",
+                mark(tone_of("none"))
+            );
         }
         if v.dkim.is_empty() {
-            println!("  {} dkim   none: the message is not signed", mark(tone_of("none")));
+            println!(
+                "  {} dkim   none: the message is not signed",
+                mark(tone_of("none"))
+            );
         }
         for d in &v.dkim {
             crate::output::print_dkim(d, "  ");
         }
-        println!("  {} arc    {}{}", mark(tone_of(v.arc.result.as_str())), result_word(v.arc.result.as_str()),
-            if v.arc.instances > 0 { format!(" ({} sets, sealed last by {})", v.arc.instances, v.arc.last_sealer.clone().unwrap_or_default()) } else { String::new() });
+        println!(
+            "  {} arc    {}{}",
+            mark(tone_of(v.arc.result.as_str())),
+            result_word(v.arc.result.as_str()),
+            if v.arc.instances > 0 {
+                format!(
+                    " ({} sets, sealed last by {})",
+                    v.arc.instances,
+                    v.arc.last_sealer.clone().unwrap_or_default()
+                )
+            } else {
+                String::new()
+            }
+        );
         let dm = &v.dmarc;
-        let pol = dm.policy.map(|p| format!(", policy {} → {}", p.as_str(), dm.disposition.as_str())).unwrap_or_default();
-        println!("  {} dmarc  {} for {}{pol}", mark(tone_of(dm.result.as_str())), result_word(dm.result.as_str()), dm.from_domain.clone().unwrap_or_default());
+        let pol = dm
+            .policy
+            .map(|p| format!(", policy {} → {}", p.as_str(), dm.disposition.as_str()))
+            .unwrap_or_default();
+        println!(
+            "  {} dmarc  {} for {}{pol}",
+            mark(tone_of(dm.result.as_str())),
+            result_word(dm.result.as_str()),
+            dm.from_domain.clone().unwrap_or_default()
+        );
         if let Some(r) = &dm.reason {
             field("   why", r);
         }
@@ -72,11 +111,14 @@ pub async fn run(a: VerifyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         println!("  {}", v.authentication_results.replace("\r\n\t", "\n    "));
     }
     let temp = v.dmarc.result == DmarcResult::Temperror
-        || v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Temperror)
+        || v.spf
+            .as_ref()
+            .is_some_and(|s| s.result == SpfResult::Temperror)
         || v.dkim.iter().any(|d| d.result == DkimResult::Temperror);
     let passed = v.dmarc.result == DmarcResult::Pass
         || (v.dmarc.result == DmarcResult::None
-            && (v.dkim.iter().any(|d| d.result == DkimResult::Pass) || v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Pass)));
+            && (v.dkim.iter().any(|d| d.result == DkimResult::Pass)
+                || v.spf.as_ref().is_some_and(|s| s.result == SpfResult::Pass)));
     Ok(if passed {
         exit::OK
     } else if temp {

@@ -39,11 +39,17 @@ pub fn read_input(path: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
         None => read_stdin(),
         Some(p) if p.as_os_str() == "-" => read_stdin(),
         Some(p) => {
-            let cannot = |e: std::io::Error| anyhow::anyhow!(Input(format!("cannot read {}: {e}", p.display())));
+            let cannot = |e: std::io::Error| {
+                anyhow::anyhow!(Input(format!("cannot read {}: {e}", p.display())))
+            };
             // Refused before reading, not after: the limit is on memory too.
             let size = std::fs::metadata(p).map_err(cannot)?.len();
             if size > netjes_auth::message::MAX_MESSAGE_BYTES as u64 {
-                anyhow::bail!(Input(format!("{} is {size} octets, over the limit of {}", p.display(), netjes_auth::message::MAX_MESSAGE_BYTES)));
+                anyhow::bail!(Input(format!(
+                    "{} is {size} octets, over the limit of {}",
+                    p.display(),
+                    netjes_auth::message::MAX_MESSAGE_BYTES
+                )));
             }
             std::fs::read(p).map_err(cannot)
         }

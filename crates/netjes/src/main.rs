@@ -57,10 +57,21 @@ struct Cli {
 pub struct GlobalOpts {
     /// Ask this name server (HOST:PORT) instead of the system's resolvers.
     /// May be repeated, or given as a comma-separated list in NETJES_NAMESERVER.
-    #[arg(long = "nameserver", global = true, value_name = "HOST:PORT", env = "NETJES_NAMESERVER", value_delimiter = ',')]
+    #[arg(
+        long = "nameserver",
+        global = true,
+        value_name = "HOST:PORT",
+        env = "NETJES_NAMESERVER",
+        value_delimiter = ','
+    )]
     pub nameservers: Vec<SocketAddr>,
     /// The time one DNS lookup may take, retries included.
-    #[arg(long = "dns-timeout", global = true, value_name = "SECONDS", default_value_t = 5.0)]
+    #[arg(
+        long = "dns-timeout",
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 5.0
+    )]
     pub dns_timeout: f64,
     /// Print JSON instead of the terminal report.
     #[arg(long, global = true)]
@@ -73,9 +84,14 @@ pub struct GlobalOpts {
 impl GlobalOpts {
     pub fn resolver(&self) -> anyhow::Result<Arc<dyn Resolver>> {
         if !(self.dns_timeout > 0.0 && self.dns_timeout <= 300.0) {
-            anyhow::bail!(exit::Usage("--dns-timeout must be between 0 and 300 seconds".into()));
+            anyhow::bail!(exit::Usage(
+                "--dns-timeout must be between 0 and 300 seconds".into()
+            ));
         }
-        let config = DnsConfig { nameservers: self.nameservers.clone(), timeout: Duration::from_secs_f64(self.dns_timeout) };
+        let config = DnsConfig {
+            nameservers: self.nameservers.clone(),
+            timeout: Duration::from_secs_f64(self.dns_timeout),
+        };
         let r = HickoryResolver::new(&config).map_err(|e| anyhow::anyhow!(exit::Input(e)))?;
         Ok(Arc::new(CachingResolver::new(r)))
     }
@@ -121,14 +137,22 @@ enum Command {
 /// Logs of the daemons go to standard error (journald takes them from
 /// there); RUST_LOG chooses the level, "info" by default.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() {
     let cli = Cli::parse();
     output::init_color(cli.global.color);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let code = rt.block_on(async {
         let res = match cli.command {
             Command::Check(a) => cmd_check::run(a, &cli.global).await,

@@ -17,7 +17,9 @@ pub fn init_color(choice: ColorChoice) {
     let on = match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
     };
     COLOR.store(on, Ordering::Relaxed);
 }
@@ -106,7 +108,10 @@ pub fn field(label: &str, value: impl std::fmt::Display) {
 
 /// One DKIM signature's verdict, with the reason and the warnings.
 pub fn print_dkim(d: &netjes_auth::dkim::DkimSignatureReport, indent: &str) {
-    let bits = d.key_bits.map(|b| format!(", {b}-bit key")).unwrap_or_default();
+    let bits = d
+        .key_bits
+        .map(|b| format!(", {b}-bit key"))
+        .unwrap_or_default();
     println!(
         "{indent}{} dkim   {} d={} s={} ({}{bits})",
         mark(tone_of(d.result.as_str())),

@@ -8,7 +8,11 @@ use std::process::Output;
 fn netjes(args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"));
-    cmd.args(args).env_remove("NETJES_NAMESERVER").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.args(args)
+        .env_remove("NETJES_NAMESERVER")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(data) = stdin {
@@ -32,7 +36,13 @@ fn args(v: &[&str]) -> Vec<String> {
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
 }
 
 fn code(o: &Output) -> i32 {
@@ -55,7 +65,23 @@ async fn spf_check_reports_mechanism_and_lookup_counts() {
     let dns = TestDns::start_str(ZONE).await;
     let ns = dns.addr().to_string();
     // Passes through the include: the include is the mechanism that matched.
-    let o = run(args(&["spf", "check", "--ip", "198.51.100.7", "--sender", "alice@example.com", "--helo", "mail.example.com", "--json", "--nameserver", &ns]), None).await;
+    let o = run(
+        args(&[
+            "spf",
+            "check",
+            "--ip",
+            "198.51.100.7",
+            "--sender",
+            "alice@example.com",
+            "--helo",
+            "mail.example.com",
+            "--json",
+            "--nameserver",
+            &ns,
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 0);
     let j = json(&o);
     assert_eq!(j["result"], "pass");
@@ -66,19 +92,67 @@ async fn spf_check_reports_mechanism_and_lookup_counts() {
     assert_eq!(j["void_lookups"], 0);
 
     // Not listed anywhere: the include's ~all does not match, -all does.
-    let o = run(args(&["spf", "check", "--ip", "203.0.113.1", "--sender", "alice@example.com", "--helo", "mail.example.com", "--json", "--nameserver", &ns]), None).await;
+    let o = run(
+        args(&[
+            "spf",
+            "check",
+            "--ip",
+            "203.0.113.1",
+            "--sender",
+            "alice@example.com",
+            "--helo",
+            "mail.example.com",
+            "--json",
+            "--nameserver",
+            &ns,
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 1, "fail is not a pass");
     let j = json(&o);
     assert_eq!(j["result"], "fail");
     assert_eq!(j["mechanism"], "-all");
 
     // --nameserver before the subcommand, and the pass case.
-    let o = run(args(&["--nameserver", &ns, "--json", "spf", "check", "--ip", "192.0.2.9", "--sender", "alice@example.com", "--helo", "x.example.com"]), None).await;
+    let o = run(
+        args(&[
+            "--nameserver",
+            &ns,
+            "--json",
+            "spf",
+            "check",
+            "--ip",
+            "192.0.2.9",
+            "--sender",
+            "alice@example.com",
+            "--helo",
+            "x.example.com",
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 0);
     assert_eq!(json(&o)["mechanism"], "ip4:192.0.2.0/24");
 
     // The null sender is postmaster@HELO.
-    let o = run(args(&["spf", "check", "--ip", "192.0.2.9", "--sender", "", "--helo", "soft.example.com", "--json", "--nameserver", &ns]), None).await;
+    let o = run(
+        args(&[
+            "spf",
+            "check",
+            "--ip",
+            "192.0.2.9",
+            "--sender",
+            "",
+            "--helo",
+            "soft.example.com",
+            "--json",
+            "--nameserver",
+            &ns,
+        ]),
+        None,
+    )
+    .await;
     let j = json(&o);
     assert_eq!(j["identity"], "helo");
     assert_eq!(j["sender"], "postmaster@soft.example.com");
@@ -91,7 +165,25 @@ async fn dns_failures_are_temperror_never_none() {
     let ns = dns.addr().to_string();
     for domain in ["slow.example.com", "broken.example.com"] {
         let sender = format!("a@{domain}");
-        let o = run(args(&["spf", "check", "--ip", "192.0.2.9", "--sender", &sender, "--helo", "h.example", "--json", "--nameserver", &ns, "--dns-timeout", "1"]), None).await;
+        let o = run(
+            args(&[
+                "spf",
+                "check",
+                "--ip",
+                "192.0.2.9",
+                "--sender",
+                &sender,
+                "--helo",
+                "h.example",
+                "--json",
+                "--nameserver",
+                &ns,
+                "--dns-timeout",
+                "1",
+            ]),
+            None,
+        )
+        .await;
         assert_eq!(json(&o)["result"], "temperror", "{domain}");
         assert_eq!(code(&o), 3, "{domain}");
     }
@@ -104,7 +196,17 @@ async fn nameserver_from_the_environment() {
         let ns = dns.addr().to_string();
         move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
-                .args(["spf", "check", "--ip", "192.0.2.9", "--sender", "a@example.com", "--helo", "h.example", "--json"])
+                .args([
+                    "spf",
+                    "check",
+                    "--ip",
+                    "192.0.2.9",
+                    "--sender",
+                    "a@example.com",
+                    "--helo",
+                    "h.example",
+                    "--json",
+                ])
                 .env("NETJES_NAMESERVER", ns)
                 .output()
                 .unwrap()
@@ -116,7 +218,22 @@ async fn nameserver_from_the_environment() {
 }
 
 fn keygen(dir: &Path, selector: &str, alg: &str) -> String {
-    let o = netjes(&["dkim", "keygen", "--domain", "example.com", "--selector", selector, "--algorithm", alg, "--out-dir", dir.to_str().unwrap(), "--json"], None);
+    let o = netjes(
+        &[
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            selector,
+            "--algorithm",
+            alg,
+            "--out-dir",
+            dir.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     json(&o)["value"].as_str().unwrap().to_string()
 }
@@ -127,21 +244,53 @@ async fn keygen_writes_a_private_key_and_a_zone_line() {
     let dir = tempfile::tempdir().unwrap();
     let value = keygen(dir.path(), "s2026", "rsa");
     let private = dir.path().join("s2026.private");
-    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let pem = std::fs::read_to_string(&private).unwrap();
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
     let txt = std::fs::read_to_string(dir.path().join("s2026.txt")).unwrap();
-    assert!(txt.starts_with("s2026._domainkey\tIN\tTXT\t( \"v=DKIM1; k=rsa; \""), "{txt}");
+    assert!(
+        txt.starts_with("s2026._domainkey\tIN\tTXT\t( \"v=DKIM1; k=rsa; \""),
+        "{txt}"
+    );
     let strings: Vec<&str> = txt.split('"').skip(1).step_by(2).collect();
     assert!(strings.iter().all(|s| s.len() <= 255), "{strings:?}");
     assert_eq!(strings.concat(), value, "the zone line holds the record");
     assert!(value.len() > 300, "a 2048-bit key by default");
     // Existing keys are not overwritten.
-    let o = netjes(&["dkim", "keygen", "--domain", "example.com", "--selector", "s2026", "--out-dir", dir.path().to_str().unwrap()], None);
+    let o = netjes(
+        &[
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "s2026",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
     assert_ne!(code(&o), 0);
     assert_eq!(std::fs::read_to_string(&private).unwrap(), pem);
     // Below 1024 bits is refused.
-    let o = netjes(&["dkim", "keygen", "--domain", "example.com", "--selector", "weak", "--bits", "512", "--out-dir", dir.path().to_str().unwrap()], None);
+    let o = netjes(
+        &[
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "weak",
+            "--bits",
+            "512",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("1024"));
 }
@@ -155,22 +304,68 @@ async fn record_reads_an_encrypted_key() {
     let (_, doc) = pkcs8::SecretDocument::from_pem(&pem).unwrap();
     let info = pkcs8::PrivateKeyInfo::try_from(doc.as_bytes()).unwrap();
     // PBES2 with PBKDF2-SHA256 and AES-256-CBC, as `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes.
-    let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(10_000, b"saltsalt", b"0123456789abcdef").unwrap();
+    let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(
+        10_000,
+        b"saltsalt",
+        b"0123456789abcdef",
+    )
+    .unwrap();
     let enc = info.encrypt_with_params(params, b"s3cret").unwrap();
     let enc_pem = enc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF).unwrap();
     let key = dir.path().join("enc.pem");
     std::fs::write(&key, enc_pem.as_bytes()).unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "s3cret\n").unwrap();
-    let o = netjes(&["dkim", "record", "--domain", "example.com", "--selector", "enc", "--key", key.to_str().unwrap(), "--password-file", pw.to_str().unwrap(), "--json"], None);
+    let o = netjes(
+        &[
+            "dkim",
+            "record",
+            "--domain",
+            "example.com",
+            "--selector",
+            "enc",
+            "--key",
+            key.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json(&o)["value"], value);
     // Without the password: a clear error.
-    let o = netjes(&["dkim", "record", "--domain", "example.com", "--selector", "enc", "--key", key.to_str().unwrap()], None);
+    let o = netjes(
+        &[
+            "dkim",
+            "record",
+            "--domain",
+            "example.com",
+            "--selector",
+            "enc",
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(code(&o), 4);
     assert!(String::from_utf8_lossy(&o.stderr).contains("password"));
     std::fs::write(&pw, "wrong").unwrap();
-    let o = netjes(&["dkim", "record", "--domain", "example.com", "--selector", "enc", "--key", key.to_str().unwrap(), "--password-file", pw.to_str().unwrap()], None);
+    let o = netjes(
+        &[
+            "dkim",
+            "record",
+            "--domain",
+            "example.com",
+            "--selector",
+            "enc",
+            "--key",
+            key.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(code(&o), 4);
 }
 
@@ -180,7 +375,13 @@ async fn testkey_tells_every_case_apart() {
     let value = keygen(dir.path(), "good", "rsa");
     let other = keygen(dir.path(), "other", "rsa");
     // Published as a zone file would, in strings of at most 255 octets.
-    let split = |v: &str| v.as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ");
+    let split = |v: &str| {
+        v.as_bytes()
+            .chunks(200)
+            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let (p1, p2) = value.split_at(200);
     let zone = format!(
         "good._domainkey.example.com. TXT {good}\nother._domainkey.example.com. TXT {good}\nquoted._domainkey.example.com. TXT \"{p1}\\\" \" \"\\\"{p2}\"\nerr._domainkey.example.com. SERVFAIL\ntest._domainkey.example.com. TXT {testing}\n",
@@ -189,10 +390,31 @@ async fn testkey_tells_every_case_apart() {
     );
     let dns = TestDns::start_str(&zone).await;
     let ns = dns.addr().to_string();
-    let good = dir.path().join("good.private").to_string_lossy().to_string();
-    let otherkey = dir.path().join("other.private").to_string_lossy().to_string();
+    let good = dir
+        .path()
+        .join("good.private")
+        .to_string_lossy()
+        .to_string();
+    let otherkey = dir
+        .path()
+        .join("other.private")
+        .to_string_lossy()
+        .to_string();
     let _ = other;
-    let t = |sel: &str, key: &str| args(&["dkim", "testkey", "--domain", "example.com", "--selector", sel, "--key", key, "--nameserver", &ns]);
+    let t = |sel: &str, key: &str| {
+        args(&[
+            "dkim",
+            "testkey",
+            "--domain",
+            "example.com",
+            "--selector",
+            sel,
+            "--key",
+            key,
+            "--nameserver",
+            &ns,
+        ])
+    };
     let o = run(t("good", &good), None).await;
     assert_eq!(code(&o), 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("key OK"));
@@ -215,23 +437,80 @@ async fn sign_then_verify_through_dns() {
     let zone = format!("{ZONE}\nr1._domainkey.example.com. TXT \"{}\" \"{}\"\ne1._domainkey.example.com. TXT \"{ed}\"\n", &rsa[..200], &rsa[200..]);
     let dns = TestDns::start_str(&zone).await;
     let ns = dns.addr().to_string();
-    let key = |s: &str| dir.path().join(format!("{s}.private")).to_string_lossy().to_string();
+    let key = |s: &str| {
+        dir.path()
+            .join(format!("{s}.private"))
+            .to_string_lossy()
+            .to_string()
+    };
 
     // Two signatures, RSA then Ed25519, as a signer with both keys would add.
-    let o = run(args(&["dkim", "sign", "--domain", "example.com", "--selector", "r1", "--key", &key("r1")]), Some(MESSAGE.as_bytes().to_vec())).await;
+    let o = run(
+        args(&[
+            "dkim",
+            "sign",
+            "--domain",
+            "example.com",
+            "--selector",
+            "r1",
+            "--key",
+            &key("r1"),
+        ]),
+        Some(MESSAGE.as_bytes().to_vec()),
+    )
+    .await;
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let once = o.stdout;
     assert!(once.starts_with(b"DKIM-Signature: v=1; a=rsa-sha256;"));
     let h = String::from_utf8_lossy(&once);
     assert!(h.contains("c=relaxed/relaxed"));
-    let hlist = h.split("h=").nth(1).unwrap().split(';').next().unwrap().replace(['\r', '\n', '\t', ' '], "");
-    assert_eq!(hlist.split(':').filter(|x| x.eq_ignore_ascii_case("from")).count(), 2, "From is over-signed: {hlist}");
-    let o = run(args(&["dkim", "sign", "--domain", "example.com", "--selector", "e1", "--key", &key("e1"), "-"]), Some(once)).await;
+    let hlist = h
+        .split("h=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .replace(['\r', '\n', '\t', ' '], "");
+    assert_eq!(
+        hlist
+            .split(':')
+            .filter(|x| x.eq_ignore_ascii_case("from"))
+            .count(),
+        2,
+        "From is over-signed: {hlist}"
+    );
+    let o = run(
+        args(&[
+            "dkim",
+            "sign",
+            "--domain",
+            "example.com",
+            "--selector",
+            "e1",
+            "--key",
+            &key("e1"),
+            "-",
+        ]),
+        Some(once),
+    )
+    .await;
     let twice = o.stdout;
     let path = dir.path().join("signed.eml");
     std::fs::write(&path, &twice).unwrap();
 
-    let o = run(args(&["dkim", "verify", path.to_str().unwrap(), "--json", "--nameserver", &ns]), None).await;
+    let o = run(
+        args(&[
+            "dkim",
+            "verify",
+            path.to_str().unwrap(),
+            "--json",
+            "--nameserver",
+            &ns,
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
     let j = json(&o);
     let sigs = j.as_array().unwrap();
@@ -242,7 +521,25 @@ async fn sign_then_verify_through_dns() {
     assert_eq!(sigs[1]["key_bits"], 2048);
 
     // The whole verdict, with SPF and DMARC.
-    let o = run(args(&["verify", "--ip", "192.0.2.20", "--helo", "mail.example.com", "--mail-from", "alice@example.com", "--authserv-id", "mx.example.org", "--json", "--nameserver", &ns, path.to_str().unwrap()]), None).await;
+    let o = run(
+        args(&[
+            "verify",
+            "--ip",
+            "192.0.2.20",
+            "--helo",
+            "mail.example.com",
+            "--mail-from",
+            "alice@example.com",
+            "--authserv-id",
+            "mx.example.org",
+            "--json",
+            "--nameserver",
+            &ns,
+            path.to_str().unwrap(),
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
     let j = json(&o);
     assert_eq!(j["spf"]["result"], "pass");
@@ -256,13 +553,45 @@ async fn sign_then_verify_through_dns() {
     assert_independent_parser_accepts(ar, 2, 2);
 
     // A changed body breaks both signatures, and DMARC then rests on SPF alone.
-    let tampered = String::from_utf8(twice).unwrap().replace("here is the invoice", "here is the lnvoice");
+    let tampered = String::from_utf8(twice)
+        .unwrap()
+        .replace("here is the invoice", "here is the lnvoice");
     std::fs::write(&path, tampered).unwrap();
-    let o = run(args(&["dkim", "verify", path.to_str().unwrap(), "--json", "--nameserver", &ns]), None).await;
+    let o = run(
+        args(&[
+            "dkim",
+            "verify",
+            path.to_str().unwrap(),
+            "--json",
+            "--nameserver",
+            &ns,
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 1);
     let j = json(&o);
-    assert!(j[0]["reason"].as_str().unwrap().contains("body hash mismatch"));
-    let o = run(args(&["verify", "--ip", "203.0.113.5", "--helo", "evil.example", "--mail-from", "alice@example.com", "--json", "--nameserver", &ns, path.to_str().unwrap()]), None).await;
+    assert!(j[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("body hash mismatch"));
+    let o = run(
+        args(&[
+            "verify",
+            "--ip",
+            "203.0.113.5",
+            "--helo",
+            "evil.example",
+            "--mail-from",
+            "alice@example.com",
+            "--json",
+            "--nameserver",
+            &ns,
+            path.to_str().unwrap(),
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 1);
     let j = json(&o);
     assert_eq!(j["dmarc"]["result"], "fail");
@@ -287,14 +616,26 @@ fn assert_independent_parser_accepts(value: &str, spf_results: usize, dkim_resul
 async fn bad_input_gets_a_clear_error() {
     let dns = TestDns::start_str(ZONE).await;
     let ns = dns.addr().to_string();
-    for input in [&b""[..], b"\x00\x01\x02 not mail", b"just one line without a colon\r\n"] {
+    for input in [
+        &b""[..],
+        b"\x00\x01\x02 not mail",
+        b"just one line without a colon\r\n",
+    ] {
         let o = run(args(&["verify", "--nameserver", &ns]), Some(input.to_vec())).await;
         assert_eq!(code(&o), 4, "{input:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).starts_with("netjes: error:"), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).starts_with("netjes: error:"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let o = run(args(&["dkim", "verify", "/nonexistent/file.eml"]), None).await;
     assert_eq!(code(&o), 4);
-    let o = run(args(&["spf", "check", "--ip", "not-an-ip", "--helo", "x"]), None).await;
+    let o = run(
+        args(&["spf", "check", "--ip", "not-an-ip", "--helo", "x"]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 2);
 }
 
@@ -311,18 +652,47 @@ fn help_documents_exit_codes() {
 async fn arc_seal_then_verify() {
     let dir = tempfile::tempdir().unwrap();
     let value = keygen(dir.path(), "arc", "rsa");
-    let split = value.as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ");
+    let split = value
+        .as_bytes()
+        .chunks(200)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ");
     let dns = TestDns::start_str(&format!("arc._domainkey.example.com. TXT {split}\n")).await;
     let ns = dns.addr().to_string();
     let key = dir.path().join("arc.private").to_string_lossy().to_string();
     let msg = format!("Authentication-Results: lists.example.com; spf=pass smtp.mailfrom=alice@example.org; dkim=none\r\n{MESSAGE}");
-    let o = run(args(&["arc", "seal", "--domain", "example.com", "--selector", "arc", "--key", &key, "--authserv-id", "lists.example.com", "--nameserver", &ns]), Some(msg.into_bytes())).await;
+    let o = run(
+        args(&[
+            "arc",
+            "seal",
+            "--domain",
+            "example.com",
+            "--selector",
+            "arc",
+            "--key",
+            &key,
+            "--authserv-id",
+            "lists.example.com",
+            "--nameserver",
+            &ns,
+        ]),
+        Some(msg.into_bytes()),
+    )
+    .await;
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let sealed = String::from_utf8(o.stdout).unwrap();
-    assert!(sealed.starts_with("ARC-Seal: i=1;") || sealed.starts_with("ARC-Seal:"), "{sealed}");
+    assert!(
+        sealed.starts_with("ARC-Seal: i=1;") || sealed.starts_with("ARC-Seal:"),
+        "{sealed}"
+    );
     assert!(sealed.contains("cv=none"));
     assert!(sealed.contains("ARC-Authentication-Results: i=1; lists.example.com; spf=pass smtp.mailfrom=alice@example.org; dkim=none"), "{sealed}");
-    let o = run(args(&["arc", "verify", "--json", "--nameserver", &ns]), Some(sealed.into_bytes())).await;
+    let o = run(
+        args(&["arc", "verify", "--json", "--nameserver", &ns]),
+        Some(sealed.into_bytes()),
+    )
+    .await;
     assert_eq!(code(&o), 0);
     let j = json(&o);
     assert_eq!(j["result"], "pass");
@@ -336,12 +706,47 @@ async fn check_reads_a_zone_file_before_it_is_published() {
     // blocklists are switched off so that no list is asked.
     let dns = TestDns::start_str("").await;
     let ns = dns.addr().to_string();
-    let zone = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/example.com.zone");
-    let o = run(args(&["check", "example.com", "--zone", zone, "--ip", "192.0.2.25", "--no-blocklists", "--json", "--nameserver", &ns, "--dns-timeout", "1"]), None).await;
+    let zone = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../samples/example.com.zone"
+    );
+    let o = run(
+        args(&[
+            "check",
+            "example.com",
+            "--zone",
+            zone,
+            "--ip",
+            "192.0.2.25",
+            "--no-blocklists",
+            "--json",
+            "--nameserver",
+            &ns,
+            "--dns-timeout",
+            "1",
+        ]),
+        None,
+    )
+    .await;
     let j = json(&o);
     assert_eq!(j["domain"], "example.com");
-    let ids: Vec<(String, String)> = j["findings"].as_array().unwrap().iter().map(|f| (f["id"].as_str().unwrap().to_string(), f["status"].as_str().unwrap().to_string())).collect();
-    let status = |id: &str| ids.iter().find(|(i, _)| i == id).map(|(_, s)| s.clone()).unwrap_or_else(|| panic!("{id} missing: {ids:?}"));
+    let ids: Vec<(String, String)> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let status = |id: &str| {
+        ids.iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("{id} missing: {ids:?}"))
+    };
     assert_eq!(status("mx.host.mail.example.com"), "pass");
     assert_eq!(status("ptr.192.0.2.25"), "pass");
     assert_eq!(status("spf.ip"), "pass");
@@ -354,9 +759,17 @@ async fn check_reads_a_zone_file_before_it_is_published() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.zone");
     std::fs::write(&bad, "@ MX 10 mail\nmail A 192.0.2.300\n").unwrap();
-    let o = run(args(&["check", "example.com", "--zone", bad.to_str().unwrap()]), None).await;
+    let o = run(
+        args(&["check", "example.com", "--zone", bad.to_str().unwrap()]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 4);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     let o = run(args(&["check", "not a domain"]), None).await;
     assert_eq!(code(&o), 2);
@@ -364,13 +777,39 @@ async fn check_reads_a_zone_file_before_it_is_published() {
 
 #[tokio::test]
 async fn check_exits_1_on_failures_and_3_when_dns_fails() {
-    let dns = TestDns::start_str("bare.example. A 192.0.2.1\nbroken.example. SERVFAIL\n_dmarc.broken.example. SERVFAIL\n").await;
+    let dns = TestDns::start_str(
+        "bare.example. A 192.0.2.1\nbroken.example. SERVFAIL\n_dmarc.broken.example. SERVFAIL\n",
+    )
+    .await;
     let ns = dns.addr().to_string();
-    let o = run(args(&["check", "bare.example", "--no-blocklists", "--nameserver", &ns]), None).await;
+    let o = run(
+        args(&[
+            "check",
+            "bare.example",
+            "--no-blocklists",
+            "--nameserver",
+            &ns,
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 1);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("publish: _dmarc.bare.example. IN TXT \"v=DMARC1; p=none"), "{out}");
-    let o = run(args(&["check", "broken.example", "--no-blocklists", "--nameserver", &ns]), None).await;
+    assert!(
+        out.contains("publish: _dmarc.bare.example. IN TXT \"v=DMARC1; p=none"),
+        "{out}"
+    );
+    let o = run(
+        args(&[
+            "check",
+            "broken.example",
+            "--no-blocklists",
+            "--nameserver",
+            &ns,
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 3, "{}", String::from_utf8_lossy(&o.stdout));
     assert!(String::from_utf8_lossy(&o.stdout).contains("SPF could not be checked"));
 }
@@ -389,21 +828,55 @@ async fn analyze_scores_a_signed_message_and_a_bare_one() {
     let dns = TestDns::start_str(&zone).await;
     let ns = dns.addr().to_string();
     let key = dir.path().join("r1.private").to_string_lossy().to_string();
-    let o = run(args(&["dkim", "sign", "--domain", "example.com", "--selector", "r1", "--key", &key]), Some(MESSAGE.as_bytes().to_vec())).await;
+    let o = run(
+        args(&[
+            "dkim",
+            "sign",
+            "--domain",
+            "example.com",
+            "--selector",
+            "r1",
+            "--key",
+            &key,
+        ]),
+        Some(MESSAGE.as_bytes().to_vec()),
+    )
+    .await;
     let signed = o.stdout;
     let path = dir.path().join("signed.eml");
     std::fs::write(&path, &signed).unwrap();
     let html = dir.path().join("report.html");
-    let env = ["--ip", "192.0.2.1", "--helo", "mail.example.com", "--mail-from", "alice@example.com", "--no-blocklists", "--nameserver", &ns];
+    let env = [
+        "--ip",
+        "192.0.2.1",
+        "--helo",
+        "mail.example.com",
+        "--mail-from",
+        "alice@example.com",
+        "--no-blocklists",
+        "--nameserver",
+        &ns,
+    ];
 
-    let mut a = vec!["analyze", path.to_str().unwrap(), "--json", "--html", html.to_str().unwrap()];
+    let mut a = vec![
+        "analyze",
+        path.to_str().unwrap(),
+        "--json",
+        "--html",
+        html.to_str().unwrap(),
+    ];
     a.extend(env);
     let o = run(args(&a), None).await;
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let j = json(&o);
     // A personal message: only the missing List-Unsubscribe and the missing
     // Received chain are noted.
-    assert_eq!(j["score"], 9.7, "{}", serde_json::to_string_pretty(&j["why_spam"]).unwrap());
+    assert_eq!(
+        j["score"],
+        9.7,
+        "{}",
+        serde_json::to_string_pretty(&j["why_spam"]).unwrap()
+    );
     assert_eq!(j["auth"]["dmarc"]["result"], "pass");
     assert_eq!(j["envelope"]["source"], "command line");
     let page = std::fs::read_to_string(&html).unwrap();
@@ -412,23 +885,51 @@ async fn analyze_scores_a_signed_message_and_a_bare_one() {
     // The same message unsigned, from an address SPF does not allow:
     // capped at 6 or below, the reasons first, and --min-score fails it.
     let mut a = vec!["analyze", "--min-score", "8", "--color", "never"];
-    a.extend(env.iter().map(|s| if *s == "192.0.2.1" { "203.0.113.9" } else { s }));
+    a.extend(
+        env.iter()
+            .map(|s| if *s == "192.0.2.1" { "203.0.113.9" } else { s }),
+    );
     let o = run(args(&a), Some(MESSAGE.as_bytes().to_vec())).await;
     assert_eq!(code(&o), 1);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("Why this is spam") && out.contains("[auth.spf-fail]") && out.contains("[auth.dkim-none]"), "{out}");
+    assert!(
+        out.contains("Why this is spam")
+            && out.contains("[auth.spf-fail]")
+            && out.contains("[auth.dkim-none]"),
+        "{out}"
+    );
 
     // The penalty table, and a bad configuration reported whole (exit 2).
     let o = run(args(&["analyze", "--penalties"]), None).await;
     assert!(String::from_utf8_lossy(&o.stdout).contains("auth.dmarc-fail"));
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[penalties]\n\"no.such\" = 1\n\"format.no-date\" = 99\n").unwrap();
-    let o = run(args(&["analyze", "--config", cfg.to_str().unwrap(), path.to_str().unwrap()]), None).await;
+    std::fs::write(
+        &cfg,
+        "[penalties]\n\"no.such\" = 1\n\"format.no-date\" = 99\n",
+    )
+    .unwrap();
+    let o = run(
+        args(&[
+            "analyze",
+            "--config",
+            cfg.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ]),
+        None,
+    )
+    .await;
     assert_eq!(code(&o), 2);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no.such") && err.contains("format.no-date"), "{err}");
+    assert!(
+        err.contains("no.such") && err.contains("format.no-date"),
+        "{err}"
+    );
     // Not a message at all.
-    let o = run(args(&["analyze", "--no-blocklists", "--nameserver", &ns]), Some(b"\x00\x01 not mail".to_vec())).await;
+    let o = run(
+        args(&["analyze", "--no-blocklists", "--nameserver", &ns]),
+        Some(b"\x00\x01 not mail".to_vec()),
+    )
+    .await;
     assert_eq!(code(&o), 4);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an RFC 5322 message"));
 }
@@ -441,13 +942,34 @@ async fn policy_daemon_answers_reloads_and_stops() {
     use std::io::{BufRead, BufReader, Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let dns = TestDns::start_str(ZONE).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mport = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mport = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = dir.path().join("policy.toml");
     std::fs::write(&cfg, "[greylist]\nenabled = false\n").unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
-        .args(["policy", "--config", cfg.to_str().unwrap(), "--listen", &format!("inet:127.0.0.1:{port}"), "--metrics", &format!("127.0.0.1:{mport}")])
-        .args(["--data-dir", dir.path().join("state").to_str().unwrap(), "--nameserver", &dns.addr().to_string()])
+        .args([
+            "policy",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            &format!("inet:127.0.0.1:{port}"),
+            "--metrics",
+            &format!("127.0.0.1:{mport}"),
+        ])
+        .args([
+            "--data-dir",
+            dir.path().join("state").to_str().unwrap(),
+            "--nameserver",
+            &dns.addr().to_string(),
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -463,12 +985,18 @@ async fn policy_daemon_answers_reloads_and_stops() {
         }
         panic!("netjes policy did not listen");
     };
-    let a = tokio::task::spawn_blocking(move || ask("alice@example.com")).await.unwrap();
+    let a = tokio::task::spawn_blocking(move || ask("alice@example.com"))
+        .await
+        .unwrap();
     assert!(a.starts_with("action=550 5.7.23 "), "{a}");
     // A bad configuration on SIGHUP: logged, and the old one stays.
     std::fs::write(&cfg, "[greylist]\nenabled = false\nbogus = 1\n").unwrap();
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut m = String::new();
     std::net::TcpStream::connect(("127.0.0.1", mport))
@@ -477,14 +1005,26 @@ async fn policy_daemon_answers_reloads_and_stops() {
             s.read_to_string(&mut m).unwrap();
         })
         .unwrap();
-    assert!(m.contains("netjes_policy_requests_total{action=\"reject\",check=\"spf\"} 1"), "{m}");
-    let a = tokio::task::spawn_blocking(move || ask("alice@example.com")).await.unwrap();
+    assert!(
+        m.contains("netjes_policy_requests_total{action=\"reject\",check=\"spf\"} 1"),
+        "{m}"
+    );
+    let a = tokio::task::spawn_blocking(move || ask("alice@example.com"))
+        .await
+        .unwrap();
     assert!(a.starts_with("action=550"), "still serving: {a}");
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("reload refused") && log.contains("bogus"), "{log}");
+    assert!(
+        log.contains("reload refused") && log.contains("bogus"),
+        "{log}"
+    );
 }
 
 /// `netjes serve` as users start it: the first start makes the store and
@@ -496,11 +1036,34 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let dns = TestDns::start_str(ZONE).await;
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
     let (http, smtp, metrics) = (free(), free(), free());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
-        .args(["serve", "--data-dir", data.to_str().unwrap(), "--http", &format!("127.0.0.1:{http}"), "--smtp", &format!("127.0.0.1:{smtp}")])
-        .args(["--metrics", &format!("127.0.0.1:{metrics}"), "--test-domain", "test.example", "--hostname", "mx.test.example", "--nameserver", &dns.addr().to_string()])
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--smtp",
+            &format!("127.0.0.1:{smtp}"),
+        ])
+        .args([
+            "--metrics",
+            &format!("127.0.0.1:{metrics}"),
+            "--test-domain",
+            "test.example",
+            "--hostname",
+            "mx.test.example",
+            "--nameserver",
+            &dns.addr().to_string(),
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -522,9 +1085,26 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
     .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::metadata(data.join("master.key")).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(data.join("netjes.sqlite")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(data.join("master.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(data.join("netjes.sqlite"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
     let get = move |port: u16, req: String| -> String {
         for _ in 0..100 {
@@ -538,21 +1118,60 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
         }
         panic!("nothing listens on {port}");
     };
-    let health = tokio::task::spawn_blocking(move || get(http, "GET /healthz HTTP/1.0\r\n\r\n".into())).await.unwrap();
-    assert!(health.starts_with("HTTP/1.0 200") && health.ends_with("ok"), "{health}");
+    let health =
+        tokio::task::spawn_blocking(move || get(http, "GET /healthz HTTP/1.0\r\n\r\n".into()))
+            .await
+            .unwrap();
+    assert!(
+        health.starts_with("HTTP/1.0 200") && health.ends_with("ok"),
+        "{health}"
+    );
     // The printed password logs in (the login form's token is the cookie's).
-    let page = tokio::task::spawn_blocking(move || get(http, "GET /login HTTP/1.0\r\n\r\n".into())).await.unwrap();
-    let csrf = page.split("netjes_csrf=").nth(1).unwrap().split(';').next().unwrap().to_string();
+    let page = tokio::task::spawn_blocking(move || get(http, "GET /login HTTP/1.0\r\n\r\n".into()))
+        .await
+        .unwrap();
+    let csrf = page
+        .split("netjes_csrf=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let body = format!("csrf={csrf}&user=admin&password={password}&next=%2Fdomains");
     let req = format!("POST /login HTTP/1.0\r\nCookie: netjes_csrf={csrf}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    let login = tokio::task::spawn_blocking(move || get(http, req)).await.unwrap();
-    assert!(login.starts_with("HTTP/1.0 303") && login.contains("netjes_session="), "{login}");
+    let login = tokio::task::spawn_blocking(move || get(http, req))
+        .await
+        .unwrap();
+    assert!(
+        login.starts_with("HTTP/1.0 303") && login.contains("netjes_session="),
+        "{login}"
+    );
     // The inbox greets, and refuses to relay.
-    let banner = tokio::task::spawn_blocking(move || get(smtp, "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n".into())).await.unwrap();
-    assert!(banner.starts_with("220 mx.test.example") && banner.contains("550 5.7.1"), "{banner}");
-    let m = tokio::task::spawn_blocking(move || get(metrics, "GET /metrics HTTP/1.0\r\n\r\n".into())).await.unwrap();
-    assert!(m.contains("netjes_smtp_recipients_refused_total{reason=\"relay\"} 1"), "{m}");
-    assert!(m.contains("netjes_http_requests_total{status=\"3xx\"} 1"), "{m}");
+    let banner = tokio::task::spawn_blocking(move || {
+        get(
+            smtp,
+            "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n".into(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        banner.starts_with("220 mx.test.example") && banner.contains("550 5.7.1"),
+        "{banner}"
+    );
+    let m =
+        tokio::task::spawn_blocking(move || get(metrics, "GET /metrics HTTP/1.0\r\n\r\n".into()))
+            .await
+            .unwrap();
+    assert!(
+        m.contains("netjes_smtp_recipients_refused_total{reason=\"relay\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("netjes_http_requests_total{status=\"3xx\"} 1"),
+        "{m}"
+    );
 
     // netjes user, on the same store (SQLite allows the second writer).
     let user = |args: &[&str], stdin: &str| {
@@ -569,7 +1188,11 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
         c.wait_with_output().unwrap()
     };
     let out = user(&["add", "bob"], "a long enough password\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = user(&["add", "bob"], "a long enough password\n");
     assert_eq!(out.status.code(), Some(2), "a second bob");
     let out = user(&["add", "carol"], "short\n");
@@ -579,10 +1202,19 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("nj_"), "{token}");
     let req = format!("GET /api/domains HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n");
-    let list = tokio::task::spawn_blocking(move || get(http, req)).await.unwrap();
-    assert!(list.starts_with("HTTP/1.0 200") && list.ends_with("[]"), "{list}");
+    let list = tokio::task::spawn_blocking(move || get(http, req))
+        .await
+        .unwrap();
+    assert!(
+        list.starts_with("HTTP/1.0 200") && list.ends_with("[]"),
+        "{list}"
+    );
 
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -14,11 +14,18 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 fn have_postfix() -> bool {
@@ -31,7 +38,10 @@ fn have_postfix() -> bool {
     let ok = Path::new("/usr/sbin/postfix").exists() && Path::new("/usr/bin/swaks").exists();
     if !ok {
         // scripts/test.sh installs them; only a bare `cargo test` may lack them.
-        assert!(std::env::var_os("NETJES_TEST").is_none(), "postfix or swaks is missing; scripts/test.sh should have installed them");
+        assert!(
+            std::env::var_os("NETJES_TEST").is_none(),
+            "postfix or swaks is missing; scripts/test.sh should have installed them"
+        );
         eprintln!("postfix or swaks not installed: skipped");
     }
     ok
@@ -40,7 +50,9 @@ fn have_postfix() -> bool {
 /// An SMTP server that accepts everything and keeps each message.
 async fn sink(port: u16) -> Arc<Mutex<Vec<String>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
-    let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let store = got.clone();
     tokio::spawn(async move {
         loop {
@@ -95,7 +107,12 @@ impl Postfix {
         for d in ["etc", "queue", "data"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        assert!(Command::new("chown").args(["postfix"]).arg(dir.join("data")).status().unwrap().success());
+        assert!(Command::new("chown")
+            .args(["postfix"])
+            .arg(dir.join("data"))
+            .status()
+            .unwrap()
+            .success());
         let d = dir.display();
         std::fs::write(
             etc.join("main.cf"),
@@ -153,15 +170,29 @@ smtputf8_enable = no
             master.push_str(&format!("{n} {rest}\n"));
         }
         std::fs::write(etc.join("master.cf"), master).unwrap();
-        let out = Command::new("/usr/sbin/postfix").arg("-c").arg(&etc).arg("start").output().unwrap();
-        assert!(out.status.success(), "postfix start: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("/usr/sbin/postfix")
+            .arg("-c")
+            .arg(&etc)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postfix start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Postfix { etc }
     }
 }
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new("/usr/sbin/postfix").arg("-c").arg(&self.etc).arg("stop").output();
+        let _ = Command::new("/usr/sbin/postfix")
+            .arg("-c")
+            .arg(&self.etc)
+            .arg("stop")
+            .output();
     }
 }
 
@@ -182,8 +213,19 @@ struct Daemon(Child);
 
 impl Daemon {
     fn start(args: &[&str], port: u16) -> Daemon {
-        let d = Daemon(Command::new(env!("CARGO_BIN_EXE_netjes")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-        assert!(listening(port), "netjes {} did not listen on {port}", args[0]);
+        let d = Daemon(
+            Command::new(env!("CARGO_BIN_EXE_netjes"))
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        assert!(
+            listening(port),
+            "netjes {} did not listen on {port}",
+            args[0]
+        );
         d
     }
 
@@ -207,7 +249,16 @@ fn policy_daemon(dir: &Path, port: u16, dns: &TestDns) -> Daemon {
         format!("listen = \"inet:127.0.0.1:{port}\"\nhostname = \"mx.test\"\ntrusted_networks = []\ndata_dir = \"{}\"\n[greylist]\ndelay_seconds = 2\n", dir.join("state").display()),
     )
     .unwrap();
-    Daemon::start(&["policy", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string()], port)
+    Daemon::start(
+        &[
+            "policy",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--nameserver",
+            &dns.addr().to_string(),
+        ],
+        port,
+    )
 }
 
 /// swaks's transcript of one attempt.
@@ -215,7 +266,18 @@ async fn swaks(port: u16, from: &str, to: &str) -> String {
     let (from, to) = (from.to_string(), to.to_string());
     let out = tokio::task::spawn_blocking(move || {
         Command::new("/usr/bin/swaks")
-            .args(["--server", &format!("127.0.0.1:{port}"), "--helo", "client.test", "--from", &from, "--to", &to, "--timeout", "20"])
+            .args([
+                "--server",
+                &format!("127.0.0.1:{port}"),
+                "--helo",
+                "client.test",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--timeout",
+                "20",
+            ])
             .args(["--header", "Subject: netjes policy e2e", "--body", "hello"])
             .output()
             .unwrap()
@@ -252,17 +314,36 @@ async fn postfix_greylists_rejects_spf_fail_and_prepends_received_spf_once() {
     assert!(listening(smtp), "postfix did not listen");
 
     // A greylisted first attempt gets a 450 for each recipient...
-    let t = swaks(smtp, "alice@example.com", "bob@example.org,carol@example.org").await;
-    assert!(t.contains("<** 450 4.7.1") && t.contains("Greylisted"), "{t}");
+    let t = swaks(
+        smtp,
+        "alice@example.com",
+        "bob@example.org,carol@example.org",
+    )
+    .await;
+    assert!(
+        t.contains("<** 450 4.7.1") && t.contains("Greylisted"),
+        "{t}"
+    );
     // ...and the retry after the delay is accepted and delivered, with
     // Received-SPF once for its two recipients.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let t = swaks(smtp, "alice@example.com", "bob@example.org,carol@example.org").await;
+    let t = swaks(
+        smtp,
+        "alice@example.com",
+        "bob@example.org,carol@example.org",
+    )
+    .await;
     assert!(t.contains("<-  250 2.0.0 Ok: queued"), "{t}");
     let msgs = wait_for(&got, 1).await;
     assert_eq!(msgs.len(), 1, "delivered once, to both recipients");
     assert_eq!(msgs[0].matches("Received-SPF:").count(), 1, "{}", msgs[0]);
-    assert!(msgs[0].contains("Received-SPF: pass (mx.test: domain of alice@example.com designates 127.0.0.1"), "{}", msgs[0]);
+    assert!(
+        msgs[0].contains(
+            "Received-SPF: pass (mx.test: domain of alice@example.com designates 127.0.0.1"
+        ),
+        "{}",
+        msgs[0]
+    );
 
     // An SPF fail gets a 550.
     let t = swaks(smtp, "ceo@forged.example", "bob@example.org").await;
@@ -275,7 +356,10 @@ async fn postfix_greylists_rejects_spf_fail_and_prepends_received_spf_once() {
     let _daemon = policy_daemon(dir.path(), policy, &dns);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let t = swaks(smtp, "alice@example.com", "dave@example.org").await;
-    assert!(t.contains("<-  250 2.0.0 Ok: queued"), "after kill -9 and restart: {t}");
+    assert!(
+        t.contains("<-  250 2.0.0 Ok: queued"),
+        "after kill -9 and restart: {t}"
+    );
 }
 
 fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Daemon {
@@ -293,7 +377,18 @@ fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Daemon
         ),
     )
     .unwrap();
-    Daemon::start(&["milter", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string(), "--dns-timeout", "1"], port)
+    Daemon::start(
+        &[
+            "milter",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--nameserver",
+            &dns.addr().to_string(),
+            "--dns-timeout",
+            "1",
+        ],
+        port,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -304,16 +399,26 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let key = netjes_auth::dkim::PrivateKey::generate(netjes_auth::dkim::KeyAlgorithm::Rsa, 2048).unwrap();
+    let key = netjes_auth::dkim::PrivateKey::generate(netjes_auth::dkim::KeyAlgorithm::Rsa, 2048)
+        .unwrap();
     let kpath = keys.join("s1.private");
     std::fs::write(&kpath, key.to_pkcs8_pem()).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&kpath, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    std::fs::write(keys.join("KeyTable"), format!("s1 example.com:s1:{}\n", kpath.display())).unwrap();
+    std::fs::write(
+        keys.join("KeyTable"),
+        format!("s1 example.com:s1:{}\n", kpath.display()),
+    )
+    .unwrap();
     std::fs::write(keys.join("SigningTable"), "*@example.com s1\n").unwrap();
-    let strings: Vec<String> = key.dns_value().as_bytes().chunks(200).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    let strings: Vec<String> = key
+        .dns_value()
+        .as_bytes()
+        .chunks(200)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
     let zone = format!(
         "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.example.com. TXT \"v=DMARC1; p=reject\"\ns1._domainkey.example.com. TXT {}\n_dmarc.slow.example. TIMEOUT\nslow.example. TIMEOUT\n",
         strings.join(" ")
@@ -328,7 +433,13 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
 
     // Ours: submitted with Postfix's sendmail, signed on the way out.
     let msg = "From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: signed by netjes\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <e2e-1@example.com>\n\nHello Bob.\n";
-    let mut sm = Command::new("/usr/sbin/sendmail").arg("-C").arg(&pf.etc).args(["-f", "alice@example.com", "bob@example.org"]).stdin(Stdio::piped()).spawn().unwrap();
+    let mut sm = Command::new("/usr/sbin/sendmail")
+        .arg("-C")
+        .arg(&pf.etc)
+        .args(["-f", "alice@example.com", "bob@example.org"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Write;
         sm.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
@@ -337,25 +448,54 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
     let delivered = wait_for(&got, 1).await;
     assert_eq!(delivered.len(), 1, "the signed message was not delivered");
     let signed = delivered[0].clone();
-    assert!(signed.contains("DKIM-Signature: v=1; a=rsa-sha256;") && signed.contains("d=example.com") && signed.contains("s=s1"), "{signed}");
+    assert!(
+        signed.contains("DKIM-Signature: v=1; a=rsa-sha256;")
+            && signed.contains("d=example.com")
+            && signed.contains("s=s1"),
+        "{signed}"
+    );
     // netjes dkim verify passes it through the test DNS server.
     let path = dir.path().join("signed.eml");
     // The sink saw the message as SMTP carried it: dot-stuffing undone is
     // not needed for these lines.
     std::fs::write(&path, &signed).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["dkim", "verify", path.to_str().unwrap(), "--json", "--nameserver", &dns.addr().to_string()]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let out = Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args([
+            "dkim",
+            "verify",
+            path.to_str().unwrap(),
+            "--json",
+            "--nameserver",
+            &dns.addr().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(v[0]["result"], "pass", "{v}");
     // dkimpy (Debian's python3-dkim, installed by scripts/test.sh), an
     // independent verifier.
-    let py = Command::new("/usr/bin/python3").args(["-c", "import dkim"]).status();
-    assert!(py.as_ref().is_ok_and(|s| s.success()) || std::env::var_os("NETJES_TEST").is_none(), "python3-dkim is missing");
+    let py = Command::new("/usr/bin/python3")
+        .args(["-c", "import dkim"])
+        .status();
+    assert!(
+        py.as_ref().is_ok_and(|s| s.success()) || std::env::var_os("NETJES_TEST").is_none(),
+        "python3-dkim is missing"
+    );
     if py.is_ok_and(|s| s.success()) {
         let script = "import dkim,sys\nkey=open(sys.argv[2]).read().encode()\ndef dns(name, timeout=5):\n    return key if name.decode().rstrip('.') == 's1._domainkey.example.com' else None\nprint(dkim.verify(open(sys.argv[1],'rb').read(), dnsfunc=dns))";
         let rec = dir.path().join("record.txt");
         std::fs::write(&rec, key.dns_value()).unwrap();
-        let out = Command::new("/usr/bin/python3").args(["-c", script, path.to_str().unwrap(), rec.to_str().unwrap()]).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True", "dkimpy: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", script, path.to_str().unwrap(), rec.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "True",
+            "dkimpy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     } else {
         eprintln!("dkimpy not installed: the independent check was skipped");
     }
@@ -366,11 +506,19 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
     assert!(t.contains("<-  250 2.0.0 Ok: queued"), "{t}");
     let delivered = wait_for(&got, 2).await;
     let verified = &delivered[1];
-    assert!(verified.contains("Authentication-Results: mx.test;") && verified.contains("dkim=pass") && verified.contains("dmarc=pass"), "{verified}");
+    assert!(
+        verified.contains("Authentication-Results: mx.test;")
+            && verified.contains("dkim=pass")
+            && verified.contains("dmarc=pass"),
+        "{verified}"
+    );
 
     // A spoofed From of a p=reject domain: 550 at SMTP time.
     let t = swaks_data(smtp, "alice@example.com", "bob@example.org", None).await;
-    assert!(t.contains("<** 550 5.7.1 DMARC policy of example.com rejects"), "{t}");
+    assert!(
+        t.contains("<** 550 5.7.1 DMARC policy of example.com rejects"),
+        "{t}"
+    );
     // A DNS timeout: a 4xx.
     let t = swaks_data(smtp, "x@slow.example", "bob@example.org", None).await;
     assert!(t.contains("<** 451 4.7.5"), "{t}");
@@ -408,9 +556,16 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
         }
     }
     assert_eq!(queued + deferred, 16);
-    assert!(queued > 0 && deferred > 0, "the kill came before or after every message ({queued} queued): the test proves nothing");
+    assert!(
+        queued > 0 && deferred > 0,
+        "the kill came before or after every message ({queued} queued): the test proves nothing"
+    );
     let delivered = wait_for(&got, before + queued).await;
-    assert_eq!(delivered.len(), before + queued, "every queued message is delivered");
+    assert_eq!(
+        delivered.len(),
+        before + queued,
+        "every queued message is delivered"
+    );
 }
 
 /// swaks from 127.0.0.2 (an outside client to the milter), with a whole
@@ -420,7 +575,20 @@ async fn swaks_data(port: u16, from: &str, to: &str, data: Option<&str>) -> Stri
     let out = tokio::task::spawn_blocking(move || {
         let f = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = Command::new("/usr/bin/swaks");
-        cmd.args(["--server", &format!("127.0.0.1:{port}"), "--local-interface", "127.0.0.2", "--helo", "client.test", "--from", &from, "--to", &to, "--timeout", "20"]);
+        cmd.args([
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--local-interface",
+            "127.0.0.2",
+            "--helo",
+            "client.test",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--timeout",
+            "20",
+        ]);
         if let Some(d) = data {
             std::fs::write(f.path(), d).unwrap();
             cmd.arg("--data").arg(f.path());

@@ -56,7 +56,9 @@ pub fn consolidate_results(raw: &[u8], authserv_id: &str) -> String {
         .map(|(_, v)| String::from_utf8_lossy(&v).trim().to_string())
         .collect();
     for f in fields {
-        let mut parts = f.split(';').map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "));
+        let mut parts = f
+            .split(';')
+            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "));
         let id = parts.next().unwrap_or_default();
         let id = id.split_whitespace().next().unwrap_or("");
         if !id.eq_ignore_ascii_case(authserv_id) {
@@ -76,7 +78,12 @@ pub fn consolidate_results(raw: &[u8], authserv_id: &str) -> String {
 }
 
 /// Validates the existing chain and returns the new ARC set.
-pub async fn seal_message(dns: &dyn Resolver, raw: &[u8], key: &PrivateKey, opts: &SealOptions) -> Result<Sealed, SealError> {
+pub async fn seal_message(
+    dns: &dyn Resolver,
+    raw: &[u8],
+    key: &PrivateKey,
+    opts: &SealOptions,
+) -> Result<Sealed, SealError> {
     seal_inner(dns, raw, key, opts, None).await
 }
 
@@ -108,7 +115,9 @@ async fn seal_inner(
         let r = match v {
             ArcResult::Pass => mail_auth::DkimResult::Pass,
             ArcResult::None => mail_auth::DkimResult::None,
-            _ => mail_auth::DkimResult::Fail(mail_auth::Error::Arc(mail_auth::arc::ArcError::BrokenChain)),
+            _ => mail_auth::DkimResult::Fail(mail_auth::Error::Arc(
+                mail_auth::arc::ArcError::BrokenChain,
+            )),
         };
         chain = chain.with_result(r);
         report.result = v;
@@ -138,11 +147,15 @@ async fn seal_inner(
         .selector(&opts.selector)
         .headers(headers)
         .seal(&msg, &results, &chain)
-    .map_err(|e| SealError::Failed(e.to_string()))?;
+        .map_err(|e| SealError::Failed(e.to_string()))?;
     let cv = match report.result {
         ArcResult::Pass => ArcResult::Pass,
         ArcResult::None if report.instances == 0 => ArcResult::None,
         _ => ArcResult::Fail,
     };
-    Ok(Sealed { headers: set.to_header(), cv, instance: report.instances + 1 })
+    Ok(Sealed {
+        headers: set.to_header(),
+        cv,
+        instance: report.instances + 1,
+    })
 }

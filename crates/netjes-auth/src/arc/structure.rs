@@ -10,7 +10,12 @@
 fn arc_fields(raw: &[u8]) -> Vec<(String, String)> {
     crate::message::header_fields(raw)
         .into_iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
         .filter(|(n, _)| n.starts_with("arc-"))
         .collect()
 }
@@ -34,7 +39,8 @@ pub fn parse_tag_list(value: &str) -> Result<Vec<(String, String)>, String> {
         };
         let name = name.trim_end();
         let mut chars = name.chars();
-        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(format!("{name:?} is not a valid tag name"));
         }
@@ -50,7 +56,11 @@ pub fn parse_tag_list(value: &str) -> Result<Vec<(String, String)>, String> {
 pub fn structural_problem(raw: &[u8]) -> Option<String> {
     let fields = arc_fields(raw);
     let count = |n: &str| fields.iter().filter(|(f, _)| f == n).count();
-    let (seals, sigs, results) = (count("arc-seal"), count("arc-message-signature"), count("arc-authentication-results"));
+    let (seals, sigs, results) = (
+        count("arc-seal"),
+        count("arc-message-signature"),
+        count("arc-authentication-results"),
+    );
     if seals + sigs + results == 0 {
         return None;
     }
@@ -68,20 +78,32 @@ pub fn structural_problem(raw: &[u8]) -> Option<String> {
             Err(e) => return Some(format!("{name}: {e}")),
         };
         let get = |t: &str| tags.iter().find(|(n, _)| n == t).map(|(_, v)| v.as_str());
-        let required: &[&str] =
-            if name == "arc-seal" { &["i", "a", "b", "cv", "d", "s"] } else { &["i", "a", "b", "bh", "d", "h", "s"] };
+        let required: &[&str] = if name == "arc-seal" {
+            &["i", "a", "b", "cv", "d", "s"]
+        } else {
+            &["i", "a", "b", "bh", "d", "h", "s"]
+        };
         if let Some(missing) = required.iter().find(|t| get(t).is_none()) {
             return Some(format!("{name}: the required tag {missing}= is missing"));
         }
         match get("a") {
             Some("rsa-sha256") | Some("ed25519-sha256") => {}
-            Some(a) => return Some(format!("{name}: a={a} is not allowed (RFC 8617 §4.1, RFC 8301)")),
+            Some(a) => {
+                return Some(format!(
+                    "{name}: a={a} is not allowed (RFC 8617 §4.1, RFC 8301)"
+                ))
+            }
             None => unreachable!(),
         }
         if name == "arc-message-signature" {
             let h = get("h").unwrap_or("");
-            if h.split(':').any(|x| x.trim().eq_ignore_ascii_case("arc-seal")) {
-                return Some("arc-message-signature: h= covers ARC-Seal, which RFC 8617 §4.1.2 forbids".into());
+            if h.split(':')
+                .any(|x| x.trim().eq_ignore_ascii_case("arc-seal"))
+            {
+                return Some(
+                    "arc-message-signature: h= covers ARC-Seal, which RFC 8617 §4.1.2 forbids"
+                        .into(),
+                );
             }
         }
     }

@@ -66,7 +66,11 @@ pub(crate) async fn verify_chain<'x>(
         .ams_headers
         .iter()
         .map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d))
-        .chain(msg.as_headers.iter().map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d)))
+        .chain(
+            msg.as_headers
+                .iter()
+                .map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d)),
+        )
         .map(|n| n.to_ascii_lowercase())
         .collect();
     names.sort();
@@ -74,18 +78,27 @@ pub(crate) async fn verify_chain<'x>(
     // A chain is at most 50 sets (RFC 8617 §4.2.1); so are the lookups.
     names.truncate(100);
     netjes_dns::join_all(names.iter().map(|n| cache.domain_key(dns, n))).await;
-    authenticator().verify_arc(Parameters::new(msg).with_txt_cache(cache)).await
+    authenticator()
+        .verify_arc(Parameters::new(msg).with_txt_cache(cache))
+        .await
 }
 
-pub(crate) fn report_of(msg: &AuthenticatedMessage<'_>, out: &mail_auth::ArcOutput<'_>) -> ArcReport {
-    let sealers: Vec<String> = out.sets().iter().map(|s| s.seal.header.d.to_ascii_lowercase()).collect();
+pub(crate) fn report_of(
+    msg: &AuthenticatedMessage<'_>,
+    out: &mail_auth::ArcOutput<'_>,
+) -> ArcReport {
+    let sealers: Vec<String> = out
+        .sets()
+        .iter()
+        .map(|s| s.seal.header.d.to_ascii_lowercase())
+        .collect();
     let (result, reason) = match out.result() {
         mail_auth::DkimResult::Pass => (ArcResult::Pass, None),
         mail_auth::DkimResult::None => (ArcResult::None, None),
         mail_auth::DkimResult::TempError(e) => (ArcResult::Temperror, Some(e.to_string())),
-        mail_auth::DkimResult::Fail(e) | mail_auth::DkimResult::Neutral(e) | mail_auth::DkimResult::PermError(e) => {
-            (ArcResult::Fail, Some(e.to_string()))
-        }
+        mail_auth::DkimResult::Fail(e)
+        | mail_auth::DkimResult::Neutral(e)
+        | mail_auth::DkimResult::PermError(e) => (ArcResult::Fail, Some(e.to_string())),
     };
     ArcReport {
         result,
@@ -99,7 +112,11 @@ pub(crate) fn report_of(msg: &AuthenticatedMessage<'_>, out: &mail_auth::ArcOutp
 
 /// Verifies the older ARC-Message-Signatures, newest first, and returns the
 /// lowest instance of the unbroken run that validates, or 0 when all do.
-fn oldest_pass(msg: &AuthenticatedMessage<'_>, out: &mail_auth::ArcOutput<'_>, cache: &Prefetched) -> u32 {
+fn oldest_pass(
+    msg: &AuthenticatedMessage<'_>,
+    out: &mail_auth::ArcOutput<'_>,
+    cache: &Prefetched,
+) -> u32 {
     use mail_auth::common::crypto::HashAlgorithm;
     use mail_auth::common::resolver::ToFqdn;
     use mail_auth::ResolverCache;
@@ -136,7 +153,10 @@ fn oldest_pass(msg: &AuthenticatedMessage<'_>, out: &mail_auth::ArcOutput<'_>, c
 /// The header value with the value of its b= tag removed (RFC 6376 §3.7).
 pub(crate) fn strip_b_tag(value: &[u8]) -> Vec<u8> {
     // The field's own line end goes too, as mail-auth's verifier drops it.
-    let value = value.strip_suffix(b"\r\n").or_else(|| value.strip_suffix(b"\n")).unwrap_or(value);
+    let value = value
+        .strip_suffix(b"\r\n")
+        .or_else(|| value.strip_suffix(b"\n"))
+        .unwrap_or(value);
     let mut out = Vec::with_capacity(value.len() + 2);
     let mut i = 0;
     let mut at_tag_start = true;
@@ -173,7 +193,10 @@ pub(crate) fn strip_b_tag(value: &[u8]) -> Vec<u8> {
 mod tests {
     #[test]
     fn strips_only_b() {
-        assert_eq!(super::strip_b_tag(b"i=1; bh=abc; b=xy\r\n z; d=ex"), b"i=1; bh=abc; b=; d=ex".to_vec());
+        assert_eq!(
+            super::strip_b_tag(b"i=1; bh=abc; b=xy\r\n z; d=ex"),
+            b"i=1; bh=abc; b=; d=ex".to_vec()
+        );
         assert_eq!(super::strip_b_tag(b" b = q"), b" b =".to_vec());
         assert_eq!(super::strip_b_tag(b"d=x; b=abc;\r\n"), b"d=x; b=;".to_vec());
     }

@@ -67,7 +67,10 @@ pub struct PrivateKey {
 
 impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PrivateKey").field("algorithm", &self.algorithm).field("bits", &self.bits).finish_non_exhaustive()
+        f.debug_struct("PrivateKey")
+            .field("algorithm", &self.algorithm)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,18 +91,25 @@ impl PrivateKey {
                     // 1024 and odd sizes: the pure-Rust generator.
                     _ => {
                         let mut rng = rsa::rand_core::OsRng;
-                        let k = rsa::RsaPrivateKey::new(&mut rng, bits).map_err(|e| KeyError::Generate(e.to_string()))?;
-                        let der = k.to_pkcs8_der().map_err(|e| KeyError::Generate(e.to_string()))?;
+                        let k = rsa::RsaPrivateKey::new(&mut rng, bits)
+                            .map_err(|e| KeyError::Generate(e.to_string()))?;
+                        let der = k
+                            .to_pkcs8_der()
+                            .map_err(|e| KeyError::Generate(e.to_string()))?;
                         return Self::from_pkcs8_der(der.as_bytes());
                     }
                 };
-                let kp = aws_lc_rs::rsa::KeyPair::generate(size).map_err(|e| KeyError::Generate(e.to_string()))?;
+                let kp = aws_lc_rs::rsa::KeyPair::generate(size)
+                    .map_err(|e| KeyError::Generate(e.to_string()))?;
                 let der = kp.as_der().map_err(|e| KeyError::Generate(e.to_string()))?;
                 Self::from_pkcs8_der(der.as_ref())
             }
             KeyAlgorithm::Ed25519 => {
-                let kp = aws_lc_rs::signature::Ed25519KeyPair::generate().map_err(|e| KeyError::Generate(e.to_string()))?;
-                let der = kp.to_pkcs8v1().map_err(|e| KeyError::Generate(e.to_string()))?;
+                let kp = aws_lc_rs::signature::Ed25519KeyPair::generate()
+                    .map_err(|e| KeyError::Generate(e.to_string()))?;
+                let der = kp
+                    .to_pkcs8v1()
+                    .map_err(|e| KeyError::Generate(e.to_string()))?;
                 Self::from_pkcs8_der(der.as_ref())
             }
         }
@@ -133,21 +143,29 @@ impl PrivateKey {
         let pem = pem.trim();
         if pem.contains("BEGIN ENCRYPTED PRIVATE KEY") {
             let pw = password.ok_or(KeyError::NeedsPassword)?;
-            let (_, doc) = pkcs8::SecretDocument::from_pem(pem).map_err(|e| KeyError::Unreadable(e.to_string()))?;
-            let enc = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|e| KeyError::Unreadable(e.to_string()))?;
+            let (_, doc) = pkcs8::SecretDocument::from_pem(pem)
+                .map_err(|e| KeyError::Unreadable(e.to_string()))?;
+            let enc = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+                .map_err(|e| KeyError::Unreadable(e.to_string()))?;
             let plain = enc.decrypt(pw).map_err(|_| KeyError::Decrypt)?;
             return Self::from_pkcs8_der(plain.as_bytes());
         }
         if pem.contains("BEGIN RSA PRIVATE KEY") {
-            let k = rsa::RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| KeyError::Unreadable(e.to_string()))?;
-            let der = k.to_pkcs8_der().map_err(|e| KeyError::Unreadable(e.to_string()))?;
+            let k = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+                .map_err(|e| KeyError::Unreadable(e.to_string()))?;
+            let der = k
+                .to_pkcs8_der()
+                .map_err(|e| KeyError::Unreadable(e.to_string()))?;
             return Self::from_pkcs8_der(der.as_bytes());
         }
         if pem.contains("BEGIN PRIVATE KEY") {
-            let (_, doc) = pkcs8::SecretDocument::from_pem(pem).map_err(|e| KeyError::Unreadable(e.to_string()))?;
+            let (_, doc) = pkcs8::SecretDocument::from_pem(pem)
+                .map_err(|e| KeyError::Unreadable(e.to_string()))?;
             return Self::from_pkcs8_der(doc.as_bytes());
         }
-        Err(KeyError::Unreadable("no PEM private key block found".into()))
+        Err(KeyError::Unreadable(
+            "no PEM private key block found".into(),
+        ))
     }
 
     pub fn pkcs8_der(&self) -> &[u8] {
@@ -156,7 +174,9 @@ impl PrivateKey {
 
     pub fn to_pkcs8_pem(&self) -> String {
         let doc = pkcs8::SecretDocument::try_from(self.pkcs8.as_slice()).expect("valid DER");
-        doc.to_pem("PRIVATE KEY", LineEnding::LF).expect("PEM encoding").to_string()
+        doc.to_pem("PRIVATE KEY", LineEnding::LF)
+            .expect("PEM encoding")
+            .to_string()
     }
 
     /// The `p=` value.
@@ -178,7 +198,11 @@ impl PrivateKey {
         for chunk in p.as_bytes().chunks(250) {
             strings.push(String::from_utf8_lossy(chunk).into_owned());
         }
-        let body = strings.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join("\n\t  ");
+        let body = strings
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join("\n\t  ");
         format!("{selector}._domainkey\tIN\tTXT\t( {body} )  ; ----- DKIM key {selector} for {domain}\n")
     }
 }

@@ -37,7 +37,9 @@ pub enum KeyRecordError {
 /// The TXT records at a selector that are meant as DKIM keys (they carry a
 /// p= tag), in order; a selector can also hold unrelated TXT records.
 pub fn key_records(txts: &[Vec<u8>]) -> Vec<&Vec<u8>> {
-    txts.iter().filter(|t| String::from_utf8_lossy(t).contains("p=")).collect()
+    txts.iter()
+        .filter(|t| String::from_utf8_lossy(t).contains("p="))
+        .collect()
 }
 
 /// Parses the tag list of a key record.
@@ -54,13 +56,19 @@ pub fn parse_key_record(txt: &[u8]) -> Result<KeyRecord, KeyRecordError> {
             continue;
         }
         let Some((name, value)) = tag.split_once('=') else {
-            return Err(KeyRecordError::Malformed(format!("{tag:?} is not a tag=value pair")));
+            return Err(KeyRecordError::Malformed(format!(
+                "{tag:?} is not a tag=value pair"
+            )));
         };
         let name = name.trim();
         let value = value.trim();
         match name {
-            "v" if i != 0 => return Err(KeyRecordError::Malformed("v= must be the first tag".into())),
-            "v" if value != "DKIM1" => return Err(KeyRecordError::Malformed(format!("v={value} is not DKIM1"))),
+            "v" if i != 0 => {
+                return Err(KeyRecordError::Malformed("v= must be the first tag".into()))
+            }
+            "v" if value != "DKIM1" => {
+                return Err(KeyRecordError::Malformed(format!("v={value} is not DKIM1")))
+            }
             "k" => k = Some(value.to_string()),
             "p" => p = Some(value.to_string()),
             "t" => t = value.to_string(),
@@ -82,11 +90,14 @@ pub fn parse_key_record(txt: &[u8]) -> Result<KeyRecord, KeyRecordError> {
     }
     if p.contains('"') || p.contains('\'') {
         return Err(KeyRecordError::Malformed(
-            "p= contains quote characters: the record was pasted with the quotes of a zone file".into(),
+            "p= contains quote characters: the record was pasted with the quotes of a zone file"
+                .into(),
         ));
     }
     if p.chars().any(char::is_whitespace) {
-        warnings.push("p= contains white space: it was pasted across lines; publish it as one string".into());
+        warnings.push(
+            "p= contains white space: it was pasted across lines; publish it as one string".into(),
+        );
     }
     let compact: String = p.chars().filter(|c| !c.is_whitespace()).collect();
     let public_key = base64::engine::general_purpose::STANDARD
@@ -127,7 +138,11 @@ pub fn same_public_key(a: &[u8], b: &[u8], algorithm: KeyAlgorithm) -> bool {
     match algorithm {
         KeyAlgorithm::Ed25519 => false,
         KeyAlgorithm::Rsa => {
-            let read = |d: &[u8]| rsa::RsaPublicKey::from_public_key_der(d).or_else(|_| rsa::RsaPublicKey::from_pkcs1_der(d)).ok();
+            let read = |d: &[u8]| {
+                rsa::RsaPublicKey::from_public_key_der(d)
+                    .or_else(|_| rsa::RsaPublicKey::from_pkcs1_der(d))
+                    .ok()
+            };
             matches!((read(a), read(b)), (Some(x), Some(y)) if x == y)
         }
     }

@@ -27,7 +27,12 @@ pub const DEFAULT_SIGNED_HEADERS: &[&str] = &[
     "List-Unsubscribe-Post",
     "Sender",
 ];
-const OVERSIGNED: &[&str] = &["From", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post"];
+const OVERSIGNED: &[&str] = &[
+    "From",
+    "Subject",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
 
 #[derive(Debug, Clone)]
 pub struct SignOptions {
@@ -92,21 +97,34 @@ fn headers_to_sign(message: &[u8], wanted: &[String]) -> Vec<String> {
 
 /// The names of the header fields, in order.
 pub fn header_names(message: &[u8]) -> Vec<String> {
-    crate::message::header_fields(message).into_iter().map(|(n, _)| n).collect()
+    crate::message::header_fields(message)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
 }
 
 /// Returns the DKIM-Signature header field (with its CRLF) to prepend.
-pub fn sign_message(message: &[u8], key: &PrivateKey, opts: &SignOptions) -> Result<String, SignError> {
+pub fn sign_message(
+    message: &[u8],
+    key: &PrivateKey,
+    opts: &SignOptions,
+) -> Result<String, SignError> {
     let signer = MessageSigner::new(key).map_err(SignError::Key)?;
     sign_with(message, &signer, opts)
 }
 
 /// Signs with a key parsed once ([`MessageSigner`]), for daemons and benchmarks.
-pub fn sign_with(message: &[u8], signer: &MessageSigner, opts: &SignOptions) -> Result<String, SignError> {
-    let wanted: Vec<String> = opts
-        .headers
-        .clone()
-        .unwrap_or_else(|| DEFAULT_SIGNED_HEADERS.iter().map(|s| s.to_string()).collect());
+pub fn sign_with(
+    message: &[u8],
+    signer: &MessageSigner,
+    opts: &SignOptions,
+) -> Result<String, SignError> {
+    let wanted: Vec<String> = opts.headers.clone().unwrap_or_else(|| {
+        DEFAULT_SIGNED_HEADERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
     let headers = headers_to_sign(message, &wanted);
     if headers.is_empty() {
         return Err(SignError::NoHeaders);

@@ -37,13 +37,17 @@ impl MessageSigner {
     pub fn new(key: &PrivateKey) -> Result<Self, String> {
         Ok(MessageSigner(match key.algorithm {
             KeyAlgorithm::Rsa if key.bits < 2048 => {
-                let k = rsa::RsaPrivateKey::from_pkcs8_der(key.pkcs8_der()).map_err(|e| e.to_string())?;
+                let k = rsa::RsaPrivateKey::from_pkcs8_der(key.pkcs8_der())
+                    .map_err(|e| e.to_string())?;
                 SignerKind::RsaSmall(Box::new(rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(k)))
             }
-            KeyAlgorithm::Rsa => SignerKind::Rsa(RsaKey::<Sha256>::from_pkcs8_der(key.pkcs8_der()).map_err(|e| e.to_string())?),
-            KeyAlgorithm::Ed25519 => {
-                SignerKind::Ed25519(Ed25519Key::from_pkcs8_maybe_unchecked_der(key.pkcs8_der()).map_err(|e| e.to_string())?)
-            }
+            KeyAlgorithm::Rsa => SignerKind::Rsa(
+                RsaKey::<Sha256>::from_pkcs8_der(key.pkcs8_der()).map_err(|e| e.to_string())?,
+            ),
+            KeyAlgorithm::Ed25519 => SignerKind::Ed25519(
+                Ed25519Key::from_pkcs8_maybe_unchecked_der(key.pkcs8_der())
+                    .map_err(|e| e.to_string())?,
+            ),
         }))
     }
 }
@@ -58,9 +62,11 @@ impl SigningKey for MessageSigner {
             SignerKind::RsaSmall(k) => {
                 let mut data = Vec::with_capacity(1024);
                 input.write(&mut data);
-                let sig = k
-                    .try_sign(&data)
-                    .map_err(|e| mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(e.to_string())))?;
+                let sig = k.try_sign(&data).map_err(|e| {
+                    mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(
+                        e.to_string(),
+                    ))
+                })?;
                 Ok(sig.to_vec())
             }
         }

@@ -71,27 +71,71 @@ fn algorithm_name(a: Algorithm) -> &'static str {
 fn explain(err: &mail_auth::Error) -> (DkimResult, String) {
     use mail_auth::Error as E;
     match err {
-        E::Dkim(DkimError::FailedBodyHashMatch) => (DkimResult::Fail, "body hash mismatch: the body was changed after signing".into()),
-        E::Crypto(_) => (DkimResult::Fail, "signature mismatch: the signed headers were changed or the key is not the signer's".into()),
-        E::Dkim(DkimError::RevokedPublicKey) => (DkimResult::Permerror, "key revoked: the key record has an empty p=".into()),
-        E::Dkim(DkimError::SignatureExpired) => (DkimResult::Permerror, "signature expired (x= is in the past)".into()),
-        E::Dkim(DkimError::FailedAuidMatch) => (DkimResult::Permerror, "i= is not in d= as the key's t=s requires".into()),
-        E::Dkim(DkimError::UnsupportedAlgorithm) => (DkimResult::Permerror, "unsupported algorithm".into()),
-        E::Dkim(DkimError::UnsupportedKeyType) => (DkimResult::Permerror, "unsupported key type".into()),
-        E::Dkim(DkimError::UnsupportedVersion) => (DkimResult::Permerror, "syntax: unsupported version (v= must be 1)".into()),
-        E::Dkim(DkimError::UnsupportedCanonicalization) => (DkimResult::Permerror, "syntax: unsupported canonicalization".into()),
+        E::Dkim(DkimError::FailedBodyHashMatch) => (
+            DkimResult::Fail,
+            "body hash mismatch: the body was changed after signing".into(),
+        ),
+        E::Crypto(_) => (
+            DkimResult::Fail,
+            "signature mismatch: the signed headers were changed or the key is not the signer's"
+                .into(),
+        ),
+        E::Dkim(DkimError::RevokedPublicKey) => (
+            DkimResult::Permerror,
+            "key revoked: the key record has an empty p=".into(),
+        ),
+        E::Dkim(DkimError::SignatureExpired) => (
+            DkimResult::Permerror,
+            "signature expired (x= is in the past)".into(),
+        ),
+        E::Dkim(DkimError::FailedAuidMatch) => (
+            DkimResult::Permerror,
+            "i= is not in d= as the key's t=s requires".into(),
+        ),
+        E::Dkim(DkimError::UnsupportedAlgorithm) => {
+            (DkimResult::Permerror, "unsupported algorithm".into())
+        }
+        E::Dkim(DkimError::UnsupportedKeyType) => {
+            (DkimResult::Permerror, "unsupported key type".into())
+        }
+        E::Dkim(DkimError::UnsupportedVersion) => (
+            DkimResult::Permerror,
+            "syntax: unsupported version (v= must be 1)".into(),
+        ),
+        E::Dkim(DkimError::UnsupportedCanonicalization) => (
+            DkimResult::Permerror,
+            "syntax: unsupported canonicalization".into(),
+        ),
         E::Dkim(e) => (DkimResult::Permerror, format!("syntax: {e}")),
-        E::Dns(mail_auth::DnsError::Resolver(r)) => (DkimResult::Temperror, format!("DNS error looking up the key: {r}")),
-        E::Dns(mail_auth::DnsError::RecordNotFound(_)) => (DkimResult::Permerror, "key not found: no key record is published at the selector".into()),
-        E::Dns(mail_auth::DnsError::InvalidRecordType) => (DkimResult::Permerror, "key not found: the TXT record there is not a DKIM key".into()),
-        E::ParseError | E::Base64 => (DkimResult::Permerror, "syntax: the signature or key record cannot be parsed".into()),
-        E::MissingParameters => (DkimResult::Permerror, "syntax: a required tag is missing".into()),
+        E::Dns(mail_auth::DnsError::Resolver(r)) => (
+            DkimResult::Temperror,
+            format!("DNS error looking up the key: {r}"),
+        ),
+        E::Dns(mail_auth::DnsError::RecordNotFound(_)) => (
+            DkimResult::Permerror,
+            "key not found: no key record is published at the selector".into(),
+        ),
+        E::Dns(mail_auth::DnsError::InvalidRecordType) => (
+            DkimResult::Permerror,
+            "key not found: the TXT record there is not a DKIM key".into(),
+        ),
+        E::ParseError | E::Base64 => (
+            DkimResult::Permerror,
+            "syntax: the signature or key record cannot be parsed".into(),
+        ),
+        E::MissingParameters => (
+            DkimResult::Permerror,
+            "syntax: a required tag is missing".into(),
+        ),
         other => (DkimResult::Permerror, other.to_string()),
     }
 }
 
 /// Verifies every DKIM-Signature of a parsed message.
-pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> Vec<DkimSignatureReport> {
+pub async fn verify_dkim(
+    dns: &dyn Resolver,
+    msg: &AuthenticatedMessage<'_>,
+) -> Vec<DkimSignatureReport> {
     let msg_all = msg;
     // Only the first MAX_DKIM_SIGNATURES are looked up and verified; the
     // rest are reported, not checked, so a message cannot buy unbounded work.
@@ -105,8 +149,11 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
         msg
     };
     let cache = Prefetched::default();
-    let mut names: Vec<String> =
-        msg.dkim_headers.iter().map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d).to_ascii_lowercase()).collect();
+    let mut names: Vec<String> = msg
+        .dkim_headers
+        .iter()
+        .map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d).to_ascii_lowercase())
+        .collect();
     names.sort();
     names.dedup();
     let answers = netjes_dns::join_all(names.iter().map(|n| cache.domain_key(dns, n))).await;
@@ -118,19 +165,26 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
         .filter_map(|(n, r)| {
             let txts = r.ok()?;
             let first_err = txts.first().map(|t| parse_key_record(t));
-            let parsed = txts.iter().find_map(|t| parse_key_record(t).ok()).map(Ok).or(first_err)?;
+            let parsed = txts
+                .iter()
+                .find_map(|t| parse_key_record(t).ok())
+                .map(Ok)
+                .or(first_err)?;
             Some((n, parsed))
         })
         .collect();
 
-    let outputs: Vec<DkimOutput<'_>> =
-        authenticator().verify_dkim(Parameters::new(msg).with_txt_cache(&cache)).await;
+    let outputs: Vec<DkimOutput<'_>> = authenticator()
+        .verify_dkim(Parameters::new(msg).with_txt_cache(&cache))
+        .await;
     let mut reports = Vec::new();
     for out in &outputs {
         let Some(sig) = out.signature() else {
             // A DKIM-Signature so malformed it has no d= or s=.
             let reason = match out.result() {
-                mail_auth::DkimResult::Neutral(e) | mail_auth::DkimResult::PermError(e) => format!("syntax: {e}"),
+                mail_auth::DkimResult::Neutral(e) | mail_auth::DkimResult::PermError(e) => {
+                    format!("syntax: {e}")
+                }
                 other => other.to_string(),
             };
             reports.push(DkimSignatureReport {
@@ -177,9 +231,17 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
                 && matches!(result, DkimResult::Pass | DkimResult::Fail)
             {
                 result = DkimResult::Policy;
-                reason = Some(format!("the key has {} bits; RFC 8301 §3.2 forbids accepting keys under 1024 bits", rec.bits));
-            } else if rec.algorithm == super::KeyAlgorithm::Rsa && rec.bits < super::keys::RECOMMENDED_RSA_BITS {
-                warnings.push(format!("the key has {} bits; use 2048 (RFC 8301 §3.2)", rec.bits));
+                reason = Some(format!(
+                    "the key has {} bits; RFC 8301 §3.2 forbids accepting keys under 1024 bits",
+                    rec.bits
+                ));
+            } else if rec.algorithm == super::KeyAlgorithm::Rsa
+                && rec.bits < super::keys::RECOMMENDED_RSA_BITS
+            {
+                warnings.push(format!(
+                    "the key has {} bits; use 2048 (RFC 8301 §3.2)",
+                    rec.bits
+                ));
             }
             if rec.testing {
                 warnings.push("the key record has t=y: the domain says it is testing DKIM".into());
@@ -188,7 +250,10 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
         // RFC 8301 §3.1: rsa-sha1 must not be used for verifying.
         if sig.a == Algorithm::RsaSha1 && result == DkimResult::Pass {
             result = DkimResult::Policy;
-            reason = Some("rsa-sha1 signature: RFC 8301 §3.1 forbids accepting it; sign with rsa-sha256".into());
+            reason = Some(
+                "rsa-sha1 signature: RFC 8301 §3.1 forbids accepting it; sign with rsa-sha256"
+                    .into(),
+            );
         }
         if sig.l > 0 {
             warnings.push(format!(
@@ -202,7 +267,11 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
             selector: sig.s.clone(),
             algorithm: algorithm_name(sig.a).to_string(),
             key_bits: record.map(|r| r.bits),
-            identity: if sig.i.is_empty() { format!("@{}", sig.d) } else { sig.i.clone() },
+            identity: if sig.i.is_empty() {
+                format!("@{}", sig.d)
+            } else {
+                sig.i.clone()
+            },
             reason,
             warnings,
             testing: record.is_some_and(|r| r.testing),
@@ -230,5 +299,9 @@ pub async fn verify_dkim(dns: &dyn Resolver, msg: &AuthenticatedMessage<'_>) -> 
 
 fn base64_prefix(b: &[u8]) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(b).chars().take(8).collect()
+    base64::engine::general_purpose::STANDARD
+        .encode(b)
+        .chars()
+        .take(8)
+        .collect()
 }

@@ -84,7 +84,11 @@ impl DmarcReport {
 /// (for names of 8 labels or more) straight to 7 labels, then one label at a
 /// time down to the top-level domain (RFC 9989 §4.10).
 pub fn walk_names(domain: &str) -> Vec<String> {
-    let labels: Vec<&str> = domain.trim_end_matches('.').split('.').filter(|l| !l.is_empty()).collect();
+    let labels: Vec<&str> = domain
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .collect();
     let mut out = Vec::new();
     if labels.is_empty() {
         return out;
@@ -144,7 +148,10 @@ impl<'a> Walker<'a> {
                         }
                         Err(e) => problems.push(format!("{q}: {e}")),
                     },
-                    many => problems.push(format!("{q} has {} DMARC records; it must have one, so none applies", many.len())),
+                    many => problems.push(format!(
+                        "{q} has {} DMARC records; it must have one, so none applies",
+                        many.len()
+                    )),
                 }
             }
             let v = match failure {
@@ -153,7 +160,11 @@ impl<'a> Walker<'a> {
             };
             self.memo.insert(domain.to_string(), v);
         }
-        self.memo.get(domain).unwrap().as_ref().map_err(|e| e.clone())
+        self.memo
+            .get(domain)
+            .unwrap()
+            .as_ref()
+            .map_err(|e| e.clone())
     }
 
     /// RFC 9989 §4.10.2: psd=n marks the organizational domain, psd=y the
@@ -175,7 +186,13 @@ impl<'a> Walker<'a> {
         Ok(walk.found.last().map(|(n, _)| n.clone()).unwrap_or(start))
     }
 
-    async fn aligned(&mut self, id: &str, author: &str, author_org: &str, strict: bool) -> Result<bool, DnsError> {
+    async fn aligned(
+        &mut self,
+        id: &str,
+        author: &str,
+        author_org: &str,
+        strict: bool,
+    ) -> Result<bool, DnsError> {
         let id = id.trim_end_matches('.').to_ascii_lowercase();
         if id == author {
             return Ok(true);
@@ -189,13 +206,26 @@ impl<'a> Walker<'a> {
 
 /// Marks the passing identities aligned with the author domain; returns what
 /// could not be checked for a DNS failure.
-async fn align(w: &mut Walker<'_>, input: &DmarcInput<'_>, author: &str, author_org: &str, aspf_strict: bool, adkim_strict: bool, report: &mut DmarcReport) -> Vec<String> {
+async fn align(
+    w: &mut Walker<'_>,
+    input: &DmarcInput<'_>,
+    author: &str,
+    author_org: &str,
+    aspf_strict: bool,
+    adkim_strict: bool,
+    report: &mut DmarcReport,
+) -> Vec<String> {
     let mut temp_errors = Vec::new();
     if let Some(spf) = input.spf {
         match spf.result {
-            SpfResult::Pass | SpfResult::Temperror => match w.aligned(&spf.domain, author, author_org, aspf_strict).await {
+            SpfResult::Pass | SpfResult::Temperror => match w
+                .aligned(&spf.domain, author, author_org, aspf_strict)
+                .await
+            {
                 Ok(true) if spf.result == SpfResult::Pass => report.spf_aligned = true,
-                Ok(true) => temp_errors.push(format!("SPF for {} had a temporary error", spf.domain)),
+                Ok(true) => {
+                    temp_errors.push(format!("SPF for {} had a temporary error", spf.domain))
+                }
                 Ok(false) => {}
                 Err(e) => temp_errors.push(e.to_string()),
             },
@@ -206,12 +236,18 @@ async fn align(w: &mut Walker<'_>, input: &DmarcInput<'_>, author: &str, author_
         if !matches!(sig.result, DkimResult::Pass | DkimResult::Temperror) || report.dkim_aligned {
             continue;
         }
-        match w.aligned(&sig.domain, author, author_org, adkim_strict).await {
+        match w
+            .aligned(&sig.domain, author, author_org, adkim_strict)
+            .await
+        {
             Ok(true) if sig.result == DkimResult::Pass => {
                 report.dkim_aligned = true;
                 report.dkim_domain = Some(sig.domain.clone());
             }
-            Ok(true) => temp_errors.push(format!("the DKIM key of {} could not be fetched", sig.domain)),
+            Ok(true) => temp_errors.push(format!(
+                "the DKIM key of {} could not be fetched",
+                sig.domain
+            )),
             Ok(false) => {}
             Err(e) => temp_errors.push(e.to_string()),
         }
@@ -221,19 +257,24 @@ async fn align(w: &mut Walker<'_>, input: &DmarcInput<'_>, author: &str, author_
 
 /// Evaluates DMARC for one message.
 pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport {
-    let mut domains: Vec<String> = input.from_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let mut domains: Vec<String> = input
+        .from_domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
     domains.dedup();
     let author = match domains.as_slice() {
         [] => return DmarcReport::none(None, "the message has no From address with a domain"),
         [one] => one.clone(),
-        _ => {
-            return DmarcReport::none(
-                None,
-                "From holds addresses in more than one domain; DMARC cannot pick one (RFC 9989 §4.4)",
-            )
-        }
+        _ => return DmarcReport::none(
+            None,
+            "From holds addresses in more than one domain; DMARC cannot pick one (RFC 9989 §4.4)",
+        ),
     };
-    let mut w = Walker { dns, memo: HashMap::new() };
+    let mut w = Walker {
+        dns,
+        memo: HashMap::new(),
+    };
     let temp = |e: DnsError, author: &str| DmarcReport {
         result: DmarcResult::Temperror,
         reason: Some(format!("DNS error during policy discovery: {e}")),
@@ -255,18 +296,34 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
         .or_else(|| found.iter().find(|(n, _)| *n == author_org))
         .or(found.last());
     let Some((policy_domain, record)) = chosen.cloned() else {
-        let mut r = DmarcReport::none(Some(author.clone()), "no DMARC record was found for the From domain or above it");
+        let mut r = DmarcReport::none(
+            Some(author.clone()),
+            "no DMARC record was found for the From domain or above it",
+        );
         if !problems.is_empty() {
             r.reason = Some(problems.join("; "));
         }
         r.organizational_domain = Some(author_org);
         return r;
     };
-    let Some(p) = record.p.or(if record.rua.is_empty() { None } else { Some(Policy::None) }) else {
+    let Some(p) = record.p.or(if record.rua.is_empty() {
+        None
+    } else {
+        Some(Policy::None)
+    }) else {
         let mut r = DmarcReport::none(Some(author.clone()), "the DMARC record has no valid p= tag and no rua=, so it does not apply (RFC 9989 §4.10.1)");
         // The record does not apply, but its alignment modes do say what
         // speaks for the From domain. A DNS failure leaves it unaligned.
-        let _ = align(&mut w, input, &author, &author_org, record.aspf_strict, record.adkim_strict, &mut r).await;
+        let _ = align(
+            &mut w,
+            input,
+            &author,
+            &author_org,
+            record.aspf_strict,
+            record.adkim_strict,
+            &mut r,
+        )
+        .await;
         r.policy_domain = Some(policy_domain);
         r.organizational_domain = Some(author_org);
         r.record = Some(record);
@@ -305,7 +362,16 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
         dkim_domain: None,
         reason: None,
     };
-    let temp_errors = align(&mut w, input, &author, &author_org, record.aspf_strict, record.adkim_strict, &mut report).await;
+    let temp_errors = align(
+        &mut w,
+        input,
+        &author,
+        &author_org,
+        record.aspf_strict,
+        record.adkim_strict,
+        &mut report,
+    )
+    .await;
     if report.spf_aligned || report.dkim_aligned {
         report.result = DmarcResult::Pass;
     } else if !temp_errors.is_empty() {
@@ -317,16 +383,27 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
         report.disposition = policy;
         let spf_why = match input.spf {
             None => "SPF was not checked".to_string(),
-            Some(s) if s.result == SpfResult::Pass => format!("SPF passed for {}, which is not aligned with {author}", s.domain),
+            Some(s) if s.result == SpfResult::Pass => format!(
+                "SPF passed for {}, which is not aligned with {author}",
+                s.domain
+            ),
             Some(s) => format!("SPF {} for {}", s.result, s.domain),
         };
-        let passing: Vec<&str> = input.dkim.iter().filter(|s| s.result == DkimResult::Pass).map(|s| s.domain.as_str()).collect();
+        let passing: Vec<&str> = input
+            .dkim
+            .iter()
+            .filter(|s| s.result == DkimResult::Pass)
+            .map(|s| s.domain.as_str())
+            .collect();
         let dkim_why = if input.dkim.is_empty() {
             "the message has no DKIM signature".to_string()
         } else if passing.is_empty() {
             "no DKIM signature passed".to_string()
         } else {
-            format!("DKIM passed only for {}, not aligned with {author}", passing.join(", "))
+            format!(
+                "DKIM passed only for {}, not aligned with {author}",
+                passing.join(", ")
+            )
         };
         report.reason = Some(format!("{spf_why}; {dkim_why}"));
     }
@@ -339,7 +416,10 @@ mod tests {
 
     #[test]
     fn tree_walk_names() {
-        assert_eq!(walk_names("mail.example.com"), vec!["mail.example.com", "example.com", "com"]);
+        assert_eq!(
+            walk_names("mail.example.com"),
+            vec!["mail.example.com", "example.com", "com"]
+        );
         let long = "a.b.c.d.e.f.g.h.example.com";
         let w = walk_names(long);
         assert_eq!(w[0], long);

@@ -60,13 +60,20 @@ pub struct DmarcRecord {
     pub unknown: Vec<String>,
 }
 
-const KNOWN: &[&str] = &["v", "p", "sp", "np", "adkim", "aspf", "psd", "t", "rua", "ruf", "fo"];
+const KNOWN: &[&str] = &[
+    "v", "p", "sp", "np", "adkim", "aspf", "psd", "t", "rua", "ruf", "fo",
+];
 const REMOVED: &[&str] = &["pct", "rf", "ri"];
 
 pub fn is_dmarc_record(txt: &[u8]) -> bool {
     let t = String::from_utf8_lossy(txt);
     let t = t.trim_start();
-    t.len() >= 8 && t[..2].eq_ignore_ascii_case("v=") && t[2..].trim_start().to_ascii_uppercase().starts_with("DMARC1")
+    t.len() >= 8
+        && t[..2].eq_ignore_ascii_case("v=")
+        && t[2..]
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("DMARC1")
 }
 
 /// Parses a record; the error says what is wrong in words.
@@ -76,7 +83,9 @@ pub fn parse_dmarc_record(txt: &[u8]) -> Result<DmarcRecord, String> {
     let mut obsolete = Vec::new();
     let mut unknown = Vec::new();
     for tag in text.split(';') {
-        let Some((k, v)) = tag.split_once('=') else { continue };
+        let Some((k, v)) = tag.split_once('=') else {
+            continue;
+        };
         let k = k.trim().to_ascii_lowercase();
         if REMOVED.contains(&k.as_str()) {
             obsolete.push(format!("{k}={}", v.trim()));
@@ -84,11 +93,24 @@ pub fn parse_dmarc_record(txt: &[u8]) -> Result<DmarcRecord, String> {
             unknown.push(k);
         }
     }
-    let present = |name: &str| text.split(';').any(|t| t.split_once('=').is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name)));
+    let present = |name: &str| {
+        text.split(';').any(|t| {
+            t.split_once('=')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        })
+    };
     Ok(DmarcRecord {
         p: Policy::from_ma(d.p),
-        sp: if present("sp") { Policy::from_ma(d.sp) } else { None },
-        np: if present("np") { Policy::from_ma(d.np) } else { None },
+        sp: if present("sp") {
+            Policy::from_ma(d.sp)
+        } else {
+            None
+        },
+        np: if present("np") {
+            Policy::from_ma(d.np)
+        } else {
+            None
+        },
         adkim_strict: d.adkim == Alignment::Strict,
         aspf_strict: d.aspf == Alignment::Strict,
         psd: match d.psd {

@@ -1,7 +1,9 @@
 //! `check_host()` (RFC 7208 §4) over the netjes [`Resolver`].
 
 use super::record::{is_spf_record, parse_record, SpfRecord};
-use super::{Identity, SpfOutcome, SpfResult, MAX_DNS_LOOKUPS, MAX_NAMES_PER_MECHANISM, MAX_VOID_LOOKUPS};
+use super::{
+    Identity, SpfOutcome, SpfResult, MAX_DNS_LOOKUPS, MAX_NAMES_PER_MECHANISM, MAX_VOID_LOOKUPS,
+};
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Variables};
 use netjes_dns::{DnsError, Resolver, ResolverExt};
@@ -31,7 +33,11 @@ pub async fn evaluate(dns: &dyn Resolver, req: &SpfRequest<'_>) -> SpfOutcome {
 }
 
 /// Runs `check_host()` for one identity.
-pub async fn check_host(dns: &dyn Resolver, req: &SpfRequest<'_>, identity: Identity) -> SpfOutcome {
+pub async fn check_host(
+    dns: &dyn Resolver,
+    req: &SpfRequest<'_>,
+    identity: Identity,
+) -> SpfOutcome {
     // An IPv4-mapped IPv6 address is the IPv4 client it stands for.
     let ip = match req.ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(req.ip),
@@ -50,7 +56,12 @@ pub async fn check_host(dns: &dyn Resolver, req: &SpfRequest<'_>, identity: Iden
             }
         }
     };
-    let domain = sender.rsplit_once('@').map(|(_, d)| d).unwrap_or("").trim_end_matches('.').to_string();
+    let domain = sender
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_string();
 
     let mut out = SpfOutcome::new(identity, &domain, &sender);
     // §4.3: a domain that is not a fully qualified name gives "none".
@@ -64,7 +75,15 @@ pub async fn check_host(dns: &dyn Resolver, req: &SpfRequest<'_>, identity: Iden
     vars.set_sender(sender.clone().into_bytes());
     vars.set_helo_domain(helo.as_bytes().to_vec());
     vars.set_host_domain(req.receiver.as_bytes().to_vec());
-    let mut ev = Evaluator { dns, ip, vars, lookups: 0, voids: 0, validated: None, top_record: None };
+    let mut ev = Evaluator {
+        dns,
+        ip,
+        vars,
+        lookups: 0,
+        voids: 0,
+        validated: None,
+        top_record: None,
+    };
     let r = ev.check(domain.clone(), 0).await;
     out.dns_lookups = ev.lookups;
     out.void_lookups = ev.voids;
@@ -96,11 +115,17 @@ struct Abort {
 }
 
 fn perm(problem: impl Into<String>) -> Abort {
-    Abort { result: SpfResult::Permerror, problem: problem.into() }
+    Abort {
+        result: SpfResult::Permerror,
+        problem: problem.into(),
+    }
 }
 
 fn temp(e: &DnsError) -> Abort {
-    Abort { result: SpfResult::Temperror, problem: e.to_string() }
+    Abort {
+        result: SpfResult::Temperror,
+        problem: e.to_string(),
+    }
 }
 
 /// The result of evaluating one domain's record.
@@ -183,7 +208,11 @@ impl<'a> Evaluator<'a> {
         let pick = valid
             .iter()
             .find(|n| n.eq_ignore_ascii_case(&d))
-            .or_else(|| valid.iter().find(|n| n.to_ascii_lowercase().ends_with(&format!(".{d}"))))
+            .or_else(|| {
+                valid
+                    .iter()
+                    .find(|n| n.to_ascii_lowercase().ends_with(&format!(".{d}")))
+            })
             .or(valid.first())
             .cloned()
             .unwrap_or_else(|| "unknown".to_string());
@@ -204,7 +233,10 @@ impl<'a> Evaluator<'a> {
             [one] => parse_record(one)
                 .map(Some)
                 .map_err(|e| perm(format!("the SPF record of {domain} is invalid: {e}"))),
-            _ => Err(perm(format!("{domain} publishes {} SPF records; there must be one (RFC 7208 §4.5)", spf.len()))),
+            _ => Err(perm(format!(
+                "{domain} publishes {} SPF records; there must be one (RFC 7208 §4.5)",
+                spf.len()
+            ))),
         }
     }
 
@@ -228,15 +260,21 @@ impl<'a> Evaluator<'a> {
                 self.ensure_validated(&domain).await;
             }
             for (directive, term) in rec.spf.directives.iter().zip(rec.terms.iter()) {
-                if self.matches(&directive.mechanism, term, &domain, depth).await? {
+                if self
+                    .matches(&directive.mechanism, term, &domain, depth)
+                    .await?
+                {
                     let result = match directive.qualifier {
                         Qualifier::Pass => SpfResult::Pass,
                         Qualifier::Fail => SpfResult::Fail,
                         Qualifier::SoftFail => SpfResult::Softfail,
                         Qualifier::Neutral => SpfResult::Neutral,
                     };
-                    let explanation =
-                        if result == SpfResult::Fail { self.explain(&rec, &domain).await } else { None };
+                    let explanation = if result == SpfResult::Fail {
+                        self.explain(&rec, &domain).await
+                    } else {
+                        None
+                    };
                     return Ok(Done {
                         result,
                         mechanism: Some(term.clone()),
@@ -247,17 +285,25 @@ impl<'a> Evaluator<'a> {
                 }
             }
             // §6.1: redirect= applies only when nothing matched and there is no "all".
-            let has_all = rec.spf.directives.iter().any(|d| matches!(d.mechanism, Mechanism::All));
+            let has_all = rec
+                .spf
+                .directives
+                .iter()
+                .any(|d| matches!(d.mechanism, Mechanism::All));
             if let (Some(target), false) = (&rec.spf.redirect, has_all) {
                 let term = format!("redirect={}", macro_text(&rec.text, "redirect="));
                 self.count_lookup(&term)?;
                 let target = self.expand(target, &domain);
                 if !is_fqdn(&target) {
-                    return Err(perm(format!("{term:?} expands to {target:?}, which is not a domain")));
+                    return Err(perm(format!(
+                        "{term:?} expands to {target:?}, which is not a domain"
+                    )));
                 }
                 let inner = self.check(target.clone(), depth + 1).await?;
                 if inner.result == SpfResult::None {
-                    return Err(perm(format!("{term:?} points at {target}, which has no SPF record (RFC 7208 §6.1)")));
+                    return Err(perm(format!(
+                        "{term:?} points at {target}, which has no SPF record (RFC 7208 §6.1)"
+                    )));
                 }
                 return Ok(inner);
             }
@@ -266,12 +312,21 @@ impl<'a> Evaluator<'a> {
                 mechanism: None,
                 mechanism_domain: Some(domain.clone()),
                 explanation: None,
-                note: Some("no mechanism matched and there is no \"all\": the default result is neutral".into()),
+                note: Some(
+                    "no mechanism matched and there is no \"all\": the default result is neutral"
+                        .into(),
+                ),
             })
         })
     }
 
-    async fn matches(&mut self, m: &Mechanism, term: &str, domain: &str, depth: u32) -> Result<bool, Abort> {
+    async fn matches(
+        &mut self,
+        m: &Mechanism,
+        term: &str,
+        domain: &str,
+        depth: u32,
+    ) -> Result<bool, Abort> {
         match m {
             Mechanism::All => Ok(true),
             Mechanism::Ip4 { addr, mask } => Ok(match self.ip {
@@ -282,12 +337,20 @@ impl<'a> Evaluator<'a> {
                 IpAddr::V6(ip) => u128::from(ip) & mask == u128::from(*addr) & mask,
                 IpAddr::V4(_) => false,
             }),
-            Mechanism::A { macro_string, ip4_mask, ip6_mask } => {
+            Mechanism::A {
+                macro_string,
+                ip4_mask,
+                ip6_mask,
+            } => {
                 self.count_lookup(term)?;
                 let target = self.expand(macro_string, domain);
                 self.addr_match(&target, *ip4_mask, *ip6_mask, term).await
             }
-            Mechanism::Mx { macro_string, ip4_mask, ip6_mask } => {
+            Mechanism::Mx {
+                macro_string,
+                ip4_mask,
+                ip6_mask,
+            } => {
                 self.count_lookup(term)?;
                 let target = self.expand(macro_string, domain);
                 let mxs = match self.dns.mx(&target).await {
@@ -355,7 +418,9 @@ impl<'a> Evaluator<'a> {
                 self.count_lookup(term)?;
                 let target = self.expand(macro_string, domain);
                 if !is_fqdn(&target) {
-                    return Err(perm(format!("{term:?} expands to {target:?}, which is not a domain")));
+                    return Err(perm(format!(
+                        "{term:?} expands to {target:?}, which is not a domain"
+                    )));
                 }
                 let inner = self.check(target.clone(), depth + 1).await?;
                 // §5.2: pass matches; fail, softfail, neutral do not; none is permerror.
@@ -365,14 +430,23 @@ impl<'a> Evaluator<'a> {
                     SpfResult::None => Err(perm(format!(
                         "{term:?} points at {target}, which has no SPF record (RFC 7208 §5.2)"
                     ))),
-                    SpfResult::Temperror => Err(Abort { result: SpfResult::Temperror, problem: inner.note.unwrap_or_default() }),
+                    SpfResult::Temperror => Err(Abort {
+                        result: SpfResult::Temperror,
+                        problem: inner.note.unwrap_or_default(),
+                    }),
                     SpfResult::Permerror => Err(perm(inner.note.unwrap_or_default())),
                 }
             }
         }
     }
 
-    async fn addr_match(&mut self, target: &str, m4: u32, m6: u128, term: &str) -> Result<bool, Abort> {
+    async fn addr_match(
+        &mut self,
+        target: &str,
+        m4: u32,
+        m6: u128,
+        term: &str,
+    ) -> Result<bool, Abort> {
         let addrs = match self.dns.addrs_like(target, self.ip).await {
             Ok(a) => a,
             Err(e) if e.is_temporary() => return Err(temp(&e)),

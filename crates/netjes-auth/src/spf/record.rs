@@ -34,15 +34,19 @@ fn mechanism_name(term: &str) -> Option<&str> {
     let t = term.trim_start_matches(['+', '-', '~', '?']);
     let end = t.find([':', '/']).unwrap_or(t.len());
     let name = &t[..end];
-    MECHANISMS.iter().find(|m| m.eq_ignore_ascii_case(name)).copied()
+    MECHANISMS
+        .iter()
+        .find(|m| m.eq_ignore_ascii_case(name))
+        .copied()
 }
 
 fn modifier_name(term: &str) -> Option<&str> {
     let eq = term.find('=')?;
     let name = &term[..eq];
     let mut chars = name.chars();
-    (chars.next()?.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        .then_some(name)
+    (chars.next()?.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    .then_some(name)
 }
 
 /// Parses one SPF record. Errors carry the position of the offending term.
@@ -61,9 +65,16 @@ pub fn parse_record(txt: &[u8]) -> Result<SpfRecord, SpfSyntaxError> {
     };
     // §3.1: records are US-ASCII; §12: terms are separated by SP only.
     if let Some(p) = txt.iter().position(|b| !(b' '..=b'~').contains(b)) {
-        let what = if txt[p].is_ascii() { "a control character" } else { "a non-ASCII byte" };
+        let what = if txt[p].is_ascii() {
+            "a control character"
+        } else {
+            "a non-ASCII byte"
+        };
         return Err(err(
-            &format!("the record contains {what} (0x{:02x}); SPF records are printable 7-bit ASCII", txt[p]),
+            &format!(
+                "the record contains {what} (0x{:02x}); SPF records are printable 7-bit ASCII",
+                txt[p]
+            ),
             p + 1,
             &String::from_utf8_lossy(txt),
         ));
@@ -91,7 +102,11 @@ pub fn parse_record(txt: &[u8]) -> Result<SpfRecord, SpfSyntaxError> {
                 exps += 1;
             }
             if redirects > 1 || exps > 1 {
-                return Err(err(&format!("{m}= appears more than once (RFC 7208 §6)"), position, term));
+                return Err(err(
+                    &format!("{m}= appears more than once (RFC 7208 §6)"),
+                    position,
+                    term,
+                ));
             }
             if known {
                 check_domain_spec(value).map_err(|msg| err(&msg, position, term))?;
@@ -102,7 +117,11 @@ pub fn parse_record(txt: &[u8]) -> Result<SpfRecord, SpfSyntaxError> {
                     exp = Some(m_);
                 }
             } else if value.contains('%') && Macro::parse(value.as_bytes()).is_err() {
-                return Err(err(&format!("the value of {m}= is not a valid macro-string"), position, term));
+                return Err(err(
+                    &format!("the value of {m}= is not a valid macro-string"),
+                    position,
+                    term,
+                ));
             }
             continue;
         }
@@ -125,29 +144,53 @@ pub fn parse_record(txt: &[u8]) -> Result<SpfRecord, SpfSyntaxError> {
             domain_macro(spec).map_err(|m| err(&m, position, term))
         };
         let mechanism = match name {
-            "all" if !rest.is_empty() => return Err(err("\"all\" takes no argument", position, term)),
+            "all" if !rest.is_empty() => {
+                return Err(err("\"all\" takes no argument", position, term))
+            }
             "all" => Mechanism::All,
             "a" | "mx" => {
                 let (spec, v4, v6) = split_dual_cidr(rest);
-                check_cidr(v4, 32).and(check_cidr(v6, 128)).map_err(|m| err(&m, position, term))?;
+                check_cidr(v4, 32)
+                    .and(check_cidr(v6, 128))
+                    .map_err(|m| err(&m, position, term))?;
                 let macro_string = match spec.strip_prefix(':') {
                     Some(spec) => spec_macro(spec)?,
                     None if spec.is_empty() => Macro::None,
-                    None => return Err(err("expected ':' or '/' after the mechanism", position, term)),
+                    None => {
+                        return Err(err(
+                            "expected ':' or '/' after the mechanism",
+                            position,
+                            term,
+                        ))
+                    }
                 };
                 let ip4_mask = mask4(v4.map_or(32, |v| v.parse().unwrap_or(32)));
                 let ip6_mask = mask6(v6.map_or(128, |v| v.parse().unwrap_or(128)));
                 if name == "a" {
-                    Mechanism::A { macro_string, ip4_mask, ip6_mask }
+                    Mechanism::A {
+                        macro_string,
+                        ip4_mask,
+                        ip6_mask,
+                    }
                 } else {
-                    Mechanism::Mx { macro_string, ip4_mask, ip6_mask }
+                    Mechanism::Mx {
+                        macro_string,
+                        ip4_mask,
+                        ip6_mask,
+                    }
                 }
             }
             "ptr" | "include" | "exists" => {
                 let macro_string = match rest.strip_prefix(':') {
                     Some(spec) => spec_macro(spec)?,
                     None if rest.is_empty() && name == "ptr" => Macro::None,
-                    None => return Err(err(&format!("\"{name}\" needs ':' and a domain"), position, term)),
+                    None => {
+                        return Err(err(
+                            &format!("\"{name}\" needs ':' and a domain"),
+                            position,
+                            term,
+                        ))
+                    }
                 };
                 match name {
                     "ptr" => Mechanism::Ptr { macro_string },
@@ -157,7 +200,11 @@ pub fn parse_record(txt: &[u8]) -> Result<SpfRecord, SpfSyntaxError> {
             }
             "ip4" | "ip6" => {
                 let Some(addr) = rest.strip_prefix(':') else {
-                    return Err(err(&format!("\"{name}\" needs ':' and an address"), position, term));
+                    return Err(err(
+                        &format!("\"{name}\" needs ':' and an address"),
+                        position,
+                        term,
+                    ));
                 };
                 let (addr, len) = match addr.split_once('/') {
                     Some((a, l)) => (a, Some(l)),
@@ -170,14 +217,27 @@ pub fn parse_record(txt: &[u8]) -> Result<SpfRecord, SpfSyntaxError> {
                     addr.parse::<std::net::Ipv6Addr>().is_ok()
                 };
                 if !ok {
-                    return Err(err(&format!("{addr:?} is not an {} address", if name == "ip4" { "IPv4" } else { "IPv6" }), position, term));
+                    return Err(err(
+                        &format!(
+                            "{addr:?} is not an {} address",
+                            if name == "ip4" { "IPv4" } else { "IPv6" }
+                        ),
+                        position,
+                        term,
+                    ));
                 }
                 check_cidr(len, max).map_err(|m| err(&m, position, term))?;
                 let len: Option<u32> = len.map(|l| l.parse().unwrap_or(max));
                 if name == "ip4" {
-                    Mechanism::Ip4 { addr: addr.parse().unwrap(), mask: mask4(len.unwrap_or(32)) }
+                    Mechanism::Ip4 {
+                        addr: addr.parse().unwrap(),
+                        mask: mask4(len.unwrap_or(32)),
+                    }
                 } else {
-                    Mechanism::Ip6 { addr: addr.parse().unwrap(), mask: mask6(len.unwrap_or(128)) }
+                    Mechanism::Ip6 {
+                        addr: addr.parse().unwrap(),
+                        mask: mask6(len.unwrap_or(128)),
+                    }
                 }
             }
             _ => unreachable!("mechanism_name returns one of MECHANISMS"),
@@ -198,27 +258,44 @@ pub fn parse_record(txt: &[u8]) -> Result<SpfRecord, SpfSyntaxError> {
 }
 
 fn mask4(len: u32) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) }
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32))
+    }
 }
 
 fn mask6(len: u32) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len.min(128))
+    }
 }
 
 /// A domain-spec as a macro-string. mail-auth's macro parser is used in its
 /// explanation mode, which reads ':' and '/' as literals; the letters that
 /// only explanations may use (c, r, t; §7.2) are refused here.
 fn domain_macro(spec: &str) -> Result<Macro, String> {
-    let m = Macro::parse(spec.as_bytes()).map_err(|_| format!("{spec:?} is not a valid macro-string (RFC 7208 §7.1)"))?;
+    let m = Macro::parse(spec.as_bytes())
+        .map_err(|_| format!("{spec:?} is not a valid macro-string (RFC 7208 §7.1)"))?;
     let exp_only = |v: &Macro| {
-        matches!(v, Macro::Variable { letter: Variable::SmtpIp | Variable::HostDomain | Variable::CurrentTime, .. })
+        matches!(
+            v,
+            Macro::Variable {
+                letter: Variable::SmtpIp | Variable::HostDomain | Variable::CurrentTime,
+                ..
+            }
+        )
     };
     let bad = match &m {
         Macro::List(items) => items.iter().any(exp_only),
         other => exp_only(other),
     };
     if bad {
-        return Err(format!("{spec:?} uses a macro letter (c, r or t) that only exp= texts may use (RFC 7208 §7.2)"));
+        return Err(format!(
+            "{spec:?} uses a macro letter (c, r or t) that only exp= texts may use (RFC 7208 §7.2)"
+        ));
     }
     Ok(m)
 }
@@ -256,7 +333,9 @@ fn check_cidr(len: Option<&str>, max: u32) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("/{l} is not a valid prefix length (0 to {max}, no leading zeros)"))
+        Err(format!(
+            "/{l} is not a valid prefix length (0 to {max}, no leading zeros)"
+        ))
     }
 }
 
@@ -271,7 +350,8 @@ fn check_domain_spec(spec: &str) -> Result<(), String> {
         return Ok(());
     }
     let top = s.rsplit('.').next().unwrap_or("");
-    if s.contains('.') && !top.is_empty()
+    if s.contains('.')
+        && !top.is_empty()
         && top.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !top.chars().all(|c| c.is_ascii_digit())
         && !top.starts_with('-')
@@ -279,7 +359,9 @@ fn check_domain_spec(spec: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err(format!("{spec:?} is not a valid domain (RFC 7208 §7.1 toplabel)"))
+        Err(format!(
+            "{spec:?} is not a valid domain (RFC 7208 §7.1 toplabel)"
+        ))
     }
 }
 
@@ -304,12 +386,17 @@ mod tests {
     #[test]
     fn keeps_terms_and_positions() {
         let r = parse_record(b"v=spf1 ip4:192.0.2.0/24 include:_spf.example.com ~all").unwrap();
-        assert_eq!(r.terms, vec!["ip4:192.0.2.0/24", "include:_spf.example.com", "~all"]);
+        assert_eq!(
+            r.terms,
+            vec!["ip4:192.0.2.0/24", "include:_spf.example.com", "~all"]
+        );
         let e = parse_record(b"v=spf1 ip4:192.0.2.0/24 bogus -all").unwrap_err();
         assert_eq!(e.position, 25);
         assert_eq!(e.term, "bogus");
         assert!(parse_record(b"v=spf1 a:foo.1 -all").is_err());
         assert!(parse_record(b"v=spf1 redirect=a.example redirect=b.example").is_err());
-        assert!(is_spf_record(b"V=SPF1 -all") && is_spf_record(b"v=spf1") && !is_spf_record(b"v=spf10"));
+        assert!(
+            is_spf_record(b"V=SPF1 -all") && is_spf_record(b"v=spf1") && !is_spf_record(b"v=spf10")
+        );
     }
 }

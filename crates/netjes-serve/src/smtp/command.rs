@@ -12,7 +12,10 @@ pub enum Command {
     Helo(String),
     Ehlo(String),
     /// The reverse path ("" for the null sender) and the SIZE= parameter.
-    Mail { from: String, size: Option<u64> },
+    Mail {
+        from: String,
+        size: Option<u64>,
+    },
     Rcpt(String),
     Data,
     Rset,
@@ -65,7 +68,10 @@ pub fn parse(line: &str) -> Command {
                         }
                     }
                 }
-                Command::Mail { from: from.into(), size }
+                Command::Mail {
+                    from: from.into(),
+                    size,
+                }
             }
             None => Command::Syntax("501 5.1.7 MAIL FROM:<address>"),
         },
@@ -96,11 +102,17 @@ pub enum Refusal {
 /// The test id a recipient names, when it is `<id@test_domain>` with an
 /// id of letters and digits only.
 pub fn test_id(rcpt: &str, test_domain: &str) -> Result<String, Refusal> {
-    if rcpt.starts_with('@') || rcpt.contains(['!', '%', '"', '\\', ',', ':']) || rcpt.matches('@').count() != 1 {
+    if rcpt.starts_with('@')
+        || rcpt.contains(['!', '%', '"', '\\', ',', ':'])
+        || rcpt.matches('@').count() != 1
+    {
         return Err(Refusal::Relay);
     }
     let (local, domain) = rcpt.rsplit_once('@').ok_or(Refusal::Relay)?;
-    if !domain.trim_end_matches('.').eq_ignore_ascii_case(test_domain) {
+    if !domain
+        .trim_end_matches('.')
+        .eq_ignore_ascii_case(test_domain)
+    {
         return Err(Refusal::Relay);
     }
     if local.is_empty() || local.len() > 64 || !local.bytes().all(|c| c.is_ascii_alphanumeric()) {
@@ -115,15 +127,39 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(parse("EHLO client.example\r\n"), Command::Ehlo("client.example".into()));
+        assert_eq!(
+            parse("EHLO client.example\r\n"),
+            Command::Ehlo("client.example".into())
+        );
         assert_eq!(parse("helo x"), Command::Helo("x".into()));
         assert!(matches!(parse("EHLO"), Command::Syntax(_)));
-        assert_eq!(parse("MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME"), Command::Mail { from: "a@b.example".into(), size: Some(1000) });
-        assert_eq!(parse("mail from:<>"), Command::Mail { from: "".into(), size: None });
+        assert_eq!(
+            parse("MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME"),
+            Command::Mail {
+                from: "a@b.example".into(),
+                size: Some(1000)
+            }
+        );
+        assert_eq!(
+            parse("mail from:<>"),
+            Command::Mail {
+                from: "".into(),
+                size: None
+            }
+        );
         assert!(matches!(parse("MAIL FROM:a@b"), Command::Syntax(_)));
-        assert!(matches!(parse("MAIL FROM:<a@b> SIZE=x"), Command::Syntax(_)));
-        assert_eq!(parse("RCPT TO:<x@t.example>"), Command::Rcpt("x@t.example".into()));
-        assert_eq!(parse("RCPT TO: <x@t.example>"), Command::Rcpt("x@t.example".into()));
+        assert!(matches!(
+            parse("MAIL FROM:<a@b> SIZE=x"),
+            Command::Syntax(_)
+        ));
+        assert_eq!(
+            parse("RCPT TO:<x@t.example>"),
+            Command::Rcpt("x@t.example".into())
+        );
+        assert_eq!(
+            parse("RCPT TO: <x@t.example>"),
+            Command::Rcpt("x@t.example".into())
+        );
         assert_eq!(parse("BDAT 10"), Command::Unknown("BDAT".into()));
         assert_eq!(parse("STARTTLS"), Command::StartTls);
     }
@@ -134,12 +170,27 @@ mod tests {
         assert_eq!(test_id("AbC123@Test.Example", d), Ok("abc123".into()));
         assert_eq!(test_id("abc@test.example.", d), Ok("abc".into()));
         assert_eq!(test_id("abc@other.example", d), Err(Refusal::Relay));
-        assert_eq!(test_id("@test.example:abc@other.example", d), Err(Refusal::Relay));
+        assert_eq!(
+            test_id("@test.example:abc@other.example", d),
+            Err(Refusal::Relay)
+        );
         assert_eq!(test_id("@a,@b:abc@test.example", d), Err(Refusal::Relay));
-        assert_eq!(test_id("abc%other.example@test.example", d), Err(Refusal::Relay));
-        assert_eq!(test_id("other.example!abc@test.example", d), Err(Refusal::Relay));
-        assert_eq!(test_id("\"abc@other.example\"@test.example", d), Err(Refusal::Relay));
-        assert_eq!(test_id("abc@other.example@test.example", d), Err(Refusal::Relay));
+        assert_eq!(
+            test_id("abc%other.example@test.example", d),
+            Err(Refusal::Relay)
+        );
+        assert_eq!(
+            test_id("other.example!abc@test.example", d),
+            Err(Refusal::Relay)
+        );
+        assert_eq!(
+            test_id("\"abc@other.example\"@test.example", d),
+            Err(Refusal::Relay)
+        );
+        assert_eq!(
+            test_id("abc@other.example@test.example", d),
+            Err(Refusal::Relay)
+        );
         assert_eq!(test_id("a.b@test.example", d), Err(Refusal::NoSuchTest));
         assert_eq!(test_id("postmaster", d), Err(Refusal::Relay));
     }

@@ -53,40 +53,73 @@ pub struct Inbox {
 
 impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox").field("hostname", &self.hostname).field("test_domain", &self.test_domain).finish_non_exhaustive()
+        f.debug_struct("Inbox")
+            .field("hostname", &self.hostname)
+            .field("test_domain", &self.test_domain)
+            .finish_non_exhaustive()
     }
 }
 
 /// A self-signed certificate for `hostname`, as Postfix's default
 /// snakeoil: enough for opportunistic STARTTLS, which does not check names.
 pub fn self_signed(hostname: &str) -> Result<rustls::ServerConfig, String> {
-    let cert = rcgen::generate_simple_self_signed(vec![hostname.to_string()]).map_err(|e| e.to_string())?;
+    let cert = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
+        .map_err(|e| e.to_string())?;
     let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
     server_config(vec![cert.cert.der().clone()], key)
 }
 
 /// The configured certificate chain and key (PEM files).
-pub fn from_files(cert: &std::path::Path, key: &std::path::Path) -> Result<rustls::ServerConfig, String> {
+pub fn from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, String> {
     use rustls_pki_types::pem::PemObject;
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert).map_err(|e| format!("{}: {e}", cert.display()))?.collect::<Result<Vec<_>, _>>().map_err(|e| format!("{}: {e}", cert.display()))?;
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
     server_config(certs, key)
 }
 
-fn server_config(certs: Vec<rustls_pki_types::CertificateDer<'static>>, key: rustls_pki_types::PrivateKeyDer<'static>) -> Result<rustls::ServerConfig, String> {
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())
+fn server_config(
+    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, String> {
+    rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())
 }
 
 impl Inbox {
-    pub fn new(store: Store, tools: Arc<Tools>, hostname: String, test_domain: String, limits: Limits, tls: Option<rustls::ServerConfig>, metrics: Arc<Metrics>) -> Inbox {
-        metrics.describe("netjes_smtp_sessions_total", "SMTP sessions by how they began (accepted, or refused by a connection limit).");
-        metrics.describe("netjes_smtp_messages_total", "Messages the test inbox took, by result.");
-        metrics.describe("netjes_smtp_recipients_refused_total", "Recipients answered 550, by reason.");
+    pub fn new(
+        store: Store,
+        tools: Arc<Tools>,
+        hostname: String,
+        test_domain: String,
+        limits: Limits,
+        tls: Option<rustls::ServerConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Inbox {
+        metrics.describe(
+            "netjes_smtp_sessions_total",
+            "SMTP sessions by how they began (accepted, or refused by a connection limit).",
+        );
+        metrics.describe(
+            "netjes_smtp_messages_total",
+            "Messages the test inbox took, by result.",
+        );
+        metrics.describe(
+            "netjes_smtp_recipients_refused_total",
+            "Recipients answered 550, by reason.",
+        );
         Inbox {
             store,
             tools,
@@ -118,7 +151,13 @@ impl Inbox {
         let facts: Option<Facts> = t.facts.and_then(|f| serde_json::from_value(f).ok());
         let (report, html) = match self.tools.analyze(&raw, facts.as_ref()).await {
             Ok(r) => r,
-            Err(e) => (serde_json::json!({ "error": e }), format!("<p class=\"error\">The message could not be analysed: {}</p>", crate::pages::escape(&e))),
+            Err(e) => (
+                serde_json::json!({ "error": e }),
+                format!(
+                    "<p class=\"error\">The message could not be analysed: {}</p>",
+                    crate::pages::escape(&e)
+                ),
+            ),
         };
         if let Err(e) = self.store.finish(id, &report, &html) {
             tracing::error!(test = id, error = %e, "cannot store the report");
@@ -159,18 +198,30 @@ impl Drop for Admission {
 }
 
 fn admit(inbox: &Arc<Inbox>, ip: IpAddr) -> Result<Admission, &'static str> {
-    let slot = inbox.slots.clone().try_acquire_owned().map_err(|_| "421 4.3.2 too many connections; try again later\r\n")?;
+    let slot = inbox
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| "421 4.3.2 too many connections; try again later\r\n")?;
     let mut c = inbox.clients.lock().unwrap_or_else(|p| p.into_inner());
     let n = c.entry(ip).or_insert(0);
     if *n >= inbox.limits.max_connections_per_client {
         return Err("421 4.7.0 too many connections from your address\r\n");
     }
     *n += 1;
-    Ok(Admission { inbox: inbox.clone(), ip, _slot: slot })
+    Ok(Admission {
+        inbox: inbox.clone(),
+        ip,
+        _slot: slot,
+    })
 }
 
 /// Accepts SMTP sessions until `shutdown` turns true.
-pub async fn run(listener: tokio::net::TcpListener, inbox: Arc<Inbox>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    inbox: Arc<Inbox>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -188,19 +239,31 @@ pub async fn run(listener: tokio::net::TcpListener, inbox: Arc<Inbox>, mut shutd
             let admission = match admit(&inbox, peer.ip()) {
                 Ok(a) => a,
                 Err(reply) => {
-                    inbox.metrics.inc("netjes_smtp_sessions_total", &[("result", "refused")]);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
+                    inbox
+                        .metrics
+                        .inc("netjes_smtp_sessions_total", &[("result", "refused")]);
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        stream.write_all(reply.as_bytes()),
+                    )
+                    .await;
                     return;
                 }
             };
-            inbox.metrics.inc("netjes_smtp_sessions_total", &[("result", "accepted")]);
+            inbox
+                .metrics
+                .inc("netjes_smtp_sessions_total", &[("result", "accepted")]);
             let limit = inbox.limits.session;
             let mut s = Session::new(inbox.clone(), Box::new(stream), peer);
             match tokio::time::timeout(limit, s.serve()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "SMTP session ended"),
                 Err(_) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), s.reply("421 4.4.2 session time limit reached; closing")).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        s.reply("421 4.4.2 session time limit reached; closing"),
+                    )
+                    .await;
                 }
             }
             s.close().await;
@@ -230,11 +293,22 @@ enum Line {
 
 impl Session {
     fn new(inbox: Arc<Inbox>, io: Box<dyn Stream>, peer: SocketAddr) -> Session {
-        Session { inbox, io: Some(BufReader::new(io)), peer, helo: None, tls: None, mail_from: None, rcpts: vec![], errors: 0 }
+        Session {
+            inbox,
+            io: Some(BufReader::new(io)),
+            peer,
+            helo: None,
+            tls: None,
+            mail_from: None,
+            rcpts: vec![],
+            errors: 0,
+        }
     }
 
     fn io(&mut self) -> std::io::Result<&mut BufReader<Box<dyn Stream>>> {
-        self.io.as_mut().ok_or_else(|| std::io::Error::other("connection gone"))
+        self.io
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("connection gone"))
     }
 
     async fn reply(&mut self, text: &str) -> std::io::Result<()> {
@@ -249,7 +323,12 @@ impl Session {
         let idle = self.inbox.limits.idle;
         let io = self.io()?;
         let mut buf = Vec::new();
-        let n = tokio::time::timeout(idle, (&mut *io).take(max as u64 + 1).read_until(b'\n', &mut buf)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))??;
+        let n = tokio::time::timeout(
+            idle,
+            (&mut *io).take(max as u64 + 1).read_until(b'\n', &mut buf),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))??;
         Ok(if buf.len() > max {
             Line::TooLong
         } else if n == 0 || !buf.ends_with(b"\n") {
@@ -295,7 +374,9 @@ impl Session {
                     return self.reply("500 5.5.2 line too long; closing").await;
                 }
                 Ok(Line::Eof) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return self.reply("421 4.4.2 idle too long; closing").await,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return self.reply("421 4.4.2 idle too long; closing").await
+                }
                 Err(e) => return Err(e),
             };
             let text = String::from_utf8_lossy(&line).into_owned();
@@ -303,12 +384,21 @@ impl Session {
                 Command::Ehlo(name) => {
                     self.helo = Some(name);
                     self.reset();
-                    let mut lines = vec![self.inbox.hostname.clone(), format!("SIZE {}", self.inbox.limits.max_message_bytes), "8BITMIME".into(), "ENHANCEDSTATUSCODES".into()];
+                    let mut lines = vec![
+                        self.inbox.hostname.clone(),
+                        format!("SIZE {}", self.inbox.limits.max_message_bytes),
+                        "8BITMIME".into(),
+                        "ENHANCEDSTATUSCODES".into(),
+                    ];
                     if self.inbox.tls.is_some() && self.tls.is_none() {
                         lines.push("STARTTLS".into());
                     }
                     let last = lines.len() - 1;
-                    let text: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' })).collect();
+                    let text: Vec<String> = lines
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' }))
+                        .collect();
                     self.reply(&text.join("\r\n")).await?;
                 }
                 Command::Helo(name) => {
@@ -318,7 +408,8 @@ impl Session {
                     self.reply(&t).await?;
                 }
                 Command::StartTls => {
-                    let Some(acceptor) = self.inbox.tls.clone().filter(|_| self.tls.is_none()) else {
+                    let Some(acceptor) = self.inbox.tls.clone().filter(|_| self.tls.is_none())
+                    else {
                         self.reply("503 5.5.1 TLS is not available now").await?;
                         continue;
                     };
@@ -326,18 +417,28 @@ impl Session {
                     // sent after STARTTLS in the clear must not be read as
                     // if it came over TLS.
                     if !self.io()?.buffer().is_empty() {
-                        return self.reply("554 5.5.1 commands after STARTTLS before the handshake; closing").await;
+                        return self
+                            .reply(
+                                "554 5.5.1 commands after STARTTLS before the handshake; closing",
+                            )
+                            .await;
                     }
                     self.reply("220 2.0.0 ready to start TLS").await?;
                     let plain = self.io.take().expect("checked above").into_inner();
-                    let tls = tokio::time::timeout(self.inbox.limits.idle, acceptor.accept(plain)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+                    let tls = tokio::time::timeout(self.inbox.limits.idle, acceptor.accept(plain))
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake")
+                        })??;
                     let (_, conn) = tls.get_ref();
                     let version = conn.protocol_version().map(|v| match v {
                         rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
                         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
                         other => format!("{other:?}"),
                     });
-                    let cipher = conn.negotiated_cipher_suite().map(|c| c.suite().as_str().unwrap_or("unknown").to_string());
+                    let cipher = conn
+                        .negotiated_cipher_suite()
+                        .map(|c| c.suite().as_str().unwrap_or("unknown").to_string());
                     self.tls = Some((version.unwrap_or_default(), cipher.unwrap_or_default()));
                     self.io = Some(BufReader::new(Box::new(tls)));
                     // RFC 3207 §4.2: the client starts again with EHLO.
@@ -350,7 +451,8 @@ impl Session {
                     } else if self.mail_from.is_some() {
                         self.reply("503 5.5.1 nested MAIL command").await?;
                     } else if size.is_some_and(|s| s > self.inbox.limits.max_message_bytes as u64) {
-                        self.reply("552 5.3.4 message too large for the test inbox").await?;
+                        self.reply("552 5.3.4 message too large for the test inbox")
+                            .await?;
                     } else {
                         self.mail_from = Some(from);
                         self.reply("250 2.1.0 ok").await?;
@@ -383,7 +485,10 @@ impl Session {
                             self.reply("250 2.1.5 ok").await?;
                         }
                         Err((reason, reply)) => {
-                            self.inbox.metrics.inc("netjes_smtp_recipients_refused_total", &[("reason", reason)]);
+                            self.inbox.metrics.inc(
+                                "netjes_smtp_recipients_refused_total",
+                                &[("reason", reason)],
+                            );
                             self.reply(reply).await?;
                         }
                     }
@@ -400,8 +505,11 @@ impl Session {
                             self.reply(&answer).await?;
                         }
                         None => {
-                            self.inbox.metrics.inc("netjes_smtp_messages_total", &[("result", "too_large")]);
-                            self.reply("552 5.3.4 message too large for the test inbox").await?;
+                            self.inbox
+                                .metrics
+                                .inc("netjes_smtp_messages_total", &[("result", "too_large")]);
+                            self.reply("552 5.3.4 message too large for the test inbox")
+                                .await?;
                         }
                     }
                     self.reset();
@@ -411,7 +519,10 @@ impl Session {
                     self.reply("250 2.0.0 ok").await?;
                 }
                 Command::Noop => self.reply("250 2.0.0 ok").await?,
-                Command::Vrfy => self.reply("252 2.1.5 cannot verify; send mail and see").await?,
+                Command::Vrfy => {
+                    self.reply("252 2.1.5 cannot verify; send mail and see")
+                        .await?
+                }
                 Command::Quit => {
                     self.reply("221 2.0.0 bye").await?;
                     return Ok(());
@@ -444,7 +555,12 @@ impl Session {
                     over = true;
                     continue;
                 }
-                Line::Eof => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of input in DATA")),
+                Line::Eof => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "end of input in DATA",
+                    ))
+                }
             };
             if line == b".\r\n" || line == b".\n" {
                 break;
@@ -452,7 +568,11 @@ impl Session {
             if over {
                 continue;
             }
-            let content = if line.starts_with(b".") { &line[1..] } else { &line[..] };
+            let content = if line.starts_with(b".") {
+                &line[1..]
+            } else {
+                &line[..]
+            };
             if body.len() + content.len() > max {
                 over = true;
                 body = Vec::new();
@@ -486,8 +606,16 @@ impl Session {
                 tls_cipher: self.tls.as_ref().map(|t| t.1.clone()),
                 received_at: now,
             };
-            let raw = [received_field(&self.inbox.hostname, &facts, &id).as_bytes(), &body].concat();
-            match self.inbox.store.receive(&id, &raw, &serde_json::to_value(&facts).unwrap_or_default()) {
+            let raw = [
+                received_field(&self.inbox.hostname, &facts, &id).as_bytes(),
+                &body,
+            ]
+            .concat();
+            match self.inbox.store.receive(
+                &id,
+                &raw,
+                &serde_json::to_value(&facts).unwrap_or_default(),
+            ) {
                 Ok(true) => taken.push(id),
                 Ok(false) => {}
                 Err(e) => {
@@ -497,10 +625,14 @@ impl Session {
             }
         }
         if taken.is_empty() {
-            self.inbox.metrics.inc("netjes_smtp_messages_total", &[("result", "closed")]);
+            self.inbox
+                .metrics
+                .inc("netjes_smtp_messages_total", &[("result", "closed")]);
             return "554 5.7.1 the test is closed (it took a message already, or expired)".into();
         }
-        self.inbox.metrics.inc("netjes_smtp_messages_total", &[("result", "accepted")]);
+        self.inbox
+            .metrics
+            .inc("netjes_smtp_messages_total", &[("result", "accepted")]);
         let first = taken[0].clone();
         for id in taken {
             let inbox = self.inbox.clone();
@@ -521,14 +653,26 @@ fn received_field(hostname: &str, f: &Facts, id: &str) -> String {
         (Some(v), Some(c)) => format!("\r\n\t(using {v} with cipher {c})"),
         _ => String::new(),
     };
-    let with = if f.tls_version.is_some() { "ESMTPS" } else { "ESMTP" };
+    let with = if f.tls_version.is_some() {
+        "ESMTPS"
+    } else {
+        "ESMTP"
+    };
     // The HELO is the client's word: only printable ASCII without the
     // characters that would end the comment or the field.
-    let helo: String = f.helo.chars().filter(|c| c.is_ascii_graphic() && !"()<>;\\".contains(*c)).take(255).collect();
-    let rcpt: String = f.rcpt.chars().filter(|c| c.is_ascii_graphic() && !"<>;".contains(*c)).collect();
+    let helo: String = f
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !"()<>;\\".contains(*c))
+        .take(255)
+        .collect();
+    let rcpt: String = f
+        .rcpt
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !"<>;".contains(*c))
+        .collect();
     format!("Received: from {helo} ([{literal}]){tls}\r\n\tby {hostname} (netjes) with {with} id {id}\r\n\tfor <{rcpt}>; {}\r\n", mail_parser::DateTime::from_timestamp(f.received_at).to_rfc822())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -548,7 +692,9 @@ mod tests {
         let r = received_field("mx.t.example", &f, "id");
         assert!(r.starts_with("Received: from evilX-Injected:1 ([192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby mx.t.example (netjes) with ESMTPS id id"), "{r}");
         let text = format!("{r}Subject: x\r\n\r\nx\r\n");
-        let parsed = mail_parser::MessageParser::default().parse(text.as_bytes()).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(text.as_bytes())
+            .unwrap();
         let rec = parsed.received().unwrap();
         assert_eq!(rec.from_ip(), Some("192.0.2.1".parse().unwrap()));
         assert_eq!(rec.date().map(|d| d.to_timestamp()), Some(1795510800));

@@ -40,10 +40,23 @@ pub fn start(zone: &str, tweak: impl FnOnce(&mut RawConfig)) -> Server {
 }
 
 /// A server on the store in `data` (which may outlive it).
-pub fn start_in(dir: tempfile::TempDir, data: std::path::PathBuf, zone: &str, tweak: impl FnOnce(&mut RawConfig)) -> Server {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+pub fn start_in(
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    zone: &str,
+    tweak: impl FnOnce(&mut RawConfig),
+) -> Server {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dns = rt.block_on(TestDns::start_str(zone));
-    let resolver = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+    let resolver = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![dns.addr()],
+        timeout: Duration::from_millis(500),
+    })
+    .unwrap();
     let mut raw = RawConfig {
         data_dir: data.clone(),
         test_domain: TEST_DOMAIN.into(),
@@ -58,12 +71,35 @@ pub fn start_in(dir: tempfile::TempDir, data: std::path::PathBuf, zone: &str, tw
     if parts.store.user_count().unwrap() == 0 {
         parts.store.add_user(ADMIN, PASSWORD).unwrap();
     }
-    let (http_l, smtp_l) = rt.block_on(async { (tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let (http_l, smtp_l) = rt.block_on(async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+    });
     let (http, smtp) = (http_l.local_addr().unwrap(), smtp_l.local_addr().unwrap());
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let p = netjes_serve::Parts { store: parts.store.clone(), app: parts.app.clone(), inbox: parts.inbox.clone(), metrics: parts.metrics.clone() };
-    rt.spawn(async move { netjes_serve::run(http_l, smtp_l, &p, cfg.retention, rx).await.unwrap() });
-    Server { rt, http, smtp, dns, parts, dir, data, stop }
+    let p = netjes_serve::Parts {
+        store: parts.store.clone(),
+        app: parts.app.clone(),
+        inbox: parts.inbox.clone(),
+        metrics: parts.metrics.clone(),
+    };
+    rt.spawn(async move {
+        netjes_serve::run(http_l, smtp_l, &p, cfg.retention, rx)
+            .await
+            .unwrap()
+    });
+    Server {
+        rt,
+        http,
+        smtp,
+        dns,
+        parts,
+        dir,
+        data,
+        stop,
+    }
 }
 
 /// An HTTP response, read whole.
@@ -76,7 +112,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.first()).map(|s| s.as_str())
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(|s| s.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -85,7 +124,10 @@ impl Resp {
 
     /// The CSRF token of the page's first form.
     pub fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no form on the page: {}", self.body));
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no form on the page: {}", self.body));
         let rest = &self.body[at + 19..];
         rest[..rest.find('"').unwrap()].to_string()
     }
@@ -101,13 +143,25 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: SocketAddr) -> Client {
-        Client { base: format!("http://{addr}"), agent: ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(30)).build(), cookies: HashMap::new(), headers: vec![] }
+        Client {
+            base: format!("http://{addr}"),
+            agent: ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout(Duration::from_secs(30))
+                .build(),
+            cookies: HashMap::new(),
+            headers: vec![],
+        }
     }
 
     fn send(&mut self, req: ureq::Request, body: Option<(&str, Vec<u8>)>) -> Resp {
         let mut req = req;
         if !self.cookies.is_empty() {
-            let c: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             req = req.set("Cookie", &c.join("; "));
         }
         for (k, v) in &self.headers {
@@ -124,7 +178,10 @@ impl Client {
         };
         let mut headers: HashMap<String, Vec<String>> = HashMap::new();
         for name in res.headers_names() {
-            headers.insert(name.clone(), res.all(&name).iter().map(|s| s.to_string()).collect());
+            headers.insert(
+                name.clone(),
+                res.all(&name).iter().map(|s| s.to_string()).collect(),
+            );
         }
         for c in headers.get("set-cookie").cloned().unwrap_or_default() {
             let pair = c.split(';').next().unwrap();
@@ -137,7 +194,11 @@ impl Client {
         }
         let status = res.status();
         let body = res.into_string().unwrap_or_default();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn get(&mut self, path: &str) -> Resp {
@@ -146,9 +207,16 @@ impl Client {
     }
 
     pub fn post_form(&mut self, path: &str, pairs: &[(&str, &str)]) -> Resp {
-        let body: String = pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
+        let body: String = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
         let r = self.agent.post(&format!("{}{path}", self.base));
-        self.send(r, Some(("application/x-www-form-urlencoded", body.into_bytes())))
+        self.send(
+            r,
+            Some(("application/x-www-form-urlencoded", body.into_bytes())),
+        )
     }
 
     pub fn post_json(&mut self, path: &str, v: &serde_json::Value) -> Resp {
@@ -164,7 +232,15 @@ impl Client {
     /// Logs in as the admin through the login form.
     pub fn login(&mut self) {
         let page = self.get("/login");
-        let r = self.post_form("/login", &[("csrf", &page.csrf()), ("user", ADMIN), ("password", PASSWORD), ("next", "/domains")]);
+        let r = self.post_form(
+            "/login",
+            &[
+                ("csrf", &page.csrf()),
+                ("user", ADMIN),
+                ("password", PASSWORD),
+                ("next", "/domains"),
+            ],
+        );
         assert_eq!(r.status, 303, "{}", r.body);
         assert_eq!(r.header("location"), Some("/domains"));
     }
@@ -173,7 +249,9 @@ impl Client {
 pub fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -189,7 +267,10 @@ impl Smtp {
     pub fn connect(addr: SocketAddr) -> Smtp {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut c = Smtp { r: BufReader::new(s), greeting: String::new() };
+        let mut c = Smtp {
+            r: BufReader::new(s),
+            greeting: String::new(),
+        };
         c.greeting = c.reply();
         c
     }
@@ -230,7 +311,17 @@ impl Smtp {
         assert!(r.starts_with("250"), "{r}");
         assert!(self.cmd("DATA").starts_with("354"));
         // CRLF line ends, and dot-stuffed (RFC 5321 §4.5.2).
-        let text: String = message.replace("\r\n", "\n").lines().map(|l| if l.starts_with('.') { format!(".{l}\r\n") } else { format!("{l}\r\n") }).collect();
+        let text: String = message
+            .replace("\r\n", "\n")
+            .lines()
+            .map(|l| {
+                if l.starts_with('.') {
+                    format!(".{l}\r\n")
+                } else {
+                    format!("{l}\r\n")
+                }
+            })
+            .collect();
         self.raw(text.as_bytes()).unwrap();
         self.cmd(".")
     }

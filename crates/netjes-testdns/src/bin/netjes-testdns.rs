@@ -20,12 +20,17 @@ fn main() {
         eprintln!("{}: not ADDR:PORT", args[2]);
         std::process::exit(2)
     });
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     rt.block_on(async {
-        let _dns = netjes_testdns::TestDns::start_on(zone, addr).await.unwrap_or_else(|e| {
-            eprintln!("cannot bind {addr}: {e}");
-            std::process::exit(4)
-        });
+        let _dns = netjes_testdns::TestDns::start_on(zone, addr)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("cannot bind {addr}: {e}");
+                std::process::exit(4)
+            });
         eprintln!("serving {} on {addr}", args[1]);
         std::future::pending::<()>().await;
     });
