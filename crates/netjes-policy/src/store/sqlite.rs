@@ -1,96 +1,39 @@
-//! The policy service's state: greylist triplets, the auto-whitelist of
-//! clients, and rate-limit windows. Behind a trait so that a store shared
-//! by many MX hosts (Redis) can come later; the embedded default is SQLite
-//! in WAL mode, fronted by a journal.
+//! The embedded store: `policy.sqlite` (SQLite in WAL mode) and
+//! `policy.journal` in front of it.
 //!
 //! One writer thread owns the state. It takes every operation that is
-//! waiting, decides each against the newest state (its changes not yet in
-//! the database first, then SQLite), appends the changes of all of them to
-//! the journal in one write(2), and only then answers them. So a request
-//! is answered after its state is in the file system, and it survives a
-//! kill -9 as a SQLite commit does (synchronous=NORMAL: written, not yet
-//! fsynced).
+//! waiting, decides each against the newest state (changes not yet in the
+//! database first, then SQLite), appends the changes of all of them to the
+//! journal in one write(2), and only then answers them. A request is thus
+//! answered after its change is in the file system: it survives a kill -9
+//! as a SQLite commit does with synchronous=NORMAL (written, not fsynced).
+//! Every second (or every 10,000 changes) the changes go into SQLite in one
+//! transaction, sorted by key, and the journal is emptied. A start replays
+//! what a crash left in the journal before anything else.
 //!
-//! The changes reach SQLite in one transaction every second (or every
-//! 10,000 changes), after which the journal is emptied. Why not a commit
-//! per batch, as before: keys are random, so a commit of twenty new
-//! triplets rewrote some forty 4 KB B-tree pages into the WAL, and that
-//! writing was the service's bottleneck (the writer thread used half the
-//! CPU). A journal record is the change itself, some 60 octets, and a
-//! transaction of thousands of rows shares its pages.
+//! Why not a commit per batch, as before: keys are random, so a commit of
+//! twenty new triplets rewrote some forty 4 KB B-tree pages into the WAL,
+//! and that writing was the service's bottleneck (15,500 requests a second
+//! against 35,000 now). A journal record is the change itself, some 60
+//! octets.
 //!
-//! Every record holds the row's new value, not a difference, so replaying
-//! the journal twice (a crash between the commit and the emptying) changes
-//! nothing. A torn last record (a power loss mid-write) fails its CRC and
-//! ends the replay.
+//! Why the flush runs on the writer, holding up requests for its 20 to 200
+//! ms: a flusher thread of its own was measured too, and on the 2-core
+//! bench machine its competition for the CPU cost more (p99 2.9 to 4.2 ms
+//! against 1.5 to 2.9 ms) than the pause; a Postfix policy client waits
+//! 100 s (smtpd_policy_service_timeout).
 
-use crate::greylist::{self, Params, Verdict};
+use super::journal::{decode_all, encode, Change};
+use super::{clamp_u32, GreyAttempt, GreyOutcome, Store, StoreError, TripletRow};
+use crate::greylist::{self, Verdict};
+use rusqlite::OptionalExtension;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-#[derive(Debug, thiserror::Error, Clone)]
-pub enum StoreError {
-    #[error("state store: {0}")]
-    Sqlite(String),
-    #[error("state store: cannot create {0}: {1}")]
-    Dir(String, String),
-    #[error("state store: journal {0}: {1}")]
-    Journal(String, String),
-    #[error("state store: {0} is in use by another process (another netjes policy on this data directory?)")]
-    Locked(String),
-    #[error("state store: {0} changes are waiting for the database, which fails; answering without state")]
-    Backlog(usize),
-    #[error("state store: the writer thread has stopped")]
-    Gone,
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
-    }
-}
-
-/// One greylisting attempt: the triplet, and the client network for the
-/// auto-whitelist.
-#[derive(Debug, Clone)]
-pub struct GreyAttempt {
-    pub key: String,
-    pub client_net: String,
-    pub now: i64,
-    pub params: Params,
-    /// Deliveries after which a network is whitelisted; 0: never.
-    pub awl_after: u32,
-    /// Greylist even a whitelisted network (a blocklist score asked for it).
-    pub force: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GreyOutcome {
-    /// The network is auto-whitelisted; the triplet was not looked at.
-    AutoWhitelisted,
-    Triplet(Verdict),
-}
-
-/// The state behind the policy checks.
-///
-/// Error contract: an `Err` means the attempt may not have been recorded;
-/// the caller answers DUNNO (never a reject or a defer made up from
-/// missing state) and counts the error.
-#[async_trait::async_trait]
-pub trait Store: Send + Sync {
-    /// Looks the attempt up and records it, atomically.
-    async fn greylist(&self, a: GreyAttempt) -> Result<GreyOutcome, StoreError>;
-    /// Adds `by` to a rate window and returns its new total.
-    async fn rate_add(&self, key: &str, window_start: i64, by: u32) -> Result<u32, StoreError>;
-    /// Forgets triplets and clients unseen since `before`, and rate windows
-    /// that began before `rate_before`. Returns the rows removed.
-    async fn expire(&self, before: i64, rate_before: i64) -> Result<usize, StoreError>;
-}
 
 enum Op {
     Greylist(
@@ -99,6 +42,16 @@ enum Op {
     ),
     Rate(String, i64, u32, oneshot::Sender<Result<u32, StoreError>>),
     Expire(i64, i64, oneshot::Sender<Result<usize, StoreError>>),
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Greylist(..) => "Greylist",
+            Op::Rate(..) => "Rate",
+            Op::Expire(..) => "Expire",
+        })
+    }
 }
 
 /// The most operations one journal write takes.
@@ -111,15 +64,16 @@ const FLUSH_AT: usize = 10_000;
 /// journal. Past this many, operations are refused (answered DUNNO) rather
 /// than let memory grow without bound.
 const MAX_PENDING: usize = 200_000;
-
-/// The embedded store: `policy.sqlite` and `policy.journal`.
-#[derive(Debug)]
-pub struct SqliteStore {
-    tx: Option<mpsc::Sender<Op>>,
-    writer: Option<std::thread::JoinHandle<()>>,
-    /// Dropped with the store: stops the checkpointer.
-    _checkpointer: mpsc::Sender<()>,
-}
+/// SQLite's page cache, in KiB: a table of a million triplets is some
+/// 100 MB, and the default (2 MB) made a flush read most of its pages from
+/// the kernel.
+const CACHE_KIB: i64 = 32 * 1024;
+/// The WAL is copied into the database by a checkpointer thread on its own
+/// connection, not by the writer: a checkpoint syncs the files.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The writer still checkpoints by itself past this many WAL pages (about
+/// 40 MB), should the checkpointer fall behind.
+const WAL_BACKSTOP_PAGES: i64 = 10_000;
 
 /// The schema's version, in SQLite's user_version.
 ///
@@ -141,14 +95,6 @@ ALTER TABLE awl RENAME TO awl_v0;
 ALTER TABLE rate RENAME TO rate_v0;
 DROP INDEX IF EXISTS greylist_last_seen;
 ";
-
-/// The WAL is copied into the database by a checkpointer thread on its own
-/// connection, not by the writer: a checkpoint syncs the files, and on the
-/// writer it would hold up every request waiting behind it.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// The writer still checkpoints by itself past this many WAL pages (about
-/// 40 MB), should the checkpointer fall behind.
-const WAL_BACKSTOP_PAGES: i64 = 10_000;
 
 fn migrate(conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -177,9 +123,9 @@ fn migrate(conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
     tx.commit()
 }
 
-/// Copies committed WAL frames into the database file until the store is
-/// dropped. PASSIVE never waits for the writer; the writer restarts the
-/// WAL from its beginning once a checkpoint has copied all of it.
+/// Copies committed WAL frames into the database file until told to stop.
+/// PASSIVE never waits for the writer; the writer restarts the WAL from its
+/// beginning once a checkpoint has copied all of it.
 fn checkpointer(path: PathBuf, stop: mpsc::Receiver<()>) {
     let conn = match rusqlite::Connection::open(&path) {
         Ok(c) => c,
@@ -197,98 +143,6 @@ fn checkpointer(path: PathBuf, stop: mpsc::Receiver<()>) {
             tracing::warn!(error = %e, "policy store: checkpoint");
         }
     }
-}
-
-/// One row's new value: a journal record, and a change waiting for SQLite.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Change {
-    Grey(String, TripletRow),
-    /// Client network, deliveries, last seen.
-    Awl(String, i64, i64),
-    /// Key, window start, count.
-    Rate(String, i64, i64),
-}
-
-/// A journal record: payload length (u32 LE), CRC-32 of the payload (u32
-/// LE), payload: a tag octet, three i64 LE, and the key's octets.
-fn encode(c: &Change, out: &mut Vec<u8>) {
-    let (tag, key, a, b, n) = match c {
-        Change::Grey(k, r) => (b'g', k, r.first_seen, r.last_seen, r.passed as i64),
-        Change::Awl(k, count, last) => (b'a', k, *count, *last, 0),
-        Change::Rate(k, w, count) => (b'r', k, *w, *count, 0),
-    };
-    let mut payload = Vec::with_capacity(25 + key.len());
-    payload.push(tag);
-    for v in [a, b, n] {
-        payload.extend_from_slice(&v.to_le_bytes());
-    }
-    payload.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-}
-
-/// Keys are Postfix attributes, far under this; a longer "record" is
-/// damage, not data.
-const MAX_RECORD: usize = 64 * 1024;
-
-/// Reads records until the end or the first damaged one. Returns the
-/// changes and, when it stopped early, the offset of the damage.
-fn decode_all(r: impl Read) -> std::io::Result<(Vec<Change>, Option<u64>)> {
-    let mut r = BufReader::new(r);
-    let mut out = Vec::new();
-    let mut offset = 0u64;
-    loop {
-        let mut head = [0u8; 8];
-        match read_full(&mut r, &mut head)? {
-            0 => return Ok((out, None)),
-            8 => {}
-            _ => return Ok((out, Some(offset))),
-        }
-        let len = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
-        let crc = u32::from_le_bytes(head[4..].try_into().unwrap_or_default());
-        if !(25..=MAX_RECORD).contains(&len) {
-            return Ok((out, Some(offset)));
-        }
-        let mut payload = vec![0u8; len];
-        if read_full(&mut r, &mut payload)? != len || crc32fast::hash(&payload) != crc {
-            return Ok((out, Some(offset)));
-        }
-        let num = |i: usize| {
-            i64::from_le_bytes(payload[1 + 8 * i..9 + 8 * i].try_into().unwrap_or_default())
-        };
-        let Ok(key) = String::from_utf8(payload[25..].to_vec()) else {
-            return Ok((out, Some(offset)));
-        };
-        out.push(match payload[0] {
-            b'g' => Change::Grey(
-                key,
-                TripletRow {
-                    first_seen: num(0),
-                    last_seen: num(1),
-                    passed: num(2) != 0,
-                },
-            ),
-            b'a' => Change::Awl(key, num(0), num(1)),
-            b'r' => Change::Rate(key, num(0), num(1)),
-            _ => return Ok((out, Some(offset))),
-        });
-        offset += 8 + len as u64;
-    }
-}
-
-/// Reads until `buf` is full or the input ends; returns the octets read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Changes decided and journalled, not yet in SQLite: the newest value of
@@ -313,10 +167,14 @@ impl Pending {
         }
     }
 
-    /// Writes every row in one transaction (upserts of whole values).
-    fn write_to(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
+    /// Writes every row (upserts of whole values) in one transaction, in
+    /// key order: a B-tree takes sorted keys leaf after leaf.
+    fn commit_to(&self, conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+        let tx = conn.transaction()?;
+        let mut grey: Vec<_> = self.grey.iter().collect();
+        grey.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut g = tx.prepare_cached("INSERT INTO greylist (key, first_seen, last_seen, passed) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(key) DO UPDATE SET first_seen = ?2, last_seen = ?3, passed = ?4")?;
-        for (k, r) in &self.grey {
+        for (k, r) in grey {
             g.execute(rusqlite::params![
                 k,
                 r.first_seen,
@@ -324,21 +182,30 @@ impl Pending {
                 r.passed as i64
             ])?;
         }
+        drop(g);
+        let mut awl: Vec<_> = self.awl.iter().collect();
+        awl.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut a = tx.prepare_cached("INSERT INTO awl (client, count, last_seen) VALUES (?1, ?2, ?3) ON CONFLICT(client) DO UPDATE SET count = ?2, last_seen = ?3")?;
-        for (k, (count, last)) in &self.awl {
+        for (k, (count, last)) in awl {
             a.execute(rusqlite::params![k, count, last])?;
         }
+        drop(a);
+        let mut rate: Vec<_> = self.rate.iter().collect();
+        rate.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut r = tx.prepare_cached("INSERT INTO rate (key, window_start, count) VALUES (?1, ?2, ?3) ON CONFLICT(key, window_start) DO UPDATE SET count = ?3")?;
-        for ((k, w), count) in &self.rate {
+        for ((k, w), count) in rate {
             r.execute(rusqlite::params![k, w, count])?;
         }
-        Ok(())
+        drop(r);
+        tx.commit()
     }
 }
 
 /// The writer thread's state.
 struct Engine {
     conn: rusqlite::Connection,
+    /// Locked for the store's life: one process per data directory, or two
+    /// writers would undo each other's changes.
     journal: File,
     journal_name: String,
     pending: Pending,
@@ -348,35 +215,50 @@ struct Engine {
 }
 
 impl Engine {
-    /// Opens the files, takes the journal's lock, migrates the schema and
-    /// replays what the journal holds.
-    fn open(path: &Path) -> Result<Engine, StoreError> {
-        let journal_path = path.with_extension("journal");
+    /// Takes the journal's lock, opens the database, migrates its schema
+    /// and replays what a crash left in the journal.
+    fn open(db: &Path) -> Result<Engine, StoreError> {
+        let journal_path = db.with_extension("journal");
         let journal_name = journal_path.display().to_string();
+        let jerr = |e: std::io::Error| StoreError::Journal(journal_name.clone(), e.to_string());
         let mut journal = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&journal_path)
-            .map_err(|e| StoreError::Journal(journal_name.clone(), e.to_string()))?;
-        // Two writers would interleave records and undo each other's flushes.
+            .map_err(jerr)?;
         journal
             .try_lock()
             .map_err(|_| StoreError::Locked(journal_name.clone()))?;
 
-        let mut conn = rusqlite::Connection::open(path)?;
-        // WAL: a commit is in the file (through the OS) before the answer,
-        // so a killed process loses nothing; synchronous=NORMAL gives up
-        // only the last commits on a power loss, which greylisting forgives.
+        let mut conn = rusqlite::Connection::open(db)?;
+        // WAL: a commit is in the file (through the OS) before it returns.
+        // synchronous=NORMAL gives up only the last commits on a power
+        // loss, which greylisting forgives.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        let replayed = replay(&mut conn, &mut journal, &journal_name)?;
-        if replayed > 0 {
-            tracing::info!(journal = %journal_name, changes = replayed, "policy store: replayed the journal of a run that ended without writing it out");
+
+        journal.seek(std::io::SeekFrom::Start(0)).map_err(jerr)?;
+        let (changes, damage) = decode_all(&mut journal).map_err(jerr)?;
+        if let Some(at) = damage {
+            tracing::warn!(journal = %journal_name, offset = at, "policy store: the journal ends in a damaged record (a write cut off by a power loss); replaying what precedes it");
         }
+        if !changes.is_empty() {
+            tracing::info!(
+                changes = changes.len(),
+                "policy store: replaying the journal of a run that ended without writing it out"
+            );
+            let mut p = Pending::default();
+            for c in changes {
+                p.put(c);
+            }
+            p.commit_to(&mut conn)?;
+        }
+        journal.set_len(0).map_err(jerr)?;
         Ok(Engine {
             conn,
             journal,
@@ -392,11 +274,26 @@ impl Engine {
         self.pending.put(c);
     }
 
+    fn triplet(&self, key: &str) -> Result<Option<TripletRow>, rusqlite::Error> {
+        if let Some(row) = self.pending.grey.get(key) {
+            return Ok(Some(*row));
+        }
+        self.conn
+            .prepare_cached("SELECT first_seen, last_seen, passed FROM greylist WHERE key = ?1")?
+            .query_row([key], |r| {
+                Ok(TripletRow {
+                    first_seen: r.get(0)?,
+                    last_seen: r.get(1)?,
+                    passed: r.get::<_, i64>(2)? != 0,
+                })
+            })
+            .optional()
+    }
+
     fn awl_count(&self, client: &str) -> Result<i64, rusqlite::Error> {
         if let Some((count, _)) = self.pending.awl.get(client) {
             return Ok(*count);
         }
-        use rusqlite::OptionalExtension;
         Ok(self
             .conn
             .prepare_cached("SELECT count FROM awl WHERE client = ?1")?
@@ -405,28 +302,23 @@ impl Engine {
             .unwrap_or(0))
     }
 
+    fn rate_count(&self, key: &str, window: i64) -> Result<i64, rusqlite::Error> {
+        if let Some(n) = self.pending.rate.get(&(key.to_string(), window)) {
+            return Ok(*n);
+        }
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count FROM rate WHERE key = ?1 AND window_start = ?2")?
+            .query_row(rusqlite::params![key, window], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
     fn greylist(&mut self, a: &GreyAttempt) -> Result<GreyOutcome, rusqlite::Error> {
-        use rusqlite::OptionalExtension;
         if !a.force && a.awl_after > 0 && clamp_u32(self.awl_count(&a.client_net)?) >= a.awl_after {
             return Ok(GreyOutcome::AutoWhitelisted);
         }
-        let old = match self.pending.grey.get(&a.key) {
-            Some(row) => Some(*row),
-            None => self
-                .conn
-                .prepare_cached(
-                    "SELECT first_seen, last_seen, passed FROM greylist WHERE key = ?1",
-                )?
-                .query_row([&a.key], |r| {
-                    Ok(TripletRow {
-                        first_seen: r.get(0)?,
-                        last_seen: r.get(1)?,
-                        passed: r.get::<_, i64>(2)? != 0,
-                    })
-                })
-                .optional()?,
-        };
-        let (row, verdict) = greylist::decide(old, a.now, &a.params);
+        let (row, verdict) = greylist::decide(self.triplet(&a.key)?, a.now, &a.params);
         self.change(Change::Grey(a.key.clone(), row));
         if matches!(verdict, Verdict::FirstPass | Verdict::Known) && a.awl_after > 0 {
             let count = self.awl_count(&a.client_net)?.saturating_add(1);
@@ -436,17 +328,7 @@ impl Engine {
     }
 
     fn rate_add(&mut self, key: &str, window: i64, by: u32) -> Result<i64, rusqlite::Error> {
-        use rusqlite::OptionalExtension;
-        let old = match self.pending.rate.get(&(key.to_string(), window)) {
-            Some(n) => *n,
-            None => self
-                .conn
-                .prepare_cached("SELECT count FROM rate WHERE key = ?1 AND window_start = ?2")?
-                .query_row(rusqlite::params![key, window], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0),
-        };
-        let n = old.saturating_add(by as i64);
+        let n = self.rate_count(key, window)?.saturating_add(by as i64);
         self.change(Change::Rate(key.to_string(), window, n));
         Ok(n)
     }
@@ -476,9 +358,12 @@ impl Engine {
         if self.pending.len() == 0 {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
-        self.pending.write_to(&tx)?;
-        tx.commit()?;
+        self.pending.commit_to(&mut self.conn)?;
+        tracing::debug!(
+            rows = self.pending.len(),
+            ms = self.last_flush.elapsed().as_secs_f64() * 1000.0,
+            "policy store: written to SQLite"
+        );
         self.pending = Pending::default();
         // Every journalled change is in the database now. Should emptying
         // fail, the next start replays values the database already holds.
@@ -490,7 +375,7 @@ impl Engine {
 
     fn flush_logged(&mut self) {
         if let Err(e) = self.flush() {
-            tracing::error!(error = %e, waiting = self.pending.len(), "policy store: writing to SQLite failed; changes wait in the journal");
+            tracing::error!(error = %e, waiting = self.pending.len(), "policy store: writing to SQLite failed; the changes wait in memory and in the journal");
         }
     }
 
@@ -500,6 +385,7 @@ impl Engine {
             for op in batch {
                 op.fail(e.clone());
             }
+            self.flush_logged();
             return;
         }
         // The batch's lookups share one read transaction: in autocommit
@@ -523,8 +409,7 @@ impl Engine {
         if read.is_ok() {
             if let Err(e) = self.conn.execute_batch("COMMIT") {
                 tracing::warn!(error = %e, "policy store: ending a read transaction");
-                // Never leave the connection inside it: every later BEGIN
-                // would fail.
+                // Never stay inside it: every later BEGIN would fail.
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
         }
@@ -582,30 +467,41 @@ impl Op {
     }
 }
 
-/// Replays the journal of a run that did not flush (a crash, a kill -9)
-/// into SQLite, then empties it.
-fn replay(
-    conn: &mut rusqlite::Connection,
-    journal: &mut File,
-    name: &str,
-) -> Result<usize, StoreError> {
-    let jerr = |e: std::io::Error| StoreError::Journal(name.to_string(), e.to_string());
-    use std::io::Seek;
-    journal.seek(std::io::SeekFrom::Start(0)).map_err(jerr)?;
-    let (changes, damage) = decode_all(&mut *journal).map_err(jerr)?;
-    if let Some(at) = damage {
-        tracing::warn!(journal = name, offset = at, "policy store: the journal ends in a damaged record (a write cut off by a crash); replaying what precedes it");
+/// The writer thread: takes what waits, decides it, journals it, answers,
+/// and writes to SQLite every FLUSH_EVERY. Ends, flushing, when the store
+/// is dropped.
+fn writer(mut engine: Engine, rx: mpsc::Receiver<Op>) {
+    loop {
+        let wait = FLUSH_EVERY
+            .saturating_sub(engine.last_flush.elapsed())
+            .max(Duration::from_millis(10));
+        let first = match rx.recv_timeout(wait) {
+            Ok(op) => op,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                engine.flush_logged();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        engine.run_batch(batch);
     }
-    let n = changes.len();
-    let mut p = Pending::default();
-    for c in changes {
-        p.put(c);
-    }
-    let tx = conn.transaction()?;
-    p.write_to(&tx)?;
-    tx.commit()?;
-    journal.set_len(0).map_err(jerr)?;
-    Ok(n)
+    engine.flush_logged();
+}
+
+/// The embedded store. See the module's documentation.
+#[derive(Debug)]
+pub struct SqliteStore {
+    ops: Option<mpsc::Sender<Op>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Dropped with the store: stops the checkpointer.
+    _checkpointer: mpsc::Sender<()>,
 }
 
 impl SqliteStore {
@@ -632,7 +528,7 @@ impl SqliteStore {
             .spawn(move || writer(engine, rx))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
-            tx: Some(tx),
+            ops: Some(tx),
             writer: Some(writer),
             _checkpointer: stop_tx,
         })
@@ -643,7 +539,7 @@ impl SqliteStore {
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
+        self.ops
             .as_ref()
             .ok_or(StoreError::Gone)?
             .send(make(tx))
@@ -656,7 +552,7 @@ impl Drop for SqliteStore {
     /// Writes the waiting changes into SQLite and lets the files go, so that
     /// the store can be opened again at once.
     fn drop(&mut self) {
-        drop(self.tx.take());
+        drop(self.ops.take());
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -679,47 +575,10 @@ impl Store for SqliteStore {
     }
 }
 
-fn clamp_u32(n: i64) -> u32 {
-    n.clamp(0, u32::MAX as i64) as u32
-}
-
-/// The writer thread: takes what waits, decides it, journals it, answers,
-/// and writes to SQLite every FLUSH_EVERY. Ends, flushing, when the store
-/// is dropped.
-fn writer(mut engine: Engine, rx: mpsc::Receiver<Op>) {
-    loop {
-        let first = match rx.recv_timeout(FLUSH_EVERY.saturating_sub(engine.last_flush.elapsed())) {
-            Ok(op) => op,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                engine.flush_logged();
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        engine.run_batch(batch);
-    }
-    engine.flush_logged();
-}
-
-/// One greylist triplet as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TripletRow {
-    pub first_seen: i64,
-    pub last_seen: i64,
-    /// The sender retried after the delay: later attempts pass at once.
-    pub passed: bool,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::greylist::Params;
 
     const P: Params = Params {
         delay: 300,
@@ -780,7 +639,16 @@ mod tests {
         // 200 attempts at once: each answered, each recorded.
         let all = futures_join(s.clone()).await;
         assert!(all.iter().all(|o| *o == GreyOutcome::Triplet(Verdict::New)));
+        // Closed (everything written to SQLite) and opened again: expiry
+        // sees every row.
+        drop(std::sync::Arc::try_unwrap(s).unwrap());
+        assert_eq!(journal_bytes(dir.path()), 0);
+        let s = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(s.expire(601, 61).await.unwrap(), 1 + 1 + 1 + 1 + 200);
+        assert_eq!(
+            s.greylist(attempt("k", 700)).await.unwrap(),
+            GreyOutcome::Triplet(Verdict::New)
+        );
     }
 
     #[tokio::test]
@@ -837,6 +705,10 @@ mod tests {
         assert_eq!(indexed, 1);
     }
 
+    fn journal_bytes(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("policy.journal")).unwrap().len()
+    }
+
     #[tokio::test]
     async fn a_crash_before_the_flush_loses_nothing_the_journal_holds() {
         let dir = tempfile::tempdir().unwrap();
@@ -847,6 +719,7 @@ mod tests {
                 e.greylist(&attempt("k", 100)).unwrap(),
                 GreyOutcome::Triplet(Verdict::New)
             );
+            // Read from the waiting changes: the triplet is known.
             assert_eq!(
                 e.greylist(&attempt("k", 400)).unwrap(),
                 GreyOutcome::Triplet(Verdict::FirstPass)
@@ -858,20 +731,15 @@ mod tests {
             // Decided and journalled, as when the requests were answered;
             // then the process dies: no flush, no Drop of the store.
         }
-        assert!(
-            std::fs::metadata(dir.path().join("policy.journal"))
-                .unwrap()
-                .len()
-                > 0
-        );
+        let rows: i64 = rusqlite::Connection::open(&file)
+            .unwrap()
+            .query_row("SELECT count(*) FROM greylist", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "nothing reached SQLite");
+        assert!(journal_bytes(dir.path()) > 0);
         let s = SqliteStore::open_file(&file).unwrap();
         // The journal was replayed into SQLite and emptied.
-        assert_eq!(
-            std::fs::metadata(dir.path().join("policy.journal"))
-                .unwrap()
-                .len(),
-            0
-        );
+        assert_eq!(journal_bytes(dir.path()), 0);
         assert_eq!(
             s.greylist(attempt("x\t\n\u{e9}/y", 150)).await.unwrap(),
             GreyOutcome::Triplet(Verdict::TooEarly { remaining: 250 })
@@ -889,55 +757,57 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_torn_journal_replays_up_to_the_damage() {
-        let mut buf = Vec::new();
-        let a = Change::Grey(
-            "a/b/c".into(),
-            TripletRow {
-                first_seen: 1,
-                last_seen: 2,
-                passed: true,
-            },
-        );
-        let b = Change::Awl("198.51.100".into(), 5, 9);
-        let c = Change::Rate("m:0:x".into(), 60, 3);
-        for ch in [&a, &b, &c] {
-            encode(ch, &mut buf);
-        }
-        assert_eq!(
-            decode_all(&buf[..]).unwrap(),
-            (vec![a.clone(), b.clone(), c.clone()], None)
-        );
-        // Cut in the last record's payload (a power loss mid-write).
-        let cut = buf.len() - 3;
-        let second_end = buf.len() - (8 + 25 + 5);
-        assert_eq!(
-            decode_all(&buf[..cut]).unwrap(),
-            (vec![a.clone(), b.clone()], Some(second_end as u64))
-        );
-        // A flipped bit in the second record: its CRC fails; the first stands.
-        let mut flipped = buf.clone();
-        flipped[8 + 25 + 5 + 8 + 3] ^= 1;
-        assert_eq!(decode_all(&flipped[..]).unwrap().0, vec![a.clone()]);
-        // Garbage lengths are not believed.
-        assert_eq!(
-            decode_all(&[0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0][..]).unwrap(),
-            (vec![], Some(0))
-        );
-
-        // And a store opened on it takes what precedes the damage.
+    #[tokio::test]
+    async fn a_torn_journal_replays_up_to_the_damage() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("policy.journal"), &buf[..cut]).unwrap();
-        let e = Engine::open(&dir.path().join("policy.sqlite")).unwrap();
-        assert_eq!(e.awl_count("198.51.100").unwrap(), 5);
-        let rate: Option<i64> = rusqlite::OptionalExtension::optional(e.conn.query_row(
-            "SELECT count FROM rate",
-            [],
-            |r| r.get(0),
-        ))
-        .unwrap();
-        assert_eq!(rate, None);
+        let mut buf = Vec::new();
+        encode(&Change::Awl("198.51.100".into(), 5, 9), &mut buf);
+        encode(&Change::Rate("m:0:x".into(), 60, 3), &mut buf);
+        std::fs::write(dir.path().join("policy.journal"), &buf[..buf.len() - 3]).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        // The whole record counts five deliveries: whitelisted.
+        assert_eq!(
+            s.greylist(GreyAttempt {
+                client_net: "198.51.100".into(),
+                awl_after: 5,
+                ..attempt("t", 1)
+            })
+            .await
+            .unwrap(),
+            GreyOutcome::AutoWhitelisted
+        );
+        // The torn one is not there.
+        assert_eq!(s.rate_add("m:0:x", 60, 1).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_writer_flushes_to_sqlite_and_empties_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.sqlite");
+        let s = SqliteStore::open_file(&file).unwrap();
+        for i in 0..50 {
+            s.greylist(attempt(&format!("k{i}"), 100)).await.unwrap();
+        }
+        assert!(journal_bytes(dir.path()) > 0);
+        // Within FLUSH_EVERY and a little, with no further request, the
+        // rows are in SQLite (read by another connection) and the journal
+        // is empty.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows: i64 = rusqlite::Connection::open(&file)
+                .unwrap()
+                .query_row("SELECT count(*) FROM greylist", [], |r| r.get(0))
+                .unwrap();
+            let bytes = journal_bytes(dir.path());
+            if rows == 50 && bytes == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{rows} rows in SQLite, {bytes} octets in the journal"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[test]
