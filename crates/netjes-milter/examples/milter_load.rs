@@ -50,17 +50,7 @@ async fn ask(s: &mut TcpStream, c: Command, p: u32) -> Vec<Response> {
     if reply {
         loop {
             let r = read(s).await;
-            let last = matches!(
-                r,
-                Response::Continue
-                    | Response::Accept
-                    | Response::Reject
-                    | Response::Tempfail
-                    | Response::Discard
-                    | Response::ReplyCode(_)
-                    | Response::OptNeg { .. }
-                    | Response::Skip
-            );
+            let last = r.ends_command();
             out.push(r);
             if last {
                 break;

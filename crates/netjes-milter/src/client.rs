@@ -48,16 +48,7 @@ impl Client {
             return out;
         }
         while let Some(r) = self.read().await {
-            let last = matches!(
-                r,
-                Response::Continue
-                    | Response::Accept
-                    | Response::Reject
-                    | Response::Tempfail
-                    | Response::Discard
-                    | Response::ReplyCode(_)
-                    | Response::OptNeg { .. }
-            );
+            let last = r.ends_command();
             out.push(r);
             if last {
                 break;

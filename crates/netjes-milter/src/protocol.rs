@@ -249,6 +249,24 @@ pub enum Response {
     Skip,
 }
 
+impl Response {
+    /// Whether this reply ends the MTA's wait for the command it answers;
+    /// modifications and progress come before one that does.
+    pub fn ends_command(&self) -> bool {
+        matches!(
+            self,
+            Response::Continue
+                | Response::Accept
+                | Response::Reject
+                | Response::Tempfail
+                | Response::Discard
+                | Response::ReplyCode(_)
+                | Response::OptNeg { .. }
+                | Response::Skip
+        )
+    }
+}
+
 fn frame(cmd: u8, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + data.len());
     out.extend_from_slice(&((data.len() + 1) as u32).to_be_bytes());

@@ -44,16 +44,6 @@ enum Op {
     Expire(i64, i64, oneshot::Sender<Result<usize, StoreError>>),
 }
 
-impl std::fmt::Debug for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Op::Greylist(..) => "Greylist",
-            Op::Rate(..) => "Rate",
-            Op::Expire(..) => "Expire",
-        })
-    }
-}
-
 /// The most operations one journal write takes.
 const MAX_BATCH: usize = 512;
 /// How often the journal's changes go into SQLite.
@@ -388,24 +378,31 @@ impl Engine {
             self.flush_logged();
             return;
         }
+        // Expiry writes (a flush, then deletes), so it runs apart from the
+        // decisions and needs no journal record.
+        let (expiries, batch): (Vec<Op>, Vec<Op>) = batch
+            .into_iter()
+            .partition(|op| matches!(op, Op::Expire(..)));
         // The batch's lookups share one read transaction: in autocommit
         // each SELECT took and released SQLite's file locks (fcntl) anew.
         let read = self.conn.execute_batch("BEGIN");
-        let mut results: Vec<Option<Result<Done, StoreError>>> = Vec::with_capacity(batch.len());
-        for op in &batch {
-            results.push(match (op, &read) {
-                (_, Err(e)) => Some(Err(StoreError::Sqlite(e.to_string()))),
+        let results: Vec<Result<Done, StoreError>> = batch
+            .iter()
+            .map(|op| match (op, &read) {
+                (_, Err(e)) => Err(StoreError::Sqlite(e.to_string())),
                 (Op::Greylist(a, _), Ok(())) => {
-                    Some(self.greylist(a).map(Done::Grey).map_err(StoreError::from))
+                    self.greylist(a).map(Done::Grey).map_err(StoreError::from)
                 }
-                (Op::Rate(k, w, by, _), Ok(())) => Some(
-                    self.rate_add(k, *w, *by)
-                        .map(Done::Count)
-                        .map_err(StoreError::from),
-                ),
-                (Op::Expire(..), Ok(())) => None,
-            });
-        }
+                (Op::Rate(k, w, by, _), Ok(())) => self
+                    .rate_add(k, *w, *by)
+                    .map(Done::Count)
+                    .map_err(StoreError::from),
+                // Set apart above; never reached, and never a panic in the writer.
+                (Op::Expire(..), Ok(())) => Err(StoreError::Sqlite(
+                    "internal: an expiry among the decisions".into(),
+                )),
+            })
+            .collect();
         if read.is_ok() {
             if let Err(e) = self.conn.execute_batch("COMMIT") {
                 tracing::warn!(error = %e, "policy store: ending a read transaction");
@@ -413,25 +410,17 @@ impl Engine {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
         }
-        // Expiry writes, outside the read transaction.
-        for (op, r) in batch.iter().zip(results.iter_mut()) {
-            if let (Op::Expire(before, rate_before, _), None) = (op, &r) {
-                *r = Some(
-                    self.expire(*before, *rate_before)
-                        .map(|n| Done::Count(n as i64))
-                        .map_err(StoreError::from),
-                );
-            }
-        }
         let journal = self.write_journal();
         for (op, r) in batch.into_iter().zip(results) {
             match (&journal, r) {
                 (Err(e), _) => op.fail(e.clone()),
-                (Ok(()), Some(Err(e))) => op.fail(e),
-                (Ok(()), Some(Ok(done))) => op.answer(done),
-                (Ok(()), None) => op.fail(StoreError::Sqlite(
-                    "internal: an operation left undone".into(),
-                )),
+                (Ok(()), Err(e)) => op.fail(e),
+                (Ok(()), Ok(done)) => op.answer(done),
+            }
+        }
+        for op in expiries {
+            if let Op::Expire(before, rate_before, reply) = op {
+                let _ = reply.send(self.expire(before, rate_before).map_err(StoreError::from));
             }
         }
         if self.pending.len() >= FLUSH_AT || self.last_flush.elapsed() >= FLUSH_EVERY {
@@ -459,7 +448,6 @@ impl Op {
         match (self, done) {
             (Op::Greylist(_, r), Done::Grey(g)) => drop(r.send(Ok(g))),
             (Op::Rate(_, _, _, r), Done::Count(n)) => drop(r.send(Ok(clamp_u32(n)))),
-            (Op::Expire(_, _, r), Done::Count(n)) => drop(r.send(Ok(n.max(0) as usize))),
             (op, _) => op.fail(StoreError::Sqlite(
                 "internal: an answer of the wrong kind".into(),
             )),
