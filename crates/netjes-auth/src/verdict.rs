@@ -40,7 +40,18 @@ pub async fn verify_message(
     authserv_id: &str,
 ) -> Result<Verdict, MessageError> {
     let msg = message::parse(raw)?;
-    let from_domains = message::from_domains(&msg);
+    Ok(verify_parsed(dns, &msg, env, authserv_id).await)
+}
+
+/// Verifies a message that is already parsed: by [`message::parse`], or by
+/// [`message::parse_prehashed`] from a body hashed as it streamed past.
+pub async fn verify_parsed(
+    dns: &dyn Resolver,
+    msg: &mail_auth::AuthenticatedMessage<'_>,
+    env: &Envelope,
+    authserv_id: &str,
+) -> Verdict {
+    let from_domains = message::from_domains(msg);
 
     let (spf, spf_helo) = match env.ip {
         Some(ip) => {
@@ -67,7 +78,7 @@ pub async fn verify_message(
         }
         None => (None, None),
     };
-    let (dkim, arc) = tokio::join!(verify_dkim(dns, &msg), verify_arc(dns, &msg));
+    let (dkim, arc) = tokio::join!(verify_dkim(dns, msg), verify_arc(dns, msg));
     let dmarc = evaluate(
         dns,
         &DmarcInput {
@@ -85,14 +96,14 @@ pub async fn verify_message(
         &arc,
         &dmarc,
     );
-    Ok(Verdict {
+    Verdict {
         spf,
         spf_helo,
         dkim,
         arc,
         dmarc,
         authentication_results,
-    })
+    }
 }
 
 /// A comment for RFC 8601: parentheses would end it early.

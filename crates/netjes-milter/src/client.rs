@@ -92,7 +92,11 @@ impl Client {
             .await;
         }
         self.ask(Command::EndOfHeaders).await;
-        self.ask(Command::Body(body.as_bytes().to_vec())).await;
+        // In pieces of at most 65,535 octets, as Postfix sends a body
+        // (MILTER_CHUNK_SIZE); the pieces cut lines anywhere.
+        for piece in body.as_bytes().chunks(65535) {
+            self.ask(Command::Body(piece.to_vec())).await;
+        }
         self.ask(Command::EndOfMessage).await
     }
 }

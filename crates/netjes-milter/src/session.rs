@@ -7,13 +7,15 @@ use crate::protocol::{
     Command, Family, Response, SMFIF_ADDHDRS, SMFIF_CHGHDRS, SMFIF_QUARANTINE, SMFIP_HDR_LEADSPC,
     SMFIP_NOUNKNOWN, VERSION,
 };
+use netjes_auth::message::{BodyHash, BodyHashes};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// Messages over this are not buffered further: they are passed without
-/// signing or verification and say so in a header (Postfix's own
-/// message_size_limit defaults to 10 MB).
-pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// A header block over this is not kept: the message is passed without
+/// signing or verification, and says so in a header. The body is never
+/// kept at all: it streams into the body hashes, so a message of any size
+/// costs the same memory. (Postfix's header_size_limit is 100 KB a field.)
+pub const MAX_HEADER_BLOCK: usize = netjes_auth::message::MAX_HEADER_BYTES;
 
 /// Postfix sends a dozen macros; more distinct names than this are not
 /// kept, so a connection cannot grow the map without end.
@@ -40,8 +42,12 @@ pub struct Job {
     pub auth_user: Option<String>,
     /// Postfix's queue id ({i}), for logs.
     pub queue_id: Option<String>,
-    /// The message as received: header fields with CRLF, a blank line, the body.
-    pub message: Vec<u8>,
+    /// The header fields as received, with CRLF, and the blank line.
+    pub header_block: Vec<u8>,
+    /// The body hashes that signing, verification and sealing need,
+    /// computed as the body streamed past.
+    pub body_hashes: Vec<BodyHash>,
+    pub body_octets: u64,
     /// The header fields in order, for header changes by index.
     pub headers: Vec<(String, String)>,
 }
@@ -61,10 +67,27 @@ pub enum Step {
 struct Message {
     mail_from: String,
     rcpts: Vec<String>,
-    headers: Vec<(String, Vec<u8>)>,
-    body: Vec<u8>,
-    size: usize,
+    headers: Vec<(String, String)>,
+    header_block: Vec<u8>,
+    /// Set at the end of the headers, from the signatures they hold.
+    hashes: Option<BodyHashes>,
+    /// The last body chunk ended in CR: an LF that starts the next one
+    /// does not get another.
+    body_cr: bool,
+    /// Scratch for a chunk with CRLF line ends, reused.
+    scratch: Vec<u8>,
     too_large: bool,
+}
+
+impl Message {
+    fn hashes(&mut self) -> &mut BodyHashes {
+        if self.hashes.is_none() {
+            self.header_block.extend_from_slice(b"\r\n");
+        }
+        let block = &self.header_block;
+        self.hashes
+            .get_or_insert_with(|| BodyHashes::for_headers(block))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -170,66 +193,84 @@ impl Session {
                 }
                 Step::Reply(vec![Continue])
             }
-            Command::Data | Command::EndOfHeaders | Command::Unknown(_) => {
+            Command::Data | Command::Unknown(_) => Step::Reply(vec![Continue]),
+            Command::EndOfHeaders => {
+                let m = self.message();
+                if !m.too_large {
+                    m.hashes();
+                }
                 Step::Reply(vec![Continue])
             }
             Command::Header { name, value } => {
+                let leadspc = self.leadspc;
                 let m = self.message();
-                m.size += name.len() + value.len() + 4;
-                if m.size > MAX_MESSAGE {
+                if m.too_large || m.hashes.is_some() {
+                    // Over the limit, or a field after the body began
+                    // (no MTA does that): not kept.
+                    m.too_large = true;
+                    return Step::Reply(vec![Continue]);
+                }
+                let at = m.header_block.len();
+                m.header_block.extend_from_slice(name.as_bytes());
+                m.header_block.push(b':');
+                // Without HDR_LEADSPC the MTA drops the one space after
+                // the colon; put it back so the field is as sent.
+                if !leadspc {
+                    m.header_block.push(b' ');
+                }
+                // Folded fields come with LF line ends from Postfix.
+                let mut cr = false;
+                crlf_into(&value, &mut cr, &mut m.header_block);
+                m.header_block.extend_from_slice(b"\r\n");
+                // Room for the blank line, as the parser will count it.
+                if m.header_block.len() + 2 > MAX_HEADER_BLOCK {
+                    m.header_block.truncate(at);
                     m.too_large = true;
                 } else {
-                    m.headers.push((name, value));
+                    m.headers
+                        .push((name, String::from_utf8_lossy(&value).into_owned()));
                 }
                 Step::Reply(vec![Continue])
             }
             Command::Body(chunk) => {
                 let m = self.message();
-                m.size += chunk.len();
-                if m.size > MAX_MESSAGE {
-                    m.too_large = true;
-                    m.body = Vec::new();
-                } else if !m.too_large {
-                    m.body.extend_from_slice(&chunk);
+                if !m.too_large {
+                    let mut scratch = std::mem::take(&mut m.scratch);
+                    scratch.clear();
+                    let mut cr = m.body_cr;
+                    crlf_into(&chunk, &mut cr, &mut scratch);
+                    m.body_cr = cr;
+                    m.hashes().write(&scratch);
+                    m.scratch = scratch;
                 }
                 Step::Reply(vec![Continue])
             }
             Command::EndOfMessage => {
-                let m = self.msg.take().unwrap_or_default();
+                let mut m = self.msg.take().unwrap_or_default();
                 if m.too_large {
                     return Step::Reply(vec![
                         Response::AddHeader {
                             name: "X-Netjes".into(),
-                            value: format!("not checked: the message is over {MAX_MESSAGE} octets"),
+                            value: format!(
+                                "not checked: the header block is over {MAX_HEADER_BLOCK} octets"
+                            ),
                         },
                         Response::Accept,
                     ]);
                 }
-                let mut message = Vec::with_capacity(m.size + 64);
-                let mut headers = Vec::with_capacity(m.headers.len());
-                for (name, value) in &m.headers {
-                    message.extend_from_slice(name.as_bytes());
-                    message.push(b':');
-                    // Without HDR_LEADSPC the MTA drops the one space after
-                    // the colon; put it back so the field is as sent.
-                    if !self.leadspc {
-                        message.push(b' ');
-                    }
-                    // Folded fields come with LF line ends from Postfix.
-                    message.extend(crlf(value));
-                    message.extend_from_slice(b"\r\n");
-                    headers.push((name.clone(), String::from_utf8_lossy(value).into_owned()));
-                }
-                message.extend_from_slice(b"\r\n");
-                message.extend(crlf(&m.body));
+                m.hashes();
+                let hashes = m.hashes.take().expect("made just above");
+                let body_octets = hashes.octets();
                 Step::EndOfMessage(Box::new(Job {
                     conn: self.conn.clone(),
                     mail_from: m.mail_from,
                     rcpts: m.rcpts,
                     auth_user: self.macro_value("auth_authen").map(String::from),
                     queue_id: self.macro_value("i").map(String::from),
-                    message,
-                    headers,
+                    header_block: m.header_block,
+                    body_hashes: hashes.finish(),
+                    body_octets,
+                    headers: m.headers,
                 }))
             }
             Command::Abort => {
@@ -250,17 +291,24 @@ impl Session {
 
 /// Line ends as CRLF: Postfix hands header continuation lines and body
 /// lines over with bare LF or CRLF depending on the version and path.
-fn crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 40);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
+/// `cr` carries "the last octet was CR" from one chunk to the next.
+fn crlf_into(data: &[u8], cr: &mut bool, out: &mut Vec<u8>) {
+    out.reserve(data.len() + data.len() / 40);
+    let mut rest = data;
+    while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+        let before_cr = if i == 0 { *cr } else { rest[i - 1] == b'\r' };
+        out.extend_from_slice(&rest[..i]);
+        if !before_cr {
             out.push(b'\r');
         }
-        out.push(b);
-        prev = b;
+        out.push(b'\n');
+        *cr = false;
+        rest = &rest[i + 1..];
     }
-    out
+    if let Some(last) = rest.last() {
+        *cr = *last == b'\r';
+    }
+    out.extend_from_slice(rest);
 }
 
 #[cfg(test)]
@@ -345,10 +393,19 @@ mod tests {
         assert_eq!(job.rcpts, vec!["bob@example.org"]);
         assert_eq!(job.auth_user.as_deref(), Some("alice"));
         assert_eq!(job.queue_id.as_deref(), Some("4AbC"));
-        assert_eq!(
-            job.message,
-            b"From: a@example.com\r\nSubject: one\r\n\tfolded\r\n\r\nhello\r\nworld\r\n"
-        );
+        let block = b"From: a@example.com\r\nSubject: one\r\n\tfolded\r\n\r\n";
+        assert_eq!(job.header_block, block);
+        // The body was hashed, not kept: as the whole message hashes.
+        let whole = [&block[..], b"hello\r\nworld\r\n"].concat();
+        let expect = netjes_auth::message::parse(&whole).unwrap();
+        let msg = netjes_auth::message::parse_prehashed(&job.header_block, &job.body_hashes).unwrap();
+        assert_eq!(msg.body_hashes, job.body_hashes);
+        assert_eq!(job.body_octets, 14);
+        assert!(expect.body_hashes.is_empty(), "no signatures: none asked for");
+        let relaxed = netjes_auth::message::BodyHashes::for_headers(&whole[..block.len()]);
+        let mut r = relaxed;
+        r.write(b"hello\r\nworld\r\n");
+        assert_eq!(r.finish(), job.body_hashes);
         // Aborted mid-message: nothing of it reaches the next one.
         feed(
             &mut s,
@@ -366,7 +423,7 @@ mod tests {
             panic!()
         };
         assert_eq!(job.mail_from, "c@example.com");
-        assert!(!String::from_utf8_lossy(&job.message).contains("X-Half"));
+        assert!(!String::from_utf8_lossy(&job.header_block).contains("X-Half"));
         assert_eq!(s.handle(Command::Quit), Step::Close);
     }
 
@@ -412,6 +469,39 @@ mod tests {
         let Step::EndOfMessage(job) = steps.last().unwrap().clone() else {
             panic!()
         };
-        assert_eq!(job.message, b"Subject: hi\r\n\r\n");
+        assert_eq!(job.header_block, b"Subject: hi\r\n\r\n");
+    }
+
+    /// Bare LF becomes CRLF, also when a CR ends one body chunk and its LF
+    /// starts the next.
+    #[test]
+    fn line_ends_across_chunks() {
+        let mut out = Vec::new();
+        let mut cr = false;
+        for piece in [&b"a\nb\r"[..], b"\nc\r\n", b"\n", b"d"] {
+            crlf_into(piece, &mut cr, &mut out);
+        }
+        assert_eq!(out, b"a\r\nb\r\nc\r\n\r\nd");
+    }
+
+    /// A header block over the limit is not kept, and the message says so.
+    #[test]
+    fn a_header_block_over_the_limit_is_passed_unchecked() {
+        let mut s = Session::new();
+        s.handle(Command::Mail(vec!["<a@x>".into()]));
+        for _ in 0..(MAX_HEADER_BLOCK / 1000 + 2) {
+            s.handle(Command::Header {
+                name: "X-Pad".into(),
+                value: vec![b'x'; 1000],
+            });
+        }
+        s.handle(Command::Body(vec![b'y'; 100]));
+        match s.handle(Command::EndOfMessage) {
+            Step::Reply(r) => assert!(
+                matches!(&r[..], [Response::AddHeader { value, .. }, Response::Accept] if value.contains("header block")),
+                "{r:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -7,10 +7,11 @@ use crate::keys::{KeySource, Keys};
 use crate::protocol::Response;
 use crate::session::Job;
 use ipnet::IpNet;
-use netjes_auth::dkim::{sign_with, SignOptions};
+use netjes_auth::dkim::{sign_with_hashes, SignOptions};
+use netjes_auth::message::parse_prehashed;
 use netjes_auth::dmarc::{DmarcResult, Policy};
 use netjes_auth::spf::received_spf;
-use netjes_auth::verdict::{verify_message, Envelope};
+use netjes_auth::verdict::{verify_parsed, Envelope};
 use netjes_dns::Resolver;
 use netjes_net::in_nets;
 use std::time::Duration;
@@ -164,7 +165,7 @@ pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Re
 /// Signing is CPU work (the RSA private-key operation): callers run it on
 /// a blocking thread so it does not hold up the async workers.
 pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
-    let Some(from) = from_address(&job.message) else {
+    let Some(from) = from_address(&job.header_block) else {
         return Outcome {
             replies: vec![Response::Continue],
             result: "unsigned",
@@ -187,8 +188,9 @@ pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
     };
     let mut replies = Vec::new();
     for k in &keys {
-        match sign_with(
-            &job.message,
+        match sign_with_hashes(
+            &job.header_block,
+            &job.body_hashes,
             &k.signer,
             &SignOptions::new(&k.domain, &k.selector),
         ) {
@@ -223,8 +225,8 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
         helo: Some(job.conn.helo.clone()),
         mail_from: Some(job.mail_from.clone()),
     };
-    let v = match verify_message(dns, &job.message, &env, &s.authserv_id).await {
-        Ok(v) => v,
+    let v = match parse_prehashed(&job.header_block, &job.body_hashes) {
+        Ok(msg) => verify_parsed(dns, &msg, &env, &s.authserv_id).await,
         // Not a message we can read (over the limits, no header): let the
         // MTA and the user's filter judge it; say so.
         Err(e) => {
@@ -294,14 +296,18 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
             v.authentication_results.trim_end()
         )
         .into_bytes();
-        with_ar.extend_from_slice(&job.message);
+        with_ar.extend_from_slice(&job.header_block);
         let opts = netjes_auth::arc::SealOptions {
             domain: sealer.domain.clone(),
             selector: sealer.selector.clone(),
             authserv_id: s.authserv_id.clone(),
             headers: None,
         };
-        match netjes_auth::arc::seal_message(dns, &with_ar, &sealer.key, &opts).await {
+        let sealed = match parse_prehashed(&with_ar, &job.body_hashes) {
+            Ok(msg) => netjes_auth::arc::seal_parsed(dns, &msg, &sealer.key, &opts, None).await,
+            Err(e) => Err(e.into()),
+        };
+        match sealed {
             Ok(sealed) => {
                 // Fields in the order they must stand, each inserted on top:
                 // so the last first.

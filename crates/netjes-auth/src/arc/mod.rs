@@ -4,5 +4,5 @@ pub mod seal;
 pub mod structure;
 pub mod verify;
 
-pub use seal::{seal_message, seal_modified, SealError, SealOptions, Sealed};
+pub use seal::{seal_message, seal_modified, seal_parsed, SealError, SealOptions, Sealed};
 pub use verify::{verify_arc, ArcReport, ArcResult};

@@ -108,9 +108,23 @@ async fn seal_inner(
     validated: Option<ArcResult>,
 ) -> Result<Sealed, SealError> {
     let msg = message::parse(raw)?;
+    seal_parsed(dns, &msg, key, opts, validated).await
+}
+
+/// Seals a message that is already parsed: by [`message::parse`], or by
+/// [`message::parse_prehashed`] from a body hashed as it streamed past.
+/// `validated` as for [`seal_modified`]; `None` validates the chain here.
+pub async fn seal_parsed(
+    dns: &dyn Resolver,
+    msg: &mail_auth::AuthenticatedMessage<'_>,
+    key: &PrivateKey,
+    opts: &SealOptions,
+    validated: Option<ArcResult>,
+) -> Result<Sealed, SealError> {
+    let raw = msg.raw_message;
     let cache = Prefetched::default();
-    let mut chain = verify_chain(dns, &msg, &cache).await;
-    let mut report = report_of(&msg, &chain);
+    let mut chain = verify_chain(dns, msg, &cache).await;
+    let mut report = report_of(msg, &chain);
     if let Some(v) = validated {
         let r = match v {
             ArcResult::Pass => mail_auth::DkimResult::Pass,
@@ -146,7 +160,7 @@ async fn seal_inner(
         .domain(&opts.domain)
         .selector(&opts.selector)
         .headers(headers)
-        .seal(&msg, &results, &chain)
+        .seal(msg, &results, &chain)
         .map_err(|e| SealError::Failed(e.to_string()))?;
     let cv = match report.result {
         ArcResult::Pass => ArcResult::Pass,

@@ -8,6 +8,6 @@ pub mod verify;
 
 pub use keys::{KeyAlgorithm, KeyError, PrivateKey};
 pub use record::{key_records, parse_key_record, KeyRecord, KeyRecordError};
-pub use sign::{sign_message, sign_with, SignOptions, DEFAULT_SIGNED_HEADERS};
+pub use sign::{sign_message, sign_with, sign_with_hashes, SignOptions, DEFAULT_SIGNED_HEADERS};
 pub use signer::MessageSigner;
 pub use verify::{verify_dkim, DkimResult, DkimSignatureReport};

@@ -1,9 +1,14 @@
-//! Signing with mail-auth's DkimSigner.
+//! Signing: the header fields as mail-auth canonicalizes them, over a body
+//! hash that was computed beforehand, so that a daemon can hash the body
+//! as it streams past ([`crate::message::BodyHashes`]) and never hold it.
 
 use super::keys::PrivateKey;
 use super::signer::MessageSigner;
-use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner};
+use crate::message::{self, BodyHash};
+use mail_auth::common::crypto::{HashAlgorithm, HashContext, HashImpl, Sha256, SigningKey};
+use mail_auth::common::headers::{HeaderStream, HeaderWriter, Writable, Writer};
+use mail_auth::dkim::canonicalize::{BodyHasher, CanonicalHeaders};
+use mail_auth::dkim::{Canonicalization, Signature};
 
 /// The headers signed by default, when present. From is signed once more
 /// than it occurs ("over-signed", RFC 6376 §8.15) so that no From can be
@@ -119,26 +124,107 @@ pub fn sign_with(
     signer: &MessageSigner,
     opts: &SignOptions,
 ) -> Result<String, SignError> {
+    let (headers, body) = message::split_at_body(message);
+    let mut hasher = BodyHasher::new(
+        <Sha256 as HashImpl>::hasher(),
+        opts.body_canonicalization,
+        0,
+    );
+    hasher.write(body);
+    let bh = hasher.finish().0.complete();
+    sign_prehashed(headers, bh.as_ref(), signer, opts)
+}
+
+/// Signs a header block whose body was hashed as it streamed past: the
+/// hash for the body canonicalization of `opts` (sha256, the hash of both
+/// rsa-sha256 and ed25519-sha256) is taken from `hashes`.
+pub fn sign_with_hashes(
+    header_block: &[u8],
+    hashes: &[BodyHash],
+    signer: &MessageSigner,
+    opts: &SignOptions,
+) -> Result<String, SignError> {
+    let bh = hashes
+        .iter()
+        .find(|(c, h, l, _)| {
+            *c == opts.body_canonicalization && *h == HashAlgorithm::Sha256 && *l == 0
+        })
+        .ok_or_else(|| SignError::Failed("the body hash was not computed".into()))?;
+    sign_prehashed(header_block, &bh.3, signer, opts)
+}
+
+/// What the signature signs (RFC 6376 §3.7): the canonical header fields,
+/// then the DKIM-Signature field itself with an empty b=.
+struct Signable<'a> {
+    headers: CanonicalHeaders<'a>,
+    signature: &'a Signature,
+}
+
+impl Writable for Signable<'_> {
+    fn write(self, writer: &mut impl Writer) {
+        self.headers.write(writer);
+        self.signature.write(writer, false);
+    }
+}
+
+/// The header fields as mail-auth's parser splits them (name, and raw value
+/// through its CRLF), for its canonicalization.
+struct Fields<'x>(std::vec::IntoIter<(&'x [u8], &'x [u8])>);
+
+impl<'x> HeaderStream<'x> for Fields<'x> {
+    fn next_header(&mut self) -> Option<(&'x [u8], &'x [u8])> {
+        self.0.next()
+    }
+    fn body(&mut self) -> &'x [u8] {
+        b""
+    }
+}
+
+/// The one signing path: mail-auth's canonicalization and signature
+/// format, with the body hash given.
+fn sign_prehashed(
+    header_block: &[u8],
+    body_hash: &[u8],
+    signer: &MessageSigner,
+    opts: &SignOptions,
+) -> Result<String, SignError> {
     let wanted: Vec<String> = opts.headers.clone().unwrap_or_else(|| {
         DEFAULT_SIGNED_HEADERS
             .iter()
             .map(|s| s.to_string())
             .collect()
     });
-    let headers = headers_to_sign(message, &wanted);
+    let headers = headers_to_sign(header_block, &wanted);
     if headers.is_empty() {
         return Err(SignError::NoHeaders);
     }
-    let sig = DkimSigner::from_key(signer)
-        .domain(&opts.domain)
-        .selector(&opts.selector)
-        .headers(headers)
-        .header_canonicalization(opts.header_canonicalization)
-        .body_canonicalization(opts.body_canonicalization)
-        .sign(message);
-    match sig {
-        Ok(s) => Ok(s.to_header()),
-        Err(mail_auth::Error::NoHeadersFound) => Err(SignError::NoHeaders),
-        Err(e) => Err(SignError::Failed(e.to_string())),
-    }
+    let template = Signature {
+        v: 1,
+        a: signer.algorithm(),
+        d: opts.domain.clone(),
+        s: opts.selector.clone(),
+        h: headers,
+        ch: opts.header_canonicalization,
+        cb: opts.body_canonicalization,
+        ..Default::default()
+    };
+    let fields = mail_auth::AuthenticatedMessage::parse_with_opts(header_block, None, false)
+        .map(|m| m.headers)
+        .ok_or(SignError::NoHeaders)?;
+    let (_, canonical_headers, signed_headers, _) =
+        template.canonicalize(Fields(fields.into_iter()));
+    let mut signature = template.clone();
+    signature.bh = body_hash.to_vec();
+    signature.t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    signature.h = signed_headers;
+    signature.b = signer
+        .sign(Signable {
+            headers: canonical_headers,
+            signature: &signature,
+        })
+        .map_err(|e| SignError::Failed(e.to_string()))?;
+    Ok(signature.to_header())
 }
