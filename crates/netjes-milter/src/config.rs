@@ -3,7 +3,7 @@
 //! named as OpenDKIM users know them. `samples/milter.toml` is the
 //! commented example, parsed by a test.
 
-use crate::keys::{KeySource, Keys, OpenDkimTables};
+use crate::keys::{KeySource, Keys, KeyTables};
 use crate::server::Milter;
 use crate::work::{Failure, QuarantineAction, Settings};
 use netjes_dns::Resolver;
@@ -24,6 +24,9 @@ pub struct RawConfig {
     pub key_table: Option<String>,
     /// OpenDKIM's SigningTable; "refile:PATH" for patterns.
     pub signing_table: Option<String>,
+    /// Native key tables: `[[signing_keys]]` with from, domain, selector
+    /// and key. Asked after OpenDKIM's tables when both are given.
+    pub signing_keys: Vec<crate::keys::KeyEntry>,
     /// The data directory of `netjes serve`: its active signing domains
     /// sign too (asked before the tables), with no restart when they change.
     pub key_store: Option<std::path::PathBuf>,
@@ -62,6 +65,7 @@ impl Default for RawConfig {
             internal_hosts: vec!["127.0.0.1".into(), "::1".into()],
             key_table: None,
             signing_table: None,
+            signing_keys: vec![],
             key_store: None,
             master_key_file: None,
             on_key_error: Failure::Tempfail,
@@ -134,24 +138,40 @@ impl Config {
         if !(raw.time_budget_seconds > 0.0 && raw.time_budget_seconds <= 25.0) {
             errors.push("time_budget_seconds: must be above 0 and at most 25, under Postfix's 30 s milter timeouts".into());
         }
-        let (keys, key_errors): (Arc<dyn KeySource>, Vec<String>) =
-            match (&raw.key_table, &raw.signing_table) {
-                (Some(k), Some(s)) => match OpenDkimTables::load(k, s) {
-                    Ok(t) => {
-                        let e = t.key_errors();
-                        (Arc::new(t), e)
-                    }
-                    Err(e) => {
-                        errors.extend(e);
-                        (Arc::new(NoKeys), vec![])
-                    }
-                },
-                (None, None) => (Arc::new(NoKeys), vec![]),
-                _ => {
-                    errors.push("key_table and signing_table go together".into());
-                    (Arc::new(NoKeys), vec![])
+        let opendkim = match (&raw.key_table, &raw.signing_table) {
+            (Some(k), Some(s)) => KeyTables::load(k, s)
+                .map_err(|e| errors.extend(e))
+                .ok(),
+            (None, None) => None,
+            _ => {
+                errors.push("key_table and signing_table go together".into());
+                None
+            }
+        };
+        let native = if raw.signing_keys.is_empty() {
+            None
+        } else {
+            KeyTables::from_entries(&raw.signing_keys)
+                .map_err(|e| errors.extend(e))
+                .ok()
+        };
+        let tables = match (opendkim, native) {
+            (Some(mut a), Some(b)) => match a.extend(b) {
+                Ok(()) => Some(a),
+                Err(e) => {
+                    errors.push(e);
+                    None
                 }
-            };
+            },
+            (a, b) => a.or(b),
+        };
+        let (keys, key_errors): (Arc<dyn KeySource>, Vec<String>) = match tables {
+            Some(t) => {
+                let e = t.key_errors();
+                (Arc::new(t), e)
+            }
+            None => (Arc::new(NoKeys), vec![]),
+        };
         let arc_seal = match &raw.arc_seal {
             None => None,
             Some(a) => match crate::keys::read_private_key(&a.key) {
@@ -237,6 +257,11 @@ mod tests {
             .join("\n");
         let c = Config::parse(&no_tables).unwrap();
         assert_eq!(c.settings.authserv_id, "mx.example.com");
+        // The native entries parse; their keys are not on this machine,
+        // which is an error of each key (logged at start), not of the file.
+        assert_eq!(c.key_errors.len(), 2, "{:?}", c.key_errors);
+        assert!(c.key_errors.iter().all(|e| e.contains("/etc/netjes/keys/example.com.")));
+        assert!(matches!(c.keys.keys_for("a@example.com"), Keys::Broken(_)));
         let e = Config::parse("listen = \"tcp:1\"\ninternal_hosts = [\"x\"]\ntime_budget_seconds = 40\nkey_table = \"/k\"\nmetrics = \"x\"\n").unwrap_err();
         assert_eq!(e.len(), 5, "{e:?}");
         assert!(Config::parse("bogus = 1\n").is_err());

@@ -1,7 +1,8 @@
-//! Which keys sign which mail: OpenDKIM's KeyTable and SigningTable files
-//! as they are (so an OpenDKIM user switches by pointing at their files),
-//! behind a `KeySource` trait that the web UI's store of signing domains
-//! will also implement.
+//! Which keys sign which mail: native `[[signing_keys]]` tables in the
+//! milter's TOML, and OpenDKIM's KeyTable and SigningTable files as they
+//! are (so an OpenDKIM user switches by pointing at their files), both
+//! behind the `KeySource` trait that the web UI's store of signing domains
+//! also implements.
 //!
 //! KeyTable (opendkim.conf(5)): `name domain:selector:/path/to/key`.
 //! SigningTable with `refile:`: `pattern name`, where `*` in the pattern
@@ -54,17 +55,34 @@ struct TableEntry {
 /// Key files larger than this are not keys.
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
-/// OpenDKIM's tables, with every key loaded and checked at start (and on
-/// reload), so that a bad key is an error then, not at the first message.
-pub struct OpenDkimTables {
+/// One native key table entry (`[[signing_keys]]` in the TOML).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// Patterns of From addresses; `*` matches anything. A pattern with an
+    /// `@` is matched against the address (`*@example.com`), one without
+    /// against its domain (`example.com`, `*.example.com`).
+    pub from: Vec<String>,
+    /// d= of the signature.
+    pub domain: String,
+    /// s= of the signature.
+    pub selector: String,
+    /// The private key (PEM, PKCS#8 or PKCS#1), mode 0600 or stricter.
+    pub key: PathBuf,
+}
+
+/// Key tables, from either notation, with every key loaded and checked at
+/// start (and on reload), so that a bad key is an error then, not at the
+/// first message.
+pub struct KeyTables {
     /// (pattern, key name), in file order.
     signing: Vec<(Pattern, String)>,
     keys: HashMap<String, Result<SigningKey, String>>,
 }
 
-impl std::fmt::Debug for OpenDkimTables {
+impl std::fmt::Debug for KeyTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenDkimTables")
+        f.debug_struct("KeyTables")
             .field("signing", &self.signing.len())
             .field("keys", &self.keys.len())
             .finish()
@@ -73,8 +91,20 @@ impl std::fmt::Debug for OpenDkimTables {
 
 #[derive(Debug, Clone)]
 enum Pattern {
+    /// An address or a domain, as OpenDKIM's plain SigningTable has them.
     Exact(String),
+    /// Matched against the address.
     Glob(regex::Regex),
+    /// Matched against the domain (a native pattern without `@`).
+    DomainGlob(regex::Regex),
+}
+
+/// `*` matches anything; the rest literally, without regard to case.
+fn glob(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!(
+        "^(?i){}$",
+        regex::escape(pattern).replace("\\*", ".*")
+    ))
 }
 
 fn table_lines(text: &str) -> impl Iterator<Item = (usize, Vec<&str>)> {
@@ -127,11 +157,80 @@ fn load_key(path: &Path) -> Result<MessageSigner, String> {
     MessageSigner::new(&key).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-impl OpenDkimTables {
-    /// Reads both tables; a syntax error in either is returned, each with
+impl KeyTables {
+    /// Native entries: each signs the From addresses its patterns match.
+    /// Every error in them at once; a key that cannot be read is kept as
+    /// an error of its own, as in [`KeyTables::load`].
+    pub fn from_entries(entries: &[KeyEntry]) -> Result<KeyTables, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut signing = Vec::new();
+        let mut keys = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            let at = format!("signing_keys[{i}]");
+            let domain = e.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || !domain.contains('.') || domain.contains(['@', ' ', '*']) {
+                errors.push(format!("{at}.domain: {:?} is not a domain", e.domain));
+            }
+            if e.selector.is_empty()
+                || !e
+                    .selector
+                    .split('.')
+                    .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            {
+                errors.push(format!("{at}.selector: {:?} is not a selector (RFC 6376 §3.1)", e.selector));
+            }
+            if e.from.is_empty() {
+                errors.push(format!("{at}.from: no patterns, so it would sign nothing"));
+            }
+            let name = format!("{}._domainkey.{domain}", e.selector);
+            for p in &e.from {
+                let p = p.trim();
+                let made = if p.contains('@') {
+                    glob(p).map(Pattern::Glob)
+                } else {
+                    glob(p.trim_end_matches('.')).map(Pattern::DomainGlob)
+                };
+                match made {
+                    Ok(pat) if !p.is_empty() => signing.push((pat, name.clone())),
+                    Ok(_) => errors.push(format!("{at}.from: an empty pattern")),
+                    Err(err) => errors.push(format!("{at}.from: {p:?}: {err}")),
+                }
+            }
+            if keys.contains_key(&name) {
+                errors.push(format!("{at}: {name} is named twice"));
+                continue;
+            }
+            let k = load_key(&e.key).map(|s| SigningKey {
+                domain: domain.clone(),
+                selector: e.selector.clone(),
+                signer: Arc::new(s),
+            });
+            keys.insert(name, k);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(KeyTables { signing, keys })
+    }
+
+    /// Both notations in one table: these entries are asked after ours.
+    pub fn extend(&mut self, other: KeyTables) -> Result<(), String> {
+        for name in other.keys.keys() {
+            if self.keys.contains_key(name) {
+                return Err(format!(
+                    "key {name} is in the OpenDKIM KeyTable and in signing_keys"
+                ));
+            }
+        }
+        self.signing.extend(other.signing);
+        self.keys.extend(other.keys);
+        Ok(())
+    }
+
+    /// OpenDKIM's KeyTable and SigningTable. Reads both tables; a syntax error in either is returned, each with
     /// its line. A key that cannot be read is kept as an error of its own,
     /// so that mail for the other domains is still signed.
-    pub fn load(key_table: &str, signing_table: &str) -> Result<OpenDkimTables, Vec<String>> {
+    pub fn load(key_table: &str, signing_table: &str) -> Result<KeyTables, Vec<String>> {
         let mut errors = Vec::new();
         let (_, kpath) = strip_kind(key_table);
         let (regex_table, spath) = strip_kind(signing_table);
@@ -180,8 +279,7 @@ impl OpenDkimTables {
                 continue;
             }
             let pat = if regex_table {
-                let re = format!("^(?i){}$", regex::escape(cols[0]).replace("\\*", ".*"));
-                match regex::Regex::new(&re) {
+                match glob(cols[0]) {
                     Ok(r) => Pattern::Glob(r),
                     Err(e) => {
                         errors.push(format!("{spath}:{n}: {e}"));
@@ -207,7 +305,7 @@ impl OpenDkimTables {
                 (name, k)
             })
             .collect();
-        Ok(OpenDkimTables { signing, keys })
+        Ok(KeyTables { signing, keys })
     }
 
     /// The keys that could not be loaded, for the start-up log.
@@ -219,7 +317,7 @@ impl OpenDkimTables {
     }
 }
 
-impl KeySource for OpenDkimTables {
+impl KeySource for KeyTables {
     fn keys_for(&self, from_address: &str) -> Keys {
         let addr = from_address
             .trim()
@@ -233,6 +331,7 @@ impl KeySource for OpenDkimTables {
         for (p, name) in &self.signing {
             let hit = match p {
                 Pattern::Glob(r) => r.is_match(&addr),
+                Pattern::DomainGlob(r) => r.is_match(&domain),
                 Pattern::Exact(e) => *e == addr || *e == domain,
             };
             if hit && !names.contains(&name.as_str()) {
@@ -285,7 +384,7 @@ mod tests {
         std::fs::write(d.join("SigningTable"), "*@example.com rsa._domainkey.example.com\n*@example.com ed._domainkey.example.com\n*@*.example.com rsa._domainkey.example.com\n*@example.net broken\n*@example.org open\n").unwrap();
         let kt = d.join("KeyTable").display().to_string();
         let st = format!("refile:{}", d.join("SigningTable").display());
-        let t = OpenDkimTables::load(&kt, &st).unwrap();
+        let t = KeyTables::load(&kt, &st).unwrap();
         assert_eq!(t.key_errors().len(), 2);
         match t.keys_for("<Alice@Example.com>") {
             Keys::Sign(k) => assert_eq!(
@@ -304,13 +403,73 @@ mod tests {
         );
         // Without refile: exact addresses and domains.
         std::fs::write(d.join("Plain"), "example.com rsa._domainkey.example.com\n").unwrap();
-        let t = OpenDkimTables::load(&kt, &d.join("Plain").display().to_string()).unwrap();
+        let t = KeyTables::load(&kt, &d.join("Plain").display().to_string()).unwrap();
         assert!(matches!(t.keys_for("a@example.com"), Keys::Sign(_)));
         assert!(matches!(t.keys_for("a@sub.example.com"), Keys::NotOurs));
         // Every table error at once.
         std::fs::write(d.join("BadSigning"), "*@example.com\n*@x.example nokey\n").unwrap();
-        let e = OpenDkimTables::load(&kt, &format!("refile:{}", d.join("BadSigning").display()))
+        let e = KeyTables::load(&kt, &format!("refile:{}", d.join("BadSigning").display()))
             .unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn native_tables_and_both_notations_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        use std::os::unix::fs::PermissionsExt;
+        let private = |name: &str, key: &PrivateKey, mode: u32| {
+            std::fs::write(d.join(name), key.to_pkcs8_pem()).unwrap();
+            std::fs::set_permissions(d.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+            d.join(name)
+        };
+        let rsa = PrivateKey::generate(KeyAlgorithm::Rsa, 2048).unwrap();
+        let ed = PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap();
+        let entry = |from: &[&str], domain: &str, selector: &str, key: PathBuf| KeyEntry {
+            from: from.iter().map(|s| s.to_string()).collect(),
+            domain: domain.into(),
+            selector: selector.into(),
+            key,
+        };
+        let entries = vec![
+            entry(&["*@example.com", "*.example.com"], "example.com", "rsa", private("rsa.pem", &rsa, 0o600)),
+            entry(&["example.com"], "Example.COM.", "ed", private("ed.pem", &ed, 0o400)),
+            entry(&["*@example.org"], "example.org", "open", private("open.pem", &rsa, 0o644)),
+        ];
+        let t = KeyTables::from_entries(&entries).unwrap();
+        assert_eq!(t.key_errors().len(), 1, "{:?}", t.key_errors());
+        match t.keys_for("<Alice@EXAMPLE.com>") {
+            Keys::Sign(k) => assert_eq!(
+                k.iter().map(|k| (k.domain.as_str(), k.selector.as_str())).collect::<Vec<_>>(),
+                vec![("example.com", "rsa"), ("example.com", "ed")]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A domain pattern: the subdomain's mail, with the parent's key.
+        assert!(matches!(t.keys_for("news@lists.example.com"), Keys::Sign(k) if k.len() == 1 && k[0].selector == "rsa"));
+        assert!(matches!(t.keys_for("x@example.com.evil.example"), Keys::NotOurs));
+        assert!(matches!(t.keys_for("eve@example.org"), Keys::Broken(e) if e.contains("readable by everyone")));
+        // Every error at once.
+        let bad = vec![
+            entry(&[], "example", "a b", d.join("missing")),
+            entry(&["*@x.example"], "x.example", "s", d.join("missing")),
+            entry(&["*@y.example"], "x.example", "s", d.join("missing")),
+        ];
+        let e = KeyTables::from_entries(&bad).unwrap_err();
+        assert_eq!(e.len(), 4, "{e:?}");
+        // With OpenDKIM's tables: theirs first, then ours; one name twice
+        // is an error.
+        std::fs::write(d.join("KeyTable"), format!("k1 example.net:s1:{}\n", d.join("rsa.pem").display())).unwrap();
+        std::fs::write(d.join("SigningTable"), "*@example.net k1\n").unwrap();
+        let kt = d.join("KeyTable").display().to_string();
+        let st = format!("refile:{}", d.join("SigningTable").display());
+        let mut both = KeyTables::load(&kt, &st).unwrap();
+        both.extend(KeyTables::from_entries(&entries).unwrap()).unwrap();
+        assert!(matches!(both.keys_for("a@example.net"), Keys::Sign(k) if k[0].selector == "s1"));
+        assert!(matches!(both.keys_for("a@example.com"), Keys::Sign(k) if k.len() == 2));
+        std::fs::write(d.join("KeyTable"), format!("rsa._domainkey.example.com example.com:rsa:{}\n", d.join("rsa.pem").display())).unwrap();
+        std::fs::write(d.join("SigningTable"), "*@example.com rsa._domainkey.example.com\n").unwrap();
+        let mut clash = KeyTables::load(&kt, &st).unwrap();
+        assert!(clash.extend(KeyTables::from_entries(&entries).unwrap()).is_err());
     }
 }

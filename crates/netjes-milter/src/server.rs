@@ -54,6 +54,14 @@ impl Shared {
             "netjes_milter_errors_total",
             "Protocol errors and internal errors.",
         );
+        metrics.describe(
+            "netjes_milter_dns_errors_total",
+            "Verified messages whose check met a DNS timeout or SERVFAIL, by check (spf, dkim, arc, dmarc; budget when the time budget ran out).",
+        );
+        metrics.describe(
+            "netjes_milter_dmarc_total",
+            "Verified messages by DMARC result and the disposition the policy asked for.",
+        );
         Arc::new(Shared {
             milter: std::sync::RwLock::new(Arc::new(m)),
             metrics,
@@ -163,6 +171,17 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                         milter
                             .metrics
                             .inc("netjes_milter_messages_total", &[("result", o.result)]);
+                        for check in &o.dns_errors {
+                            milter
+                                .metrics
+                                .inc("netjes_milter_dns_errors_total", &[("check", check)]);
+                        }
+                        if let Some((result, disposition)) = o.dmarc {
+                            milter.metrics.inc(
+                                "netjes_milter_dmarc_total",
+                                &[("result", result), ("disposition", disposition)],
+                            );
+                        }
                         o.replies
                     }
                     Err(e) => {

@@ -86,7 +86,7 @@ impl Default for Settings {
 }
 
 /// What the work decided, for logs and metrics, with the replies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     pub replies: Vec<Response>,
     /// The verdict of a verified message, for the DMARC report store.
@@ -94,6 +94,11 @@ pub struct Outcome {
     /// "signed", "unsigned", "key-error", "pass", "fail", "reject",
     /// "quarantine", "tempfail", ...
     pub result: &'static str,
+    /// The checks that met a DNS timeout or SERVFAIL ("spf", "dkim",
+    /// "arc", "dmarc"), or "budget" when the time budget ran out.
+    pub dns_errors: Vec<&'static str>,
+    /// DMARC's result and disposition, for a verified message.
+    pub dmarc: Option<(&'static str, &'static str)>,
 }
 
 fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {
@@ -104,11 +109,13 @@ fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {
             ))],
             result,
             record: None,
+            ..Default::default()
         },
         Failure::Accept => Outcome {
             replies: vec![Response::Continue],
             result,
             record: None,
+            ..Default::default()
         },
     }
 }
@@ -153,11 +160,14 @@ pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Re
     } else {
         match tokio::time::timeout(s.time_budget, verify(job, s, dns)).await {
             Ok(o) => o,
-            Err(_) => failure(
-                s.on_dns_error,
-                "the message could not be checked in time",
-                "timeout",
-            ),
+            Err(_) => Outcome {
+                dns_errors: vec!["budget"],
+                ..failure(
+                    s.on_dns_error,
+                    "the message could not be checked in time",
+                    "timeout",
+                )
+            },
         }
     }
 }
@@ -170,6 +180,7 @@ pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
             replies: vec![Response::Continue],
             result: "unsigned",
             record: None,
+            ..Default::default()
         };
     };
     let keys = match keys.keys_for(&from) {
@@ -178,6 +189,7 @@ pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
                 replies: vec![Response::Continue],
                 result: "unsigned",
                 record: None,
+                ..Default::default()
             }
         }
         Keys::Broken(e) => {
@@ -216,6 +228,7 @@ pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
         replies,
         result: "signed",
         record: None,
+        ..Default::default()
     }
 }
 
@@ -241,15 +254,47 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
                 ],
                 result: "unreadable",
                 record: None,
+                ..Default::default()
             }
         }
     };
+    let mut o = enforce(job, s, dns, &v).await;
+    let mut errors = Vec::new();
+    let temp = |r: &str| r == "temperror";
+    if [&v.spf, &v.spf_helo]
+        .iter()
+        .any(|x| x.as_ref().is_some_and(|x| temp(x.result.as_str())))
+    {
+        errors.push("spf");
+    }
+    if v.dkim.iter().any(|d| temp(d.result.as_str())) {
+        errors.push("dkim");
+    }
+    if temp(v.arc.result.as_str()) {
+        errors.push("arc");
+    }
+    if temp(v.dmarc.result.as_str()) {
+        errors.push("dmarc");
+    }
+    o.dns_errors = errors;
+    o.dmarc = Some((v.dmarc.result.as_str(), v.dmarc.disposition.as_str()));
+    o
+}
+
+/// Our fields on the message, the ARC seal, and DMARC enforced: the
+/// decision for a verified message.
+async fn enforce(
+    job: &Job,
+    s: &Settings,
+    dns: &dyn Resolver,
+    v: &netjes_auth::verdict::Verdict,
+) -> Outcome {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let record = Some(crate::verdicts::VerdictStore::row(
-        &v,
+        v,
         job.conn.ip,
         &job.mail_from,
         now,
@@ -374,6 +419,7 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
                             replies: vec![Response::ReplyCode(format!("550 5.7.1 DMARC policy of {domain} rejects this message: nothing aligned with From passed ({})", failed.join(", ")))],
                             result: "reject",
                             record,
+                            ..Default::default()
                         }
                     }
                     Policy::Quarantine => {
@@ -383,7 +429,7 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
                         }
                         replies.extend(seal);
                         replies.push(Response::Continue);
-                        return Outcome { replies, result: "quarantine", record };
+                        return Outcome { replies, result: "quarantine", record, ..Default::default() };
                     }
                     Policy::None => {}
                 }
@@ -397,5 +443,6 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
         replies,
         result: dm.result.as_str(),
         record,
+        ..Default::default()
     }
 }

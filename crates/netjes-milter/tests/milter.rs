@@ -4,7 +4,7 @@
 use netjes_auth::dkim::{KeyAlgorithm, PrivateKey};
 use netjes_dns::{DnsConfig, HickoryResolver};
 use netjes_milter::client::{apply, Client};
-use netjes_milter::keys::OpenDkimTables;
+use netjes_milter::keys::KeyTables;
 use netjes_milter::protocol::{Command, Response};
 use netjes_milter::server::{run, Milter, Shared};
 use netjes_milter::work::Settings;
@@ -30,36 +30,70 @@ async fn setup() -> Setup {
 
 /// `arc`: seal verified mail as example.com, s1 (the signing key).
 async fn setup_with(arc: bool) -> Setup {
+    setup_custom(arc, false, |_| {}).await
+}
+
+fn private_key_file(path: &std::path::Path, key: &PrivateKey, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, key.to_pkcs8_pem()).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// TXT strings of a key record, split under 255 octets each.
+fn txt(record: &str) -> String {
+    record
+        .as_bytes()
+        .chunks(200)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `native`: besides OpenDKIM's tables, native entries with an Ed25519 key
+/// (ed1) for example.com and a world-readable key for broken.example.
+/// `tweak` changes the settings.
+async fn setup_custom(arc: bool, native: bool, tweak: impl FnOnce(&mut Settings)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let key = PrivateKey::generate(KeyAlgorithm::Rsa, 2048).unwrap();
+    let ed = PrivateKey::generate(KeyAlgorithm::Ed25519, 256).unwrap();
     let path = dir.path().join("s1.private");
-    std::fs::write(&path, key.to_pkcs8_pem()).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    private_key_file(&path, &key, 0o600);
     std::fs::write(
         dir.path().join("KeyTable"),
         format!("s1 example.com:s1:{}\n", path.display()),
     )
     .unwrap();
     std::fs::write(dir.path().join("SigningTable"), "*@example.com s1\n").unwrap();
-    let strings: Vec<String> = key
-        .dns_value()
-        .as_bytes()
-        .chunks(200)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
     let zone = format!(
-        "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.example.com. TXT \"v=DMARC1; p=reject\"\ns1._domainkey.example.com. TXT {}\nquar.example. TXT \"v=spf1 -all\"\n_dmarc.quar.example. TXT \"v=DMARC1; p=quarantine\"\n_dmarc.slow.example. TIMEOUT\nslow.example. TIMEOUT\n",
-        strings.join(" ")
+        "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.example.com. TXT \"v=DMARC1; p=reject\"\ns1._domainkey.example.com. TXT {}\ned1._domainkey.example.com. TXT {}\nquar.example. TXT \"v=spf1 -all\"\n_dmarc.quar.example. TXT \"v=DMARC1; p=quarantine\"\n_dmarc.slow.example. TIMEOUT\nslow.example. TIMEOUT\n",
+        txt(&key.dns_value()),
+        txt(&ed.dns_value()),
     );
     let dns = TestDns::start_str(&zone).await;
-    let tables = OpenDkimTables::load(
+    let mut tables = KeyTables::load(
         &dir.path().join("KeyTable").display().to_string(),
         &format!("refile:{}", dir.path().join("SigningTable").display()),
     )
     .unwrap();
+    if native {
+        private_key_file(&dir.path().join("ed1.private"), &ed, 0o600);
+        private_key_file(&dir.path().join("open.private"), &key, 0o644);
+        let entry = |from: &str, domain: &str, selector: &str, file: &str| netjes_milter::keys::KeyEntry {
+            from: vec![from.into()],
+            domain: domain.into(),
+            selector: selector.into(),
+            key: dir.path().join(file),
+        };
+        tables
+            .extend(
+                KeyTables::from_entries(&[
+                    entry("example.com", "example.com", "ed1", "ed1.private"),
+                    entry("*@broken.example", "broken.example", "s1", "open.private"),
+                ])
+                .unwrap(),
+            )
+            .unwrap();
+    }
     let r = HickoryResolver::new(&DnsConfig {
         nameservers: vec![dns.addr()],
         timeout: Duration::from_millis(400),
@@ -70,12 +104,13 @@ async fn setup_with(arc: bool) -> Setup {
         selector: "s1".into(),
         key: Arc::new(key.clone()),
     });
-    let settings = Settings {
+    let mut settings = Settings {
         authserv_id: "mx.test".into(),
         time_budget: Duration::from_secs(5),
         arc_seal,
         ..Default::default()
     };
+    tweak(&mut settings);
     let verdicts = netjes_milter::verdicts::VerdictStore::open(&dir.path().join("data")).unwrap();
     let milter = Shared::new(Milter {
         settings,
@@ -182,6 +217,12 @@ async fn a_spoofed_p_reject_domain_is_rejected_and_forged_results_are_removed() 
         ),
         other => panic!("{other:?}"),
     }
+    let m = s.shared.metrics.render();
+    assert!(
+        m.contains("netjes_milter_dmarc_total{result=\"fail\",disposition=\"reject\"} 1"),
+        "{m}"
+    );
+    assert!(!m.contains("netjes_milter_dns_errors_total{"), "{m}");
     // A forged Authentication-Results with our authserv-id is deleted.
     let forged = format!("Authentication-Results: mx.test; dkim=pass header.d=quar.example\r\nFrom: q@quar.example\r\n{}", MSG.split_once("\r\n").unwrap().1);
     let r = c.message("q@quar.example", &forged, None).await;
@@ -210,6 +251,14 @@ async fn a_dns_timeout_tempfails() {
         Some(Response::ReplyCode(t)) => assert!(t.starts_with("451 4.7.5"), "{t}"),
         other => panic!("{other:?}"),
     }
+    let m = s.shared.metrics.render();
+    for check in ["spf", "dmarc"] {
+        assert!(
+            m.contains(&format!("netjes_milter_dns_errors_total{{check=\"{check}\"}} 1")),
+            "{check}: {m}"
+        );
+    }
+    assert!(m.contains("netjes_milter_messages_total{result=\"tempfail\"} 1"), "{m}");
     drop(s.dns);
 }
 
@@ -295,4 +344,147 @@ async fn verified_mail_is_arc_sealed_on_a_forwarding_host() {
         "{arc:?}\n{forwarded}"
     );
     assert_eq!(arc.instances, 1);
+}
+
+fn inserted<'a>(r: &'a [Response], field: &str) -> Vec<&'a str> {
+    r.iter()
+        .filter_map(|x| match x {
+            Response::InsertHeader { name, value, .. } if name == field => Some(value.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One domain with an RSA key in OpenDKIM's tables and an Ed25519 key in
+/// the native ones: two signatures, over a 200 KB body that crossed the
+/// wire in four pieces; both verify at the next server.
+#[tokio::test]
+async fn rsa_and_ed25519_signatures_over_a_streamed_body() {
+    let s = setup_custom(false, true, |_| {}).await;
+    let line = "A line of a long body, with  two spaces and a tab\tbefore its end \r\n";
+    let body = line.repeat(200 * 1024 / line.len());
+    let msg = format!("{}{body}", MSG.split_once("Hello Bob.").unwrap().0);
+    let mut c = Client::connect(s.addr, "127.0.0.1").await;
+    let r = c.message("alice@example.com", &msg, None).await;
+    let sigs = inserted(&r, "DKIM-Signature");
+    assert_eq!(sigs.len(), 2, "{r:?}");
+    assert!(sigs[0].contains("a=rsa-sha256") && sigs[0].contains("s=s1"), "{}", sigs[0]);
+    assert!(sigs[1].contains("a=ed25519-sha256") && sigs[1].contains("s=ed1"), "{}", sigs[1]);
+    // From is over-signed; relaxed/relaxed.
+    let h = sigs[0].replace(['\n', '\t', ' '], "");
+    assert!(sigs[0].contains("c=relaxed/relaxed") && h.contains(":From:From:"), "{h}");
+    let signed = apply(&msg, &r);
+    let mut c = Client::connect(s.addr, "192.0.2.7").await;
+    let r = c.message("alice@example.com", &signed, None).await;
+    let ar = inserted(&r, "Authentication-Results").join("");
+    assert_eq!(ar.matches("dkim=pass").count(), 2, "{ar}");
+    assert!(ar.contains("header.a=ed25519-sha256") && ar.contains("dmarc=pass"), "{ar}");
+    // And a body changed on the way fails both, and DMARC rejects.
+    let tampered = signed.replace("two spaces", "2 spaces");
+    let mut c = Client::connect(s.addr, "203.0.113.9").await;
+    let r = c.message("alice@example.com", &tampered, None).await;
+    assert!(
+        matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550 5.7.1")),
+        "{r:?}"
+    );
+}
+
+/// A table says to sign but the key is unusable (readable by everyone):
+/// 451 by default, never unsigned mail; with on_key_error = accept the
+/// message goes unsigned, and either way it is counted.
+#[tokio::test]
+async fn a_broken_key_tempfails_unless_configured_to_accept() {
+    let s = setup_custom(false, true, |_| {}).await;
+    let m = MSG.replace("alice@example.com", "alice@broken.example");
+    let mut c = Client::connect(s.addr, "127.0.0.1").await;
+    let r = c.message("alice@broken.example", &m, None).await;
+    match r.last() {
+        Some(Response::ReplyCode(t)) => assert!(t.starts_with("451 4.7.5"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(inserted(&r, "DKIM-Signature").is_empty());
+    let metrics = s.shared.metrics.render();
+    assert!(metrics.contains("netjes_milter_messages_total{result=\"key-error\"} 1"), "{metrics}");
+
+    let s = setup_custom(false, true, |st| st.on_key_error = netjes_milter::work::Failure::Accept).await;
+    let mut c = Client::connect(s.addr, "127.0.0.1").await;
+    let r = c.message("alice@broken.example", &m, None).await;
+    assert_eq!(r, vec![Response::Continue]);
+}
+
+/// A spoofed-looking message of a p=reject domain from a trusted forwarder
+/// is let through, with the failure in Authentication-Results.
+#[tokio::test]
+async fn a_trusted_forwarder_is_not_held_to_dmarc() {
+    let s = setup_custom(false, false, |st| {
+        st.trusted_forwarders = vec!["198.51.100.0/24".parse().unwrap()]
+    })
+    .await;
+    let mut c = Client::connect(s.addr, "198.51.100.5").await;
+    let r = c.message("alice@example.com", MSG, None).await;
+    assert_eq!(r.last(), Some(&Response::Continue), "{r:?}");
+    let ar = inserted(&r, "Authentication-Results").join("");
+    assert!(ar.contains("dmarc=fail"), "{ar}");
+    let mut c = Client::connect(s.addr, "198.51.101.5").await;
+    let r = c.message("alice@example.com", MSG, None).await;
+    assert!(matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")), "{r:?}");
+}
+
+/// A list changes a signed message (DKIM breaks) and seals it with ARC,
+/// vouching that DKIM passed when it arrived. From an address SPF does not
+/// allow, DMARC fails: a trusted sealer's valid chain lets it through,
+/// any other sealer's does not.
+#[tokio::test]
+async fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
+    let s = setup_custom(false, false, |st| st.trusted_arc_sealers = vec!["example.com".into()]).await;
+    let mut c = Client::connect(s.addr, "127.0.0.1").await;
+    let signed = apply(MSG, &c.message("alice@example.com", MSG, None).await);
+    // The list: tags the Subject, adds its own results, and seals as
+    // example.com (whose key is in DNS) with cv from what it validated.
+    let listed = format!(
+        "Authentication-Results: lists.example.com; dkim=pass header.d=example.com; dmarc=pass\r\n{}",
+        signed.replace("Subject: hello", "Subject: [list] hello")
+    );
+    let dns = HickoryResolver::new(&DnsConfig {
+        nameservers: vec![s.dns.addr()],
+        timeout: Duration::from_millis(400),
+    })
+    .unwrap();
+    let key_pem = std::fs::read_to_string(s._dir.path().join("s1.private")).unwrap();
+    let key = PrivateKey::from_pem(&key_pem, None).unwrap();
+    let opts = netjes_auth::arc::SealOptions {
+        domain: "example.com".into(),
+        selector: "s1".into(),
+        authserv_id: "lists.example.com".into(),
+        headers: None,
+    };
+    let sealed = netjes_auth::arc::seal_modified(&dns, listed.as_bytes(), &key, &opts, netjes_auth::arc::ArcResult::None)
+        .await
+        .unwrap();
+    let forwarded = format!("{}{listed}", sealed.headers);
+    let mut c = Client::connect(s.addr, "203.0.113.9").await;
+    let r = c.message("list-bounces@lists.example.com", &forwarded, None).await;
+    let ar = inserted(&r, "Authentication-Results").join("");
+    assert!(ar.contains("arc=pass") && ar.contains("dmarc=fail"), "{ar}");
+    assert_eq!(r.last(), Some(&Response::Continue), "{r:?}");
+
+    // Changed after sealing, the chain fails: rejected.
+    let spoof = forwarded.replace("[list] hello", "[list] hello again");
+    let r = c.message("list-bounces@lists.example.com", &spoof, None).await;
+    assert!(matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")), "a chain broken after sealing: {r:?}");
+
+    // The same valid chain when only another sealer is trusted (swapped
+    // in as a reload does): rejected.
+    let now = s.shared.current();
+    let mut settings = now.settings.clone();
+    settings.trusted_arc_sealers = vec!["other.example".into()];
+    s.shared.replace(Milter {
+        settings,
+        keys: now.keys.clone(),
+        dns: now.dns.clone(),
+        verdicts: None,
+    });
+    // (The chain is the one that passed above, on the same DNS.)
+    let r = c.message("list-bounces@lists.example.com", &forwarded, None).await;
+    assert!(matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")), "{r:?}");
 }
