@@ -1027,6 +1027,123 @@ async fn policy_daemon_answers_reloads_and_stops() {
     );
 }
 
+/// `netjes milter` as a daemon: it signs with the keys of its TOML, picks
+/// up a new key on SIGHUP, keeps the old configuration when the new one is
+/// bad (logging every error), and exits 0 on SIGTERM.
+#[tokio::test]
+async fn milter_daemon_signs_reloads_and_stops() {
+    use netjes_auth::dkim::{KeyAlgorithm, PrivateKey};
+    use netjes_milter::client::Client;
+    use netjes_milter::protocol::Response;
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start_str(ZONE).await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, mport) = (free(), free());
+    for (name, alg, bits) in [("one", KeyAlgorithm::Rsa, 2048), ("two", KeyAlgorithm::Ed25519, 256)] {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(format!("{name}.private"));
+        std::fs::write(&p, PrivateKey::generate(alg, bits).unwrap().to_pkcs8_pem()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let entry = |domain: &str, selector: &str| {
+        format!(
+            "[[signing_keys]]\nfrom = [\"{domain}\"]\ndomain = \"{domain}\"\nselector = \"{selector}\"\nkey = \"{}\"\n",
+            dir.path().join(format!("{selector}.private")).display()
+        )
+    };
+    let head = format!(
+        "listen = \"inet:{port}@127.0.0.1\"\nmetrics = \"127.0.0.1:{mport}\"\ndata_dir = \"{}\"\n",
+        dir.path().join("data").display()
+    );
+    let cfg = dir.path().join("milter.toml");
+    std::fs::write(&cfg, format!("{head}{}", entry("example.com", "one"))).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["milter", "--config", cfg.to_str().unwrap()])
+        .args(["--nameserver", &dns.addr().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let selector_of = |r: &[Response]| -> Option<String> {
+        r.iter().find_map(|x| match x {
+            Response::InsertHeader { name, value, .. } if name == "DKIM-Signature" => value
+                .split(';')
+                .find_map(|t| t.trim().strip_prefix("s=").map(String::from)),
+            _ => None,
+        })
+    };
+    let from_net = MESSAGE.replace("alice@example.com", "bob@example.net");
+    let mut c = Client::connect(addr, "127.0.0.1").await;
+    let r = c.message("alice@example.com", MESSAGE, None).await;
+    assert_eq!(selector_of(&r).as_deref(), Some("one"), "{r:?}");
+    assert_eq!(selector_of(&c.message("bob@example.net", &from_net, None).await), None);
+
+    let pid = child.id().to_string();
+    let hup = || {
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    // A second domain's key, read on SIGHUP.
+    std::fs::write(
+        &cfg,
+        format!("{head}{}{}", entry("example.com", "one"), entry("example.net", "two")),
+    )
+    .unwrap();
+    hup();
+    let mut signed = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        signed = selector_of(&c.message("bob@example.net", &from_net, None).await);
+        if signed.is_some() {
+            break;
+        }
+    }
+    assert_eq!(signed.as_deref(), Some("two"));
+    // A bad file: refused whole, every error logged, the old keys stay.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{head}internal_hosts = [\"not-an-address\"]\n{}",
+            entry("example.org", "no such selector")
+        ),
+    )
+    .unwrap();
+    hup();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = c.message("bob@example.net", &from_net, None).await;
+    assert_eq!(selector_of(&r).as_deref(), Some("two"), "{r:?}");
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(
+        log.contains("reload refused")
+            && log.contains("not-an-address")
+            && log.contains("\"no such selector\" is not a selector"),
+        "{log}"
+    );
+}
+
 /// `netjes serve` as users start it: the first start makes the store and
 /// prints a one-time admin password that logs in; the test inbox and the
 /// metrics answer; `netjes user` manages users on the same store.
