@@ -224,6 +224,14 @@ async fn main() {
                         if let Some(t) = terminal(&r) {
                             outcome = t;
                         }
+                        // Counted apart, so that a milter that answers
+                        // without signing cannot pass for a fast signer.
+                        let signed = r.iter().any(|x| {
+                            matches!(x, Response::InsertHeader { name, .. } | Response::AddHeader { name, .. } if name.eq_ignore_ascii_case("DKIM-Signature"))
+                        });
+                        if signed && matches!(outcome, "continue" | "accept") {
+                            outcome = "signed";
+                        }
                     }
                     outcomes.push(outcome);
                     lat.push(t.elapsed());
