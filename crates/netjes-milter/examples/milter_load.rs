@@ -20,28 +20,10 @@ async fn read(s: &mut TcpStream) -> Response {
     Response::decode(&p).expect("reply")
 }
 
-/// The steps a milter asked not to see (SMFIP_NO*) and those it answers
-/// without a reply (SMFIP_NR_*), as negotiated.
-fn wanted(c: &Command, p: u32) -> (bool, bool) {
-    let (no, nr) = match c {
-        Command::Connect { .. } => (SMFIP_NOCONNECT, SMFIP_NR_CONN),
-        Command::Helo(_) => (SMFIP_NOHELO, SMFIP_NR_HELO),
-        Command::Mail(_) => (SMFIP_NOMAIL, SMFIP_NR_MAIL),
-        Command::Rcpt(_) => (SMFIP_NORCPT, SMFIP_NR_RCPT),
-        Command::Data => (SMFIP_NODATA, SMFIP_NR_DATA),
-        Command::Header { .. } => (SMFIP_NOHDRS, SMFIP_NR_HDR),
-        Command::EndOfHeaders => (SMFIP_NOEOH, SMFIP_NR_EOH),
-        Command::Body(_) => (SMFIP_NOBODY, SMFIP_NR_BODY),
-        Command::Macros { .. } | Command::Abort | Command::Quit => return (true, false),
-        _ => (0, 0),
-    };
-    (p & no == 0, p & nr == 0)
-}
-
 /// Sends a command (unless the milter opted out of it) and reads the reply
 /// (unless it answers none). `p`: the negotiated protocol flags.
 async fn ask(s: &mut TcpStream, c: Command, p: u32) -> Vec<Response> {
-    let (send, reply) = wanted(&c, p);
+    let (send, reply) = exchange(&c, p);
     if !send {
         return vec![];
     }

@@ -154,18 +154,16 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 let replies = match work.await {
                     Ok(o) => {
                         if let (Some(store), Some(row)) = (store, o.record.clone()) {
-                            // Written beside the answer, not before it: the
-                            // MTA does not wait for a statistic, and an
-                            // occasional WAL checkpoint must not show in its
-                            // latency. A failed row is logged and counted.
-                            let metrics = milter.metrics.clone();
-                            let queue_id = queue_id.clone();
-                            tokio::spawn(async move {
-                                if let Err(e) = store.record(row).await {
-                                    tracing::error!(queue_id = %queue_id, "{e}");
-                                    metrics.inc("netjes_milter_errors_total", &[("kind", "store")]);
-                                }
-                            });
+                            // Queued for the writer thread, never waited
+                            // for: the MTA does not wait for a statistic.
+                            // A row that cannot be queued is logged and
+                            // counted.
+                            if let Err(e) = store.record(row) {
+                                tracing::error!(queue_id = %queue_id, "{e}");
+                                milter
+                                    .metrics
+                                    .inc("netjes_milter_errors_total", &[("kind", "store")]);
+                            }
                         }
                         tracing::info!(queue_id = %queue_id, result = o.result, "message done");
                         milter

@@ -4,8 +4,8 @@
 //! verification work that needs DNS. The server stays a thin loop around it.
 
 use crate::protocol::{
-    Command, Family, Response, SMFIF_ADDHDRS, SMFIF_CHGHDRS, SMFIF_QUARANTINE, SMFIP_HDR_LEADSPC,
-    SMFIP_NOUNKNOWN, VERSION,
+    exchange, Command, Family, Response, NO_REPLIES, SMFIF_ADDHDRS, SMFIF_CHGHDRS,
+    SMFIF_QUARANTINE, SMFIP_HDR_LEADSPC, SMFIP_NOUNKNOWN, VERSION,
 };
 use netjes_auth::message::{BodyHash, BodyHashes};
 use std::collections::HashMap;
@@ -100,6 +100,8 @@ pub struct Session {
     /// The MTA agreed to SMFIP_HDR_LEADSPC: header values arrive with the
     /// space after the colon.
     leadspc: bool,
+    /// The protocol flags agreed: the steps answered with no reply.
+    protocol: u32,
 }
 
 fn strip_brackets(s: &str) -> String {
@@ -127,7 +129,17 @@ impl Session {
         self.msg.get_or_insert_with(Message::default)
     }
 
+    /// One command in, what to do out. A step agreed to go unanswered
+    /// (SMFIP_NR_*) gets no "continue"; every step is still taken.
     pub fn handle(&mut self, cmd: Command) -> Step {
+        let (_, reply) = exchange(&cmd, self.protocol);
+        match self.step(cmd) {
+            Step::Reply(r) if !reply && r == [Response::Continue] => Step::Reply(vec![]),
+            other => other,
+        }
+    }
+
+    fn step(&mut self, cmd: Command) -> Step {
         use Response::Continue;
         match cmd {
             Command::OptNeg {
@@ -139,8 +151,9 @@ impl Session {
                 // replies included, and header values keep their leading
                 // space when the MTA offers it.
                 let want = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
-                let proto = protocol & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
+                let proto = protocol & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | NO_REPLIES);
                 self.leadspc = proto & SMFIP_HDR_LEADSPC != 0;
+                self.protocol = proto;
                 Step::Reply(vec![Response::OptNeg {
                     version: version.min(VERSION),
                     actions: actions & want,
@@ -358,7 +371,7 @@ mod tests {
             Step::Reply(vec![Response::OptNeg {
                 version: 6,
                 actions: SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
-                protocol: SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN
+                protocol: SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | NO_REPLIES
             }])
         );
     }
