@@ -33,15 +33,6 @@ fn signed(msg: &[u8], key: &PrivateKey, selector: &str) -> Vec<u8> {
     out
 }
 
-fn txt(value: &str) -> String {
-    value
-        .as_bytes()
-        .chunks(200)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -59,8 +50,8 @@ fn benches(c: &mut Criterion) {
          example.com. MX 10 mx.example.com.\n\
          mx.example.com. A 192.0.2.25\n\
          _dmarc.example.com. TXT \"v=DMARC1; p=reject\"\n",
-        txt(&rsa.dns_value()),
-        txt(&ed.dns_value())
+        netjes_dns::master::txt_strings(&rsa.dns_value()),
+        netjes_dns::master::txt_strings(&ed.dns_value())
     );
     let dns = rt.block_on(TestDns::start_str(&zone));
     let resolver = CachingResolver::new(

@@ -312,7 +312,10 @@ mod tests {
             }
         }
         assert!(parse_prehashed(b"From: a@a.example\r\n", &[]).is_err());
-        assert!(parse_prehashed(headers.as_bytes(), &[]).is_err(), "a hash missing is an error");
+        assert!(
+            parse_prehashed(headers.as_bytes(), &[]).is_err(),
+            "a hash missing is an error"
+        );
         assert_eq!(
             split_at_body(whole.as_bytes()),
             (headers.as_bytes(), body.as_bytes())

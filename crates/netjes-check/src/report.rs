@@ -79,13 +79,11 @@ impl Fix {
     /// The fix as a zone-file line, every TXT string at most 255 octets.
     pub fn zone_line(&self) -> String {
         if self.rtype == "TXT" {
-            let strings: Vec<String> = self
-                .value
-                .as_bytes()
-                .chunks(255)
-                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c).replace('"', "\\\"")))
-                .collect();
-            format!("{}. IN TXT {}", self.name, strings.join(" "))
+            format!(
+                "{}. IN TXT {}",
+                self.name,
+                netjes_dns::master::txt_strings(&self.value)
+            )
         } else {
             format!("{}. IN {} {}", self.name, self.rtype, self.value)
         }

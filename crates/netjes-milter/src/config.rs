@@ -3,7 +3,7 @@
 //! named as OpenDKIM users know them. `samples/milter.toml` is the
 //! commented example, parsed by a test.
 
-use crate::keys::{KeySource, Keys, KeyTables};
+use crate::keys::{KeySource, KeyTables, Keys};
 use crate::server::Milter;
 use crate::work::{Failure, QuarantineAction, Settings};
 use netjes_dns::Resolver;
@@ -139,9 +139,7 @@ impl Config {
             errors.push("time_budget_seconds: must be above 0 and at most 25, under Postfix's 30 s milter timeouts".into());
         }
         let opendkim = match (&raw.key_table, &raw.signing_table) {
-            (Some(k), Some(s)) => KeyTables::load(k, s)
-                .map_err(|e| errors.extend(e))
-                .ok(),
+            (Some(k), Some(s)) => KeyTables::load(k, s).map_err(|e| errors.extend(e)).ok(),
             (None, None) => None,
             _ => {
                 errors.push("key_table and signing_table go together".into());
@@ -260,7 +258,10 @@ mod tests {
         // The native entries parse; their keys are not on this machine,
         // which is an error of each key (logged at start), not of the file.
         assert_eq!(c.key_errors.len(), 2, "{:?}", c.key_errors);
-        assert!(c.key_errors.iter().all(|e| e.contains("/etc/netjes/keys/example.com.")));
+        assert!(c
+            .key_errors
+            .iter()
+            .all(|e| e.contains("/etc/netjes/keys/example.com.")));
         assert!(matches!(c.keys.keys_for("a@example.com"), Keys::Broken(_)));
         let e = Config::parse("listen = \"tcp:1\"\ninternal_hosts = [\"x\"]\ntime_budget_seconds = 40\nkey_table = \"/k\"\nmetrics = \"x\"\n").unwrap_err();
         assert_eq!(e.len(), 5, "{e:?}");

@@ -172,12 +172,14 @@ impl KeyTables {
                 errors.push(format!("{at}.domain: {:?} is not a domain", e.domain));
             }
             if e.selector.is_empty()
-                || !e
-                    .selector
-                    .split('.')
-                    .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                || !e.selector.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
             {
-                errors.push(format!("{at}.selector: {:?} is not a selector (RFC 6376 §3.1)", e.selector));
+                errors.push(format!(
+                    "{at}.selector: {:?} is not a selector (RFC 6376 §3.1)",
+                    e.selector
+                ));
             }
             if e.from.is_empty() {
                 errors.push(format!("{at}.from: no patterns, so it would sign nothing"));
@@ -432,23 +434,47 @@ mod tests {
             key,
         };
         let entries = vec![
-            entry(&["*@example.com", "*.example.com"], "example.com", "rsa", private("rsa.pem", &rsa, 0o600)),
-            entry(&["example.com"], "Example.COM.", "ed", private("ed.pem", &ed, 0o400)),
-            entry(&["*@example.org"], "example.org", "open", private("open.pem", &rsa, 0o644)),
+            entry(
+                &["*@example.com", "*.example.com"],
+                "example.com",
+                "rsa",
+                private("rsa.pem", &rsa, 0o600),
+            ),
+            entry(
+                &["example.com"],
+                "Example.COM.",
+                "ed",
+                private("ed.pem", &ed, 0o400),
+            ),
+            entry(
+                &["*@example.org"],
+                "example.org",
+                "open",
+                private("open.pem", &rsa, 0o644),
+            ),
         ];
         let t = KeyTables::from_entries(&entries).unwrap();
         assert_eq!(t.key_errors().len(), 1, "{:?}", t.key_errors());
         match t.keys_for("<Alice@EXAMPLE.com>") {
             Keys::Sign(k) => assert_eq!(
-                k.iter().map(|k| (k.domain.as_str(), k.selector.as_str())).collect::<Vec<_>>(),
+                k.iter()
+                    .map(|k| (k.domain.as_str(), k.selector.as_str()))
+                    .collect::<Vec<_>>(),
                 vec![("example.com", "rsa"), ("example.com", "ed")]
             ),
             other => panic!("{other:?}"),
         }
         // A domain pattern: the subdomain's mail, with the parent's key.
-        assert!(matches!(t.keys_for("news@lists.example.com"), Keys::Sign(k) if k.len() == 1 && k[0].selector == "rsa"));
-        assert!(matches!(t.keys_for("x@example.com.evil.example"), Keys::NotOurs));
-        assert!(matches!(t.keys_for("eve@example.org"), Keys::Broken(e) if e.contains("readable by everyone")));
+        assert!(
+            matches!(t.keys_for("news@lists.example.com"), Keys::Sign(k) if k.len() == 1 && k[0].selector == "rsa")
+        );
+        assert!(matches!(
+            t.keys_for("x@example.com.evil.example"),
+            Keys::NotOurs
+        ));
+        assert!(
+            matches!(t.keys_for("eve@example.org"), Keys::Broken(e) if e.contains("readable by everyone"))
+        );
         // Every error at once.
         let bad = vec![
             entry(&[], "example", "a b", d.join("missing")),
@@ -459,17 +485,35 @@ mod tests {
         assert_eq!(e.len(), 4, "{e:?}");
         // With OpenDKIM's tables: theirs first, then ours; one name twice
         // is an error.
-        std::fs::write(d.join("KeyTable"), format!("k1 example.net:s1:{}\n", d.join("rsa.pem").display())).unwrap();
+        std::fs::write(
+            d.join("KeyTable"),
+            format!("k1 example.net:s1:{}\n", d.join("rsa.pem").display()),
+        )
+        .unwrap();
         std::fs::write(d.join("SigningTable"), "*@example.net k1\n").unwrap();
         let kt = d.join("KeyTable").display().to_string();
         let st = format!("refile:{}", d.join("SigningTable").display());
         let mut both = KeyTables::load(&kt, &st).unwrap();
-        both.extend(KeyTables::from_entries(&entries).unwrap()).unwrap();
+        both.extend(KeyTables::from_entries(&entries).unwrap())
+            .unwrap();
         assert!(matches!(both.keys_for("a@example.net"), Keys::Sign(k) if k[0].selector == "s1"));
         assert!(matches!(both.keys_for("a@example.com"), Keys::Sign(k) if k.len() == 2));
-        std::fs::write(d.join("KeyTable"), format!("rsa._domainkey.example.com example.com:rsa:{}\n", d.join("rsa.pem").display())).unwrap();
-        std::fs::write(d.join("SigningTable"), "*@example.com rsa._domainkey.example.com\n").unwrap();
+        std::fs::write(
+            d.join("KeyTable"),
+            format!(
+                "rsa._domainkey.example.com example.com:rsa:{}\n",
+                d.join("rsa.pem").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("SigningTable"),
+            "*@example.com rsa._domainkey.example.com\n",
+        )
+        .unwrap();
         let mut clash = KeyTables::load(&kt, &st).unwrap();
-        assert!(clash.extend(KeyTables::from_entries(&entries).unwrap()).is_err());
+        assert!(clash
+            .extend(KeyTables::from_entries(&entries).unwrap())
+            .is_err());
     }
 }

@@ -44,7 +44,12 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(m: Milter) -> Arc<Shared> {
-        let metrics = Arc::new(netjes_net::metrics::Metrics::default());
+        Shared::with_metrics(m, Arc::default())
+    }
+
+    /// With metrics made beforehand, which the verdict store's writer
+    /// counts its failures in too.
+    pub fn with_metrics(m: Milter, metrics: Arc<netjes_net::metrics::Metrics>) -> Arc<Shared> {
         metrics.describe("netjes_milter_messages_total", "Messages at end of data, by what was done: signed, unsigned, key-error, and the DMARC result or action of verified mail.");
         metrics.describe(
             "netjes_milter_message_seconds",
@@ -135,6 +140,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 let m = milter.current();
                 let started = std::time::Instant::now();
                 let queue_id = job.queue_id.clone().unwrap_or_default();
+                let body_octets = job.body_octets;
                 // The work runs in its own task: a panic in it is an
                 // internal error for this message, answered with tempfail.
                 let store = m.verdicts.clone();
@@ -165,7 +171,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                                     .inc("netjes_milter_errors_total", &[("kind", "store")]);
                             }
                         }
-                        tracing::info!(queue_id = %queue_id, result = o.result, "message done");
+                        tracing::info!(queue_id = %queue_id, result = o.result, body_octets, "message done");
                         milter
                             .metrics
                             .inc("netjes_milter_messages_total", &[("result", o.result)]);

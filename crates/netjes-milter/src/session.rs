@@ -80,6 +80,9 @@ struct Message {
 }
 
 impl Message {
+    /// The body hashers, made at the end of the headers (EOH, or the first
+    /// body chunk or the end of the message when the MTA skipped EOH): the
+    /// header block gets its blank line then, and is complete.
     fn hashes(&mut self) -> &mut BodyHashes {
         if self.hashes.is_none() {
             self.header_block.extend_from_slice(b"\r\n");
@@ -411,10 +414,14 @@ mod tests {
         // The body was hashed, not kept: as the whole message hashes.
         let whole = [&block[..], b"hello\r\nworld\r\n"].concat();
         let expect = netjes_auth::message::parse(&whole).unwrap();
-        let msg = netjes_auth::message::parse_prehashed(&job.header_block, &job.body_hashes).unwrap();
+        let msg =
+            netjes_auth::message::parse_prehashed(&job.header_block, &job.body_hashes).unwrap();
         assert_eq!(msg.body_hashes, job.body_hashes);
         assert_eq!(job.body_octets, 14);
-        assert!(expect.body_hashes.is_empty(), "no signatures: none asked for");
+        assert!(
+            expect.body_hashes.is_empty(),
+            "no signatures: none asked for"
+        );
         let relaxed = netjes_auth::message::BodyHashes::for_headers(&whole[..block.len()]);
         let mut r = relaxed;
         r.write(b"hello\r\nworld\r\n");

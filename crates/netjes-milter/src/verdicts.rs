@@ -87,7 +87,19 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
             "INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for r in rows {
-            st.execute(rusqlite::params![r.time, r.source_ip, r.header_from, r.envelope_from, r.policy_domain, r.policy, r.disposition, r.dmarc, r.spf_domain, r.spf, r.dkim])?;
+            st.execute(rusqlite::params![
+                r.time,
+                r.source_ip,
+                r.header_from,
+                r.envelope_from,
+                r.policy_domain,
+                r.policy,
+                r.disposition,
+                r.dmarc,
+                r.spf_domain,
+                r.spf,
+                r.dkim
+            ])?;
         }
     }
     t.commit()?;
@@ -95,7 +107,13 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
 }
 
 impl VerdictStore {
-    pub fn open(dir: &Path) -> Result<VerdictStore, VerdictError> {
+    /// `metrics`: where the writer counts rows it could not write
+    /// (`netjes_milter_errors_total{kind="store"}`), as the server counts
+    /// rows it could not queue.
+    pub fn open(
+        dir: &Path,
+        metrics: Option<Arc<netjes_net::metrics::Metrics>>,
+    ) -> Result<VerdictStore, VerdictError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| VerdictError(format!("{}: {e}", dir.display())))?;
         let path = dir.join("verdicts.sqlite");
@@ -117,6 +135,11 @@ impl VerdictStore {
                     }
                     if let Err(e) = write_batch(&mut writer, &batch) {
                         tracing::error!("{} verdicts not kept: {e}", batch.len());
+                        if let Some(m) = &metrics {
+                            for _ in &batch {
+                                m.inc("netjes_milter_errors_total", &[("kind", "store")]);
+                            }
+                        }
                     }
                 }
             })
@@ -153,9 +176,9 @@ impl VerdictStore {
     /// is full (the disk is stuck) or the writer is gone.
     pub fn record(&self, r: Row) -> Result<(), VerdictError> {
         self.tx.try_send(r).map_err(|e| match e {
-            std::sync::mpsc::TrySendError::Full(_) => {
-                VerdictError(format!("{MAX_QUEUED} verdicts wait for the disk; this one is dropped"))
-            }
+            std::sync::mpsc::TrySendError::Full(_) => VerdictError(format!(
+                "{MAX_QUEUED} verdicts wait for the disk; this one is dropped"
+            )),
             std::sync::mpsc::TrySendError::Disconnected(_) => {
                 VerdictError("the writer has stopped".into())
             }
@@ -214,7 +237,7 @@ mod tests {
     #[test]
     fn queued_rows_are_written_in_batches_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = VerdictStore::open(dir.path()).unwrap();
+        let store = VerdictStore::open(dir.path(), None).unwrap();
         for i in 0..2500 {
             store.record(row(i)).unwrap();
         }
@@ -229,7 +252,7 @@ mod tests {
         assert_eq!(got.len(), 2500);
         assert!(got.iter().enumerate().all(|(i, r)| r.time == i as i64));
         drop(store);
-        let again = VerdictStore::open(dir.path()).unwrap();
+        let again = VerdictStore::open(dir.path(), None).unwrap();
         assert_eq!(again.rows("example.com", 100, 200).unwrap().len(), 100);
     }
 }

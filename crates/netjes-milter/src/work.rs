@@ -8,8 +8,8 @@ use crate::protocol::Response;
 use crate::session::Job;
 use ipnet::IpNet;
 use netjes_auth::dkim::{sign_with_hashes, SignOptions};
-use netjes_auth::message::parse_prehashed;
 use netjes_auth::dmarc::{DmarcResult, Policy};
+use netjes_auth::message::parse_prehashed;
 use netjes_auth::spf::received_spf;
 use netjes_auth::verdict::{verify_parsed, Envelope};
 use netjes_dns::Resolver;
@@ -260,20 +260,23 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
     };
     let mut o = enforce(job, s, dns, &v).await;
     let mut errors = Vec::new();
-    let temp = |r: &str| r == "temperror";
+    use netjes_auth::spf::SpfResult;
     if [&v.spf, &v.spf_helo]
         .iter()
-        .any(|x| x.as_ref().is_some_and(|x| temp(x.result.as_str())))
+        .any(|x| x.as_ref().is_some_and(|x| x.result == SpfResult::Temperror))
     {
         errors.push("spf");
     }
-    if v.dkim.iter().any(|d| temp(d.result.as_str())) {
+    if v.dkim
+        .iter()
+        .any(|d| d.result == netjes_auth::dkim::DkimResult::Temperror)
+    {
         errors.push("dkim");
     }
-    if temp(v.arc.result.as_str()) {
+    if v.arc.result == netjes_auth::arc::ArcResult::Temperror {
         errors.push("arc");
     }
-    if temp(v.dmarc.result.as_str()) {
+    if v.dmarc.result == DmarcResult::Temperror {
         errors.push("dmarc");
     }
     o.dns_errors = errors;

@@ -39,16 +39,6 @@ fn private_key_file(path: &std::path::Path, key: &PrivateKey, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// TXT strings of a key record, split under 255 octets each.
-fn txt(record: &str) -> String {
-    record
-        .as_bytes()
-        .chunks(200)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// `native`: besides OpenDKIM's tables, native entries with an Ed25519 key
 /// (ed1) for example.com and a world-readable key for broken.example.
 /// `tweak` changes the settings.
@@ -66,8 +56,8 @@ async fn setup_custom(arc: bool, native: bool, tweak: impl FnOnce(&mut Settings)
     std::fs::write(dir.path().join("SigningTable"), "*@example.com s1\n").unwrap();
     let zone = format!(
         "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.example.com. TXT \"v=DMARC1; p=reject\"\ns1._domainkey.example.com. TXT {}\ned1._domainkey.example.com. TXT {}\nquar.example. TXT \"v=spf1 -all\"\n_dmarc.quar.example. TXT \"v=DMARC1; p=quarantine\"\n_dmarc.slow.example. TIMEOUT\nslow.example. TIMEOUT\n",
-        txt(&key.dns_value()),
-        txt(&ed.dns_value()),
+        netjes_dns::master::txt_strings(&key.dns_value()),
+        netjes_dns::master::txt_strings(&ed.dns_value()),
     );
     let dns = TestDns::start_str(&zone).await;
     let mut tables = KeyTables::load(
@@ -78,12 +68,13 @@ async fn setup_custom(arc: bool, native: bool, tweak: impl FnOnce(&mut Settings)
     if native {
         private_key_file(&dir.path().join("ed1.private"), &ed, 0o600);
         private_key_file(&dir.path().join("open.private"), &key, 0o644);
-        let entry = |from: &str, domain: &str, selector: &str, file: &str| netjes_milter::keys::KeyEntry {
-            from: vec![from.into()],
-            domain: domain.into(),
-            selector: selector.into(),
-            key: dir.path().join(file),
-        };
+        let entry =
+            |from: &str, domain: &str, selector: &str, file: &str| netjes_milter::keys::KeyEntry {
+                from: vec![from.into()],
+                domain: domain.into(),
+                selector: selector.into(),
+                key: dir.path().join(file),
+            };
         tables
             .extend(
                 KeyTables::from_entries(&[
@@ -111,7 +102,8 @@ async fn setup_custom(arc: bool, native: bool, tweak: impl FnOnce(&mut Settings)
         ..Default::default()
     };
     tweak(&mut settings);
-    let verdicts = netjes_milter::verdicts::VerdictStore::open(&dir.path().join("data")).unwrap();
+    let verdicts =
+        netjes_milter::verdicts::VerdictStore::open(&dir.path().join("data"), None).unwrap();
     let milter = Shared::new(Milter {
         settings,
         keys: Arc::new(tables),
@@ -254,11 +246,16 @@ async fn a_dns_timeout_tempfails() {
     let m = s.shared.metrics.render();
     for check in ["spf", "dmarc"] {
         assert!(
-            m.contains(&format!("netjes_milter_dns_errors_total{{check=\"{check}\"}} 1")),
+            m.contains(&format!(
+                "netjes_milter_dns_errors_total{{check=\"{check}\"}} 1"
+            )),
             "{check}: {m}"
         );
     }
-    assert!(m.contains("netjes_milter_messages_total{result=\"tempfail\"} 1"), "{m}");
+    assert!(
+        m.contains("netjes_milter_messages_total{result=\"tempfail\"} 1"),
+        "{m}"
+    );
     drop(s.dns);
 }
 
@@ -368,17 +365,31 @@ async fn rsa_and_ed25519_signatures_over_a_streamed_body() {
     let r = c.message("alice@example.com", &msg, None).await;
     let sigs = inserted(&r, "DKIM-Signature");
     assert_eq!(sigs.len(), 2, "{r:?}");
-    assert!(sigs[0].contains("a=rsa-sha256") && sigs[0].contains("s=s1"), "{}", sigs[0]);
-    assert!(sigs[1].contains("a=ed25519-sha256") && sigs[1].contains("s=ed1"), "{}", sigs[1]);
+    assert!(
+        sigs[0].contains("a=rsa-sha256") && sigs[0].contains("s=s1"),
+        "{}",
+        sigs[0]
+    );
+    assert!(
+        sigs[1].contains("a=ed25519-sha256") && sigs[1].contains("s=ed1"),
+        "{}",
+        sigs[1]
+    );
     // From is over-signed; relaxed/relaxed.
     let h = sigs[0].replace(['\n', '\t', ' '], "");
-    assert!(sigs[0].contains("c=relaxed/relaxed") && h.contains(":From:From:"), "{h}");
+    assert!(
+        sigs[0].contains("c=relaxed/relaxed") && h.contains(":From:From:"),
+        "{h}"
+    );
     let signed = apply(&msg, &r);
     let mut c = Client::connect(s.addr, "192.0.2.7").await;
     let r = c.message("alice@example.com", &signed, None).await;
     let ar = inserted(&r, "Authentication-Results").join("");
     assert_eq!(ar.matches("dkim=pass").count(), 2, "{ar}");
-    assert!(ar.contains("header.a=ed25519-sha256") && ar.contains("dmarc=pass"), "{ar}");
+    assert!(
+        ar.contains("header.a=ed25519-sha256") && ar.contains("dmarc=pass"),
+        "{ar}"
+    );
     // And a body changed on the way fails both, and DMARC rejects.
     let tampered = signed.replace("two spaces", "2 spaces");
     let mut c = Client::connect(s.addr, "203.0.113.9").await;
@@ -404,9 +415,15 @@ async fn a_broken_key_tempfails_unless_configured_to_accept() {
     }
     assert!(inserted(&r, "DKIM-Signature").is_empty());
     let metrics = s.shared.metrics.render();
-    assert!(metrics.contains("netjes_milter_messages_total{result=\"key-error\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("netjes_milter_messages_total{result=\"key-error\"} 1"),
+        "{metrics}"
+    );
 
-    let s = setup_custom(false, true, |st| st.on_key_error = netjes_milter::work::Failure::Accept).await;
+    let s = setup_custom(false, true, |st| {
+        st.on_key_error = netjes_milter::work::Failure::Accept
+    })
+    .await;
     let mut c = Client::connect(s.addr, "127.0.0.1").await;
     let r = c.message("alice@broken.example", &m, None).await;
     assert_eq!(r, vec![Response::Continue]);
@@ -427,7 +444,10 @@ async fn a_trusted_forwarder_is_not_held_to_dmarc() {
     assert!(ar.contains("dmarc=fail"), "{ar}");
     let mut c = Client::connect(s.addr, "198.51.101.5").await;
     let r = c.message("alice@example.com", MSG, None).await;
-    assert!(matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")), "{r:?}");
+    assert!(
+        matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")),
+        "{r:?}"
+    );
 }
 
 /// A list changes a signed message (DKIM breaks) and seals it with ARC,
@@ -436,7 +456,10 @@ async fn a_trusted_forwarder_is_not_held_to_dmarc() {
 /// any other sealer's does not.
 #[tokio::test]
 async fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
-    let s = setup_custom(false, false, |st| st.trusted_arc_sealers = vec!["example.com".into()]).await;
+    let s = setup_custom(false, false, |st| {
+        st.trusted_arc_sealers = vec!["example.com".into()]
+    })
+    .await;
     let mut c = Client::connect(s.addr, "127.0.0.1").await;
     let signed = apply(MSG, &c.message("alice@example.com", MSG, None).await);
     // The list: tags the Subject, adds its own results, and seals as
@@ -458,20 +481,33 @@ async fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
         authserv_id: "lists.example.com".into(),
         headers: None,
     };
-    let sealed = netjes_auth::arc::seal_modified(&dns, listed.as_bytes(), &key, &opts, netjes_auth::arc::ArcResult::None)
-        .await
-        .unwrap();
+    let sealed = netjes_auth::arc::seal_modified(
+        &dns,
+        listed.as_bytes(),
+        &key,
+        &opts,
+        netjes_auth::arc::ArcResult::None,
+    )
+    .await
+    .unwrap();
     let forwarded = format!("{}{listed}", sealed.headers);
     let mut c = Client::connect(s.addr, "203.0.113.9").await;
-    let r = c.message("list-bounces@lists.example.com", &forwarded, None).await;
+    let r = c
+        .message("list-bounces@lists.example.com", &forwarded, None)
+        .await;
     let ar = inserted(&r, "Authentication-Results").join("");
     assert!(ar.contains("arc=pass") && ar.contains("dmarc=fail"), "{ar}");
     assert_eq!(r.last(), Some(&Response::Continue), "{r:?}");
 
     // Changed after sealing, the chain fails: rejected.
     let spoof = forwarded.replace("[list] hello", "[list] hello again");
-    let r = c.message("list-bounces@lists.example.com", &spoof, None).await;
-    assert!(matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")), "a chain broken after sealing: {r:?}");
+    let r = c
+        .message("list-bounces@lists.example.com", &spoof, None)
+        .await;
+    assert!(
+        matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")),
+        "a chain broken after sealing: {r:?}"
+    );
 
     // The same valid chain when only another sealer is trusted (swapped
     // in as a reload does): rejected.
@@ -485,6 +521,11 @@ async fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
         verdicts: None,
     });
     // (The chain is the one that passed above, on the same DNS.)
-    let r = c.message("list-bounces@lists.example.com", &forwarded, None).await;
-    assert!(matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")), "{r:?}");
+    let r = c
+        .message("list-bounces@lists.example.com", &forwarded, None)
+        .await;
+    assert!(
+        matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")),
+        "{r:?}"
+    );
 }

@@ -7,6 +7,16 @@ use std::sync::Mutex;
 /// A metric's name and its label pairs.
 type Series = (String, Vec<(String, String)>);
 
+fn key(name: &str, labels: &[(&str, &str)]) -> Series {
+    (
+        name.to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
 /// Latency buckets in seconds: a milter or policy answer is milliseconds.
 pub const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -35,13 +45,7 @@ impl Metrics {
     }
 
     pub fn inc(&self, name: &str, labels: &[(&str, &str)]) {
-        let key = (
-            name.to_string(),
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        let key = key(name, labels);
         *self
             .counters
             .lock()
@@ -51,13 +55,7 @@ impl Metrics {
     }
 
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let key = (
-            name.to_string(),
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>(),
-        );
+        let key = key(name, labels);
         self.counters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -68,13 +66,7 @@ impl Metrics {
 
     /// Records one observation (seconds) in a histogram.
     pub fn observe(&self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let key = (
-            name.to_string(),
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        let key = key(name, labels);
         let mut h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
         let e = h.entry(key).or_insert_with(|| Histogram {
             counts: vec![0; BUCKETS.len()],

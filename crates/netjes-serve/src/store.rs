@@ -102,17 +102,13 @@ impl KeyRow {
         netjes_auth::dkim::keys::record_value(self.algorithm, &self.public_key)
     }
 
-    /// The record as a zone-file line: a 2048-bit key's value is longer
-    /// than the 255 octets one TXT string holds (RFC 1035 §3.3), so it is
-    /// split into several strings, which verifiers join (RFC 6376 §3.6.2.2).
+    /// The record as a zone-file line, split into TXT strings.
     pub fn zone_line(&self) -> String {
-        let v = self.dns_value();
-        let strings: Vec<String> = v
-            .as_bytes()
-            .chunks(250)
-            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-            .collect();
-        format!("{}. IN TXT ( {} )", self.dns_name(), strings.join(" "))
+        format!(
+            "{}. IN TXT ( {} )",
+            self.dns_name(),
+            netjes_dns::master::txt_strings(&self.dns_value())
+        )
     }
 }
 

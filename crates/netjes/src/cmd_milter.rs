@@ -124,9 +124,11 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             )))
         })?;
     tracing::info!(listen = %config.listen, authserv_id = %config.settings.authserv_id, "netjes milter started");
-    let verdicts = netjes_milter::verdicts::VerdictStore::open(&config.data_dir)
-        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    let shared = Shared::new(config.milter(dns.clone(), Some(verdicts.clone())));
+    let metrics = std::sync::Arc::new(netjes_net::metrics::Metrics::default());
+    let verdicts =
+        netjes_milter::verdicts::VerdictStore::open(&config.data_dir, Some(metrics.clone()))
+            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let shared = Shared::with_metrics(config.milter(dns.clone(), Some(verdicts.clone())), metrics);
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(config.metrics, shared.metrics.clone(), rx.clone()).await?;
     let server = tokio::spawn(run(listener, shared.clone(), rx));

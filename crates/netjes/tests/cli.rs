@@ -1045,7 +1045,10 @@ async fn milter_daemon_signs_reloads_and_stops() {
             .port()
     };
     let (port, mport) = (free(), free());
-    for (name, alg, bits) in [("one", KeyAlgorithm::Rsa, 2048), ("two", KeyAlgorithm::Ed25519, 256)] {
+    for (name, alg, bits) in [
+        ("one", KeyAlgorithm::Rsa, 2048),
+        ("two", KeyAlgorithm::Ed25519, 256),
+    ] {
         use std::os::unix::fs::PermissionsExt;
         let p = dir.path().join(format!("{name}.private"));
         std::fs::write(&p, PrivateKey::generate(alg, bits).unwrap().to_pkcs8_pem()).unwrap();
@@ -1088,7 +1091,10 @@ async fn milter_daemon_signs_reloads_and_stops() {
     let mut c = Client::connect(addr, "127.0.0.1").await;
     let r = c.message("alice@example.com", MESSAGE, None).await;
     assert_eq!(selector_of(&r).as_deref(), Some("one"), "{r:?}");
-    assert_eq!(selector_of(&c.message("bob@example.net", &from_net, None).await), None);
+    assert_eq!(
+        selector_of(&c.message("bob@example.net", &from_net, None).await),
+        None
+    );
 
     let pid = child.id().to_string();
     let hup = || {
@@ -1101,7 +1107,11 @@ async fn milter_daemon_signs_reloads_and_stops() {
     // A second domain's key, read on SIGHUP.
     std::fs::write(
         &cfg,
-        format!("{head}{}{}", entry("example.com", "one"), entry("example.net", "two")),
+        format!(
+            "{head}{}{}",
+            entry("example.com", "one"),
+            entry("example.net", "two")
+        ),
     )
     .unwrap();
     hup();

@@ -148,7 +148,7 @@ pub async fn seal_parsed(
     let consolidated = consolidate_results(raw, &opts.authserv_id);
     let results = AuthenticationResults::new(&consolidated);
     let headers: Vec<String> = opts.headers.clone().unwrap_or_else(|| {
-        let present = crate::dkim::sign::header_names(raw);
+        let present = crate::dkim::sign::field_names(&msg.headers);
         crate::dkim::DEFAULT_SIGNED_HEADERS
             .iter()
             .filter(|h| present.iter().any(|p| p.eq_ignore_ascii_case(h)))

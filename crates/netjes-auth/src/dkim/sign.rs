@@ -85,10 +85,9 @@ pub enum SignError {
     Failed(String),
 }
 
-/// The headers of the list that the message has, with the over-signed ones
-/// repeated once more than they occur.
-fn headers_to_sign(message: &[u8], wanted: &[String]) -> Vec<String> {
-    let present = header_names(message);
+/// The headers of the list that the message has (`present`, in order),
+/// with the over-signed ones repeated once more than they occur.
+pub(crate) fn headers_to_sign(present: &[String], wanted: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for w in wanted {
         let n = present.iter().filter(|p| p.eq_ignore_ascii_case(w)).count();
@@ -100,11 +99,11 @@ fn headers_to_sign(message: &[u8], wanted: &[String]) -> Vec<String> {
     out
 }
 
-/// The names of the header fields, in order.
-pub fn header_names(message: &[u8]) -> Vec<String> {
-    crate::message::header_fields(message)
-        .into_iter()
-        .map(|(n, _)| n)
+/// The names of mail-auth's parsed header fields, in order.
+pub(crate) fn field_names(fields: &[(&[u8], &[u8])]) -> Vec<String> {
+    fields
+        .iter()
+        .map(|(n, _)| String::from_utf8_lossy(n).trim().to_string())
         .collect()
 }
 
@@ -194,7 +193,12 @@ fn sign_prehashed(
             .map(|s| s.to_string())
             .collect()
     });
-    let headers = headers_to_sign(header_block, &wanted);
+    // One parse of the fields, as mail-auth splits them: for the names to
+    // sign and for its canonicalization.
+    let fields = mail_auth::AuthenticatedMessage::parse_with_opts(header_block, None, false)
+        .map(|m| m.headers)
+        .ok_or(SignError::NoHeaders)?;
+    let headers = headers_to_sign(&field_names(&fields), &wanted);
     if headers.is_empty() {
         return Err(SignError::NoHeaders);
     }
@@ -208,9 +212,6 @@ fn sign_prehashed(
         cb: opts.body_canonicalization,
         ..Default::default()
     };
-    let fields = mail_auth::AuthenticatedMessage::parse_with_opts(header_block, None, false)
-        .map(|m| m.headers)
-        .ok_or(SignError::NoHeaders)?;
     let (_, canonical_headers, signed_headers, _) =
         template.canonicalize(Fields(fields.into_iter()));
     let mut signature = template.clone();
