@@ -101,8 +101,46 @@ pub fn parse(raw: &[u8]) -> Result<AuthenticatedMessage<'_>, MessageError> {
     check_limits(raw)?;
     // Not strict: mail-auth's strict mode drops signatures with l=, which
     // RFC 6376 §3.5 allows. netjes verifies them and warns (dkim::verify).
-    AuthenticatedMessage::parse_with_opts(raw, None, false)
-        .ok_or(MessageError::NotAMessage("no header block could be read"))
+    parse_unchecked(raw).ok_or(MessageError::NotAMessage("no header block could be read"))
+}
+
+/// mail-auth's parse (not strict) with netjes's readings applied: the one
+/// parse that verification, sealing and [`BodyHashes`] share, so that the
+/// hashes computed are the ones looked up.
+fn parse_unchecked(raw: &[u8]) -> Option<AuthenticatedMessage<'_>> {
+    let mut msg = AuthenticatedMessage::parse_with_opts(raw, None, false)?;
+    arc_canonicalization_default(&mut msg);
+    Some(msg)
+}
+
+/// An ARC-Message-Signature without c= is read as relaxed/relaxed, as
+/// RFC 8617's reference implementation (dkimpy, with which the ValiMail
+/// suite was made: ams_fields_c_na) reads it; mail-auth reads DKIM's
+/// simple/simple, and the signature fails. The body hash it then needs is
+/// added (computed here from the body, or supplied by `parse_prehashed`).
+fn arc_canonicalization_default(msg: &mut AuthenticatedMessage<'_>) {
+    let body = msg
+        .raw_message
+        .get(msg.body_offset as usize..)
+        .unwrap_or_default();
+    for h in &mut msg.ams_headers {
+        if crate::dkim::precheck::tag_value(h.value, "c").is_some() {
+            continue;
+        }
+        h.header.ch = Canonicalization::Relaxed;
+        h.header.cb = Canonicalization::Relaxed;
+        let ha = HashAlgorithm::from(h.header.a);
+        let l = h.header.l;
+        let have = msg
+            .body_hashes
+            .iter()
+            .any(|(c, a, n, _)| *c == Canonicalization::Relaxed && *a == ha && *n == l);
+        if !have {
+            let digest = ha.hash(Canonicalization::Relaxed.canonical_body(body, l));
+            msg.body_hashes
+                .push((Canonicalization::Relaxed, ha, l, digest.as_ref().to_vec()));
+        }
+    }
 }
 
 /// One body hash as mail-auth keeps it: canonicalization, hash, the l=
@@ -146,7 +184,7 @@ impl BodyHashes {
             block.extend_from_slice(b"\r\n");
         }
         if check_limits(&block).is_ok() {
-            if let Some(m) = AuthenticatedMessage::parse_with_opts(&block, None, false) {
+            if let Some(m) = parse_unchecked(&block) {
                 for (c, h, l, _) in &m.body_hashes {
                     if !wanted.contains(&(*c, *h, *l)) {
                         wanted.push((*c, *h, *l));
@@ -257,20 +295,6 @@ pub fn split_at_body(raw: &[u8]) -> (&[u8], &[u8]) {
         pos = end;
     }
     (raw, &[])
-}
-
-/// The domains of the RFC 5322 From addresses, lower-cased.
-pub fn from_domains(msg: &AuthenticatedMessage<'_>) -> Vec<String> {
-    let mut v: Vec<String> = msg
-        .from
-        .iter()
-        .filter_map(|a| {
-            a.rsplit_once('@')
-                .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        })
-        .collect();
-    v.dedup();
-    v
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::arc::{verify_arc, ArcReport};
 use crate::dkim::{verify_dkim, DkimSignatureReport};
-use crate::dmarc::{evaluate, DmarcInput, DmarcReport};
+use crate::dmarc::{authors_of, evaluate, refused, DmarcInput, DmarcReport};
 use crate::message::{self, MessageError};
 use crate::spf::{check_host, Identity, SpfOutcome, SpfRequest};
 use netjes_dns::Resolver;
@@ -51,7 +51,9 @@ pub async fn verify_parsed(
     env: &Envelope,
     authserv_id: &str,
 ) -> Verdict {
-    let from_domains = message::from_domains(msg);
+    // The author, read as the MTA and the reader's client see the header
+    // block (dmarc::author); a message without a usable one is refused.
+    let authors = authors_of(msg.raw_message);
 
     let (spf, spf_helo) = match env.ip {
         Some(ip) => {
@@ -79,15 +81,22 @@ pub async fn verify_parsed(
         None => (None, None),
     };
     let (dkim, arc) = tokio::join!(verify_dkim(dns, msg), verify_arc(dns, msg));
-    let dmarc = evaluate(
-        dns,
-        &DmarcInput {
-            from_domains: &from_domains,
-            spf: spf.as_ref(),
-            dkim: &dkim,
-        },
-    )
-    .await;
+    let dmarc = match &authors {
+        Ok(a) => {
+            let shown: Vec<String> = a.shown.iter().map(|s| s.domain.clone()).collect();
+            evaluate(
+                dns,
+                &DmarcInput {
+                    from_domains: &a.domains,
+                    shown_domains: &shown,
+                    spf: spf.as_ref(),
+                    dkim: &dkim,
+                },
+            )
+            .await
+        }
+        Err(e) => refused(e),
+    };
     let authentication_results = authentication_results(
         authserv_id,
         spf.as_ref(),

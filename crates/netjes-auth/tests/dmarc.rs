@@ -60,6 +60,7 @@ async fn eval(
         &r,
         &DmarcInput {
             from_domains: &from,
+            shown_domains: &[],
             spf: spf_out.as_ref(),
             dkim: &sigs,
         },
@@ -236,26 +237,82 @@ async fn dns_failure_is_temperror() {
     assert_eq!(r.result, DmarcResult::Temperror);
 }
 
+/// Several author domains (RFC 7489 §6.6.1): each is judged, and the
+/// strictest failing policy decides. Before, two authors gave dmarc=none,
+/// so a second address turned p=reject off.
 #[tokio::test]
-async fn several_from_domains_are_not_evaluated() {
+async fn several_author_domains_take_the_strictest_failing_policy() {
     let dns = TestDns::start_str(ZONE).await;
     let r = HickoryResolver::new(&DnsConfig {
         nameservers: vec![dns.addr()],
         timeout: Duration::from_millis(500),
     })
     .unwrap();
-    let from = ["example.com".to_string(), "example.net".to_string()];
-    let rep = evaluate(
-        &r,
-        &DmarcInput {
-            from_domains: &from,
-            spf: None,
-            dkim: &[],
-        },
+    let run = |from: Vec<&'static str>, shown: Vec<&'static str>, sigs: Vec<DkimSignatureReport>| {
+        let r = &r;
+        async move {
+            let from: Vec<String> = from.into_iter().map(String::from).collect();
+            let shown: Vec<String> = shown.into_iter().map(String::from).collect();
+            evaluate(
+                r,
+                &DmarcInput {
+                    from_domains: &from,
+                    shown_domains: &shown,
+                    spf: None,
+                    dkim: &sigs,
+                },
+            )
+            .await
+        }
+    };
+    // No policy beside p=reject: reject.
+    let rep = run(vec!["nopolicy.example", "example.com"], vec![], vec![]).await;
+    assert_eq!(rep.result, DmarcResult::Fail);
+    assert_eq!(rep.disposition, Policy::Reject);
+    assert_eq!(rep.from_domain.as_deref(), Some("example.com"));
+    assert_eq!(rep.others.len(), 1);
+    // The attacker's own passing domain does not cover the victim.
+    let rep = run(
+        vec!["attacker.example", "example.com"],
+        vec![],
+        vec![dkim("attacker.example", DkimResult::Pass)],
+    )
+    .await;
+    assert_eq!(rep.result, DmarcResult::Fail);
+    assert_eq!(rep.disposition, Policy::Reject);
+    // Both pass: pass.
+    let rep = run(
+        vec!["example.com", "strict.example"],
+        vec![],
+        vec![
+            dkim("example.com", DkimResult::Pass),
+            dkim("strict.example", DkimResult::Pass),
+        ],
+    )
+    .await;
+    assert_eq!(rep.result, DmarcResult::Pass);
+    // A temporary error beside a pass is a temporary error.
+    let rep = run(
+        vec!["example.com", "broken.example"],
+        vec![],
+        vec![dkim("example.com", DkimResult::Pass)],
+    )
+    .await;
+    assert_eq!(rep.result, DmarcResult::Temperror);
+    // A domain shown as the author (Sender, say) that fails its p=reject.
+    let rep = run(vec!["nopolicy.example"], vec!["example.com"], vec![]).await;
+    assert_eq!(rep.result, DmarcResult::Fail);
+    assert_eq!(rep.disposition, Policy::Reject);
+    assert!(rep.reason.unwrap().contains("shown to the reader"));
+    // A shown domain that passes leaves the author's own result.
+    let rep = run(
+        vec!["nopolicy.example"],
+        vec!["example.com"],
+        vec![dkim("example.com", DkimResult::Pass)],
     )
     .await;
     assert_eq!(rep.result, DmarcResult::None);
-    assert!(rep.reason.unwrap().contains("more than one domain"));
+    assert_eq!(rep.from_domain.as_deref(), Some("nopolicy.example"));
 }
 
 /// A record that does not apply (no p=, no rua=) still gives the

@@ -65,6 +65,7 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
         dns,
         &DmarcInput {
             from_domains: &from,
+            shown_domains: &[],
             spf: None,
             dkim: &[],
         },

@@ -27,6 +27,7 @@ pub async fn run(cmd: DmarcCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                 dns.as_ref(),
                 &DmarcInput {
                     from_domains: &domains,
+                    shown_domains: &[],
                     spf: None,
                     dkim: &[],
                 },

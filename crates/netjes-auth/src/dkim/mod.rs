@@ -1,6 +1,7 @@
 //! DKIM (RFC 6376, with RFC 8301 and RFC 8463).
 
 pub mod keys;
+pub(crate) mod precheck;
 pub mod record;
 pub mod sign;
 pub mod signer;

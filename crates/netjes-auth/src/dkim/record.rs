@@ -20,6 +20,8 @@ pub struct KeyRecord {
     pub strict: bool,
     /// h= hash algorithms, when restricted.
     pub hashes: Option<Vec<String>>,
+    /// s= service types, when restricted ("email", "*").
+    pub services: Option<Vec<String>>,
     /// Problems that do not stop verification but that a postmaster should fix.
     pub warnings: Vec<String>,
 }
@@ -49,6 +51,7 @@ pub fn parse_key_record(txt: &[u8]) -> Result<KeyRecord, KeyRecordError> {
     let mut p = None;
     let mut t = String::new();
     let mut h = None;
+    let mut services = None;
     let mut warnings = Vec::new();
     for (i, tag) in text.split(';').enumerate() {
         let tag = tag.trim();
@@ -73,6 +76,7 @@ pub fn parse_key_record(txt: &[u8]) -> Result<KeyRecord, KeyRecordError> {
             "p" => p = Some(value.to_string()),
             "t" => t = value.to_string(),
             "h" => h = Some(value.split(':').map(|s| s.trim().to_string()).collect()),
+            "s" => services = Some(value.split(':').map(|s| s.trim().to_string()).collect()),
             "g" => warnings.push("g= is obsolete (RFC 6376 removed it); remove it".into()),
             _ => {}
         }
@@ -126,6 +130,7 @@ pub fn parse_key_record(txt: &[u8]) -> Result<KeyRecord, KeyRecordError> {
         testing: flags.contains(&"y"),
         strict: flags.contains(&"s"),
         hashes: h,
+        services,
         warnings,
     })
 }

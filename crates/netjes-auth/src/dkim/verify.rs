@@ -1,7 +1,9 @@
 //! Verifying DKIM signatures: mail-auth does the cryptography, netjes the
 //! key lookups, the RFC 8301 rules and the reasons a postmaster can act on.
 
-use super::record::{parse_key_record, KeyRecord, KeyRecordError};
+use super::precheck::{check_key, check_signature, key_of};
+use super::record::KeyRecord;
+use std::collections::HashMap;
 use crate::glue::{authenticator, Prefetched};
 use crate::message::MAX_DKIM_SIGNATURES;
 use mail_auth::common::crypto::Algorithm;
@@ -59,7 +61,7 @@ pub struct DkimSignatureReport {
     pub signed_headers: Vec<String>,
 }
 
-fn algorithm_name(a: Algorithm) -> &'static str {
+pub(crate) fn algorithm_name(a: Algorithm) -> &'static str {
     match a {
         Algorithm::RsaSha1 => "rsa-sha1",
         Algorithm::RsaSha256 => "rsa-sha256",
@@ -157,21 +159,12 @@ pub async fn verify_dkim(
     names.sort();
     names.dedup();
     let answers = netjes_dns::join_all(names.iter().map(|n| cache.domain_key(dns, n))).await;
-    // Each key record parsed once: the first that parses, else the error of
-    // the first, for the reason a postmaster reads.
-    let keys: std::collections::HashMap<String, Result<KeyRecord, KeyRecordError>> = names
-        .into_iter()
-        .zip(answers)
-        .filter_map(|(n, r)| {
-            let txts = r.ok()?;
-            let first_err = txts.first().map(|t| parse_key_record(t));
-            let parsed = txts
-                .iter()
-                .find_map(|t| parse_key_record(t).ok())
-                .map(Ok)
-                .or(first_err)?;
-            Some((n, parsed))
-        })
+    let answers: HashMap<String, Result<Vec<Vec<u8>>, netjes_dns::DnsError>> =
+        names.into_iter().zip(answers).collect();
+    // Each key record parsed once, for the key size and the warnings.
+    let keys: HashMap<&str, KeyRecord> = answers
+        .iter()
+        .filter_map(|(n, r)| Some((n.as_str(), key_of(r.as_ref().ok()?)?.ok()?)))
         .collect();
 
     let outputs: Vec<DkimOutput<'_>> = authenticator()
@@ -180,31 +173,18 @@ pub async fn verify_dkim(
     let mut reports = Vec::new();
     for out in &outputs {
         let Some(sig) = out.signature() else {
-            // A DKIM-Signature so malformed it has no d= or s=.
-            let reason = match out.result() {
-                mail_auth::DkimResult::Neutral(e) | mail_auth::DkimResult::PermError(e) => {
-                    format!("syntax: {e}")
-                }
-                other => other.to_string(),
-            };
-            reports.push(DkimSignatureReport {
-                result: DkimResult::Permerror,
-                domain: String::new(),
-                selector: String::new(),
-                algorithm: String::new(),
-                key_bits: None,
-                identity: String::new(),
-                reason: Some(reason),
-                warnings: vec![],
-                testing: false,
-                b: String::new(),
-                signed_headers: vec![],
-            });
+            reports.push(malformed_report(out));
             continue;
         };
         let name = format!("{}._domainkey.{}", sig.s, sig.d).to_ascii_lowercase();
-        let record = keys.get(&name).and_then(|r| r.as_ref().ok());
-        let (mut result, mut reason) = match out.result() {
+        let record = keys.get(name.as_str());
+        let raw_value = msg
+            .dkim_headers
+            .iter()
+            .find(|h| std::ptr::eq(&h.header, sig))
+            .map(|h| h.value)
+            .unwrap_or_default();
+        let mail_auth_verdict = match out.result() {
             mail_auth::DkimResult::Pass => (DkimResult::Pass, None),
             mail_auth::DkimResult::None => (DkimResult::None, None),
             mail_auth::DkimResult::Neutral(e)
@@ -215,12 +195,16 @@ pub async fn verify_dkim(
                 (r, Some(why))
             }
         };
+        let expired = matches!(
+            out.result(),
+            mail_auth::DkimResult::Neutral(mail_auth::Error::Dkim(DkimError::SignatureExpired))
+        );
+        // RFC 6376 §6.1: the signature, then the key, then the hashes.
+        let (mut result, mut reason) = check_signature(sig, raw_value, expired)
+            .or_else(|| check_key(sig, answers.get(&name)))
+            .map(|(r, why)| (r, Some(why)))
+            .unwrap_or(mail_auth_verdict);
         let mut warnings = Vec::new();
-        if let Some(Err(KeyRecordError::Malformed(m))) = keys.get(&name) {
-            if result != DkimResult::Pass {
-                reason = Some(format!("{} ({m})", reason.unwrap_or_default()));
-            }
-        }
         if let Some(rec) = record {
             warnings.extend(rec.warnings.iter().cloned());
             // RFC 8301 §3.2: keys under 1024 bits must not be considered
@@ -295,6 +279,29 @@ pub async fn verify_dkim(
         });
     }
     reports
+}
+
+/// A DKIM-Signature so malformed that it has no d= or s=.
+fn malformed_report(out: &DkimOutput<'_>) -> DkimSignatureReport {
+    let reason = match out.result() {
+        mail_auth::DkimResult::Neutral(e) | mail_auth::DkimResult::PermError(e) => {
+            format!("syntax: {e}")
+        }
+        other => other.to_string(),
+    };
+    DkimSignatureReport {
+        result: DkimResult::Permerror,
+        domain: String::new(),
+        selector: String::new(),
+        algorithm: String::new(),
+        key_bits: None,
+        identity: String::new(),
+        reason: Some(reason),
+        warnings: vec![],
+        testing: false,
+        b: String::new(),
+        signed_headers: vec![],
+    }
 }
 
 fn base64_prefix(b: &[u8]) -> String {

@@ -30,10 +30,15 @@ impl DmarcResult {
 }
 
 /// What DMARC works from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DmarcInput<'a> {
-    /// The domains of the RFC 5322 From addresses.
+    /// The author domains: of the RFC 5322 From addresses
+    /// ([`super::author::authors_of`]).
     pub from_domains: &'a [String],
+    /// Other domains the reader is shown as the author (Sender,
+    /// Resent-From, an encoded display name): their policy applies when
+    /// they fail.
+    pub shown_domains: &'a [String],
     /// SPF for the MAIL FROM identity, if it was checked.
     pub spf: Option<&'a SpfOutcome>,
     pub dkim: &'a [DkimSignatureReport],
@@ -60,6 +65,13 @@ pub struct DmarcReport {
     /// The d= of the aligned passing DKIM signature.
     pub dkim_domain: Option<String>,
     pub reason: Option<String>,
+    /// Why the message has no usable author, when it is refused for that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author_error: Option<super::author::AuthorError>,
+    /// The other domains judged (more author domains, or domains the
+    /// reader is shown as the author), when there were any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<DmarcReport>,
 }
 
 impl DmarcReport {
@@ -76,6 +88,8 @@ impl DmarcReport {
             dkim_aligned: false,
             dkim_domain: None,
             reason: Some(reason.to_string()),
+            author_error: None,
+            others: Vec::new(),
         }
     }
 }
@@ -255,26 +269,84 @@ async fn align(
     temp_errors
 }
 
-/// Evaluates DMARC for one message.
+/// Evaluates DMARC for one message: for each author domain, and for each
+/// other domain the reader is shown as the author, and the strictest
+/// outcome decides (RFC 7489 §6.6.1: with several authors, the strictest
+/// failing policy applies).
 pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport {
-    let mut domains: Vec<String> = input
-        .from_domains
-        .iter()
-        .map(|d| d.to_ascii_lowercase())
-        .collect();
-    domains.dedup();
-    let author = match domains.as_slice() {
-        [] => return DmarcReport::none(None, "the message has no From address with a domain"),
-        [one] => one.clone(),
-        _ => return DmarcReport::none(
-            None,
-            "From holds addresses in more than one domain; DMARC cannot pick one (RFC 9989 §4.4)",
-        ),
-    };
+    let mut domains: Vec<String> = Vec::new();
+    for d in input.from_domains.iter().chain(input.shown_domains) {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        if !d.is_empty() && !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
+    if domains.is_empty() {
+        return DmarcReport::none(None, "the message has no From address with a domain");
+    }
     let mut w = Walker {
         dns,
         memo: HashMap::new(),
     };
+    let mut reports = Vec::with_capacity(domains.len());
+    for d in &domains {
+        reports.push(evaluate_one(&mut w, dns, input, d).await);
+    }
+    combine(reports, input.from_domains.len().max(1))
+}
+
+/// The deciding report of several: a failure with the strictest
+/// disposition, else a temporary error, else the first author domain's
+/// (a pass of any author domain before a none). The others ride along in
+/// `others`, so the report shows every domain that was judged.
+fn combine(mut reports: Vec<DmarcReport>, authors: usize) -> DmarcReport {
+    if reports.len() == 1 {
+        return reports.remove(0);
+    }
+    let rank = |r: &DmarcReport, i: usize| -> (u8, u8, usize) {
+        let kind = match r.result {
+            DmarcResult::Fail => 5,
+            DmarcResult::Permerror => 4,
+            DmarcResult::Temperror => 3,
+            DmarcResult::Pass if i < authors => 2,
+            DmarcResult::None if i < authors => 1,
+            _ => 0,
+        };
+        (kind, r.disposition as u8, usize::MAX - i)
+    };
+    let best = (0..reports.len())
+        .max_by_key(|i| rank(&reports[*i], *i))
+        .unwrap_or(0);
+    let mut chosen = reports.remove(best);
+    if best >= authors {
+        let why = chosen.reason.clone().unwrap_or_default();
+        chosen.reason = Some(format!(
+            "{} is shown to the reader as the author and fails its own policy: {why}",
+            chosen.from_domain.clone().unwrap_or_default()
+        ));
+    }
+    chosen.others = reports;
+    chosen
+}
+
+/// A message without a usable author: refused, never judged as none or by
+/// a domain the attacker chose (RFC 7489 §6.6.1).
+pub fn refused(err: &super::author::AuthorError) -> DmarcReport {
+    DmarcReport {
+        result: DmarcResult::Permerror,
+        disposition: Policy::Reject,
+        author_error: Some(err.clone()),
+        ..DmarcReport::none(None, &format!("{err}: refused as malformed"))
+    }
+}
+
+async fn evaluate_one(
+    w: &mut Walker<'_>,
+    dns: &dyn Resolver,
+    input: &DmarcInput<'_>,
+    author: &str,
+) -> DmarcReport {
+    let author = author.to_string();
     let temp = |e: DnsError, author: &str| DmarcReport {
         result: DmarcResult::Temperror,
         reason: Some(format!("DNS error during policy discovery: {e}")),
@@ -315,7 +387,7 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
         // The record does not apply, but its alignment modes do say what
         // speaks for the From domain. A DNS failure leaves it unaligned.
         let _ = align(
-            &mut w,
+            w,
             input,
             &author,
             &author_org,
@@ -361,9 +433,11 @@ pub async fn evaluate(dns: &dyn Resolver, input: &DmarcInput<'_>) -> DmarcReport
         dkim_aligned: false,
         dkim_domain: None,
         reason: None,
+        author_error: None,
+        others: Vec::new(),
     };
     let temp_errors = align(
-        &mut w,
+        w,
         input,
         &author,
         &author_org,

@@ -5,8 +5,10 @@
 //! report can say where the policy was found, which identifier aligned, and
 //! which tags RFC 9989 removed.
 
+pub mod author;
 pub mod evaluate;
 pub mod record;
 
-pub use evaluate::{evaluate, DmarcInput, DmarcReport, DmarcResult};
+pub use author::{authors_of, AuthorError, Authors};
+pub use evaluate::{evaluate, refused, DmarcInput, DmarcReport, DmarcResult};
 pub use record::{parse_dmarc_record, DmarcRecord, Policy};
