@@ -6,6 +6,7 @@
 //! record parsers and the DKIM/ARC cryptography.
 
 pub mod arc;
+pub mod authres;
 pub mod dkim;
 pub mod dmarc;
 mod glue;

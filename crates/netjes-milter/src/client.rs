@@ -15,6 +15,12 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr, ip: &str) -> Client {
+        Client::connect_as(addr, Family::Inet, ip).await
+    }
+
+    /// Connects with the client address as the MTA gives it, which may be
+    /// unknown (family U) or not an address at all.
+    pub async fn connect_as(addr: SocketAddr, family: Family, ip: &str) -> Client {
         let mut c = Client {
             stream: TcpStream::connect(addr).await.unwrap(),
             protocol: 0,
@@ -38,7 +44,7 @@ impl Client {
         }
         c.ask(Command::Connect {
             hostname: "client.test".into(),
-            family: Family::Inet,
+            family,
             port: 4000,
             address: ip.into(),
         })
@@ -118,19 +124,47 @@ impl Client {
     }
 }
 
-/// The message as the MTA writes it: each field inserted at index 0 goes
-/// on top of the ones before it, as Postfix applies SMFIR_INSHEADER.
+/// The message as the MTA writes it, replies applied in order as Postfix
+/// applies them: each field inserted at index 0 goes on top of the ones
+/// before it (SMFIR_INSHEADER), and SMFIR_CHGHEADER with an empty value
+/// deletes the index-th field of that name as the header stands at that
+/// moment, so the fields after it move up one.
 pub fn apply(raw: &str, replies: &[Response]) -> String {
-    let mut top = String::new();
-    for r in replies {
-        if let Response::InsertHeader {
-            index: 0,
-            name,
-            value,
-        } = r
-        {
-            top = format!("{name}:{}\r\n{top}", value.replace('\n', "\r\n"));
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.split("\r\n") {
+        match fields.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => {
+                last.push_str("\r\n");
+                last.push_str(line);
+            }
+            _ => fields.push(line.to_string()),
         }
     }
-    format!("{top}{raw}")
+    let named = |f: &str, name: &str| {
+        f.split_once(':')
+            .is_some_and(|(n, _)| n.trim_end().eq_ignore_ascii_case(name))
+    };
+    for r in replies {
+        match r {
+            Response::InsertHeader {
+                index: 0,
+                name,
+                value,
+            } => fields.insert(0, format!("{name}:{}", value.replace('\n', "\r\n"))),
+            Response::ChangeHeader { index, name, value } if value.is_empty() => {
+                let at = fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| named(f, name))
+                    .nth((*index as usize).saturating_sub(1))
+                    .map(|(i, _)| i);
+                if let Some(i) = at {
+                    fields.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    format!("{}\r\n\r\n{body}", fields.join("\r\n"))
 }

@@ -5,7 +5,7 @@
 
 use crate::keys::{KeySource, KeyTables, Keys};
 use crate::server::Milter;
-use crate::work::{Failure, QuarantineAction, Settings};
+use crate::work::{Failure, Malformed, QuarantineAction, Settings};
 use netjes_dns::Resolver;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub master_key_file: Option<std::path::PathBuf>,
     pub on_key_error: Failure,
     pub on_dns_error: Failure,
+    /// Over a limit, unreadable, or no usable author: reject | tempfail.
+    pub on_malformed: Malformed,
     pub enforce_dmarc: bool,
     pub quarantine: QuarantineAction,
     pub trusted_forwarders: Vec<String>,
@@ -70,6 +72,7 @@ impl Default for RawConfig {
             master_key_file: None,
             on_key_error: Failure::Tempfail,
             on_dns_error: Failure::Tempfail,
+            on_malformed: Malformed::Reject,
             enforce_dmarc: true,
             quarantine: QuarantineAction::Hold,
             trusted_forwarders: vec![],
@@ -193,6 +196,7 @@ impl Config {
             internal_hosts,
             on_key_error: raw.on_key_error,
             on_dns_error: raw.on_dns_error,
+            on_malformed: raw.on_malformed,
             enforce_dmarc: raw.enforce_dmarc,
             quarantine: raw.quarantine,
             trusted_forwarders,

@@ -11,8 +11,9 @@ use netjes_auth::message::{BodyHash, BodyHashes};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// A header block over this is not kept: the message is passed without
-/// signing or verification, and says so in a header. The body is never
+/// A header block over this is not kept: the message cannot be checked,
+/// and mail from outside is refused (work::Malformed), never passed
+/// unchecked; our own goes out unsigned. The body is never
 /// kept at all: it streams into the body hashes, so a message of any size
 /// costs the same memory. (Postfix's header_size_limit is 100 KB a field.)
 pub const MAX_HEADER_BLOCK: usize = netjes_auth::message::MAX_HEADER_BYTES;
@@ -50,6 +51,9 @@ pub struct Job {
     pub body_octets: u64,
     /// The header fields in order, for header changes by index.
     pub headers: Vec<(String, String)>,
+    /// The header block was over [`MAX_HEADER_BLOCK`] and was not kept:
+    /// the message cannot be checked.
+    pub oversized: bool,
 }
 
 /// What the server does after a command.
@@ -264,20 +268,17 @@ impl Session {
             Command::EndOfMessage => {
                 let mut m = self.msg.take().unwrap_or_default();
                 if m.too_large {
-                    return Step::Reply(vec![
-                        Response::AddHeader {
-                            name: "X-Netjes".into(),
-                            value: format!(
-                                "not checked: the header block is over {MAX_HEADER_BLOCK} octets"
-                            ),
-                        },
-                        Response::Accept,
-                    ]);
+                    // Nothing of it is kept; the work refuses it.
+                    m.header_block.clear();
+                    m.headers.clear();
+                    m.hashes = Some(BodyHashes::for_headers(b""));
+                } else {
+                    m.hashes();
                 }
-                m.hashes();
                 let hashes = m.hashes.take().expect("made just above");
                 let body_octets = hashes.octets();
                 Step::EndOfMessage(Box::new(Job {
+                    oversized: m.too_large,
                     conn: self.conn.clone(),
                     mail_from: m.mail_from,
                     rcpts: m.rcpts,
@@ -504,9 +505,10 @@ mod tests {
         assert_eq!(out, b"a\r\nb\r\nc\r\n\r\nd");
     }
 
-    /// A header block over the limit is not kept, and the message says so.
+    /// A header block over the limit is not kept, and the job says so
+    /// (the work refuses it; before, it was accepted unchecked).
     #[test]
-    fn a_header_block_over_the_limit_is_passed_unchecked() {
+    fn a_header_block_over_the_limit_is_marked_not_passed() {
         let mut s = Session::new();
         s.handle(Command::Mail(vec!["<a@x>".into()]));
         for _ in 0..(MAX_HEADER_BLOCK / 1000 + 2) {
@@ -517,10 +519,10 @@ mod tests {
         }
         s.handle(Command::Body(vec![b'y'; 100]));
         match s.handle(Command::EndOfMessage) {
-            Step::Reply(r) => assert!(
-                matches!(&r[..], [Response::AddHeader { value, .. }, Response::Accept] if value.contains("header block")),
-                "{r:?}"
-            ),
+            Step::EndOfMessage(job) => {
+                assert!(job.oversized);
+                assert!(job.header_block.is_empty() && job.headers.is_empty());
+            }
             other => panic!("{other:?}"),
         }
     }

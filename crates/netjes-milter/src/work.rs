@@ -26,6 +26,18 @@ pub enum Failure {
     Accept,
 }
 
+/// What happens to a message netjes cannot judge: a header block over the
+/// limits, one that is not a message, or one without a usable author
+/// (RFC 7489 §6.6.1). Never "accept": a limit reached is no way around DMARC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Malformed {
+    /// 550 5.7.0 (5.7.1 for the author): refused, with the reason.
+    Reject,
+    /// 451 4.7.0: refused for now.
+    Tempfail,
+}
+
 /// What p=quarantine does here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +58,9 @@ pub struct Settings {
     /// A DNS timeout or SERVFAIL that leaves DMARC undecided, or the time
     /// budget running out.
     pub on_dns_error: Failure,
+    /// A message that cannot be judged (over a limit, unreadable, no
+    /// usable author).
+    pub on_malformed: Malformed,
     /// Reject p=reject failures at SMTP time.
     pub enforce_dmarc: bool,
     pub quarantine: QuarantineAction,
@@ -149,14 +164,51 @@ fn from_address(message: &[u8]) -> Option<String> {
 }
 
 /// Whether the message comes from one of ours: SASL or an internal host.
-/// A connection without an address is Postfix's own pickup (sendmail).
+/// A connect whose address is unknown or unreadable (family U, a scoped
+/// IPv6 address, garbage) is a stranger: only an address we can match
+/// against internal_hosts is ours. Postfix's own pickup (sendmail) is not
+/// such a case: cleanup connects it as localhost, 127.0.0.1.
 pub fn is_internal(job: &Job, s: &Settings) -> bool {
-    job.auth_user.is_some() || job.conn.ip.is_none_or(|ip| in_nets(&s.internal_hosts, ip))
+    job.auth_user.is_some() || job.conn.ip.is_some_and(|ip| in_nets(&s.internal_hosts, ip))
+}
+
+/// The answer for a message that cannot be judged, with the reason.
+fn malformed(s: &Settings, why: &str, code: &str) -> Outcome {
+    let reply = match s.on_malformed {
+        Malformed::Reject => format!("550 {code} {why}"),
+        Malformed::Tempfail => format!("451 4.7.0 {why}; try again later"),
+    };
+    Outcome {
+        replies: vec![Response::ReplyCode(reply)],
+        result: "malformed",
+        record: None,
+        ..Default::default()
+    }
 }
 
 pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Resolver) -> Outcome {
     if is_internal(job, s) {
+        if job.oversized {
+            tracing::warn!(
+                queue_id = job.queue_id.as_deref().unwrap_or(""),
+                "not signed: the header block is over the limit"
+            );
+            return Outcome {
+                replies: vec![Response::Continue],
+                result: "unsigned",
+                ..Default::default()
+            };
+        }
         sign(job, s, keys)
+    } else if job.oversized {
+        malformed(
+            s,
+            &format!(
+                "the header block is over {} octets and cannot be checked",
+                crate::session::MAX_HEADER_BLOCK
+            ),
+            "5.7.0",
+        )
     } else {
         match tokio::time::timeout(s.time_budget, verify(job, s, dns)).await {
             Ok(o) => o,
@@ -240,24 +292,13 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
     };
     let v = match parse_prehashed(&job.header_block, &job.body_hashes) {
         Ok(msg) => verify_parsed(dns, &msg, &env, &s.authserv_id).await,
-        // Not a message we can read (over the limits, no header): let the
-        // MTA and the user's filter judge it; say so.
-        Err(e) => {
-            return Outcome {
-                replies: vec![
-                    Response::InsertHeader {
-                        index: 0,
-                        name: "Authentication-Results".into(),
-                        value: format!(" {}; none (not checked: {e})", s.authserv_id),
-                    },
-                    Response::Continue,
-                ],
-                result: "unreadable",
-                record: None,
-                ..Default::default()
-            }
-        }
+        // Not a message we can read (over 1000 fields, no header): it is
+        // not passed unchecked, which would be a way around DMARC.
+        Err(e) => return malformed(s, &format!("the message cannot be checked: {e}"), "5.7.0"),
     };
+    if let Some(err) = &v.dmarc.author_error {
+        return malformed(s, &format!("{err}"), "5.7.1");
+    }
     let mut o = enforce(job, s, dns, &v).await;
     let mut errors = Vec::new();
     use netjes_auth::spf::SpfResult;
@@ -284,6 +325,34 @@ async fn verify(job: &Job, s: &Settings, dns: &dyn Resolver) -> Outcome {
     o
 }
 
+/// CVE-2019-20790-style forgeries: an Authentication-Results that claims
+/// our authserv-id (read by RFC 8601's grammar, netjes_auth::authres) can
+/// only have come from outside. Each is deleted by its position among the
+/// fields of that name, 1-based, and the last first: Postfix renumbers the
+/// fields after each deletion, so deleting 1 then 2 of three forgeries
+/// would delete the first and the third and leave the second standing.
+fn delete_forged_results(job: &Job, authserv_id: &str) -> Vec<Response> {
+    let mut forged = Vec::new();
+    let mut n = 0;
+    for (name, value) in &job.headers {
+        if name.trim_end().eq_ignore_ascii_case("Authentication-Results") {
+            n += 1;
+            if netjes_auth::authres::claims(value, authserv_id) {
+                forged.push(n);
+            }
+        }
+    }
+    forged
+        .into_iter()
+        .rev()
+        .map(|index| Response::ChangeHeader {
+            index,
+            name: "Authentication-Results".into(),
+            value: String::new(),
+        })
+        .collect()
+}
+
 /// Our fields on the message, the ARC seal, and DMARC enforced: the
 /// decision for a verified message.
 async fn enforce(
@@ -303,23 +372,7 @@ async fn enforce(
         now,
     ));
     let mut replies = Vec::new();
-    // CVE-2019-20790-style forgeries: an Authentication-Results that claims
-    // our authserv-id can only have come from outside. Delete it (by its
-    // position among the fields of that name, 1-based).
-    let mut n = 0;
-    for (name, value) in &job.headers {
-        if name.eq_ignore_ascii_case("Authentication-Results") {
-            n += 1;
-            let id = value.trim().split([';', ' ', '\t']).next().unwrap_or("");
-            if id.eq_ignore_ascii_case(&s.authserv_id) {
-                replies.push(Response::ChangeHeader {
-                    index: n,
-                    name: "Authentication-Results".into(),
-                    value: String::new(),
-                });
-            }
-        }
-    }
+    replies.extend(delete_forged_results(job, &s.authserv_id));
     if let (Some(spf), Some(ip)) = (&v.spf, job.conn.ip) {
         replies.push(Response::InsertHeader {
             index: 0,

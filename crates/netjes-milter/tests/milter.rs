@@ -529,3 +529,153 @@ async fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
         "{r:?}"
     );
 }
+
+fn reply_code(r: &[Response]) -> String {
+    match r.last() {
+        Some(Response::ReplyCode(t)) => t.clone(),
+        other => panic!("expected a reply code, got {other:?} in {r:?}"),
+    }
+}
+
+/// The rest of MSG after its From line.
+fn after_from() -> &'static str {
+    MSG.split_once("\r\n").unwrap().1
+}
+
+/// Forged Authentication-Results claiming our authserv-id, in every form
+/// RFC 8601 allows, two and three at once: none survives once the replies
+/// are applied as Postfix applies them (renumbering after each deletion).
+/// Before, deletions went by ascending index, so the second of two (and
+/// the middle of three) reached the mailbox; a comment before the id, a
+/// fold or quotes hid a forgery altogether.
+#[tokio::test]
+async fn no_forged_authentication_results_survive_in_any_form() {
+    let s = setup().await;
+    let forms = [
+        "mx.test; dmarc=pass header.from=example.com",
+        "(trust me) mx.test; dmarc=pass",
+        "\r\n\tmx.test\r\n\t; dmarc=pass",
+        "\"mx.test\"; dmarc=pass",
+        "MX.TEST.; dkim=pass",
+    ];
+    let mut cases: Vec<Vec<&str>> = forms.iter().map(|f| vec![*f]).collect();
+    cases.push(vec![forms[0], forms[0]]);
+    cases.push(vec![forms[0], forms[1], forms[2]]);
+    cases.push(forms.to_vec());
+    for forged in cases {
+        // A genuine result of another server between the forgeries stays.
+        let mut head = String::new();
+        for (i, f) in forged.iter().enumerate() {
+            head += &format!("Authentication-Results: {f}\r\n");
+            if i == 0 {
+                head += "Authentication-Results: other.example; spf=pass\r\n";
+            }
+        }
+        let msg = format!("{head}{MSG}");
+        // From an address SPF allows: DMARC passes and the message goes on.
+        let mut c = Client::connect(s.addr, "192.0.2.10").await;
+        let r = c.message("alice@example.com", &msg, None).await;
+        assert_eq!(r.last(), Some(&Response::Continue), "{r:?}");
+        let out = apply(&msg, &r);
+        let head = out.split_once("\r\n\r\n").unwrap().0.replace("\r\n\t", " ").replace("\r\n ", " ");
+        let ours: Vec<&str> = head
+            .split("\r\n")
+            .filter(|l| l.to_ascii_lowercase().starts_with("authentication-results:"))
+            .collect();
+        assert_eq!(ours.len(), 2, "{forged:?}: {out}");
+        assert!(ours[0].starts_with("Authentication-Results: mx.test;"), "{out}");
+        assert!(ours[0].contains("dmarc=pass"), "{out}");
+        assert!(ours[1].contains("other.example"), "{out}");
+    }
+}
+
+/// Spoofs of a p=reject domain that got through before: each is refused.
+#[tokio::test]
+async fn author_spoofs_of_a_p_reject_domain_are_refused() {
+    let s = setup().await;
+    let body = after_from();
+    let cases: Vec<(&str, String, &str)> = vec![
+        // White space after the '@' (obsolete but legal): the domain is
+        // example.com, whose p=reject applies.
+        ("space after @", format!("From: <alice@ example.com>\r\n{body}"), "550 5.7.1 DMARC policy of example.com"),
+        ("folded domain", format!("From: alice@\r\n example . com\r\n{body}"), "550 5.7.1 DMARC policy of example.com"),
+        ("full-width", format!("From: alice@ｅｘａｍｐｌｅ．ｃｏｍ\r\n{body}"), "550 5.7.1 DMARC policy of example.com"),
+        ("second author", format!("From: x@nopolicy.example, alice@example.com\r\n{body}"), "550 5.7.1 DMARC policy of example.com"),
+        ("second From field", format!("From: x@nopolicy.example\r\nFrom: alice@example.com\r\n{body}"), "550 5.7.1 the message has 2 From fields"),
+        ("same victim twice", format!("From: alice@example.com\r\nFrom: alice@example.com\r\n{body}"), "550 5.7.1 the message has 2 From fields"),
+        ("no From", body.to_string(), "550 5.7.1 the message has no From field"),
+        ("empty group", format!("From: undisclosed:;\r\n{body}"), "550 5.7.1 the From field holds no mailbox"),
+        ("encoded address", format!("From: =?utf-8?q?alice=40example.com?=\r\n{body}"), "550 5.7.1 an encoded word"),
+        ("two @", format!("From: x@attacker.example@example.com\r\n{body}"), "550 5.7.1 the From field does not parse"),
+        ("zero-width", format!("From: alice@exam\u{200B}ple.com\r\n{body}"), "550 5.7.1 the From domain"),
+        ("encoded display name", format!("From: =?utf-8?q?alice=40example.com?= <x@nopolicy.example>\r\n{body}"), "550 5.7.1 DMARC policy of example.com"),
+        ("Sender", format!("From: x@nopolicy.example\r\nSender: alice@example.com\r\n{body}"), "550 5.7.1 DMARC policy of example.com"),
+    ];
+    for (name, msg, want) in cases {
+        let mut c = Client::connect(s.addr, "203.0.113.9").await;
+        let r = c.message("bounce@nopolicy.example", &msg, None).await;
+        let code = reply_code(&r);
+        assert!(code.starts_with(want), "{name}: {code}");
+    }
+}
+
+/// A spoof padded past the limits is refused, never passed unchecked with
+/// its forged results: 1,001 header fields (about 14 KB, well under
+/// Postfix's header_size_limit), or a header block over 1 MiB. Tempfail
+/// when so configured.
+#[tokio::test]
+async fn a_spoof_over_the_limits_is_refused() {
+    let s = setup().await;
+    let pad: String = (0..1001).map(|i| format!("X-Pad-{i}: x\r\n")).collect();
+    let spoof = format!("Authentication-Results: mx.test; dmarc=pass\r\n{pad}{MSG}");
+    let mut c = Client::connect(s.addr, "203.0.113.9").await;
+    let r = c.message("alice@example.com", &spoof, None).await;
+    let code = reply_code(&r);
+    assert!(code.starts_with("550 5.7.0 the message cannot be checked"), "{code}");
+    assert!(code.contains("1000 header fields"), "{code}");
+    let big: String = (0..1100)
+        .map(|i| format!("X-Big-{i}: {}\r\n", "y".repeat(1000)))
+        .collect();
+    let r = c
+        .message("alice@example.com", &format!("{big}{MSG}"), None)
+        .await;
+    assert!(reply_code(&r).starts_with("550 5.7.0 the header block is over"), "{r:?}");
+    // Our own mail over the limit goes out unsigned, not refused.
+    let mut own = Client::connect(s.addr, "127.0.0.1").await;
+    let r = own
+        .message("alice@example.com", &format!("{big}{MSG}"), None)
+        .await;
+    assert_eq!(r, vec![Response::Continue]);
+
+    let t = setup_custom(false, false, |st| {
+        st.on_malformed = netjes_milter::work::Malformed::Tempfail
+    })
+    .await;
+    let mut c = Client::connect(t.addr, "203.0.113.9").await;
+    let r = c.message("alice@example.com", &spoof, None).await;
+    assert!(reply_code(&r).starts_with("451 4.7.0"), "{r:?}");
+    let r = c
+        .message("bounce@nopolicy.example", after_from(), None)
+        .await;
+    assert!(reply_code(&r).starts_with("451 4.7.0 the message has no From field"), "{r:?}");
+}
+
+/// A connect whose address cannot be read is a stranger: verified (here,
+/// a p=reject spoof, rejected), never signed as if it were ours.
+#[tokio::test]
+async fn an_unreadable_client_address_is_an_outside_client() {
+    use netjes_milter::protocol::Family;
+    let s = setup().await;
+    for (family, address) in [
+        (Family::Unknown, ""),
+        (Family::Inet, "not-an-ip"),
+        (Family::Inet6, "fe80::1%eth0"),
+    ] {
+        let mut c = Client::connect_as(s.addr, family, address).await;
+        let r = c.message("alice@example.com", MSG, None).await;
+        assert!(inserted(&r, "DKIM-Signature").is_empty(), "{address}: {r:?}");
+        let code = reply_code(&r);
+        assert!(code.starts_with("550 5.7.1 DMARC policy of example.com"), "{address:?}: {code}");
+        assert!(code.contains("SPF not checked"), "{code}");
+    }
+}
