@@ -391,11 +391,20 @@ fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Daemon
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn postfix_with_the_milter_signs_verifies_and_rejects() {
-    if !have_postfix() {
-        return;
-    }
+/// A private Postfix with `netjes milter` as its smtpd and non-smtpd
+/// milter, signing example.com (p=reject) with an RSA key, and a sink.
+struct MilterLab {
+    dir: tempfile::TempDir,
+    dns: TestDns,
+    key: netjes_auth::dkim::PrivateKey,
+    got: Arc<Mutex<Vec<String>>>,
+    smtp: u16,
+    pf: Postfix,
+    daemon: Daemon,
+}
+
+/// `extra`: more main.cf lines.
+async fn milter_lab(extra: &str) -> MilterLab {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
@@ -413,23 +422,42 @@ async fn postfix_with_the_milter_signs_verifies_and_rejects() {
     )
     .unwrap();
     std::fs::write(keys.join("SigningTable"), "*@example.com s1\n").unwrap();
-    let strings: Vec<String> = key
-        .dns_value()
-        .as_bytes()
-        .chunks(200)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
     let zone = format!(
         "example.com. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.example.com. TXT \"v=DMARC1; p=reject\"\ns1._domainkey.example.com. TXT {}\n_dmarc.slow.example. TIMEOUT\nslow.example. TIMEOUT\n",
-        strings.join(" ")
+        netjes_dns::master::txt_strings(&key.dns_value())
     );
     let dns = TestDns::start_str(&zone).await;
     let (smtp, milter, sink_port) = (free_port(), free_port(), free_port());
     let got = sink(sink_port).await;
-    let mut daemon = milter_daemon(dir.path(), milter, &dns, &keys);
-    let extra = format!("smtpd_milters = inet:127.0.0.1:{milter}\nnon_smtpd_milters = inet:127.0.0.1:{milter}\nmilter_default_action = tempfail\nmilter_protocol = 6");
+    let daemon = milter_daemon(dir.path(), milter, &dns, &keys);
+    let extra = format!("smtpd_milters = inet:127.0.0.1:{milter}\nnon_smtpd_milters = inet:127.0.0.1:{milter}\nmilter_default_action = tempfail\nmilter_protocol = 6\n{extra}");
     let pf = Postfix::start(dir.path(), smtp, sink_port, &extra);
     assert!(listening(smtp), "postfix did not listen");
+    MilterLab {
+        dir,
+        dns,
+        key,
+        got,
+        smtp,
+        pf,
+        daemon,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_with_the_milter_signs_verifies_and_rejects() {
+    if !have_postfix() {
+        return;
+    }
+    let MilterLab {
+        dir,
+        dns,
+        key,
+        got,
+        smtp,
+        pf,
+        mut daemon,
+    } = milter_lab("").await;
 
     // Ours: submitted with Postfix's sendmail, signed on the way out.
     let msg = "From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: signed by netjes\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <e2e-1@example.com>\n\nHello Bob.\n";
@@ -598,4 +626,92 @@ async fn swaks_data(port: u16, from: &str, to: &str, data: Option<&str>) -> Stri
     .await
     .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The spoofs of issue "No way around DMARC", through the real Postfix:
+/// forged Authentication-Results in every RFC 8601 form, two and three at
+/// once, never reach the mailbox; author spoofs of a p=reject domain and a
+/// spoof padded to 1,001 fields get 550; a client whose address Postfix
+/// does not know (XCLIENT ADDR=[UNAVAILABLE]) is verified, not signed.
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_with_the_milter_refuses_every_way_around_dmarc() {
+    if !have_postfix() {
+        return;
+    }
+    let lab = milter_lab("smtpd_authorized_xclient_hosts = 127.0.0.0/8").await;
+    let body = "To: bob@example.org\nSubject: x\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <spoof@nopolicy.example>\n\nHello.\n";
+    // A From domain without a policy: DMARC none, so the message is
+    // delivered, and what reaches the mailbox can be read.
+    let forged_sets: [&[&str]; 3] = [
+        &["mx.test; dmarc=pass", "mx.test; dkim=pass"],
+        &["mx.test; dmarc=pass", "(x) mx.test; dmarc=pass", "\"mx.test\"; dmarc=pass"],
+        &["\n\tmx.test\n\t; dmarc=pass", "MX.test.; dmarc=pass", "mx.test; spf=pass"],
+    ];
+    let mut delivered = 0;
+    for forged in forged_sets {
+        let head: String = forged
+            .iter()
+            .map(|f| format!("Authentication-Results: {f}\n"))
+            .collect();
+        let msg = format!("{head}From: x@nopolicy.example\n{body}");
+        let t = swaks_data(lab.smtp, "x@nopolicy.example", "bob@example.org", Some(&msg)).await;
+        assert!(t.contains("<-  250 2.0.0 Ok: queued"), "{t}");
+        delivered += 1;
+        let got = wait_for(&lab.got, delivered).await;
+        let m = got.last().unwrap();
+        let head = m.split("\r\n\r\n").next().unwrap().replace("\r\n\t", " ").replace("\r\n ", " ");
+        let ours: Vec<&str> = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("authentication-results:"))
+            .collect();
+        assert_eq!(ours.len(), 1, "{forged:?}: {m}");
+        assert!(ours[0].contains("dmarc=none"), "{m}");
+    }
+
+    let spoofs = [
+        ("From: <alice@ example.com>\n".to_string(), "550 5.7.1 DMARC policy of example.com"),
+        ("From: x@nopolicy.example\nFrom: alice@example.com\n".to_string(), "550 5.7.1 the message has 2 From fields"),
+        (
+            (0..1001).map(|i| format!("X-Pad-{i}: x\n")).collect::<String>()
+                + "Authentication-Results: mx.test; dmarc=pass\nFrom: alice@example.com\n",
+            "550 5.7.0 the message cannot be checked",
+        ),
+    ];
+    for (head, want) in spoofs {
+        let msg = format!("{head}{body}");
+        let t = swaks_data(lab.smtp, "x@nopolicy.example", "bob@example.org", Some(&msg)).await;
+        assert!(t.contains(&format!("<** {want}")), "{want}: {t}");
+    }
+
+    // XCLIENT ADDR=[UNAVAILABLE]: Postfix gives the milter an unknown
+    // client. Before, that was taken for our own pickup and signed.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("/usr/bin/swaks")
+            .args([
+                "--server",
+                &format!("127.0.0.1:{}", lab.smtp),
+                "--local-interface",
+                "127.0.0.2",
+                "--xclient-addr",
+                "[UNAVAILABLE]",
+                "--xclient-name",
+                "[UNAVAILABLE]",
+                "--from",
+                "alice@example.com",
+                "--to",
+                "bob@example.org",
+                "--timeout",
+                "20",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(t.contains("XCLIENT"), "{t}");
+    assert!(
+        t.contains("<** 550 5.7.1 DMARC policy of example.com") && t.contains("SPF not checked"),
+        "an unknown client must be verified (and this spoof rejected), not signed: {t}"
+    );
 }
