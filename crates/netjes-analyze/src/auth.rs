@@ -153,6 +153,12 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
                 .fix(format!("_dmarc.{}. IN TXT \"v=DMARC1; p=none; rua=mailto:dmarc@{}\"", dm.organizational_domain.as_deref().unwrap_or(&from), dm.organizational_domain.as_deref().unwrap_or(&from))),
         ),
         DmarcResult::None => {}
+        // No usable author (none, several From fields, an address that
+        // does not parse): receivers refuse it before any policy.
+        DmarcResult::Permerror if dm.author_error.is_some() => out.push(
+            Finding::new("auth.author-refused", format!("receivers refuse this message: {}", dm.author_error.as_ref().map(ToString::to_string).unwrap_or_default()))
+                .fix("write exactly one From field with one plain address at your domain, such as From: Name <you@example.com>"),
+        ),
         DmarcResult::Permerror => out.push(Finding::new("auth.dmarc-permerror", format!("the DMARC record for {from} is broken{reason}")).fix(format!("run: netjes check {from}"))),
         DmarcResult::Temperror => out.push(Finding::new("auth.dmarc-temperror", format!("DMARC for {from} could not be checked{reason}; the mark is incomplete"))),
     }

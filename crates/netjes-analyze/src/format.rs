@@ -20,6 +20,35 @@ const SINGLE: &[&str] = &[
     "Subject",
 ];
 
+/// A display name that shows an address at another domain than the real
+/// one ("ceo@victim.example" <x@attacker.example>): mail clients that show
+/// only the name show the victim ("Composition Kills", USENIX Security
+/// 2020). Subdomains of each other are the same sender.
+fn display_name_spoofs(raw: &[u8]) -> Vec<Finding> {
+    let Ok(authors) = netjes_auth::dmarc::authors_of(raw) else {
+        return Vec::new();
+    };
+    let related = |a: &str, b: &str| a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"));
+    let mut out = Vec::new();
+    for m in &authors.mailboxes {
+        for shown in m.display_domains.iter().filter(|d| !related(d, &m.domain)) {
+            out.push(
+                Finding::new(
+                    "format.display-name-address",
+                    format!(
+                        "the display name {:?} shows an address at {shown}, but the mail is from {}{}",
+                        m.display_name.clone().unwrap_or_default(),
+                        m.address(),
+                        if m.display_encoded { " (hidden in an encoded word)" } else { "" }
+                    ),
+                )
+                .fix("put a plain name in the display name, not an address"),
+            );
+        }
+    }
+    out
+}
+
 /// Checks the form of a message; `now` is Unix time, for Date in the future.
 pub fn check_format(raw: &[u8], now: i64) -> Vec<Finding> {
     check_format_of(
@@ -44,6 +73,7 @@ pub fn check_format_of(
         1 => {}
         n => out.push(Finding::new("format.many-from", format!("there are {n} From fields; exactly one is allowed, and DMARC cannot judge the message")).fix("write one From field; put other authors in the body or in Reply-To")),
     }
+    out.extend(display_name_spoofs(raw));
     for name in SINGLE.iter().filter(|n| **n != "From") {
         let n = count(name);
         if n > 1 {
@@ -190,6 +220,10 @@ mod tests {
         ] {
             assert!(i.contains(&want), "{want}: {i:?}");
         }
+        let spoof = b"From: \"ceo@victim.example\" <x@attacker.example>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@e.x>\r\nSubject: a\r\n\r\nx\r\n";
+        assert!(ids(spoof).contains(&"format.display-name-address"));
+        let own = b"From: \"news@mail.example.com\" <news@example.com>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@e.x>\r\nSubject: a\r\n\r\nx\r\n";
+        assert!(!ids(own).contains(&"format.display-name-address"));
         let mut long = b"From: a@example.com\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@e.x>\r\nSubject: \xe9t\xe9\r\n\r\n".to_vec();
         long.extend(std::iter::repeat_n(b'a', 1200));
         long.extend_from_slice(b"\r\nbare\nline\r\n");

@@ -117,6 +117,12 @@ pub const RULES: &[Rule] = &[
     ),
     r("auth.dmarc-permerror", A, 1.0, "the DMARC record is broken"),
     r(
+        "auth.author-refused",
+        A,
+        3.0,
+        "the From field has no usable author, so receivers refuse the message",
+    ),
+    r(
         "auth.dmarc-temperror",
         A,
         0.0,
@@ -184,6 +190,12 @@ pub const RULES: &[Rule] = &[
         "a blocklist could not be asked or refused the query",
     ),
     r("format.no-from", F, 3.0, "there is no From field"),
+    r(
+        "format.display-name-address",
+        F,
+        2.5,
+        "the display name shows an address at another domain than the sender's",
+    ),
     r(
         "format.many-from",
         F,

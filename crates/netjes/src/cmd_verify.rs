@@ -97,14 +97,30 @@ pub async fn run(a: VerifyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             .policy
             .map(|p| format!(", policy {} → {}", p.as_str(), dm.disposition.as_str()))
             .unwrap_or_default();
-        println!(
-            "  {} dmarc  {} for {}{pol}",
-            mark(tone_of(dm.result.as_str())),
-            result_word(dm.result.as_str()),
-            dm.from_domain.clone().unwrap_or_default()
-        );
-        if let Some(r) = &dm.reason {
-            field("   why", r);
+        if let Some(err) = &dm.author_error {
+            // No author to judge: refused, as the milter refuses it.
+            println!(
+                "  {} dmarc  refused as malformed: {err}",
+                mark(tone_of("fail"))
+            );
+        } else {
+            println!(
+                "  {} dmarc  {} for {}{pol}",
+                mark(tone_of(dm.result.as_str())),
+                result_word(dm.result.as_str()),
+                dm.from_domain.clone().unwrap_or_default()
+            );
+            if let Some(r) = &dm.reason {
+                field("   why", r);
+            }
+        }
+        for o in &dm.others {
+            println!(
+                "  {} dmarc  {} for {} (also judged)",
+                mark(tone_of(o.result.as_str())),
+                result_word(o.result.as_str()),
+                o.from_domain.clone().unwrap_or_default()
+            );
         }
         println!();
         println!("{}", heading("Authentication-Results:"));

@@ -639,6 +639,50 @@ async fn bad_input_gets_a_clear_error() {
     assert_eq!(code(&o), 2);
 }
 
+/// The command line decides the spoofs of a p=reject domain as the milter
+/// in Postfix does (crates/netjes-milter/tests/milter.rs has the same
+/// cases over the wire): refused, or judged by the victim's policy, never
+/// dmarc=none. A header block that Postfix would cut at a stray line is
+/// cut here too.
+#[tokio::test]
+async fn verify_refuses_author_spoofs_as_the_milter_does() {
+    let dns = TestDns::start_str(ZONE).await;
+    let ns = dns.addr().to_string();
+    let body = MESSAGE.split_once("\r\n").unwrap().1;
+    let reject = |v: &serde_json::Value| v["dmarc"]["disposition"] == "reject";
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("space after @", format!("From: <alice@ example.com>\r\n{body}"), "fail"),
+        ("several authors", format!("From: x@other.example, alice@example.com\r\n{body}"), "fail"),
+        ("Sender", format!("From: x@other.example\r\nSender: alice@example.com\r\n{body}"), "fail"),
+        ("two From fields", format!("From: x@other.example\r\nFrom: alice@example.com\r\n{body}"), "permerror"),
+        ("no From", body.to_string(), "permerror"),
+        ("encoded address", format!("From: =?utf-8?q?alice=40example.com?=\r\n{body}"), "permerror"),
+        ("bidi control", format!("From: alice@example\u{202E}.com\r\n{body}"), "permerror"),
+        ("stray line", format!("Subject: x\r\nnot a field\r\nFrom: alice@example.com\r\n{body}"), "permerror"),
+        ("first line folded", format!(" From: alice@example.com\r\n{body}"), "permerror"),
+    ];
+    for (name, msg, result) in cases {
+        let o = run(
+            args(&["verify", "--json", "--nameserver", &ns, "--ip", "203.0.113.9", "--helo", "x.test", "--mail-from", "b@other.example"]),
+            Some(msg.into_bytes()),
+        )
+        .await;
+        assert_eq!(code(&o), 1, "{name}: {}", String::from_utf8_lossy(&o.stdout));
+        let v = json(&o);
+        assert_eq!(v["dmarc"]["result"], result, "{name}: {v}");
+        assert!(reject(&v), "{name}: {v}");
+    }
+    // Over the limits: refused with a clear error, never passed unchecked.
+    let pad: String = (0..1001).map(|i| format!("X-Pad-{i}: x\r\n")).collect();
+    let o = run(args(&["verify", "--nameserver", &ns]), Some(format!("{pad}{MESSAGE}").into_bytes())).await;
+    assert_eq!(code(&o), 4);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1000 header fields"));
+    // The text report names the refusal.
+    let o = run(args(&["verify", "--nameserver", &ns]), Some(body.as_bytes().to_vec())).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("refused as malformed: the message has no From field"), "{out}");
+}
+
 #[test]
 fn help_documents_exit_codes() {
     let o = netjes(&["--help"], None);
