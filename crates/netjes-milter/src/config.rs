@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub data_dir: std::path::PathBuf,
     /// Seal verified mail with ARC, on a host that forwards it.
     pub arc_seal: Option<RawArcSeal>,
+    /// How many connections, from whom: `[connections]`.
+    pub connections: netjes_net::RawConnLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +83,7 @@ impl Default for RawConfig {
             metrics: None,
             data_dir: std::path::PathBuf::from("./netjes-data"),
             arc_seal: None,
+            connections: netjes_net::RawConnLimits::default(),
         }
     }
 }
@@ -138,6 +141,7 @@ impl Config {
             .as_deref()
             .and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
 
+        let conn = raw.connections.validate(&mut errors);
         if !(raw.time_budget_seconds > 0.0 && raw.time_budget_seconds <= 25.0) {
             errors.push("time_budget_seconds: must be above 0 and at most 25, under Postfix's 30 s milter timeouts".into());
         }
@@ -206,6 +210,7 @@ impl Config {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
+            conn,
         };
         let key_store = raw.key_store.map(|d| (d, raw.master_key_file));
         Ok(Config {

@@ -15,6 +15,9 @@ use tokio::sync::watch;
 /// Postfix's milter_command_timeout is 30 s, milter_content_timeout 300 s;
 /// a connection quiet for longer than the longest is gone.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(330);
+/// Postfix negotiates as soon as it connects; a connection that says
+/// nothing is a stranger holding a slot.
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a connection needs; swapped whole on reload.
 pub struct Milter {
@@ -99,9 +102,10 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     milter: Arc<Shared>,
 ) {
     let mut session = Session::new();
+    let mut idle = FIRST_FRAME_TIMEOUT;
     loop {
         let mut len = [0u8; 4];
-        match tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
+        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             _ => return,
         }
@@ -123,6 +127,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         {
             return;
         }
+        idle = IDLE_TIMEOUT;
         let cmd = match Command::decode(&payload) {
             Ok(c) => c,
             Err(e) => {
@@ -212,17 +217,15 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// MTA connections at once: Postfix opens one per smtpd process
-/// (default_process_limit 100), and several MTAs may share a milter.
-pub const MAX_CONNECTIONS: usize = 1000;
-
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true, within the
+/// configured connection limits.
 pub async fn run(
     listener: netjes_net::Listener,
     milter: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
-    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| {
+    let limits = milter.current().settings.conn.clone();
+    netjes_net::serve(listener, limits, shutdown, |s| {
         serve_connection(s, milter.clone())
     })
     .await;

@@ -21,6 +21,10 @@ pub const MAX_HEADER_BLOCK: usize = netjes_auth::message::MAX_HEADER_BYTES;
 /// Postfix sends a dozen macros; more distinct names than this are not
 /// kept, so a connection cannot grow the map without end.
 pub const MAX_MACROS: usize = 256;
+/// Macro names and values kept per connection, in octets: Postfix's
+/// dozen macros are a few hundred; before, 256 macros of 1 MiB each held
+/// 257 MiB per connection.
+pub const MAX_MACRO_BYTES: usize = 64 * 1024;
 /// Recipients kept per message (for logs and reports): Postfix's
 /// smtpd_recipient_limit defaults to 1000.
 pub const MAX_RCPTS: usize = 1000;
@@ -103,6 +107,8 @@ pub struct Session {
     /// Macros by name, kept across the connection ({j}, {daemon_name}) and
     /// the message ({i}, {auth_authen}).
     macros: HashMap<String, String>,
+    /// The octets of `macros`, names and values.
+    macro_bytes: usize,
     msg: Option<Message>,
     /// The MTA agreed to SMFIP_HDR_LEADSPC: header values arrive with the
     /// space after the colon.
@@ -170,9 +176,15 @@ impl Session {
             Command::Macros { pairs, .. } => {
                 for (k, v) in pairs {
                     let k = k.trim_start_matches('{').trim_end_matches('}').to_string();
-                    if self.macros.len() < MAX_MACROS || self.macros.contains_key(&k) {
-                        self.macros.insert(k, v);
+                    let old = self.macros.get(&k).map_or(0, |o| k.len() + o.len());
+                    let bytes = self.macro_bytes - old + k.len() + v.len();
+                    if bytes > MAX_MACRO_BYTES
+                        || (self.macros.len() >= MAX_MACROS && old == 0)
+                    {
+                        continue;
                     }
+                    self.macro_bytes = bytes;
+                    self.macros.insert(k, v);
                 }
                 Step::Reply(vec![])
             }
@@ -299,6 +311,7 @@ impl Session {
                 self.msg = None;
                 self.conn = Connection::default();
                 self.macros.clear();
+                self.macro_bytes = 0;
                 Step::Reply(vec![])
             }
             Command::Quit => Step::Close,
@@ -458,6 +471,22 @@ mod tests {
             });
         }
         assert_eq!(s.macros.len(), MAX_MACROS);
+        // Large values: bounded in octets, whatever their number.
+        let mut big = Session::new();
+        for i in 0..256 {
+            big.handle(Command::Macros {
+                stage: b'C',
+                pairs: vec![(format!("{{b{i}}}"), "v".repeat(1 << 20))],
+            });
+        }
+        assert!(big.macro_bytes <= MAX_MACRO_BYTES);
+        assert_eq!(big.macros.len(), 0, "a 1 MiB value is never kept");
+        big.handle(Command::Macros {
+            stage: b'C',
+            pairs: vec![("{i}".into(), "4AbC".into()), ("{i}".into(), "5XyZ".into())],
+        });
+        assert_eq!(big.macro_value("i"), Some("5XyZ"));
+        assert_eq!(big.macro_bytes, 5);
         s.handle(Command::Mail(vec!["<a@x>".into()]));
         for i in 0..(MAX_RCPTS + 5) {
             s.handle(Command::Rcpt(vec![format!("<r{i}@x>")]));

@@ -74,6 +74,8 @@ pub struct Settings {
     pub time_budget: Duration,
     /// Seal verified mail with ARC (RFC 8617), on a host that forwards it.
     pub arc_seal: Option<ArcSealer>,
+    /// Connections: taken at start (a reload does not change them).
+    pub conn: netjes_net::ConnLimits,
 }
 
 /// The ARC sealing identity of a forwarding host.

@@ -135,31 +135,146 @@ pub fn default_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Accepts connections until `shutdown` turns true, at most `max` at a
-/// time (the next waits for a free slot), each served by `serve` in its own
-/// task. Connections in progress finish on their own.
+/// How many connections a daemon holds, and from whom. A stranger must not
+/// be able to take them all: before, 1,000 idle local connections left
+/// Postfix without an answer from the milter and the policy service for
+/// minutes.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Connections at once, in all.
+    pub max: usize,
+    /// From one address, unless it is one of `mta`.
+    pub per_client: usize,
+    /// Slots that only `mta` addresses (and unix-socket clients, whom the
+    /// socket's file mode admits) may take.
+    pub reserved: usize,
+    /// The MTA's own addresses.
+    pub mta: Vec<ipnet::IpNet>,
+}
+
+impl ConnLimits {
+    /// `max` at once, no other rule (the metrics endpoint).
+    pub fn total(max: usize) -> ConnLimits {
+        ConnLimits {
+            max,
+            per_client: max,
+            reserved: 0,
+            mta: Vec::new(),
+        }
+    }
+
+    /// Loopback is the MTA's by default: Postfix on the same host.
+    pub fn for_mta(max: usize, per_client: usize, reserved: usize, mta: Vec<ipnet::IpNet>) -> ConnLimits {
+        ConnLimits {
+            max,
+            per_client,
+            reserved: reserved.min(max),
+            mta,
+        }
+    }
+}
+
+/// The `[connections]` table of the milter's and the policy service's
+/// configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConnLimits {
+    pub max: usize,
+    pub per_client: usize,
+    pub reserved: usize,
+    pub mta_addresses: Vec<String>,
+}
+
+impl Default for RawConnLimits {
+    /// Postfix runs at most 100 smtpd processes (default_process_limit),
+    /// each with one connection; loopback is Postfix on this host.
+    fn default() -> Self {
+        RawConnLimits {
+            max: 1000,
+            per_client: 100,
+            reserved: 100,
+            mta_addresses: vec!["127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+impl RawConnLimits {
+    pub fn validate(&self, errors: &mut Vec<String>) -> ConnLimits {
+        if self.max == 0 || self.per_client == 0 || self.reserved >= self.max {
+            errors.push("connections: max and per_client at least 1, reserved under max".into());
+        }
+        let mta = parse_nets("connections.mta_addresses", &self.mta_addresses, errors);
+        ConnLimits::for_mta(self.max.max(1), self.per_client, self.reserved, mta)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    by_addr: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// Whether one more connection from `peer` may be held, and if so holds it.
+fn admit(held: &std::sync::Mutex<Held>, l: &ConnLimits, peer: Option<std::net::IpAddr>) -> bool {
+    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+    let mta = peer.is_none_or(|ip| in_nets(&l.mta, ip));
+    let room = if mta { l.max } else { l.max - l.reserved };
+    if h.total >= room {
+        return false;
+    }
+    if let (Some(ip), false) = (peer, mta) {
+        if h.by_addr.get(&ip).copied().unwrap_or(0) >= l.per_client {
+            return false;
+        }
+    }
+    h.total += 1;
+    if let Some(ip) = peer {
+        *h.by_addr.entry(ip).or_default() += 1;
+    }
+    true
+}
+
+fn release(held: &std::sync::Mutex<Held>, peer: Option<std::net::IpAddr>) {
+    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+    h.total = h.total.saturating_sub(1);
+    if let Some(ip) = peer {
+        if let Some(n) = h.by_addr.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                h.by_addr.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` turns true, each served by `serve`
+/// in its own task, within `limits`: a connection over them is closed at
+/// once (the MTA falls back to its default action rather than waiting in
+/// the kernel's queue). Connections in progress finish on their own.
 pub async fn serve<F, Fut>(
     listener: Listener,
-    max: usize,
+    limits: ConnLimits,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     serve: F,
 ) where
     F: Fn(Box<dyn Stream>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Held::default()));
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
         tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => {
+            r = listener.accept_from() => match r {
+                Ok((s, peer)) => {
+                    let peer = peer.map(|p| canonical_ip(p.ip()));
+                    if !admit(&held, &limits, peer) {
+                        tracing::debug!(peer = ?peer, "connection limit reached: closed");
+                        continue;
+                    }
                     let work = serve(s);
+                    let held = held.clone();
                     tokio::spawn(async move {
                         work.await;
-                        drop(permit);
+                        release(&held, peer);
                     });
                 }
                 Err(e) => {
@@ -173,6 +288,17 @@ pub async fn serve<F, Fut>(
         if *shutdown.borrow() {
             return;
         }
+    }
+}
+
+/// IPv4-mapped IPv6 as the IPv4 address it is, so one client is one key.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(ip),
+        v4 => v4,
     }
 }
 
@@ -204,13 +330,20 @@ impl Listener {
     }
 
     pub async fn accept(&self) -> std::io::Result<Box<dyn Stream>> {
+        Ok(self.accept_from().await?.0)
+    }
+
+    /// A connection and the peer's address (none on a unix socket).
+    pub async fn accept_from(
+        &self,
+    ) -> std::io::Result<(Box<dyn Stream>, Option<std::net::SocketAddr>)> {
         match self {
             Listener::Tcp(t) => {
-                let (s, _) = t.accept().await?;
+                let (s, peer) = t.accept().await?;
                 s.set_nodelay(true)?;
-                Ok(Box::new(s))
+                Ok((Box::new(s), Some(peer)))
             }
-            Listener::Unix(u) => Ok(Box::new(u.accept().await?.0)),
+            Listener::Unix(u) => Ok((Box::new(u.accept().await?.0), None)),
         }
     }
 
@@ -263,6 +396,23 @@ mod tests {
         ] {
             assert!(ListenAddr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn connection_limits_keep_room_for_the_mta() {
+        let l = ConnLimits::for_mta(10, 3, 4, vec![parse_net("127.0.0.1").unwrap()]);
+        let held = std::sync::Mutex::new(Held::default());
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // One stranger: three.
+        assert_eq!((0..5).filter(|_| admit(&held, &l, ip("192.0.2.1"))).count(), 3);
+        // Strangers together: up to max - reserved (6).
+        assert_eq!((0..9).filter(|i| admit(&held, &l, ip(&format!("192.0.2.{}", 10 + i)))).count(), 3);
+        assert!(!admit(&held, &l, ip("192.0.2.99")));
+        // The MTA: the reserve, and no per-client cap.
+        assert_eq!((0..9).filter(|_| admit(&held, &l, ip("127.0.0.1"))).count(), 4);
+        release(&held, ip("192.0.2.1"));
+        assert!(admit(&held, &l, None), "a unix-socket client is the MTA's");
+        assert!(!admit(&held, &l, None));
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub async fn serve(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    crate::serve(crate::Listener::Tcp(listener), 16, shutdown, move |mut s| {
+    crate::serve(crate::Listener::Tcp(listener), crate::ConnLimits::total(16), shutdown, move |mut s| {
         let m = metrics.clone();
         async move {
             let answer = async {

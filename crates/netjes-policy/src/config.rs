@@ -201,6 +201,8 @@ pub struct RawConfig {
     pub dnsbl: DnsblConfig,
     pub rate_limit: Vec<RateLimit>,
     pub spoofing: SpoofingConfig,
+    /// How many connections, from whom: `[connections]`.
+    pub connections: netjes_net::RawConnLimits,
 }
 
 impl Default for RawConfig {
@@ -217,6 +219,7 @@ impl Default for RawConfig {
             dnsbl: DnsblConfig::default(),
             rate_limit: vec![],
             spoofing: SpoofingConfig::default(),
+            connections: netjes_net::RawConnLimits::default(),
         }
     }
 }
@@ -234,6 +237,7 @@ pub struct Config {
     pub dnsbl_sites: Vec<DnsblSite>,
     pub whitelist: crate::greylist::Whitelist,
     pub greylist_delay: Duration,
+    pub conn: netjes_net::ConnLimits,
 }
 
 pub use netjes_net::{in_nets, parse_net};
@@ -257,6 +261,7 @@ impl Config {
             .metrics
             .as_deref()
             .and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
+        let conn = raw.connections.validate(&mut errors);
         let mut dnsbl_sites = Vec::new();
         for s in &raw.dnsbl.sites {
             match DnsblSite::parse(s) {
@@ -313,6 +318,7 @@ impl Config {
                 .clone()
                 .unwrap_or_else(netjes_net::default_hostname),
             greylist_delay: Duration::from_secs(raw.greylist.delay_seconds),
+            conn,
             trusted,
             spf_skip,
             own_domains,

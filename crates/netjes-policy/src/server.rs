@@ -12,9 +12,10 @@ use tokio::sync::watch;
 /// Postfix closes an idle policy connection after 300 s
 /// (smtpd_policy_service_max_idle); a little more than that here.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(330);
-/// Postfix runs at most default_process_limit (100) smtpd processes, each
-/// with one connection; many MX hosts may share one service.
-pub const MAX_CONNECTIONS: usize = 1000;
+/// Postfix sends its request as soon as it connects. Before the first
+/// request a connection gets this long, not Postfix's 300 s: a stranger's
+/// idle connection must not hold a slot for minutes.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use netjes_net::{ListenAddr, Listener};
 
@@ -32,12 +33,13 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, poli
     let mut r = BufReader::new(r);
     let mut builder = RequestBuilder::default();
     let mut line = Vec::with_capacity(256);
+    let mut idle = FIRST_REQUEST_TIMEOUT;
     loop {
         line.clear();
         // Read at most one line plus one byte: a longer one is an error,
         // and never a buffer that grows without end.
         let read = tokio::time::timeout(
-            IDLE_TIMEOUT,
+            idle,
             (&mut r)
                 .take(MAX_LINE_BYTES as u64 + 2)
                 .read_until(b'\n', &mut line),
@@ -61,6 +63,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, poli
         match builder.line(&line) {
             Ok(None) => {}
             Ok(Some(req)) => {
+                idle = IDLE_TIMEOUT;
                 let d = policy.decide(&req, now()).await;
                 tracing::debug!(action = %d.action, check = d.check, "answered");
                 if w.write_all(reply(&d.action).as_bytes()).await.is_err() {
@@ -95,7 +98,8 @@ pub async fn run(listener: Listener, policy: Arc<Policy>, shutdown: watch::Recei
             }
         })
     };
-    netjes_net::serve(listener, MAX_CONNECTIONS, shutdown, |s| {
+    let limits = policy.config().conn.clone();
+    netjes_net::serve(listener, limits, shutdown, |s| {
         serve_connection(s, policy.clone())
     })
     .await;

@@ -16,7 +16,12 @@ pub enum CryptoError {
     Open,
 }
 
-pub struct MasterKey(LessSafeKey);
+pub struct MasterKey {
+    aead: LessSafeKey,
+    /// HMAC-SHA256(master key, "netjes csrf v1"): binds visitors' CSRF
+    /// tokens to this installation, without a second secret to keep.
+    csrf: [u8; 32],
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +76,18 @@ impl MasterKey {
             .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("checked"))
             .collect();
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadMasterKey)?;
-        Ok(MasterKey(LessSafeKey::new(key)))
+        let mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes);
+        let mut csrf = [0u8; 32];
+        csrf.copy_from_slice(aws_lc_rs::hmac::sign(&mac, b"netjes csrf v1").as_ref());
+        Ok(MasterKey {
+            aead: LessSafeKey::new(key),
+            csrf,
+        })
+    }
+
+    /// The key that signs visitors' CSRF tokens (web::frame).
+    pub fn csrf_key(&self) -> aws_lc_rs::hmac::Key {
+        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.csrf)
     }
 
     /// NETJES_MASTER_KEY, else the named file, else `data_dir/master.key`,
@@ -124,7 +140,7 @@ impl MasterKey {
     pub fn seal(&self, plain: &[u8], aad: &str) -> Vec<u8> {
         let nonce = random_bytes::<NONCE_LEN>();
         let mut buf = plain.to_vec();
-        self.0
+        self.aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad.as_bytes()),
@@ -144,7 +160,7 @@ impl MasterKey {
         let nonce = Nonce::try_assume_unique_for_key(n).map_err(|_| CryptoError::Open)?;
         let mut buf = c.to_vec();
         let plain = self
-            .0
+            .aead
             .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
             .map_err(|_| CryptoError::Open)?;
         Ok(plain.to_vec())

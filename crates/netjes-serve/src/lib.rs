@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod config;
 pub mod crypto;
+pub mod guard;
 pub mod keystore;
 pub mod pages;
 pub mod smtp;
