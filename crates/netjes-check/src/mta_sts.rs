@@ -106,6 +106,15 @@ pub async fn check_mta_sts_policy(
             ),
         }];
     };
+    if net.public_only && !netjes_net::is_public(*ip) {
+        // No connection at all, and no word on what answers there.
+        return vec![Finding::new(
+            C,
+            "mta-sts.policy",
+            Status::Error,
+            format!("not checked: {host} resolves to {ip}, which is not a public address"),
+        )];
+    }
     let cfg = match client_config(net.ca_file.as_deref()) {
         Ok(c) => c,
         Err(e) => return vec![Finding::new(C, "mta-sts.policy", Status::Error, e)],

@@ -143,9 +143,12 @@ pub async fn check_smtp(dns: &dyn Resolver, mx_hosts: &[String], net: &NetOption
                 // The MX check reports the missing address; nothing to connect to.
                 _ => return vec![],
             };
+            let id = format!("smtp.{host}");
+            if net.public_only && !netjes_net::is_public(ip) {
+                return vec![Finding::new(C, &id, Status::Error, format!("not checked: {host} resolves to {ip}, which is not a public address"))];
+            }
             let res = tokio::time::timeout(net.timeout, probe(host, ip, net, cfg)).await;
             let mut out = Vec::new();
-            let id = format!("smtp.{host}");
             match res {
                 Err(_) => out.push(Finding::new(C, &id, Status::Error, format!("{host} ({ip}) did not answer within {:?}", net.timeout))),
                 Ok(Err(e)) => out.push(Finding::new(C, &id, Status::Fail, e)),

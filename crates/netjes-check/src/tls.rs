@@ -18,6 +18,9 @@ pub struct NetOptions {
     pub smtp_port: u16,
     /// The budget of one connection, from connect to the last byte.
     pub timeout: Duration,
+    /// Connect only to public addresses (netjes_net::is_public): a check
+    /// run for a visitor of the web UI must not reach loopback or the LAN.
+    pub public_only: bool,
 }
 
 impl Default for NetOptions {
@@ -27,6 +30,7 @@ impl Default for NetOptions {
             https_port: 443,
             smtp_port: 25,
             timeout: Duration::from_secs(10),
+            public_only: false,
         }
     }
 }

@@ -89,6 +89,7 @@ async fn run(cert_name: &str, answer: String, mx: &[&str]) -> Vec<netjes_check::
         https_port: port,
         smtp_port: 25,
         timeout: Duration::from_secs(5),
+        public_only: false,
     };
     let mx: Vec<String> = mx.iter().map(|s| s.to_string()).collect();
     check_mta_sts_policy(&r, "sts.example", &mx, &net).await
@@ -155,4 +156,48 @@ async fn redirects_and_bad_policies_fail() {
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\n<p>hi".to_string();
     let f = run("mta-sts.sts.example", html, &[]).await;
     assert!(f.iter().any(|x| x.id == "mta-sts.content-type"), "{f:#?}");
+}
+
+/// For a visitor of the web UI (public_only), an mta-sts name that points
+/// at loopback, the LAN or link-local is not connected to, and the report
+/// says so instead of what answered there (before, the visitor learned
+/// whether something listened on 127.0.0.1:443).
+#[tokio::test]
+async fn a_private_address_is_never_connected_to_for_a_visitor() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    for (name, zone) in [
+        ("loopback", "mta-sts.sts.example. A 127.0.0.1\n"),
+        ("mapped", "mta-sts.sts.example. AAAA ::ffff:127.0.0.1\n"),
+        ("private", "mta-sts.sts.example. A 10.1.2.3\n"),
+        ("metadata", "mta-sts.sts.example. A 169.254.169.254\n"),
+        ("ipv6 loopback", "mta-sts.sts.example. AAAA ::1\n"),
+    ] {
+        let dns = TestDns::start_str(zone).await;
+        let r = HickoryResolver::new(&DnsConfig {
+            nameservers: vec![dns.addr()],
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let net = NetOptions {
+            https_port: port,
+            public_only: true,
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let f = check_mta_sts_policy(&r, "sts.example", &["mail.sts.example".into()], &net).await;
+        assert_eq!(f.len(), 1, "{name}: {f:?}");
+        assert_eq!(f[0].status, Status::Error, "{name}");
+        assert!(f[0].message.starts_with("not checked: mta-sts.sts.example resolves to"), "{name}: {}", f[0].message);
+        assert!(f[0].message.contains("not a public address"), "{name}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "the listener saw a connection");
 }

@@ -128,6 +128,7 @@ async fn run(greeting: &'static str, cert_name: Option<&str>) -> Vec<netjes_chec
         https_port: 443,
         smtp_port: port,
         timeout: Duration::from_secs(5),
+        public_only: false,
     };
     check_smtp(&r, &["mail.smtp.example".to_string()], &net).await
 }

@@ -214,36 +214,68 @@ struct Held {
     by_addr: std::collections::HashMap<std::net::IpAddr, usize>,
 }
 
-/// Whether one more connection from `peer` may be held, and if so holds it.
-fn admit(held: &std::sync::Mutex<Held>, l: &ConnLimits, peer: Option<std::net::IpAddr>) -> bool {
-    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-    let mta = peer.is_none_or(|ip| in_nets(&l.mta, ip));
-    let room = if mta { l.max } else { l.max - l.reserved };
-    if h.total >= room {
-        return false;
-    }
-    if let (Some(ip), false) = (peer, mta) {
-        if h.by_addr.get(&ip).copied().unwrap_or(0) >= l.per_client {
-            return false;
-        }
-    }
-    h.total += 1;
-    if let Some(ip) = peer {
-        *h.by_addr.entry(ip).or_default() += 1;
-    }
-    true
+/// The connections a daemon holds, within its [`ConnLimits`]; shared by
+/// every accept loop (the milter, the policy service, the web UI).
+#[derive(Debug)]
+pub struct Slots {
+    limits: ConnLimits,
+    held: std::sync::Mutex<Held>,
 }
 
-fn release(held: &std::sync::Mutex<Held>, peer: Option<std::net::IpAddr>) {
-    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-    h.total = h.total.saturating_sub(1);
-    if let Some(ip) = peer {
-        if let Some(n) = h.by_addr.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                h.by_addr.remove(&ip);
+/// One connection held; the slot is free again when this is dropped.
+#[derive(Debug)]
+pub struct Slot {
+    slots: std::sync::Arc<Slots>,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut h = self.slots.held.lock().unwrap_or_else(|p| p.into_inner());
+        h.total = h.total.saturating_sub(1);
+        if let Some(ip) = self.peer {
+            if let Some(n) = h.by_addr.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    h.by_addr.remove(&ip);
+                }
             }
         }
+    }
+}
+
+impl Slots {
+    pub fn new(limits: ConnLimits) -> std::sync::Arc<Slots> {
+        std::sync::Arc::new(Slots {
+            limits,
+            held: std::sync::Mutex::default(),
+        })
+    }
+
+    /// A slot for one more connection from `peer` (none: a unix socket),
+    /// or None when the limits say no.
+    pub fn hold(self: &std::sync::Arc<Self>, peer: Option<std::net::IpAddr>) -> Option<Slot> {
+        let peer = peer.map(canonical_ip);
+        let l = &self.limits;
+        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mta = peer.is_none_or(|ip| in_nets(&l.mta, ip));
+        let room = if mta { l.max } else { l.max - l.reserved };
+        if h.total >= room {
+            return None;
+        }
+        if let (Some(ip), false) = (peer, mta) {
+            if h.by_addr.get(&ip).copied().unwrap_or(0) >= l.per_client {
+                return None;
+            }
+        }
+        h.total += 1;
+        if let Some(ip) = peer {
+            *h.by_addr.entry(ip).or_default() += 1;
+        }
+        Some(Slot {
+            slots: self.clone(),
+            peer,
+        })
     }
 }
 
@@ -260,21 +292,19 @@ pub async fn serve<F, Fut>(
     F: Fn(Box<dyn Stream>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Held::default()));
+    let slots = Slots::new(limits);
     loop {
         tokio::select! {
             r = listener.accept_from() => match r {
                 Ok((s, peer)) => {
-                    let peer = peer.map(|p| canonical_ip(p.ip()));
-                    if !admit(&held, &limits, peer) {
+                    let Some(slot) = slots.hold(peer.map(|p| p.ip())) else {
                         tracing::debug!(peer = ?peer, "connection limit reached: closed");
                         continue;
-                    }
+                    };
                     let work = serve(s);
-                    let held = held.clone();
                     tokio::spawn(async move {
                         work.await;
-                        release(&held, peer);
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -287,6 +317,49 @@ pub async fn serve<F, Fut>(
         }
         if *shutdown.borrow() {
             return;
+        }
+    }
+}
+
+/// Whether an address is a public one that netjes may connect to for a
+/// visitor: not loopback, private (RFC 1918, unique-local), link-local,
+/// shared (CGNAT), multicast, broadcast, unspecified or reserved, in IPv4,
+/// IPv6, IPv4-mapped and NAT64 (64:ff9b::/96) form. What netjes fetches
+/// for a stranger must never reach the host's or the LAN's own services.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr};
+    fn v4(a: Ipv4Addr) -> bool {
+        let o = a.octets();
+        !(a.is_loopback()
+            || a.is_private()
+            || a.is_link_local()
+            || a.is_multicast()
+            || a.is_broadcast()
+            || a.is_unspecified()
+            || o[0] == 0
+            || (o[0] == 100 && (64..128).contains(&o[1]))
+            || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+            || o[0] >= 240)
+    }
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => {
+            if let Some(m) = a.to_ipv4_mapped() {
+                return v4(m);
+            }
+            let seg = a.segments();
+            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+                let o = a.octets();
+                return v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] & 0xffc0) == 0xfec0
+                // ::/96, the deprecated IPv4-compatible form.
+                || seg[..6] == [0, 0, 0, 0, 0, 0])
         }
     }
 }
@@ -400,19 +473,39 @@ mod tests {
 
     #[test]
     fn connection_limits_keep_room_for_the_mta() {
-        let l = ConnLimits::for_mta(10, 3, 4, vec![parse_net("127.0.0.1").unwrap()]);
-        let held = std::sync::Mutex::new(Held::default());
+        let slots = Slots::new(ConnLimits::for_mta(10, 3, 4, vec![parse_net("127.0.0.1").unwrap()]));
         let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        let kept = std::cell::RefCell::new(Vec::new());
+        let take = |peer, n: usize| {
+            let got: Vec<Slot> = (0..n).filter_map(|_| slots.hold(peer)).collect();
+            let c = got.len();
+            kept.borrow_mut().extend(got);
+            c
+        };
         // One stranger: three.
-        assert_eq!((0..5).filter(|_| admit(&held, &l, ip("192.0.2.1"))).count(), 3);
+        assert_eq!(take(ip("192.0.2.1"), 5), 3);
         // Strangers together: up to max - reserved (6).
-        assert_eq!((0..9).filter(|i| admit(&held, &l, ip(&format!("192.0.2.{}", 10 + i)))).count(), 3);
-        assert!(!admit(&held, &l, ip("192.0.2.99")));
+        assert_eq!((0..9).map(|i| take(ip(&format!("192.0.2.{}", 10 + i)), 1)).sum::<usize>(), 3);
+        assert_eq!(take(ip("::ffff:192.0.2.99"), 1), 0);
         // The MTA: the reserve, and no per-client cap.
-        assert_eq!((0..9).filter(|_| admit(&held, &l, ip("127.0.0.1"))).count(), 4);
-        release(&held, ip("192.0.2.1"));
-        assert!(admit(&held, &l, None), "a unix-socket client is the MTA's");
-        assert!(!admit(&held, &l, None));
+        assert_eq!(take(ip("127.0.0.1"), 9), 4);
+        kept.borrow_mut().remove(0);
+        assert_eq!(take(None, 2), 1, "a unix-socket client is the MTA's");
+    }
+
+    #[test]
+    fn public_addresses() {
+        for ip in ["8.8.8.8", "2a00:1450::1", "192.0.2.1", "64:ff9b::808:808"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1", "127.1.2.3", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+            "100.64.0.1", "0.0.0.0", "0.1.2.3", "224.0.0.1", "255.255.255.255", "240.0.0.1",
+            "::1", "::", "fc00::1", "fd12::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1",
+            "::ffff:10.1.1.1", "64:ff9b::7f00:1", "::127.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Tools {
     pub ip_lists: Vec<String>,
     pub domain_lists: Vec<String>,
     pub authserv_id: String,
+    /// Let checks connect to non-public addresses (allow_private_targets).
+    pub allow_private_targets: bool,
 }
 
 impl std::fmt::Debug for Tools {
@@ -61,6 +63,7 @@ impl Tools {
             domain_lists: domain_lists
                 .unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_DOMAIN_LISTS)),
             authserv_id,
+            allow_private_targets: false,
         }
     }
 
@@ -102,6 +105,10 @@ impl Tools {
         let o = netjes_check::CheckOptions {
             ip_lists: Some(self.ip_lists.clone()),
             domain_lists: Some(self.domain_lists.clone()),
+            net: netjes_check::tls::NetOptions {
+                public_only: !self.allow_private_targets,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let report = tokio::time::timeout(

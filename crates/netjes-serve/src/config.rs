@@ -46,8 +46,27 @@ pub struct RawConfig {
     pub domain_lists: Option<Vec<String>>,
     /// Prometheus: GET /metrics on this address (not on the public port).
     pub metrics: Option<String>,
-    /// Behind a TLS-terminating proxy: mark cookies Secure.
+    /// Behind a TLS-terminating proxy: mark cookies Secure, send HSTS.
     pub secure_cookies: bool,
+    /// Proxies whose X-Forwarded-For is believed for the client address.
+    pub trusted_proxies: Vec<String>,
+    /// Password hashes at once (argon2, ~19 MiB each); 429 beyond.
+    pub max_login_hashes: usize,
+    /// New tests a visitor (not logged in) may start per address and hour.
+    pub tests_per_client_per_hour: u32,
+    /// Messages one test address accepts; more get 452.
+    pub messages_per_test: u32,
+    /// The inbox's stored messages in all, in MiB: the oldest results are
+    /// deleted to make room, and new mail gets 452 while it is full.
+    pub inbox_max_mib: u64,
+    /// The web UI: a request's header must arrive within this.
+    pub http_header_seconds: u64,
+    /// The web UI: connections at once, and per client address.
+    pub http_max_connections: usize,
+    pub http_max_connections_per_client: usize,
+    /// Let the domain check connect to loopback, private, link-local and
+    /// other non-public addresses (tests, a private deployment).
+    pub allow_private_targets: bool,
 }
 
 impl Default for RawConfig {
@@ -74,6 +93,15 @@ impl Default for RawConfig {
             domain_lists: None,
             metrics: None,
             secure_cookies: false,
+            trusted_proxies: vec![],
+            max_login_hashes: 4,
+            tests_per_client_per_hour: 30,
+            messages_per_test: 5,
+            inbox_max_mib: 1024,
+            http_header_seconds: 10,
+            http_max_connections: 512,
+            http_max_connections_per_client: 32,
+            allow_private_targets: false,
         }
     }
 }
@@ -101,6 +129,14 @@ pub struct Config {
     pub domain_lists: Option<Vec<String>>,
     pub metrics: Option<SocketAddr>,
     pub secure_cookies: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub max_login_hashes: usize,
+    pub tests_per_client_per_hour: u32,
+    pub messages_per_test: u32,
+    pub inbox_max_bytes: u64,
+    pub http_header_timeout: Duration,
+    pub http_limits: netjes_net::ConnLimits,
+    pub allow_private_targets: bool,
 }
 
 impl Config {
@@ -142,6 +178,17 @@ impl Config {
         if raw.max_connections == 0 || raw.max_connections_per_client == 0 {
             errors.push("max_connections and max_connections_per_client: at least 1".into());
         }
+        let trusted_proxies =
+            netjes_net::parse_nets("trusted_proxies", &raw.trusted_proxies, &mut errors);
+        if raw.max_login_hashes == 0 || raw.tests_per_client_per_hour == 0 || raw.messages_per_test == 0 {
+            errors.push("max_login_hashes, tests_per_client_per_hour and messages_per_test: at least 1".into());
+        }
+        if raw.inbox_max_mib == 0 || raw.http_header_seconds == 0 {
+            errors.push("inbox_max_mib and http_header_seconds: at least 1".into());
+        }
+        if raw.http_max_connections == 0 || raw.http_max_connections_per_client == 0 {
+            errors.push("http_max_connections and http_max_connections_per_client: at least 1".into());
+        }
         let tls = match (raw.tls_cert, raw.tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -174,6 +221,20 @@ impl Config {
             domain_lists: raw.domain_lists,
             metrics,
             secure_cookies: raw.secure_cookies,
+            trusted_proxies: trusted_proxies.clone(),
+            max_login_hashes: raw.max_login_hashes,
+            tests_per_client_per_hour: raw.tests_per_client_per_hour,
+            messages_per_test: raw.messages_per_test,
+            inbox_max_bytes: raw.inbox_max_mib * 1024 * 1024,
+            http_header_timeout: Duration::from_secs(raw.http_header_seconds),
+            // A trusted proxy carries every visitor: no per-client cap.
+            http_limits: netjes_net::ConnLimits::for_mta(
+                raw.http_max_connections,
+                raw.http_max_connections_per_client,
+                0,
+                trusted_proxies.clone(),
+            ),
+            allow_private_targets: raw.allow_private_targets,
         })
     }
 }

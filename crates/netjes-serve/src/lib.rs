@@ -53,14 +53,18 @@ pub fn build(
             .map_err(dir_error)?;
     }
     let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir, true)?;
+    let csrf_key = master.csrf_key();
     let store = store::Store::open(&cfg.data_dir, master)?;
     let metrics = Arc::new(netjes_net::metrics::Metrics::default());
-    let tools = Arc::new(analysis::Tools::new(
-        dns,
-        cfg.ip_lists.clone(),
-        cfg.domain_lists.clone(),
-        cfg.hostname.clone(),
-    ));
+    let tools = Arc::new(analysis::Tools {
+        allow_private_targets: cfg.allow_private_targets,
+        ..analysis::Tools::new(
+            dns,
+            cfg.ip_lists.clone(),
+            cfg.domain_lists.clone(),
+            cfg.hostname.clone(),
+        )
+    });
     let tls = match &cfg.tls {
         Some((c, k)) => smtp::from_files(c, k),
         None => smtp::self_signed(&cfg.hostname),
@@ -83,7 +87,13 @@ pub fn build(
         Some(tls),
         metrics.clone(),
     ));
-    let app = Arc::new(web::App::new(store.clone(), tools, cfg, metrics.clone()));
+    let app = Arc::new(web::App::new(
+        store.clone(),
+        tools,
+        cfg,
+        metrics.clone(),
+        csrf_key,
+    ));
     Ok(Parts {
         store,
         app,

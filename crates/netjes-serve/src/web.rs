@@ -10,8 +10,13 @@
 //! - Headers: a CSP with scripts only from us and no remote images (so a
 //!   rendered test message cannot call home), no framing, no sniffing, no
 //!   referrer.
-//! - Logins: argon2, and at most 10 failures per client address in 15
-//!   minutes.
+//! - Logins: argon2; at most 10 attempts per client address in 15
+//!   minutes, counted before the hash; a growing delay per account after
+//!   5 failures; at most `max_login_hashes` hashes at once (429 beyond).
+//! - Visitors' CSRF tokens are signed by the server (guard.rs).
+//! - The client address is the peer's, or X-Forwarded-For's behind a
+//!   proxy listed in `trusted_proxies`; anonymous tests are limited per
+//!   address and hour.
 
 use crate::analysis::Tools;
 use crate::pages::{self, Viewer};
@@ -27,13 +32,11 @@ use netjes_net::metrics::Metrics;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const SESSION_COOKIE: &str = "netjes_session";
 const CSRF_COOKIE: &str = "netjes_csrf";
-const MAX_LOGIN_FAILURES: u32 = 10;
-const LOGIN_WINDOW: i64 = 15 * 60;
 /// Forms other than message uploads.
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
@@ -46,7 +49,16 @@ pub struct App {
     pub secure_cookies: bool,
     pub max_message_bytes: usize,
     pub metrics: Arc<Metrics>,
-    login_failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
+    login: crate::guard::LoginGuard,
+    /// Password hashes at once: argon2 takes some 19 MiB each.
+    hashing: Arc<tokio::sync::Semaphore>,
+    new_tests: crate::guard::RateWindow,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    http_limits: netjes_net::ConnLimits,
+    http_header_timeout: Duration,
+    csrf_key: aws_lc_rs::hmac::Key,
+    /// HSTS on answers: the site is reached over HTTPS (secure_cookies).
+    hsts: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -63,10 +75,15 @@ impl App {
         tools: Arc<Tools>,
         cfg: &crate::config::Config,
         metrics: Arc<Metrics>,
+        csrf_key: aws_lc_rs::hmac::Key,
     ) -> App {
         metrics.describe(
             "netjes_http_requests_total",
             "HTTP requests by status class.",
+        );
+        metrics.describe(
+            "netjes_http_refused_total",
+            "HTTP connections closed at once: over the connection limits.",
         );
         App {
             store,
@@ -77,7 +94,14 @@ impl App {
             secure_cookies: cfg.secure_cookies,
             max_message_bytes: cfg.max_message_bytes,
             metrics,
-            login_failures: Mutex::new(HashMap::new()),
+            login: crate::guard::LoginGuard::new(crate::guard::LoginLimits::default()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(cfg.max_login_hashes)),
+            new_tests: crate::guard::RateWindow::new(cfg.tests_per_client_per_hour, 3600),
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            http_limits: cfg.http_limits.clone(),
+            http_header_timeout: cfg.http_header_timeout,
+            csrf_key,
+            hsts: cfg.secure_cookies,
         }
     }
 
@@ -217,6 +241,8 @@ pub struct Who {
     /// Authenticated by an API token, not a cookie: no CSRF applies.
     pub bearer: bool,
     session: Option<String>,
+    /// The client's address (guard::client_addr).
+    pub client: IpAddr,
 }
 
 impl Who {
@@ -266,6 +292,19 @@ impl FromRequestParts<Arc<App>> for Who {
             .get::<AnonCsrf>()
             .map(|a| a.0.clone())
             .unwrap_or_default();
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let client = crate::guard::client_addr(
+            crate::guard::canonical(peer),
+            parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+            &app.trusted_proxies,
+        );
         if let Some(token) = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -278,6 +317,7 @@ impl FromRequestParts<Arc<App>> for Who {
                 user,
                 csrf: anon,
                 session: None,
+                client,
             });
         }
         let c = cookies(&parts.headers);
@@ -288,6 +328,7 @@ impl FromRequestParts<Arc<App>> for Who {
                     csrf,
                     bearer: false,
                     session: Some(s.clone()),
+                    client,
                 });
             }
         }
@@ -296,6 +337,7 @@ impl FromRequestParts<Arc<App>> for Who {
             csrf: anon,
             bearer: false,
             session: None,
+            client,
         })
     }
 }
@@ -303,13 +345,14 @@ impl FromRequestParts<Arc<App>> for Who {
 /// Security headers on every answer, the anonymous CSRF cookie for
 /// visitors who have none, and the request counter.
 async fn frame(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    // Only a token this server signed: a made-up cookie gets a new one.
     let existing = cookies(req.headers())
         .get(CSRF_COOKIE)
-        .filter(|v| v.len() == 43)
+        .filter(|v| crate::guard::visitor_token_valid(&app.csrf_key, v))
         .cloned();
     let (token, new) = match existing {
         Some(t) => (t, false),
-        None => (crate::crypto::token(), true),
+        None => (crate::guard::visitor_token(&app.csrf_key), true),
     };
     req.extensions_mut().insert(AnonCsrf(token.clone()));
     let mut res = next.run(req).await;
@@ -333,6 +376,12 @@ async fn frame(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    if app.hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -382,20 +431,91 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves the web UI until `shutdown` turns true.
+/// How long a connection may last in all (a slow upload included).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+/// At shutdown, connections get this long to finish their requests.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Serves the web UI until `shutdown` turns true. Its own accept loop,
+/// because a stranger must not take the server: a request's header must
+/// arrive within `http_header_seconds` (before, 400 half-sent requests
+/// stayed open for good), connections are capped in all and per client
+/// address (1,040 of them made the UI and the inbox unreachable), and at
+/// shutdown connections get a deadline, after which they are dropped.
 pub async fn run(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|s| *s).await;
+    let router = router(app.clone());
+    let slots = netjes_net::Slots::new(app.http_limits.clone());
+    let (closing, close) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() {
+                    break;
+                }
+                continue;
+            }
+        };
+        // Finished connections leave the set as they go.
+        while conns.try_join_next().is_some() {}
+        let Some(slot) = slots.hold(Some(peer.ip())) else {
+            app.metrics.inc("netjes_http_refused_total", &[]);
+            continue;
+        };
+        conns.spawn(connection(stream, peer, router.clone(), app.http_header_timeout, close.clone(), slot));
+    }
+    let _ = closing.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        while conns.join_next().await.is_some() {}
     })
-    .await
+    .await;
+    conns.abort_all();
+    Ok(())
+}
+
+/// One HTTP/1 connection, with the client's address for the handlers.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    mut close: tokio::sync::watch::Receiver<bool>,
+    slot: netjes_net::Slot,
+) {
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let mut r = router.clone();
+        tower_service::Service::call(&mut r, req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
+    tokio::pin!(lifetime);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = &mut lifetime => {}
+        // Only ever set to true: any change is the shutdown.
+        _ = close.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, conn).await;
+        }
+    }
+    drop(slot);
 }
 
 async fn css() -> Response {
@@ -449,7 +569,11 @@ fn test_id() -> String {
         .collect()
 }
 
-fn create_test(app: &App) -> Result<crate::store::TestRow, AppError> {
+/// A new test; visitors get at most `tests_per_client_per_hour`.
+fn create_test(app: &App, who: &Who) -> Result<crate::store::TestRow, AppError> {
+    if who.user.is_none() && !app.new_tests.allow(who.client, crate::store::now()) {
+        return Err(AppError::TooManyRequests);
+    }
     let id = test_id();
     let address = format!("{id}@{}", app.test_domain);
     Ok(app.store.create_test(&id, &address, app.test_expiry)?)
@@ -462,7 +586,7 @@ async fn new_test(
 ) -> Result<Response, AppError> {
     public_or_user(&app, &who)?;
     who.check_form(&f.csrf)?;
-    let t = create_test(&app)?;
+    let t = create_test(&app, &who)?;
     Ok(Redirect::to(&format!("/tests/{}", t.id)).into_response())
 }
 
@@ -592,33 +716,35 @@ fn safe_next(next: &str) -> &str {
 
 async fn login(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     who: Who,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     who.check_form(&f.csrf)?;
     let now = crate::store::now();
-    {
-        let mut fails = app.login_failures.lock().unwrap_or_else(|p| p.into_inner());
-        fails.retain(|_, (_, since)| now - *since < LOGIN_WINDOW);
-        if fails
-            .get(&peer.ip())
-            .is_some_and(|(n, _)| *n >= MAX_LOGIN_FAILURES)
-        {
-            return Err(AppError::TooManyRequests);
-        }
-    }
+    // A hashing slot first, then the attempt is counted, both before the
+    // hash: parallel guesses cannot outrun the count or the memory.
+    let Ok(permit) = app.hashing.clone().try_acquire_owned() else {
+        return Err(AppError::TooManyRequests);
+    };
+    let attempt = app.login.admit(who.client, &f.user, now).map_err(|r| {
+        tracing::warn!(client = %who.client, user = %f.user, retry_after = r.retry_after(), "login refused: {r:?}");
+        AppError::TooManyRequests
+    })?;
     // argon2 takes tens of milliseconds of CPU: off the async workers.
     let store = app.store.clone();
     let (user, password) = (f.user.clone(), f.password.clone());
-    let id = tokio::task::spawn_blocking(move || store.check_login(&user, &password))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let checked = tokio::task::spawn_blocking(move || {
+        let r = store.check_login(&user, &password);
+        drop(permit);
+        r
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()));
+    let ok = matches!(&checked, Ok(Ok(Some(_))));
+    app.login.finish(attempt, ok, crate::store::now());
+    let id = checked??;
     let Some(id) = id else {
-        let mut fails = app.login_failures.lock().unwrap_or_else(|p| p.into_inner());
-        let e = fails.entry(peer.ip()).or_insert((0, now));
-        e.0 += 1;
-        tracing::warn!(client = %peer.ip(), user = %f.user, "failed login");
+        tracing::warn!(client = %who.client, user = %f.user, "failed login");
         return Ok((
             StatusCode::UNAUTHORIZED,
             Html(pages::login(
@@ -987,7 +1113,7 @@ async fn api_new_test(
 ) -> ApiResult<serde_json::Value> {
     public_or_user(&app, &who)?;
     who.check_api(&headers)?;
-    let t = create_test(&app)?;
+    let t = create_test(&app, &who)?;
     Ok(Json(
         serde_json::json!({ "id": t.id, "address": t.address, "expires": t.expires }),
     ))
