@@ -114,9 +114,10 @@ impl VerdictStore {
         dir: &Path,
         metrics: Option<Arc<netjes_net::metrics::Metrics>>,
     ) -> Result<VerdictStore, VerdictError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| VerdictError(format!("{}: {e}", dir.display())))?;
+        netjes_net::private_dir(dir).map_err(VerdictError)?;
         let path = dir.join("verdicts.sqlite");
+        // 0600 before SQLite opens it: its -wal and -shm take this mode.
+        netjes_net::private_file(&path).map_err(VerdictError)?;
         let conn = connect(&path)?;
         conn.execute_batch(SCHEMA)?;
         let mut writer = connect(&path)?;

@@ -364,6 +364,49 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
     }
 }
 
+/// A state directory for one daemon: made 0700 whatever the umask, and
+/// refused when everyone may write to it (anyone could swap its files).
+pub fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let show = |e: std::io::Error| format!("{}: {e}", dir.display());
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(show)?;
+        // DirBuilder's mode is masked by the umask, never widened: set it.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(show)?;
+    }
+    let mode = std::fs::metadata(dir).map_err(show)?.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "{}: everyone may write to this directory; chmod 700 it",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A state file made (empty) with mode 0600 before anything opens it, so
+/// that SQLite, which gives its -wal and -shm files the database's mode,
+/// makes them 0600 too; an existing one is brought to 0600.
+pub fn private_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let show = |e: std::io::Error| format!("{}: {e}", path.display());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(show)?;
+    let mode = std::fs::metadata(path).map_err(show)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(show)?;
+    }
+    Ok(())
+}
+
 /// IPv4-mapped IPv6 as the IPv4 address it is, so one client is one key.
 pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {

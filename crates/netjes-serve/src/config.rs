@@ -54,8 +54,6 @@ pub struct RawConfig {
     pub max_login_hashes: usize,
     /// New tests a visitor (not logged in) may start per address and hour.
     pub tests_per_client_per_hour: u32,
-    /// Messages one test address accepts; more get 452.
-    pub messages_per_test: u32,
     /// The inbox's stored messages in all, in MiB: the oldest results are
     /// deleted to make room, and new mail gets 452 while it is full.
     pub inbox_max_mib: u64,
@@ -96,7 +94,6 @@ impl Default for RawConfig {
             trusted_proxies: vec![],
             max_login_hashes: 4,
             tests_per_client_per_hour: 30,
-            messages_per_test: 5,
             inbox_max_mib: 1024,
             http_header_seconds: 10,
             http_max_connections: 512,
@@ -132,7 +129,6 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_login_hashes: usize,
     pub tests_per_client_per_hour: u32,
-    pub messages_per_test: u32,
     pub inbox_max_bytes: u64,
     pub http_header_timeout: Duration,
     pub http_limits: netjes_net::ConnLimits,
@@ -180,8 +176,8 @@ impl Config {
         }
         let trusted_proxies =
             netjes_net::parse_nets("trusted_proxies", &raw.trusted_proxies, &mut errors);
-        if raw.max_login_hashes == 0 || raw.tests_per_client_per_hour == 0 || raw.messages_per_test == 0 {
-            errors.push("max_login_hashes, tests_per_client_per_hour and messages_per_test: at least 1".into());
+        if raw.max_login_hashes == 0 || raw.tests_per_client_per_hour == 0 {
+            errors.push("max_login_hashes and tests_per_client_per_hour: at least 1".into());
         }
         if raw.inbox_max_mib == 0 || raw.http_header_seconds == 0 {
             errors.push("inbox_max_mib and http_header_seconds: at least 1".into());
@@ -224,7 +220,6 @@ impl Config {
             trusted_proxies: trusted_proxies.clone(),
             max_login_hashes: raw.max_login_hashes,
             tests_per_client_per_hour: raw.tests_per_client_per_hour,
-            messages_per_test: raw.messages_per_test,
             inbox_max_bytes: raw.inbox_max_mib * 1024 * 1024,
             http_header_timeout: Duration::from_secs(raw.http_header_seconds),
             // A trusted proxy carries every visitor: no per-client cap.

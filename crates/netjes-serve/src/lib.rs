@@ -42,16 +42,10 @@ pub fn build(
     cfg: &config::Config,
     dns: Arc<dyn netjes_dns::Resolver>,
 ) -> Result<Parts, ServeError> {
-    let dir_error = |e: std::io::Error| {
-        store::StoreError::Dir(cfg.data_dir.display().to_string(), e.to_string())
-    };
-    std::fs::create_dir_all(&cfg.data_dir).map_err(dir_error)?;
     // The store and the master key: for netjes alone.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(dir_error)?;
-    }
+    netjes_net::private_dir(&cfg.data_dir).map_err(|e| {
+        store::StoreError::Dir(cfg.data_dir.display().to_string(), e)
+    })?;
     let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir, true)?;
     let csrf_key = master.csrf_key();
     let store = store::Store::open(&cfg.data_dir, master)?;
@@ -73,6 +67,7 @@ pub fn build(
     let limits = smtp::Limits {
         max_message_bytes: cfg.max_message_bytes,
         max_recipients: cfg.max_recipients,
+        max_stored_bytes: cfg.inbox_max_bytes,
         session: cfg.smtp_session,
         idle: cfg.smtp_idle,
         max_connections: cfg.max_connections,

@@ -166,16 +166,14 @@ fn aad(domain: &str, selector: &str) -> String {
 /// Opens (or makes) `netjes.sqlite` in `data_dir` and brings its schema
 /// up to date.
 pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| StoreError::Dir(data_dir.display().to_string(), e.to_string()))?;
+    netjes_net::private_dir(data_dir)
+        .map_err(|e| StoreError::Dir(data_dir.display().to_string(), e))?;
     let path = data_dir.join("netjes.sqlite");
+    // The database holds password hashes and sealed keys: only we read it,
+    // and its -wal and -shm, which SQLite makes with its mode.
+    netjes_net::private_file(&path)
+        .map_err(|e| StoreError::Dir(path.display().to_string(), e))?;
     let mut c = Connection::open(&path)?;
-    // The database holds password hashes and sealed keys: only we read it.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| StoreError::Dir(path.display().to_string(), e.to_string()))?;
-    }
     c.busy_timeout(std::time::Duration::from_secs(5))?;
     c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -439,6 +437,31 @@ impl Store {
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
+    }
+
+    /// Makes room for a message of `incoming` octets under `cap` octets of
+    /// stored messages in all, deleting the oldest finished tests first;
+    /// false when even that is not enough (the inbox then answers 452).
+    pub fn make_room(&self, cap: u64, incoming: u64) -> Result<bool, StoreError> {
+        let db = self.db();
+        loop {
+            let used: i64 = db.query_row(
+                "SELECT COALESCE(SUM(length(raw)), 0) FROM tests",
+                [],
+                |r| r.get(0),
+            )?;
+            if used.max(0) as u64 + incoming <= cap {
+                return Ok(true);
+            }
+            let n = db.execute(
+                "DELETE FROM tests WHERE id = (SELECT id FROM tests WHERE status = 'done' ORDER BY received LIMIT 1)",
+                [],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tracing::info!("inbox full: deleted the oldest test result");
+        }
     }
 
     /// Deletes tests made before `before`; returns how many.

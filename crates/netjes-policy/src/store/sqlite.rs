@@ -211,6 +211,12 @@ impl Engine {
         let journal_path = db.with_extension("journal");
         let journal_name = journal_path.display().to_string();
         let jerr = |e: std::io::Error| StoreError::Journal(journal_name.clone(), e.to_string());
+        // Both files 0600 whatever the umask (the greylist holds who mails
+        // whom); SQLite gives its -wal and -shm the database's mode.
+        for f in [&journal_path, &db.to_path_buf()] {
+            netjes_net::private_file(f)
+                .map_err(|e| StoreError::Journal(journal_name.clone(), e))?;
+        }
         let mut journal = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -495,8 +501,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (and creates) `dir/policy.sqlite` and `dir/policy.journal`.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Dir(dir.display().to_string(), e.to_string()))?;
+        netjes_net::private_dir(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
         Self::open_file(&dir.join("policy.sqlite"))
     }
 

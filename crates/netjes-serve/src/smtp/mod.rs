@@ -33,6 +33,8 @@ const MAX_ERRORS: usize = 10;
 pub struct Limits {
     pub max_message_bytes: usize,
     pub max_recipients: usize,
+    /// Octets of stored test messages in all (inbox_max_mib).
+    pub max_stored_bytes: u64,
     pub session: Duration,
     pub idle: Duration,
     pub max_connections: usize,
@@ -596,6 +598,21 @@ impl Session {
         let from = self.mail_from.clone().unwrap_or_default();
         let ip = self.peer.ip();
         let mut taken = Vec::new();
+        // Room for one copy per recipient, the oldest results going first.
+        let need = (body.len() as u64 + 512) * self.rcpts.len() as u64;
+        match self.inbox.store.make_room(self.inbox.limits.max_stored_bytes, need) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.inbox
+                    .metrics
+                    .inc("netjes_smtp_messages_total", &[("result", "full")]);
+                return "452 4.3.1 the test inbox is full; try again later".into();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot measure the inbox");
+                return "451 4.3.0 cannot store the message now; try again later".into();
+            }
+        }
         for (id, to) in self.rcpts.clone() {
             let facts = Facts {
                 ip,
