@@ -679,3 +679,55 @@ async fn an_unreadable_client_address_is_an_outside_client() {
         assert!(code.contains("SPF not checked"), "{code}");
     }
 }
+
+/// 1,000 idle connections to the milter used to leave Postfix waiting up
+/// to 330 s. A stranger gets per_client connections, strangers together
+/// leave the reserve to the MTA's address, and Postfix's message is
+/// answered within a second.
+#[tokio::test]
+async fn an_idle_flood_does_not_lock_the_mta_out() {
+    let s = setup_custom(false, false, |st| {
+        st.conn = netjes_net::ConnLimits::for_mta(
+            60,
+            20,
+            10,
+            vec![netjes_net::parse_net("127.0.0.1").unwrap()],
+        );
+    })
+    .await;
+    let flood = |from: String, n: usize| async move {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            if let Ok(c) = sock.connect(s.addr).await {
+                held.push(c);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut open = 0;
+        for c in held.iter_mut() {
+            let mut b = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(20), c.read(&mut b)).await {
+                Ok(Ok(0)) => {}
+                _ => open += 1,
+            }
+        }
+        (held, open)
+    };
+    let (_a, open) = flood("127.0.0.2".into(), 1000).await;
+    assert_eq!(open, 20, "one stranger holds per_client connections");
+    let mut others = Vec::new();
+    let mut total = 0;
+    for i in 3..10 {
+        let (h, open) = flood(format!("127.0.0.{i}"), 20).await;
+        total += open;
+        others.push(h);
+    }
+    assert_eq!(total, 30, "strangers together stop at max - reserved");
+    let started = std::time::Instant::now();
+    let mut c = Client::connect(s.addr, "192.0.2.10").await;
+    let r = c.message("alice@example.com", MSG, None).await;
+    assert_eq!(r.last(), Some(&Response::Continue), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}

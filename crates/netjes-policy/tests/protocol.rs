@@ -580,3 +580,67 @@ async fn unix_socket() {
         "{a}"
     );
 }
+
+/// Idle connections from `from`: opened, then never a byte.
+async fn idle_flood(addr: SocketAddr, from: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        if let Ok(s) = sock.connect(addr).await {
+            held.push(s);
+        }
+    }
+    held
+}
+
+/// How many of these connections the server has closed.
+async fn closed(conns: &mut [tokio::net::TcpStream]) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut n = 0;
+    for c in conns.iter_mut() {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(20), c.read(&mut b)).await {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// 1,000 idle connections used to leave Postfix without an answer for up
+/// to 330 s. A stranger gets at most `per_client` connections, strangers
+/// together leave the reserved slots to the MTA's addresses, and the MTA
+/// is answered within a second.
+#[tokio::test]
+async fn an_idle_flood_does_not_lock_the_mta_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), |c| {
+        c.connections = netjes_net::RawConnLimits {
+            max: 60,
+            per_client: 20,
+            reserved: 10,
+            mta_addresses: vec!["127.0.0.1".into()],
+        };
+    })
+    .await;
+    let mut flood = idle_flood(s.addr, "127.0.0.2", 1000).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let shut = closed(&mut flood).await;
+    assert_eq!(flood.len() - shut, 20, "one stranger holds per_client connections");
+    // Strangers from many addresses fill what is not reserved.
+    let mut more = Vec::new();
+    for i in 3..10 {
+        more.extend(idle_flood(s.addr, &format!("127.0.0.{i}"), 20).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = more.len() - closed(&mut more).await;
+    assert_eq!(held, 30, "strangers together stop at max - reserved");
+    // The MTA: answered at once.
+    let started = std::time::Instant::now();
+    let mut c = Client::connect(s.addr).await;
+    let a = c
+        .ask(&msg("192.0.2.10", "mail.example.com", "alice@example.com", "bob@example.org", "F1"))
+        .await;
+    assert!(a.is_some(), "the MTA got no answer");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}

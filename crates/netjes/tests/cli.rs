@@ -1389,3 +1389,81 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
         .success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// State files under `umask 000`: the policy service's, the milter's and
+/// serve's data directories are 0700 and their files 0600 (SQLite's -wal
+/// and -shm included); a data directory everyone may write to is refused
+/// with a clear error.
+#[tokio::test]
+async fn state_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start_str(ZONE).await;
+    let ns = dns.addr().to_string();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let bin = env!("CARGO_BIN_EXE_netjes");
+    let (pport, mport, hport, sport) = (free(), free(), free(), free());
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    let milter_cfg = dir.path().join("milter.toml");
+    std::fs::write(&milter_cfg, format!("listen = \"inet:{mport}@127.0.0.1\"\ndata_dir = \"{}\"\n", d("milter"))).unwrap();
+    let cmds = [
+        format!("{bin} policy --listen inet:127.0.0.1:{pport} --data-dir {} --nameserver {ns}", d("policy")),
+        format!("{bin} milter --config {} --nameserver {ns}", milter_cfg.display()),
+        format!("{bin} serve --data-dir {} --http 127.0.0.1:{hport} --smtp 127.0.0.1:{sport} --nameserver {ns}", d("serve")),
+    ];
+    let mut children = Vec::new();
+    for c in &cmds {
+        children.push(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("umask 000; exec {c}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let listening = |p: u16| (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
+    });
+    for p in [pport, mport, hport] {
+        assert!(listening(p), "port {p}");
+    }
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    for (sub, files) in [
+        ("policy", &["policy.sqlite", "policy.journal"][..]),
+        ("milter", &["verdicts.sqlite"][..]),
+        ("serve", &["netjes.sqlite", "master.key"][..]),
+    ] {
+        assert_eq!(mode(dir.path().join(sub)), 0o700, "{sub}");
+        for f in files {
+            assert_eq!(mode(dir.path().join(sub).join(f)), 0o600, "{sub}/{f}");
+        }
+        for e in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(mode(e.path()) & 0o077, 0, "{}", e.path().display());
+        }
+    }
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // A data directory everyone may write to: refused, and said why.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run(
+        args(&["policy", "--listen", &format!("inet:127.0.0.1:{}", free()), "--data-dir", open.to_str().unwrap(), "--nameserver", &ns]),
+        None,
+    )
+    .await;
+    assert_ne!(code(&o), 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("everyone may write to this directory"), "{err}");
+}

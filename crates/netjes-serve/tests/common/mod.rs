@@ -27,6 +27,13 @@ pub struct Server {
     stop: tokio::sync::watch::Sender<bool>,
 }
 
+impl Server {
+    /// Asks the server to stop, as SIGTERM does.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
