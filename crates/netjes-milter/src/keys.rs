@@ -147,6 +147,13 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKey, String> {
                 path.display()
             ));
         }
+        // Writable by others: anyone could swap in their own key.
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(format!(
+                "{}: others may write to it; chmod 600 it",
+                path.display()
+            ));
+        }
     }
     let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     PrivateKey::from_pem(&pem, None).map_err(|e| format!("{}: {e}", path.display()))
@@ -375,19 +382,23 @@ mod tests {
         private("ed.private", &ed.to_pkcs8_pem(), 0o600);
         private("bad.private", "not a key", 0o600);
         private("open.private", &rsa.to_pkcs8_pem(), 0o644);
+        private("writable.private", &rsa.to_pkcs8_pem(), 0o620);
         std::fs::write(
             d.join("KeyTable"),
             format!(
-                "# OpenDKIM KeyTable\nrsa._domainkey.example.com example.com:rsa:{0}/rsa.private\ned._domainkey.example.com example.com:ed:{0}/ed.private\nbroken example.net:s1:{0}/bad.private\nopen example.org:s1:{0}/open.private\n",
+                "# OpenDKIM KeyTable\nrsa._domainkey.example.com example.com:rsa:{0}/rsa.private\ned._domainkey.example.com example.com:ed:{0}/ed.private\nbroken example.net:s1:{0}/bad.private\nopen example.org:s1:{0}/open.private\nwritable example.biz:s1:{0}/writable.private\n",
                 d.display()
             ),
         )
         .unwrap();
-        std::fs::write(d.join("SigningTable"), "*@example.com rsa._domainkey.example.com\n*@example.com ed._domainkey.example.com\n*@*.example.com rsa._domainkey.example.com\n*@example.net broken\n*@example.org open\n").unwrap();
+        std::fs::write(d.join("SigningTable"), "*@example.com rsa._domainkey.example.com\n*@example.com ed._domainkey.example.com\n*@*.example.com rsa._domainkey.example.com\n*@example.net broken\n*@example.org open\n*@example.biz writable\n").unwrap();
         let kt = d.join("KeyTable").display().to_string();
         let st = format!("refile:{}", d.join("SigningTable").display());
         let t = KeyTables::load(&kt, &st).unwrap();
-        assert_eq!(t.key_errors().len(), 2);
+        assert_eq!(t.key_errors().len(), 3);
+        assert!(
+            matches!(t.keys_for("eve@example.biz"), Keys::Broken(e) if e.contains("others may write to it"))
+        );
         match t.keys_for("<Alice@Example.com>") {
             Keys::Sign(k) => assert_eq!(
                 k.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(),

@@ -152,7 +152,10 @@ impl Client {
     pub fn new(addr: SocketAddr) -> Client {
         Client {
             base: format!("http://{addr}"),
+            // No kept-alive connections: the server closes idle ones at
+            // its header timeout, and a POST is not retried on a dead one.
             agent: ureq::AgentBuilder::new()
+                .max_idle_connections(0)
                 .redirects(0)
                 .timeout(Duration::from_secs(30))
                 .build(),
