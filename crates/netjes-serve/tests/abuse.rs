@@ -141,7 +141,8 @@ fn is_closed(s: &TcpStream, wait: Duration) -> bool {
     let mut b = [0u8; 512];
     let mut r = s;
     match r.read(&mut b) {
-        Ok(_) => true,
+        // End of stream, or an answer the server ends the connection with.
+        Ok(_n) => true,
         Err(e) => !matches!(
             e.kind(),
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
