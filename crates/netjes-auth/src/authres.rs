@@ -16,65 +16,17 @@
 /// `authserv-id = value` (RFC 2045: token / quoted-string).
 pub fn authserv_id(value: &str) -> Option<String> {
     let b = value.as_bytes();
-    let mut i = skip_cfws(b, 0)?;
+    let i = crate::lex::skip_cfws(b, 0)?;
     if b.get(i) == Some(&b'"') {
-        let mut out = Vec::new();
-        i += 1;
-        while i < b.len() {
-            match b[i] {
-                b'\\' if i + 1 < b.len() => {
-                    out.push(b[i + 1]);
-                    i += 2;
-                    continue;
-                }
-                // Folding inside the quotes is not part of the id.
-                b'\r' | b'\n' => {}
-                b'"' => return Some(String::from_utf8_lossy(&out).into_owned()),
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        return None;
+        return crate::lex::quoted(b, i, b'"').map(|(id, _)| id);
     }
-    let start = i;
-    while i < b.len() && is_token(b[i]) {
-        i += 1;
-    }
-    (i > start).then(|| value[start..i].to_string())
+    let end = b[i..].iter().position(|c| !is_token(*c)).map_or(b.len(), |n| i + n);
+    (end > i).then(|| value[i..end].to_string())
 }
 
 /// RFC 2045 token characters: any CHAR but space, CTLs and tspecials.
 fn is_token(c: u8) -> bool {
     c > b' ' && c < 0x7f && !b"()<>@,;:\\\"/[]?=".contains(&c)
-}
-
-/// Past white space, folding and (nested) comments; None when a comment
-/// is not closed.
-fn skip_cfws(b: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        match b.get(i) {
-            Some(b' ' | b'\t' | b'\r' | b'\n') => i += 1,
-            Some(b'(') => {
-                let mut depth = 0usize;
-                loop {
-                    match b.get(i)? {
-                        b'\\' => i += 1,
-                        b'(' => depth += 1,
-                        b')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                i += 1;
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
-            _ => return Some(i),
-        }
-    }
 }
 
 /// Whether an Authentication-Results value claims `ours` (case-insensitive,

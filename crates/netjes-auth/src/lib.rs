@@ -10,6 +10,7 @@ pub mod authres;
 pub mod dkim;
 pub mod dmarc;
 mod glue;
+mod lex;
 pub mod message;
 pub mod spf;
 pub mod verdict;

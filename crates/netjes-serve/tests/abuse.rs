@@ -4,31 +4,18 @@
 
 mod common;
 
-use common::{start, wait_done, Client, Smtp, ADMIN, PASSWORD, TEST_DOMAIN};
+use common::{login_as, sender_zone, start, wait_done, Client, Smtp, ADMIN, PASSWORD, TEST_DOMAIN};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-fn zone() -> String {
-    "sender.example. TXT \"v=spf1 ip4:127.0.0.1 -all\"\n".into()
-}
-
-/// A login from a client whose address a trusted proxy vouches for.
-fn login_as(c: &mut Client, csrf: &str, from: &str, user: &str, password: &str) -> u16 {
-    c.headers = vec![("X-Forwarded-For".into(), from.into())];
-    c.post_form(
-        "/login",
-        &[("csrf", csrf), ("user", user), ("password", password)],
-    )
-    .status
-}
 
 /// 60 parallel wrong logins from one address: 10 are tried, the rest get
 /// 429 before any hash (before: 42 of 60 were tried against a limit of
 /// 10, because the count was read before the hash and written after it).
 #[test]
 fn parallel_logins_are_counted_before_the_hash() {
-    let s = start(&zone(), |c| {
+    let s = start(&sender_zone(), |c| {
         c.max_login_hashes = 64;
         // 60 connections at once from one address: all of them reach the
         // login (the per-address connection cap is the slowloris test's).
@@ -69,7 +56,7 @@ fn parallel_logins_are_counted_before_the_hash() {
 /// (a delay, not a lock-out).
 #[test]
 fn an_account_under_attack_slows_down_but_its_owner_gets_in() {
-    let s = start(&zone(), |c| c.trusted_proxies = vec!["127.0.0.1".into()]);
+    let s = start(&sender_zone(), |c| c.trusted_proxies = vec!["127.0.0.1".into()]);
     let mut c = Client::new(s.http);
     let csrf = c.get("/login").csrf();
     for i in 0..5 {
@@ -81,7 +68,7 @@ fn an_account_under_attack_slows_down_but_its_owner_gets_in() {
     assert_eq!(login_as(&mut c, &csrf, "192.0.2.51", ADMIN, PASSWORD), 303);
     // X-Forwarded-For from a peer that is not a trusted proxy is ignored:
     // without trusted_proxies every attempt counts against 127.0.0.1.
-    let t = start(&zone(), |_| {});
+    let t = start(&sender_zone(), |_| {});
     let mut c = Client::new(t.http);
     let csrf = c.get("/login").csrf();
     for i in 0..10 {
@@ -96,7 +83,7 @@ fn an_account_under_attack_slows_down_but_its_owner_gets_in() {
 /// a cross-site form needed no page visit).
 #[test]
 fn a_forged_visitor_token_is_refused() {
-    let s = start(&zone(), |_| {});
+    let s = start(&sender_zone(), |_| {});
     let mut c = Client::new(s.http);
     let forged = "A".repeat(43);
     c.cookies.insert("netjes_csrf".into(), forged.clone());
@@ -157,7 +144,7 @@ fn is_closed(s: &TcpStream, wait: Duration) -> bool {
 /// ends the server within its deadline.
 #[test]
 fn slowloris_is_cut_off_and_others_are_served() {
-    let s = start(&zone(), |c| {
+    let s = start(&sender_zone(), |c| {
         c.http_max_connections_per_client = 8;
         c.http_header_seconds = 1;
     });
@@ -207,7 +194,7 @@ fn slowloris_is_cut_off_and_others_are_served() {
 /// user is not limited.
 #[test]
 fn anonymous_tests_are_limited_per_address() {
-    let s = start(&zone(), |c| c.tests_per_client_per_hour = 3);
+    let s = start(&sender_zone(), |c| c.tests_per_client_per_hour = 3);
     let mut c = Client::new(s.http);
     for _ in 0..3 {
         assert_eq!(c.post_json("/api/tests", &serde_json::json!({})).status, 200);
@@ -226,7 +213,7 @@ fn anonymous_tests_are_limited_per_address() {
 /// kept for 7 days).
 #[test]
 fn the_inbox_storage_is_capped() {
-    let s = start(&zone(), |c| c.inbox_max_mib = 1);
+    let s = start(&sender_zone(), |c| c.inbox_max_mib = 1);
     let mut c = Client::new(s.http);
     let body = "x".repeat(76);
     let big: String = (0..8000).map(|_| format!("{body}\r\n")).collect(); // ~600 KB
@@ -259,13 +246,13 @@ fn the_inbox_storage_is_capped() {
 /// carry HSTS.
 #[test]
 fn secure_cookies_and_hsts() {
-    let s = start(&zone(), |c| c.secure_cookies = true);
+    let s = start(&sender_zone(), |c| c.secure_cookies = true);
     let mut c = Client::new(s.http);
     let r = c.get("/");
     assert!(r.header("strict-transport-security").is_some_and(|h| h.contains("max-age=")));
     let cookie = r.headers["set-cookie"].join("\n");
     assert!(cookie.contains("; Secure"), "{cookie}");
-    let plain = start(&zone(), |_| {});
+    let plain = start(&sender_zone(), |_| {});
     let r = Client::new(plain.http).get("/");
     assert!(r.header("strict-transport-security").is_none());
 }

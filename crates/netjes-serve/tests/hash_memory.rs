@@ -4,21 +4,8 @@
 
 mod common;
 
-use common::{start, Client};
+use common::{login_as, sender_zone, start, Client};
 
-fn zone() -> String {
-    "sender.example. TXT \"v=spf1 ip4:127.0.0.1 -all\"\n".into()
-}
-
-/// A login from a client whose address a trusted proxy vouches for.
-fn login_as(c: &mut Client, csrf: &str, from: &str, user: &str, password: &str) -> u16 {
-    c.headers = vec![("X-Forwarded-For".into(), from.into())];
-    c.post_form(
-        "/login",
-        &[("csrf", csrf), ("user", user), ("password", password)],
-    )
-    .status
-}
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -34,7 +21,7 @@ fn peak_rss_kib() -> u64 {
 /// memory stays bounded (before: the process grew by 780 MiB).
 #[test]
 fn password_hashes_in_flight_are_bounded() {
-    let s = start(&zone(), |c| {
+    let s = start(&sender_zone(), |c| {
         c.max_login_hashes = 2;
         c.trusted_proxies = vec!["127.0.0.1".into()];
     });

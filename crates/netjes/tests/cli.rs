@@ -45,6 +45,15 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap()
 }
@@ -986,16 +995,8 @@ async fn policy_daemon_answers_reloads_and_stops() {
     use std::io::{BufRead, BufReader, Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let dns = TestDns::start_str(ZONE).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mport = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let mport = free_port();
     let cfg = dir.path().join("policy.toml");
     std::fs::write(&cfg, "[greylist]\nenabled = false\n").unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
@@ -1081,14 +1082,7 @@ async fn milter_daemon_signs_reloads_and_stops() {
     use netjes_milter::protocol::Response;
     let dir = tempfile::tempdir().unwrap();
     let dns = TestDns::start_str(ZONE).await;
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (port, mport) = (free(), free());
+    let (port, mport) = (free_port(), free_port());
     for (name, alg, bits) in [
         ("one", KeyAlgorithm::Rsa, 2048),
         ("two", KeyAlgorithm::Ed25519, 256),
@@ -1207,14 +1201,7 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let dns = TestDns::start_str(ZONE).await;
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (http, smtp, metrics) = (free(), free(), free());
+    let (http, smtp, metrics) = (free_port(), free_port(), free_port());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
         .args([
             "serve",
@@ -1400,15 +1387,8 @@ async fn state_files_are_private_whatever_the_umask() {
     let dir = tempfile::tempdir().unwrap();
     let dns = TestDns::start_str(ZONE).await;
     let ns = dns.addr().to_string();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let bin = env!("CARGO_BIN_EXE_netjes");
-    let (pport, mport, hport, sport) = (free(), free(), free(), free());
+    let (pport, mport, hport, sport) = (free_port(), free_port(), free_port(), free_port());
     let d = |n: &str| dir.path().join(n).display().to_string();
     let milter_cfg = dir.path().join("milter.toml");
     std::fs::write(&milter_cfg, format!("listen = \"inet:{mport}@127.0.0.1\"\ndata_dir = \"{}\"\n", d("milter"))).unwrap();
@@ -1459,7 +1439,7 @@ async fn state_files_are_private_whatever_the_umask() {
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     let o = run(
-        args(&["policy", "--listen", &format!("inet:127.0.0.1:{}", free()), "--data-dir", open.to_str().unwrap(), "--nameserver", &ns]),
+        args(&["policy", "--listen", &format!("inet:127.0.0.1:{}", free_port()), "--data-dir", open.to_str().unwrap(), "--nameserver", &ns]),
         None,
     )
     .await;

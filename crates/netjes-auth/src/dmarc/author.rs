@@ -271,14 +271,20 @@ fn tokenize(value: &[u8]) -> Result<Vec<Token>, AuthorError> {
     while i < b.len() {
         match b[i] {
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'(' => i = skip_comment(b, i)?,
+            b'(' => {
+                i = crate::lex::skip_comment(b, i)
+                    .ok_or_else(|| AuthorError::Syntax("a comment is not closed".into()))?
+            }
             b'"' => {
-                let (s, next) = quoted(b, i, b'"')?;
+                let (s, next) = crate::lex::quoted(b, i, b'"')
+                    .ok_or_else(|| AuthorError::Syntax("a quoted string is not closed".into()))?;
                 out.push(Token::Quoted(s));
                 i = next;
             }
             b'[' => {
-                let (s, next) = quoted(b, i, b']')?;
+                let (s, next) = crate::lex::quoted(b, i, b']').ok_or_else(|| {
+                    AuthorError::Syntax("a domain literal is not closed or holds a bracket".into())
+                })?;
                 out.push(Token::Literal(s));
                 i = next;
             }
@@ -317,56 +323,6 @@ fn tokenize(value: &[u8]) -> Result<Vec<Token>, AuthorError> {
         }
     }
     Ok(out)
-}
-
-/// Past a comment, nested comments and quoted pairs included.
-fn skip_comment(b: &[u8], mut i: usize) -> Result<usize, AuthorError> {
-    let mut depth = 0usize;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'(' => depth += 1,
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Ok(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Err(AuthorError::Syntax("a comment is not closed".into()))
-}
-
-/// A quoted string or domain literal from its opening octet: the content
-/// with quoted pairs resolved and folding removed.
-fn quoted(b: &[u8], start: usize, close: u8) -> Result<(String, usize), AuthorError> {
-    let mut out = Vec::new();
-    let mut i = start + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if i + 1 < b.len() => {
-                out.push(b[i + 1]);
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => {}
-            c if c == close => {
-                return Ok((String::from_utf8_lossy(&out).into_owned(), i + 1));
-            }
-            b'[' | b']' if close == b']' => {
-                return Err(AuthorError::Syntax("a bracket inside a domain literal".into()))
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    Err(AuthorError::Syntax(if close == b'"' {
-        "a quoted string is not closed".into()
-    } else {
-        "a domain literal is not closed".into()
-    }))
 }
 
 struct Parser {

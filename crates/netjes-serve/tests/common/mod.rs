@@ -348,3 +348,19 @@ pub fn wait_done(c: &mut Client, id: &str) -> serde_json::Value {
     }
     panic!("test {id} was not analysed");
 }
+
+/// A zone with a sender domain whose SPF allows 127.0.0.1.
+pub fn sender_zone() -> String {
+    "sender.example. TXT \"v=spf1 ip4:127.0.0.1 -all\"\n".into()
+}
+
+/// A login from a client whose address a trusted proxy vouches for
+/// (X-Forwarded-For); the status.
+pub fn login_as(c: &mut Client, csrf: &str, from: &str, user: &str, password: &str) -> u16 {
+    c.headers = vec![("X-Forwarded-For".into(), from.into())];
+    c.post_form(
+        "/login",
+        &[("csrf", csrf), ("user", user), ("password", password)],
+    )
+    .status
+}
