@@ -21,13 +21,7 @@ impl Drop for Spamd {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use netjes_testdns::free_port;
 
 async fn start_spamd() -> Option<Spamd> {
     let bin = ["/usr/sbin/spamd", "/usr/bin/spamd"]

@@ -32,13 +32,7 @@ impl Drop for Driver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use netjes_testdns::free_port;
 
 impl Driver {
     fn start() -> Driver {

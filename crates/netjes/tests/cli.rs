@@ -45,14 +45,7 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use netjes_testdns::free_port;
 
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap()
