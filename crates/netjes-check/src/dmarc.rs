@@ -118,7 +118,7 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
                 .fix(Fix::txt(&policy_name, &rec.text.replacen("p=none", "p=quarantine", 1))),
         ),
         Some(Policy::Quarantine) => out.push(
-            Finding::new(C, "dmarc.policy", Status::Pass, "p=quarantine: forged mail goes to spam")
+            Finding::new(C, "dmarc.policy", Status::Info, "p=quarantine: forged mail goes to spam")
                 .advice("p=reject is the last step, when the reports stay clean"),
         ),
         Some(Policy::Reject) => out.push(Finding::new(C, "dmarc.policy", Status::Pass, "p=reject: forged mail is refused")),

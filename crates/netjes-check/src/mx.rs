@@ -38,8 +38,8 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
         Err(_) => {
             out.push(
                 Finding::new(C, "mx.missing", Status::Warn, format!("{domain} has no MX record: senders fall back to its A record (RFC 5321 §5.1)"))
-                    .advice("publish MX records for the servers that receive your mail, or a null MX if the domain receives none")
-                    .fix(Fix { name: domain.into(), rtype: "MX".into(), value: "0 .".into() }),
+                    .advice(format!("publish an MX for the server that receives your mail (here mail.{domain}; use its real name). Only if the domain sends and receives no mail at all, publish the null MX \"{domain}. IN MX 0 .\" (RFC 7505) instead"))
+                    .fix(Fix { name: domain.into(), rtype: "MX".into(), value: format!("10 mail.{domain}.") }),
             );
             return (out, facts);
         }

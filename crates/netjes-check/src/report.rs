@@ -138,23 +138,26 @@ pub struct CategoryScore {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub domain: String,
+    /// False when the domain does not exist (NXDOMAIN).
+    pub exists: bool,
+    /// One sentence when there is no score: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
     pub findings: Vec<Finding>,
     pub scores: Vec<CategoryScore>,
-    /// 0 to 10: the mean of the categories.
-    pub score: f32,
+    /// 0 to 10 by the model in score.rs; null when the domain does not
+    /// exist or nothing could be checked.
+    pub score: Option<f32>,
+    /// "Excellent", "Good", "Needs work" or "Poor".
+    pub verdict: Option<&'static str>,
+    /// False when some check could not run: the score is then at most
+    /// what it says (an unchecked requirement counts as missing).
+    pub complete: bool,
+    /// The caps that held the score down, in words.
+    pub capped_by: Vec<String>,
     /// The SPF include/redirect tree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spf_tree: Option<crate::spf::SpfNode>,
-}
-
-/// What a finding costs its category, out of 10.
-fn penalty(s: Status) -> f32 {
-    match s {
-        Status::Pass | Status::Info => 0.0,
-        Status::Warn => 2.0,
-        Status::Fail => 6.0,
-        Status::Error => 0.0,
-    }
 }
 
 impl Report {
@@ -163,15 +166,22 @@ impl Report {
         findings: Vec<Finding>,
         spf_tree: Option<crate::spf::SpfNode>,
     ) -> Report {
+        let scored = crate::score::score(&findings);
         let mut scores = Vec::new();
         for c in Category::ALL {
             let fs: Vec<&Finding> = findings.iter().filter(|f| f.category == c).collect();
             if fs.is_empty() {
                 continue;
             }
-            let checked = fs.iter().any(|f| f.status != Status::Error);
-            let score = checked
-                .then(|| (10.0 - fs.iter().map(|f| penalty(f.status)).sum::<f32>()).max(0.0));
+            // The category's own score: the same weights, on a scale where
+            // 4 points lost is nothing left.
+            let lost: f32 = fs
+                .iter()
+                .filter_map(|f| crate::score::cost(f))
+                .map(|w| w.points)
+                .sum();
+            let score = (!scored.not_checked.contains(&c))
+                .then(|| ((10.0 - 2.5 * lost).max(0.0) * 10.0).round() / 10.0);
             let worst = fs.iter().map(|f| f.status).max().unwrap_or(Status::Pass);
             scores.push(CategoryScore {
                 category: c,
@@ -179,19 +189,46 @@ impl Report {
                 worst,
             });
         }
-        // The overall score is the mean of the categories that could be checked.
-        let known: Vec<f32> = scores.iter().filter_map(|s| s.score).collect();
-        let score = if known.is_empty() {
-            0.0
-        } else {
-            known.iter().sum::<f32>() / known.len() as f32
+        let headline = match scored.score {
+            None => Some(format!(
+                "nothing could be checked: {}",
+                findings
+                    .iter()
+                    .find(|f| f.status == Status::Error)
+                    .map(|f| f.message.as_str())
+                    .unwrap_or("no answers")
+            )),
+            Some(_) => None,
         };
         Report {
             domain: domain.to_string(),
+            exists: true,
+            headline,
             findings,
             scores,
-            score: (score * 10.0).round() / 10.0,
+            score: scored.score,
+            verdict: scored.verdict,
+            complete: scored.complete,
+            capped_by: scored.capped_by,
             spf_tree,
+        }
+    }
+
+    /// A domain that does not exist: no score, one headline.
+    pub fn nonexistent(domain: &str) -> Report {
+        Report {
+            domain: domain.to_string(),
+            exists: false,
+            headline: Some(format!(
+                "{domain} does not exist (NXDOMAIN): check the spelling"
+            )),
+            findings: Vec::new(),
+            scores: Vec::new(),
+            score: None,
+            verdict: None,
+            complete: true,
+            capped_by: Vec::new(),
+            spf_tree: None,
         }
     }
 

@@ -143,15 +143,34 @@ pub fn check_form(domain: &str) -> String {
 /// The domain check's report (the JSON of `netjes check --json`).
 pub fn check_report(v: &Viewer, r: &serde_json::Value) -> String {
     let domain = r["domain"].as_str().unwrap_or("");
-    let score = r["score"].as_f64().unwrap_or(0.0);
+    // No score (a domain that does not exist, nothing checked) is said in
+    // words, never shown as 0.0 or as a green mark.
+    let score = match (r["score"].as_f64(), r["verdict"].as_str()) {
+        (Some(v), Some(word)) => format!("{v:.1}/10 {word}"),
+        _ => "no score".into(),
+    };
     let mut b = check_form(domain);
-    let _ = write!(b, "<section id=\"check-report\"><h2><span>{}</span><span class=\"score\">{:.1}/10</span></h2><div class=\"scores\">", escape(domain), score);
+    let _ = write!(b, "<section id=\"check-report\"><h2><span>{}</span><span class=\"score\">{}</span></h2>", escape(domain), escape(&score));
+    if let Some(h) = r["headline"].as_str() {
+        let _ = write!(b, "<p class=\"headline\">{}</p>", escape(h));
+    }
+    if r["complete"] == false && r["score"].is_number() {
+        b.push_str("<p class=\"muted\">Incomplete: some checks could not run, and count as failed until they can.</p>");
+    }
+    for why in r["capped_by"].as_array().into_iter().flatten() {
+        let _ = write!(b, "<p class=\"muted\">Held down by: {}</p>", escape(why.as_str().unwrap_or("")));
+    }
+    b.push_str("<div class=\"scores\">");
     for s in r["scores"].as_array().into_iter().flatten() {
+        let value = s["score"]
+            .as_f64()
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "not checked".into());
         let _ = write!(
             b,
-            "<span class=\"chip\">{} {:.1}</span>",
+            "<span class=\"chip\">{} {}</span>",
             escape(s["category"].as_str().unwrap_or("")),
-            s["score"].as_f64().unwrap_or(0.0)
+            escape(&value)
         );
     }
     b.push_str("</div>");

@@ -163,12 +163,22 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     if g.json {
         print_json(&report);
     } else {
+        let score = match (report.score, report.verdict) {
+            (Some(v), Some(word)) if report.complete => format!("{v:.1}/10  {word}"),
+            (Some(v), Some(word)) => format!("{v:.1}/10  {word} (incomplete: some checks could not run)"),
+            _ => "no score".to_string(),
+        };
         println!(
-            "{} {}   score {:.1}/10",
+            "{} {}   {score}",
             heading("Mail audit of"),
             heading(&report.domain),
-            report.score
         );
+        if let Some(h) = &report.headline {
+            println!("{}", h);
+        }
+        for why in &report.capped_by {
+            println!("  {} {}", dim("held down by:"), why);
+        }
         for s in &report.scores {
             println!();
             let score = match s.score {
