@@ -55,7 +55,11 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
                     Status::Fail,
                     format!("{name}: {e}: \"{}\"", String::from_utf8_lossy(raw)),
                 )
-                .fix(Fix::txt(&name, &starter)),
+                // The record meant, mended; the starter only if that fails.
+                .fix(Fix::txt(&name, &{
+                    let mended = repair(&String::from_utf8_lossy(raw), domain, &[]);
+                    if parse_dmarc_record(mended.as_bytes()).is_ok() { mended } else { starter.clone() }
+                })),
             );
             return out;
         }
@@ -115,7 +119,7 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
         Some(Policy::None) => out.push(
             Finding::new(C, "dmarc.policy", Status::Warn, "p=none only monitors: forged mail in your name is still delivered")
                 .advice("the roll-out path is none → quarantine → reject, once the aggregate reports show all your own mail passing")
-                .fix(Fix::txt(&policy_name, &rec.text.replacen("p=none", "p=quarantine", 1))),
+                .fix(Fix::txt(&policy_name, &repair(&rec.text, domain, &[("p", "quarantine")]))),
         ),
         Some(Policy::Quarantine) => out.push(
             Finding::new(C, "dmarc.policy", Status::Info, "p=quarantine: forged mail goes to spam")
@@ -161,9 +165,23 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
             format!("{u}= is not a DMARC tag: a typo?"),
         ));
     }
-    if rec.rua.is_empty() {
-        let mut with = rec.text.trim_end().trim_end_matches(';').to_string();
-        with.push_str(&format!("; rua=mailto:dmarc-reports@{domain}"));
+    let rua_written = rec.text.split(';').any(|t| {
+        t.split_once('=')
+            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("rua"))
+    });
+    if rec.rua.is_empty() && rua_written {
+        // rua=dmarc@example.com: written, but not a URI, so receivers
+        // drop it. The fix mends it; it never adds a second rua=.
+        out.push(
+            Finding::new(
+                C,
+                "dmarc.rua-syntax",
+                Status::Fail,
+                "rua= is there, but its addresses are not mailto: URIs, so no report is sent",
+            )
+            .fix(Fix::txt(&policy_name, &repair(&rec.text, domain, &[]))),
+        );
+    } else if rec.rua.is_empty() {
         out.push(
             Finding::new(
                 C,
@@ -171,7 +189,7 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
                 Status::Warn,
                 "no rua=: you receive no aggregate reports, so you cannot see who sends as you",
             )
-            .fix(Fix::txt(&policy_name, &with)),
+            .fix(Fix::txt(&policy_name, &repair(&rec.text, domain, &[]))),
         );
     }
     // RFC 9989 §3 / RFC 7489 §7.1: a report address outside the policy
@@ -217,4 +235,140 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// The record the user meant, as a valid one: `v=DMARC1` first, each tag
+/// once, the policy's spelling mended to the nearest of none, quarantine
+/// and reject (never a downgrade: `p=rejct` becomes `p=reject`), report
+/// addresses as `mailto:` URIs, the tags RFC 9989 removed (pct, rf, ri)
+/// gone, and `overrides` set. What it cannot mend it leaves for the
+/// caller's starter record.
+pub fn repair(text: &str, domain: &str, overrides: &[(&str, &str)]) -> String {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for part in tag_specs(text) {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"').trim().to_ascii_lowercase();
+        let v = v.trim().trim_matches('"').trim().to_string();
+        if k == "v" || k.is_empty() || ["pct", "rf", "ri"].contains(&k.as_str()) {
+            continue;
+        }
+        let v = match k.as_str() {
+            "p" | "sp" | "np" => nearest_policy(&v).to_string(),
+            "rua" | "ruf" => v
+                .split(',')
+                .map(|a| a.trim())
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    if a.to_ascii_lowercase().starts_with("mailto:") {
+                        a.to_string()
+                    } else {
+                        format!("mailto:{a}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => v,
+        };
+        if !tags.iter().any(|(t, _)| *t == k) {
+            tags.push((k, v));
+        }
+    }
+    for (k, v) in overrides {
+        match tags.iter_mut().find(|(t, _)| t == k) {
+            Some(t) => t.1 = v.to_string(),
+            None => tags.push((k.to_string(), v.to_string())),
+        }
+    }
+    if !tags.iter().any(|(t, _)| t == "p") {
+        tags.insert(0, ("p".into(), "none".into()));
+    }
+    if !tags.iter().any(|(t, _)| t == "rua") {
+        tags.push(("rua".into(), format!("mailto:dmarc-reports@{domain}")));
+    }
+    // p= right after v= (RFC 9989 recommends it; some parsers insist).
+    tags.sort_by_key(|(t, _)| t != "p");
+    let mut out = String::from("v=DMARC1");
+    for (k, v) in tags {
+        out.push_str(&format!("; {k}={v}"));
+    }
+    out
+}
+
+/// The tag specs of a record as written, also where a `;` was left out
+/// (`v=DMARC1 p=reject`): a word that starts with `name=` begins a tag.
+fn tag_specs(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in text.split(';') {
+        let mut current: Option<String> = None;
+        for word in part.split_whitespace() {
+            let starts_tag = word
+                .split_once('=')
+                .is_some_and(|(k, _)| !k.is_empty() && k.trim_matches('"').chars().all(|c| c.is_ascii_alphabetic()));
+            match current.as_mut() {
+                Some(c) if !starts_tag => {
+                    c.push(' ');
+                    c.push_str(word);
+                }
+                _ => {
+                    out.extend(current.take());
+                    current = Some(word.to_string());
+                }
+            }
+        }
+        out.extend(current);
+    }
+    out
+}
+
+/// The policy a misspelt value means: the nearest by edit distance, and of
+/// equally near ones the strictest (a typo never weakens the policy).
+fn nearest_policy(v: &str) -> &'static str {
+    let v = v.to_ascii_lowercase();
+    ["reject", "quarantine", "none"]
+        .into_iter()
+        .min_by_key(|p| edit_distance(&v, p))
+        .unwrap_or("none")
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every repaired record parses, keeps the intent, and has one rua.
+    #[test]
+    fn repairs_keep_the_intent_and_parse() {
+        for (bad, want) in [
+            ("v=DMARC1; p=rejct", "v=DMARC1; p=reject; rua=mailto:dmarc-reports@example.com"),
+            ("v=DMARC1; p=quarantin; pct=50; rua=dmarc@example.com", "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com"),
+            ("p=reject; v=DMARC1", "v=DMARC1; p=reject; rua=mailto:dmarc-reports@example.com"),
+            ("v=DMARC1 p=reject", "v=DMARC1; p=reject; rua=mailto:dmarc-reports@example.com"),
+            ("v=DMARC1; p=none; rua=mailto:a@example.com, b@example.net; ri=3600; rf=afrf", "v=DMARC1; p=none; rua=mailto:a@example.com,mailto:b@example.net"),
+            ("\"v=DMARC1; p=reject; adkim=s\"", "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc-reports@example.com"),
+        ] {
+            let got = repair(bad, "example.com", &[]);
+            assert_eq!(got, want, "{bad}");
+            let r = parse_dmarc_record(got.as_bytes()).unwrap();
+            assert_eq!(r.rua.len(), got.matches("mailto:").count(), "{got}");
+            assert!(r.obsolete.is_empty());
+        }
+        let up = repair("v=DMARC1; p=none; pct=10; rua=mailto:d@example.com", "example.com", &[("p", "quarantine")]);
+        assert_eq!(up, "v=DMARC1; p=quarantine; rua=mailto:d@example.com");
+    }
 }

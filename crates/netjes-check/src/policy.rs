@@ -60,6 +60,21 @@ async fn single(
     }
 }
 
+/// An MTA-STS id for a policy published now: the UTC time, as
+/// YYYYMMDDhhmmss (RFC 8461 §3.1 wants it to change with the policy; a
+/// fixed id pasted twice would hide the second change from senders).
+pub fn sts_id_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let t = mail_parser::DateTime::from_timestamp(now);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
 pub async fn check_mta_sts_record(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
     const C: Category = Category::MtaSts;
     let name = format!("_mta-sts.{domain}");
@@ -67,7 +82,7 @@ pub async fn check_mta_sts_record(dns: &dyn Resolver, domain: &str) -> Vec<Findi
         Err(f) => vec![f],
         Ok(None) => vec![Finding::new(C, "mta-sts.record", Status::Info, format!("no MTA-STS ({name}): senders may deliver to you without TLS if an attacker strips STARTTLS"))
             .advice(format!("publish a policy at https://mta-sts.{domain}/.well-known/mta-sts.txt, then this record"))
-            .fix(Fix::txt(&name, "v=STSv1; id=20260101000000"))],
+            .fix(Fix::txt(&name, &format!("v=STSv1; id={}", sts_id_now())))],
         Ok(Some(rec)) => match tags(&rec) {
             Err(e) => vec![Finding::new(C, "mta-sts.record", Status::Fail, format!("{name}: {e}"))],
             Ok(t) => {
@@ -145,5 +160,19 @@ pub async fn check_bimi(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
                 }
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The id offered in a fix is today's time, in the form RFC 8461
+    /// allows (1 to 32 letters and digits).
+    #[test]
+    fn the_mta_sts_id_is_now() {
+        let id = super::sts_id_now();
+        assert_eq!(id.len(), 14);
+        assert!(id.bytes().all(|b| b.is_ascii_digit()));
+        let year: u32 = id[..4].parse().unwrap();
+        assert!(year >= 2026, "{id}");
     }
 }
