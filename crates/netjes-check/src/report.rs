@@ -58,13 +58,33 @@ pub enum Status {
     Error,
 }
 
-/// A record to publish: what to paste into the DNS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A record to publish: what to paste into the DNS. Serialised with its
+/// absolute zone-file line, which the web UI shows as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fix {
     pub name: String,
-    #[serde(rename = "type")]
     pub rtype: String,
     pub value: String,
+}
+
+impl Serialize for Fix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            name: &'a str,
+            #[serde(rename = "type")]
+            rtype: &'a str,
+            value: &'a str,
+            zone_line: String,
+        }
+        Out {
+            name: &self.name,
+            rtype: &self.rtype,
+            value: &self.value,
+            zone_line: self.zone_line(),
+        }
+        .serialize(s)
+    }
 }
 
 impl Fix {

@@ -103,3 +103,59 @@ async fn the_score_ranks_configurations_as_receivers_do() {
         "the ranking changed (BLESS=1 to accept):\n--- golden\n{want}\n--- now\n{got}"
     );
 }
+
+/// Every fix the audit prints is a valid record that removes the finding
+/// it was printed for: each is written into the scenario's zone as its
+/// zone-file line (replacing the records of that name and type), read
+/// back by the zone parser, and the domain is audited again.
+#[tokio::test]
+async fn every_fix_parses_back_and_removes_its_finding() {
+    let dir = format!("{}/tests/scores", env!("CARGO_MANIFEST_DIR"));
+    let (list, zone) = scenarios(&std::fs::read_to_string(format!("{dir}/scenarios.zone")).unwrap());
+    let audit = |zone: String, s: &Scenario| {
+        let opts = CheckOptions {
+            selectors: s.selectors.clone(),
+            ip_lists: Some(s.ip_lists.clone()),
+            domain_lists: Some(vec![]),
+            ..Default::default()
+        };
+        let domain = s.domain.clone();
+        async move {
+            let dns = TestDns::start_str(&zone).await;
+            let r = HickoryResolver::new(&DnsConfig {
+                nameservers: vec![dns.addr()],
+                timeout: Duration::from_millis(400),
+            })
+            .unwrap();
+            check_domain(&r, &domain, &opts).await
+        }
+    };
+    let mut fixes = 0;
+    for s in &list {
+        let before = audit(zone.clone(), s).await;
+        for f in before.findings.iter().filter(|f| f.fix.is_some()) {
+            let fix = f.fix.as_ref().unwrap();
+            let owner = format!("{}.", fix.name.trim_end_matches('.'));
+            let kept: String = zone
+                .lines()
+                .filter(|l| {
+                    let mut w = l.split_whitespace();
+                    !(w.next() == Some(owner.as_str()) && w.next() == Some(fix.rtype.as_str()))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let fixed = format!("{kept}{}\n", fix.zone_line());
+            let after = audit(fixed, s).await;
+            assert!(
+                !after.findings.iter().any(|g| g.id == f.id && g.status == f.status),
+                "{}: the fix {} leaves {} {:?}",
+                s.domain,
+                fix.zone_line(),
+                f.id,
+                f.status
+            );
+            fixes += 1;
+        }
+    }
+    assert!(fixes >= 10, "only {fixes} fixes were tried");
+}

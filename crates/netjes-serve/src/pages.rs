@@ -188,12 +188,15 @@ pub fn check_report(v: &Viewer, r: &serde_json::Value) -> String {
             let _ = write!(b, "<div class=\"muted\">{}</div>", escape(a));
         }
         if let Some(fix) = f.get("fix").filter(|x| !x.is_null()) {
+            // Name, value and the one absolute zone-file line, as the
+            // signing-domain page shows a key (an MX value is never quoted).
             let _ = write!(
                 b,
-                "<div class=\"record\"><code id=\"fix-{i}\">{} {} \"{}\"</code> <button type=\"button\" data-copy=\"fix-{i}\">Copy</button></div>",
+                "<div class=\"record\"><div>Name <code>{}</code> type <code>{}</code> value <code id=\"fix-{i}-value\">{}</code> <button type=\"button\" data-copy=\"fix-{i}-value\">Copy</button></div><div>Zone file <code id=\"fix-{i}\">{}</code> <button type=\"button\" data-copy=\"fix-{i}\">Copy</button></div></div>",
                 escape(fix["name"].as_str().unwrap_or("")),
                 escape(fix["type"].as_str().unwrap_or("")),
-                escape(fix["value"].as_str().unwrap_or(""))
+                escape(fix["value"].as_str().unwrap_or("")),
+                escape(fix["zone_line"].as_str().unwrap_or(""))
             );
         }
         b.push_str("</div>");
