@@ -19,18 +19,44 @@ pub struct Usage(pub String);
 #[error("{0}")]
 pub struct Input(pub String);
 
-/// Prints the error with its chain and picks the exit code.
-pub fn report(e: &anyhow::Error) -> i32 {
-    eprint!("netjes: error: {e}");
+/// Prints the error with its chain on standard error and picks the exit
+/// code; with --json also `{"error": ..., "exit": N}` on standard output,
+/// so that a script reading the JSON sees the failure in it.
+pub fn report(e: &anyhow::Error, json: bool) -> i32 {
+    let mut text = e.to_string();
     for cause in e.chain().skip(1) {
-        eprint!(": {cause}");
+        text.push_str(&format!(": {cause}"));
     }
-    eprintln!();
-    if e.downcast_ref::<Usage>().is_some() {
+    eprintln!("netjes: error: {text}");
+    let code = if e.downcast_ref::<Usage>().is_some() {
         USAGE
     } else {
         INPUT
+    };
+    if json {
+        println!("{}", serde_json::json!({ "error": text, "exit": code }));
     }
+    code
+}
+
+/// `netjes check example.com | head -1`: when the reader goes away, the
+/// next write fails with EPIPE, which println! turns into a panic (exit
+/// 101 and a message). As ripgrep does, a closed pipe ends netjes quietly
+/// with exit 0; every other panic is reported as before.
+pub fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") || msg.contains("os error 32") {
+            std::process::exit(OK);
+        }
+        default(info);
+    }));
 }
 
 /// Reads a file, or standard input for "-" or no path.

@@ -147,7 +147,23 @@ pub fn init_logging() {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    exit::quiet_on_broken_pipe();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Usage errors in JSON too when --json was asked for.
+            let json = std::env::args().any(|a| a == "--json");
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            if json && e.use_stderr() {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": e.to_string().trim(), "exit": code })
+                );
+            }
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     output::init_color(cli.global.color);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -169,7 +185,7 @@ fn main() {
         };
         match res {
             Ok(code) => code,
-            Err(e) => exit::report(&e),
+            Err(e) => exit::report(&e, cli.global.json),
         }
     });
     std::process::exit(code);

@@ -98,7 +98,22 @@ pub fn dim(s: &str) -> String {
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+    let mut value = serde_json::to_value(v).expect("serializable");
+    positive_zero(&mut value);
+    println!("{}", serde_json::to_string_pretty(&value).expect("serializable"));
+}
+
+/// -0.0 (a score or penalty rounded from a tiny negative) as 0.0: a
+/// script comparing with 0 should not meet a minus sign.
+fn positive_zero(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => {
+            *v = serde_json::json!(0.0);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(positive_zero),
+        serde_json::Value::Object(o) => o.values_mut().for_each(positive_zero),
+        _ => {}
+    }
 }
 
 /// One "label: value" line of a report.

@@ -1440,3 +1440,42 @@ async fn state_files_are_private_whatever_the_umask() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("everyone may write to this directory"), "{err}");
 }
+
+/// `netjes check example.com | head -1`: a reader that goes away ends
+/// netjes quietly with exit 0 (before: a panic, exit 101). With --json an
+/// error is JSON on standard output too, usage errors included.
+#[tokio::test]
+async fn a_closed_pipe_is_quiet_and_errors_are_json() {
+    let dns = TestDns::start_str("").await;
+    let ns = dns.addr().to_string();
+    let zone = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/example.com.zone");
+    let ns2 = ns.clone();
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+            .args(["check", "example.com", "--zone", zone, "--no-blocklists", "--nameserver", &ns2])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before netjes writes its first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let o = run(args(&["dkim", "verify", "--json", "/nonexistent/file.eml"]), None).await;
+    assert_eq!(code(&o), 4);
+    let j = json(&o);
+    assert_eq!(j["exit"], 4);
+    assert!(j["error"].as_str().unwrap().contains("/nonexistent/file.eml"), "{j}");
+    let o = run(args(&["spf", "check", "--json", "--ip", "not-an-ip", "--helo", "x"]), None).await;
+    assert_eq!(code(&o), 2);
+    assert_eq!(json(&o)["exit"], 2);
+    // No negative zero in JSON.
+    let o = run(args(&["check", "example.com", "--zone", zone, "--no-blocklists", "--json", "--nameserver", &ns]), None).await;
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("-0.0"));
+}
