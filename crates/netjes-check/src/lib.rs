@@ -8,6 +8,7 @@
 pub mod blocklist;
 pub mod dkim;
 pub mod dmarc;
+pub mod input;
 pub mod mta_sts;
 pub mod mx;
 pub mod policy;

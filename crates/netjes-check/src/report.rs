@@ -158,6 +158,10 @@ pub struct CategoryScore {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub domain: String,
+    /// Where the domain came from when the user gave more than a name
+    /// ("the domain of the address alice@example.com").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_note: Option<String>,
     /// False when the domain does not exist (NXDOMAIN).
     pub exists: bool,
     /// One sentence when there is no score: why.
@@ -222,6 +226,7 @@ impl Report {
         };
         Report {
             domain: domain.to_string(),
+            input_note: None,
             exists: true,
             headline,
             findings,
@@ -238,6 +243,7 @@ impl Report {
     pub fn nonexistent(domain: &str) -> Report {
         Report {
             domain: domain.to_string(),
+            input_note: None,
             exists: false,
             headline: Some(format!(
                 "{domain} does not exist (NXDOMAIN): check the spelling"

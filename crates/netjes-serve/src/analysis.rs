@@ -32,7 +32,13 @@ fn over_budget(what: &str) -> String {
 }
 
 pub struct Tools {
+    /// Cached across requests: the inbox's analyses and the like.
     pub dns: Arc<dyn Resolver>,
+    /// The name servers themselves, without the shared cache: a check the
+    /// user starts (Check, Check DNS) asks them afresh, so a record fixed a
+    /// moment ago is seen at once (before, for up to its TTL, and a "not
+    /// published" for the negative TTL).
+    pub live: Arc<dyn Resolver>,
     pub ip_lists: Vec<String>,
     pub domain_lists: Vec<String>,
     pub authserv_id: String,
@@ -58,7 +64,8 @@ impl Tools {
     ) -> Tools {
         let d = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Tools {
-            dns,
+            live: dns.clone(),
+            dns: Arc::new(netjes_dns::CachingResolver::new(dns)),
             ip_lists: ip_lists.unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_IP_LISTS)),
             domain_lists: domain_lists
                 .unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_DOMAIN_LISTS)),
@@ -97,11 +104,14 @@ impl Tools {
         ))
     }
 
+    /// A resolver for one user-started check: the lookups inside it are
+    /// cached, none from before it.
+    pub fn fresh(&self) -> netjes_dns::CachingResolver<Arc<dyn Resolver>> {
+        netjes_dns::CachingResolver::new(self.live.clone())
+    }
+
     pub async fn check(&self, domain: &str) -> Result<serde_json::Value, String> {
-        let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-        if !crate::store::valid_domain(&d) {
-            return Err(format!("{domain:?} is not a domain name"));
-        }
+        let (d, note) = netjes_check::input::domain_of(domain)?;
         let o = netjes_check::CheckOptions {
             ip_lists: Some(self.ip_lists.clone()),
             domain_lists: Some(self.domain_lists.clone()),
@@ -111,12 +121,14 @@ impl Tools {
             },
             ..Default::default()
         };
-        let report = tokio::time::timeout(
-            TIME_BUDGET,
-            netjes_check::check_domain(self.dns.as_ref(), &d, &o),
-        )
+        let dns = self.fresh();
+        let report = tokio::time::timeout(TIME_BUDGET, netjes_check::check_domain(&dns, &d, &o))
         .await
-        .map_err(|_| over_budget("domain check"))?;
+        .map_err(|_| over_budget("domain check"))
+        .map(|mut r| {
+            r.input_note = note;
+            r
+        })?;
         serde_json::to_value(&report).map_err(|e| e.to_string())
     }
 }

@@ -151,6 +151,9 @@ pub fn check_report(v: &Viewer, r: &serde_json::Value) -> String {
     };
     let mut b = check_form(domain);
     let _ = write!(b, "<section id=\"check-report\"><h2><span>{}</span><span class=\"score\">{}</span></h2>", escape(domain), escape(&score));
+    if let Some(n) = r["input_note"].as_str() {
+        let _ = write!(b, "<p class=\"muted\">Checked {}: {}</p>", escape(domain), escape(n));
+    }
     if let Some(h) = r["headline"].as_str() {
         let _ = write!(b, "<p class=\"headline\">{}</p>", escape(h));
     }

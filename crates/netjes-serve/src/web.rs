@@ -890,7 +890,7 @@ async fn test_keys(app: &App, keys: &[KeyRow]) -> Vec<(i64, netjes_check::dkim::
         let key = app.store.private_key(k.id);
         let t = match key {
             Ok(key) => {
-                netjes_check::dkim::testkey(app.tools.dns.as_ref(), &k.dns_name(), &key).await
+                netjes_check::dkim::testkey(&app.tools.fresh(), &k.dns_name(), &key).await
             }
             Err(e) => netjes_check::dkim::KeyTest {
                 status: netjes_check::dkim::KeyStatus::Malformed,

@@ -835,3 +835,46 @@ fn users_keys_and_results_survive_a_restart() {
         "the key opens after the restart"
     );
 }
+
+/// A check the user starts asks the name servers afresh: a record fixed a
+/// moment ago shows at once, and a "not published" answer is not kept for
+/// its negative TTL (before: the shared cache kept both for their TTL).
+/// What users type (a URL, an address, a trailing dot) is read for its
+/// domain, and the report says so.
+#[test]
+fn a_recheck_sees_a_changed_record_at_once_and_input_is_read_as_typed() {
+    let before = "fresh.example. MX 10 mx.fresh.example.\nmx.fresh.example. A 192.0.2.30\nfresh.example. TXT \"v=spf1 mx -all\"\n";
+    let s = start(before, |_| {});
+    let mut c = Client::new(s.http);
+    let check = |c: &mut Client, what: &str| {
+        let r = c.post_json("/api/check", &serde_json::json!({ "domain": what }));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let has = |r: &serde_json::Value, id: &str| {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == id)
+    };
+    let r = check(&mut c, "fresh.example");
+    assert!(has(&r, "dmarc.missing"));
+    s.dns.set_zone(
+        netjes_dns::zone::Zone::parse(&format!(
+            "{before}_dmarc.fresh.example. TXT \"v=DMARC1; p=reject; rua=mailto:d@fresh.example\"\n"
+        ))
+        .unwrap(),
+    );
+    let r = check(&mut c, "https://fresh.example/contact");
+    assert!(!has(&r, "dmarc.missing"), "the new record is seen at once: {r}");
+    assert!(r["input_note"].as_str().unwrap().contains("the host of the URL"));
+    let r = check(&mut c, "alice@Fresh.Example.");
+    assert_eq!(r["domain"], "fresh.example");
+    assert!(r["input_note"].as_str().unwrap().contains("address"));
+    let r = c.post_json("/api/check", &serde_json::json!({ "domain": "not a domain" }));
+    assert_eq!(r.status, 400);
+    let r = check(&mut c, "nowhere.example");
+    assert!(r["score"].is_null());
+    assert!(r["headline"].as_str().unwrap().contains("does not exist"));
+}

@@ -109,10 +109,9 @@ fn tone(s: Status) -> Tone {
 }
 
 pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let domain = a.domain.trim_end_matches('.').to_ascii_lowercase();
-    if !domain.contains('.') || !netjes_dns::is_valid_query_name(&domain) {
-        anyhow::bail!(exit::Usage(format!("{:?} is not a domain name", a.domain)));
-    }
+    // A URL, an address, a trailing dot or an IDN: the domain in it, said.
+    let (domain, note) =
+        netjes_check::input::domain_of(&a.domain).map_err(|e| anyhow::anyhow!(exit::Usage(e)))?;
     // Zone files first: a bad file is an input error, whatever DNS says.
     let mut zones = Vec::new();
     for path in &a.zones {
@@ -159,7 +158,8 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         net,
         smtp: a.smtp,
     };
-    let report = check_domain(dns.as_ref(), &domain, &opts).await;
+    let mut report = check_domain(dns.as_ref(), &domain, &opts).await;
+    report.input_note = note;
     if g.json {
         print_json(&report);
     } else {
@@ -173,6 +173,9 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             heading("Mail audit of"),
             heading(&report.domain),
         );
+        if let Some(n) = &report.input_note {
+            println!("{}", dim(&format!("checked {}: {n}", report.domain)));
+        }
         if let Some(h) = &report.headline {
             println!("{}", h);
         }

@@ -101,7 +101,9 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<tokio::n
 pub async fn run_serve(a: ServeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     crate::init_logging();
     let cfg = load(&a).map_err(daemon::bad_config)?;
-    let dns = g.resolver()?;
+    // Uncached: serve keeps a cache of its own and asks afresh for every
+    // check a user starts.
+    let dns = g.live_resolver()?;
     let parts =
         netjes_serve::build(&cfg, dns).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     if let Some((user, password)) = netjes_serve::first_admin(&parts.store)

@@ -83,6 +83,12 @@ pub struct GlobalOpts {
 
 impl GlobalOpts {
     pub fn resolver(&self) -> anyhow::Result<Arc<dyn Resolver>> {
+        Ok(Arc::new(CachingResolver::new(self.live_resolver()?)))
+    }
+
+    /// The name servers without a cache: for `netjes serve`, which keeps
+    /// its own (and asks afresh for every check a user starts).
+    pub fn live_resolver(&self) -> anyhow::Result<Arc<dyn Resolver>> {
         if !(self.dns_timeout > 0.0 && self.dns_timeout <= 300.0) {
             anyhow::bail!(exit::Usage(
                 "--dns-timeout must be between 0 and 300 seconds".into()
@@ -93,7 +99,7 @@ impl GlobalOpts {
             timeout: Duration::from_secs_f64(self.dns_timeout),
         };
         let r = HickoryResolver::new(&config).map_err(|e| anyhow::anyhow!(exit::Input(e)))?;
-        Ok(Arc::new(CachingResolver::new(r)))
+        Ok(Arc::new(r))
     }
 }
 
