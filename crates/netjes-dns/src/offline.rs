@@ -61,6 +61,21 @@ impl ZoneResolver {
     }
 }
 
+impl ZoneResolver {
+    /// Whether `name` is, or is a label under, a known public suffix that
+    /// stands above one of the zones (`_dmarc.com` over example.com).
+    fn public_suffix_above(&self, name: &str) -> bool {
+        let base = name.strip_prefix("_dmarc.").unwrap_or(name);
+        let is_suffix = psl::suffix(base.as_bytes())
+            .is_some_and(|s| s.is_known() && s.as_bytes() == base.as_bytes());
+        is_suffix
+            && self
+                .zones
+                .iter()
+                .any(|(o, _)| o.ends_with(&format!(".{base}")))
+    }
+}
+
 impl Default for ZoneResolver {
     fn default() -> Self {
         Self::new()
@@ -76,6 +91,16 @@ impl Resolver for ZoneResolver {
             });
         }
         let mut current = normalize_name(name);
+        if self.public_suffix_above(&current) {
+            // The DMARC tree walk climbs from the zone to the public
+            // suffix above it (_dmarc.com); an offline check must not ask
+            // the network for that. Public suffixes publish no DMARC record
+            // that a zone's check could use here.
+            return Err(DnsError::NxDomain {
+                name: current,
+                negative_ttl: Some(0),
+            });
+        }
         for _ in 0..8 {
             let Some(zone) = self.zone_for(&current) else {
                 return match &self.fallback {
@@ -192,5 +217,9 @@ mod tests {
         );
         // Outside the zone and no network: a temporary failure, not "none".
         assert!(r.txt("example.net").await.unwrap_err().is_temporary());
+        // The DMARC walk's last step, the public suffix above the zone, is
+        // answered offline (before, it went to the network).
+        assert!(r.txt("_dmarc.com").await.unwrap_err().is_nxdomain());
+        assert!(r.txt("_dmarc.net").await.unwrap_err().is_temporary(), "not above a zone");
     }
 }
