@@ -188,7 +188,38 @@ fn received_findings(hops: &[Hop]) -> Vec<Finding> {
 }
 
 /// Analyses one message.
+/// A message as it was sent, from a file as it was stored: an mbox
+/// `From ` separator line is dropped, and a file whose lines all end in LF
+/// (Maildir, mutt, Python's mailbox write it so) gets CRLF back. Only
+/// mixed line ends, or a bare CR, are the sender's fault and stay for the
+/// format check to find.
+pub fn as_sent(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut body = raw;
+    // "From sender date": mbox's separator. "From : x" is the obsolete
+    // form of a From field (white space before the colon), and stays.
+    let mbox = body.starts_with(b"From ")
+        && body[5..].iter().find(|b| **b != b' ') != Some(&b':');
+    if mbox {
+        if let Some(nl) = body.iter().position(|b| *b == b'\n') {
+            body = &body[nl + 1..];
+        }
+    }
+    if !body.contains(&b'\r') && body.contains(&b'\n') {
+        let mut out = Vec::with_capacity(body.len() + body.len() / 30);
+        for &b in body {
+            if b == b'\n' {
+                out.push(b'\r');
+            }
+            out.push(b);
+        }
+        return std::borrow::Cow::Owned(out);
+    }
+    std::borrow::Cow::Borrowed(body)
+}
+
 pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Report, AnalyzeError> {
+    let stored = as_sent(raw);
+    let raw: &[u8] = &stored;
     // The limits first, then one parse and one read of the header fields
     // for every check that follows.
     netjes_auth::message::check_limits(raw)?;
@@ -276,7 +307,14 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
             "Gmail, Yahoo and Outlook require bulk senders to publish DMARC",
         ));
     }
-    if let Some(last) = hops.last() {
+    // The hop that took the mail from another server: a Received field
+    // without `from` (Gmail's internal "Received: by 2002:...") is not a
+    // hop between servers, and its lack of TLS says nothing.
+    if let Some(last) = hops
+        .iter()
+        .rev()
+        .find(|h| h.from.is_some() || h.from_ip.is_some())
+    {
         if last.tls.is_none() {
             all.push(
                 Finding::new("bulk.no-tls", format!("the last hop ({} to {}) did not use TLS", last.from.clone().unwrap_or_default(), last.by.clone().unwrap_or_default()))
@@ -375,4 +413,24 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
         spamassassin,
         spamassassin_error,
     })
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::as_sent;
+
+    #[test]
+    fn files_are_read_as_sent() {
+        assert_eq!(&*as_sent(b"From: a@b.example\nSubject: x\n\nhi\n"), b"From: a@b.example\r\nSubject: x\r\n\r\nhi\r\n");
+        assert_eq!(
+            &*as_sent(b"From alice@example.com Mon Nov 23 09:00:00 2026\nFrom: a@b.example\n\nhi\n"),
+            b"From: a@b.example\r\n\r\nhi\r\n"
+        );
+        assert_eq!(&*as_sent(b"From : a@b.example\n\nx\n"), b"From : a@b.example\r\n\r\nx\r\n");
+        // Mixed line ends are the sender's: left for the format check.
+        let mixed = b"From: a@b.example\r\nSubject: x\n\r\nhi\r\n";
+        assert_eq!(&*as_sent(mixed), &mixed[..]);
+        let crlf = b"From: a@b.example\r\n\r\nhi\r\n";
+        assert!(matches!(as_sent(crlf), std::borrow::Cow::Borrowed(_)));
+    }
 }
