@@ -95,12 +95,22 @@ pub fn render_fragment(r: &Report) -> String {
     }
     for s in &r.sections {
         let _ = write!(h, "<section><h2><span>{}</span>", escape(s.title));
+        let nothing_ran = s.checked.passed.is_empty() && !s.checked.not_checked.is_empty();
         if s.penalty > 0.0 {
             let _ = write!(h, "<span class=\"pen\">−{:.1}</span></h2>", s.penalty);
+        } else if nothing_ran {
+            // A check that did not run gets no tick.
+            h.push_str("<span class=\"muted\">not checked</span></h2>");
         } else {
             h.push_str("<span class=\"ok\">✓</span></h2>");
         }
-        if s.findings.is_empty() {
+        for p in &s.checked.passed {
+            let _ = write!(h, "<p class=\"ok\">✓ {}</p>", escape(p));
+        }
+        for n in &s.checked.not_checked {
+            let _ = write!(h, "<p class=\"muted\">Not checked: {}</p>", escape(n));
+        }
+        if s.findings.is_empty() && !nothing_ran && s.checked.passed.is_empty() {
             h.push_str("<p class=\"ok\">Nothing to fix.</p>");
         }
         for f in &s.findings {

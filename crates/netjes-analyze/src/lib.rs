@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod bulk;
+pub mod checked;
 pub mod config;
 pub mod content;
 pub mod finding;
@@ -99,6 +100,9 @@ pub struct SectionReport {
     /// Points this section takes off.
     pub penalty: f32,
     pub findings: Vec<Finding>,
+    /// What it checked and found right, and what it could not check.
+    #[serde(flatten)]
+    pub checked: checked::Checked,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -254,6 +258,7 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
         related.push(mf.1.to_ascii_lowercase());
     }
     let content = content::check_content(&msg, &related);
+    let content_link_hosts = content.link_hosts.len();
 
     let spamd = async {
         match &o.spamd {
@@ -386,11 +391,23 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
         .iter()
         .map(|s| {
             let findings: Vec<Finding> = all.iter().filter(|f| f.section == *s).cloned().collect();
+            let checked = match s {
+                Section::Authentication => checked::authentication(&verdict),
+                Section::Reputation => checked::reputation(
+                    env.ip,
+                    &o.ip_lists,
+                    &o.domain_lists,
+                    content_link_hosts,
+                ),
+                Section::Spamassassin => checked::spamassassin(o.spamd.is_some()),
+                _ => checked::Checked::default(),
+            };
             SectionReport {
                 section: *s,
                 title: s.title(),
                 penalty: findings.iter().map(|f| f.penalty).sum(),
                 findings,
+                checked,
             }
         })
         .collect();

@@ -353,6 +353,25 @@ async fn the_good_message_scores_ten_and_a_forged_one_is_capped() {
         .all(|w| w[0].penalty >= w[1].penalty));
 }
 
+/// What passed is shown with its details, and what did not run is "not
+/// checked", never a tick: SpamAssassin without spamd, blocklists with none
+/// configured.
+#[tokio::test]
+async fn passes_have_details_and_unrun_checks_say_not_checked() {
+    use netjes_analyze::finding::Section;
+    let good = run(&dir().join("good.msg")).await;
+    let section = |s: Section| good.sections.iter().find(|x| x.section == s).unwrap();
+    let auth = &section(Section::Authentication).checked.passed;
+    assert!(auth.iter().any(|p| p.starts_with("SPF pass for example.com by ip4:192.0.2.10")), "{auth:?}");
+    assert!(auth.iter().any(|p| p == "DKIM pass: d=example.com s=s1 (rsa-sha256, 2048-bit key)"), "{auth:?}");
+    assert!(auth.iter().any(|p| p.starts_with("DMARC pass for example.com: p=reject at _dmarc.example.com, aligned by SPF and DKIM")), "{auth:?}");
+    let sa = &section(Section::Spamassassin).checked;
+    assert!(sa.passed.is_empty() && sa.not_checked[0].starts_with("SpamAssassin was not asked"));
+    let html = netjes_analyze::html_report::render_fragment(&good);
+    assert!(html.contains("Not checked: SpamAssassin was not asked"), "{html}");
+    assert!(html.contains("not checked</span></h2>"));
+}
+
 #[tokio::test]
 async fn the_envelope_is_read_from_the_receivers_received_header() {
     let r = run(&dir().join("envelope-from-received.msg")).await;

@@ -202,10 +202,14 @@ fn print_report(r: &Report) {
             "ok".into()
         };
         println!("{}  {}", heading(s.title), dim(&lost));
-        if s.findings.is_empty()
-            && (s.section != netjes_analyze::finding::Section::Spamassassin
-                || r.spamassassin.is_some())
-        {
+        for p in &s.checked.passed {
+            println!("  {} {p}", mark(Tone::Good));
+        }
+        for n in &s.checked.not_checked {
+            println!("  {} not checked: {n}", mark(Tone::Neutral));
+        }
+        let ran = !s.checked.passed.is_empty() || s.checked.not_checked.is_empty();
+        if s.findings.is_empty() && ran && s.checked.passed.is_empty() {
             println!("  {} nothing to fix", mark(Tone::Good));
         }
         for f in &s.findings {

@@ -98,21 +98,57 @@ pub fn dim(s: &str) -> String {
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
-    let mut value = serde_json::to_value(v).expect("serializable");
-    positive_zero(&mut value);
-    println!("{}", serde_json::to_string_pretty(&value).expect("serializable"));
+    let text = serde_json::to_string_pretty(v).expect("serializable");
+    println!("{}", positive_zero(&text));
 }
 
 /// -0.0 (a score or penalty rounded from a tiny negative) as 0.0: a
-/// script comparing with 0 should not meet a minus sign.
-fn positive_zero(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => {
-            *v = serde_json::json!(0.0);
+/// script comparing with 0 should not meet a minus sign. Numbers are
+/// found outside strings, so text that mentions "-0.0" is left alone; the
+/// other numbers keep serde's shortest form (9.7 stays 9.7).
+fn positive_zero(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut chars = json.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
         }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(positive_zero),
-        serde_json::Value::Object(o) => o.values_mut().for_each(positive_zero),
-        _ => {}
+        if c == '"' {
+            in_string = true;
+        }
+        if c == '-' {
+            let rest = &json[i + 1..];
+            let len = rest
+                .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+                .unwrap_or(rest.len());
+            let number = &rest[..len];
+            if !number.is_empty() && number.chars().all(|ch| ch == '0' || ch == '.') {
+                // Drop the sign; the digits follow as they are.
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn negative_zero_loses_its_sign_and_nothing_else_changes() {
+        let j = "{\"a\": -0.0, \"b\": [-0, -0.5, 9.7], \"c\": \"-0.0 in text\"}";
+        assert_eq!(
+            super::positive_zero(j),
+            "{\"a\": 0.0, \"b\": [0, -0.5, 9.7], \"c\": \"-0.0 in text\"}"
+        );
     }
 }
 
