@@ -134,6 +134,36 @@ impl Driver {
         }
     }
 
+    /// Waits until an element shows `want` (the page after a form post may
+    /// still be loading when the old one's element is found).
+    fn wait_text(&self, css: &str, want: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let url = format!("{}/session/{}/element", self.base, self.session);
+            let got = self
+                .agent
+                .post(&url)
+                .send_json(json!({"using": "css selector", "value": css}))
+                .ok()
+                .and_then(|r| r.into_json::<Value>().ok())
+                .and_then(|v| v["value"][ELEMENT].as_str().map(String::from))
+                .and_then(|e| {
+                    let u = format!("{}/session/{}/element/{e}/text", self.base, self.session);
+                    self.agent.get(&u).call().ok()?.into_json::<Value>().ok()
+                })
+                .and_then(|v| v["value"].as_str().map(String::from));
+            if got.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} did not show {want:?} (last: {got:?}); the page: {}",
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn click(&self, css: &str) {
         let e = self.find(css);
         self.call("POST", &format!("/element/{e}/click"), Some(json!({})));
@@ -245,8 +275,7 @@ fn log_in_add_a_signing_domain_and_read_its_dns_record() {
         d.text(".dns-check")
     );
     d.click("#toggle-active");
-    d.wait_for("#domain-state", Duration::from_secs(10));
-    assert_eq!(d.text("#domain-state"), "active");
+    d.wait_text("#domain-state", "active", Duration::from_secs(10));
 }
 
 #[test]

@@ -109,8 +109,7 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
 fn positive_zero(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     let (mut in_string, mut escaped) = (false, false);
-    let mut chars = json.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in json.char_indices() {
         if in_string {
             out.push(c);
             match (escaped, c) {
@@ -140,17 +139,6 @@ fn positive_zero(json: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn negative_zero_loses_its_sign_and_nothing_else_changes() {
-        let j = "{\"a\": -0.0, \"b\": [-0, -0.5, 9.7], \"c\": \"-0.0 in text\"}";
-        assert_eq!(
-            super::positive_zero(j),
-            "{\"a\": 0.0, \"b\": [0, -0.5, 9.7], \"c\": \"-0.0 in text\"}"
-        );
-    }
-}
 
 /// One "label: value" line of a report.
 pub fn field(label: &str, value: impl std::fmt::Display) {
@@ -176,5 +164,17 @@ pub fn print_dkim(d: &netjes_auth::dkim::DkimSignatureReport, indent: &str) {
     }
     for w in &d.warnings {
         field(&format!("{indent} warning"), w);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn negative_zero_loses_its_sign_and_nothing_else_changes() {
+        let j = "{\"a\": -0.0, \"b\": [-0, -0.5, 9.7], \"c\": \"-0.0 in text\"}";
+        assert_eq!(
+            super::positive_zero(j),
+            "{\"a\": 0.0, \"b\": [0, -0.5, 9.7], \"c\": \"-0.0 in text\"}"
+        );
     }
 }
