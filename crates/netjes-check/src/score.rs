@@ -280,6 +280,27 @@ mod tests {
         }
     }
 
+    /// The README's table is this table.
+    #[test]
+    fn the_readme_lists_every_row() {
+        let readme = include_str!("../../../README.md");
+        for w in WEIGHTS {
+            let row = format!(
+                "| `{}` | {} | {:?} |",
+                w.id,
+                format!("{:?}", w.status).to_lowercase(),
+                w.points
+            );
+            assert!(readme.contains(&row), "README lacks {row}");
+        }
+        for b in BONUSES {
+            assert!(readme.contains(&format!("| `{}` pass | {:?} |", b.id, b.points)), "{}", b.id);
+        }
+        for c in CAPS {
+            assert!(readme.contains(&format!("| {} | {:?} |", c.why, c.max)), "{}", c.why);
+        }
+    }
+
     #[test]
     fn unchecked_never_raises_the_score() {
         let missing = score(&[
