@@ -74,8 +74,8 @@ pub fn render_fragment(r: &Report) -> String {
         escape(r.from.as_deref().unwrap_or("(none)"))
     );
     let _ = write!(h, "<div>Envelope: {}</div>", escape(&r.envelope.source));
-    if r.capped {
-        h.push_str("<div class=\"pen\">Capped at 6: nothing authenticates the From domain.</div>");
+    if let Some(why) = &r.cap_reason {
+        let _ = write!(h, "<div class=\"pen\">Held down: {}.</div>", escape(why));
     }
     if r.incomplete {
         h.push_str("<div>Incomplete: a DNS lookup failed; try again later.</div>");

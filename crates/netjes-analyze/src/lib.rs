@@ -35,6 +35,33 @@ use std::time::Duration;
 /// RFC 7489 practice since 2024: without aligned DKIM or SPF, Gmail and
 /// Yahoo treat mail as unauthenticated, whatever else is right.
 pub const UNALIGNED_CAP: f32 = 6.0;
+/// The best mark of a message its own domain's policy has receivers
+/// reject (DMARC fail at p=reject, or a From no receiver accepts).
+pub const REJECTED_CAP: f32 = 2.0;
+/// ... and of one the policy sends to spam (p=quarantine).
+pub const QUARANTINED_CAP: f32 = 4.0;
+
+/// The most a message can score, the finding that takes the rest off, and
+/// why: whatever else is right, receivers reject a DMARC failure at
+/// p=reject and file one at p=quarantine as spam, and mail nothing
+/// authenticates for its From domain is suspect.
+fn mark_cap(v: &netjes_auth::verdict::Verdict, aligned: bool) -> (f32, &'static str, &'static str) {
+    use netjes_auth::dmarc::Policy;
+    let dm = &v.dmarc;
+    match (dm.result, dm.disposition) {
+        (DmarcResult::Permerror, Policy::Reject) if dm.author_error.is_some() => {
+            (REJECTED_CAP, "auth.author-refused", "receivers refuse a message without a usable From")
+        }
+        (DmarcResult::Fail, Policy::Reject) => {
+            (REJECTED_CAP, "auth.dmarc-fail", "DMARC fails and the domain's policy is reject: receivers refuse it")
+        }
+        (DmarcResult::Fail, Policy::Quarantine) => {
+            (QUARANTINED_CAP, "auth.dmarc-fail", "DMARC fails and the domain's policy is quarantine: receivers file it as spam")
+        }
+        _ if !aligned => (UNALIGNED_CAP, "auth.unaligned", "nothing authenticates the From domain"),
+        _ => (10.0, "", ""),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -109,8 +136,11 @@ pub struct SectionReport {
 pub struct Report {
     /// Out of 10, one decimal.
     pub score: f32,
-    /// The mark was lowered to 6 because nothing authenticates the From domain.
+    /// The mark was held down by a cap ([`mark_cap`]).
     pub capped: bool,
+    /// Why, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_reason: Option<String>,
     /// A DNS timeout or SERVFAIL kept a check from being made.
     pub incomplete: bool,
     pub subject: Option<String>,
@@ -368,12 +398,13 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     }
     let total: f32 = all.iter().map(|f| f.penalty).sum();
     let uncapped = (10.0 - total).max(0.0);
-    let capped = !aligned && uncapped > UNALIGNED_CAP;
+    let (cap, cap_id, cap_reason) = mark_cap(&verdict, aligned);
+    let capped = uncapped > cap;
     if capped {
-        // The cap is the penalty of auth.unaligned, so that the findings
-        // always add up to the mark.
-        if let Some(f) = all.iter_mut().find(|f| f.id == "auth.unaligned") {
-            f.penalty = uncapped - UNALIGNED_CAP;
+        // The cap is taken off by the finding that causes it, so that the
+        // findings always add up to the mark.
+        if let Some(f) = all.iter_mut().find(|f| f.id == cap_id) {
+            f.penalty += uncapped - cap;
         }
     }
     let total: f32 = all.iter().map(|f| f.penalty).sum();
@@ -414,6 +445,7 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     Ok(Report {
         score,
         capped,
+        cap_reason: capped.then(|| cap_reason.to_string()),
         incomplete,
         subject: msg.subject().map(|s| s.to_string()),
         from: msg

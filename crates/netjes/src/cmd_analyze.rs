@@ -175,11 +175,8 @@ fn print_report(r: &Report) {
         env.mail_from.as_deref().unwrap_or(""),
         dim(&format!("({})", env.source))
     );
-    if r.capped {
-        println!(
-            "  {} capped at 6: nothing authenticates the From domain",
-            mark(Tone::Bad)
-        );
+    if let Some(why) = &r.cap_reason {
+        println!("  {} held down: {why}", mark(Tone::Bad));
     }
     if r.incomplete {
         println!(
