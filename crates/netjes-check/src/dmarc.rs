@@ -88,6 +88,24 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
         return out;
     }
     let Some(rec) = r.record.clone() else {
+        // A record meant as DMARC that receivers do not read as one:
+        // quotes pasted, or v=DMARC1 not first.
+        if let Some(meant) = dns.txt(&name).await.ok().and_then(|t| {
+            t.into_iter()
+                .map(|r| String::from_utf8_lossy(&r).into_owned())
+                .find(|r| r.to_ascii_lowercase().contains("v=dmarc1"))
+        }) {
+            let why = if meant.contains('"') {
+                "it holds literal quote characters: it was pasted with the quotes of a zone file"
+            } else {
+                "it does not start with v=DMARC1, which receivers require"
+            };
+            out.push(
+                Finding::new(C, "dmarc.pasted", Status::Fail, format!("{name} holds a record meant as DMARC that receivers cannot read: {why}"))
+                    .fix(Fix::txt(&name, &repair(&meant, domain, &[]))),
+            );
+            return out;
+        }
         out.push(
             Finding::new(C, "dmarc.missing", Status::Fail, format!("{domain} publishes no DMARC policy: receivers decide alone, and Gmail and Yahoo require one from bulk senders"))
                 .advice("start with p=none and reports, then tighten")

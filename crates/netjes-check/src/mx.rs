@@ -129,6 +129,22 @@ pub async fn check_mx(dns: &dyn Resolver, domain: &str) -> (Vec<Finding>, MxFact
             }
             continue;
         }
+        let private: Vec<String> = addrs
+            .iter()
+            .filter(|a| !netjes_net::is_public(**a))
+            .map(|a| a.to_string())
+            .collect();
+        if !private.is_empty() {
+            // A LAN address published to the world (a split-horizon
+            // mistake): senders on the internet cannot reach it.
+            out.push(Finding::new(
+                C,
+                &format!("{id}.private"),
+                Status::Fail,
+                format!("MX {pref} {host} resolves to {}, which is not a public address: senders on the internet cannot reach it", private.join(", ")),
+            )
+            .advice(format!("publish the public address of {host} in the public DNS (RFC 1918 addresses belong to the internal view only)")));
+        }
         let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         out.push(Finding::new(
             C,

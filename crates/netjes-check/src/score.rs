@@ -47,6 +47,7 @@ use Status::{Error, Fail, Info, Pass, Warn};
 pub const WEIGHTS: &[Weight] = &[
     // Requirements: SPF for every sender.
     w("spf.missing", Fail, 3.0, "SPF is required of every sender (Gmail, Yahoo, Microsoft)"),
+    w("spf.pasted", Fail, 3.0, "a record receivers cannot read as SPF is no SPF"),
     w("spf.syntax", Fail, 3.0, "a record that does not parse is permerror: receivers treat it as no SPF"),
     w("spf.multiple", Fail, 3.0, "two SPF records are permerror (RFC 7208 §4.5)"),
     w("spf.lookup-limit", Fail, 3.0, "over 10 DNS lookups is permerror (RFC 7208 §4.6.4)"),
@@ -61,6 +62,7 @@ pub const WEIGHTS: &[Weight] = &[
     w("dkim.*", Warn, 0.5, "a weak key or a testing flag"),
     // DMARC for bulk senders, with the policy that protects the domain.
     w("dmarc.missing", Fail, 2.5, "DMARC is required of bulk senders (Gmail, Yahoo 2024; Microsoft 2025)"),
+    w("dmarc.pasted", Fail, 2.5, "a record receivers cannot read as DMARC applies no policy"),
     w("dmarc.syntax", Fail, 2.5, "a DMARC record that does not parse applies no policy"),
     w("dmarc.multiple", Fail, 2.5, "two DMARC records apply no policy (RFC 9989)"),
     w("dmarc.policy", Warn, 1.0, "p=none protects nothing: forged mail is still delivered"),
@@ -174,10 +176,10 @@ pub fn verdict(score: f32) -> &'static str {
 
 fn facts(findings: &[Finding], not_checked: &[Category]) -> Facts {
     let has = |id: &str, s: Status| findings.iter().any(|f| f.status == s && f.id == id);
-    let spf_fail = ["spf.missing", "spf.syntax", "spf.multiple", "spf.lookup-limit", "spf.void-limit"];
+    let spf_fail = ["spf.missing", "spf.pasted", "spf.syntax", "spf.multiple", "spf.lookup-limit", "spf.void-limit"];
     Facts {
         spf_broken: spf_fail.iter().any(|id| has(id, Fail)) || not_checked.contains(&Category::Spf),
-        dmarc_missing: ["dmarc.missing", "dmarc.syntax", "dmarc.multiple"]
+        dmarc_missing: ["dmarc.missing", "dmarc.pasted", "dmarc.syntax", "dmarc.multiple"]
             .iter()
             .any(|id| has(id, Fail))
             || not_checked.contains(&Category::Dmarc),

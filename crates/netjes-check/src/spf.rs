@@ -226,6 +226,59 @@ fn all_term(record: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A TXT record meant as SPF that no receiver reads as one, and why, with
+/// the record as it was meant: literal quotes pasted from a zone file,
+/// white space before `v=spf1`, or `v=spf1` not first.
+async fn pasted_wrong(dns: &dyn Resolver, domain: &str) -> Option<(String, String)> {
+    let txts = netjes_dns::ResolverExt::txt(dns, domain).await.ok()?;
+    for t in txts {
+        let text = String::from_utf8_lossy(&t).into_owned();
+        let lower = text.to_ascii_lowercase();
+        let Some(at) = lower.find("v=spf1") else {
+            continue;
+        };
+        let why = if text.contains('"') {
+            format!("it holds literal quote characters (at character {}): it was pasted with the quotes of a zone file", text.find('"').unwrap_or(0) + 1)
+        } else if text[..at].trim().is_empty() {
+            format!("it starts with white space before v=spf1 (at character {})", at + 1)
+        } else {
+            format!("v=spf1 is not at its start (it is at character {})", at + 1)
+        };
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .filter(|w| !w.is_empty() && !w.eq_ignore_ascii_case("v=spf1"))
+            .collect();
+        let mended = format!("v=spf1 {}", words.join(" "));
+        return Some((why, mended.trim_end().to_string()));
+    }
+    None
+}
+
+/// Mechanisms after `all`, which are never reached, and the record with
+/// `all` moved to the end of the mechanisms (modifiers after it), which is
+/// what the writer meant by adding them.
+pub fn after_all(record: &str) -> Option<(Vec<String>, String)> {
+    let terms: Vec<&str> = record.split_whitespace().skip(1).collect();
+    let is_all = |t: &str| t.trim_start_matches(['+', '-', '~', '?']).eq_ignore_ascii_case("all");
+    let is_modifier = |t: &str| t.contains('=');
+    let pos = terms.iter().position(|t| is_all(t))?;
+    let unreached: Vec<String> = terms[pos + 1..]
+        .iter()
+        .filter(|t| !is_modifier(t))
+        .map(|t| t.to_string())
+        .collect();
+    if unreached.is_empty() {
+        return None;
+    }
+    let mechanisms: Vec<&str> = terms.iter().copied().filter(|t| !is_all(t) && !is_modifier(t)).collect();
+    let modifiers: Vec<&str> = terms.iter().copied().filter(|t| is_modifier(t)).collect();
+    let mut out = vec!["v=spf1"];
+    out.extend(mechanisms);
+    out.push(terms[pos]);
+    out.extend(modifiers);
+    Some((unreached, out.join(" ")))
+}
+
 /// Checks the SPF of `domain`, and whether each address in `ips` may send.
 pub async fn check_spf(
     dns: &dyn Resolver,
@@ -274,6 +327,13 @@ pub async fn check_spf(
                 )
                 .advice("merge them into one record"),
             );
+        } else if let Some((why, mended)) = pasted_wrong(dns, domain).await {
+            // The record is there, but in a form receivers do not see as
+            // SPF: say what went wrong, and give it back as it was meant.
+            out.push(
+                Finding::new(C, "spf.pasted", Status::Fail, format!("{domain} has a TXT record meant as SPF that receivers cannot read: {why}"))
+                    .fix(Fix::txt(domain, &mended)),
+            );
         } else {
             out.push(
                 Finding::new(C, "spf.missing", Status::Fail, format!("{domain} publishes no SPF record: receivers cannot tell your servers from forgers"))
@@ -301,6 +361,12 @@ pub async fn check_spf(
         Status::Pass,
         format!("SPF record: {record}"),
     ));
+    if let Some((unreached, mended)) = after_all(&record) {
+        out.push(
+            Finding::new(C, "spf.after-all", Status::Warn, format!("{} come after all and are never reached (RFC 7208 §5.1): mail from them gets the all result", unreached.join(" ")))
+                .fix(Fix::txt(domain, &mended)),
+        );
+    }
 
     for e in &w.dns_errors {
         out.push(Finding::new(
