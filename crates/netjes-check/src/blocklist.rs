@@ -49,6 +49,35 @@ fn classify(addrs: &[Ipv4Addr]) -> Answer {
     Answer::Listed(addrs.to_vec())
 }
 
+/// What a return code means, for the lists that publish their codes
+/// (Spamhaus ZEN and DBL): "listed" alone does not say what to do.
+pub fn meaning(list: &str, code: Ipv4Addr) -> Option<&'static str> {
+    let o = code.octets();
+    let list = list.to_ascii_lowercase();
+    if list.ends_with("zen.spamhaus.org") || list.ends_with("sbl.spamhaus.org") || list.ends_with("xbl.spamhaus.org") || list.ends_with("pbl.spamhaus.org") {
+        return match o {
+            [127, 0, 0, 2] => Some("SBL, a known spam source or spam operation: ask Spamhaus to delist once it is cleaned up"),
+            [127, 0, 0, 3] => Some("CSS, a snowshoe spam source: the address sent spam spread thin over many addresses"),
+            [127, 0, 0, 4..=7] => Some("XBL, an infected or hijacked machine: clean it, then delist"),
+            [127, 0, 0, 9] => Some("SBL DROP, a hijacked network"),
+            [127, 0, 0, 10] => Some("PBL, an address its owner says should not send mail directly (a dynamic range): send through your provider's relay, or have the range's owner lift it"),
+            [127, 0, 0, 11] => Some("PBL, an address Spamhaus sees as a non-mail-server range: send through a relay, or delist it as a static mail server"),
+            _ => None,
+        };
+    }
+    if list.ends_with("dbl.spamhaus.org") {
+        return match o {
+            [127, 0, 1, 2] => Some("DBL, a spam domain"),
+            [127, 0, 1, 4] => Some("DBL, a phishing domain"),
+            [127, 0, 1, 5] => Some("DBL, a malware domain"),
+            [127, 0, 1, 6] => Some("DBL, a botnet command-and-control domain"),
+            [127, 0, 1, 102..=106] => Some("DBL, an abused legitimate domain (a compromised site)"),
+            _ => None,
+        };
+    }
+    None
+}
+
 async fn ask(dns: &dyn Resolver, name: String, what: String, list: String) -> Finding {
     let id = format!("blocklist.{list}.{what}");
     match dns.a(&name).await {
@@ -58,8 +87,14 @@ async fn ask(dns: &dyn Resolver, name: String, what: String, list: String) -> Fi
             Answer::ListError(a) => Finding::new(C, &id, Status::Error, format!("{list} answered {a} for {what}: the list refused the query (rate limit or a public resolver), so this says nothing")),
             Answer::Listed(codes) => {
                 let reason = dns.txt(&name).await.ok().and_then(|t| t.first().map(|r| String::from_utf8_lossy(r).into_owned()));
-                let codes: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
-                let mut f = Finding::new(C, &id, Status::Fail, format!("{what} is listed on {list} ({})", codes.join(", ")));
+                let codes: Vec<String> = codes
+                    .iter()
+                    .map(|c| match meaning(&list, *c) {
+                        Some(m) => format!("{c}: {m}"),
+                        None => c.to_string(),
+                    })
+                    .collect();
+                let mut f = Finding::new(C, &id, Status::Fail, format!("{what} is listed on {list} ({})", codes.join("; ")));
                 f = f.advice(match reason {
                     Some(r) => format!("the list says: {r}"),
                     None => format!("see the delisting page of {list}"),
@@ -92,6 +127,17 @@ pub async fn check_blocklists(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spamhaus_codes_are_named() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(meaning("zen.spamhaus.org", ip("127.0.0.2")).unwrap().starts_with("SBL"));
+        assert!(meaning("zen.spamhaus.org", ip("127.0.0.3")).unwrap().starts_with("CSS"));
+        assert!(meaning("zen.spamhaus.org", ip("127.0.0.4")).unwrap().starts_with("XBL"));
+        assert!(meaning("ZEN.spamhaus.org", ip("127.0.0.11")).unwrap().starts_with("PBL"));
+        assert!(meaning("dbl.spamhaus.org", ip("127.0.1.4")).unwrap().contains("phishing"));
+        assert_eq!(meaning("bl.test", ip("127.0.0.2")), None);
+    }
 
     #[test]
     fn names_and_answers() {
