@@ -315,6 +315,19 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
     );
 
     let mut all = auth::verdict_findings(&verdict);
+    // With the client's address known, an SPF fail, softfail or neutral is
+    // fixed by the domain's own record with that address added, as
+    // `netjes check --ip` gives it.
+    if let (Some(ip), Some(spf)) = (env.ip, &verdict.spf) {
+        if let Some(record) = &spf.record {
+            let merged = netjes_check::spf::record_with_ip(record, ip);
+            for f in all.iter_mut().filter(|f| {
+                matches!(f.id, "auth.spf-fail" | "auth.spf-softfail" | "auth.spf-neutral")
+            }) {
+                f.fix = Some(format!("{}. IN TXT \"{merged}\"", spf.domain));
+            }
+        }
+    }
     all.extend(host_findings);
     all.extend(reputation);
     all.extend(format::check_format_of(raw, &fields, Some(&msg), o.now));

@@ -353,6 +353,18 @@ async fn the_good_message_scores_ten_and_a_forged_one_is_capped() {
         .all(|w| w[0].penalty >= w[1].penalty));
 }
 
+/// An SPF fail with the client's address known is fixed by the domain's
+/// own record with that address added, as `netjes check --ip` gives it.
+#[tokio::test]
+async fn an_spf_fail_is_fixed_by_the_merged_record() {
+    let r = run(&dir().join("esp-spf-fail.msg")).await;
+    let f = r.findings().find(|f| f.id == "auth.spf-fail").unwrap();
+    assert_eq!(
+        f.fix.as_deref(),
+        Some("example.com. IN TXT \"v=spf1 ip4:192.0.2.10 ip4:198.51.100.20 -all\"")
+    );
+}
+
 /// What passed is shown with its details, and what did not run is "not
 /// checked", never a tick: SpamAssassin without spamd, blocklists with none
 /// configured.

@@ -226,6 +226,21 @@ fn all_term(record: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The record with `ip` allowed: an ip4:/ip6: mechanism before its `all`
+/// (or at the end), everything else as it was. The CLI's `check --ip` and
+/// the message test's SPF fix both give this.
+pub fn record_with_ip(record: &str, ip: IpAddr) -> String {
+    let mech = if ip.is_ipv4() {
+        format!("ip4:{ip}")
+    } else {
+        format!("ip6:{ip}")
+    };
+    match all_term(record) {
+        Some(t) => record.replacen(&format!(" {t}"), &format!(" {mech} {t}"), 1),
+        None => format!("{record} {mech}"),
+    }
+}
+
 /// A TXT record meant as SPF that no receiver reads as one, and why, with
 /// the record as it was meant: literal quotes pasted from a zone file,
 /// white space before `v=spf1`, or `v=spf1` not first.
@@ -449,15 +464,7 @@ pub async fn check_spf(
                 ),
             ),
             other => {
-                let mech = if ip.is_ipv4() {
-                    format!("ip4:{ip}")
-                } else {
-                    format!("ip6:{ip}")
-                };
-                let fixed = match all_term(&record) {
-                    Some(t) => record.replacen(&format!(" {t}"), &format!(" {mech} {t}"), 1),
-                    None => format!("{record} {mech}"),
-                };
+                let fixed = record_with_ip(&record, *ip);
                 Finding::new(
                     C,
                     "spf.ip",
