@@ -144,6 +144,24 @@ pub async fn run(cmd: DkimCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             out_dir,
             force,
         } => {
+            // The record is published at SELECTOR._domainkey.DOMAIN and the
+            // key written to SELECTOR.private: both must be DNS labels.
+            let domain = netjes_auth::dmarc::author::author_domain(&domain)
+                .ok()
+                .filter(|d| d.contains('.'))
+                .ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--domain {domain:?} is not a domain name"))))?;
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            };
+            if !selector.split('.').all(label_ok) {
+                anyhow::bail!(exit::Usage(format!(
+                    "--selector {selector:?} is not a DNS label (letters, digits and '-', at most 63 each, dots between)"
+                )));
+            }
             let alg = match algorithm {
                 Alg::Rsa => KeyAlgorithm::Rsa,
                 Alg::Ed25519 => KeyAlgorithm::Ed25519,

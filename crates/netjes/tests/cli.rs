@@ -295,6 +295,23 @@ async fn keygen_writes_a_private_key_and_a_zone_line() {
     );
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("1024"));
+    // A selector or domain that is not a DNS name is refused before any
+    // file is written (a "/" would also escape the output folder).
+    for (domain, selector, said) in [
+        ("example.com", "../evil", "--selector"),
+        ("example.com", "s 1", "--selector"),
+        ("example.com", "-s1", "--selector"),
+        ("exa mple.com", "s1", "--domain"),
+        ("localhost", "s1", "--domain"),
+    ] {
+        let o = netjes(
+            &["dkim", "keygen", "--domain", domain, "--selector", selector, "--out-dir", dir.path().to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code(&o), 2, "{domain} {selector}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(said), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(!dir.path().join("../evil.private").exists());
 }
 
 #[tokio::test]
