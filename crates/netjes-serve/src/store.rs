@@ -132,6 +132,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A user as `netjes user list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserRow {
+    pub name: String,
+    pub created: i64,
+    pub sessions: i64,
+    /// The labels of its API tokens.
+    pub tokens: Vec<String>,
+}
+
 pub fn valid_selector(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -323,6 +333,62 @@ impl Store {
             params![crypto::token_hash(token)],
         )?;
         Ok(())
+    }
+
+    /// Every user: name, when added, live sessions, and API tokens by
+    /// label.
+    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT u.name, u.created, (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires > ?1) FROM users u ORDER BY u.name",
+        )?;
+        let rows = st
+            .query_map(params![now()], |r| {
+                Ok(UserRow {
+                    name: r.get(0)?,
+                    created: r.get(1)?,
+                    sessions: r.get(2)?,
+                    tokens: Vec::new(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::new();
+        for mut u in rows {
+            let mut t = db.prepare(
+                "SELECT t.name FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.name = ?1 ORDER BY t.created",
+            )?;
+            u.tokens = t
+                .query_map(params![u.name], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            out.push(u);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a user with its sessions and API tokens. The last user is
+    /// kept: without one, nobody can log in to make another.
+    pub fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        if self.user_count()? <= 1 {
+            return Err(StoreError::Invalid(
+                "the last user cannot be deleted: add another first".into(),
+            ));
+        }
+        let n = self
+            .db()
+            .execute("DELETE FROM users WHERE name = ?1", params![name])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {name}")));
+        }
+        Ok(())
+    }
+
+    /// Revokes a user's API tokens with this label (every token with
+    /// `None`); how many.
+    pub fn revoke_api_tokens(&self, user: &str, label: Option<&str>) -> Result<usize, StoreError> {
+        Ok(self.db().execute(
+            "DELETE FROM api_tokens WHERE user_id = (SELECT id FROM users WHERE name = ?1) AND (?2 IS NULL OR name = ?2)",
+            params![user, label],
+        )?)
     }
 
     pub fn add_api_token(&self, user: &str, name: &str) -> Result<String, StoreError> {

@@ -106,14 +106,16 @@ pub async fn run_serve(a: ServeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let dns = g.live_resolver()?;
     let parts =
         netjes_serve::build(&cfg, dns).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    // Both ports first: a password shown by a start that then fails to
+    // bind would be a password for a server that is not there.
+    let http = bind(cfg.http, "http").await?;
+    let smtp = bind(cfg.smtp, "smtp").await?;
     if let Some((user, password)) = netjes_serve::first_admin(&parts.store)
         .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?
     {
         // Shown once: only its hash is stored.
         eprintln!("First start: log in as {user} with the password {password}\n(shown only now; change it with `netjes user password {user}`)");
     }
-    let http = bind(cfg.http, "http").await?;
-    let smtp = bind(cfg.smtp, "smtp").await?;
     tracing::info!(http = %cfg.http, smtp = %cfg.smtp, test_domain = %cfg.test_domain, data_dir = %cfg.data_dir.display(), "netjes serve started: http://{}/", cfg.http);
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(cfg.metrics, parts.metrics.clone(), rx.clone()).await?;
@@ -148,6 +150,26 @@ pub enum UserCommand {
     /// user's sessions.
     Password {
         name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the users, their live sessions and their API tokens' labels.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a user, with its sessions and API tokens (not the last one).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a user's API tokens: those with --label, or all of them.
+    Revoke {
+        name: String,
+        /// Only the tokens made with this label.
+        #[arg(long)]
+        label: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -229,6 +251,40 @@ pub async fn run_user(c: UserCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
                 print_json(&serde_json::json!({"user": name, "password": "changed"}));
             } else {
                 println!("changed the password of {name}; its sessions have ended");
+            }
+        }
+        UserCommand::List { store } => {
+            let users = store.open()?.users().map_err(bad)?;
+            if g.json {
+                print_json(&users);
+            } else {
+                for u in users {
+                    println!(
+                        "{}  sessions: {}  tokens: {}",
+                        u.name,
+                        u.sessions,
+                        if u.tokens.is_empty() { "none".into() } else { u.tokens.join(", ") }
+                    );
+                }
+            }
+        }
+        UserCommand::Delete { name, store } => {
+            store.open()?.delete_user(&name).map_err(bad)?;
+            if g.json {
+                print_json(&serde_json::json!({"user": name, "deleted": true}));
+            } else {
+                println!("deleted {name}, with its sessions and API tokens");
+            }
+        }
+        UserCommand::Revoke { name, label, store } => {
+            let n = store
+                .open()?
+                .revoke_api_tokens(&name, label.as_deref())
+                .map_err(bad)?;
+            if g.json {
+                print_json(&serde_json::json!({"user": name, "revoked": n}));
+            } else {
+                println!("revoked {n} API token(s) of {name}");
             }
         }
         UserCommand::Token { name, label, store } => {

@@ -1377,6 +1377,21 @@ async fn serve_starts_on_an_empty_data_dir_and_users_are_managed() {
         list.starts_with("HTTP/1.0 200") && list.ends_with("[]"),
         "{list}"
     );
+    // list, revoke and delete.
+    let out = user(&["list", "--json"], "");
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bob = users.as_array().unwrap().iter().find(|u| u["name"] == "bob").unwrap();
+    assert_eq!(bob["tokens"], serde_json::json!(["ci"]));
+    let out = user(&["revoke", "bob", "--label", "ci"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked 1"));
+    let req = format!("GET /api/domains HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let after = tokio::task::spawn_blocking(move || get(http, req)).await.unwrap();
+    assert!(after.starts_with("HTTP/1.0 401"), "a revoked token: {after}");
+    assert!(user(&["delete", "bob"], "").status.success());
+    let out = user(&["list"], "");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("bob"));
+    let out = user(&["delete", "admin"], "");
+    assert_eq!(out.status.code(), Some(2), "the last user stays");
 
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
