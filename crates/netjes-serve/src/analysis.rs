@@ -44,6 +44,8 @@ pub struct Tools {
     pub authserv_id: String,
     /// Let checks connect to non-public addresses (allow_private_targets).
     pub allow_private_targets: bool,
+    /// spamd for the analyses (serve.toml's spamd).
+    pub spamd: Option<String>,
 }
 
 impl std::fmt::Debug for Tools {
@@ -71,6 +73,7 @@ impl Tools {
                 .unwrap_or_else(|| d(netjes_check::blocklist::DEFAULT_DOMAIN_LISTS)),
             authserv_id,
             allow_private_targets: false,
+            spamd: None,
         }
     }
 
@@ -89,6 +92,10 @@ impl Tools {
             ip_lists: self.ip_lists.clone(),
             domain_lists: self.domain_lists.clone(),
             envelope_given_by: "the SMTP session",
+            spamd: self
+                .spamd
+                .clone()
+                .map(|s| (s, std::time::Duration::from_secs(20))),
             ..Default::default()
         };
         let report = tokio::time::timeout(

@@ -65,6 +65,9 @@ pub struct RawConfig {
     /// Let the domain check connect to loopback, private, link-local and
     /// other non-public addresses (tests, a private deployment).
     pub allow_private_targets: bool,
+    /// SpamAssassin's spamd (HOST:PORT) for the test inbox's reports: the
+    /// section mail-tester users look at first. Off when absent.
+    pub spamd: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -99,6 +102,7 @@ impl Default for RawConfig {
             http_max_connections: 512,
             http_max_connections_per_client: 32,
             allow_private_targets: false,
+            spamd: None,
         }
     }
 }
@@ -133,6 +137,7 @@ pub struct Config {
     pub http_header_timeout: Duration,
     pub http_limits: netjes_net::ConnLimits,
     pub allow_private_targets: bool,
+    pub spamd: Option<String>,
 }
 
 impl Config {
@@ -176,6 +181,9 @@ impl Config {
         }
         let trusted_proxies =
             netjes_net::parse_nets("trusted_proxies", &raw.trusted_proxies, &mut errors);
+        let spamd = raw.spamd.clone().filter(|s| {
+            netjes_net::parse_socket_addr("spamd", s, &mut errors).is_some()
+        });
         if raw.max_login_hashes == 0 || raw.tests_per_client_per_hour == 0 {
             errors.push("max_login_hashes and tests_per_client_per_hour: at least 1".into());
         }
@@ -230,6 +238,7 @@ impl Config {
                 trusted_proxies.clone(),
             ),
             allow_private_targets: raw.allow_private_targets,
+            spamd,
         })
     }
 }

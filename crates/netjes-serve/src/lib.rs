@@ -52,6 +52,7 @@ pub fn build(
     let metrics = Arc::new(netjes_net::metrics::Metrics::default());
     let tools = Arc::new(analysis::Tools {
         allow_private_targets: cfg.allow_private_targets,
+        spamd: cfg.spamd.clone(),
         ..analysis::Tools::new(
             dns,
             cfg.ip_lists.clone(),

@@ -878,3 +878,34 @@ fn a_recheck_sees_a_changed_record_at_once_and_input_is_read_as_typed() {
     assert!(r["score"].is_null());
     assert!(r["headline"].as_str().unwrap().contains("does not exist"));
 }
+
+/// With `spamd` in serve.toml, the test inbox's report has the SpamAssassin
+/// section mail-tester users look at first (Debian's spamd, network tests
+/// off); without it, the section says "not checked".
+#[test]
+fn the_inbox_report_has_spamassassin_when_spamd_is_set() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(spamd) = rt.block_on(netjes_testdns::spamd::start()) else {
+        return;
+    };
+    let s = start(&zone(""), |r| r.spamd = Some(spamd.addr.clone()));
+    let mut c = Client::new(s.http);
+    let t = c.post_raw("/api/tests", "application/json", b"").json();
+    let id = t["id"].as_str().unwrap().to_string();
+    let r = Smtp::connect(s.smtp).mail("alice@sender.example", &format!("{id}@{TEST_DOMAIN}"), MESSAGE);
+    assert!(r.starts_with("250"), "{r}");
+    let done = wait_done(&mut c, &id);
+    let sa = &done["report"]["spamassassin"];
+    assert!(sa["score"].is_number(), "{}", done["report"]);
+    assert!(sa["rules"].as_array().is_some_and(|r| !r.is_empty()), "{sa}");
+
+    let plain = start(&zone(""), |_| {});
+    let mut c = Client::new(plain.http);
+    let t = c.post_raw("/api/tests", "application/json", b"").json();
+    let id = t["id"].as_str().unwrap().to_string();
+    Smtp::connect(plain.smtp).mail("alice@sender.example", &format!("{id}@{TEST_DOMAIN}"), MESSAGE);
+    let done = wait_done(&mut c, &id);
+    let sections = done["report"]["sections"].as_array().unwrap();
+    let sa = sections.iter().find(|s| s["section"] == "spamassassin").unwrap();
+    assert!(sa["not_checked"][0].as_str().unwrap().contains("not asked"), "{sa}");
+}
