@@ -112,7 +112,7 @@ pub async fn check_dkim(
                             Status::Fail,
                             format!("no key at {name}: mail signed with selector {sel} fails DKIM"),
                         )
-                        .advice("publish the record that `netjes dkim record` prints for the key"),
+                        .advice("publish the TXT record of the signing key at this name (its public half, as v=DKIM1; k=...; p=...)"),
                     );
                 }
                 continue;
@@ -146,9 +146,9 @@ pub async fn check_dkim(
                             "{what}: under {MIN_RSA_BITS} bits receivers must ignore it (RFC 8301)"
                         ),
                     )
-                    .advice("generate a 2048-bit key with `netjes dkim keygen`")
+                    .advice("generate a 2048-bit key, publish it under a new selector, then sign with it")
                 } else if k.algorithm == KeyAlgorithm::Rsa && k.bits < RECOMMENDED_RSA_BITS {
-                    Finding::new(C, &id, Status::Warn, format!("{what}: 1024 bits is weak; use 2048")).advice("generate a 2048-bit key with `netjes dkim keygen` under a new selector and rotate")
+                    Finding::new(C, &id, Status::Warn, format!("{what}: 1024 bits is weak; use 2048")).advice("generate a 2048-bit key, publish it under a new selector, then switch signing to it")
                 } else {
                     Finding::new(C, &id, Status::Pass, what)
                 };
@@ -192,7 +192,7 @@ pub async fn check_dkim(
                 Status::Warn,
                 format!("no DKIM key found at {} common selectors", candidates.len()),
             )
-            .advice("give the selector your mail server signs with: --selector NAME"),
+            .advice("name the selector your mail server signs with: it is the s= of the DKIM-Signature in a message you sent"),
         );
     }
     out
@@ -262,7 +262,7 @@ pub async fn testkey(dns: &dyn Resolver, name: &str, key: &PrivateKey) -> KeyTes
             return KeyTest::new(
                 KeyStatus::NotPublished,
                 format!(
-                    "no key is published at {name}: publish the record from `netjes dkim record`"
+                    "no key is published at {name}: publish the key's TXT record there"
                 ),
                 warnings,
             )

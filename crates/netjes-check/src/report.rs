@@ -262,3 +262,70 @@ impl Report {
         self.findings.iter().any(|f| f.status == s)
     }
 }
+
+/// A finding's title in words, from its id (the id stays, in small print):
+/// what the web UI shows in its Check column.
+pub fn title(id: &str) -> String {
+    const TITLES: &[(&str, &str)] = &[
+        ("mx.missing", "MX records"),
+        ("mx.null", "Null MX"),
+        ("mx.null-mixed", "Null MX beside others"),
+        ("mx.many", "Number of MX records"),
+        ("mx.dns-error", "MX lookup"),
+        ("spf.present", "SPF record"),
+        ("spf.missing", "SPF record"),
+        ("spf.pasted", "SPF record as written"),
+        ("spf.syntax", "SPF syntax"),
+        ("spf.multiple", "One SPF record"),
+        ("spf.lookup-limit", "SPF DNS lookups (limit 10)"),
+        ("spf.void-limit", "SPF void lookups (limit 2)"),
+        ("spf.all", "SPF all"),
+        ("spf.after-all", "SPF terms after all"),
+        ("spf.ptr", "SPF ptr mechanism"),
+        ("spf.size", "SPF record size"),
+        ("spf.ip", "Sending address allowed"),
+        ("spf.include-error", "SPF include"),
+        ("spf.dns-error", "SPF lookup"),
+        ("dkim.none-found", "DKIM keys at the usual selectors"),
+        ("dmarc.present", "DMARC record"),
+        ("dmarc.inherited", "DMARC record (inherited)"),
+        ("dmarc.missing", "DMARC record"),
+        ("dmarc.pasted", "DMARC record as written"),
+        ("dmarc.syntax", "DMARC syntax"),
+        ("dmarc.multiple", "One DMARC record"),
+        ("dmarc.policy", "DMARC policy"),
+        ("dmarc.testing", "DMARC testing flag"),
+        ("dmarc.tags", "DMARC tags"),
+        ("dmarc.removed-tag", "Tags RFC 9989 removed"),
+        ("dmarc.unknown-tag", "Unknown DMARC tag"),
+        ("dmarc.no-rua", "Aggregate reports (rua)"),
+        ("dmarc.rua-syntax", "Aggregate report address"),
+        ("dmarc.rua", "Aggregate report address"),
+        ("dmarc.ruf", "Failure report address"),
+        ("dmarc.rua-external", "External report address allowed"),
+        ("dmarc.ruf-external", "External report address allowed"),
+        ("dmarc.dns-error", "DMARC lookup"),
+        ("mta-sts.record", "MTA-STS record"),
+        ("mta-sts.policy", "MTA-STS policy"),
+        ("mta-sts.mx", "MTA-STS covers every MX"),
+        ("mta-sts.content-type", "MTA-STS policy type"),
+        ("tls-rpt.record", "TLS-RPT record"),
+        ("bimi.record", "BIMI record"),
+    ];
+    if let Some((_, t)) = TITLES.iter().find(|(i, _)| *i == id) {
+        return t.to_string();
+    }
+    // The ids with a name in them: mx.host.NAME, ptr.IP, dkim.SELECTOR,
+    // blocklist.LIST.WHAT, smtp.HOST.
+    let rest = |p: &str| id.strip_prefix(p).unwrap_or(id).to_string();
+    match id.split('.').next().unwrap_or("") {
+        "mx" if id.ends_with(".private") => format!("MX {} address", rest("mx.host.").trim_end_matches(".private")),
+        "mx" if id.ends_with(".cname") => format!("MX {} not an alias", rest("mx.host.").trim_end_matches(".cname")),
+        "mx" => format!("MX host {}", rest("mx.host.")),
+        "ptr" => format!("Reverse DNS of {}", rest("ptr.")),
+        "dkim" => format!("DKIM key {}", rest("dkim.")),
+        "blocklist" => format!("Blocklist {}", rest("blocklist.")),
+        "smtp" => format!("SMTP {}", rest("smtp.")),
+        _ => id.to_string(),
+    }
+}

@@ -31,6 +31,22 @@ fn over_budget(what: &str) -> String {
     )
 }
 
+/// What a user asks the domain check for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub domain: String,
+    /// DKIM selectors to look at; the usual ones are guessed without.
+    #[serde(default)]
+    pub selectors: Vec<String>,
+    /// Addresses the domain sends from: PTR and SPF for each.
+    #[serde(default)]
+    pub ips: Vec<IpAddr>,
+    /// Connect to every MX on port 25 (public addresses only).
+    #[serde(default)]
+    pub smtp: bool,
+}
+
 pub struct Tools {
     /// Cached across requests: the inbox's analyses and the like.
     pub dns: Arc<dyn Resolver>,
@@ -118,15 +134,35 @@ impl Tools {
     }
 
     pub async fn check(&self, domain: &str) -> Result<serde_json::Value, String> {
-        let (d, note) = netjes_check::input::domain_of(domain)?;
+        self.check_with(&CheckRequest {
+            domain: domain.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The domain check with the form's or the API's options: DKIM
+    /// selectors, sending addresses, and the SMTP test of every MX.
+    pub async fn check_with(&self, q: &CheckRequest) -> Result<serde_json::Value, String> {
+        let (d, note) = netjes_check::input::domain_of(&q.domain)?;
+        if q.selectors.len() > 10 || q.ips.len() > 10 {
+            return Err("at most 10 selectors and 10 addresses".into());
+        }
+        for s in &q.selectors {
+            if !s.split('.').all(crate::store::valid_selector) {
+                return Err(format!("{s:?} is not a selector"));
+            }
+        }
         let o = netjes_check::CheckOptions {
             ip_lists: Some(self.ip_lists.clone()),
             domain_lists: Some(self.domain_lists.clone()),
+            selectors: q.selectors.clone(),
+            ips: q.ips.clone(),
+            smtp: q.smtp,
             net: netjes_check::tls::NetOptions {
                 public_only: !self.allow_private_targets,
                 ..Default::default()
             },
-            ..Default::default()
         };
         let dns = self.fresh();
         let report = tokio::time::timeout(TIME_BUDGET, netjes_check::check_domain(&dns, &d, &o))

@@ -1,10 +1,15 @@
-//! The HTML of the web UI: server-rendered pages, one style sheet and one
-//! small script, all served by the binary (no framework, nothing from the
-//! network). Everything that comes from a user, a message or DNS goes
-//! through `escape`.
+//! The HTML of the web UI: server-rendered pages in maud templates, which
+//! escape every value by default (a user's input, a message, a DNS answer
+//! can never become markup), one style sheet and one small script, all
+//! served by the binary (no framework, nothing from the network).
+//!
+//! The only markup that enters unescaped is the analyzer's report
+//! fragment (netjes-analyze's html_report, which escapes what it shows)
+//! and a message's own HTML, which goes into a sandboxed frame's srcdoc as
+//! an attribute value, escaped.
 
 use crate::store::{DomainRow, KeyRow, TestRow};
-use std::fmt::Write;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 pub use netjes_analyze::html_report::escape;
 
@@ -23,97 +28,146 @@ pub struct Viewer {
     pub csrf: String,
 }
 
-pub fn csrf_field(v: &Viewer) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        escape(&v.csrf)
-    )
+fn csrf_field(v: &Viewer) -> Markup {
+    html! { input type="hidden" name="csrf" value=(v.csrf); }
 }
 
-pub fn layout(title: &str, v: &Viewer, body: &str, head: &str) -> String {
-    let account = match &v.user {
-        Some(u) => format!(
-            "<a href=\"/domains\">Signing domains</a><form method=\"post\" action=\"/logout\" class=\"inline\">{}<button class=\"link\" id=\"logout\">Log out {}</button></form>",
-            csrf_field(v),
-            escape(u)
-        ),
-        None => "<a href=\"/login\" id=\"login-link\">Log in</a>".into(),
-    };
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{} · netjes</title><link rel=\"stylesheet\" href=\"/static/netjes.css\"><script src=\"/static/netjes.js\" defer></script>{head}</head>\
-<body><nav><a href=\"/\" class=\"brand\">netjes</a><a href=\"/\">New test</a><a href=\"/check\">Check a domain</a><a href=\"/analyze\">Analyze a message</a><span class=\"spacer\"></span>{account}</nav><main>{body}</main>\
-<footer>netjes: SPF, DKIM, DMARC and a test inbox, in one binary.</footer></body></html>",
-        escape(title)
-    )
-}
-
-pub fn home(v: &Viewer, test_domain: &str) -> String {
-    let body = format!(
-        "<section class=\"hero\"><h1>Why does my mail land in spam?</h1><p>Send a message to a test address and get a mark out of 10, with what to fix: \
-authentication (SPF, DKIM, DMARC), the headers, the content, the links and the route.</p>\
-<form method=\"post\" action=\"/tests\">{}<button id=\"new-test\">New test</button></form><p class=\"muted\">Test addresses are at {}.</p></section>\
-<section><h2>Check a domain</h2><form method=\"get\" action=\"/check\"><input name=\"domain\" placeholder=\"example.com\" required> <button>Check</button></form></section>",
-        csrf_field(v),
-        escape(test_domain)
-    );
-    layout("New test", v, &body, "")
-}
-
-pub fn test_page(v: &Viewer, t: &TestRow) -> String {
-    let mut b = String::new();
-    match t.status.as_str() {
-        "waiting" | "analyzing" => {
-            let _ = write!(
-                b,
-                "<section id=\"waiting\" data-test=\"{id}\"><h1>Send your message to</h1><p class=\"address\"><code id=\"address\">{addr}</code> <button type=\"button\" data-copy=\"address\">Copy</button></p>\
-<p>Send it the way your real mail goes out (your server, your application, your provider), then wait here: the result appears by itself.</p>\
-<p class=\"muted\">Status: <span id=\"status\">{status}</span>. This address takes one message and expires {exp}.</p></section>",
-                id = escape(&t.id),
-                addr = escape(&t.address),
-                status = escape(&t.status),
-                exp = escape(&date(t.expires))
-            );
-            let head = "<noscript><meta http-equiv=\"refresh\" content=\"5\"></noscript>";
-            return layout("Waiting for your message", v, &b, head);
-        }
-        "expired" => {
-            let _ = write!(b, "<section><h1>This test has expired</h1><p>No message reached <code>{}</code> in time.</p><form method=\"post\" action=\"/tests\">{}<button>New test</button></form></section>", escape(&t.address), csrf_field(v));
-        }
-        _ => {
-            if let Some(f) = &t.facts {
-                let tls = match (f["tls_version"].as_str(), f["tls_cipher"].as_str()) {
-                    (Some(v), Some(c)) => format!("{} ({})", v, c),
-                    _ => "none (plain SMTP)".into(),
-                };
-                let _ = write!(
-                    b,
-                    "<section class=\"facts\"><h2>The SMTP session</h2><table><tr><th>Client</th><td>{}</td></tr><tr><th>HELO</th><td>{}</td></tr><tr><th>MAIL FROM</th><td>{}</td></tr><tr><th>TLS</th><td>{}</td></tr></table></section>",
-                    escape(f["ip"].as_str().unwrap_or("")),
-                    escape(f["helo"].as_str().unwrap_or("")),
-                    escape(f["mail_from"].as_str().unwrap_or("")),
-                    escape(&tls)
-                );
+/// A page around `body`; `refresh` adds a no-script reload (the waiting
+/// test page).
+pub fn page(title: &str, v: &Viewer, body: Markup, refresh: bool) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " · netjes" }
+                link rel="stylesheet" href="/static/netjes.css";
+                script src="/static/netjes.js" defer {}
+                @if refresh { noscript { meta http-equiv="refresh" content="5"; } }
             }
-            let _ = write!(
-                b,
-                "<div id=\"report\">{}</div>",
-                t.report_html.as_deref().unwrap_or("")
-            );
-            if let Some(raw) = &t.raw {
-                let text = String::from_utf8_lossy(raw);
-                let _ = write!(b, "<section><h2>The message as received</h2><details><summary>Show the raw message</summary><pre class=\"raw\">{}</pre></details>", escape(&text));
-                if let Some(html) = rendered_view(raw) {
-                    // A sandboxed frame without scripts; the page's CSP
-                    // (no remote images) applies to it too, so opening the
-                    // result does not tell the sender.
-                    let _ = write!(b, "<details><summary>Show it rendered</summary><iframe sandbox title=\"rendered message\" class=\"rendered\" srcdoc=\"{}\"></iframe></details>", escape(&html));
+            body {
+                nav {
+                    a href="/" class="brand" { "netjes" }
+                    a href="/" { "New test" }
+                    a href="/check" { "Check a domain" }
+                    a href="/analyze" { "Analyze a message" }
+                    span class="spacer" {}
+                    @match &v.user {
+                        Some(u) => {
+                            a href="/domains" { "Signing domains" }
+                            form method="post" action="/logout" class="inline" {
+                                (csrf_field(v))
+                                button class="link" id="logout" { "Log out " (u) }
+                            }
+                        }
+                        None => a href="/login" id="login-link" { "Log in" },
+                    }
                 }
-                b.push_str("</section>");
+                main { (body) }
+                footer { "netjes: SPF, DKIM, DMARC and a test inbox, in one binary." }
             }
         }
     }
-    layout("Test result", v, &b, "")
+    .into_string()
+}
+
+/// A page around a body that is already markup (the error pages).
+pub fn layout(title: &str, v: &Viewer, body: Markup) -> String {
+    page(title, v, body, false)
+}
+
+pub fn home(v: &Viewer, test_domain: &str) -> String {
+    let body = html! {
+        section class="hero" {
+            h1 { "Why does my mail land in spam?" }
+            p { "Send a message to a test address and get a mark out of 10, with what to fix: authentication (SPF, DKIM, DMARC), the headers, the content, the links and the route." }
+            form method="post" action="/tests" { (csrf_field(v)) button id="new-test" { "New test" } }
+            p class="muted" { "Test addresses are at " (test_domain) "." }
+        }
+        section {
+            h2 { "Check a domain" }
+            form method="get" action="/check" {
+                input name="domain" placeholder="example.com" required;
+                " "
+                button { "Check" }
+            }
+        }
+    };
+    page("New test", v, body, false)
+}
+
+/// A test: waiting for its message (with the command to send one when the
+/// inbox listens on this machine only), expired, or its result.
+pub fn test_page(v: &Viewer, t: &TestRow, local_smtp: Option<&str>) -> String {
+    match t.status.as_str() {
+        "waiting" | "analyzing" => {
+            let body = html! {
+                section id="waiting" data-test=(t.id) {
+                    h1 { "Send your message to" }
+                    p class="address" {
+                        code id="address" { (t.address) }
+                        " "
+                        button type="button" data-copy="address" { "Copy" }
+                    }
+                    p { "Send it the way your real mail goes out (your server, your application, your provider), then wait here: the result appears by itself." }
+                    @if let Some(smtp) = local_smtp {
+                        p { "The test inbox listens on this machine only. To try it from here, with a From at your own domain:" }
+                        pre class="command" { code id="local-command" { "swaks --server " (smtp) " --from you@your-domain.example --to " (t.address) } }
+                    }
+                    p class="muted" { "Status: " span id="status" { (t.status) } ". This address takes one message and expires " (date(t.expires)) "." }
+                }
+            };
+            page("Waiting for your message", v, body, true)
+        }
+        "expired" => {
+            let body = html! {
+                section {
+                    h1 { "This test has expired" }
+                    p { "No message reached " code { (t.address) } " in time." }
+                    form method="post" action="/tests" { (csrf_field(v)) button { "New test" } }
+                }
+            };
+            page("Test result", v, body, false)
+        }
+        _ => page("Test result", v, result(t), false),
+    }
+}
+
+fn result(t: &TestRow) -> Markup {
+    let tls = t.facts.as_ref().map(|f| {
+        match (f["tls_version"].as_str(), f["tls_cipher"].as_str()) {
+            (Some(v), Some(c)) => format!("{v} ({c})"),
+            _ => "none (plain SMTP)".into(),
+        }
+    });
+    html! {
+        @if let Some(f) = &t.facts {
+            section class="facts" {
+                h2 { "The SMTP session" }
+                table {
+                    tr { th { "Client" } td { (f["ip"].as_str().unwrap_or("")) } }
+                    tr { th { "HELO" } td { (f["helo"].as_str().unwrap_or("")) } }
+                    tr { th { "MAIL FROM" } td { (f["mail_from"].as_str().unwrap_or("")) } }
+                    tr { th { "TLS" } td { (tls.clone().unwrap_or_default()) } }
+                }
+            }
+        }
+        // The analyzer's fragment: it escapes everything it shows.
+        div id="report" { (PreEscaped(t.report_html.as_deref().unwrap_or(""))) }
+        @if let Some(raw) = &t.raw {
+            section {
+                h2 { "The message as received" }
+                details { summary { "Show the raw message" } pre class="raw" { (String::from_utf8_lossy(raw)) } }
+                @if let Some(view) = rendered_view(raw) {
+                    // A sandboxed frame without scripts; the page's CSP (no
+                    // remote images) applies to it too, so opening the
+                    // result does not tell the sender.
+                    details { summary { "Show it rendered" } iframe sandbox title="rendered message" class="rendered" srcdoc=(view) {} }
+                }
+            }
+        }
+    }
 }
 
 /// The message's HTML part, or its text part as HTML.
@@ -122,8 +176,9 @@ fn rendered_view(raw: &[u8]) -> Option<String> {
     if let Some(h) = m.body_html(0) {
         return Some(h.into_owned());
     }
-    m.body_text(0)
-        .map(|t| format!("<pre style=\"white-space:pre-wrap\">{}</pre>", escape(&t)))
+    m.body_text(0).map(|t| {
+        html! { pre style="white-space:pre-wrap" { (t) } }.into_string()
+    })
 }
 
 fn status_class(s: &str) -> &'static str {
@@ -136,121 +191,197 @@ fn status_class(s: &str) -> &'static str {
     }
 }
 
-pub fn check_form(domain: &str) -> String {
-    format!("<section><h1>Check a domain</h1><p>MX, reverse DNS, SPF with its lookup count, DKIM, DMARC, MTA-STS, TLS-RPT, BIMI and blocklists, each finding with the record to publish.</p><form method=\"get\" action=\"/check\"><input name=\"domain\" id=\"domain\" value=\"{}\" placeholder=\"example.com\" required> <button id=\"check\">Check</button></form></section>", escape(domain))
+/// What the check form was given, to show it again with the report.
+#[derive(Debug, Clone, Default)]
+pub struct CheckFields {
+    pub domain: String,
+    pub selectors: String,
+    pub ips: String,
+    pub smtp: bool,
 }
 
-/// The domain check's report (the JSON of `netjes check --json`).
-pub fn check_report(v: &Viewer, r: &serde_json::Value) -> String {
+pub fn check_form(f: &CheckFields) -> Markup {
+    html! {
+        section {
+            h1 { "Check a domain" }
+            p { "MX, reverse DNS, SPF with its lookup count, DKIM, DMARC, MTA-STS, TLS-RPT, BIMI and blocklists, each finding with the record to publish. A name, a web address or an e-mail address will do." }
+            form method="get" action="/check" class="grid" {
+                label { "Domain " input name="domain" id="domain" value=(f.domain) placeholder="example.com" required; }
+                label { "DKIM selectors " input name="selectors" id="selectors" value=(f.selectors) placeholder="the s= of your DKIM-Signature; guessed when empty"; }
+                label { "Sending addresses " input name="ips" id="ips" value=(f.ips) placeholder="192.0.2.25 2001:db8::25"; }
+                label class="check" { input type="checkbox" name="smtp" id="smtp" checked[f.smtp]; " Test every MX over SMTP (port 25, STARTTLS, certificate)" }
+                button id="check" { "Check" }
+            }
+        }
+    }
+}
+
+pub fn check_page(v: &Viewer, f: &CheckFields) -> String {
+    page("Check a domain", v, check_form(f), false)
+}
+
+/// The domain check's report (the JSON of `netjes check --json`): the
+/// score and its verdict first, then a table per category.
+pub fn check_report(v: &Viewer, fields: &CheckFields, r: &serde_json::Value) -> String {
     let domain = r["domain"].as_str().unwrap_or("");
     // No score (a domain that does not exist, nothing checked) is said in
     // words, never shown as 0.0 or as a green mark.
-    let score = match (r["score"].as_f64(), r["verdict"].as_str()) {
-        (Some(v), Some(word)) => format!("{v:.1}/10 {word}"),
-        _ => "no score".into(),
+    let (score, verdict) = match (r["score"].as_f64(), r["verdict"].as_str()) {
+        (Some(s), Some(w)) => (format!("{s:.1}/10"), w.to_string()),
+        _ => ("no score".to_string(), String::new()),
     };
-    let mut b = check_form(domain);
-    let _ = write!(b, "<section id=\"check-report\"><h2><span>{}</span><span class=\"score\">{}</span></h2>", escape(domain), escape(&score));
-    if let Some(n) = r["input_note"].as_str() {
-        let _ = write!(b, "<p class=\"muted\">Checked {}: {}</p>", escape(domain), escape(n));
-    }
-    if let Some(h) = r["headline"].as_str() {
-        let _ = write!(b, "<p class=\"headline\">{}</p>", escape(h));
-    }
-    if r["complete"] == false && r["score"].is_number() {
-        b.push_str("<p class=\"muted\">Incomplete: some checks could not run, and count as failed until they can.</p>");
-    }
-    for why in r["capped_by"].as_array().into_iter().flatten() {
-        let _ = write!(b, "<p class=\"muted\">Held down by: {}</p>", escape(why.as_str().unwrap_or("")));
-    }
-    b.push_str("<div class=\"scores\">");
-    for s in r["scores"].as_array().into_iter().flatten() {
-        let value = s["score"]
-            .as_f64()
-            .map(|v| format!("{v:.1}"))
-            .unwrap_or_else(|| "not checked".into());
-        let _ = write!(
-            b,
-            "<span class=\"chip\">{} {}</span>",
-            escape(s["category"].as_str().unwrap_or("")),
-            escape(&value)
-        );
-    }
-    b.push_str("</div>");
-    for (i, f) in r["findings"].as_array().into_iter().flatten().enumerate() {
-        let status = f["status"].as_str().unwrap_or("info");
-        let _ = write!(
-            b,
-            "<div class=\"finding {}\"><div><span class=\"badge\">{}</span> <code>{}</code></div><div>{}</div>",
-            status_class(status),
-            escape(status),
-            escape(f["id"].as_str().unwrap_or("")),
-            escape(f["message"].as_str().unwrap_or(""))
-        );
-        if let Some(a) = f["advice"].as_str() {
-            let _ = write!(b, "<div class=\"muted\">{}</div>", escape(a));
+    let findings: Vec<&serde_json::Value> = r["findings"].as_array().into_iter().flatten().collect();
+    let body = html! {
+        (check_form(fields))
+        section id="check-report" {
+            h2 {
+                span { (domain) }
+                span class="score" { span id="verdict" { (verdict) } " " span id="score" { (score) } }
+            }
+            @if let Some(n) = r["input_note"].as_str() { p class="muted" { "Checked " (domain) ": " (n) } }
+            @if let Some(h) = r["headline"].as_str() { p class="headline" id="headline" { (h) } }
+            @if r["complete"] == false && r["score"].is_number() {
+                p class="muted" { "Incomplete: some checks could not run, and count as failed until they can." }
+            }
+            @for why in r["capped_by"].as_array().into_iter().flatten() {
+                p class="muted" { "Held down by: " (why.as_str().unwrap_or("")) }
+            }
+            @for s in r["scores"].as_array().into_iter().flatten() {
+                (category_table(s, &findings))
+            }
+            @if let Some(tree) = r.get("spf_tree").filter(|t| !t["children"].as_array().is_none_or(|c| c.is_empty())) {
+                section class="spf-tree" id="spf-tree" { h3 { "SPF include tree" } ul { (spf_node(tree, "")) } }
+            }
         }
-        if let Some(fix) = f.get("fix").filter(|x| !x.is_null()) {
-            // Name, value and the one absolute zone-file line, as the
-            // signing-domain page shows a key (an MX value is never quoted).
-            let _ = write!(
-                b,
-                "<div class=\"record\"><div>Name <code>{}</code> type <code>{}</code> value <code id=\"fix-{i}-value\">{}</code> <button type=\"button\" data-copy=\"fix-{i}-value\">Copy</button></div><div>Zone file <code id=\"fix-{i}\">{}</code> <button type=\"button\" data-copy=\"fix-{i}\">Copy</button></div></div>",
-                escape(fix["name"].as_str().unwrap_or("")),
-                escape(fix["type"].as_str().unwrap_or("")),
-                escape(fix["value"].as_str().unwrap_or("")),
-                escape(fix["zone_line"].as_str().unwrap_or(""))
-            );
+    };
+    page(&format!("Check {domain}"), v, body, false)
+}
+
+/// One category: its score, and its findings as rows of check, result
+/// and details.
+fn category_table(s: &serde_json::Value, findings: &[&serde_json::Value]) -> Markup {
+    let cat = s["category"].as_str().unwrap_or("");
+    let score = s["score"]
+        .as_f64()
+        .map(|v| format!("{v:.1}/10"))
+        .unwrap_or_else(|| "not checked".into());
+    html! {
+        table class="findings" data-category=(cat) {
+            caption { span { (category_title(cat)) } " " span class="muted" { (score) } }
+            tr { th { "Check" } th { "Result" } th { "Details" } }
+            @for (i, f) in findings.iter().enumerate().filter(|(_, f)| f["category"] == cat) {
+                @let status = f["status"].as_str().unwrap_or("info");
+                @let id = f["id"].as_str().unwrap_or("");
+                tr class=(status_class(status)) {
+                    td { (netjes_check::report::title(id)) br; small class="muted" { code { (id) } } }
+                    td { span class={"badge " (status_class(status))} { (result_word(status)) } }
+                    td {
+                        (f["message"].as_str().unwrap_or(""))
+                        @if let Some(a) = f["advice"].as_str() { div class="muted" { (a) } }
+                        @if let Some(fix) = f.get("fix").filter(|x| !x.is_null()) { (fix_block(i, fix)) }
+                    }
+                }
+            }
         }
-        b.push_str("</div>");
     }
-    b.push_str("</section>");
-    layout(&format!("Check {domain}"), v, &b, "")
+}
+
+fn result_word(status: &str) -> &'static str {
+    match status {
+        "pass" => "pass",
+        "info" => "info",
+        "warn" => "warning",
+        "fail" => "fail",
+        _ => "not checked",
+    }
+}
+
+fn category_title(c: &str) -> &'static str {
+    match c {
+        "mx" => "MX",
+        "ptr" => "Reverse DNS (PTR)",
+        "spf" => "SPF",
+        "dkim" => "DKIM",
+        "dmarc" => "DMARC",
+        "mta-sts" => "MTA-STS",
+        "tls-rpt" => "TLS-RPT",
+        "bimi" => "BIMI",
+        "blocklists" => "Blocklists",
+        "smtp" => "SMTP",
+        _ => "Other",
+    }
+}
+
+/// A record to publish: name, type and value for a DNS provider's form,
+/// and the one absolute zone-file line (an MX value is never quoted).
+fn fix_block(i: usize, fix: &serde_json::Value) -> Markup {
+    html! {
+        div class="record" {
+            div { "Publish: name " code { (fix["name"].as_str().unwrap_or("")) } " type " code { (fix["type"].as_str().unwrap_or("")) } " value "
+                code id={"fix-" (i) "-value"} { (fix["value"].as_str().unwrap_or("")) } " "
+                button type="button" data-copy={"fix-" (i) "-value"} { "Copy" } }
+            div { "Zone file " code id={"fix-" (i)} { (fix["zone_line"].as_str().unwrap_or("")) } " "
+                button type="button" data-copy={"fix-" (i)} { "Copy" } }
+        }
+    }
+}
+
+fn spf_node(n: &serde_json::Value, term: &str) -> Markup {
+    let lookups = n["lookups"].as_u64().unwrap_or(0);
+    html! {
+        li {
+            @if !term.is_empty() { code { (term) } " → " }
+            strong { (n["domain"].as_str().unwrap_or("")) }
+            " " span class="muted" { (lookups) " lookup(s)" }
+            @if let Some(r) = n["record"].as_str() { div { code { (r) } } }
+            @if let Some(p) = n["problem"].as_str() { div class="warn-text" { (p) } }
+            @if let Some(children) = n["children"].as_array().filter(|c| !c.is_empty()) {
+                ul { @for c in children { (spf_node(&c["node"], c["term"].as_str().unwrap_or(""))) } }
+            }
+        }
+    }
 }
 
 pub fn analyze_form(v: &Viewer) -> String {
-    let body = format!(
-        "<section><h1>Analyze a message</h1><p>Paste a message with its headers (in Gmail: Show original; in Outlook: View source), or upload an .eml file.</p>\
-<form method=\"post\" action=\"/analyze\" enctype=\"multipart/form-data\">{}<textarea name=\"message\" rows=\"14\" placeholder=\"Received: ...&#10;From: ...\"></textarea>\
-<p><input type=\"file\" name=\"file\" accept=\".eml,message/rfc822,text/plain\"></p><button id=\"analyze\">Analyze</button></form></section>",
-        csrf_field(v)
-    );
-    layout("Analyze a message", v, &body, "")
+    let body = html! {
+        section {
+            h1 { "Analyze a message" }
+            p { "Paste a message with its headers (in Gmail: Show original; in Outlook: View source), or upload an .eml file." }
+            form method="post" action="/analyze" enctype="multipart/form-data" {
+                (csrf_field(v))
+                textarea name="message" rows="14" placeholder="Received: ...\nFrom: ..." {}
+                p { input type="file" name="file" accept=".eml,message/rfc822,text/plain"; }
+                button id="analyze" { "Analyze" }
+            }
+        }
+    };
+    page("Analyze a message", v, body, false)
 }
 
-pub fn analyze_report(v: &Viewer, html: &str) -> String {
-    layout(
-        "Analysis",
-        v,
-        &format!("<div id=\"report\">{html}</div>"),
-        "",
-    )
+/// The analyzer's report fragment (it escapes what it shows).
+pub fn analyze_report(v: &Viewer, fragment: &str) -> String {
+    page("Analysis", v, html! { div id="report" { (PreEscaped(fragment)) } }, false)
 }
 
 pub fn login(v: &Viewer, next: &str, error: Option<&str>) -> String {
-    let err = error
-        .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        "<section class=\"narrow\"><h1>Log in</h1>{err}<form method=\"post\" action=\"/login\">{}<input type=\"hidden\" name=\"next\" value=\"{}\">\
-<label>User <input name=\"user\" id=\"user\" autocomplete=\"username\" required></label><label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
-<button id=\"login\">Log in</button></form></section>",
-        csrf_field(v),
-        escape(next)
-    );
-    layout("Log in", v, &body, "")
+    let body = html! {
+        section class="narrow" {
+            h1 { "Log in" }
+            @if let Some(e) = error { p class="error" { (e) } }
+            form method="post" action="/login" {
+                (csrf_field(v))
+                input type="hidden" name="next" value=(next);
+                label { "User " input name="user" id="user" autocomplete="username" required; }
+                label { "Password " input type="password" name="password" id="password" autocomplete="current-password" required; }
+                button id="login" { "Log in" }
+            }
+        }
+    };
+    page("Log in", v, body, false)
 }
 
 pub fn error(v: &Viewer, status: u16, message: &str) -> String {
-    layout(
-        "Error",
-        v,
-        &format!(
-            "<section><h1>{status}</h1><p class=\"error\">{}</p></section>",
-            escape(message)
-        ),
-        "",
-    )
+    layout("Error", v, html! { section { h1 { (status) } p class="error" { (message) } } })
 }
 
 pub fn date(t: i64) -> String {
@@ -259,64 +390,64 @@ pub fn date(t: i64) -> String {
 
 /// The record twice: name and value for a DNS provider's web form, and
 /// the line for a zone file.
-fn record_block(k: &KeyRow) -> String {
+fn record_block(k: &KeyRow) -> Markup {
     let id = k.id;
-    format!(
-        "<div class=\"record\"><div class=\"muted\">Name</div><code id=\"name-{id}\">{name}</code> <button type=\"button\" data-copy=\"name-{id}\">Copy</button>\
-<div class=\"muted\">Type TXT, value</div><code id=\"value-{id}\" class=\"value\">{value}</code> <button type=\"button\" data-copy=\"value-{id}\">Copy</button>\
-<div class=\"muted\">Zone file (BIND)</div><code id=\"zone-{id}\" class=\"zone\">{zone}</code> <button type=\"button\" data-copy=\"zone-{id}\">Copy</button></div>",
-        name = escape(&k.dns_name()),
-        value = escape(&k.dns_value()),
-        zone = escape(&k.zone_line()),
-    )
+    html! {
+        div class="record" {
+            div class="muted" { "Name" }
+            code id={"name-" (id)} { (k.dns_name()) } " " button type="button" data-copy={"name-" (id)} { "Copy" }
+            div class="muted" { "Type TXT, value" }
+            code id={"value-" (id)} class="value" { (k.dns_value()) } " " button type="button" data-copy={"value-" (id)} { "Copy" }
+            div class="muted" { "Zone file (BIND)" }
+            code id={"zone-" (id)} class="zone" { (k.zone_line()) } " " button type="button" data-copy={"zone-" (id)} { "Copy" }
+        }
+    }
 }
 
 /// The signing domains, each with a warning when it is active but its
 /// key is not what DNS publishes.
 pub fn domains(v: &Viewer, list: &[(DomainRow, Vec<String>)], error: Option<&str>) -> String {
-    let mut b = String::from("<section><h1>Signing domains</h1><p>The milter (<code>netjes milter --key-store DIR</code>) signs mail from active domains with their active keys, from the next message on.</p>");
-    if let Some(e) = error {
-        let _ = write!(b, "<p class=\"error\">{}</p>", escape(e));
-    }
-    b.push_str("<table id=\"domains\"><tr><th>Domain</th><th>Selectors</th><th>State</th><th>Created</th><th>Rotated</th></tr>");
-    for (d, warnings) in list {
-        let sel: Vec<String> = d
-            .keys
-            .iter()
-            .filter(|k| k.state == "active")
-            .map(|k| format!("{} ({})", k.selector, k.algorithm.k_tag()))
-            .collect();
-        let rotated = d
-            .keys
-            .iter()
-            .filter_map(|k| k.rotated)
-            .max()
-            .map(date)
-            .unwrap_or_default();
-        let _ = write!(
-            b,
-            "<tr><td><a href=\"/domains/{0}\">{0}</a>{3}</td><td>{1}</td><td>{2}</td><td>{4}</td><td>{5}</td></tr>",
-            escape(&d.domain),
-            escape(&sel.join(", ")),
-            if d.active { "<span class=\"badge pass\">active</span>" } else { "<span class=\"badge info\">inactive</span>" },
-            warnings.iter().map(|w| format!("<div class=\"warn-text\">⚠ {}</div>", escape(w))).collect::<String>(),
-            escape(&date(d.created)),
-            escape(&rotated)
-        );
-    }
-    b.push_str("</table></section>");
-    let _ = write!(
-        b,
-        "<section><h2>Add a signing domain</h2><form method=\"post\" action=\"/domains\" class=\"grid\">{}\
-<label>Domain <input name=\"domain\" id=\"new-domain\" placeholder=\"customer.example\" required></label>\
-<label>Selector <input name=\"selector\" id=\"new-selector\" value=\"{}\" required></label>\
-<label>Key <select name=\"algorithm\" id=\"new-algorithm\"><option value=\"rsa\">RSA 2048</option><option value=\"ed25519\">Ed25519</option><option value=\"both\">both (two selectors)</option></select></label>\
-<details><summary>Or import a private key (PEM, PKCS#8 or PKCS#1; encrypted PKCS#8 with its password)</summary><textarea name=\"pem\" rows=\"6\"></textarea><label>Password <input type=\"password\" name=\"password\" autocomplete=\"off\"></label></details>\
-<button id=\"add-domain\">Add and generate the key</button></form></section>",
-        csrf_field(v),
-        escape(&default_selector())
-    );
-    layout("Signing domains", v, &b, "")
+    let body = html! {
+        section {
+            h1 { "Signing domains" }
+            p { "The milter signs mail from active domains with their active keys, from the next message on." }
+            @if let Some(e) = error { p class="error" { (e) } }
+            table id="domains" {
+                tr { th { "Domain" } th { "Selectors" } th { "State" } th { "Created" } th { "Rotated" } }
+                @for (d, warnings) in list {
+                    @let sel: Vec<String> = d.keys.iter().filter(|k| k.state == "active").map(|k| format!("{} ({})", k.selector, k.algorithm.k_tag())).collect();
+                    @let rotated = d.keys.iter().filter_map(|k| k.rotated).max().map(date).unwrap_or_default();
+                    tr {
+                        td { a href={"/domains/" (d.domain)} { (d.domain) } @for w in warnings { div class="warn-text" { "⚠ " (w) } } }
+                        td { (sel.join(", ")) }
+                        td { @if d.active { span class="badge pass" { "active" } } @else { span class="badge info" { "inactive" } } }
+                        td { (date(d.created)) }
+                        td { (rotated) }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Add a signing domain" }
+            form method="post" action="/domains" class="grid" {
+                (csrf_field(v))
+                label { "Domain " input name="domain" id="new-domain" placeholder="customer.example" required; }
+                label { "Selector " input name="selector" id="new-selector" value=(default_selector()) required; }
+                label { "Key " select name="algorithm" id="new-algorithm" {
+                    option value="rsa" { "RSA 2048" }
+                    option value="ed25519" { "Ed25519" }
+                    option value="both" { "both (two selectors)" }
+                } }
+                details {
+                    summary { "Or import a private key (PEM, PKCS#8 or PKCS#1; encrypted PKCS#8 with its password)" }
+                    textarea name="pem" rows="6" {}
+                    label { "Password " input type="password" name="password" autocomplete="off"; }
+                }
+                button id="add-domain" { "Add and generate the key" }
+            }
+        }
+    };
+    page("Signing domains", v, body, false)
 }
 
 /// A selector named by the month, as many operators do: s202611.
@@ -325,85 +456,85 @@ pub fn default_selector() -> String {
     format!("s{}{:02}", d.year, d.month)
 }
 
-/// One signing domain: its keys with their records, the DNS check, rotation.
+/// A selector for a new key that none of the domain's keys uses: the
+/// month's, then with b, c, ... after it.
+pub fn free_selector(d: &DomainRow) -> String {
+    let base = default_selector();
+    let taken = |s: &str| d.keys.iter().any(|k| k.selector == s || k.selector.starts_with(&format!("{s}-")));
+    std::iter::once(base.clone())
+        .chain(('b'..='z').map(|c| format!("{base}{c}")))
+        .find(|s| !taken(s))
+        .unwrap_or_else(|| format!("{base}-{}", crate::store::now()))
+}
+
+/// One signing domain: its keys with their records, the DNS check,
+/// rotation; deleting asks for confirmation first.
 pub fn domain(
     v: &Viewer,
     d: &DomainRow,
     checks: &[(i64, netjes_check::dkim::KeyTest)],
     message: Option<&str>,
 ) -> String {
-    let mut b = String::new();
-    let _ = write!(
-        b,
-        "<section><h1>{}</h1><p>{} · created {}</p>",
-        escape(&d.domain),
-        if d.active {
-            "<span class=\"badge pass\" id=\"domain-state\">active</span>"
-        } else {
-            "<span class=\"badge info\" id=\"domain-state\">inactive</span>"
-        },
-        escape(&date(d.created))
-    );
-    if let Some(m) = message {
-        let _ = write!(b, "<p class=\"notice\">{}</p>", escape(m));
-    }
-    let csrf = csrf_field(v);
-    let _ = write!(
-        b,
-        "<div class=\"actions\"><form method=\"post\" action=\"/domains/{0}/active\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"active\" value=\"{1}\"><button id=\"toggle-active\">{2}</button></form>\
-<form method=\"post\" action=\"/domains/{0}/check\" class=\"inline\">{csrf}<button id=\"check-dns\">Check DNS</button></form></div></section>",
-        escape(&d.domain),
-        if d.active { "false" } else { "true" },
-        if d.active { "Deactivate" } else { "Activate" }
-    );
-    for k in &d.keys {
-        let _ = write!(
-            b,
-            "<section class=\"key {state}\" id=\"key-{id}\"><h2><span>{sel} · {alg} {bits}</span><span class=\"badge {cls}\">{state}</span></h2>{rec}",
-            state = escape(&k.state),
-            id = k.id,
-            sel = escape(&k.selector),
-            alg = k.algorithm.k_tag(),
-            bits = k.bits,
-            cls = if k.state == "active" { "pass" } else if k.state == "pending" { "warn" } else { "info" },
-            rec = record_block(k)
-        );
-        if let Some((_, t)) = checks.iter().find(|(id, _)| *id == k.id) {
-            let cls = match t.status {
-                netjes_check::dkim::KeyStatus::Ok => "pass",
-                netjes_check::dkim::KeyStatus::DnsError => "warn",
-                _ => "fail",
-            };
-            let _ = write!(
-                b,
-                "<p class=\"dns-check {cls}\" id=\"dns-{}\">{}</p>",
-                k.id,
-                escape(&t.message)
-            );
-            for w in &t.warnings {
-                let _ = write!(b, "<p class=\"warn-text\">⚠ {}</p>", escape(w));
+    let body = html! {
+        section {
+            h1 { (d.domain) }
+            p {
+                @if d.active { span class="badge pass" id="domain-state" { "active" } }
+                @else { span class="badge info" id="domain-state" { "inactive" } }
+                " · created " (date(d.created))
+            }
+            @if let Some(m) = message { p class="notice" id="notice" { (m) } }
+            div class="actions" {
+                form method="post" action={"/domains/" (d.domain) "/active"} class="inline" {
+                    (csrf_field(v))
+                    input type="hidden" name="active" value=(if d.active { "false" } else { "true" });
+                    button id="toggle-active" { (if d.active { "Deactivate" } else { "Activate" }) }
+                }
+                form method="post" action={"/domains/" (d.domain) "/check"} class="inline" {
+                    (csrf_field(v)) button id="check-dns" { "Check DNS" }
+                }
             }
         }
-        if k.state == "pending" {
-            let _ = write!(
-                b,
-                "<p>Publish this record, wait for it to be seen, then switch. Keep the old record published for a few days after, for mail still on its way.</p>\
-<form method=\"post\" action=\"/keys/{}/switch\" class=\"inline\">{csrf}<button>Switch to this key</button></form>",
-                k.id
-            );
+        @for k in &d.keys {
+            @let cls = if k.state == "active" { "pass" } else if k.state == "pending" { "warn" } else { "info" };
+            section class={"key " (k.state)} id={"key-" (k.id)} {
+                h2 { span { (k.selector) " · " (k.algorithm.k_tag()) " " (k.bits) } span class={"badge " (cls)} { (k.state) } }
+                (record_block(k))
+                @if let Some((_, t)) = checks.iter().find(|(id, _)| *id == k.id) {
+                    @let tcls = match t.status {
+                        netjes_check::dkim::KeyStatus::Ok => "pass",
+                        netjes_check::dkim::KeyStatus::DnsError => "warn",
+                        _ => "fail",
+                    };
+                    p class={"dns-check " (tcls)} id={"dns-" (k.id)} { (t.message) }
+                    @for w in &t.warnings { p class="warn-text" { "⚠ " (w) } }
+                }
+                @if k.state == "pending" {
+                    p { "Publish this record, wait for it to be seen, then switch. Keep the old record published for a few days after, for mail still on its way." }
+                    form method="post" action={"/keys/" (k.id) "/switch"} class="inline" { (csrf_field(v)) button { "Switch to this key" } }
+                }
+                @if k.state != "active" {
+                    " "
+                    form method="post" action={"/keys/" (k.id) "/delete"} class="inline" data-confirm={"Delete the key " (k.selector) " of " (d.domain) "? Mail signed with it can no longer be verified once its record is gone."} {
+                        (csrf_field(v)) button class="danger" id={"delete-key-" (k.id)} { "Delete this key" }
+                    }
+                }
+            }
         }
-        if k.state != "active" {
-            let _ = write!(b, " <form method=\"post\" action=\"/keys/{}/delete\" class=\"inline\">{csrf}<button class=\"danger\">Delete this key</button></form>", k.id);
+        section {
+            h2 { "Rotate" }
+            p { "Makes a new key under a new selector for each algorithm in use. Both records show here until you switch." }
+            form method="post" action={"/domains/" (d.domain) "/rotate"} {
+                (csrf_field(v))
+                label { "New selector " input name="selector" id="rotate-selector" value=(free_selector(d)) required; }
+                " " button id="rotate" { "Make the new key" }
+            }
         }
-        b.push_str("</section>");
-    }
-    let _ = write!(
-        b,
-        "<section><h2>Rotate</h2><p>Makes a new key under a new selector for each algorithm in use. Both records show here until you switch.</p>\
-<form method=\"post\" action=\"/domains/{0}/rotate\">{csrf}<label>New selector <input name=\"selector\" value=\"{1}\" required></label> <button id=\"rotate\">Make the new key</button></form></section>\
-<section><form method=\"post\" action=\"/domains/{0}/delete\">{csrf}<button class=\"danger\">Delete this domain and its keys</button></form></section>",
-        escape(&d.domain),
-        escape(&format!("{}b", default_selector()))
-    );
-    layout(&d.domain, v, &b, "")
+        section {
+            form method="post" action={"/domains/" (d.domain) "/delete"} data-confirm={"Delete " (d.domain) " and all its keys? The milter stops signing its mail at once."} {
+                (csrf_field(v)) button class="danger" id="delete-domain" { "Delete this domain and its keys" }
+            }
+        }
+    };
+    page(&d.domain, v, body, false)
 }

@@ -56,6 +56,8 @@ pub struct App {
     trusted_proxies: Vec<ipnet::IpNet>,
     http_limits: netjes_net::ConnLimits,
     http_header_timeout: Duration,
+    /// The inbox's address, for the waiting page's local command.
+    smtp: SocketAddr,
     csrf_key: aws_lc_rs::hmac::Key,
     /// HSTS on answers: the site is reached over HTTPS (secure_cookies).
     hsts: bool,
@@ -100,6 +102,7 @@ impl App {
             trusted_proxies: cfg.trusted_proxies.clone(),
             http_limits: cfg.http_limits.clone(),
             http_header_timeout: cfg.http_header_timeout,
+            smtp: cfg.smtp,
             csrf_key,
             hsts: cfg.secure_cookies,
         }
@@ -596,13 +599,47 @@ async fn test_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, AppError> {
     let t = app.store.test(&id)?.ok_or(AppError::NotFound)?;
-    Ok(Html(pages::test_page(&who.viewer(), &t)))
+    // The inbox on loopback: show the command that reaches it from here.
+    let local = app.smtp.ip().is_loopback().then(|| app.smtp.to_string());
+    Ok(Html(pages::test_page(&who.viewer(), &t, local.as_deref())))
 }
 
 #[derive(Debug, Deserialize)]
 struct CheckQuery {
     #[serde(default)]
     domain: String,
+    /// Selectors, separated by spaces or commas.
+    #[serde(default)]
+    selectors: String,
+    /// Sending addresses, separated by spaces or commas.
+    #[serde(default)]
+    ips: String,
+    #[serde(default)]
+    smtp: Option<String>,
+}
+
+impl CheckQuery {
+    fn request(&self) -> Result<crate::analysis::CheckRequest, AppError> {
+        let words = |s: &str| -> Vec<String> {
+            s.split([' ', ',', '\n', '\t'])
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let ips = words(&self.ips)
+            .into_iter()
+            .map(|w| {
+                w.parse()
+                    .map_err(|_| AppError::BadRequest(format!("{w:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::analysis::CheckRequest {
+            domain: self.domain.clone(),
+            selectors: words(&self.selectors),
+            ips,
+            smtp: self.smtp.is_some(),
+        })
+    }
 }
 
 async fn check_page(
@@ -612,20 +649,21 @@ async fn check_page(
 ) -> Result<Html<String>, AppError> {
     public_or_user(&app, &who)?;
     let v = who.viewer();
+    let fields = pages::CheckFields {
+        domain: q.domain.clone(),
+        selectors: q.selectors.clone(),
+        ips: q.ips.clone(),
+        smtp: q.smtp.is_some(),
+    };
     if q.domain.trim().is_empty() {
-        return Ok(Html(pages::layout(
-            "Check a domain",
-            &v,
-            &pages::check_form(""),
-            "",
-        )));
+        return Ok(Html(pages::check_page(&v, &fields)));
     }
     let report = app
         .tools
-        .check(&q.domain)
+        .check_with(&q.request()?)
         .await
         .map_err(AppError::BadRequest)?;
-    Ok(Html(pages::check_report(&v, &report)))
+    Ok(Html(pages::check_report(&v, &fields, &report)))
 }
 
 async fn analyze_form(State(app): State<Arc<App>>, who: Who) -> Result<Html<String>, AppError> {
@@ -1135,22 +1173,17 @@ async fn api_test(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct CheckRequest {
-    domain: String,
-}
-
 async fn api_check(
     State(app): State<Arc<App>>,
     who: Who,
     headers: HeaderMap,
-    Json(q): Json<CheckRequest>,
+    Json(q): Json<crate::analysis::CheckRequest>,
 ) -> ApiResult<serde_json::Value> {
     public_or_user(&app, &who)?;
     who.check_api(&headers)?;
     Ok(Json(
         app.tools
-            .check(&q.domain)
+            .check_with(&q)
             .await
             .map_err(AppError::BadRequest)?,
     ))

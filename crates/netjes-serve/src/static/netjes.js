@@ -16,6 +16,12 @@ document.addEventListener("click", (e) => {
     try { document.execCommand("copy"); done(); } catch (_) {}
   }
 });
+// Forms that delete something ask first (the server needs the CSRF token
+// either way; this only guards against a slip of the mouse).
+document.addEventListener("submit", (e) => {
+  const f = e.target.closest("form[data-confirm]");
+  if (f && !window.confirm(f.dataset.confirm)) e.preventDefault();
+});
 const waiting = document.getElementById("waiting");
 if (waiting) {
   const id = waiting.dataset.test;
