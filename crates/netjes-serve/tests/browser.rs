@@ -164,6 +164,54 @@ impl Driver {
         }
     }
 
+    /// An input's current value.
+    fn value(&self, css: &str) -> String {
+        self.attribute(css, "value")
+    }
+
+    fn attribute(&self, css: &str, name: &str) -> String {
+        let e = self.find(css);
+        self.call("GET", &format!("/element/{e}/property/{name}"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn exists(&self, css: &str) -> bool {
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        self.agent
+            .post(&url)
+            .send_json(json!({"using": "css selector", "value": css}))
+            .is_ok()
+    }
+
+    fn wait_gone(&self, css: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.exists(css) {
+            assert!(Instant::now() < deadline, "{css} is still there");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The text of the confirm dialog that is open.
+    fn alert_text(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = format!("{}/session/{}/alert/text", self.base, self.session);
+            if let Ok(r) = self.agent.get(&url).call() {
+                return r.into_json::<Value>().unwrap()["value"].as_str().unwrap_or("").to_string();
+            }
+            assert!(Instant::now() < deadline, "no dialog opened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Accepts or dismisses the open dialog.
+    fn alert(&self, accept: bool) {
+        let what = if accept { "accept" } else { "dismiss" };
+        self.call("POST", &format!("/alert/{what}"), Some(json!({})));
+    }
+
     fn click(&self, css: &str) {
         let e = self.find(css);
         self.call("POST", &format!("/element/{e}/click"), Some(json!({})));
@@ -276,6 +324,24 @@ fn log_in_add_a_signing_domain_and_read_its_dns_record() {
     );
     d.click("#toggle-active");
     d.wait_text("#domain-state", "active", Duration::from_secs(10));
+
+    // Rotation offers a selector no key of the domain uses.
+    let offered = d.value("#rotate-selector");
+    assert!(offered.starts_with('s') && offered != "s2026", "{offered}");
+    d.click("#rotate");
+    d.wait_for(".key.pending", Duration::from_secs(30));
+    // Deleting the pending key asks first: dismissed, nothing happens;
+    // accepted, the key is gone.
+    let pending = d.attribute(".key.pending", "id");
+    let button = format!("#{} button.danger", pending);
+    d.click(&button);
+    let text = d.alert_text();
+    assert!(text.starts_with("Delete the key"), "{text}");
+    d.alert(false);
+    assert!(d.exists(&format!("#{pending}")), "dismissed: the key stays");
+    d.click(&button);
+    d.alert(true);
+    d.wait_gone(&format!("#{pending}"), Duration::from_secs(10));
 }
 
 #[test]
@@ -284,11 +350,30 @@ fn a_domain_check_against_the_test_dns_server() {
     let d = Driver::start();
     d.go(&format!("http://{}/check", s.http));
     d.type_into("#domain", "sender.example");
+    d.type_into("#selectors", "s1");
+    d.type_into("#ips", "192.0.2.99");
     d.click("#check");
     d.wait_for("#check-report", Duration::from_secs(30));
     let report = d.text("#check-report");
     assert!(report.contains("sender.example"));
-    assert!(report.contains("dmarc."), "{report}");
-    assert!(report.contains("spf."), "{report}");
+    assert!(!d.text("#verdict").is_empty(), "the verdict word comes first");
+    // Grouped per category, with human titles and the ids in small print.
+    assert!(d.exists("table.findings[data-category=\"spf\"]"), "{report}");
+    assert!(d.exists("table.findings[data-category=\"dmarc\"]"), "{report}");
+    assert!(report.contains("DMARC policy") && report.contains("dmarc.policy"), "{report}");
+    // The fields were used: the selector and the address were checked.
+    assert!(report.contains("DKIM key s1"), "{report}");
+    assert!(report.contains("192.0.2.99"), "{report}");
+    // Advice on the web names no command-line flag.
+    assert!(!report.contains("--selector") && !report.contains("netjes dkim"), "{report}");
     d.screenshot("check");
+
+    // A re-check right after a change sees it at once.
+    s.dns.set_zone(
+        netjes_dns::zone::Zone::parse(&ZONE.replace("p=none", "p=reject")).unwrap(),
+    );
+    d.click("#check");
+    d.wait_for("#check-report", Duration::from_secs(30));
+    let report = d.text("#check-report");
+    assert!(report.contains("p=reject: forged mail is refused"), "{report}");
 }
