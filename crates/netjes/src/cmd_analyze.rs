@@ -10,6 +10,12 @@ use netjes_check::blocklist::{DEFAULT_DOMAIN_LISTS, DEFAULT_IP_LISTS};
 use std::path::PathBuf;
 
 pub const ANALYZE_EXIT_CODES: &str = "\
+EXAMPLES:
+    netjes analyze message.eml
+    netjes analyze --ip 192.0.2.25 --helo mail.example.com --mail-from bounce@example.com message.eml
+    netjes analyze --spamd 127.0.0.1:783 --html report.html message.eml
+    netjes analyze --min-score 8 message.eml || echo 'not good enough'
+
 EXIT CODES:
     0   the message was analysed (and scored at least --min-score)
     1   the mark is below --min-score

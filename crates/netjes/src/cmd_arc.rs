@@ -12,6 +12,9 @@ pub enum ArcCommand {
     /// Prints the chain validation status (cv), the number of sets, the
     /// sealers, and the oldest instance whose message signature still
     /// validates ("oldest-pass", 0 when all do).
+    #[command(after_long_help = "EXAMPLES:
+    netjes arc verify forwarded.eml
+    netjes arc verify --json - < forwarded.eml")]
     Verify {
         /// The message; "-" or nothing reads standard input.
         message: Option<PathBuf>,
@@ -21,6 +24,8 @@ pub enum ArcCommand {
     ///
     /// The chain is validated first; the new ARC-Authentication-Results
     /// copies the Authentication-Results fields that carry --authserv-id.
+    #[command(after_long_help = "EXAMPLES:
+    netjes arc seal --domain lists.example.org --selector arc --key arc.private --authserv-id mx.example.org message.eml")]
     Seal {
         #[command(flatten)]
         k: crate::cmd_dkim::SigningKeyArgs,

@@ -13,6 +13,14 @@ use std::sync::Arc;
 const MAX_ZONE_FILE: u64 = 16 * 1024 * 1024;
 
 pub const CHECK_EXIT_CODES: &str = "\
+EXAMPLES:
+    netjes check example.com
+    netjes check https://www.example.com/contact        # the domain of a URL, said in the report
+    netjes check alice@example.com --ip 192.0.2.25 --selector s2026
+    netjes check example.com --zone example.com.zone --no-blocklists    # before you publish
+    netjes check example.com --smtp                     # every MX on port 25: STARTTLS and certificate
+    netjes check example.com --json | jq '.score, .verdict'
+
 EXIT CODES:
     0   nothing fails (warnings may remain)
     1   at least one check fails: see the fixes

@@ -41,11 +41,20 @@ impl SigningKeyArgs {
 pub enum DkimCommand {
     /// Generate a key pair: SELECTOR.private (PKCS#8 PEM, mode 0600) and
     /// SELECTOR.txt, the DNS record as a zone-file line (as opendkim-genkey writes it).
+    #[command(after_long_help = "EXAMPLES:
+    netjes dkim keygen --domain example.com --selector s2026 --out-dir /etc/netjes/keys
+    netjes dkim keygen --domain example.com --selector ed2026 --algorithm ed25519
+    cat s2026.txt    # the zone-file line to publish")]
     Keygen {
+        /// The signing domain (d=); an IDN is converted to its A-labels.
         #[arg(long)]
         domain: String,
+        /// The selector (s=): the record goes to SELECTOR._domainkey.DOMAIN
+        /// and the key to SELECTOR.private. DNS labels only.
         #[arg(long)]
         selector: String,
+        /// rsa (every receiver verifies it) or ed25519 (RFC 8463; sign
+        /// with both, as not every receiver verifies Ed25519 yet).
         #[arg(long, value_enum, default_value_t = Alg::Rsa)]
         algorithm: Alg,
         /// RSA key size; under 1024 is refused, 2048 is the default and the advice.
@@ -59,6 +68,9 @@ pub enum DkimCommand {
         force: bool,
     },
     /// Print the DNS record that publishes an existing private key.
+    #[command(after_long_help = "EXAMPLES:
+    netjes dkim record --domain example.com --selector s2026 --key s2026.private
+    netjes dkim record --json --domain example.com --selector s2 --key enc.pem --password-file pw")]
     Record {
         #[command(flatten)]
         k: SigningKeyArgs,
@@ -68,6 +80,9 @@ pub enum DkimCommand {
     /// Prints "key OK" and exits 0 when it does. Otherwise it says what is
     /// wrong: nothing published (exit 5), another key (6), a malformed record
     /// such as quotes pasted into p= (7), or a DNS error (3).
+    #[command(after_long_help = "EXAMPLES:
+    netjes dkim testkey --domain example.com --selector s2026 --key s2026.private
+    netjes dkim testkey --domain example.com --selector s2026 --key s2026.private --json; echo $?")]
     Testkey {
         #[command(flatten)]
         k: SigningKeyArgs,
@@ -76,6 +91,9 @@ pub enum DkimCommand {
     ///
     /// relaxed/relaxed by default; rsa-sha256 or ed25519-sha256 according to
     /// the key; the usual headers are signed and From is over-signed.
+    #[command(after_long_help = "EXAMPLES:
+    netjes dkim sign --domain example.com --selector s2026 --key s2026.private message.eml > signed.eml
+    netjes dkim sign --domain example.com --selector s2026 --key k.pem - < message.eml | sendmail -t")]
     Sign {
         #[command(flatten)]
         k: SigningKeyArgs,
@@ -86,6 +104,9 @@ pub enum DkimCommand {
         message: Option<PathBuf>,
     },
     /// Verify every DKIM signature of a message.
+    #[command(after_long_help = "EXAMPLES:
+    netjes dkim verify message.eml
+    netjes dkim verify --json - < message.eml")]
     Verify {
         /// The message; "-" or nothing reads standard input.
         message: Option<PathBuf>,

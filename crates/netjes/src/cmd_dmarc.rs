@@ -12,6 +12,9 @@ pub enum DmarcCommand {
     /// root, and shows where the record was found, the organizational
     /// domain, the policy that applies (p, sp or np) and the tags that RFC
     /// 9989 removed (pct, rf, ri), which receivers now ignore.
+    #[command(after_long_help = "EXAMPLES:
+    netjes dmarc lookup example.com
+    netjes dmarc lookup mail.shop.example.com --json    # the tree walk finds the organizational policy")]
     Lookup {
         /// The From domain.
         domain: String,

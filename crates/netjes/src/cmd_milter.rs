@@ -6,6 +6,11 @@ use netjes_milter::server::{run, Shared};
 use std::path::PathBuf;
 
 pub const MILTER_AFTER_HELP: &str = "\
+EXAMPLES:
+    netjes milter --config /etc/netjes/milter.toml
+    netjes milter --listen inet:8891@127.0.0.1 --key-table /etc/opendkim/KeyTable --signing-table refile:/etc/opendkim/SigningTable
+    kill -HUP $(pidof netjes)    # reload the configuration and the keys
+
 POSTFIX (main.cf):
     smtpd_milters = inet:127.0.0.1:8891
     non_smtpd_milters = $smtpd_milters

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub const POLICY_AFTER_HELP: &str = "\
+EXAMPLES:
+    netjes policy --config /etc/netjes/policy.toml
+    netjes policy --listen inet:127.0.0.1:10040 --data-dir /var/lib/netjes --metrics 127.0.0.1:9125
+
 POSTFIX (main.cf):
     smtpd_recipient_restrictions =
         permit_mynetworks,

@@ -8,6 +8,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 pub const SERVE_AFTER_HELP: &str = "\
+EXAMPLES:
+    netjes serve                                   # ./netjes-data, http://127.0.0.1:8025/, SMTP on 2525
+    netjes serve --config /etc/netjes/serve.toml
+    swaks --server 127.0.0.1:2525 --from you@your-domain.example --to ID@test.localhost
+
 FIRST START:
     netjes serve makes ./netjes-data (the SQLite store and master.key) and
     prints a one-time password for the user admin. Open http://127.0.0.1:8025/.
@@ -138,6 +143,9 @@ pub async fn run_serve(a: ServeArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
 pub enum UserCommand {
     /// Add a user. The password is read from standard input (one line),
     /// or made and printed when --generate is given.
+    #[command(after_long_help = "EXAMPLES:
+    echo 'a long passphrase here' | netjes user add alice --data-dir /var/lib/netjes
+    netjes user add bob --generate")]
     Add {
         name: String,
         #[command(flatten)]
@@ -148,23 +156,33 @@ pub enum UserCommand {
     },
     /// Set a user's password (from standard input, one line) and end the
     /// user's sessions.
+    #[command(after_long_help = "EXAMPLES:
+    echo 'a new long passphrase' | netjes user password alice")]
     Password {
         name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// List the users, their live sessions and their API tokens' labels.
+    #[command(after_long_help = "EXAMPLES:
+    netjes user list --data-dir /var/lib/netjes
+    netjes user list --json")]
     List {
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Delete a user, with its sessions and API tokens (not the last one).
+    #[command(after_long_help = "EXAMPLES:
+    netjes user delete bob")]
     Delete {
         name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Revoke a user's API tokens: those with --label, or all of them.
+    #[command(after_long_help = "EXAMPLES:
+    netjes user revoke alice --label ci    # the tokens made with --label ci
+    netjes user revoke alice               # all of alice's tokens")]
     Revoke {
         name: String,
         /// Only the tokens made with this label.
@@ -174,6 +192,9 @@ pub enum UserCommand {
         store: StoreArgs,
     },
     /// Make an API token for a user (printed once; only its hash is kept).
+    #[command(after_long_help = "EXAMPLES:
+    netjes user token alice --label ci
+    curl -H \"Authorization: Bearer nj_...\" http://127.0.0.1:8025/api/domains")]
     Token {
         name: String,
         /// What the token is for.

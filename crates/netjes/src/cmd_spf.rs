@@ -14,6 +14,10 @@ pub enum SpfCommand {
     /// The report names the mechanism that decided, the record it is in, and
     /// the DNS lookups spent against the limits of 10 lookups and 2 void
     /// lookups.
+    #[command(after_long_help = "EXAMPLES:
+    netjes spf check --ip 192.0.2.25 --sender alice@example.com --helo mail.example.com
+    netjes spf check --ip 192.0.2.25 --sender '' --helo mail.example.com    # a bounce: HELO identity
+    netjes spf check --ip 2001:db8::25 --sender a@example.com --helo mx.example.com --json")]
     Check {
         /// The SMTP client's address.
         #[arg(long)]

@@ -23,6 +23,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+const VERIFY_HELP: &str = concat!(
+    "EXAMPLES:\n    netjes verify --ip 192.0.2.25 --helo mail.example.com --mail-from alice@example.com message.eml\n    netjes verify --json - < message.eml    # DKIM, ARC and DMARC; SPF needs --ip\n\n",
+    "EXIT CODES:\n    0   DMARC passes (or, without a policy, DKIM or SPF passes)\n    1   it does not pass, or the message was refused as malformed (no usable From)\n    2   usage error\n    3   a DNS timeout or SERVFAIL left the verdict open\n    4   not a message, or over the limits (1000 header fields, 1 MiB of header)\n"
+);
+
 const EXIT_CODES: &str = "\
 EXIT CODES:
     0   success: the check passed, the key matches, the output was written
@@ -130,7 +135,7 @@ enum Command {
     Policy(cmd_policy::PolicyArgs),
     /// Verify a message: SPF, DKIM, ARC and DMARC in one verdict, with the
     /// Authentication-Results header field that records it.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = VERIFY_HELP)]
     Verify(cmd_verify::VerifyArgs),
     /// Run the web UI and JSON API, the SMTP test inbox and the store of
     /// signing domains.

@@ -702,6 +702,36 @@ async fn verify_refuses_author_spoofs_as_the_milter_does() {
     assert!(out.contains("refused as malformed: the message has no From field"), "{out}");
 }
 
+/// Every command has an EXAMPLES section, and every option a line of help
+/// (man-page quality --help).
+#[test]
+fn every_command_has_examples_and_every_option_help() {
+    let commands: &[&[&str]] = &[
+        &["check"], &["spf", "check"], &["dkim", "keygen"], &["dkim", "record"], &["dkim", "testkey"],
+        &["dkim", "sign"], &["dkim", "verify"], &["dmarc", "lookup"], &["arc", "verify"], &["arc", "seal"],
+        &["verify"], &["analyze"], &["milter"], &["policy"], &["serve"], &["user", "add"],
+        &["user", "password"], &["user", "list"], &["user", "delete"], &["user", "revoke"], &["user", "token"],
+    ];
+    for c in commands {
+        let mut a = c.to_vec();
+        a.push("--help");
+        let o = netjes(&a, None);
+        let help = String::from_utf8_lossy(&o.stdout);
+        assert!(help.contains("EXAMPLES:"), "{c:?} has no examples:\n{help}");
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start();
+            let is_option = (t.starts_with("--") || (t.starts_with('-') && t.chars().nth(1).is_some_and(|c| c.is_ascii_alphabetic())))
+                && l.starts_with("  ");
+            if is_option {
+                let next = lines.get(i + 1).copied().unwrap_or("");
+                let documented = t.contains("  ") || (!next.trim().is_empty() && !next.trim_start().starts_with('-'));
+                assert!(documented, "{c:?}: {t} has no help line");
+            }
+        }
+    }
+}
+
 #[test]
 fn help_documents_exit_codes() {
     let o = netjes(&["--help"], None);
