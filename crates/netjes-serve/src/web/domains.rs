@@ -1,0 +1,378 @@
+//! Signing domains: the list, one domain with its keys, activation, the
+//! DNS check, rotation, deletion, and the API.
+
+use super::*;
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/domains", get(domains_page).post(add_domain_form))
+        .route("/domains/{domain}", get(domain_page))
+        .route("/domains/{domain}/active", post(set_active))
+        .route("/domains/{domain}/check", post(check_dns))
+        .route("/domains/{domain}/rotate", post(rotate))
+        .route("/domains/{domain}/delete", post(delete_domain))
+        .route("/keys/{id}/switch", post(switch_key))
+        .route("/keys/{id}/delete", post(delete_key))
+        .route("/api/domains", get(api_domains).post(api_add_domain))
+        .route("/api/domains/{domain}", get(api_domain))
+}
+
+
+#[derive(Debug, Deserialize)]
+pub struct NewDomain {
+    pub domain: String,
+    pub selector: String,
+    /// rsa (default), ed25519 or both.
+    #[serde(default)]
+    pub algorithm: String,
+    /// A private key to import instead of generating one.
+    #[serde(default)]
+    pub pem: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+fn algorithms(choice: &str) -> Result<Vec<KeyAlgorithm>, AppError> {
+    match choice {
+        "" | "rsa" => Ok(vec![KeyAlgorithm::Rsa]),
+        "ed25519" => Ok(vec![KeyAlgorithm::Ed25519]),
+        "both" => Ok(vec![KeyAlgorithm::Rsa, KeyAlgorithm::Ed25519]),
+        other => Err(AppError::BadRequest(format!(
+            "algorithm {other:?}: rsa, ed25519 or both"
+        ))),
+    }
+}
+
+/// Keys for `selector`: one per algorithm; with two, each selector says
+/// its algorithm (`s1-rsa`, `s1-ed25519`).
+async fn make_keys(
+    selector: &str,
+    algs: Vec<KeyAlgorithm>,
+) -> Result<Vec<(String, PrivateKey)>, AppError> {
+    let two = algs.len() > 1;
+    let mut out = Vec::new();
+    for a in algs {
+        let sel = if two {
+            format!("{selector}-{}", a.k_tag())
+        } else {
+            selector.to_string()
+        };
+        if !crate::store::valid_selector(&sel) {
+            return Err(AppError::BadRequest(format!(
+                "{sel:?} is not a selector: letters, digits and hyphens, at most 63"
+            )));
+        }
+        let bits = if a == KeyAlgorithm::Rsa {
+            netjes_auth::dkim::keys::RECOMMENDED_RSA_BITS
+        } else {
+            256
+        };
+        // RSA key generation takes up to a second of CPU.
+        let key = tokio::task::spawn_blocking(move || PrivateKey::generate(a, bits))
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        out.push((sel, key));
+    }
+    Ok(out)
+}
+
+async fn add_signing_domain(app: &App, n: &NewDomain) -> Result<Vec<KeyRow>, AppError> {
+    let domain = n.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let selector = n.selector.trim().to_ascii_lowercase();
+    if !crate::store::valid_domain(&domain) {
+        return Err(AppError::BadRequest(format!(
+            "{:?} is not a domain name",
+            n.domain
+        )));
+    }
+    if !crate::store::valid_selector(&selector) {
+        return Err(AppError::BadRequest(format!(
+            "{:?} is not a selector: letters, digits and hyphens, at most 63",
+            n.selector
+        )));
+    }
+    if app.store.domain(&domain)?.is_some() {
+        return Err(AppError::BadRequest(format!(
+            "{domain} is a signing domain already; rotate its key on its page"
+        )));
+    }
+    let keys = if n.pem.trim().is_empty() {
+        make_keys(&selector, algorithms(&n.algorithm)?).await?
+    } else {
+        let password = (!n.password.is_empty()).then_some(n.password.as_bytes());
+        let key = PrivateKey::from_pem(&n.pem, password)
+            .map_err(|e| AppError::BadRequest(format!("the private key: {e}")))?;
+        vec![(selector, key)]
+    };
+    app.store.add_domain(&domain)?;
+    let mut rows = Vec::new();
+    for (sel, key) in &keys {
+        rows.push(app.store.add_key(&domain, sel, key)?);
+    }
+    if n.active {
+        app.store.set_active(&domain, true)?;
+    }
+    tracing::info!(domain = %domain, keys = rows.len(), "signing domain added");
+    Ok(rows)
+}
+
+/// testkey for each key, all at once.
+async fn test_keys(app: &App, keys: &[KeyRow]) -> Vec<(i64, netjes_check::dkim::KeyTest)> {
+    let futs = keys.iter().map(|k| async move {
+        let key = app.store.private_key(k.id);
+        let t = match key {
+            Ok(key) => {
+                netjes_check::dkim::testkey(&app.tools.fresh(), &k.dns_name(), &key).await
+            }
+            Err(e) => netjes_check::dkim::KeyTest {
+                status: netjes_check::dkim::KeyStatus::Malformed,
+                message: e.to_string(),
+                warnings: vec![],
+            },
+        };
+        (k.id, t)
+    });
+    netjes_dns::join_all(futs).await
+}
+
+async fn domains_page(State(app): State<Arc<App>>, who: Who) -> Result<Html<String>, AppError> {
+    who.require_user()?;
+    Ok(Html(render_domains(&app, &who, None).await?))
+}
+
+async fn render_domains(app: &App, who: &Who, error: Option<&str>) -> Result<String, AppError> {
+    let mut list = Vec::new();
+    for d in app.store.domains()? {
+        let mut warnings = Vec::new();
+        if d.active {
+            let active: Vec<KeyRow> = d
+                .keys
+                .iter()
+                .filter(|k| k.state == "active")
+                .cloned()
+                .collect();
+            for (_, t) in test_keys(app, &active).await {
+                if t.status != netjes_check::dkim::KeyStatus::Ok {
+                    warnings.push(format!("active, but: {}", t.message));
+                }
+            }
+        }
+        list.push((d, warnings));
+    }
+    Ok(pages::domains(&who.viewer(), &list, error))
+}
+
+async fn add_domain_form(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Form(n): Form<NewDomain>,
+) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&n.csrf)?;
+    match add_signing_domain(&app, &n).await {
+        Ok(rows) => Ok(Redirect::to(&format!("/domains/{}", rows[0].domain)).into_response()),
+        Err(AppError::BadRequest(m)) => Ok((
+            StatusCode::BAD_REQUEST,
+            Html(render_domains(&app, &who, Some(&m)).await?),
+        )
+            .into_response()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn domain_page(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+) -> Result<Html<String>, AppError> {
+    who.require_user()?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    Ok(Html(pages::domain(&who.viewer(), &d, &[], None)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ActiveForm {
+    #[serde(default)]
+    csrf: String,
+    active: bool,
+}
+
+async fn set_active(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<ActiveForm>,
+) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    app.store.set_active(&domain, f.active)?;
+    tracing::info!(domain = %domain, active = f.active, user = ?who.user, "signing domain switched");
+    Ok(Redirect::to(&format!("/domains/{domain}")).into_response())
+}
+
+async fn check_dns(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Html<String>, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let checks = test_keys(&app, &d.keys).await;
+    Ok(Html(pages::domain(&who.viewer(), &d, &checks, None)))
+}
+
+#[derive(Debug, Deserialize)]
+struct RotateForm {
+    #[serde(default)]
+    csrf: String,
+    selector: String,
+}
+
+async fn rotate(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<RotateForm>,
+) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let mut algs: Vec<KeyAlgorithm> = d
+        .keys
+        .iter()
+        .filter(|k| k.state == "active")
+        .map(|k| k.algorithm)
+        .collect();
+    algs.dedup();
+    if algs.is_empty() {
+        algs.push(KeyAlgorithm::Rsa);
+    }
+    let selector = f.selector.trim().to_ascii_lowercase();
+    let keys = match make_keys(&selector, algs).await {
+        Ok(k) => k,
+        Err(AppError::BadRequest(m)) => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Html(pages::domain(&who.viewer(), &d, &[], Some(&m))),
+            )
+                .into_response())
+        }
+        Err(e) => return Err(e),
+    };
+    for (sel, key) in &keys {
+        if let Err(e) = app.store.add_key(&domain, sel, key) {
+            let m = AppError::from(e).message();
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Html(pages::domain(&who.viewer(), &d, &[], Some(&m))),
+            )
+                .into_response());
+        }
+    }
+    Ok(Redirect::to(&format!("/domains/{domain}")).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SwitchForm {
+    #[serde(default)]
+    csrf: String,
+    /// Switch even when DNS does not show the new key yet.
+    #[serde(default)]
+    force: bool,
+}
+
+async fn switch_key(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(id): Path<i64>,
+    Form(f): Form<SwitchForm>,
+) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let k = app.store.key(id)?.ok_or(AppError::NotFound)?;
+    let checks = test_keys(&app, std::slice::from_ref(&k)).await;
+    let published = checks
+        .first()
+        .is_some_and(|(_, t)| t.status == netjes_check::dkim::KeyStatus::Ok);
+    if !published && !f.force {
+        let d = app.store.domain(&k.domain)?.ok_or(AppError::NotFound)?;
+        let m = format!("Not switched: receivers could not verify mail signed with {} yet. Publish its record first.", k.selector);
+        return Ok((
+            StatusCode::CONFLICT,
+            Html(pages::domain(&who.viewer(), &d, &checks, Some(&m))),
+        )
+            .into_response());
+    }
+    app.store.switch_to(id)?;
+    tracing::info!(domain = %k.domain, selector = %k.selector, "switched to a new key");
+    Ok(Redirect::to(&format!("/domains/{}", k.domain)).into_response())
+}
+
+async fn delete_key(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(id): Path<i64>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let k = app.store.key(id)?.ok_or(AppError::NotFound)?;
+    app.store.delete_key(id)?;
+    Ok(Redirect::to(&format!("/domains/{}", k.domain)).into_response())
+}
+
+async fn delete_domain(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    app.store.delete_domain(&domain)?;
+    tracing::info!(domain = %domain, user = ?who.user, "signing domain deleted");
+    Ok(Redirect::to("/domains").into_response())
+}
+
+async fn api_domains(
+    State(app): State<Arc<App>>,
+    who: Who,
+) -> ApiResult<Vec<crate::store::DomainRow>> {
+    who.require_user()?;
+    Ok(Json(app.store.domains()?))
+}
+
+async fn api_domain(
+    State(app): State<Arc<App>>,
+    who: Who,
+    Path(domain): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    who.require_user()?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let records: Vec<serde_json::Value> = d.keys.iter().map(|k| serde_json::json!({"selector": k.selector, "state": k.state, "name": k.dns_name(), "type": "TXT", "value": k.dns_value()})).collect();
+    Ok(Json(serde_json::json!({ "domain": d, "records": records })))
+}
+
+async fn api_add_domain(
+    State(app): State<Arc<App>>,
+    who: Who,
+    headers: HeaderMap,
+    Json(n): Json<NewDomain>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    let rows = add_signing_domain(&app, &n).await?;
+    let records: Vec<serde_json::Value> = rows.iter().map(|k| serde_json::json!({"selector": k.selector, "name": k.dns_name(), "type": "TXT", "value": k.dns_value()})).collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "domain": rows[0].domain, "records": records })),
+    ))
+}
+
