@@ -49,6 +49,23 @@ section{background:#fff;border-radius:10px;padding:8px 24px 16px;margin-top:16px
 table{border-collapse:collapse;width:100%;font-size:13px}td,th{text-align:left;padding:4px 6px;border-bottom:1px solid #eee;vertical-align:top}\
 .why{background:#fff4f4;border-radius:10px;padding:8px 24px;margin-top:16px}code{word-break:break-all}";
 
+/// A title or fix as a sentence: a capital first.
+fn sentence(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// A fix that is a DNS record or a header field to add, shown as code.
+fn looks_like_a_record(fix: &str) -> bool {
+    fix.contains(" IN TXT ")
+        || fix.starts_with("v=")
+        || fix.starts_with("List-Unsubscribe")
+        || fix.starts_with("_dmarc.")
+}
+
 /// Renders the report as a page of its own.
 pub fn render(r: &Report) -> String {
     format!(
@@ -62,10 +79,13 @@ pub fn render(r: &Report) -> String {
 /// (which load [`STYLE`] from their style sheet).
 pub fn render_fragment(r: &Report) -> String {
     let mut h = String::new();
+    // The score and its verdict word first.
     let _ = write!(
         h,
-        "<header>{}<div><h1 style=\"margin:0;font-size:22px\">{}</h1>",
+        "<header>{}<div><div class=\"verdict\" id=\"verdict\" style=\"font-size:20px;font-weight:700;color:{}\">{}</div><h1 style=\"margin:0;font-size:22px\">{}</h1>",
         gauge(r.score),
+        colour(r.score),
+        escape(r.verdict),
         escape(r.subject.as_deref().unwrap_or("(no subject)"))
     );
     let _ = write!(
@@ -115,21 +135,28 @@ pub fn render_fragment(r: &Report) -> String {
         }
         for f in &s.findings {
             let class = if f.penalty > 0.0 { "f bad" } else { "f info" };
+            // A human title, the id in small print.
             let _ = write!(
                 h,
-                "<div class=\"{class}\"><div><code>{}</code>",
-                escape(f.id)
+                "<div class=\"{class}\"><div><strong>{}</strong>",
+                escape(&sentence(crate::penalties::rule(f.id).title))
             );
             if f.penalty > 0.0 {
                 let _ = write!(h, " <span class=\"pen\">−{:.1}</span>", f.penalty);
             }
-            let _ = write!(h, "</div><div>{}</div>", escape(&f.explanation));
+            let _ = write!(
+                h,
+                " <small><code>{}</code></small></div><div>{}</div>",
+                escape(f.id),
+                escape(&f.explanation)
+            );
+            // Prose as prose; a record to publish or a header to add as code.
             if let Some(fix) = &f.fix {
-                let _ = write!(
-                    h,
-                    "<div>Fix: <span class=\"fix\">{}</span></div>",
-                    escape(fix)
-                );
+                if looks_like_a_record(fix) {
+                    let _ = write!(h, "<div>Publish: <span class=\"fix\">{}</span></div>", escape(fix));
+                } else {
+                    let _ = write!(h, "<div>What to do: {}</div>", escape(&sentence(fix)));
+                }
             }
             h.push_str("</div>");
         }

@@ -136,6 +136,9 @@ pub struct SectionReport {
 pub struct Report {
     /// Out of 10, one decimal.
     pub score: f32,
+    /// "Excellent", "Good", "Needs work" or "Poor", as the domain check
+    /// words its score.
+    pub verdict: &'static str,
     /// The mark was held down by a cap ([`mark_cap`]).
     pub capped: bool,
     /// Why, in words.
@@ -457,6 +460,7 @@ pub async fn analyze(dns: &dyn Resolver, raw: &[u8], o: &Options) -> Result<Repo
         .collect();
     Ok(Report {
         score,
+        verdict: netjes_check::score::verdict(score),
         capped,
         cap_reason: capped.then(|| cap_reason.to_string()),
         incomplete,

@@ -382,6 +382,16 @@ async fn passes_have_details_and_unrun_checks_say_not_checked() {
     let html = netjes_analyze::html_report::render_fragment(&good);
     assert!(html.contains("Not checked: SpamAssassin was not asked"), "{html}");
     assert!(html.contains("not checked</span></h2>"));
+    // The verdict word comes first; findings have human titles with the
+    // id in small print, and prose fixes read as prose.
+    assert!(html.find("id=\"verdict\"").unwrap() < html.find("<h1").unwrap());
+    assert!(html.contains(">Excellent<"), "{html}");
+    let bad = run(&dir().join("esp-spf-fail.msg")).await;
+    let html = netjes_analyze::html_report::render_fragment(&bad);
+    assert!(html.contains("<strong>DMARC fails"), "{html}");
+    assert!(html.contains("<small><code>auth.dmarc-fail</code></small>"));
+    assert!(html.contains("Publish: <span class=\"fix\">example.com. IN TXT"), "{html}");
+    assert!(html.contains("What to do: "), "{html}");
 }
 
 #[tokio::test]

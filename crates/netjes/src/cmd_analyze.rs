@@ -162,7 +162,7 @@ fn score_text(score: f32) -> String {
 }
 
 fn print_report(r: &Report) {
-    println!("{}   {}", heading("Message test"), score_text(r.score));
+    println!("{}   {}  {}", heading("Message test"), score_text(r.score), r.verdict);
     if let Some(s) = &r.subject {
         println!("  {:<10} {s}", dim("subject"));
     }
