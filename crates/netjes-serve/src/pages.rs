@@ -142,6 +142,9 @@ fn result(t: &TestRow) -> Markup {
         }
     });
     html! {
+        // The mark and its verdict first, then how the message came.
+        // The analyzer's fragment: it escapes everything it shows.
+        div id="report" { (PreEscaped(t.report_html.as_deref().unwrap_or(""))) }
         @if let Some(f) = &t.facts {
             section class="facts" {
                 h2 { "The SMTP session" }
@@ -153,8 +156,6 @@ fn result(t: &TestRow) -> Markup {
                 }
             }
         }
-        // The analyzer's fragment: it escapes everything it shows.
-        div id="report" { (PreEscaped(t.report_html.as_deref().unwrap_or(""))) }
         @if let Some(raw) = &t.raw {
             section {
                 h2 { "The message as received" }
