@@ -49,7 +49,7 @@ pub fn aligned(v: &Verdict) -> bool {
 pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
     let mut out = Vec::new();
     match &v.spf {
-        None => out.push(Finding::new("auth.spf-not-checked", "SPF was not checked: the client address is not in a Received header; give --ip, --helo and --mail-from")),
+        None => out.push(Finding::new("auth.spf-not-checked", "SPF was not checked: the client address is not in a Received header (give the envelope, or send the message to a test address)")),
         Some(s) => {
             let who = format!("{} for {}", s.domain, s.sender);
             let m = s.mechanism.as_deref().map(|m| format!(" ({m} matched)")).unwrap_or_default();
@@ -68,7 +68,7 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
                 SpfResult::None => out.push(
                     Finding::new("auth.spf-none", format!("{} publishes no SPF record", s.domain)).fix(format!("{}. IN TXT \"v=spf1 mx -all\" (list every server that sends)", s.domain)),
                 ),
-                SpfResult::Permerror => out.push(Finding::new("auth.spf-permerror", format!("the SPF record of {} is broken{problem}", s.domain)).fix(format!("run: netjes check {}", s.domain))),
+                SpfResult::Permerror => out.push(Finding::new("auth.spf-permerror", format!("the SPF record of {} is broken{problem}", s.domain)).fix(format!("check the SPF record of {} with the domain check, which shows where it breaks", s.domain))),
                 SpfResult::Temperror => out.push(Finding::new("auth.spf-temperror", format!("SPF of {} could not be checked{problem}; the mark is incomplete", s.domain))),
             }
         }
@@ -159,7 +159,7 @@ pub fn verdict_findings(v: &Verdict) -> Vec<Finding> {
             Finding::new("auth.author-refused", format!("receivers refuse this message: {}", dm.author_error.as_ref().map(ToString::to_string).unwrap_or_default()))
                 .fix("write exactly one From field with one plain address at your domain, such as From: Name <you@example.com>"),
         ),
-        DmarcResult::Permerror => out.push(Finding::new("auth.dmarc-permerror", format!("the DMARC record for {from} is broken{reason}")).fix(format!("run: netjes check {from}"))),
+        DmarcResult::Permerror => out.push(Finding::new("auth.dmarc-permerror", format!("the DMARC record for {from} is broken{reason}")).fix(format!("check the DMARC record of {from} with the domain check, which gives the record to publish"))),
         DmarcResult::Temperror => out.push(Finding::new("auth.dmarc-temperror", format!("DMARC for {from} could not be checked{reason}; the mark is incomplete"))),
     }
     if v.arc.result == ArcResult::Fail {

@@ -34,7 +34,7 @@ pub fn authentication(v: &Verdict) -> Checked {
         Some(_) => {}
         None => c
             .not_checked
-            .push("SPF: the client's address is not known (give --ip, or send the message to the test inbox)".into()),
+            .push("SPF: the client's address is not known (no Received field names it, and none was given)".into()),
     }
     for d in v.dkim.iter().filter(|d| d.result == DkimResult::Pass) {
         c.passed.push(format!(
@@ -69,7 +69,7 @@ pub fn reputation(ip: Option<IpAddr>, ip_lists: &[String], domain_lists: &[Strin
     match ip {
         _ if ip_lists.is_empty() => c.not_checked.push("address blocklists: none configured".into()),
         None => c.not_checked.push(
-            "address blocklists: the client's address is not known (give --ip, or send the message to the test inbox)"
+            "address blocklists: the client's address is not known (no Received field names it, and none was given)"
                 .into(),
         ),
         Some(ip) => c.passed.push(format!("{ip} asked of {}", ip_lists.join(", "))),
@@ -90,7 +90,7 @@ pub fn spamassassin(asked: bool) -> Checked {
     let mut c = Checked::default();
     if !asked {
         c.not_checked
-            .push("SpamAssassin was not asked (give --spamd HOST:PORT, or spamd in serve.toml)".into());
+            .push("SpamAssassin was not asked: no spamd is configured".into());
     }
     c
 }

@@ -199,7 +199,7 @@ pub fn render_fragment(r: &Report) -> String {
             } else if let Some(e) = &r.spamassassin_error {
                 let _ = write!(h, "<p>SpamAssassin could not be asked: {}</p>", escape(e));
             } else {
-                h.push_str("<p>Not asked (give --spamd HOST:PORT).</p>");
+                h.push_str("<p>Not asked: no spamd is configured.</p>");
             }
         }
         h.push_str("</section>");

@@ -182,7 +182,7 @@ fn envelope(msg: &mail_parser::Message<'_>, hops: &[Hop], o: &Options) -> Envelo
         (false, true, Some(g)) => g.source.clone(),
         (true, _, _) => o.envelope_given_by.into(),
         _ => {
-            "unknown: no Received header names the client; give --ip, --helo and --mail-from".into()
+            "unknown: no Received header names the client (give the envelope: --ip, --helo and --mail-from on the command line)".into()
         }
     };
     EnvelopeReport {
