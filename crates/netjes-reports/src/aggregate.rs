@@ -259,7 +259,17 @@ impl Builder {
         Ok(AggregateReport {
             format: if self.rfc9990 { "rfc9990" } else { "rfc7489" },
             version: self.version,
-            org_name: self.org_name.ok_or(ReportError::Missing("report_metadata/org_name"))?,
+            // An empty org_name is seen: the reporter is then the domain
+            // of its address, as parsedmarc names it.
+            org_name: self
+                .org_name
+                .or_else(|| {
+                    self.email
+                        .as_deref()
+                        .and_then(|e| e.rsplit_once('@'))
+                        .map(|(_, d)| d.to_ascii_lowercase())
+                })
+                .ok_or(ReportError::Missing("report_metadata/org_name"))?,
             email: self.email,
             report_id: self.report_id.ok_or(ReportError::Missing("report_metadata/report_id"))?,
             begin,
@@ -358,6 +368,9 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<AggregateReport, ReportErr
     let mut buf = String::new();
     let mut b = Builder::default();
     let mut seen_feedback = false;
+    // A stray <xs:schema> left open before <feedback> (ikea.com's reports)
+    // is forgiven once <feedback> itself is closed.
+    let mut feedback_closed = false;
     let mut events = 0u64;
     loop {
         events += 1;
@@ -388,6 +401,9 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<AggregateReport, ReportErr
             }
             Event::End(_) => {
                 if let Some(rel) = below_feedback(&path) {
+                    if rel.is_empty() {
+                        feedback_closed = true;
+                    }
                     b.close(rel, &buf, limits)?;
                 }
                 buf.clear();
@@ -405,7 +421,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<AggregateReport, ReportErr
     if !seen_feedback {
         return Err(ReportError::NotAReport("there is no <feedback> element".into()));
     }
-    if !path.is_empty() {
+    if !feedback_closed {
         return Err(ReportError::Xml("the document ends inside an element".into()));
     }
     b.build()

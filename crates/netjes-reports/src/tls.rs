@@ -80,8 +80,10 @@ pub fn parse(bytes: &[u8]) -> Result<TlsReport, ReportError> {
             .unwrap_or_default();
         policies.push(Policy {
             policy_type: text(pol, "policy-type").ok_or(ReportError::Missing("policy-type"))?.to_ascii_lowercase(),
+            // Google omits it for no-policy-found; the report still
+            // counts sessions.
             policy_domain: text(pol, "policy-domain")
-                .ok_or(ReportError::Missing("policy-domain"))?
+                .unwrap_or_default()
                 .trim_end_matches('.')
                 .to_ascii_lowercase(),
             mx_hosts: hosts(pol.get("mx-host")),
