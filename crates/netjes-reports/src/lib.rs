@@ -15,6 +15,7 @@
 pub mod aggregate;
 pub mod failure;
 pub mod message;
+pub mod sources;
 pub mod tls;
 pub mod unpack;
 
