@@ -99,7 +99,12 @@ pub fn from_mail(m: &mail_parser::Message<'_>) -> Option<Result<FailureReport, R
     if !body.contains("Sender Domain:") {
         return None;
     }
-    let f = fields(&body);
+    // The lines are indented: each is read on its own, not as folding.
+    let f: Vec<(String, String)> = body
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     let headers = body
         .split_once("copy of the headers")
         .map(|(_, rest)| header_block(rest.split_once('\n').map(|x| x.1).unwrap_or(rest).trim_start()));

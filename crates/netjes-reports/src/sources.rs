@@ -86,7 +86,7 @@ pub struct Overview {
     pub readiness: Readiness,
 }
 
-fn classify(s: &Source, facts: &SourceFacts, any_forwarded: bool, dkim_other: bool, spf_other: bool) -> (Class, Option<String>) {
+fn classify(s: &Source, facts: &SourceFacts, any_forwarded: bool, dkim_other: bool) -> (Class, Option<String>) {
     let failing = s.messages - s.dmarc_pass;
     if failing * 50 <= s.messages {
         return (Class::Passing, None);
@@ -94,7 +94,9 @@ fn classify(s: &Source, facts: &SourceFacts, any_forwarded: bool, dkim_other: bo
     if any_forwarded || (s.dkim_aligned_pass > 0 && s.spf_aligned_pass == 0 && !facts.spf_allowed) {
         return (Class::Forwarder, None);
     }
-    if facts.spf_allowed || dkim_other || spf_other {
+    // Authorised means the domain's own SPF lets it send: a spoofer can
+    // sign with its own domain too, so a DKIM pass elsewhere is no warrant.
+    if facts.spf_allowed {
         let who = facts.organization.clone().or(facts.ptr.clone()).unwrap_or_else(|| s.ip.to_string());
         let advice = if dkim_other {
             format!("{who} sends for you but signs with its own domain: have it sign with d= your domain (a custom DKIM domain)")
@@ -144,7 +146,6 @@ pub fn overview(domain: &str, rows: &[Row], facts: &BTreeMap<IpAddr, SourceFacts
             &f,
             rs.iter().any(|r| r.forwarded),
             rs.iter().any(|r| r.dkim_other_pass),
-            rs.iter().any(|r| r.spf_other_pass),
         );
         s.class = class;
         s.advice = advice;
@@ -315,7 +316,7 @@ mod tests {
             row("203.0.113.9", 10, true, false),
         ];
         let mut facts = BTreeMap::new();
-        facts.insert("198.51.100.7".parse().unwrap(), SourceFacts { organization: Some("SendGrid".into()), ..Default::default() });
+        facts.insert("198.51.100.7".parse().unwrap(), SourceFacts { organization: Some("SendGrid".into()), spf_allowed: true, ..Default::default() });
         let o = overview("example.com", &rows, &facts);
         let class = |ip: &str| o.sources.iter().find(|s| s.ip.to_string() == ip).unwrap().class;
         assert_eq!(class("192.0.2.1"), Class::Passing);

@@ -97,5 +97,16 @@ fn every_corpus_report_is_read_or_refused_with_its_reason() {
         assert!(refused.iter().any(|l| l.contains(file) && l.contains(why)), "{file}: {text}");
     }
     assert_eq!(accepted, 78, "{text}");
+    // The plain-text failure report (Exim) is read for its fields.
+    let exim = std::fs::read(root().join("parsedmarc-samples/failure/exim_plain_text_only_no_arf_part.eml")).unwrap();
+    match &read("x.eml", &exim, &Limits::default())[0] {
+        Ok(Report::Failure(f)) => {
+            assert_eq!(f.reported_domain.as_deref(), Some("example.com"));
+            assert_eq!(f.source_ip.as_deref(), Some("203.0.113.68"));
+            assert_eq!(f.format, "plain-text");
+            assert!(f.headers.as_deref().unwrap().contains("Subject: Payment from your account."));
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(rejected, 3);
 }

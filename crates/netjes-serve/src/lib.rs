@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod guard;
 pub mod keystore;
 pub mod pages;
+pub mod report_store;
 pub mod smtp;
 pub mod store;
 pub mod web;

@@ -45,6 +45,17 @@ CREATE TABLE keys (id INTEGER PRIMARY KEY, domain TEXT NOT NULL REFERENCES domai
   state TEXT NOT NULL, created INTEGER NOT NULL, rotated INTEGER, UNIQUE(domain, selector));
 CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta VALUES ('key_generation', 0);
+", "
+CREATE TABLE reports (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, reporter TEXT NOT NULL, report_id TEXT NOT NULL,
+  policy_domain TEXT NOT NULL, begin INTEGER, end INTEGER, received INTEGER NOT NULL, trusted INTEGER NOT NULL,
+  source TEXT NOT NULL, parsed TEXT NOT NULL, UNIQUE(kind, reporter, report_id));
+CREATE INDEX reports_domain ON reports(policy_domain, end);
+CREATE TABLE report_rows (report INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE, domain TEXT NOT NULL,
+  source_ip TEXT NOT NULL, count INTEGER NOT NULL, day INTEGER NOT NULL, disposition TEXT NOT NULL,
+  dkim_aligned INTEGER NOT NULL, spf_aligned INTEGER NOT NULL, forwarded INTEGER NOT NULL,
+  dkim_other_pass INTEGER NOT NULL, spf_other_pass INTEGER NOT NULL);
+CREATE INDEX report_rows_domain ON report_rows(domain, day);
+CREATE TABLE rejected_reports (id INTEGER PRIMARY KEY, received INTEGER NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL, raw BLOB);
 "];
 
 pub fn now() -> i64 {
@@ -214,7 +225,7 @@ impl Store {
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (each
         // statement is atomic), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())

@@ -216,7 +216,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn open(&self) -> anyhow::Result<netjes_serve::store::Store> {
+    pub(crate) fn open(&self) -> anyhow::Result<netjes_serve::store::Store> {
         let master = netjes_serve::crypto::MasterKey::load(
             self.master_key_file.as_deref(),
             &self.data_dir,

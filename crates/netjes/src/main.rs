@@ -10,6 +10,7 @@ mod cmd_dkim;
 mod cmd_dmarc;
 mod cmd_milter;
 mod cmd_policy;
+mod cmd_report;
 mod cmd_serve;
 mod cmd_spf;
 mod cmd_verify;
@@ -143,6 +144,10 @@ enum Command {
     /// Users of the web UI, and their API tokens.
     #[command(subcommand)]
     User(cmd_serve::UserCommand),
+    /// DMARC aggregate and failure reports and TLS reports: import them,
+    /// and see who sends as a domain.
+    #[command(subcommand)]
+    Report(cmd_report::ReportCommand),
 }
 
 /// Logs of the daemons go to standard error (journald takes them from
@@ -193,6 +198,7 @@ fn main() {
             Command::Milter(a) => cmd_milter::run_milter(a, &cli.global).await,
             Command::Serve(a) => cmd_serve::run_serve(a, &cli.global).await,
             Command::User(c) => cmd_serve::run_user(c, &cli.global).await,
+            Command::Report(c) => cmd_report::run(c, &cli.global).await,
         };
         match res {
             Ok(code) => code,

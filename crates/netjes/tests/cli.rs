@@ -711,6 +711,7 @@ fn every_command_has_examples_and_every_option_help() {
         &["dkim", "sign"], &["dkim", "verify"], &["dmarc", "lookup"], &["arc", "verify"], &["arc", "seal"],
         &["verify"], &["analyze"], &["milter"], &["policy"], &["serve"], &["user", "add"],
         &["user", "password"], &["user", "list"], &["user", "delete"], &["user", "revoke"], &["user", "token"],
+        &["report", "import"], &["report", "show"],
     ];
     for c in commands {
         let mut a = c.to_vec();
@@ -1540,4 +1541,80 @@ async fn a_closed_pipe_is_quiet_and_errors_are_json() {
     // No negative zero in JSON.
     let o = run(args(&["check", "example.com", "--zone", zone, "--no-blocklists", "--json", "--nameserver", &ns]), None).await;
     assert!(!String::from_utf8_lossy(&o.stdout).contains("-0.0"));
+}
+
+/// `netjes report import` takes files, gzip and mail, counts a second copy
+/// as a duplicate and keeps a rejected input with its reason; `netjes
+/// report show` then names each source with its PTR and organisation,
+/// classifies it, and says whether the domain is ready.
+#[tokio::test]
+async fn reports_are_imported_and_their_sources_shown() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (begin, end) = (now - 2 * 86400, now - 86400);
+    let row = |ip: &str, n: u32, dkim: &str, spf: &str, d: &str| format!(
+        "<record><row><source_ip>{ip}</source_ip><count>{n}</count><policy_evaluated><disposition>none</disposition><dkim>{dkim}</dkim><spf>{spf}</spf></policy_evaluated></row><identifiers><header_from>example.com</header_from></identifiers><auth_results><dkim><domain>{d}</domain><result>pass</result></dkim><spf><domain>example.com</domain><result>{spf}</result></spf></auth_results></record>"
+    );
+    let xml = format!(
+        "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>google.com</org_name><email>noreply-dmarc-support@google.com</email><report_id>r1</report_id><date_range><begin>{begin}</begin><end>{end}</end></date_range></report_metadata><policy_published><domain>example.com</domain><p>none</p></policy_published>{}{}{}</feedback>",
+        row("192.0.2.10", 900, "pass", "pass", "example.com"),
+        row("198.51.100.7", 40, "fail", "fail", "sendgrid.net"),
+        row("203.0.113.66", 60, "fail", "fail", "evil.example"),
+    );
+    let inbox = dir.path().join("reports");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("google.com!example.com.xml"), &xml).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(xml.as_bytes()).unwrap();
+    std::fs::write(inbox.join("again.xml.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(inbox.join("broken.xml"), "<feedback><report_metadata>").unwrap();
+    let zone = "10.2.0.192.in-addr.arpa. PTR mail.example.com.\nmail.example.com. A 192.0.2.10\nexample.com. TXT \"v=spf1 ip4:192.0.2.10 ip4:198.51.100.7 -all\"\n7.100.51.198.in-addr.arpa. PTR o1.ptr1234.sendgrid.net.\no1.ptr1234.sendgrid.net. A 198.51.100.7\n";
+    let dns = TestDns::start_str(zone).await;
+    let ns = dns.addr().to_string();
+    let d = data.to_str().unwrap().to_string();
+    let key = "0".repeat(64);
+    let run_env = |a: Vec<String>| {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+                .args(&a)
+                .env("NETJES_MASTER_KEY", key)
+                .env_remove("NETJES_NAMESERVER")
+                .output()
+                .unwrap()
+        })
+    };
+    let o = run_env(args(&["report", "import", "--json", "--data-dir", &d, inbox.to_str().unwrap()]))
+        .await
+        .unwrap();
+    assert_eq!(code(&o), 1, "one input was rejected");
+    let j = json(&o);
+    let results: Vec<&str> = j.as_array().unwrap().iter().map(|r| r["result"].as_str().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| **r == "accepted").count(), 1, "{j}");
+    assert_eq!(results.iter().filter(|r| **r == "duplicate").count(), 1, "{j}");
+    assert_eq!(results.iter().filter(|r| **r == "rejected").count(), 1, "{j}");
+    let acc = j.as_array().unwrap().iter().find(|r| r["result"] == "accepted").unwrap();
+    assert_eq!(acc["messages"], 1000);
+    assert_eq!(acc["policy_domain"], "example.com");
+
+    let o = run_env(args(&["report", "show", "example.com", "--json", "--data-dir", &d, "--nameserver", &ns]))
+        .await
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    let src = |ip: &str| j["sources"].as_array().unwrap().iter().find(|s| s["ip"] == ip).unwrap().clone();
+    assert_eq!(src("192.0.2.10")["class"], "passing");
+    assert_eq!(src("192.0.2.10")["ptr"], "mail.example.com");
+    let sg = src("198.51.100.7");
+    assert_eq!(sg["class"], "authorised-failing");
+    assert_eq!(sg["organization"], "SendGrid");
+    assert!(sg["advice"].as_str().unwrap().contains("signs with its own domain"));
+    assert_eq!(src("203.0.113.66")["class"], "unauthorised");
+    assert_eq!(j["readiness"]["messages"], 1000);
+    assert!(j["readiness"]["sentence"].as_str().unwrap().starts_with("not ready: 1 source"));
 }

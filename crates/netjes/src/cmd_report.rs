@@ -1,0 +1,329 @@
+//! `netjes report import` and `netjes report show`: DMARC and TLS reports
+//! read from files, folders, mails, mbox and Maildir into serve's store,
+//! and who sends as a domain, from them.
+
+use crate::cmd_serve::StoreArgs;
+use crate::exit;
+use crate::output::{dim, heading, mark, print_json, Tone};
+use crate::GlobalOpts;
+use clap::Subcommand;
+use netjes_reports::sources::{Class, SourceFacts};
+use netjes_reports::{Limits, Report};
+use netjes_serve::report_store::Added;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Import reports: files and folders of .xml, .xml.gz, .zip, .json,
+    /// .json.gz, .eml, mbox files and Maildir folders. Each input is
+    /// accepted (kind, reporter, report id, policy domain, dates, rows and
+    /// messages), a duplicate (the same reporter's report id, stored
+    /// once), or rejected with the reason, which is kept in the store.
+    #[command(after_long_help = "EXAMPLES:
+    netjes report import --data-dir /var/lib/netjes ~/Maildir/.DMARC
+    netjes report import google.com!example.com!1700000000!1700086399.xml.gz
+    netjes report import --json reports/ | jq '.[] | select(.result == \"rejected\")'
+
+EXIT CODES:
+    0   every input was a report (new or a duplicate)
+    1   some input was rejected (see the reasons)
+    4   a path cannot be read")]
+    Import {
+        /// Files or folders (read recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Decompressed octets one report may have.
+        #[arg(long, default_value_t = 20 * 1024 * 1024)]
+        max_report_bytes: u64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Who sends as DOMAIN, from its aggregate reports: every source
+    /// address with its forward-confirmed PTR, organisation, volume, aligned
+    /// pass rates and dispositions, classified as passing, authorised but
+    /// failing (with what to fix), forwarder or unauthorised; and whether
+    /// the domain is ready for a stricter policy.
+    #[command(after_long_help = "EXAMPLES:
+    netjes report show example.com
+    netjes report show example.com --since 2026-11-01 --json")]
+    Show {
+        /// The policy domain.
+        domain: String,
+        /// From this UTC day (YYYY-MM-DD); the last 30 days by default.
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub async fn run(c: ReportCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
+    match c {
+        ReportCommand::Import {
+            paths,
+            max_report_bytes,
+            store,
+        } => import(&paths, max_report_bytes, &store, g),
+        ReportCommand::Show {
+            domain,
+            since,
+            store,
+        } => show(&domain, since.as_deref(), &store, g).await,
+    }
+}
+
+/// Every file under the paths, folders walked (Maildir's cur/ and new/
+/// are folders like any other), in a stable order.
+fn files_under(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::metadata(&p)
+            .map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", p.display()))))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            todo.extend(entries.into_iter().rev());
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The messages of an mbox file (lines "From " after a blank line start
+/// one), or the file itself.
+fn messages_of(bytes: &[u8]) -> Vec<&[u8]> {
+    if !bytes.starts_with(b"From ") {
+        return vec![bytes];
+    }
+    let mut starts = vec![0];
+    let mut i = 0;
+    while let Some(n) = bytes[i..].windows(7).position(|w| w == b"\n\nFrom ") {
+        starts.push(i + n + 2);
+        i += n + 2;
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let end = starts.get(k + 1).copied().unwrap_or(bytes.len());
+            let m = &bytes[*s..end];
+            // Without its "From " line.
+            m.iter().position(|b| *b == b'\n').map(|nl| &m[nl + 1..]).unwrap_or(m)
+        })
+        .collect()
+}
+
+fn describe(r: &Report) -> serde_json::Value {
+    match r {
+        Report::Aggregate(a) => serde_json::json!({
+            "kind": "aggregate", "reporter": a.org_name, "report_id": a.report_id,
+            "policy_domain": a.policy.domain, "begin": a.begin, "end": a.end,
+            "rows": a.records.len(), "messages": a.messages(), "format": a.format,
+        }),
+        Report::Tls(t) => serde_json::json!({
+            "kind": "tls", "reporter": t.organization, "report_id": t.report_id,
+            "policy_domain": t.policies.first().map(|p| p.policy_domain.clone()),
+            "begin": t.start, "end": t.end,
+            "sessions": t.policies.iter().map(|p| p.successful_sessions + p.failed_sessions).sum::<u64>(),
+            "failed": t.policies.iter().map(|p| p.failed_sessions).sum::<u64>(),
+        }),
+        Report::Failure(f) => serde_json::json!({
+            "kind": "failure", "reporter": f.reporter, "report_id": f.message_id,
+            "policy_domain": f.reported_domain, "source_ip": f.source_ip, "format": f.format,
+        }),
+    }
+}
+
+fn import(paths: &[PathBuf], max_bytes: u64, store: &StoreArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let s = store.open()?;
+    let limits = Limits {
+        max_report_bytes: max_bytes,
+        ..Default::default()
+    };
+    let mut results = Vec::new();
+    let mut rejected = 0;
+    for path in files_under(paths)? {
+        let bytes = exit::read_input(Some(&path))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let source = path.display().to_string();
+        for msg in messages_of(&bytes) {
+            for r in netjes_reports::read(&name, msg, &limits) {
+                let (result, mut v) = match r {
+                    Ok(rep) => {
+                        let added = s
+                            .add_report(&rep, true, &source)
+                            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+                        let word = if added == Added::Stored { "accepted" } else { "duplicate" };
+                        (word, describe(&rep))
+                    }
+                    Err(e) => {
+                        rejected += 1;
+                        s.add_rejected(&source, &e.to_string(), msg)
+                            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+                        ("rejected", serde_json::json!({ "reason": e.to_string() }))
+                    }
+                };
+                v["result"] = result.into();
+                v["input"] = source.clone().into();
+                if !g.json {
+                    print_import_line(&v);
+                }
+                results.push(v);
+            }
+        }
+    }
+    if g.json {
+        print_json(&results);
+    }
+    Ok(if rejected > 0 { exit::NOT_PASSED } else { exit::OK })
+}
+
+fn print_import_line(v: &serde_json::Value) {
+    let s = |k: &str| match &v[k] {
+        serde_json::Value::String(x) => x.clone(),
+        serde_json::Value::Null => "unknown".into(),
+        other => other.to_string(),
+    };
+    match v["result"].as_str() {
+        Some("rejected") => println!("{} rejected  {}: {}", mark(Tone::Bad), s("input"), s("reason")),
+        Some(word) => println!(
+            "{} {word:<9} {} from {} ({}) about {}: {}",
+            mark(if word == "accepted" { Tone::Good } else { Tone::Neutral }),
+            s("kind"),
+            s("reporter"),
+            s("report_id"),
+            s("policy_domain"),
+            match v["kind"].as_str() {
+                Some("aggregate") => format!("{} rows, {} messages", s("rows"), s("messages")),
+                Some("tls") => format!("{} sessions, {} failed", s("sessions"), s("failed")),
+                _ => format!("from {}", s("source_ip")),
+            }
+        ),
+        None => {}
+    }
+}
+
+/// Days since the epoch of YYYY-MM-DD.
+fn day_of(date: &str) -> Option<i64> {
+    let mut it = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// What DNS says of each source: its forward-confirmed PTR, the
+/// organisation of the PTR's base domain, and whether the domain's own
+/// SPF lets it send. At most 200 sources are looked up, 16 at a time.
+async fn facts_of(
+    dns: &dyn netjes_dns::Resolver,
+    domain: &str,
+    ips: &[IpAddr],
+) -> BTreeMap<IpAddr, SourceFacts> {
+    let one = |ip: IpAddr| async move {
+        let ptr = match netjes_check::mx::iprev(dns, ip).await {
+            netjes_check::mx::Iprev::Confirmed(n) => Some(n),
+            _ => None,
+        };
+        let base = ptr.as_deref().and_then(psl::domain_str).map(str::to_string);
+        let organization = base
+            .as_deref()
+            .map(|b| netjes_reports::sources::organization(b).map(str::to_string).unwrap_or_else(|| b.to_string()));
+        let sender = format!("postmaster@{domain}");
+        let req = netjes_auth::spf::SpfRequest { ip, sender: &sender, helo: domain, receiver: "netjes" };
+        let spf = netjes_auth::spf::check_host(dns, &req, netjes_auth::spf::Identity::Mailfrom).await;
+        (ip, SourceFacts { ptr, organization, spf_allowed: spf.result == netjes_auth::spf::SpfResult::Pass })
+    };
+    let mut out = BTreeMap::new();
+    for chunk in ips.iter().take(200).collect::<Vec<_>>().chunks(16) {
+        for (ip, f) in netjes_dns::join_all(chunk.iter().map(|ip| one(**ip))).await {
+            out.insert(ip, f);
+        }
+    }
+    out
+}
+
+async fn show(domain: &str, since: Option<&str>, store: &StoreArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let (domain, _) = netjes_check::input::domain_of(domain).map_err(|e| anyhow::anyhow!(exit::Usage(e)))?;
+    let today = netjes_serve::store::now().div_euclid(86_400);
+    let since_day = match since {
+        Some(d) => day_of(d).ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--since {d:?} is not YYYY-MM-DD"))))?,
+        None => today - 30,
+    };
+    let s = store.open()?;
+    let rows = s.report_rows(&domain, since_day).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let mut ips: Vec<IpAddr> = rows.iter().map(|r| r.source_ip).collect();
+    ips.sort();
+    ips.dedup();
+    // The biggest senders first get their lookups.
+    let mut volume: BTreeMap<IpAddr, u64> = BTreeMap::new();
+    for r in &rows {
+        *volume.entry(r.source_ip).or_default() += r.count;
+    }
+    ips.sort_by_key(|ip| std::cmp::Reverse(volume[ip]));
+    let dns = g.resolver()?;
+    let facts = facts_of(dns.as_ref(), &domain, &ips).await;
+    let o = netjes_reports::sources::overview(&domain, &rows, &facts);
+    if g.json {
+        print_json(&o);
+        return Ok(exit::OK);
+    }
+    println!("{} {}", heading("Who sends as"), heading(&domain));
+    for src in &o.sources {
+        let pct = |n: u64| format!("{:.0} %", 100.0 * n as f64 / src.messages.max(1) as f64);
+        let tone = match src.class {
+            Class::Passing => Tone::Good,
+            Class::Forwarder => Tone::Neutral,
+            Class::AuthorisedFailing => Tone::Warn,
+            Class::Unauthorised => Tone::Bad,
+        };
+        println!(
+            "  {} {:<39} {:>7} msgs  SPF {:>5}  DKIM {:>5}  DMARC {:>5}  {}",
+            mark(tone),
+            src.ip,
+            src.messages,
+            pct(src.spf_aligned_pass),
+            pct(src.dkim_aligned_pass),
+            pct(src.dmarc_pass),
+            serde_json::to_value(src.class).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        );
+        let who = [src.ptr.clone(), src.organization.clone()].into_iter().flatten().collect::<Vec<_>>().join(", ");
+        if !who.is_empty() {
+            println!("      {}", dim(&who));
+        }
+        if let Some(a) = &src.advice {
+            println!("      {a}");
+        }
+    }
+    println!();
+    println!("{} {}", heading("Readiness:"), o.readiness.sentence);
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn days_and_mbox() {
+        assert_eq!(super::day_of("1970-01-01"), Some(0));
+        assert_eq!(super::day_of("2026-11-30"), Some(20_422));
+        assert_eq!(super::day_of("2026-13-01"), None);
+        let mbox = b"From a@b Mon\nSubject: 1\n\nx\n\nFrom c@d Tue\nSubject: 2\n\ny\n";
+        let m = super::messages_of(mbox);
+        assert_eq!(m.len(), 2);
+        assert!(m[1].starts_with(b"Subject: 2"));
+        assert_eq!(super::messages_of(b"Subject: x\n\ny").len(), 1);
+    }
+}
