@@ -102,6 +102,74 @@ impl Report {
     }
 }
 
+impl Report {
+    /// When the period it covers ends (seconds since the epoch), when it
+    /// says so in a form that can be read; failure reports have none.
+    pub fn end_time(&self) -> Option<i64> {
+        match self {
+            Report::Aggregate(a) => Some(a.end),
+            Report::Tls(t) => rfc3339_seconds(&t.end),
+            Report::Failure(_) => None,
+        }
+    }
+
+    /// The domain the reporter gives as its own: the contact address of an
+    /// aggregate or TLS report, the From of a failure report.
+    pub fn contact_domain(&self) -> Option<String> {
+        let addr = match self {
+            Report::Aggregate(a) => a.email.clone(),
+            Report::Tls(t) => t.contact.clone(),
+            Report::Failure(f) => Some(f.reporter.clone()),
+        }?;
+        // "mailto:" forms and display names appear in the wild.
+        let addr = addr.trim().trim_start_matches("mailto:");
+        let addr = addr.rsplit('<').next().unwrap_or(addr).trim_end_matches('>');
+        let (_, domain) = addr.rsplit_once('@')?;
+        let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        (!d.is_empty()).then_some(d)
+    }
+}
+
+/// Days since the Unix epoch of a proleptic Gregorian date (Howard
+/// Hinnant's days_from_civil); `None` for a month or day out of range.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// Seconds since the epoch of an RFC 3339 date-time (RFC 8460 §4.4 uses
+/// them), its offset applied; fractions of a second are dropped.
+pub fn rfc3339_seconds(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let num = |r: std::ops::Range<usize>| s.get(r).filter(|t| t.bytes().all(|b| b.is_ascii_digit())).and_then(|t| t.parse::<i64>().ok());
+    let day = days_from_civil(num(0..4)?, num(5..7)?, num(8..10)?)?;
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = s.get(19..)?;
+    let rest = rest.strip_prefix('.').map(|r| r.trim_start_matches(|c: char| c.is_ascii_digit())).unwrap_or(rest);
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let v = o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60;
+            if o.starts_with('-') { -v } else { v }
+        }
+        _ => return None,
+    };
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    Some(day * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
 /// Reads a file or a mail: what `report import` and the inbox take. The
 /// name (a file name, or a MIME name) hints at the form; the content
 /// decides. One input may hold several reports (a mail with two
@@ -128,5 +196,21 @@ pub fn document(d: &unpack::Document, limits: &Limits) -> Result<Report, ReportE
             "{} is neither XML nor JSON",
             d.name
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2026, 11, 30), Some(20_787));
+        assert_eq!(days_from_civil(2026, 13, 1), None);
+        assert_eq!(rfc3339_seconds("2016-04-01T00:00:00Z"), Some(1_459_468_800));
+        assert_eq!(rfc3339_seconds("2016-04-01T02:00:00.123+02:00"), Some(1_459_468_800));
+        assert_eq!(rfc3339_seconds("2016-04-01"), None);
+        assert_eq!(rfc3339_seconds("2016-04-01T00:00:00"), None);
     }
 }

@@ -212,17 +212,7 @@ fn print_import_line(v: &serde_json::Value) {
 /// Days since the epoch of YYYY-MM-DD.
 fn day_of(date: &str) -> Option<i64> {
     let mut it = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    netjes_reports::days_from_civil(it.next()??, it.next()??, it.next()??)
 }
 
 /// What DNS says of each source: its forward-confirmed PTR, the
@@ -318,7 +308,7 @@ mod tests {
     #[test]
     fn days_and_mbox() {
         assert_eq!(super::day_of("1970-01-01"), Some(0));
-        assert_eq!(super::day_of("2026-11-30"), Some(20_422));
+        assert_eq!(super::day_of("2026-11-30"), Some(20_787));
         assert_eq!(super::day_of("2026-13-01"), None);
         let mbox = b"From a@b Mon\nSubject: 1\n\nx\n\nFrom c@d Tue\nSubject: 2\n\ny\n";
         let m = super::messages_of(mbox);
