@@ -68,6 +68,114 @@ pub struct RawConfig {
     /// SpamAssassin's spamd (HOST:PORT) for the test inbox's reports: the
     /// section mail-tester users look at first. Off when absent.
     pub spamd: Option<String>,
+    /// DMARC and TLS reports: where they arrive and how much is kept.
+    pub reports: RawReports,
+}
+
+/// `[reports]`: the addresses reports are mailed to (served by the test
+/// inbox's listener), the domains they may be about, and the bounds that
+/// keep a flood from filling the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReports {
+    /// The rua=/ruf= addresses this host takes mail for, e.g.
+    /// `dmarc@reports.example.com`.
+    pub addresses: Vec<String>,
+    /// The policy domains reports may be about (and their subdomains);
+    /// reports about others are kept apart. Empty: any domain.
+    pub domains: Vec<String>,
+    /// Decompressed size of one report, in MiB.
+    pub max_report_mib: u64,
+    /// Files read from one zip.
+    pub max_zip_entries: usize,
+    /// Raw copies of reports and rejected inputs in all, in MiB; the oldest
+    /// raw copies are dropped first, parsed rows are kept.
+    pub max_raw_mib: u64,
+    /// Report mails one sender (MAIL FROM's organisational domain, or the
+    /// client's address without one) may deliver a day; 452 beyond.
+    pub mails_per_sender_per_day: u32,
+    /// Rejected inputs and held reports kept; the oldest go first.
+    pub max_kept_apart: u32,
+}
+
+impl Default for RawReports {
+    fn default() -> Self {
+        RawReports {
+            addresses: vec![],
+            domains: vec![],
+            max_report_mib: 20,
+            max_zip_entries: 1,
+            max_raw_mib: 512,
+            mails_per_sender_per_day: 200,
+            max_kept_apart: 10_000,
+        }
+    }
+}
+
+/// The validated `[reports]`.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    /// Lower-case addresses.
+    pub addresses: Vec<String>,
+    /// Lower-case domains.
+    pub domains: Vec<String>,
+    pub limits: netjes_reports::Limits,
+    pub max_raw_bytes: u64,
+    pub mails_per_sender_per_day: u32,
+    pub max_kept_apart: u32,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        validate_reports(RawReports::default(), &mut vec![])
+    }
+}
+
+fn validate_reports(raw: RawReports, errors: &mut Vec<String>) -> Reports {
+    let mut addresses = Vec::new();
+    for a in &raw.addresses {
+        let ok = a.rsplit_once('@').filter(|(l, d)| {
+            !l.is_empty()
+                && l.len() <= 64
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-=".contains(&b))
+                && netjes_dns::is_valid_query_name(d)
+                && d.contains('.')
+        });
+        match ok {
+            Some(_) => addresses.push(a.to_ascii_lowercase()),
+            None => errors.push(format!("reports.addresses: {a:?} is not a plain address (local@domain)")),
+        }
+    }
+    let mut domains = Vec::new();
+    for d in &raw.domains {
+        let d2 = d.trim_end_matches('.').to_ascii_lowercase();
+        if netjes_dns::is_valid_query_name(&d2) && d2.contains('.') {
+            domains.push(d2);
+        } else {
+            errors.push(format!("reports.domains: {d:?} is not a domain name"));
+        }
+    }
+    if !(1..=1024).contains(&raw.max_report_mib) {
+        errors.push("reports.max_report_mib: between 1 and 1024".into());
+    }
+    if !(1..=100).contains(&raw.max_zip_entries) {
+        errors.push("reports.max_zip_entries: between 1 and 100".into());
+    }
+    if raw.max_raw_mib == 0 || raw.mails_per_sender_per_day == 0 || raw.max_kept_apart == 0 {
+        errors.push("reports.max_raw_mib, mails_per_sender_per_day and max_kept_apart: at least 1".into());
+    }
+    Reports {
+        addresses,
+        domains,
+        limits: netjes_reports::Limits {
+            max_report_bytes: raw.max_report_mib * 1024 * 1024,
+            max_zip_entries: raw.max_zip_entries,
+            ..Default::default()
+        },
+        max_raw_bytes: raw.max_raw_mib * 1024 * 1024,
+        mails_per_sender_per_day: raw.mails_per_sender_per_day,
+        max_kept_apart: raw.max_kept_apart,
+    }
 }
 
 impl Default for RawConfig {
@@ -103,6 +211,7 @@ impl Default for RawConfig {
             http_max_connections_per_client: 32,
             allow_private_targets: false,
             spamd: None,
+            reports: RawReports::default(),
         }
     }
 }
@@ -138,6 +247,7 @@ pub struct Config {
     pub http_limits: netjes_net::ConnLimits,
     pub allow_private_targets: bool,
     pub spamd: Option<String>,
+    pub reports: Reports,
 }
 
 impl Config {
@@ -193,6 +303,7 @@ impl Config {
         if raw.http_max_connections == 0 || raw.http_max_connections_per_client == 0 {
             errors.push("http_max_connections and http_max_connections_per_client: at least 1".into());
         }
+        let reports = validate_reports(raw.reports, &mut errors);
         let tls = match (raw.tls_cert, raw.tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -239,6 +350,7 @@ impl Config {
             ),
             allow_private_targets: raw.allow_private_targets,
             spamd,
+            reports,
         })
     }
 }
@@ -258,6 +370,12 @@ mod tests {
         assert_eq!(sample.test_domain, "test.example.com");
         assert_eq!(sample.smtp.port(), 25);
         assert_eq!(sample.retention, Duration::from_secs(7 * 86400));
+        assert_eq!(sample.reports.addresses, ["dmarc@reports.example.com"]);
+        assert_eq!(sample.reports.limits.max_report_bytes, 20 * 1024 * 1024);
+        let bad = Config::parse("[reports]\naddresses = [\"no-at\", \"a@b@c.example\"]\nmax_report_mib = 0\ncolour = 1\n").unwrap_err();
+        assert!(bad[0].contains("unknown field `colour`"), "{bad:?}");
+        let bad = Config::parse("[reports]\naddresses = [\"no-at\", \"a@b@c.example\"]\nmax_report_mib = 0\n").unwrap_err();
+        assert_eq!(bad.len(), 3, "{bad:?}");
 
         let errors = Config::parse(
             "http = \"nowhere\"\ntest_domain = \"x\"\nmax_recipients = 0\ntls_cert = \"/c.pem\"\n",

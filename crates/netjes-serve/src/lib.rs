@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod guard;
 pub mod keystore;
 pub mod pages;
+pub mod report_intake;
 pub mod report_store;
 pub mod smtp;
 pub mod store;
@@ -75,6 +76,13 @@ pub fn build(
         max_connections: cfg.max_connections,
         max_connections_per_client: cfg.max_connections_per_client,
     };
+    let reports = Arc::new(report_intake::Intake::new(
+        store.clone(),
+        tools.live.clone(),
+        cfg.reports.clone(),
+        cfg.hostname.clone(),
+        metrics.clone(),
+    ));
     let inbox = Arc::new(smtp::Inbox::new(
         store.clone(),
         tools.clone(),
@@ -83,6 +91,7 @@ pub fn build(
         limits,
         Some(tls),
         metrics.clone(),
+        reports.clone(),
     ));
     let app = Arc::new(web::App::new(
         store.clone(),
@@ -120,7 +129,10 @@ pub async fn run(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let inbox = parts.inbox.clone();
-    tokio::spawn(async move { inbox.resume().await });
+    tokio::spawn(async move {
+        inbox.resume().await;
+        inbox.reports.resume().await;
+    });
     let store = parts.store.clone();
     let mut stop = shutdown.clone();
     tokio::spawn(async move {

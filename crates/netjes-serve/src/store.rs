@@ -56,6 +56,13 @@ CREATE TABLE report_rows (report INTEGER NOT NULL REFERENCES reports(id) ON DELE
   dkim_other_pass INTEGER NOT NULL, spf_other_pass INTEGER NOT NULL);
 CREATE INDEX report_rows_domain ON report_rows(domain, day);
 CREATE TABLE rejected_reports (id INTEGER PRIMARY KEY, received INTEGER NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL, raw BLOB);
+", "
+ALTER TABLE reports ADD COLUMN held TEXT;
+ALTER TABLE reports ADD COLUMN raw BLOB;
+CREATE INDEX reports_received ON reports(received);
+CREATE INDEX rejected_reports_received ON rejected_reports(received);
+CREATE TABLE report_mail (id INTEGER PRIMARY KEY, received INTEGER NOT NULL, facts TEXT NOT NULL, raw BLOB NOT NULL);
+CREATE TABLE report_senders (sender TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (sender, day));
 "];
 
 pub fn now() -> i64 {

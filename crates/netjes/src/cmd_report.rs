@@ -9,7 +9,7 @@ use crate::GlobalOpts;
 use clap::Subcommand;
 use netjes_reports::sources::{Class, SourceFacts};
 use netjes_reports::{Limits, Report};
-use netjes_serve::report_store::Added;
+use netjes_serve::report_store::{Added, Provenance};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -157,7 +157,7 @@ fn import(paths: &[PathBuf], max_bytes: u64, store: &StoreArgs, g: &GlobalOpts) 
                 let (result, mut v) = match r {
                     Ok(rep) => {
                         let added = s
-                            .add_report(&rep, true, &source)
+                            .add_report(&rep, &Provenance { trusted: true, held: None, source: source.clone(), raw: None })
                             .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
                         let word = if added == Added::Stored { "accepted" } else { "duplicate" };
                         (word, describe(&rep))

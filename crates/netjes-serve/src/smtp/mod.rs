@@ -49,6 +49,8 @@ pub struct Inbox {
     pub limits: Limits,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub metrics: Arc<Metrics>,
+    /// DMARC and TLS reports mailed to `[reports] addresses`.
+    pub reports: Arc<crate::report_intake::Intake>,
     clients: Mutex<HashMap<IpAddr, usize>>,
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -109,6 +111,7 @@ impl Inbox {
         limits: Limits,
         tls: Option<rustls::ServerConfig>,
         metrics: Arc<Metrics>,
+        reports: Arc<crate::report_intake::Intake>,
     ) -> Inbox {
         metrics.describe(
             "netjes_smtp_sessions_total",
@@ -131,6 +134,7 @@ impl Inbox {
             limits,
             tls: tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c))),
             metrics,
+            reports,
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -283,6 +287,8 @@ struct Session {
     mail_from: Option<String>,
     /// (test id, the address as given).
     rcpts: Vec<(String, String)>,
+    /// A report address is among the recipients.
+    for_reports: bool,
     errors: usize,
 }
 
@@ -303,6 +309,7 @@ impl Session {
             tls: None,
             mail_from: None,
             rcpts: vec![],
+            for_reports: false,
             errors: 0,
         }
     }
@@ -364,6 +371,7 @@ impl Session {
     fn reset(&mut self) {
         self.mail_from = None;
         self.rcpts.clear();
+        self.for_reports = false;
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
@@ -465,8 +473,13 @@ impl Session {
                         self.reply("503 5.5.1 MAIL first").await?;
                         continue;
                     }
-                    if self.rcpts.len() >= self.inbox.limits.max_recipients {
+                    if self.rcpts.len() + usize::from(self.for_reports) >= self.inbox.limits.max_recipients {
                         self.reply("452 4.5.3 too many recipients").await?;
+                        continue;
+                    }
+                    if self.inbox.reports.takes(&to) {
+                        self.for_reports = true;
+                        self.reply("250 2.1.5 ok").await?;
                         continue;
                     }
                     let answer = match command::test_id(&to, &self.inbox.test_domain) {
@@ -496,7 +509,7 @@ impl Session {
                     }
                 }
                 Command::Data => {
-                    if self.rcpts.is_empty() {
+                    if self.rcpts.is_empty() && !self.for_reports {
                         self.reply("503 5.5.1 no valid recipients").await?;
                         continue;
                     }
@@ -591,8 +604,38 @@ impl Session {
         Ok(if over { None } else { Some(body) })
     }
 
-    /// Stores the message for each test it was sent to, and starts the analysis.
+    /// Queues a report mail (before the reply, so that nothing is lost)
+    /// and starts reading it; the reply when it cannot be taken.
+    fn deliver_reports(&mut self, body: &[u8]) -> Option<String> {
+        use crate::report_intake::{MailFacts, Refused};
+        let facts = MailFacts {
+            ip: Some(self.peer.ip()),
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: self.mail_from.clone().unwrap_or_default(),
+        };
+        match self.inbox.reports.queue(body, &facts) {
+            Ok(id) => {
+                let intake = self.inbox.reports.clone();
+                tokio::spawn(async move { intake.process(id).await });
+                None
+            }
+            Err(Refused::Flood) => Some("452 4.7.1 too many report mails from you today; try again tomorrow".into()),
+            Err(Refused::Full) => Some("452 4.3.1 the report queue is full; try again later".into()),
+            Err(Refused::Store) => Some("451 4.3.0 cannot store the report now; try again later".into()),
+        }
+    }
+
+    /// Stores the message for each test it was sent to, and starts the
+    /// analysis; a report mail goes to the report intake.
     async fn deliver(&mut self, body: Vec<u8>) -> String {
+        if self.for_reports {
+            if let Some(refusal) = self.deliver_reports(&body) {
+                return refusal;
+            }
+            if self.rcpts.is_empty() {
+                return "250 2.0.0 ok: report queued".into();
+            }
+        }
         let now = crate::store::now();
         let helo = self.helo.clone().unwrap_or_default();
         let from = self.mail_from.clone().unwrap_or_default();
