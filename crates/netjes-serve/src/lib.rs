@@ -86,10 +86,12 @@ pub fn build(
     let inbox = Arc::new(smtp::Inbox::new(
         store.clone(),
         tools.clone(),
-        cfg.hostname.clone(),
-        cfg.test_domain.clone(),
-        limits,
-        Some(tls),
+        smtp::Settings {
+            hostname: cfg.hostname.clone(),
+            test_domain: cfg.test_domain.clone(),
+            limits,
+            tls: Some(tls),
+        },
         metrics.clone(),
         reports.clone(),
     ));

@@ -164,7 +164,7 @@ impl Intake {
     /// part is compared without case, as every real report sender expects.
     pub fn takes(&self, rcpt: &str) -> bool {
         let a = rcpt.trim_end_matches('.').to_ascii_lowercase();
-        self.cfg.addresses.iter().any(|x| *x == a)
+        self.cfg.addresses.contains(&a)
     }
 
     /// Who a mail counts against for the daily limit: the organisational

@@ -102,17 +102,24 @@ fn server_config(
     .map_err(|e| e.to_string())
 }
 
+/// What the inbox is told of itself.
+#[derive(Debug)]
+pub struct Settings {
+    pub hostname: String,
+    pub test_domain: String,
+    pub limits: Limits,
+    pub tls: Option<rustls::ServerConfig>,
+}
+
 impl Inbox {
     pub fn new(
         store: Store,
         tools: Arc<Tools>,
-        hostname: String,
-        test_domain: String,
-        limits: Limits,
-        tls: Option<rustls::ServerConfig>,
+        settings: Settings,
         metrics: Arc<Metrics>,
         reports: Arc<crate::report_intake::Intake>,
     ) -> Inbox {
+        let Settings { hostname, test_domain, limits, tls } = settings;
         metrics.describe(
             "netjes_smtp_sessions_total",
             "SMTP sessions by how they began (accepted, or refused by a connection limit).",
