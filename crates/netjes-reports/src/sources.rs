@@ -194,6 +194,36 @@ fn readiness(sources: &[Source]) -> Readiness {
     }
 }
 
+/// One UTC day of a domain's mail, for the trend chart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Day {
+    /// Days since the Unix epoch.
+    pub day: i64,
+    pub messages: u64,
+    /// Passing DMARC (SPF or DKIM aligned).
+    pub passing: u64,
+    pub dispositions: BTreeMap<String, u64>,
+}
+
+/// The rows summed per day, oldest first, days without mail left out.
+pub fn daily(rows: &[Row]) -> Vec<Day> {
+    let mut days: BTreeMap<i64, Day> = BTreeMap::new();
+    for r in rows {
+        let d = days.entry(r.day).or_insert_with(|| Day {
+            day: r.day,
+            messages: 0,
+            passing: 0,
+            dispositions: BTreeMap::new(),
+        });
+        d.messages += r.count;
+        if r.spf_aligned || r.dkim_aligned {
+            d.passing += r.count;
+        }
+        *d.dispositions.entry(r.disposition.clone()).or_default() += r.count;
+    }
+    days.into_values().collect()
+}
+
 /// The rows of an aggregate report, each record's count spread over the
 /// UTC days its report covers by the share of each day in the span (a
 /// report over 24 hours, as some reporters send, does not pile on one day).
@@ -334,5 +364,17 @@ mod tests {
         assert_eq!(spread.iter().map(|r| (r.day, r.count)).collect::<Vec<_>>(), vec![(1, 5), (2, 6)]);
         assert!(clean.readiness.sentence.starts_with("ready for p=quarantine"), "{}", clean.readiness.sentence);
         assert_eq!(clean.readiness.messages, 950);
+    }
+
+    #[test]
+    fn days_are_summed_in_order() {
+        let rows = vec![
+            Row { day: 20001, ..row("192.0.2.1", 5, true, false) },
+            row("192.0.2.1", 3, false, false),
+            row("192.0.2.2", 2, false, true),
+        ];
+        let d = daily(&rows);
+        assert_eq!(d.iter().map(|d| (d.day, d.messages, d.passing)).collect::<Vec<_>>(), vec![(20000, 5, 2), (20001, 5, 5)]);
+        assert_eq!(d[0].dispositions.get("reject"), Some(&3));
     }
 }

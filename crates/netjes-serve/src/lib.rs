@@ -12,7 +12,9 @@ pub mod guard;
 pub mod keystore;
 pub mod pages;
 pub mod report_intake;
+pub mod report_pages;
 pub mod report_store;
+pub mod report_view;
 pub mod smtp;
 pub mod store;
 pub mod web;
@@ -101,6 +103,7 @@ pub fn build(
         cfg,
         metrics.clone(),
         csrf_key,
+        reports,
     ));
     Ok(Parts {
         store,

@@ -56,6 +56,7 @@ pub fn page(title: &str, v: &Viewer, body: Markup, refresh: bool) -> String {
                     @match &v.user {
                         Some(u) => {
                             a href="/domains" { "Signing domains" }
+                            a href="/reports" id="reports-link" { "Reports" }
                             form method="post" action="/logout" class="inline" {
                                 (csrf_field(v))
                                 button class="link" id="logout" { "Log out " (u) }

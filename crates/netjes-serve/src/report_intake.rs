@@ -265,9 +265,9 @@ impl Intake {
         }
     }
 
-    /// Reads every report in a mail (or a file, when it is not a mail) and
-    /// stores each: believed, held with the reason, or rejected with it.
-    /// `env` is the SMTP envelope, when the mail came over SMTP.
+    /// Reads every report in a mail and stores each: believed, held with
+    /// the reason, or rejected with it. `env` is the SMTP envelope, when
+    /// the mail came over SMTP.
     pub async fn take_mail(
         &self,
         raw: &[u8],
@@ -275,10 +275,26 @@ impl Intake {
         trust: Trust,
         source: &str,
     ) -> Result<Vec<Outcome>, StoreError> {
+        self.take("mail.eml", raw, env, trust, source).await
+    }
+
+    /// Reads a file (a report file, or a mail) by the same rules.
+    pub async fn take_file(&self, name: &str, raw: &[u8], trust: Trust, source: &str) -> Result<Vec<Outcome>, StoreError> {
+        self.take(name, raw, None, trust, source).await
+    }
+
+    async fn take(
+        &self,
+        name: &str,
+        raw: &[u8],
+        env: Option<&Envelope>,
+        trust: Trust,
+        source: &str,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let limits = self.cfg.limits;
-        let data = raw.to_vec();
+        let (name, data) = (name.to_string(), raw.to_vec());
         // Parsing is CPU work within a time budget: off the async threads.
-        let reports = tokio::task::spawn_blocking(move || netjes_reports::read("mail.eml", &data, &limits))
+        let reports = tokio::task::spawn_blocking(move || netjes_reports::read(&name, &data, &limits))
             .await
             .unwrap_or_else(|_| vec![Err(netjes_reports::ReportError::NotAReport("reading it failed".into()))]);
         let verdict = match (trust, reports.iter().any(|r| r.is_ok())) {

@@ -203,3 +203,143 @@ fn report_mail_queued_before_a_crash_is_read_at_the_next_start() {
     assert_eq!(held[0].report_id, "queued-1");
     assert!(s.parts.store.queued_report_mails().unwrap().is_empty());
 }
+
+fn testdata(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../testdata/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// A multipart/form-data body with the CSRF token and files.
+fn multipart(csrf: &str, files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let b = "netjes-test-boundary";
+    let mut body = format!("--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n").into_bytes();
+    for (name, data) in files {
+        body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// A report with a source the domain's SPF allows that fails DMARC (a
+/// fix for the user), one that passes, and a spoof.
+fn mixed_report() -> String {
+    let rec = |ip: &str, n: u32, dkim: &str, spf: &str, disp: &str| {
+        format!("<record><row><source_ip>{ip}</source_ip><count>{n}</count><policy_evaluated><disposition>{disp}</disposition><dkim>{dkim}</dkim><spf>{spf}</spf></policy_evaluated></row><identifiers><header_from>example.com</header_from></identifiers><auth_results><spf><domain>example.com</domain><result>{spf}</result></spf></auth_results></record>")
+    };
+    format!(
+        "<feedback><report_metadata><org_name>Receiver</org_name><email>r@receiver.example</email><report_id>mixed-1</report_id><date_range><begin>{}</begin><end>{}</end></date_range></report_metadata><policy_published><domain>example.com</domain><p>none</p></policy_published>{}{}{}</feedback>",
+        (now_day() - 2) * 86_400,
+        (now_day() - 1) * 86_400 - 1,
+        rec("192.0.2.20", 900, "pass", "pass", "none"),
+        rec("192.0.2.30", 80, "fail", "fail", "none"),
+        rec("203.0.113.66", 20, "fail", "fail", "none"),
+    )
+}
+
+fn now_day() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 / 86_400
+}
+
+const WEB_ZONE: &str = "example.com. TXT \"v=spf1 ip4:192.0.2.20 ip4:192.0.2.30 -all\"
+20.2.0.192.in-addr.arpa. PTR o1.sendgrid.net.
+o1.sendgrid.net. A 192.0.2.20
+";
+
+#[test]
+fn the_reports_pages_need_a_login_and_show_who_sends() {
+    let s = start(WEB_ZONE, |r| {
+        r.reports.addresses = vec![REPORTS.into()];
+        r.allow_private_targets = true;
+    });
+    let mut anon = Client::new(s.http);
+    assert_eq!(anon.get("/reports").status, 303);
+    assert_eq!(anon.get("/reports/example.com").status, 303);
+    assert_eq!(anon.get("/api/reports/example.com").status, 401);
+    let page = anon.get("/");
+    let (ct, body) = multipart(&page.csrf(), &[("r.xml", mixed_report().as_bytes())]);
+    assert!(matches!(anon.post_raw("/reports/upload", &ct, &body).status, 303 | 401 | 403));
+
+    let mut c = Client::new(s.http);
+    c.login();
+    let index = c.get("/reports");
+    assert!(index.body.contains("id=\"no-reports\""), "{}", index.body);
+    // The upload needs the form's token.
+    let (ct, body) = multipart("forged", &[("r.xml", mixed_report().as_bytes())]);
+    assert_eq!(c.post_raw("/reports/upload", &ct, &body).status, 403);
+    let failure = testdata("parsedmarc-samples/failure/dmarc_ruf_report_linkedin.eml");
+    let tls = testdata("mail-auth-resources/tlsrpt/rpt01.json");
+    let gz = gzip(mixed_report().as_bytes());
+    let (ct, body) = multipart(&index.csrf(), &[("mixed.xml.gz", &gz), ("ruf.eml", &failure), ("tls.json", &tls), ("junk.xml", b"<html>not a report</html>")]);
+    let up = c.post_raw("/reports/upload", &ct, &body);
+    assert_eq!(up.status, 200, "{}", up.body);
+    let results = &up.body[up.body.find("id=\"upload-results\"").expect("results")..];
+    assert_eq!(results.matches("<td>stored</td>").count(), 3, "{results}");
+    assert_eq!(results.matches("<td>rejected</td>").count(), 1, "{results}");
+
+    let d = c.get("/reports/example.com");
+    assert_eq!(d.status, 200);
+    let readiness = &d.body[d.body.find("id=\"readiness\"").unwrap()..];
+    assert!(readiness.contains("not ready: 1 source(s)"), "{readiness}");
+    assert!(d.body.contains("<svg") && d.body.contains("id=\"trend\"") && d.body.contains("<rect"), "{}", d.body);
+    let row = |body: &str, ip: &str| {
+        let at = body.find(&format!("data-ip=\"{ip}\"")).unwrap_or_else(|| panic!("{ip} missing"));
+        body[at..at + body[at..].find("</tr>").unwrap()].to_string()
+    };
+    let sg = row(&d.body, "192.0.2.20");
+    assert!(sg.contains("o1.sendgrid.net") && sg.contains("SendGrid") && sg.contains("passing"), "{sg}");
+    let failing = row(&d.body, "192.0.2.30");
+    assert!(failing.contains("authorised, failing") && failing.contains("have it sign with d= your domain"), "{failing}");
+    assert!(row(&d.body, "203.0.113.66").contains("unauthorised"));
+    // Failures only.
+    let f = c.get("/reports/example.com?failures=1");
+    assert!(!f.body.contains("data-ip=\"192.0.2.20\"") && f.body.contains("data-ip=\"192.0.2.30\""));
+    assert_eq!(c.get("/reports/example.com?since=yesterday").status, 400);
+
+    // The JSON has the fields `report show --json` documents.
+    let j = c.get("/api/reports/example.com").json();
+    let src = j["sources"].as_array().unwrap();
+    assert_eq!(src.len(), 3);
+    for k in ["ip", "ptr", "organization", "messages", "spf_aligned_pass", "dkim_aligned_pass", "dmarc_pass", "dispositions", "first_seen", "last_seen", "class"] {
+        assert!(src[0].get(k).is_some(), "{k} missing: {}", src[0]);
+    }
+    assert_eq!(j["readiness"]["messages"], 1000);
+    assert_eq!(j["days"].as_array().unwrap().iter().map(|d| d["messages"].as_u64().unwrap()).sum::<u64>(), 1000);
+
+    // The TLS report's domain shows its sessions and failures by type.
+    let t = c.get("/reports/company-y.example");
+    let tls_part = &t.body[t.body.find("id=\"tls\"").expect("the TLS section")..];
+    assert!(tls_part.contains("5326 sessions over TLS, 303 failed, in 1 reports from Company-X"), "{tls_part}");
+    let tj = c.get("/api/reports/company-y.example").json();
+    assert_eq!(tj["tls"]["failed_sessions"], 303);
+
+    // The failure report: the failed message's headers, never its body.
+    let list = &d.body[d.body.find("id=\"report-list\"").unwrap()..];
+    let at = list.find("/reports/view/").unwrap();
+    let ids: Vec<&str> = list.match_indices("/reports/view/").map(|(i, _)| &list[i + 14..i + 14 + list[i + 14..].find('"').unwrap()]).collect();
+    assert!(at > 0 && ids.len() == 2, "{ids:?}");
+    let views: Vec<String> = ids.iter().map(|id| c.get(&format!("/reports/view/{id}")).body).collect();
+    let fr = views.iter().find(|v| v.contains("id=\"failure-headers\"")).expect("a failure report page");
+    assert!(fr.contains("Subject line, could be UTF8 encoded"), "{fr}");
+    assert!(!fr.contains("HTML Text") && !fr.contains("Alternative"), "the body is shown: {fr}");
+    assert_eq!(anon.get(&format!("/reports/view/{}", ids[0])).status, 303);
+
+    // A held report comes into view when the user takes it in.
+    let held = aggregate("held-1", "r@receiver.example", "example.com", "198.51.100.9");
+    send(&s, "x@receiver.example", &mail("r@receiver.example", "h.xml", held.as_bytes(), None));
+    let page = wait_for("the held report", || {
+        let p = c.get("/reports/held");
+        p.body.contains("held-1").then_some(p)
+    });
+    assert!(page.body.contains("unverified"), "{}", page.body);
+    let at = page.body.find("/release\"").unwrap();
+    let start = page.body[..at].rfind("/reports/").unwrap();
+    let action = page.body[start..at + 8].to_string();
+    assert_eq!(c.post_form(&action, &[("csrf", "forged")]).status, 403);
+    assert_eq!(c.post_form(&action, &[("csrf", &page.csrf())]).status, 303);
+    let all = c.get("/api/reports/example.com?since=2025-01-01").json();
+    assert!(all["sources"].as_array().unwrap().iter().any(|s| s["ip"] == "198.51.100.9"), "{all}");
+    let rejected = c.get("/reports/rejected");
+    let junk = &rejected.body[rejected.body.find("junk.xml").expect("the junk upload")..];
+    assert!(junk[..junk.find("</tr>").unwrap()].contains("there is no &lt;feedback&gt; element"), "{junk}");
+}

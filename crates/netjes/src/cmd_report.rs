@@ -7,11 +7,9 @@ use crate::exit;
 use crate::output::{dim, heading, mark, print_json, Tone};
 use crate::GlobalOpts;
 use clap::Subcommand;
-use netjes_reports::sources::{Class, SourceFacts};
+use netjes_reports::sources::Class;
 use netjes_reports::{Limits, Report};
 use netjes_serve::report_store::{Added, Provenance};
-use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -78,7 +76,7 @@ pub async fn run(c: ReportCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
 /// are folders like any other), in a stable order.
 fn files_under(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    let mut todo: Vec<PathBuf> = paths.to_vec();
+    let mut todo: Vec<PathBuf> = paths.iter().rev().cloned().collect();
     while let Some(p) = todo.pop() {
         let meta = std::fs::metadata(&p)
             .map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot read {}: {e}", p.display()))))?;
@@ -215,37 +213,6 @@ fn day_of(date: &str) -> Option<i64> {
     netjes_reports::days_from_civil(it.next()??, it.next()??, it.next()??)
 }
 
-/// What DNS says of each source: its forward-confirmed PTR, the
-/// organisation of the PTR's base domain, and whether the domain's own
-/// SPF lets it send. At most 200 sources are looked up, 16 at a time.
-async fn facts_of(
-    dns: &dyn netjes_dns::Resolver,
-    domain: &str,
-    ips: &[IpAddr],
-) -> BTreeMap<IpAddr, SourceFacts> {
-    let one = |ip: IpAddr| async move {
-        let ptr = match netjes_check::mx::iprev(dns, ip).await {
-            netjes_check::mx::Iprev::Confirmed(n) => Some(n),
-            _ => None,
-        };
-        let base = ptr.as_deref().and_then(psl::domain_str).map(str::to_string);
-        let organization = base
-            .as_deref()
-            .map(|b| netjes_reports::sources::organization(b).map(str::to_string).unwrap_or_else(|| b.to_string()));
-        let sender = format!("postmaster@{domain}");
-        let req = netjes_auth::spf::SpfRequest { ip, sender: &sender, helo: domain, receiver: "netjes" };
-        let spf = netjes_auth::spf::check_host(dns, &req, netjes_auth::spf::Identity::Mailfrom).await;
-        (ip, SourceFacts { ptr, organization, spf_allowed: spf.result == netjes_auth::spf::SpfResult::Pass })
-    };
-    let mut out = BTreeMap::new();
-    for chunk in ips.iter().take(200).collect::<Vec<_>>().chunks(16) {
-        for (ip, f) in netjes_dns::join_all(chunk.iter().map(|ip| one(**ip))).await {
-            out.insert(ip, f);
-        }
-    }
-    out
-}
-
 async fn show(domain: &str, since: Option<&str>, store: &StoreArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let (domain, _) = netjes_check::input::domain_of(domain).map_err(|e| anyhow::anyhow!(exit::Usage(e)))?;
     let today = netjes_serve::store::now().div_euclid(86_400);
@@ -254,23 +221,15 @@ async fn show(domain: &str, since: Option<&str>, store: &StoreArgs, g: &GlobalOp
         None => today - 30,
     };
     let s = store.open()?;
-    let rows = s.report_rows(&domain, since_day).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    let mut ips: Vec<IpAddr> = rows.iter().map(|r| r.source_ip).collect();
-    ips.sort();
-    ips.dedup();
-    // The biggest senders first get their lookups.
-    let mut volume: BTreeMap<IpAddr, u64> = BTreeMap::new();
-    for r in &rows {
-        *volume.entry(r.source_ip).or_default() += r.count;
-    }
-    ips.sort_by_key(|ip| std::cmp::Reverse(volume[ip]));
     let dns = g.resolver()?;
-    let facts = facts_of(dns.as_ref(), &domain, &ips).await;
-    let o = netjes_reports::sources::overview(&domain, &rows, &facts);
+    let view = netjes_serve::report_view::domain_view(&s, dns.as_ref(), &domain, since_day)
+        .await
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     if g.json {
-        print_json(&o);
+        print_json(&view);
         return Ok(exit::OK);
     }
+    let o = &view.overview;
     println!("{} {}", heading("Who sends as"), heading(&domain));
     for src in &o.sources {
         let pct = |n: u64| format!("{:.0} %", 100.0 * n as f64 / src.messages.max(1) as f64);

@@ -217,6 +217,10 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     pub(crate) fn open(&self) -> anyhow::Result<netjes_serve::store::Store> {
+        // A first `report import` or `user add` makes the store, as serve does.
+        netjes_net::private_dir(&self.data_dir).map_err(|e| {
+            anyhow::anyhow!(exit::Input(format!("{}: {e}", self.data_dir.display())))
+        })?;
         let master = netjes_serve::crypto::MasterKey::load(
             self.master_key_file.as_deref(),
             &self.data_dir,

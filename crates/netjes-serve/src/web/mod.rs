@@ -22,6 +22,7 @@ mod analyze;
 mod auth;
 mod check;
 mod domains;
+mod reports;
 mod tests;
 
 use crate::analysis::Tools;
@@ -55,6 +56,8 @@ pub struct App {
     pub secure_cookies: bool,
     pub max_message_bytes: usize,
     pub metrics: Arc<Metrics>,
+    /// Where uploaded reports go, by the rules of mailed ones.
+    pub reports: Arc<crate::report_intake::Intake>,
     login: crate::guard::LoginGuard,
     /// Password hashes at once: argon2 takes some 19 MiB each.
     hashing: Arc<tokio::sync::Semaphore>,
@@ -84,6 +87,7 @@ impl App {
         cfg: &crate::config::Config,
         metrics: Arc<Metrics>,
         csrf_key: aws_lc_rs::hmac::Key,
+        reports: Arc<crate::report_intake::Intake>,
     ) -> App {
         metrics.describe(
             "netjes_http_requests_total",
@@ -102,6 +106,7 @@ impl App {
             secure_cookies: cfg.secure_cookies,
             max_message_bytes: cfg.max_message_bytes,
             metrics,
+            reports,
             login: crate::guard::LoginGuard::new(crate::guard::LoginLimits::default()),
             hashing: Arc::new(tokio::sync::Semaphore::new(cfg.max_login_hashes)),
             new_tests: crate::guard::RateWindow::new(cfg.tests_per_client_per_hour, 3600),
@@ -402,6 +407,8 @@ async fn frame(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
 
 pub fn router(app: Arc<App>) -> Router {
     let upload_limit = app.max_message_bytes + 64 * 1024;
+    // Several compressed report files in one upload.
+    let report_upload_limit = (app.reports.cfg.limits.max_report_bytes as usize).max(upload_limit);
     // A router per feature, as axum's examples have it.
     Router::new()
         .merge(tests::routes())
@@ -409,6 +416,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(analyze::routes(upload_limit))
         .merge(auth::routes())
         .merge(domains::routes())
+        .merge(reports::routes(report_upload_limit))
         .route("/static/netjes.css", get(css))
         .route("/static/netjes.js", get(js))
         .route("/healthz", get(|| async { "ok" }))
