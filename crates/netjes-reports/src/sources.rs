@@ -181,9 +181,25 @@ fn readiness(sources: &[Source]) -> Readiness {
             100.0 * passing as f64 / messages as f64
         )
     } else {
+        let named: Vec<String> = sources
+            .iter()
+            .filter(|s| s.class == Class::AuthorisedFailing)
+            .take(5)
+            .map(|s| match &s.organization {
+                Some(o) => format!("{} ({o})", s.ip),
+                None => s.ip.to_string(),
+            })
+            .collect();
+        let more = if would_fail.len() > named.len() { ", ..." } else { "" };
+        let (noun, sends, fails, pronoun) = if would_fail.len() == 1 {
+            ("source", "sends", "fails", "it")
+        } else {
+            ("sources", "send", "fail", "them")
+        };
         format!(
-            "not ready: {} source(s) that send for you fail DMARC and would be rejected; fix them first",
-            would_fail.len()
+            "not ready: {} {noun} that {sends} for you {fails} DMARC and would be rejected: {}{more}; fix {pronoun} first",
+            would_fail.len(),
+            named.join(", ")
         )
     };
     Readiness {

@@ -89,16 +89,18 @@ pub fn index(v: &Viewer, domains: &[(String, i64, i64)], held: usize, rejected: 
     page("Reports", v, body, false)
 }
 
-/// The trend: bars of daily volume, stacked by disposition, and the
-/// aligned pass rate as a line over them.
-pub fn trend(days: &[Day]) -> Markup {
+/// The trend over the days `from..=to`: bars of daily volume, stacked by
+/// disposition, and the aligned pass rate as a line (and a dot a day) over
+/// them.
+pub fn trend(days: &[Day], from: i64, to: i64) -> Markup {
     const W: f64 = 720.0;
     const H: f64 = 180.0;
     if days.is_empty() {
         return html! {};
     }
-    let first = days[0].day;
-    let span = (days[days.len() - 1].day - first + 1).max(1) as f64;
+    let first = from.min(days[0].day);
+    let last = to.max(days[days.len() - 1].day);
+    let span = (last - first + 1).max(1) as f64;
     let max = days.iter().map(|d| d.messages).max().unwrap_or(1).max(1) as f64;
     let bar = (W / span).max(1.0);
     let x = |day: i64| (day - first) as f64 * W / span;
@@ -114,6 +116,7 @@ pub fn trend(days: &[Day]) -> Markup {
     html! {
         figure {
             svg xmlns="http://www.w3.org/2000/svg" viewBox={"0 0 " (W) " " (H + 20.0)} width="100%" role="img" id="trend" aria-label="Messages per day and the share passing DMARC" {
+                rect x="0" y="0" width=(W) height=(H) fill="#f6f7f9" {}
                 @for d in days {
                     @let mut y = H;
                     @for (disp, n) in &d.dispositions {
@@ -125,8 +128,14 @@ pub fn trend(days: &[Day]) -> Markup {
                     }
                 }
                 polyline points=(line.join(" ")) fill="none" stroke="#1a7f37" stroke-width="2" {}
+                @for (d, p) in days.iter().zip(&line) {
+                    @let (cx, cy) = p.split_once(',').unwrap_or(("0", "0"));
+                    circle cx=(cx) cy=(cy) r="3" fill="#1a7f37" {
+                        title { (day_text(d.day)) ": " (pct(d.passing, d.messages)) " pass" }
+                    }
+                }
                 text x="0" y=(H + 15.0) font-size="11" { (day_text(first)) }
-                text x=(W) y=(H + 15.0) font-size="11" text-anchor="end" { (day_text(days[days.len() - 1].day)) }
+                text x=(W) y=(H + 15.0) font-size="11" text-anchor="end" { (day_text(last)) }
             }
             figcaption class="muted" { "Bars: messages per day (blue none, orange quarantine, red reject; the tallest is " (max as u64) "). Green line: the share passing DMARC." }
         }
@@ -152,7 +161,8 @@ fn source_row(s: &Source) -> Markup {
 }
 
 /// One domain: readiness, sources, trend, TLS reports and the reports.
-pub fn domain(v: &Viewer, view: &DomainView, tls: &TlsSummary, reports: &[ReportRow], since: &str, failures_only: bool) -> String {
+pub fn domain(v: &Viewer, view: &DomainView, tls: &TlsSummary, reports: &[ReportRow], since: i64, failures_only: bool) -> String {
+    let today = crate::store::now().div_euclid(86_400);
     let o = &view.overview;
     let shown: Vec<&Source> = o.sources.iter().filter(|s| !failures_only || s.class != Class::Passing).collect();
     let ready = o.readiness.would_fail.is_empty() && o.readiness.messages > 0;
@@ -161,13 +171,13 @@ pub fn domain(v: &Viewer, view: &DomainView, tls: &TlsSummary, reports: &[Report
             h1 { "Who sends as " (o.domain) }
             p id="readiness" class={"notice " (if ready { "pass" } else { "warn" })} { (o.readiness.sentence) }
             form method="get" class="grid" {
-                label { "Since " input type="date" name="since" value=(since); }
+                label { "Since " input type="date" name="since" value=(day_text(since)); }
                 label class="check" { input type="checkbox" name="failures" value="1" checked[failures_only]; " Failures only" }
                 button { "Show" }
                 " "
-                a href={"/api/reports/" (o.domain) "?since=" (since)} { "JSON" }
+                a href={"/api/reports/" (o.domain) "?since=" (day_text(since))} { "JSON" }
             }
-            (trend(&view.days))
+            (trend(&view.days, since, today))
             table class="findings" id="sources" {
                 caption { (shown.len()) " source(s), " (o.readiness.messages) " messages, " (pct(o.readiness.passing, o.readiness.messages)) " passing DMARC" }
                 tr { th { "Source" } th { "Messages" } th { "SPF aligned" } th { "DKIM aligned" } th { "DMARC pass" } th { "Dispositions" } th { "Seen" } th { "Class" } }

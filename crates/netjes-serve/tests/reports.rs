@@ -280,7 +280,7 @@ fn the_reports_pages_need_a_login_and_show_who_sends() {
     let d = c.get("/reports/example.com");
     assert_eq!(d.status, 200);
     let readiness = &d.body[d.body.find("id=\"readiness\"").unwrap()..];
-    assert!(readiness.contains("not ready: 1 source(s)"), "{readiness}");
+    assert!(readiness.contains("not ready: 1 source that sends for you fails DMARC and would be rejected: 192.0.2.30; fix it first"), "{readiness}");
     assert!(d.body.contains("<svg") && d.body.contains("id=\"trend\"") && d.body.contains("<rect"), "{}", d.body);
     let row = |body: &str, ip: &str| {
         let at = body.find(&format!("data-ip=\"{ip}\"")).unwrap_or_else(|| panic!("{ip} missing"));

@@ -120,7 +120,7 @@ async fn domain_page(State(app): State<Arc<App>>, who: Who, Path(domain): Path<S
     let tls = crate::report_view::tls_summary(&app.store, &domain)?;
     let reports = app.store.reports_for(&domain)?;
     let failures_only = span.failures.as_deref() == Some("1");
-    Ok(Html(report_pages::domain(&who.viewer(), &view, &tls, &reports, &report_pages::day_text(since), failures_only)))
+    Ok(Html(report_pages::domain(&who.viewer(), &view, &tls, &reports, since, failures_only)))
 }
 
 async fn api_index(State(app): State<Arc<App>>, who: Who) -> ApiResult<serde_json::Value> {
