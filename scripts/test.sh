@@ -3,8 +3,9 @@
 # so that it works on a fresh machine: a C compiler for the crypto crates,
 # SpamAssassin's spamd for `analyze --spamd`, and Postfix with swaks for the
 # policy service's and the milter's end-to-end tests (a private Postfix
-# instance on 127.0.0.1; the system's Postfix is never touched), dkimpy, and
-# Chromium with its WebDriver for the web UI's browser tests.
+# instance on 127.0.0.1; the system's Postfix is never touched), dkimpy,
+# Dovecot for reading reports over IMAP, and Chromium with its WebDriver
+# for the web UI's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -18,6 +19,9 @@ command -v spamd >/dev/null 2>&1 || need_apt+=(spamassassin spamd)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 # dkimpy, the independent verifier of what the milter signs.
 /usr/bin/python3 -c "import dkim" >/dev/null 2>&1 || need_apt+=(python3-dkim)
+# Dovecot: the IMAP server that report mailboxes are read from in tests
+# (a throwaway instance per test; the system's is never started).
+[ -x /usr/sbin/dovecot ] || need_apt+=(dovecot-imapd)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 apt_install "${need_apt[@]}"

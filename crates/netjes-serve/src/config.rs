@@ -96,6 +96,132 @@ pub struct RawReports {
     pub mails_per_sender_per_day: u32,
     /// Rejected inputs and held reports kept; the oldest go first.
     pub max_kept_apart: u32,
+    /// Mailboxes where reports arrive, read over IMAP.
+    pub imap: Vec<RawImap>,
+}
+
+/// `[[reports.imap]]`: a mailbox polled for reports (IDLE where the
+/// server has it); each mail is read once, then moved or deleted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImap {
+    /// A name for logs, metrics and the reports' source; the user@server
+    /// by default.
+    pub name: Option<String>,
+    pub server: String,
+    /// 993 for implicit TLS, 143 otherwise, by default.
+    pub port: Option<u16>,
+    /// implicit (IMAPS), starttls, or none (loopback only).
+    pub tls: String,
+    pub user: String,
+    /// The password, on the file's first line; readable by netjes alone.
+    pub password_file: PathBuf,
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// move (to `move_to`) or delete.
+    #[serde(default = "move_word")]
+    pub after: String,
+    #[serde(default = "processed")]
+    pub move_to: String,
+    #[serde(default = "five_minutes")]
+    pub interval_seconds: u64,
+    /// Extra CA certificates (PEM) for the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// The mailbox gets reports only through a filter you run: take them
+    /// as vouched for, without checking each mail's authentication.
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+fn inbox() -> String {
+    "INBOX".into()
+}
+fn move_word() -> String {
+    "move".into()
+}
+fn processed() -> String {
+    "netjes-processed".into()
+}
+fn five_minutes() -> u64 {
+    300
+}
+
+/// How an IMAP session is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapTls {
+    Implicit,
+    StartTls,
+    None,
+}
+
+/// A validated `[[reports.imap]]`.
+#[derive(Debug, Clone)]
+pub struct ImapAccount {
+    pub name: String,
+    pub server: String,
+    pub port: u16,
+    pub tls: ImapTls,
+    pub user: String,
+    pub password_file: PathBuf,
+    pub folder: String,
+    /// `Some(folder)` to move processed mail there, `None` to delete it.
+    pub move_to: Option<String>,
+    pub interval: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub trusted: bool,
+}
+
+fn validate_imap(i: &RawImap, errors: &mut Vec<String>) -> Option<ImapAccount> {
+    let at = format!("reports.imap {:?}", i.name.clone().unwrap_or_else(|| i.server.clone()));
+    let before = errors.len();
+    let tls = match i.tls.as_str() {
+        "implicit" => ImapTls::Implicit,
+        "starttls" => ImapTls::StartTls,
+        "none" => ImapTls::None,
+        other => {
+            errors.push(format!("{at}: tls {other:?}: implicit, starttls or none"));
+            ImapTls::None
+        }
+    };
+    let loopback = i.server == "localhost" || i.server.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+    if tls == ImapTls::None && !loopback {
+        errors.push(format!("{at}: tls = \"none\" would send the password in the clear; only for a server on loopback"));
+    }
+    if i.server.is_empty() || i.user.is_empty() || i.folder.is_empty() {
+        errors.push(format!("{at}: server, user and folder must not be empty"));
+    }
+    let move_to = match i.after.as_str() {
+        "move" if i.move_to.is_empty() || i.move_to == i.folder => {
+            errors.push(format!("{at}: move_to must name another folder"));
+            None
+        }
+        "move" => Some(i.move_to.clone()),
+        "delete" => None,
+        other => {
+            errors.push(format!("{at}: after {other:?}: move or delete"));
+            None
+        }
+    };
+    // IMAP folder names go into commands: no control characters.
+    if [&i.folder, &i.move_to, &i.user].iter().any(|s| s.chars().any(|c| c.is_control())) {
+        errors.push(format!("{at}: folder, move_to and user must not hold control characters"));
+    }
+    if !(10..=86_400).contains(&i.interval_seconds) {
+        errors.push(format!("{at}: interval_seconds between 10 and 86400"));
+    }
+    (errors.len() == before).then(|| ImapAccount {
+        name: i.name.clone().unwrap_or_else(|| format!("{}@{}", i.user, i.server)),
+        server: i.server.clone(),
+        port: i.port.unwrap_or(if tls == ImapTls::Implicit { 993 } else { 143 }),
+        tls,
+        user: i.user.clone(),
+        password_file: i.password_file.clone(),
+        folder: i.folder.clone(),
+        move_to,
+        interval: Duration::from_secs(i.interval_seconds),
+        ca_file: i.ca_file.clone(),
+        trusted: i.trusted,
+    })
 }
 
 impl Default for RawReports {
@@ -108,6 +234,7 @@ impl Default for RawReports {
             max_raw_mib: 512,
             mails_per_sender_per_day: 200,
             max_kept_apart: 10_000,
+            imap: vec![],
         }
     }
 }
@@ -123,6 +250,7 @@ pub struct Reports {
     pub max_raw_bytes: u64,
     pub mails_per_sender_per_day: u32,
     pub max_kept_apart: u32,
+    pub imap: Vec<ImapAccount>,
 }
 
 impl Default for Reports {
@@ -175,6 +303,7 @@ fn validate_reports(raw: RawReports, errors: &mut Vec<String>) -> Reports {
         max_raw_bytes: raw.max_raw_mib * 1024 * 1024,
         mails_per_sender_per_day: raw.mails_per_sender_per_day,
         max_kept_apart: raw.max_kept_apart,
+        imap: raw.imap.iter().filter_map(|i| validate_imap(i, errors)).collect(),
     }
 }
 
@@ -376,6 +505,11 @@ mod tests {
         assert!(bad[0].contains("unknown field `colour`"), "{bad:?}");
         let bad = Config::parse("[reports]\naddresses = [\"no-at\", \"a@b@c.example\"]\nmax_report_mib = 0\n").unwrap_err();
         assert_eq!(bad.len(), 3, "{bad:?}");
+        let imap = &sample.reports.imap[0];
+        assert_eq!((imap.port, imap.tls, imap.move_to.as_deref()), (993, ImapTls::Implicit, Some("DMARC/processed")));
+        let bad = Config::parse("[[reports.imap]]\nserver = \"imap.example.com\"\ntls = \"none\"\nuser = \"u\"\npassword_file = \"/p\"\nafter = \"archive\"\ninterval_seconds = 1\n").unwrap_err();
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad[0].contains("in the clear"), "{bad:?}");
 
         let errors = Config::parse(
             "http = \"nowhere\"\ntest_domain = \"x\"\nmax_recipients = 0\ntls_cert = \"/c.pem\"\n",

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod guard;
 pub mod keystore;
 pub mod pages;
+pub mod report_imap;
 pub mod report_intake;
 pub mod report_pages;
 pub mod report_store;
@@ -153,6 +154,9 @@ pub async fn run(
             }
         }
     });
+    for account in parts.inbox.reports.cfg.imap.clone() {
+        tokio::spawn(report_imap::run(account, parts.inbox.reports.clone(), shutdown.clone()));
+    }
     tokio::spawn(smtp::run(
         smtp_listener,
         parts.inbox.clone(),

@@ -343,3 +343,126 @@ fn the_reports_pages_need_a_login_and_show_who_sends() {
     let junk = &rejected.body[rejected.body.find("junk.xml").expect("the junk upload")..];
     assert!(junk[..junk.find("</tr>").unwrap()].contains("there is no &lt;feedback&gt; element"), "{junk}");
 }
+
+#[test]
+fn reports_in_an_imap_mailbox_are_imported_once_and_moved() {
+    use netjes_testdns::dovecot::Dovecot;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    let Some(imap) = Dovecot::start("dmarc", "imap-password-1", Some((&cert_pem, &key_pem))) else { return };
+    let reporter = PrivateKey::generate(KeyAlgorithm::Ed25519, 0).unwrap();
+    let zone = format!("s1._domainkey.reporter.example. TXT \"{}\"\n", record_value(KeyAlgorithm::Ed25519, &reporter.public_key_b64()));
+    let contact = "noreply-dmarc@reporter.example";
+    let signed = |id: &str, ip: &str| {
+        let xml = aggregate(id, contact, "example.com", ip);
+        mail(contact, &format!("{id}.xml.gz"), &gzip(xml.as_bytes()), Some((&reporter, "reporter.example")))
+    };
+    // Years of reports pile up in a mailbox: two authentic, one forged,
+    // one mail that is no report.
+    imap.deliver("dmarc", "INBOX", "1", signed("imap-1", "192.0.2.1").as_bytes());
+    imap.deliver("dmarc", "INBOX", "2", signed("imap-2", "192.0.2.2").as_bytes());
+    let forged = mail(contact, "f.xml", aggregate("imap-forged", contact, "example.com", "198.51.100.1").as_bytes(), None);
+    imap.deliver("dmarc", "INBOX", "3", forged.as_bytes());
+    imap.deliver("dmarc", "INBOX", "4", b"From: someone@example.net\r\nSubject: hello\r\n\r\nNot a report.\r\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("imap.password");
+    std::fs::write(&pass, "imap-password-1\n").unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert_pem).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let port = imap.port;
+    let s = start(&zone, |r| {
+        r.reports.domains = vec!["example.com".into()];
+        r.reports.imap = vec![netjes_serve::config::RawImap {
+            name: Some("reports".into()),
+            server: "localhost".into(),
+            port: Some(port),
+            tls: "starttls".into(),
+            user: "dmarc".into(),
+            password_file: pass.clone(),
+            folder: "INBOX".into(),
+            after: "move".into(),
+            move_to: "Processed".into(),
+            // Longer than the test: a mail that arrives later is seen at
+            // once only because the server has IDLE.
+            interval_seconds: 3600,
+            ca_file: Some(ca.clone()),
+            trusted: false,
+        }];
+    });
+    for _ in 0..200 {
+        if imap.count("dmarc", "Processed") == 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(imap.count("dmarc", "Processed"), 4, "{}\n{}", imap.log(), s.parts.metrics.render());
+    assert_eq!(imap.count("dmarc", "INBOX"), 0, "{}", imap.log());
+    let store = &s.parts.store;
+    let rows = store.report_rows("example.com", 0).unwrap();
+    let mut ips: Vec<String> = rows.iter().map(|r| r.source_ip.to_string()).collect();
+    ips.sort();
+    assert_eq!(ips, ["192.0.2.1", "192.0.2.2"]);
+    let held = store.held_reports().unwrap();
+    assert_eq!(held.iter().map(|h| h.report_id.as_str()).collect::<Vec<_>>(), ["imap-forged"]);
+    assert!(store.rejected_reports().unwrap().iter().any(|r| r.source == "imap reports" && r.reason.contains("no report file")));
+
+    // A new report, and a copy of one already read: IDLE brings both in
+    // long before the interval; the copy is a duplicate, stored once.
+    imap.deliver("dmarc", "INBOX", "5", signed("imap-3", "192.0.2.3").as_bytes());
+    imap.deliver("dmarc", "INBOX", "6", signed("imap-1", "192.0.2.1").as_bytes());
+    wait_for("the new mails", || (imap.count("dmarc", "Processed") == 6).then_some(()));
+    wait_for("the new report", || (store.report_rows("example.com", 0).unwrap().len() == 3).then_some(()));
+    let m = &s.parts.metrics;
+    assert_eq!(m.get("netjes_reports_total", &[("kind", "aggregate"), ("result", "duplicate")]), 1);
+    assert_eq!(m.get("netjes_report_imap_mails_total", &[("mailbox", "reports")]), 6);
+}
+
+#[test]
+fn a_trusted_mailbox_without_tls_on_loopback_has_its_mail_deleted() {
+    use netjes_testdns::dovecot::Dovecot;
+    let Some(imap) = Dovecot::start("rua", "imap-password-2", None) else { return };
+    // Unsigned: the mailbox is vouched for (trusted = true).
+    let xml = aggregate("plain-1", "r@receiver.example", "example.com", "192.0.2.7");
+    imap.deliver("rua", "INBOX", "1", mail("r@receiver.example", "p.xml", xml.as_bytes(), None).as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pw");
+    std::fs::write(&pass, "imap-password-2\n").unwrap();
+    let port = imap.port;
+    let raw = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // A password file others may read is refused, and nothing is read.
+    raw(0o644);
+    let account = netjes_serve::config::RawImap {
+        name: None,
+        server: "127.0.0.1".into(),
+        port: Some(port),
+        tls: "none".into(),
+        user: "rua".into(),
+        password_file: pass.clone(),
+        folder: "INBOX".into(),
+        after: "delete".into(),
+        move_to: String::new(),
+        interval_seconds: 10,
+        ca_file: None,
+        trusted: true,
+    };
+    let s = start("", |r| r.reports.imap = vec![account.clone()]);
+    wait_for("a failed round", || {
+        (s.parts.metrics.get("netjes_report_imap_rounds_total", &[("mailbox", "rua@127.0.0.1"), ("result", "error")]) > 0).then_some(())
+    });
+    assert_eq!(imap.count("rua", "INBOX"), 1);
+    drop(s);
+    raw(0o600);
+    let s = start("", |r| r.reports.imap = vec![account.clone()]);
+    wait_for("the mail to be deleted", || (imap.count("rua", "INBOX") == 0).then_some(()));
+    let rows = s.parts.store.report_rows("example.com", 0).unwrap();
+    assert_eq!(rows.len(), 1, "{}", imap.log());
+    assert!(s.parts.store.held_reports().unwrap().is_empty());
+}

@@ -11,6 +11,7 @@
 //! tests can prove what a cache did.
 
 pub mod corpus;
+pub mod dovecot;
 pub mod spamd;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a daemon a
