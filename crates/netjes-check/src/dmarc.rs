@@ -141,7 +141,8 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
         ),
         Some(Policy::Quarantine) => out.push(
             Finding::new(C, "dmarc.policy", Status::Info, "p=quarantine: forged mail goes to spam")
-                .advice("p=reject is the last step, when the reports stay clean"),
+                .advice("p=reject is the last step, when the reports stay clean")
+                .fix(Fix::txt(&policy_name, &repair(&rec.text, domain, &[("p", "reject")]))),
         ),
         Some(Policy::Reject) => out.push(Finding::new(C, "dmarc.policy", Status::Pass, "p=reject: forged mail is refused")),
         None => {}
@@ -261,6 +262,54 @@ pub async fn check_dmarc(dns: &dyn Resolver, domain: &str) -> Vec<Finding> {
 /// addresses as `mailto:` URIs, the tags RFC 9989 removed (pct, rf, ri)
 /// gone, and `overrides` set. What it cannot mend it leaves for the
 /// caller's starter record.
+/// What a domain's aggregate reports say (from `netjes report`'s
+/// readiness): the evidence behind advice to tighten the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportEvidence {
+    /// Messages in the reports of the window.
+    pub messages: u64,
+    /// Every source that sends for the domain passes.
+    pub ready: bool,
+    /// The readiness sentence, with the failing sources named.
+    pub sentence: String,
+    /// The window, in days.
+    pub days: u32,
+}
+
+/// Bends the policy advice to the reports: the next step is offered as a
+/// fix only when the reports show the domain's own mail passing; while a
+/// source that sends for it fails, the advice is to fix that first, and
+/// no record that would refuse its mail is offered.
+pub fn apply_reports(findings: &mut Vec<Finding>, domain: &str, ev: &ReportEvidence) {
+    if ev.messages == 0 {
+        findings.push(Finding::new(
+            C,
+            "dmarc.reports",
+            Status::Info,
+            format!("no aggregate reports for {domain} in the last {} days: publish rua= and wait a day or two before tightening the policy", ev.days),
+        ));
+        return;
+    }
+    findings.push(Finding::new(
+        C,
+        "dmarc.reports",
+        Status::Info,
+        format!("the aggregate reports of the last {} days ({} messages): {}", ev.days, ev.messages, ev.sentence),
+    ));
+    for f in findings.iter_mut().filter(|f| f.id == "dmarc.policy") {
+        match (f.status, ev.ready) {
+            (Status::Warn, true) => f.advice = Some("the reports show every source that sends for you passing: publish p=quarantine now, then p=reject after a quiet week".into()),
+            (Status::Info, true) => f.advice = Some("the reports show every source that sends for you passing: publish p=reject".into()),
+            (Status::Warn | Status::Info, false) => {
+                f.advice = Some(format!("not yet: {}", ev.sentence));
+                // The next step would refuse the domain's own mail.
+                f.fix = None;
+            }
+            _ => {}
+        }
+    }
+}
+
 pub fn repair(text: &str, domain: &str, overrides: &[(&str, &str)]) -> String {
     let mut tags: Vec<(String, String)> = Vec::new();
     for part in tag_specs(text) {

@@ -37,6 +37,9 @@ pub struct CheckOptions {
     pub net: tls::NetOptions,
     /// Connect to each MX on port 25 (`--smtp`).
     pub smtp: bool,
+    /// What the domain's DMARC aggregate reports say, when netjes has
+    /// them: the DMARC advice follows it.
+    pub reports: Option<dmarc::ReportEvidence>,
 }
 
 /// Audits one domain.
@@ -151,6 +154,9 @@ pub async fn check_domain(dns: &dyn Resolver, domain: &str, opts: &CheckOptions)
     findings.extend(spf_findings);
     findings.extend(dkim_findings);
     findings.extend(dmarc_findings);
+    if let Some(ev) = &opts.reports {
+        dmarc::apply_reports(&mut findings, d, ev);
+    }
     findings.extend(sts);
     findings.extend(rpt);
     findings.extend(bimi);

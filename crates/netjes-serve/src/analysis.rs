@@ -137,13 +137,15 @@ impl Tools {
         self.check_with(&CheckRequest {
             domain: domain.to_string(),
             ..Default::default()
-        })
+        }, None)
         .await
     }
 
     /// The domain check with the form's or the API's options: DKIM
     /// selectors, sending addresses, and the SMTP test of every MX.
-    pub async fn check_with(&self, q: &CheckRequest) -> Result<serde_json::Value, String> {
+    /// `reports` is what the store's aggregate reports say of the domain,
+    /// given only to logged-in users (it names their senders).
+    pub async fn check_with(&self, q: &CheckRequest, reports: Option<netjes_check::dmarc::ReportEvidence>) -> Result<serde_json::Value, String> {
         let (d, note) = netjes_check::input::domain_of(&q.domain)?;
         if q.selectors.len() > 10 || q.ips.len() > 10 {
             return Err("at most 10 selectors and 10 addresses".into());
@@ -159,6 +161,7 @@ impl Tools {
             selectors: q.selectors.clone(),
             ips: q.ips.clone(),
             smtp: q.smtp,
+            reports,
             net: netjes_check::tls::NetOptions {
                 public_only: !self.allow_private_targets,
                 ..Default::default()

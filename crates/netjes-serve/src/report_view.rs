@@ -66,6 +66,20 @@ pub async fn domain_view(store: &Store, dns: &dyn Resolver, domain: &str, since_
     })
 }
 
+/// What the last `days` of a domain's aggregate reports say, for the
+/// domain check's DMARC advice; `None` when the store has none.
+pub async fn evidence(store: &Store, dns: &dyn Resolver, domain: &str, days: u32) -> Result<Option<netjes_check::dmarc::ReportEvidence>, StoreError> {
+    let since = crate::store::now().div_euclid(86_400) - i64::from(days);
+    let view = domain_view(store, dns, domain, since).await?;
+    let r = &view.overview.readiness;
+    Ok((r.messages > 0).then(|| netjes_check::dmarc::ReportEvidence {
+        messages: r.messages,
+        ready: r.would_fail.is_empty(),
+        sentence: r.sentence.clone(),
+        days,
+    }))
+}
+
 /// TLS reports of a domain, summed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TlsSummary {

@@ -296,6 +296,14 @@ fn the_reports_pages_need_a_login_and_show_who_sends() {
     assert!(!f.body.contains("data-ip=\"192.0.2.20\"") && f.body.contains("data-ip=\"192.0.2.30\""));
     assert_eq!(c.get("/reports/example.com?since=yesterday").status, 400);
 
+    // The domain check follows the reports for a logged-in user, and tells
+    // a visitor nothing of them.
+    let checked = c.get("/check?domain=example.com");
+    assert!(checked.body.contains("the aggregate reports of the last 30 days (1000 messages): not ready"), "{}", checked.body);
+    let visitor = anon.get("/check?domain=example.com");
+    assert_eq!(visitor.status, 200);
+    assert!(!visitor.body.contains("aggregate reports of the last") && !visitor.body.contains("not ready"), "{}", visitor.body);
+
     // The JSON has the fields `report show --json` documents.
     let j = c.get("/api/reports/example.com").json();
     let src = j["sources"].as_array().unwrap();

@@ -19,6 +19,7 @@ EXAMPLES:
     netjes check alice@example.com --ip 192.0.2.25 --selector s2026
     netjes check example.com --zone example.com.zone --no-blocklists    # before you publish
     netjes check example.com --smtp                     # every MX on port 25: STARTTLS and certificate
+    netjes check example.com --reports /var/lib/netjes  # DMARC advice from the domain's aggregate reports
     netjes check example.com --json | jq '.score, .verdict'
 
 EXIT CODES:
@@ -62,6 +63,11 @@ pub struct CheckArgs {
     /// valid for the MX name, and the banner name against the PTR.
     #[arg(long)]
     pub smtp: bool,
+    /// `netjes serve`'s data directory: the domain's DMARC aggregate
+    /// reports of the last 30 days decide the DMARC advice (tighten the
+    /// policy only when every source that sends for it passes).
+    #[arg(long = "reports", value_name = "DIR")]
+    pub reports: Option<PathBuf>,
     /// The SMTP port of the MX hosts (for test setups; senders use 25).
     #[arg(long = "smtp-port", default_value_t = 25, hide = true)]
     pub smtp_port: u16,
@@ -158,6 +164,10 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         smtp_port: a.smtp_port,
         ..Default::default()
     };
+    let reports = match &a.reports {
+        Some(dir) => report_evidence(dir, dns.as_ref(), &domain).await?,
+        None => None,
+    };
     let opts = CheckOptions {
         ips: a.ips.clone(),
         selectors: a.selectors.clone(),
@@ -165,6 +175,7 @@ pub async fn run(a: CheckArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         domain_lists: a.blocklists.domain_lists(),
         net,
         smtp: a.smtp,
+        reports,
     };
     let mut report = check_domain(dns.as_ref(), &domain, &opts).await;
     report.input_note = note;
@@ -236,4 +247,19 @@ fn print_tree(n: &netjes_check::spf::SpfNode, depth: usize) {
     for c in &n.children {
         print_tree(&c.node, depth + 1);
     }
+}
+
+/// What serve's store in `dir` holds of the domain's aggregate reports.
+async fn report_evidence(
+    dir: &std::path::Path,
+    dns: &dyn netjes_dns::Resolver,
+    domain: &str,
+) -> anyhow::Result<Option<netjes_check::dmarc::ReportEvidence>> {
+    if !dir.join("netjes.sqlite").exists() {
+        anyhow::bail!(exit::Usage(format!("--reports {}: no netjes store there", dir.display())));
+    }
+    let store = crate::cmd_serve::StoreArgs { data_dir: dir.to_path_buf(), master_key_file: None }.open()?;
+    netjes_serve::report_view::evidence(&store, dns, domain, 30)
+        .await
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))
 }

@@ -1573,7 +1573,7 @@ async fn reports_are_imported_and_their_sources_shown() {
     gz.write_all(xml.as_bytes()).unwrap();
     std::fs::write(inbox.join("again.xml.gz"), gz.finish().unwrap()).unwrap();
     std::fs::write(inbox.join("broken.xml"), "<feedback><report_metadata>").unwrap();
-    let zone = "10.2.0.192.in-addr.arpa. PTR mail.example.com.\nmail.example.com. A 192.0.2.10\nexample.com. TXT \"v=spf1 ip4:192.0.2.10 ip4:198.51.100.7 -all\"\n7.100.51.198.in-addr.arpa. PTR o1.ptr1234.sendgrid.net.\no1.ptr1234.sendgrid.net. A 198.51.100.7\n";
+    let zone = "10.2.0.192.in-addr.arpa. PTR mail.example.com.\nmail.example.com. A 192.0.2.10\nexample.com. TXT \"v=spf1 ip4:192.0.2.10 ip4:198.51.100.7 -all\"\n7.100.51.198.in-addr.arpa. PTR o1.ptr1234.sendgrid.net.\no1.ptr1234.sendgrid.net. A 198.51.100.7\n_dmarc.example.com. TXT \"v=DMARC1; p=none; rua=mailto:d@example.com\"\nexample.com. MX 10 mail.example.com.\n";
     let dns = TestDns::start_str(zone).await;
     let ns = dns.addr().to_string();
     let d = data.to_str().unwrap().to_string();
@@ -1617,4 +1617,25 @@ async fn reports_are_imported_and_their_sources_shown() {
     assert_eq!(src("203.0.113.66")["class"], "unauthorised");
     assert_eq!(j["readiness"]["messages"], 1000);
     assert!(j["readiness"]["sentence"].as_str().unwrap().starts_with("not ready: 1 source"));
+
+    // The domain check follows the reports: with a source that sends for
+    // the domain failing, it does not offer the p=quarantine record that
+    // would send that mail to spam.
+    let check = |extra: &[&str]| {
+        let mut a = vec!["check", "example.com", "--json", "--no-blocklists", "--nameserver", &ns];
+        a.extend_from_slice(extra);
+        run_env(args(&a))
+    };
+    let policy = |j: &serde_json::Value| j["findings"].as_array().unwrap().iter().find(|f| f["id"] == "dmarc.policy").unwrap().clone();
+    let plain = json(&check(&[]).await.unwrap());
+    assert!(policy(&plain)["fix"]["value"].as_str().unwrap().contains("p=quarantine"), "{}", policy(&plain));
+    let with = json(&check(&["--reports", &d]).await.unwrap());
+    let p = policy(&with);
+    assert!(p.get("fix").is_none(), "{p}");
+    assert!(p["advice"].as_str().unwrap().starts_with("not yet: not ready: 1 source that sends for you fails DMARC and would be rejected: 198.51.100.7 (SendGrid)"), "{p}");
+    let r = with["findings"].as_array().unwrap().iter().find(|f| f["id"] == "dmarc.reports").unwrap();
+    assert!(r["message"].as_str().unwrap().contains("(1000 messages)"), "{r}");
+    // A folder without a store is a usage error.
+    let o = check(&["--reports", dir.path().to_str().unwrap()]).await.unwrap();
+    assert_eq!(code(&o), 2);
 }

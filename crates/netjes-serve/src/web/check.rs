@@ -46,6 +46,20 @@ impl CheckQuery {
     }
 }
 
+/// What the store's aggregate reports say of the domain, for a logged-in
+/// user only: a visitor must not learn who sends for a domain.
+async fn report_evidence(app: &App, who: &Who, domain: &str) -> Option<netjes_check::dmarc::ReportEvidence> {
+    who.user.as_ref()?;
+    let (d, _) = netjes_check::input::domain_of(domain).ok()?;
+    match crate::report_view::evidence(&app.store, &app.tools.fresh(), &d, 30).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the reports for the domain check");
+            None
+        }
+    }
+}
+
 async fn check_page(
     State(app): State<Arc<App>>,
     who: Who,
@@ -62,9 +76,11 @@ async fn check_page(
     if q.domain.trim().is_empty() {
         return Ok(Html(pages::check_page(&v, &fields)));
     }
+    let req = q.request()?;
+    let evidence = report_evidence(&app, &who, &req.domain).await;
     let report = app
         .tools
-        .check_with(&q.request()?)
+        .check_with(&req, evidence)
         .await
         .map_err(AppError::BadRequest)?;
     Ok(Html(pages::check_report(&v, &fields, &report)))
@@ -78,9 +94,10 @@ async fn api_check(
 ) -> ApiResult<serde_json::Value> {
     public_or_user(&app, &who)?;
     who.check_api(&headers)?;
+    let evidence = report_evidence(&app, &who, &q.domain).await;
     Ok(Json(
         app.tools
-            .check_with(&q)
+            .check_with(&q, evidence)
             .await
             .map_err(AppError::BadRequest)?,
     ))
