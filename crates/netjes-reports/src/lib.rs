@@ -13,6 +13,7 @@
 //! depth limit), the number of records, and the time one report may take.
 
 pub mod aggregate;
+pub mod alerts;
 pub mod failure;
 pub mod message;
 pub mod sources;

@@ -98,6 +98,118 @@ pub struct RawReports {
     pub max_kept_apart: u32,
     /// Mailboxes where reports arrive, read over IMAP.
     pub imap: Vec<RawImap>,
+    /// Alerts and the weekly digest.
+    pub alerts: Option<RawAlerts>,
+}
+
+/// `[reports.alerts]`: what is worth telling, and where: mail through a
+/// relay, a webhook (a JSON POST), or both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlerts {
+    pub mail_to: Vec<String>,
+    /// The sender of alert mail; netjes@HOSTNAME by default.
+    pub mail_from: Option<String>,
+    /// HOST:PORT of the SMTP relay.
+    pub relay: String,
+    /// STARTTLS to the relay, its certificate checked (needed off loopback).
+    pub relay_starttls: bool,
+    pub relay_ca_file: Option<PathBuf>,
+    /// An http:// or https:// URL that gets each alert as a JSON POST.
+    pub webhook: Option<String>,
+    pub new_source_min_messages: u64,
+    pub pass_rate_drop_points: f64,
+    pub silence_days: u32,
+    /// The weekly digest goes out on this day (monday ... sunday).
+    pub digest_weekday: String,
+    /// How often the rules are looked at.
+    pub interval_seconds: u64,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts {
+            mail_to: vec![],
+            mail_from: None,
+            relay: "127.0.0.1:25".into(),
+            relay_starttls: false,
+            relay_ca_file: None,
+            webhook: None,
+            new_source_min_messages: 10,
+            pass_rate_drop_points: 10.0,
+            silence_days: 3,
+            digest_weekday: "monday".into(),
+            interval_seconds: 3600,
+        }
+    }
+}
+
+/// The validated `[reports.alerts]`.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub mail_to: Vec<String>,
+    pub mail_from: Option<String>,
+    pub relay: netjes_check::smtp::Relay,
+    pub webhook: Option<axum::http::Uri>,
+    pub rules: netjes_reports::alerts::Rules,
+    /// 0 for Monday ... 6 for Sunday.
+    pub digest_weekday: u32,
+    pub interval: Duration,
+}
+
+fn validate_alerts(a: &RawAlerts, hostname: &str, errors: &mut Vec<String>) -> Alerts {
+    let at = "reports.alerts";
+    for to in &a.mail_to {
+        if to.rsplit_once('@').is_none_or(|(l, d)| l.is_empty() || !d.contains('.')) || to.contains(['<', '>', '\r', '\n', ' ']) {
+            errors.push(format!("{at}.mail_to: {to:?} is not an address"));
+        }
+    }
+    let relay_ok = a.relay.parse::<SocketAddr>().is_ok() || a.relay.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !relay_ok {
+        errors.push(format!("{at}.relay: {:?} is not HOST:PORT", a.relay));
+    }
+    let loopback = a.relay.parse::<SocketAddr>().is_ok_and(|s| s.ip().is_loopback()) || a.relay.starts_with("localhost:");
+    if !a.mail_to.is_empty() && !a.relay_starttls && !loopback {
+        errors.push(format!("{at}: a relay off loopback needs relay_starttls = true"));
+    }
+    let webhook = a.webhook.as_deref().and_then(|w| match w.parse::<axum::http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
+        _ => {
+            errors.push(format!("{at}.webhook: {w:?} is not an http:// or https:// URL"));
+            None
+        }
+    });
+    if a.mail_to.is_empty() && webhook.is_none() {
+        errors.push(format!("{at}: set mail_to, webhook, or both"));
+    }
+    const DAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    let digest_weekday = DAYS.iter().position(|d| a.digest_weekday.eq_ignore_ascii_case(d)).unwrap_or_else(|| {
+        errors.push(format!("{at}.digest_weekday: {:?} is not a day of the week", a.digest_weekday));
+        0
+    }) as u32;
+    if !(60..=86_400).contains(&a.interval_seconds) || a.silence_days == 0 || !(1.0..=100.0).contains(&a.pass_rate_drop_points) {
+        errors.push(format!("{at}: interval_seconds 60 to 86400, silence_days at least 1, pass_rate_drop_points 1 to 100"));
+    }
+    Alerts {
+        mail_to: a.mail_to.clone(),
+        mail_from: a.mail_from.clone().or_else(|| Some(format!("netjes@{hostname}"))),
+        relay: netjes_check::smtp::Relay {
+            addr: a.relay.clone(),
+            starttls: a.relay_starttls,
+            ca_file: a.relay_ca_file.clone(),
+            helo: hostname.to_string(),
+            timeout: Duration::from_secs(60),
+        },
+        webhook,
+        rules: netjes_reports::alerts::Rules {
+            new_source_min_messages: a.new_source_min_messages.max(1),
+            pass_rate_drop_points: a.pass_rate_drop_points,
+            min_daily_messages: 20,
+            silence_days: i64::from(a.silence_days),
+        },
+        digest_weekday,
+        interval: Duration::from_secs(a.interval_seconds),
+    }
 }
 
 /// `[[reports.imap]]`: a mailbox polled for reports (IDLE where the
@@ -235,6 +347,7 @@ impl Default for RawReports {
             mails_per_sender_per_day: 200,
             max_kept_apart: 10_000,
             imap: vec![],
+            alerts: None,
         }
     }
 }
@@ -251,15 +364,16 @@ pub struct Reports {
     pub mails_per_sender_per_day: u32,
     pub max_kept_apart: u32,
     pub imap: Vec<ImapAccount>,
+    pub alerts: Option<Alerts>,
 }
 
 impl Default for Reports {
     fn default() -> Self {
-        validate_reports(RawReports::default(), &mut vec![])
+        validate_reports(RawReports::default(), "localhost", &mut vec![])
     }
 }
 
-fn validate_reports(raw: RawReports, errors: &mut Vec<String>) -> Reports {
+fn validate_reports(raw: RawReports, hostname: &str, errors: &mut Vec<String>) -> Reports {
     let mut addresses = Vec::new();
     for a in &raw.addresses {
         let ok = a.rsplit_once('@').filter(|(l, d)| {
@@ -304,6 +418,7 @@ fn validate_reports(raw: RawReports, errors: &mut Vec<String>) -> Reports {
         mails_per_sender_per_day: raw.mails_per_sender_per_day,
         max_kept_apart: raw.max_kept_apart,
         imap: raw.imap.iter().filter_map(|i| validate_imap(i, errors)).collect(),
+        alerts: raw.alerts.as_ref().map(|a| validate_alerts(a, hostname, errors)),
     }
 }
 
@@ -432,7 +547,8 @@ impl Config {
         if raw.http_max_connections == 0 || raw.http_max_connections_per_client == 0 {
             errors.push("http_max_connections and http_max_connections_per_client: at least 1".into());
         }
-        let reports = validate_reports(raw.reports, &mut errors);
+        let hostname = raw.hostname.clone().unwrap_or_else(netjes_net::default_hostname);
+        let reports = validate_reports(raw.reports, &hostname, &mut errors);
         let tls = match (raw.tls_cert, raw.tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -449,7 +565,7 @@ impl Config {
             http: http.expect("checked"),
             smtp: smtp.expect("checked"),
             test_domain,
-            hostname: raw.hostname.unwrap_or_else(netjes_net::default_hostname),
+            hostname,
             public_tests: raw.public_tests,
             retention: Duration::from_secs(u64::from(raw.retention_days) * 86400),
             test_expiry: Duration::from_secs(u64::from(raw.test_expiry_hours) * 3600),
@@ -510,6 +626,10 @@ mod tests {
         let bad = Config::parse("[[reports.imap]]\nserver = \"imap.example.com\"\ntls = \"none\"\nuser = \"u\"\npassword_file = \"/p\"\nafter = \"archive\"\ninterval_seconds = 1\n").unwrap_err();
         assert_eq!(bad.len(), 3, "{bad:?}");
         assert!(bad[0].contains("in the clear"), "{bad:?}");
+        let alerts = sample.reports.alerts.as_ref().unwrap();
+        assert_eq!((alerts.digest_weekday, alerts.mail_to.len()), (0, 1));
+        let bad = Config::parse("[reports.alerts]\nmail_to = [\"x\"]\nrelay = \"smtp.example.com:25\"\nwebhook = \"ftp://x\"\ndigest_weekday = \"someday\"\n").unwrap_err();
+        assert_eq!(bad.len(), 4, "{bad:?}");
 
         let errors = Config::parse(
             "http = \"nowhere\"\ntest_domain = \"x\"\nmax_recipients = 0\ntls_cert = \"/c.pem\"\n",

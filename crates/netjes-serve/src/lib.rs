@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod guard;
 pub mod keystore;
 pub mod pages;
+pub mod report_alerts;
 pub mod report_imap;
 pub mod report_intake;
 pub mod report_pages;
@@ -41,6 +42,8 @@ pub struct Parts {
     pub app: Arc<web::App>,
     pub inbox: Arc<smtp::Inbox>,
     pub metrics: Arc<netjes_net::metrics::Metrics>,
+    /// Alerts from the reports, when `[reports.alerts]` is set.
+    pub alerter: Option<Arc<report_alerts::Alerter>>,
 }
 
 pub fn build(
@@ -106,11 +109,22 @@ pub fn build(
         csrf_key,
         reports,
     ));
+    let alerter = cfg.reports.alerts.clone().map(|a| {
+        Arc::new(report_alerts::Alerter {
+            store: store.clone(),
+            dns: inbox.tools.live.clone(),
+            cfg: a,
+            domains: cfg.reports.domains.clone(),
+            metrics: metrics.clone(),
+            hostname: cfg.hostname.clone(),
+        })
+    });
     Ok(Parts {
         store,
         app,
         inbox,
         metrics,
+        alerter,
     })
 }
 
@@ -154,6 +168,9 @@ pub async fn run(
             }
         }
     });
+    if let Some(a) = &parts.alerter {
+        tokio::spawn(report_alerts::run(a.clone(), shutdown.clone()));
+    }
     for account in parts.inbox.reports.cfg.imap.clone() {
         tokio::spawn(report_imap::run(account, parts.inbox.reports.clone(), shutdown.clone()));
     }

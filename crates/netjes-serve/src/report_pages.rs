@@ -41,7 +41,17 @@ fn pct(n: u64, of: u64) -> String {
 }
 
 /// The domains with reports, what is kept apart, and the upload form.
-pub fn index(v: &Viewer, domains: &[(String, i64, i64)], held: usize, rejected: usize, addresses: &[String], outcomes: Option<&[Outcome]>) -> String {
+/// What the index shows besides the domains.
+pub struct IndexExtras<'a> {
+    pub held: usize,
+    pub rejected: usize,
+    pub addresses: &'a [String],
+    /// Recent alerts: kind, domain, subject, when sent.
+    pub alerts: &'a [(String, String, String, i64)],
+}
+
+pub fn index(v: &Viewer, domains: &[(String, i64, i64)], x: &IndexExtras<'_>, outcomes: Option<&[Outcome]>) -> String {
+    let (held, rejected, addresses) = (x.held, x.rejected, x.addresses);
     let body = html! {
         section {
             h1 { "DMARC and TLS reports" }
@@ -73,6 +83,17 @@ pub fn index(v: &Viewer, domains: &[(String, i64, i64)], held: usize, rejected: 
             }
             @if !addresses.is_empty() {
                 p class="muted" { "Reports mailed to " @for (i, a) in addresses.iter().enumerate() { @if i > 0 { ", " } code { (a) } } " arrive here." }
+            }
+        }
+        @if !x.alerts.is_empty() {
+            section {
+                h2 { "Alerts of the last 30 days" }
+                table class="findings" id="alerts" {
+                    tr { th { "Sent" } th { "Domain" } th { "Alert" } }
+                    @for (_, domain, subject, sent) in x.alerts {
+                        tr class="warn" { td { (crate::pages::date(*sent)) } td { (domain) } td { (subject) } }
+                    }
+                }
             }
         }
         section {

@@ -336,6 +336,40 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether an alert (or a channel's copy of it) went out already.
+    pub fn alert_sent(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.db().query_row("SELECT count(*) FROM report_alerts WHERE key = ?1", params![key], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+
+    pub fn record_alert(&self, key: &str, kind: &str, domain: &str, summary: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT OR IGNORE INTO report_alerts (key, kind, domain, summary, sent) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key, kind, domain, summary, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Alerts sent since `since`, each once whatever its channels (the
+    /// digest counts them).
+    pub fn alerts_since(&self, since: i64) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT kind, domain, summary, MAX(sent) FROM report_alerts WHERE sent >= ?1 AND kind != 'digest' GROUP BY substr(key, instr(key, ':') + 1) ORDER BY 4 DESC LIMIT 1000")?;
+        let rows = st.query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The end of the newest report in view about a domain.
+    pub fn newest_report_end(&self, domain: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.db().query_row(
+            "SELECT MAX(end) FROM reports WHERE policy_domain = ?1 AND held IS NULL AND kind = 'aggregate'",
+            params![domain],
+            |r| r.get(0),
+        )?)
+    }
+}
+
 /// The most of an input kept as its raw copy.
 const RAW_KEPT: usize = 1024 * 1024;
 

@@ -63,6 +63,8 @@ CREATE INDEX reports_received ON reports(received);
 CREATE INDEX rejected_reports_received ON rejected_reports(received);
 CREATE TABLE report_mail (id INTEGER PRIMARY KEY, received INTEGER NOT NULL, facts TEXT NOT NULL, raw BLOB NOT NULL);
 CREATE TABLE report_senders (sender TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (sender, day));
+", "
+CREATE TABLE report_alerts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, domain TEXT NOT NULL, summary TEXT NOT NULL, sent INTEGER NOT NULL);
 "];
 
 pub fn now() -> i64 {

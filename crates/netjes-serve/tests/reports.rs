@@ -474,3 +474,118 @@ fn a_trusted_mailbox_without_tls_on_loopback_has_its_mail_deleted() {
     assert_eq!(rows.len(), 1, "{}", imap.log());
     assert!(s.parts.store.held_reports().unwrap().is_empty());
 }
+
+/// A webhook that answers 204 and hands each JSON body over.
+fn webhook() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, Read};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/netjes?x=1", l.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let (mut line, mut len, mut first) = (String::new(), 0usize, String::new());
+            r.read_line(&mut first).unwrap();
+            loop {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            assert!(first.starts_with("POST /hooks/netjes?x=1 HTTP/1.1"), "{first}");
+            std::io::Write::write_all(&mut s, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").unwrap();
+            let _ = tx.send(serde_json::from_slice(&body).unwrap());
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn alerts_and_the_digest_go_out_by_mail_and_webhook_once() {
+    // The relay: another netjes's test inbox, a real SMTP server.
+    let relay = start("", |_| {});
+    let mut rc = Client::new(relay.http);
+    let t1 = rc.post_raw("/api/tests", "application/json", b"").json();
+    let t2 = rc.post_raw("/api/tests", "application/json", b"").json();
+    let (hook, bodies) = webhook();
+
+    // Ten days of one source passing, then a new one failing yesterday.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let today = now_day();
+    {
+        let master = netjes_serve::crypto::MasterKey::load(None, &data, true).unwrap();
+        let store = netjes_serve::store::Store::open(&data, master).unwrap();
+        for d in 1..=10 {
+            let mut xml = aggregate(&format!("day-{d}"), "r@receiver.example", "example.com", "192.0.2.1");
+            xml = xml.replace("1764374400", &((today - d) * 86_400).to_string()).replace("1764460799", &((today - d) * 86_400 + 86_399).to_string());
+            xml = xml.replace("<count>7</count>", "<count>500</count>").replace("<dkim>fail</dkim>", "<dkim>pass</dkim>");
+            if d == 1 {
+                xml = xml.replace("</feedback>", "<record><row><source_ip>203.0.113.77</source_ip><count>15</count><policy_evaluated><disposition>none</disposition><dkim>fail</dkim><spf>fail</spf></policy_evaluated></row><identifiers><header_from>example.com</header_from></identifiers><auth_results><spf><domain>example.com</domain><result>fail</result></spf></auth_results></record></feedback>");
+            }
+            let r = netjes_reports::read("r.xml", xml.as_bytes(), &Default::default()).remove(0).unwrap();
+            let how = netjes_serve::report_store::Provenance { trusted: true, source: "test".into(), ..Default::default() };
+            store.add_report(&r, &how).unwrap();
+        }
+    }
+    let relay_addr = relay.smtp.to_string();
+    let (to1, hook1) = (t1["address"].as_str().unwrap().to_string(), hook.clone());
+    let not_today = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"][((netjes_serve::report_alerts::weekday(today) + 1) % 7) as usize];
+    let s = start_in(dir, data, "", move |r| {
+        r.reports.domains = vec!["example.com".into()];
+        r.reports.alerts = Some(netjes_serve::config::RawAlerts {
+            mail_to: vec![to1],
+            relay: relay_addr,
+            webhook: Some(hook1),
+            digest_weekday: not_today.into(),
+            ..Default::default()
+        });
+    });
+    // The first round runs at the start: one alert, on both channels.
+    let got = bodies.recv_timeout(Duration::from_secs(20)).expect("the webhook was called");
+    assert_eq!(got["kind"], "new-failing-source", "{got}");
+    assert!(got["summary"].as_str().unwrap().contains("203.0.113.77, sent 15 messages as example.com"), "{got}");
+    let id1 = t1["id"].as_str().unwrap();
+    let mail = wait_for("the alert mail", || relay.parts.store.test(id1).unwrap().and_then(|t| t.raw));
+    let text = String::from_utf8_lossy(&mail);
+    assert!(text.contains("Subject: netjes: new failing source (example.com)") && text.contains("Auto-Submitted: auto-generated"), "{text}");
+    let facts = relay.parts.store.test(id1).unwrap().unwrap().facts.unwrap();
+    assert_eq!(facts["mail_from"], "", "alerts go out with the null sender");
+
+    // Once is enough: another round sends nothing.
+    let alerter = s.parts.alerter.clone().unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(s.rt.block_on(alerter.round(now())).is_empty());
+    assert!(bodies.recv_timeout(Duration::from_millis(300)).is_err());
+
+    // On the digest's day the digest goes out, with no alert again.
+    let mut cfg = alerter.cfg.clone();
+    cfg.digest_weekday = netjes_serve::report_alerts::weekday(today);
+    cfg.mail_to = vec![t2["address"].as_str().unwrap().to_string()];
+    let digest = netjes_serve::report_alerts::Alerter { store: s.parts.store.clone(), dns: alerter.dns.clone(), cfg, domains: vec!["example.com".into()], metrics: s.parts.metrics.clone(), hostname: "mx.test.example".into() };
+    let sent = s.rt.block_on(digest.round(now()));
+    assert_eq!(sent, [format!("mail:digest:{today}"), format!("webhook:digest:{today}")]);
+    let d = bodies.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(d["kind"], "digest");
+    assert_eq!(d["domains"][0]["domain"], "example.com");
+    assert_eq!(d["alerts"], 1);
+    let id2 = t2["id"].as_str().unwrap();
+    let mail = wait_for("the digest mail", || relay.parts.store.test(id2).unwrap().and_then(|t| t.raw));
+    let text = String::from_utf8_lossy(&mail);
+    assert!(text.contains("example.com: 3515 messages from 2 sources") && text.contains("Alerts sent this week: 1."), "{text}");
+    assert!(s.rt.block_on(digest.round(now())).is_empty());
+    // The reports page lists the alert.
+    let mut c = Client::new(s.http);
+    c.login();
+    let page = c.get("/reports");
+    let alerts = &page.body[page.body.find("id=\"alerts\"").expect("the alerts")..];
+    assert!(alerts.contains("netjes: new failing source (example.com)"), "{alerts}");
+}

@@ -51,9 +51,14 @@ fn domain_of(raw: &str) -> Result<String, AppError> {
 
 async fn render_index(app: &App, who: &Who, outcomes: Option<&[crate::report_intake::Outcome]>) -> Result<String, AppError> {
     let domains = app.store.report_domains()?;
-    let held = app.store.held_reports()?.len();
-    let rejected = app.store.rejected_reports()?.len();
-    Ok(report_pages::index(&who.viewer(), &domains, held, rejected, &app.reports.cfg.addresses, outcomes))
+    let alerts = app.store.alerts_since(crate::store::now() - 30 * 86_400)?;
+    let extras = report_pages::IndexExtras {
+        held: app.store.held_reports()?.len(),
+        rejected: app.store.rejected_reports()?.len(),
+        addresses: &app.reports.cfg.addresses,
+        alerts: &alerts,
+    };
+    Ok(report_pages::index(&who.viewer(), &domains, &extras, outcomes))
 }
 
 async fn index(State(app): State<Arc<App>>, who: Who) -> Result<Html<String>, AppError> {

@@ -91,6 +91,7 @@ pub fn start_in(
         app: parts.app.clone(),
         inbox: parts.inbox.clone(),
         metrics: parts.metrics.clone(),
+        alerter: parts.alerter.clone(),
     };
     rt.spawn(async move {
         netjes_serve::run(http_l, smtp_l, &p, cfg.retention, rx)
