@@ -209,6 +209,9 @@ pub fn domain(v: &Viewer, view: &DomainView, tls: &TlsSummary, reports: &[Report
             section id="tls" {
                 h2 { "TLS reports (SMTP TLS Reporting, RFC 8460)" }
                 p { (tls.successful_sessions) " sessions over TLS, " (tls.failed_sessions) " failed, in " (tls.reports) " reports from " (tls.organizations.join(", ")) "." }
+                @if !tls.failures.is_empty() {
+                    p id="tls-kinds" { "Failed sessions by kind: " (tls.failures.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")) "." }
+                }
                 @if !tls.result_types.is_empty() {
                     table class="findings" {
                         tr { th { "Failure" } th { "Sessions" } }

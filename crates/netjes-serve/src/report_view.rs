@@ -22,16 +22,17 @@ pub async fn facts_of(dns: &dyn Resolver, domain: &str, ips: &[IpAddr]) -> BTree
             netjes_check::mx::Iprev::Confirmed(n) => Some(n),
             _ => None,
         };
-        let base = ptr.as_deref().and_then(psl::domain_str).map(str::to_string);
-        let organization = base.as_deref().map(|b| {
-            netjes_reports::sources::organization(b)
-                .map(str::to_string)
-                .unwrap_or_else(|| b.to_string())
-        });
         let sender = format!("postmaster@{domain}");
         let req = netjes_auth::spf::SpfRequest { ip, sender: &sender, helo: domain, receiver: "netjes" };
         let spf = netjes_auth::spf::check_host(dns, &req, netjes_auth::spf::Identity::Mailfrom).await;
         let spf_allowed = spf.result == netjes_auth::spf::SpfResult::Pass;
+        // The include of the domain's own SPF that lets it send names a
+        // provider as well as a PTR does (include:sendgrid.net).
+        let via_spf = spf
+            .mechanism_domain
+            .filter(|m| spf_allowed && base_of(m) != base_of(domain))
+            .and_then(|m| base_of(&m));
+        let organization = organization_of(ptr.as_deref().and_then(base_of), via_spf);
         (ip, SourceFacts { ptr, organization, spf_allowed })
     };
     let mut out = BTreeMap::new();
@@ -41,6 +42,18 @@ pub async fn facts_of(dns: &dyn Resolver, domain: &str, ips: &[IpAddr]) -> BTree
         }
     }
     out
+}
+
+fn base_of(name: &str) -> Option<String> {
+    psl::domain_str(name.trim_end_matches('.')).map(str::to_ascii_lowercase)
+}
+
+/// The organisation of a source: a known sender named by its PTR, then
+/// one named by the SPF include that lets it send, then the PTR's base
+/// domain, then the include's.
+fn organization_of(ptr_base: Option<String>, spf_base: Option<String>) -> Option<String> {
+    let known = |b: &Option<String>| b.as_deref().and_then(netjes_reports::sources::organization).map(str::to_string);
+    known(&ptr_base).or_else(|| known(&spf_base)).or(ptr_base).or(spf_base)
 }
 
 /// A domain's view from `since_day` on.
@@ -132,6 +145,17 @@ pub fn tls_summary(store: &Store, domain: &str) -> Result<TlsSummary, StoreError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn organisations_come_from_the_ptr_then_the_spf_include() {
+        use super::organization_of as o;
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(o(s("sendgrid.net"), s("google.com")).as_deref(), Some("SendGrid"));
+        assert_eq!(o(s("myhoster.example"), s("google.com")).as_deref(), Some("Google"));
+        assert_eq!(o(s("myhoster.example"), None).as_deref(), Some("myhoster.example"));
+        assert_eq!(o(None, s("spf.example")).as_deref(), Some("spf.example"));
+        assert_eq!(o(None, None), None);
+    }
+
     #[test]
     fn tls_failures_are_grouped_by_kind() {
         use super::failure_kind;

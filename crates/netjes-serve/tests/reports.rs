@@ -318,6 +318,7 @@ fn the_reports_pages_need_a_login_and_show_who_sends() {
     let t = c.get("/reports/company-y.example");
     let tls_part = &t.body[t.body.find("id=\"tls\"").expect("the TLS section")..];
     assert!(tls_part.contains("5326 sessions over TLS, 303 failed, in 1 reports from Company-X"), "{tls_part}");
+    assert!(tls_part.contains("Failed sessions by kind: certificate 100, other 3, starttls 200."), "{tls_part}");
     let tj = c.get("/api/reports/company-y.example").json();
     assert_eq!(tj["tls"]["failed_sessions"], 303);
 
