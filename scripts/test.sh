@@ -33,3 +33,6 @@ export NETJES_TEST=1
 # the target directory's size. A developer may set CARGO_INCREMENTAL=1.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked --no-fail-fast "$@"
+# The fuzz targets (a crate of their own, outside the workspace) must keep
+# building as the parsers change.
+cargo check --locked --manifest-path fuzz/Cargo.toml
