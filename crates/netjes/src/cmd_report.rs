@@ -18,7 +18,9 @@ pub enum ReportCommand {
     /// .json.gz, .eml, mbox files and Maildir folders. Each input is
     /// accepted (kind, reporter, report id, policy domain, dates, rows and
     /// messages), a duplicate (the same reporter's report id, stored
-    /// once), or rejected with the reason, which is kept in the store.
+    /// once), held (it ends in the future: kept apart until taken in on
+    /// the web UI's Held page), or rejected with the reason, which is kept
+    /// in the store.
     #[command(after_long_help = "EXAMPLES:
     netjes report import --data-dir /var/lib/netjes ~/Maildir/.DMARC
     netjes report import google.com!example.com!1700000000!1700086399.xml.gz
@@ -154,11 +156,21 @@ fn import(paths: &[PathBuf], max_bytes: u64, store: &StoreArgs, g: &GlobalOpts) 
             for r in netjes_reports::read(&name, msg, &limits) {
                 let (result, mut v) = match r {
                     Ok(rep) => {
-                        let added = s
-                            .add_report(&rep, &Provenance { trusted: true, held: None, source: source.clone(), raw: None })
-                            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-                        let word = if added == Added::Stored { "accepted" } else { "duplicate" };
-                        (word, describe(&rep))
+                        // Vouched for by the user, but a report from the
+                        // future is still kept apart.
+                        let held = netjes_serve::report_intake::out_of_place(&Default::default(), &rep, netjes_serve::store::now());
+                        let how = Provenance { trusted: true, held: held.clone(), source: source.clone(), raw: None };
+                        let added = s.add_report(&rep, &how).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+                        let word = match (added, &held) {
+                            (Added::Duplicate, _) => "duplicate",
+                            (Added::Stored, Some(_)) => "held",
+                            (Added::Stored, None) => "accepted",
+                        };
+                        let mut v = describe(&rep);
+                        if let Some(h) = held {
+                            v["reason"] = h.into();
+                        }
+                        (word, v)
                     }
                     Err(e) => {
                         rejected += 1;
@@ -190,6 +202,7 @@ fn print_import_line(v: &serde_json::Value) {
     };
     match v["result"].as_str() {
         Some("rejected") => println!("{} rejected  {}: {}", mark(Tone::Bad), s("input"), s("reason")),
+        Some("held") => println!("{} held      {} from {} ({}): {}", mark(Tone::Warn), s("kind"), s("reporter"), s("report_id"), s("reason")),
         Some(word) => println!(
             "{} {word:<9} {} from {} ({}) about {}: {}",
             mark(if word == "accepted" { Tone::Good } else { Tone::Neutral }),

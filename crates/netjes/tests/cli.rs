@@ -1573,6 +1573,8 @@ async fn reports_are_imported_and_their_sources_shown() {
     gz.write_all(xml.as_bytes()).unwrap();
     std::fs::write(inbox.join("again.xml.gz"), gz.finish().unwrap()).unwrap();
     std::fs::write(inbox.join("broken.xml"), "<feedback><report_metadata>").unwrap();
+    let future = xml.replace("<report_id>r1</report_id>", "<report_id>r2</report_id>").replace(&format!("<end>{end}</end>"), &format!("<end>{}</end>", now + 10 * 86400));
+    std::fs::write(inbox.join("future.xml"), future).unwrap();
     let zone = "10.2.0.192.in-addr.arpa. PTR mail.example.com.\nmail.example.com. A 192.0.2.10\nexample.com. TXT \"v=spf1 ip4:192.0.2.10 ip4:198.51.100.7 -all\"\n7.100.51.198.in-addr.arpa. PTR o1.ptr1234.sendgrid.net.\no1.ptr1234.sendgrid.net. A 198.51.100.7\n_dmarc.example.com. TXT \"v=DMARC1; p=none; rua=mailto:d@example.com\"\nexample.com. MX 10 mail.example.com.\n";
     let dns = TestDns::start_str(zone).await;
     let ns = dns.addr().to_string();
@@ -1598,6 +1600,8 @@ async fn reports_are_imported_and_their_sources_shown() {
     assert_eq!(results.iter().filter(|r| **r == "accepted").count(), 1, "{j}");
     assert_eq!(results.iter().filter(|r| **r == "duplicate").count(), 1, "{j}");
     assert_eq!(results.iter().filter(|r| **r == "rejected").count(), 1, "{j}");
+    let held = j.as_array().unwrap().iter().find(|r| r["result"] == "held").expect("the future report is held");
+    assert!(held["reason"].as_str().unwrap().contains("ends in the future"), "{held}");
     let acc = j.as_array().unwrap().iter().find(|r| r["result"] == "accepted").unwrap();
     assert_eq!(acc["messages"], 1000);
     assert_eq!(acc["policy_domain"], "example.com");
