@@ -18,7 +18,10 @@ impl From<rusqlite::Error> for VerdictError {
     }
 }
 
-const SCHEMA: &str = "
+/// Each step takes the schema from its index to the next version
+/// (`PRAGMA user_version`). The first is written so that a store made
+/// before versions were counted passes through it unchanged.
+const MIGRATIONS: &[&str] = &["
 CREATE TABLE IF NOT EXISTS verdicts (
     id INTEGER PRIMARY KEY,
     time INTEGER NOT NULL,
@@ -34,7 +37,70 @@ CREATE TABLE IF NOT EXISTS verdicts (
     dkim TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS verdicts_domain_time ON verdicts(header_from, time);
-";
+", "
+-- What RFC 9990's policy_published and policy_evaluated need.
+ALTER TABLE verdicts ADD COLUMN published TEXT;
+ALTER TABLE verdicts ADD COLUMN spf_scope TEXT;
+ALTER TABLE verdicts ADD COLUMN envelope_to TEXT;
+ALTER TABLE verdicts ADD COLUMN override_reason TEXT;
+ALTER TABLE verdicts ADD COLUMN override_comment TEXT;
+"];
+
+fn migrate(c: &mut rusqlite::Connection) -> Result<(), VerdictError> {
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(VerdictError(format!(
+            "the verdict store is of version {version}, newer than this netjes ({}); upgrade netjes",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let t = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = t.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
+        t.execute_batch(m)?;
+        t.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        t.commit()?;
+    }
+    Ok(())
+}
+
+/// The policy as published, as RFC 9990's policy_published has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    pub p: Option<String>,
+    pub sp: Option<String>,
+    pub np: Option<String>,
+    /// "r" or "s".
+    pub adkim: String,
+    pub aspf: String,
+    pub fo: Option<String>,
+    /// "y" or "n".
+    pub testing: String,
+    /// "treewalk": RFC 9989's discovery, the only one netjes uses.
+    pub discovery_method: String,
+    pub rua: Vec<String>,
+}
+
+impl Published {
+    pub fn of(r: &netjes_auth::dmarc::DmarcRecord) -> Published {
+        let p = |x: Option<netjes_auth::dmarc::Policy>| x.map(|x| x.as_str().to_string());
+        let mode = |strict: bool| if strict { "s" } else { "r" }.to_string();
+        Published {
+            p: p(r.p),
+            sp: p(r.sp),
+            np: p(r.np),
+            adkim: mode(r.adkim_strict),
+            aspf: mode(r.aspf_strict),
+            fo: r.fo.clone(),
+            testing: if r.testing { "y" } else { "n" }.into(),
+            discovery_method: "treewalk".into(),
+            rua: r.rua.clone(),
+        }
+    }
+}
 
 /// One row, as the reports read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +117,16 @@ pub struct Row {
     pub spf: Option<String>,
     /// "domain:selector:result" per signature, space-separated.
     pub dkim: String,
+    /// The policy record, when one was found.
+    pub published: Option<Published>,
+    /// "mfrom", or "helo" for the null sender.
+    pub spf_scope: Option<String>,
+    /// The domain of the first recipient.
+    pub envelope_to: Option<String>,
+    /// Why the applied disposition is not the policy's (RFC 9990
+    /// PolicyOverrideType: trusted_forwarder, local_policy, ...).
+    pub override_reason: Option<String>,
+    pub override_comment: Option<String>,
 }
 
 /// Rows waiting for the writer past this are refused (and counted by the
@@ -84,7 +160,7 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
     let t = c.transaction()?;
     {
         let mut st = t.prepare_cached(
-            "INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
         for r in rows {
             st.execute(rusqlite::params![
@@ -98,7 +174,12 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
                 r.dmarc,
                 r.spf_domain,
                 r.spf,
-                r.dkim
+                r.dkim,
+                r.published.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+                r.spf_scope,
+                r.envelope_to,
+                r.override_reason,
+                r.override_comment
             ])?;
         }
     }
@@ -118,8 +199,8 @@ impl VerdictStore {
         let path = dir.join("verdicts.sqlite");
         // 0600 before SQLite opens it: its -wal and -shm take this mode.
         netjes_net::private_file(&path).map_err(VerdictError)?;
-        let conn = connect(&path)?;
-        conn.execute_batch(SCHEMA)?;
+        let mut conn = connect(&path)?;
+        migrate(&mut conn)?;
         let mut writer = connect(&path)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Row>(MAX_QUEUED);
         std::thread::Builder::new()
@@ -151,7 +232,9 @@ impl VerdictStore {
         })
     }
 
-    pub fn row(v: &Verdict, ip: Option<IpAddr>, envelope_from: &str, now: i64) -> Row {
+    /// The row of a verdict; the applied disposition is the policy's
+    /// until the caller records an override.
+    pub fn row(v: &Verdict, ip: Option<IpAddr>, envelope_from: &str, envelope_to: Option<&str>, now: i64) -> Row {
         Row {
             time: now,
             source_ip: ip.map(|i| i.to_string()),
@@ -169,6 +252,16 @@ impl VerdictStore {
                 .map(|d| format!("{}:{}:{}", d.domain, d.selector, d.result.as_str()))
                 .collect::<Vec<_>>()
                 .join(" "),
+            published: v.dmarc.record.as_ref().map(Published::of),
+            spf_scope: v.spf.as_ref().map(|s| match s.identity {
+                netjes_auth::spf::Identity::Helo => "helo".to_string(),
+                _ => "mfrom".to_string(),
+            }),
+            envelope_to: envelope_to
+                .and_then(|t| t.rsplit_once('@'))
+                .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()),
+            override_reason: None,
+            override_comment: None,
         }
     }
 
@@ -190,7 +283,7 @@ impl VerdictStore {
     pub fn rows(&self, domain: &str, from: i64, to: i64) -> Result<Vec<Row>, VerdictError> {
         let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = c.prepare_cached(
-            "SELECT time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim FROM verdicts WHERE header_from = ?1 AND time >= ?2 AND time < ?3 ORDER BY id",
+            "SELECT time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment FROM verdicts WHERE header_from = ?1 AND time >= ?2 AND time < ?3 ORDER BY id",
         )?;
         let rows = st
             .query_map(rusqlite::params![domain, from, to], |r| {
@@ -206,6 +299,11 @@ impl VerdictStore {
                     spf_domain: r.get(8)?,
                     spf: r.get(9)?,
                     dkim: r.get(10)?,
+                    published: r.get::<_, Option<String>>(11)?.and_then(|j| serde_json::from_str(&j).ok()),
+                    spf_scope: r.get(12)?,
+                    envelope_to: r.get(13)?,
+                    override_reason: r.get(14)?,
+                    override_comment: r.get(15)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -230,7 +328,41 @@ mod tests {
             spf_domain: Some("example.com".into()),
             spf: Some("pass".into()),
             dkim: "example.com:s1:pass".into(),
+            published: Some(Published { p: Some("reject".into()), adkim: "r".into(), aspf: "s".into(), testing: "n".into(), discovery_method: "treewalk".into(), rua: vec!["d@example.com".into()], ..Default::default() }),
+            spf_scope: Some("mfrom".into()),
+            envelope_to: Some("example.org".into()),
+            override_reason: None,
+            override_comment: None,
         }
+    }
+
+    /// A store made before the schema had versions gains the columns of
+    /// RFC 9990, and its old rows read with them empty.
+    #[test]
+    fn an_old_store_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = rusqlite::Connection::open(dir.path().join("verdicts.sqlite")).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute("INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim) VALUES (5, '192.0.2.1', 'example.com', '', 'example.com', 'none', 'none', 'fail', NULL, NULL, '')", []).unwrap();
+        }
+        let store = VerdictStore::open(dir.path(), None).unwrap();
+        let old = store.rows("example.com", 0, 10).unwrap();
+        assert_eq!((old.len(), old[0].published.clone(), old[0].envelope_to.clone()), (1, None, None));
+        store.record(row(7)).unwrap();
+        for _ in 0..200 {
+            if store.rows("example.com", 0, 10).unwrap().len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let new = &store.rows("example.com", 6, 10).unwrap()[0];
+        assert_eq!(new, &row(7));
+        drop(store);
+        // Opening again changes nothing; a newer store is refused.
+        assert_eq!(VerdictStore::open(dir.path(), None).unwrap().rows("example.com", 0, 10).unwrap().len(), 2);
+        rusqlite::Connection::open(dir.path().join("verdicts.sqlite")).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+        assert!(VerdictStore::open(dir.path(), None).unwrap_err().to_string().contains("newer than this netjes"));
     }
 
     /// Rows queued faster than one transaction takes arrive in batches,

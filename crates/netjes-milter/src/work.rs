@@ -367,12 +367,13 @@ async fn enforce(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let record = Some(crate::verdicts::VerdictStore::row(
+    let mut row = crate::verdicts::VerdictStore::row(
         v,
         job.conn.ip,
         &job.mail_from,
+        job.rcpts.first().map(String::as_str),
         now,
-    ));
+    );
     let mut replies = Vec::new();
     replies.extend(delete_forged_results(job, &s.authserv_id));
     if let (Some(spf), Some(ip)) = (&v.spf, job.conn.ip) {
@@ -432,6 +433,19 @@ async fn enforce(
 
     let dm = &v.dmarc;
     let domain = dm.from_domain.clone().unwrap_or_default();
+    // What RFC 9990's policy_evaluated says of a failing message whose
+    // policy was not applied, and why.
+    if dm.result == DmarcResult::Fail && dm.disposition != Policy::None {
+        if !s.enforce_dmarc {
+            row.override_reason = Some("local_policy".into());
+            row.override_comment = Some("monitoring only: the policy is not enforced here".into());
+            row.disposition = "none".into();
+        }
+    } else if dm.result == DmarcResult::Fail && dm.record.as_ref().is_some_and(|r| r.testing) {
+        // t=y softened the policy (RFC 9989): say so.
+        row.override_reason = Some("policy_test_mode".into());
+    }
+    let record_of = |row: &crate::verdicts::Row| Some(row.clone());
     match dm.result {
         DmarcResult::Temperror if s.on_dns_error == Failure::Tempfail => {
             // Not recorded: the client will come back, and then it counts.
@@ -454,6 +468,15 @@ async fn enforce(
                 });
             if forwarder || arc_ok {
                 tracing::info!(domain = %domain, forwarder, arc_ok, "DMARC fail overridden");
+                row.disposition = "none".into();
+                if forwarder {
+                    row.override_reason = Some("trusted_forwarder".into());
+                } else {
+                    // RFC 8617 §7.2.1: an ARC-based override is local
+                    // policy, with the sealer named.
+                    row.override_reason = Some("local_policy".into());
+                    row.override_comment = Some(format!("arc=pass as[{}]={}", v.arc.instances, v.arc.last_sealer.clone().unwrap_or_default()));
+                }
             } else {
                 let failed: Vec<String> = {
                     let mut f = Vec::new();
@@ -476,7 +499,7 @@ async fn enforce(
                         return Outcome {
                             replies: vec![Response::ReplyCode(format!("550 5.7.1 DMARC policy of {domain} rejects this message: nothing aligned with From passed ({})", failed.join(", ")))],
                             result: "reject",
-                            record,
+                            record: record_of(&row),
                             ..Default::default()
                         }
                     }
@@ -487,7 +510,7 @@ async fn enforce(
                         }
                         replies.extend(seal);
                         replies.push(Response::Continue);
-                        return Outcome { replies, result: "quarantine", record, ..Default::default() };
+                        return Outcome { replies, result: "quarantine", record: record_of(&row), ..Default::default() };
                     }
                     Policy::None => {}
                 }
@@ -500,7 +523,7 @@ async fn enforce(
     Outcome {
         replies,
         result: dm.result.as_str(),
-        record,
+        record: record_of(&row),
         ..Default::default()
     }
 }

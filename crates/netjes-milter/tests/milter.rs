@@ -183,6 +183,23 @@ async fn internal_mail_is_signed_and_the_signature_verifies_outside() {
         "{}",
         rows[0].dkim
     );
+    // What RFC 9990's policy_published and policy_evaluated need.
+    let p = rows[0].published.clone().expect("the policy as published");
+    assert_eq!((p.p.as_deref(), p.adkim.as_str(), p.testing.as_str(), p.discovery_method.as_str()), (Some("reject"), "r", "n", "treewalk"));
+    assert_eq!((rows[0].spf_scope.as_deref(), rows[0].envelope_to.as_deref()), (Some("mfrom"), Some("example.org")));
+    assert_eq!(rows[0].override_reason, None);
+}
+
+/// The rows of `domain` once `n` are written.
+async fn rows_of(s: &Setup, domain: &str, n: usize) -> Vec<netjes_milter::verdicts::Row> {
+    for _ in 0..100 {
+        let rows = s.verdicts.rows(domain, 0, i64::MAX).unwrap();
+        if rows.len() >= n {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} verdicts for {domain}");
 }
 
 #[tokio::test]
@@ -448,6 +465,11 @@ async fn a_trusted_forwarder_is_not_held_to_dmarc() {
         matches!(r.last(), Some(Response::ReplyCode(t)) if t.starts_with("550")),
         "{r:?}"
     );
+    // The report will say which was let through, and why.
+    let rows = rows_of(&s, "example.com", 2).await;
+    let how = |ip: &str| rows.iter().find(|r| r.source_ip.as_deref() == Some(ip)).map(|r| (r.disposition.clone(), r.override_reason.clone())).unwrap();
+    assert_eq!(how("198.51.100.5"), ("none".to_string(), Some("trusted_forwarder".to_string())));
+    assert_eq!(how("198.51.101.5"), ("reject".to_string(), None));
 }
 
 /// A list changes a signed message (DKIM breaks) and seals it with ARC,

@@ -55,6 +55,9 @@ pub struct DmarcRecord {
     pub testing: bool,
     pub rua: Vec<String>,
     pub ruf: Vec<String>,
+    /// fo= as written (failure reporting options), for aggregate reports'
+    /// policy_published.
+    pub fo: Option<String>,
     /// Tags that RFC 9989 removed (pct, rf, ri), with their values.
     pub obsolete: Vec<String>,
     /// Tags that no DMARC version defines.
@@ -94,12 +97,14 @@ pub fn parse_dmarc_record(txt: &[u8]) -> Result<DmarcRecord, String> {
             unknown.push(k);
         }
     }
-    let present = |name: &str| {
-        text.split(';').any(|t| {
+    let value = |name: &str| {
+        text.split(';').find_map(|t| {
             t.split_once('=')
-                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
         })
     };
+    let present = |name: &str| value(name).is_some();
     Ok(DmarcRecord {
         p: Policy::from_ma(d.p),
         sp: if present("sp") {
@@ -122,6 +127,7 @@ pub fn parse_dmarc_record(txt: &[u8]) -> Result<DmarcRecord, String> {
         testing: d.t,
         rua: d.rua.iter().map(|u| u.uri.clone()).collect(),
         ruf: d.ruf.iter().map(|u| u.uri.clone()).collect(),
+        fo: value("fo").filter(|v| !v.is_empty()),
         obsolete,
         unknown,
         text,
@@ -143,6 +149,8 @@ mod tests {
         assert_eq!(r.unknown, vec!["foo"]);
         // mail-auth keeps the address of a mailto: URI.
         assert_eq!(r.rua, vec!["d@example.com"]);
+        assert_eq!(r.fo, None);
+        assert_eq!(parse_dmarc_record(b"v=DMARC1; p=none; fo = 1:d").unwrap().fo.as_deref(), Some("1:d"));
         assert!(parse_dmarc_record(b"v=spf1 -all").is_err());
         assert!(is_dmarc_record(b"v=DMARC1; p=none") && !is_dmarc_record(b"v=spf1"));
     }
