@@ -19,6 +19,7 @@ pub mod message;
 pub mod sources;
 pub mod tls;
 pub mod unpack;
+pub mod write;
 
 use serde::Serialize;
 use std::time::Duration;

@@ -1,0 +1,185 @@
+//! Aggregate reports written, as a receiver owes them (RFC 9990): the
+//! XML in the dmarc-2.0 namespace, identical rows counted together, the
+//! file name and the subject the RFC gives. Free of IO; the caller turns
+//! its verdicts into [`Record`]s, one per message.
+
+use crate::aggregate::{AggregateReport, Record};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The namespace of RFC 9990 reports.
+pub const NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
+
+/// Counts identical records together (everything but the count equal),
+/// the biggest first, then by address: one row per distinct outcome, as
+/// RFC 9990 §2.1 asks ("one record per (IP, result, IDs, auths) tuple").
+pub fn merge(records: Vec<Record>) -> Vec<Record> {
+    let mut by: BTreeMap<String, Record> = BTreeMap::new();
+    for r in records {
+        let key = serde_json::to_string(&Record { count: 0, ..r.clone() }).unwrap_or_default();
+        by.entry(key).and_modify(|x| x.count += r.count).or_insert(r);
+    }
+    let mut out: Vec<Record> = by.into_values().collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.source_ip.cmp(&b.source_ip)));
+    out
+}
+
+/// XML character data: the five characters that markup uses escaped, and
+/// control characters (which XML 1.0 cannot carry) dropped.
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn el(out: &mut String, indent: usize, name: &str, value: &str) {
+    let _ = writeln!(out, "{:indent$}<{name}>{}</{name}>", "", esc(value));
+}
+
+fn opt(out: &mut String, indent: usize, name: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        el(out, indent, name, v);
+    }
+}
+
+/// The report as RFC 9990 XML. `generator` names the software.
+pub fn to_xml(r: &AggregateReport, generator: &str) -> String {
+    let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(o, "<feedback xmlns=\"{NAMESPACE}\">");
+    el(&mut o, 2, "version", "1.0");
+    o.push_str("  <report_metadata>\n");
+    el(&mut o, 4, "org_name", &r.org_name);
+    el(&mut o, 4, "email", r.email.as_deref().unwrap_or_default());
+    el(&mut o, 4, "report_id", &r.report_id);
+    let _ = writeln!(o, "    <date_range>\n      <begin>{}</begin>\n      <end>{}</end>\n    </date_range>", r.begin, r.end);
+    for e in &r.errors {
+        el(&mut o, 4, "error", e);
+    }
+    el(&mut o, 4, "generator", generator);
+    o.push_str("  </report_metadata>\n  <policy_published>\n");
+    let p = &r.policy;
+    el(&mut o, 4, "domain", &p.domain);
+    opt(&mut o, 4, "discovery_method", &p.discovery_method);
+    opt(&mut o, 4, "adkim", &p.adkim);
+    opt(&mut o, 4, "aspf", &p.aspf);
+    el(&mut o, 4, "p", p.p.as_deref().unwrap_or("none"));
+    opt(&mut o, 4, "sp", &p.sp);
+    opt(&mut o, 4, "np", &p.np);
+    opt(&mut o, 4, "testing", &p.testing);
+    opt(&mut o, 4, "fo", &p.fo);
+    o.push_str("  </policy_published>\n");
+    for rec in &r.records {
+        record(&mut o, rec);
+    }
+    o.push_str("</feedback>\n");
+    o
+}
+
+fn record(o: &mut String, rec: &Record) {
+    o.push_str("  <record>\n    <row>\n");
+    el(o, 6, "source_ip", &rec.source_ip.to_string());
+    el(o, 6, "count", &rec.count.to_string());
+    o.push_str("      <policy_evaluated>\n");
+    el(o, 8, "disposition", &rec.disposition);
+    el(o, 8, "dkim", &rec.dkim);
+    el(o, 8, "spf", &rec.spf);
+    for reason in &rec.reasons {
+        o.push_str("        <reason>\n");
+        el(o, 10, "type", &reason.kind);
+        opt(o, 10, "comment", &reason.comment);
+        o.push_str("        </reason>\n");
+    }
+    o.push_str("      </policy_evaluated>\n    </row>\n    <identifiers>\n");
+    opt(o, 6, "envelope_to", &rec.envelope_to);
+    opt(o, 6, "envelope_from", &rec.envelope_from);
+    el(o, 6, "header_from", &rec.header_from);
+    o.push_str("    </identifiers>\n    <auth_results>\n");
+    for d in &rec.dkim_results {
+        o.push_str("      <dkim>\n");
+        el(o, 8, "domain", &d.domain);
+        // RFC 9990 asks for the selector of every signature.
+        el(o, 8, "selector", d.selector.as_deref().unwrap_or_default());
+        el(o, 8, "result", &d.result);
+        o.push_str("      </dkim>\n");
+    }
+    for s in &rec.spf_results {
+        o.push_str("      <spf>\n");
+        el(o, 8, "domain", &s.domain);
+        opt(o, 8, "scope", &s.scope);
+        el(o, 8, "result", &s.result);
+        o.push_str("      </spf>\n");
+    }
+    o.push_str("    </auth_results>\n  </record>\n");
+}
+
+/// The file name of RFC 9990 §2.5.1: receiver!policy-domain!begin!end,
+/// with a unique id when there could be two for the same span.
+pub fn file_name(receiver: &str, policy_domain: &str, begin: i64, end: i64, unique: Option<&str>) -> String {
+    let u = unique.map(|u| format!("!{u}")).unwrap_or_default();
+    format!("{receiver}!{policy_domain}!{begin}!{end}{u}.xml.gz")
+}
+
+/// The subject of RFC 9990 §2.5.2.
+pub fn subject(policy_domain: &str, receiver: &str, report_id: &str) -> String {
+    format!("Report Domain: {policy_domain} Submitter: {receiver} Report-ID: <{report_id}>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{DkimAuth, PolicyPublished, Reason, SpfAuth};
+
+    fn rec(ip: &str, dkim: &str) -> Record {
+        Record {
+            source_ip: ip.parse().unwrap(),
+            count: 1,
+            disposition: if dkim == "pass" { "none".into() } else { "reject".into() },
+            dkim: dkim.into(),
+            spf: "fail".into(),
+            reasons: if dkim == "pass" { vec![] } else { vec![Reason { kind: "local_policy".into(), comment: Some("a <comment> & more".into()) }] },
+            header_from: "example.com".into(),
+            envelope_from: Some("bounce.example.com".into()),
+            envelope_to: Some("example.org".into()),
+            dkim_results: vec![DkimAuth { domain: "example.com".into(), selector: Some("s1".into()), result: dkim.into(), ..Default::default() }],
+            spf_results: vec![SpfAuth { domain: "bounce.example.com".into(), scope: Some("mfrom".into()), result: "fail".into() }],
+        }
+    }
+
+    #[test]
+    fn what_netjes_writes_netjes_reads() {
+        let records = merge(vec![rec("192.0.2.1", "pass"), rec("198.51.100.9", "fail"), rec("192.0.2.1", "pass"), rec("192.0.2.1", "pass")]);
+        assert_eq!(records.iter().map(|r| r.count).collect::<Vec<_>>(), [3, 1]);
+        let report = AggregateReport {
+            format: "rfc9990",
+            version: Some("1.0".into()),
+            org_name: "mx.example.org".into(),
+            email: Some("noreply-dmarc@mx.example.org".into()),
+            report_id: "example.com!20787".into(),
+            begin: 1_796_000_000,
+            end: 1_796_086_399,
+            errors: vec![],
+            policy: PolicyPublished { domain: "example.com".into(), p: Some("reject".into()), adkim: Some("r".into()), aspf: Some("r".into()), testing: Some("n".into()), discovery_method: Some("treewalk".into()), ..Default::default() },
+            records,
+        };
+        let xml = to_xml(&report, "netjes 0.1.0");
+        assert!(xml.contains("<feedback xmlns=\"urn:ietf:params:xml:ns:dmarc-2.0\">") && xml.contains("<generator>netjes 0.1.0</generator>"), "{xml}");
+        assert!(xml.contains("<comment>a &lt;comment&gt; &amp; more</comment>"), "{xml}");
+        let back = crate::aggregate::parse(xml.as_bytes(), &Default::default()).unwrap();
+        assert_eq!(back.format, "rfc9990");
+        assert_eq!(back.records, report.records);
+        assert_eq!(back.policy, report.policy);
+        assert_eq!((back.org_name, back.report_id, back.begin, back.end), (report.org_name, report.report_id, report.begin, report.end));
+        assert_eq!(file_name("mx.example.org", "example.com", 1, 2, None), "mx.example.org!example.com!1!2.xml.gz");
+        assert_eq!(subject("example.com", "mx.example.org", "x"), "Report Domain: example.com Submitter: mx.example.org Report-ID: <x>");
+    }
+}
