@@ -150,7 +150,7 @@ mod tests {
             header_from: "example.com".into(),
             envelope_from: Some("bounce.example.com".into()),
             envelope_to: Some("example.org".into()),
-            dkim_results: vec![DkimAuth { domain: "example.com".into(), selector: Some("s1".into()), result: dkim.into(), ..Default::default() }],
+            dkim_results: vec![DkimAuth { domain: "example.com".into(), selector: Some("s1".into()), result: dkim.into() }],
             spf_results: vec![SpfAuth { domain: "bounce.example.com".into(), scope: Some("mfrom".into()), result: "fail".into() }],
         }
     }
