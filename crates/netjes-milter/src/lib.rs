@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod keys;
 pub mod protocol;
+pub mod report;
 pub mod server;
 pub mod session;
 pub mod verdicts;

@@ -44,6 +44,8 @@ ALTER TABLE verdicts ADD COLUMN spf_scope TEXT;
 ALTER TABLE verdicts ADD COLUMN envelope_to TEXT;
 ALTER TABLE verdicts ADD COLUMN override_reason TEXT;
 ALTER TABLE verdicts ADD COLUMN override_comment TEXT;
+ALTER TABLE verdicts ADD COLUMN dkim_aligned INTEGER;
+ALTER TABLE verdicts ADD COLUMN spf_aligned INTEGER;
 "];
 
 fn migrate(c: &mut rusqlite::Connection) -> Result<(), VerdictError> {
@@ -127,6 +129,11 @@ pub struct Row {
     /// PolicyOverrideType: trusted_forwarder, local_policy, ...).
     pub override_reason: Option<String>,
     pub override_comment: Option<String>,
+    /// DMARC's own view: a passing DKIM signature, or SPF, aligned with
+    /// the From domain (policy_evaluated's dkim and spf). Unknown (None)
+    /// in rows from before they were kept.
+    pub dkim_aligned: Option<bool>,
+    pub spf_aligned: Option<bool>,
 }
 
 /// Rows waiting for the writer past this are refused (and counted by the
@@ -160,7 +167,7 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
     let t = c.transaction()?;
     {
         let mut st = t.prepare_cached(
-            "INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            "INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment, dkim_aligned, spf_aligned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
         for r in rows {
             st.execute(rusqlite::params![
@@ -179,7 +186,9 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
                 r.spf_scope,
                 r.envelope_to,
                 r.override_reason,
-                r.override_comment
+                r.override_comment,
+                r.dkim_aligned,
+                r.spf_aligned
             ])?;
         }
     }
@@ -262,6 +271,8 @@ impl VerdictStore {
                 .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()),
             override_reason: None,
             override_comment: None,
+            dkim_aligned: Some(v.dmarc.dkim_aligned),
+            spf_aligned: Some(v.dmarc.spf_aligned),
         }
     }
 
@@ -279,14 +290,23 @@ impl VerdictStore {
         })
     }
 
-    /// The rows of a From domain in [from, to), for a report.
+    /// The rows of a From domain in [from, to).
     pub fn rows(&self, domain: &str, from: i64, to: i64) -> Result<Vec<Row>, VerdictError> {
+        self.select("header_from = ?1 AND time >= ?2 AND time < ?3", rusqlite::params![domain, from, to])
+    }
+
+    /// Every row in [from, to): a day's reports are made from them.
+    pub fn rows_between(&self, from: i64, to: i64) -> Result<Vec<Row>, VerdictError> {
+        self.select("time >= ?1 AND time < ?2", rusqlite::params![from, to])
+    }
+
+    fn select(&self, filter: &str, p: impl rusqlite::Params) -> Result<Vec<Row>, VerdictError> {
         let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut st = c.prepare_cached(
-            "SELECT time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment FROM verdicts WHERE header_from = ?1 AND time >= ?2 AND time < ?3 ORDER BY id",
-        )?;
+        let mut st = c.prepare_cached(&format!(
+            "SELECT time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment, dkim_aligned, spf_aligned FROM verdicts WHERE {filter} ORDER BY id"
+        ))?;
         let rows = st
-            .query_map(rusqlite::params![domain, from, to], |r| {
+            .query_map(p, |r| {
                 Ok(Row {
                     time: r.get(0)?,
                     source_ip: r.get(1)?,
@@ -304,6 +324,8 @@ impl VerdictStore {
                     envelope_to: r.get(13)?,
                     override_reason: r.get(14)?,
                     override_comment: r.get(15)?,
+                    dkim_aligned: r.get(16)?,
+                    spf_aligned: r.get(17)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -333,6 +355,8 @@ mod tests {
             envelope_to: Some("example.org".into()),
             override_reason: None,
             override_comment: None,
+            dkim_aligned: Some(true),
+            spf_aligned: Some(false),
         }
     }
 

@@ -188,6 +188,7 @@ async fn internal_mail_is_signed_and_the_signature_verifies_outside() {
     assert_eq!((p.p.as_deref(), p.adkim.as_str(), p.testing.as_str(), p.discovery_method.as_str()), (Some("reject"), "r", "n", "treewalk"));
     assert_eq!((rows[0].spf_scope.as_deref(), rows[0].envelope_to.as_deref()), (Some("mfrom"), Some("example.org")));
     assert_eq!(rows[0].override_reason, None);
+    assert_eq!((rows[0].dkim_aligned, rows[0].spf_aligned), (Some(true), Some(true)));
 }
 
 /// The rows of `domain` once `n` are written.

@@ -1,0 +1,176 @@
+//! The aggregate reports this receiver owes (RFC 9990), made from the
+//! verdicts of one UTC day: one report per policy domain that asks for
+//! them (rua=), each verdict a record, identical records counted
+//! together. Free of IO; sending is the caller's.
+
+use crate::verdicts::{Published, Row};
+use netjes_reports::aggregate::{AggregateReport, DkimAuth, PolicyPublished, Reason, Record, SpfAuth};
+use std::collections::BTreeMap;
+
+/// Who we are in the reports.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    /// org_name, and the receiver part of the file name: our host name.
+    pub org_name: String,
+    /// The contact address (`reports_from`).
+    pub email: String,
+}
+
+/// A report owed, with where it goes.
+#[derive(Debug, Clone)]
+pub struct Owed {
+    pub report: AggregateReport,
+    /// The rua= addresses of the policy, as published.
+    pub rua: Vec<String>,
+}
+
+fn domain_of(addr: &str) -> Option<String> {
+    let d = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or(addr);
+    let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+    (!d.is_empty()).then_some(d)
+}
+
+fn pass_fail(b: Option<bool>) -> String {
+    if b == Some(true) { "pass" } else { "fail" }.into()
+}
+
+/// One verdict as a report record.
+fn record(r: &Row) -> Option<Record> {
+    let source_ip = r.source_ip.as_deref()?.parse().ok()?;
+    let header_from = r.header_from.clone()?;
+    let dkim_results = r
+        .dkim
+        .split_whitespace()
+        .filter_map(|s| {
+            let mut it = s.splitn(3, ':');
+            let (domain, selector, result) = (it.next()?, it.next()?, it.next()?);
+            Some(DkimAuth { domain: domain.to_string(), selector: Some(selector.to_string()), result: result.to_string() })
+        })
+        .collect();
+    let envelope_from = domain_of(&r.envelope_from).or_else(|| r.spf_domain.clone());
+    // RFC 9990: there is always an SPF result; without one, none.
+    let spf_results = vec![SpfAuth {
+        domain: r.spf_domain.clone().or_else(|| envelope_from.clone()).unwrap_or_default(),
+        scope: r.spf_scope.clone(),
+        result: r.spf.clone().unwrap_or_else(|| "none".into()),
+    }];
+    let reasons = r
+        .override_reason
+        .as_ref()
+        .map(|k| vec![Reason { kind: k.clone(), comment: r.override_comment.clone() }])
+        .unwrap_or_default();
+    Some(Record {
+        source_ip,
+        count: 1,
+        disposition: r.disposition.clone(),
+        dkim: pass_fail(r.dkim_aligned),
+        spf: pass_fail(r.spf_aligned),
+        reasons,
+        header_from,
+        envelope_from,
+        envelope_to: r.envelope_to.clone(),
+        dkim_results,
+        spf_results,
+    })
+}
+
+fn published(domain: &str, p: &Published) -> PolicyPublished {
+    PolicyPublished {
+        domain: domain.to_string(),
+        adkim: Some(p.adkim.clone()),
+        aspf: Some(p.aspf.clone()),
+        p: Some(p.p.clone().unwrap_or_else(|| "none".into())),
+        sp: p.sp.clone(),
+        np: p.np.clone(),
+        pct: None,
+        fo: p.fo.clone(),
+        testing: Some(p.testing.clone()),
+        discovery_method: Some(p.discovery_method.clone()),
+    }
+}
+
+/// The reports owed for `day` (days since the epoch) from its verdicts.
+/// Verdicts without a policy, without rua=, or without a client address
+/// make none; the policy of a domain is the one last seen that day.
+pub fn owed(rows: &[Row], day: i64, who: &Reporter) -> Vec<Owed> {
+    let mut by: BTreeMap<String, (Published, Vec<Record>)> = BTreeMap::new();
+    for r in rows {
+        let (Some(domain), Some(p)) = (&r.policy_domain, &r.published) else { continue };
+        if p.rua.is_empty() {
+            continue;
+        }
+        let Some(rec) = record(r) else { continue };
+        let e = by.entry(domain.clone()).or_insert_with(|| (p.clone(), Vec::new()));
+        e.0 = p.clone();
+        e.1.push(rec);
+    }
+    by.into_iter()
+        .map(|(domain, (p, records))| Owed {
+            rua: p.rua.clone(),
+            report: AggregateReport {
+                format: "rfc9990",
+                version: Some("1.0".into()),
+                org_name: who.org_name.clone(),
+                email: Some(who.email.clone()),
+                // Unique per reporter, domain and day: a report sent again
+                // after a failure is the same report to its reader.
+                report_id: format!("{domain}!{day}@{}", who.org_name),
+                begin: day * 86_400,
+                end: day * 86_400 + 86_399,
+                errors: vec![],
+                policy: published(&domain, &p),
+                records: netjes_reports::write::merge(records),
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ip: &str, domain: &str, rua: &[&str], dkim_ok: bool) -> Row {
+        Row {
+            time: 86_400 * 20_000 + 60,
+            source_ip: Some(ip.into()),
+            header_from: Some(domain.into()),
+            envelope_from: format!("bounce@{domain}"),
+            policy_domain: Some(domain.into()),
+            policy: Some("reject".into()),
+            disposition: if dkim_ok { "none" } else { "reject" }.into(),
+            dmarc: if dkim_ok { "pass" } else { "fail" }.into(),
+            spf_domain: Some(domain.into()),
+            spf: Some("softfail".into()),
+            dkim: format!("{domain}:s1:{}", if dkim_ok { "pass" } else { "fail" }),
+            published: Some(Published { p: Some("reject".into()), adkim: "r".into(), aspf: "r".into(), testing: "n".into(), discovery_method: "treewalk".into(), rua: rua.iter().map(|s| s.to_string()).collect(), ..Default::default() }),
+            spf_scope: Some("mfrom".into()),
+            envelope_to: Some("example.org".into()),
+            override_reason: None,
+            override_comment: None,
+            dkim_aligned: Some(dkim_ok),
+            spf_aligned: Some(false),
+        }
+    }
+
+    #[test]
+    fn a_report_per_domain_that_asks_with_identical_rows_merged() {
+        let who = Reporter { org_name: "mx.example.org".into(), email: "noreply-dmarc@mx.example.org".into() };
+        let mut rows: Vec<Row> = (0..5).map(|_| row("192.0.2.1", "a.example", &["d@a.example"], true)).collect();
+        rows.push(row("198.51.100.7", "a.example", &["d@a.example"], false));
+        rows.push(row("192.0.2.9", "b.example", &["r@b.example", "x@vendor.example"], true));
+        rows.push(row("192.0.2.9", "c.example", &[], true));
+        rows.push(Row { source_ip: None, ..row("192.0.2.9", "b.example", &["r@b.example"], true) });
+        let o = owed(&rows, 20_000, &who);
+        assert_eq!(o.iter().map(|o| o.report.policy.domain.as_str()).collect::<Vec<_>>(), ["a.example", "b.example"]);
+        let a = &o[0].report;
+        assert_eq!(a.records.iter().map(|r| (r.source_ip.to_string(), r.count, r.dkim.clone())).collect::<Vec<_>>(), [("192.0.2.1".to_string(), 5, "pass".to_string()), ("198.51.100.7".to_string(), 1, "fail".to_string())]);
+        assert_eq!(a.records[1].disposition, "reject");
+        assert_eq!(a.records[0].dkim_results[0].selector.as_deref(), Some("s1"));
+        assert_eq!((a.begin, a.end, a.report_id.as_str()), (1_728_000_000, 1_728_086_399, "a.example!20000@mx.example.org"));
+        assert_eq!(o[1].rua, ["r@b.example", "x@vendor.example"]);
+        // What the report says, the reader reads back.
+        let xml = netjes_reports::write::to_xml(a, "netjes");
+        let back = netjes_reports::aggregate::parse(xml.as_bytes(), &Default::default()).unwrap();
+        assert_eq!(back.messages(), 6);
+    }
+}
