@@ -134,6 +134,48 @@ pub fn subject(policy_domain: &str, receiver: &str, report_id: &str) -> String {
     format!("Report Domain: {policy_domain} Submitter: {receiver} Report-ID: <{report_id}>")
 }
 
+/// The report gzipped, as it is attached.
+pub fn gzip(xml: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing to a Vec cannot fail.
+    let _ = e.write_all(xml.as_bytes());
+    e.finish().unwrap_or_default()
+}
+
+/// What a report mail needs besides the report.
+#[derive(Debug, Clone)]
+pub struct MailParts<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    /// RFC 5322 date.
+    pub date: &'a str,
+    pub message_id: &'a str,
+}
+
+/// The report mail (RFC 9990 §2.5): the subject of the RFC, a line of
+/// text, and the gzipped report attached; Auto-Submitted (RFC 3834) so
+/// that no auto-responder answers it.
+pub fn mail(r: &AggregateReport, receiver: &str, m: &MailParts<'_>, gz: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let name = file_name(receiver, &r.policy.domain, r.begin, r.end, None);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
+    let lines: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"netjes-report\"\r\n\r\n--netjes-report\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDMARC aggregate report for {domain} from {receiver}, {records} records, {messages} messages.\r\n--netjes-report\r\nContent-Type: application/gzip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--netjes-report--\r\n",
+        from = m.from,
+        to = m.to,
+        subject = subject(&r.policy.domain, receiver, &r.report_id),
+        date = m.date,
+        id = m.message_id,
+        domain = r.policy.domain,
+        records = r.records.len(),
+        messages = r.messages(),
+        body = lines.join("\r\n"),
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,8 +220,17 @@ mod tests {
         assert_eq!(back.format, "rfc9990");
         assert_eq!(back.records, report.records);
         assert_eq!(back.policy, report.policy);
-        assert_eq!((back.org_name, back.report_id, back.begin, back.end), (report.org_name, report.report_id, report.begin, report.end));
+        assert_eq!((back.org_name, back.report_id, back.begin, back.end), (report.org_name.clone(), report.report_id.clone(), report.begin, report.end));
         assert_eq!(file_name("mx.example.org", "example.com", 1, 2, None), "mx.example.org!example.com!1!2.xml.gz");
         assert_eq!(subject("example.com", "mx.example.org", "x"), "Report Domain: example.com Submitter: mx.example.org Report-ID: <x>");
+        // The mail carries it so that the mail reader finds it again.
+        let parts = MailParts { from: "noreply-dmarc@mx.example.org", to: "d@example.com", date: "Mon, 30 Nov 2026 00:10:00 +0000", message_id: "r1@mx.example.org" };
+        let m = mail(&report, "mx.example.org", &parts, &gzip(&xml));
+        let text = String::from_utf8_lossy(&m);
+        assert!(text.contains("Subject: Report Domain: example.com Submitter: mx.example.org Report-ID: <example.com!20787>") && text.contains("Auto-Submitted: auto-generated"), "{text}");
+        match &crate::read("mail.eml", &m, &Default::default())[..] {
+            [Ok(crate::Report::Aggregate(a))] => assert_eq!(a.records, report.records),
+            other => panic!("{other:?}"),
+        }
     }
 }
