@@ -111,7 +111,7 @@ impl Resolver for ZoneResolver {
                     )),
                 };
             };
-            let Some(data) = zone.get(&current) else {
+            let Some(data) = zone.lookup(&current) else {
                 return Err(if zone.name_exists(&current) {
                     DnsError::NoData {
                         name: current,

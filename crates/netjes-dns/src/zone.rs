@@ -90,6 +90,27 @@ impl Zone {
         self.names.get(&normalize_name(name))
     }
 
+    /// The data a query for `name` gets: the name's own, or where the name
+    /// does not exist, that of the wildcard `*.<closest encloser>` (RFC
+    /// 4592 §3.3.1: the nearest ancestor that exists).
+    pub fn lookup(&self, name: &str) -> Option<&NameData> {
+        let n = normalize_name(name);
+        if let Some(d) = self.names.get(&n) {
+            return Some(d);
+        }
+        if self.name_exists(&n) {
+            return None;
+        }
+        let mut rest = n.as_str();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if self.name_exists(parent) {
+                return self.names.get(&format!("*.{parent}"));
+            }
+            rest = parent;
+        }
+        None
+    }
+
     /// Whether the name owns data or has descendants that do (an empty
     /// non-terminal exists: NODATA, not NXDOMAIN; RFC 8020).
     pub fn name_exists(&self, name: &str) -> bool {
@@ -151,6 +172,17 @@ impl Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_answer_names_that_do_not_exist() {
+        let z = Zone::parse("*.example.com. TXT \"wild\"\nhost.example.com. A 192.0.2.1\nx.sub.example.com. A 192.0.2.2\n").unwrap();
+        assert!(z.lookup("nothing.example.com").is_some());
+        assert!(z.lookup("a.b.example.com").is_some(), "below a name that does not exist");
+        assert_eq!(z.lookup("host.example.com").unwrap().records.len(), 1, "an existing name keeps its own data");
+        assert!(z.lookup("sub.example.com").is_none(), "an empty non-terminal exists: no wildcard");
+        assert!(z.lookup("y.sub.example.com").is_none(), "the closest encloser is sub.example.com, which has no wildcard");
+        assert!(z.lookup("example.org").is_none());
+    }
 
     #[test]
     fn parses_the_documented_format() {

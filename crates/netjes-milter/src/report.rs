@@ -125,6 +125,32 @@ pub fn owed(rows: &[Row], day: i64, who: &Reporter) -> Vec<Owed> {
         .collect()
 }
 
+/// Whether a destination may get a domain's reports (RFC 9990 §3): one in
+/// the domain's own organisation may; another only when it publishes
+/// `<domain>._report._dmarc.<its domain>` with a v=DMARC1 record. A DNS
+/// failure is an error, so that the report waits for the next round
+/// rather than going out unchecked or being dropped.
+pub async fn authorised(dns: &dyn netjes_dns::Resolver, policy_domain: &str, destination: &str) -> Result<bool, netjes_dns::DnsError> {
+    let Some(dest) = domain_of(destination) else { return Ok(false) };
+    let org = |d: &str| psl::domain_str(d).map(str::to_string).unwrap_or_else(|| d.to_string());
+    if org(&dest) == org(policy_domain) {
+        return Ok(true);
+    }
+    let name = format!("{policy_domain}._report._dmarc.{dest}");
+    if !netjes_dns::is_valid_query_name(&name) {
+        return Ok(false);
+    }
+    match netjes_dns::ResolverExt::txt(dns, &name).await {
+        Ok(records) => Ok(records.iter().any(|t| {
+            let t = String::from_utf8_lossy(t);
+            let first = t.split(';').next().unwrap_or("").replace(' ', "");
+            first.eq_ignore_ascii_case("v=DMARC1")
+        })),
+        Err(e) if e.is_temporary() => Err(e),
+        Err(_) => Ok(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,9 @@ ALTER TABLE verdicts ADD COLUMN override_reason TEXT;
 ALTER TABLE verdicts ADD COLUMN override_comment TEXT;
 ALTER TABLE verdicts ADD COLUMN dkim_aligned INTEGER;
 ALTER TABLE verdicts ADD COLUMN spf_aligned INTEGER;
+", "
+-- Which day's report went to which destination: sent once.
+CREATE TABLE reports_sent (policy_domain TEXT NOT NULL, day INTEGER NOT NULL, destination TEXT NOT NULL, sent INTEGER NOT NULL, PRIMARY KEY (policy_domain, day, destination));
 "];
 
 fn migrate(c: &mut rusqlite::Connection) -> Result<(), VerdictError> {
@@ -288,6 +291,26 @@ impl VerdictStore {
                 VerdictError("the writer has stopped".into())
             }
         })
+    }
+
+    /// Whether a day's report for a domain went to a destination.
+    pub fn was_sent(&self, domain: &str, day: i64, destination: &str) -> Result<bool, VerdictError> {
+        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let n: i64 = c.query_row(
+            "SELECT count(*) FROM reports_sent WHERE policy_domain = ?1 AND day = ?2 AND destination = ?3",
+            rusqlite::params![domain, day, destination],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn mark_sent(&self, domain: &str, day: i64, destination: &str, now: i64) -> Result<(), VerdictError> {
+        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        c.execute(
+            "INSERT OR IGNORE INTO reports_sent (policy_domain, day, destination, sent) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![domain, day, destination, now],
+        )?;
+        Ok(())
     }
 
     /// The rows of a From domain in [from, to).

@@ -278,7 +278,7 @@ async fn answer(state: &State, query: &[u8], over_tcp: bool) -> Option<Vec<u8>> 
         let mut current = qname.clone();
         let mut hops = 0;
         loop {
-            let data = zone.get(&current);
+            let data = zone.lookup(&current);
             if let Some(d) = data {
                 if d.timeout && !d.records.iter().any(|r| serves(r, qtype)) {
                     return None;
