@@ -40,6 +40,25 @@ EXIT CODES:
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Send the DMARC aggregate reports this receiver owes (RFC 9990):
+    /// from the milter's verdicts of a UTC day, one report per policy
+    /// domain that asks for them (rua=) and destination, identical rows
+    /// counted together, gzipped, with the RFC's file name and subject. A
+    /// destination outside the domain's organisation gets it only when it
+    /// publishes <domain>._report._dmarc.<its domain>; a DNS failure keeps
+    /// the report for the next run. Each report goes to each destination
+    /// once.
+    #[command(after_long_help = "EXAMPLES:
+    netjes report send --data-dir /var/lib/netjes --dry-run --out /tmp/reports
+    netjes report send --config /etc/netjes/milter.toml --relay 127.0.0.1:25 --from noreply-dmarc@mx.example.org
+    netjes report send --day 2026-11-29 --relay 127.0.0.1:25 --json
+
+EXIT CODES:
+    0   every report owed went out (or was written), or none was owed
+    1   some report could not go: refused, unauthorised, or waiting for DNS
+    2   usage error
+    4   the verdict store cannot be read")]
+    Send(crate::cmd_report_send::SendArgs),
     /// Who sends as DOMAIN, from its aggregate reports: every source
     /// address with its forward-confirmed PTR, organisation, volume, aligned
     /// pass rates and dispositions, classified as passing, authorised but
@@ -66,6 +85,7 @@ pub async fn run(c: ReportCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             max_report_bytes,
             store,
         } => import(&paths, max_report_bytes, &store, g),
+        ReportCommand::Send(a) => crate::cmd_report_send::run(a, g).await,
         ReportCommand::Show {
             domain,
             since,

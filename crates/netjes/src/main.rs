@@ -11,6 +11,7 @@ mod cmd_dmarc;
 mod cmd_milter;
 mod cmd_policy;
 mod cmd_report;
+mod cmd_report_send;
 mod cmd_serve;
 mod cmd_spf;
 mod cmd_verify;

@@ -1,0 +1,167 @@
+//! `netjes report send`: the reports owed from the milter's verdicts,
+//! written with --dry-run and read back by `netjes report import`, then
+//! sent through a real SMTP relay (a netjes serve's report address) once.
+
+use netjes_milter::verdicts::{Published, Row, VerdictStore};
+use netjes_testdns::TestDns;
+use std::process::Output;
+use std::time::Duration;
+
+fn netjes(args: &[&str], key: &str) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(args)
+        .env("NETJES_MASTER_KEY", key)
+        .env_remove("NETJES_NAMESERVER")
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+fn verdict(time: i64, ip: &str, pass: bool) -> Row {
+    Row {
+        time,
+        source_ip: Some(ip.into()),
+        header_from: Some("a.example".into()),
+        envelope_from: "bounce@a.example".into(),
+        policy_domain: Some("a.example".into()),
+        policy: Some("reject".into()),
+        disposition: if pass { "none" } else { "reject" }.into(),
+        dmarc: if pass { "pass" } else { "fail" }.into(),
+        spf_domain: Some("a.example".into()),
+        spf: Some(if pass { "pass" } else { "fail" }.into()),
+        dkim: format!("a.example:s1:{}", if pass { "pass" } else { "fail" }),
+        published: Some(Published {
+            p: Some("reject".into()),
+            adkim: "r".into(),
+            aspf: "r".into(),
+            testing: "n".into(),
+            discovery_method: "treewalk".into(),
+            rua: vec!["dmarc@reports.test.example".into(), "rua@vendor.example".into(), "rua@nobody.example".into()],
+            ..Default::default()
+        }),
+        spf_scope: Some("mfrom".into()),
+        envelope_to: Some("mx.example.org".into()),
+        override_reason: None,
+        override_comment: None,
+        dkim_aligned: Some(pass),
+        spf_aligned: Some(pass),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_owed_are_written_read_back_and_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let milter_data = dir.path().join("milter");
+    let day = 20_786; // 2026-11-29
+    {
+        let store = VerdictStore::open(&milter_data, None).unwrap();
+        for i in 0..20 {
+            let pass = i < 17;
+            store.record(verdict(day * 86_400 + 100 + i, if pass { "192.0.2.1" } else { "198.51.100.66" }, pass)).unwrap();
+        }
+        // A verdict of the next day is not in this day's report.
+        store.record(verdict((day + 1) * 86_400 + 5, "192.0.2.1", true)).unwrap();
+        for _ in 0..100 {
+            if store.rows_between(0, i64::MAX).unwrap().len() == 21 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The vendor says yes; a report address in another organisation
+    // than a.example needs that too (reports.test.example is asked).
+    let dns = TestDns::start_str(
+        "a.example._report._dmarc.vendor.example. TXT \"v=DMARC1\"\na.example._report._dmarc.reports.test.example. TXT \"v=DMARC1\"\n",
+    )
+    .await;
+    let ns = dns.addr().to_string();
+    let out = dir.path().join("out");
+    let m = milter_data.to_str().unwrap().to_string();
+    let key = "0".repeat(64);
+    let (o_dir, ns2, key2) = (out.to_str().unwrap().to_string(), ns.clone(), key.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        netjes(&["report", "send", "--json", "--data-dir", &m, "--day", "2026-11-29", "--org-name", "mx.example.org", "--dry-run", "--out", &o_dir, "--nameserver", &ns2], &key2)
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(1), "one destination is not authorised: {}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    let result = |dest: &str| j.as_array().unwrap().iter().find(|r| r["destination"] == dest).unwrap()["result"].as_str().unwrap().to_string();
+    assert_eq!(result("dmarc@reports.test.example"), "written");
+    assert_eq!(result("rua@vendor.example"), "written");
+    assert_eq!(result("rua@nobody.example"), "unauthorised");
+    assert_eq!(j[0]["messages"], 20);
+    let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "mx.example.org!a.example!1795910400!1795996799.dmarc@reports.test.example.eml",
+            "mx.example.org!a.example!1795910400!1795996799.rua@vendor.example.eml",
+            "mx.example.org!a.example!1795910400!1795996799.xml.gz",
+        ]
+    );
+
+    // netjes reads what netjes wrote: the file and the mails are one report.
+    let serve_data = dir.path().join("serve").to_str().unwrap().to_string();
+    let (sd, o_dir, key2) = (serve_data.clone(), out.to_str().unwrap().to_string(), key.clone());
+    let o = tokio::task::spawn_blocking(move || netjes(&["report", "import", "--json", "--data-dir", &sd, &o_dir], &key2)).await.unwrap();
+    let j = json(&o);
+    let results: Vec<&str> = j.as_array().unwrap().iter().map(|r| r["result"].as_str().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| **r == "accepted").count(), 1, "{j}");
+    assert_eq!(results.iter().filter(|r| **r == "duplicate").count(), 2, "{j}");
+    let acc = j.as_array().unwrap().iter().find(|r| r["result"] == "accepted").unwrap();
+    assert_eq!((acc["messages"].clone(), acc["rows"].clone(), acc["reporter"].clone()), (20.into(), 2.into(), "mx.example.org".into()));
+
+    // Sent for real through a relay: a netjes serve that takes reports
+    // for dmarc@reports.test.example.
+    let raw = netjes_serve::config::RawConfig {
+        data_dir: dir.path().join("receiver"),
+        test_domain: "test.example".into(),
+        hostname: Some("reports.test.example".into()),
+        ip_lists: Some(vec![]),
+        domain_lists: Some(vec![]),
+        reports: netjes_serve::config::RawReports { addresses: vec!["dmarc@reports.test.example".into()], ..Default::default() },
+        ..Default::default()
+    };
+    let cfg = netjes_serve::config::Config::validate(raw).unwrap();
+    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+    std::env::set_var("NETJES_MASTER_KEY", &key);
+    let parts = netjes_serve::build(&cfg, std::sync::Arc::new(resolver)).unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = smtp.local_addr().unwrap().to_string();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let store = parts.store.clone();
+    tokio::spawn(async move { netjes_serve::run(http, smtp, &parts, cfg.retention, rx).await });
+    let send = |relay: String| {
+        let (m, ns, key) = (milter_data.to_str().unwrap().to_string(), ns.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            netjes(&["report", "send", "--json", "--data-dir", &m, "--day", "2026-11-29", "--org-name", "mx.example.org", "--from", "noreply-dmarc@mx.example.org", "--relay", &relay, "--nameserver", &ns], &key)
+        })
+    };
+    let j = json(&send(relay.clone()).await.unwrap());
+    let result = |j: &serde_json::Value, dest: &str| j.as_array().unwrap().iter().find(|r| r["destination"] == dest).unwrap()["result"].as_str().unwrap().to_string();
+    assert_eq!(result(&j, "dmarc@reports.test.example"), "sent", "{j}");
+    // The relay takes only its report address: the vendor's is refused.
+    assert_eq!(result(&j, "rua@vendor.example"), "failed", "{j}");
+    // It arrived and was read (unsigned here, so held as unverified: the
+    // milter signs it on its way out in a real deployment).
+    let mut held = vec![];
+    for _ in 0..100 {
+        held = store.held_reports().unwrap();
+        if !held.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].reporter.as_str(), held[0].policy_domain.as_str()), ("mx.example.org", "a.example"));
+    assert!(held[0].held.as_deref().unwrap().starts_with("unverified"), "{:?}", held[0].held);
+    // A second run sends nothing twice.
+    let j = json(&send(relay).await.unwrap());
+    assert_eq!(result(&j, "dmarc@reports.test.example"), "already-sent", "{j}");
+}
