@@ -129,6 +129,21 @@ pub fn file_name(receiver: &str, policy_domain: &str, begin: i64, end: i64, uniq
     format!("{receiver}!{policy_domain}!{begin}!{end}{u}.xml.gz")
 }
 
+/// YYYY-MM-DD of a day number (days since the epoch).
+pub fn day_text(day: i64) -> String {
+    let (z, doe_base) = (day + 719_468, 146_097);
+    // Howard Hinnant's civil_from_days.
+    let era = z.div_euclid(doe_base);
+    let doe = z - era * doe_base;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// The subject of RFC 9990 §2.5.2.
 pub fn subject(policy_domain: &str, receiver: &str, report_id: &str) -> String {
     format!("Report Domain: {policy_domain} Submitter: {receiver} Report-ID: <{report_id}>")
@@ -222,6 +237,7 @@ mod tests {
         assert_eq!(back.policy, report.policy);
         assert_eq!((back.org_name, back.report_id, back.begin, back.end), (report.org_name.clone(), report.report_id.clone(), report.begin, report.end));
         assert_eq!(file_name("mx.example.org", "example.com", 1, 2, None), "mx.example.org!example.com!1!2.xml.gz");
+        assert_eq!((day_text(0), day_text(20_787), day_text(11_016)), ("1970-01-01".into(), "2026-11-30".into(), "2000-02-29".into()));
         assert_eq!(subject("example.com", "mx.example.org", "x"), "Report Domain: example.com Submitter: mx.example.org Report-ID: <x>");
         // The mail carries it so that the mail reader finds it again.
         let parts = MailParts { from: "noreply-dmarc@mx.example.org", to: "d@example.com", date: "Mon, 30 Nov 2026 00:10:00 +0000", message_id: "r1@mx.example.org" };

@@ -14,11 +14,7 @@ fn csrf_field(v: &Viewer) -> Markup {
     html! { input type="hidden" name="csrf" value=(v.csrf); }
 }
 
-/// YYYY-MM-DD of a day number.
-pub fn day_text(day: i64) -> String {
-    let d = mail_parser::DateTime::from_timestamp(day * 86_400);
-    format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
-}
+pub use netjes_reports::write::day_text;
 
 fn when(t: Option<i64>) -> String {
     t.map(|t| day_text(t.div_euclid(86_400))).unwrap_or_default()

@@ -19,7 +19,8 @@ pub struct SendArgs {
     /// The milter's data directory (verdicts.sqlite); overrides the config.
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The UTC day (YYYY-MM-DD); yesterday by default.
+    /// The UTC day (YYYY-MM-DD); by default every finished day of the
+    /// last week whose reports have not all gone out.
     #[arg(long)]
     pub day: Option<String>,
     /// Our name in the reports (org_name, and the file name's receiver);
@@ -80,9 +81,12 @@ fn setting(a: &SendArgs) -> anyhow::Result<(PathBuf, String)> {
 
 pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let (dir, org_name) = setting(&a)?;
-    let day = match &a.day {
-        Some(d) => day_of(d).ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--day {d:?} is not YYYY-MM-DD"))))?,
-        None => now().div_euclid(86_400) - 1,
+    let today = now().div_euclid(86_400);
+    let days: Vec<i64> = match &a.day {
+        Some(d) => vec![day_of(d).ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--day {d:?} is not YYYY-MM-DD"))))?],
+        // A run that was missed (the host was down) is made up; what went
+        // out already is not sent again.
+        None => (today - 7..today).collect(),
     };
     if !a.dry_run && a.relay.is_none() {
         anyhow::bail!(exit::Usage("give --relay HOST:PORT to send, or --dry-run --out DIR".into()));
@@ -97,31 +101,16 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         anyhow::bail!(exit::Input(format!("no verdicts in {} (the milter's data_dir)", dir.display())));
     }
     let store = VerdictStore::open(&dir, None).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    let rows = store
-        .rows_between(day * 86_400, (day + 1) * 86_400)
-        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let from = a.from.clone().unwrap_or_else(|| format!("noreply-dmarc@{org_name}"));
     let who = Reporter { org_name: org_name.clone(), email: from.clone() };
     let dns = g.resolver()?;
     let mut results = Vec::new();
     let mut trouble = false;
-    for o in owed(&rows, day, &who) {
-        let xml = netjes_reports::write::to_xml(&o.report, concat!("netjes ", env!("CARGO_PKG_VERSION")));
-        let gz = netjes_reports::write::gzip(&xml);
-        let domain = o.report.policy.domain.clone();
-        if let Some(out) = a.out.as_ref().filter(|_| a.dry_run) {
-            std::fs::create_dir_all(out)?;
-            let name = netjes_reports::write::file_name(&org_name, &domain, o.report.begin, o.report.end, None);
-            std::fs::write(out.join(&name), &gz)?;
-        }
-        for dest in &o.rua {
-            let (result, detail) = deliver(&a, &store, dns.as_ref(), &o.report, &gz, dest, &who, day).await;
-            trouble |= !matches!(result, "sent" | "written" | "already-sent");
-            results.push(serde_json::json!({
-                "policy_domain": domain, "destination": dest, "result": result, "detail": detail,
-                "records": o.report.records.len(), "messages": o.report.messages(), "day": a.day.clone().unwrap_or_default(),
-            }));
-        }
+    for day in days {
+        let rows = store
+            .rows_between(day * 86_400, (day + 1) * 86_400)
+            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+        trouble |= send_day(&a, &store, dns.as_ref(), &rows, day, &who, &mut results).await?;
     }
     if g.json {
         print_json(&results);
@@ -143,6 +132,39 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
     }
     Ok(if trouble { exit::NOT_PASSED } else { exit::OK })
+}
+
+/// The reports of one day; whether any could not go.
+async fn send_day(
+    a: &SendArgs,
+    store: &VerdictStore,
+    dns: &dyn netjes_dns::Resolver,
+    rows: &[netjes_milter::verdicts::Row],
+    day: i64,
+    who: &Reporter,
+    results: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<bool> {
+    let mut trouble = false;
+    let org_name = &who.org_name;
+    for o in owed(rows, day, who) {
+        let xml = netjes_reports::write::to_xml(&o.report, concat!("netjes ", env!("CARGO_PKG_VERSION")));
+        let gz = netjes_reports::write::gzip(&xml);
+        let domain = o.report.policy.domain.clone();
+        if let Some(out) = a.out.as_ref().filter(|_| a.dry_run) {
+            std::fs::create_dir_all(out)?;
+            let name = netjes_reports::write::file_name(org_name, &domain, o.report.begin, o.report.end, None);
+            std::fs::write(out.join(&name), &gz)?;
+        }
+        for dest in &o.rua {
+            let (result, detail) = deliver(a, store, dns, &o.report, &gz, dest, who, day).await;
+            trouble |= !matches!(result, "sent" | "written" | "already-sent");
+            results.push(serde_json::json!({
+                "policy_domain": domain, "destination": dest, "result": result, "detail": detail,
+                "records": o.report.records.len(), "messages": o.report.messages(), "day": netjes_reports::write::day_text(day),
+            }));
+        }
+    }
+    Ok(trouble)
 }
 
 /// One report to one destination: authorised, then written or sent once.
