@@ -50,6 +50,9 @@ pub struct RawConfig {
     pub arc_seal: Option<RawArcSeal>,
     /// How many connections, from whom: `[connections]`.
     pub connections: netjes_net::RawConnLimits,
+    /// The addresses DMARC and TLS reports arrive at and go out from:
+    /// mail to or from them makes no DMARC report (no report loops).
+    pub report_addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +87,7 @@ impl Default for RawConfig {
             data_dir: std::path::PathBuf::from("./netjes-data"),
             arc_seal: None,
             connections: netjes_net::RawConnLimits::default(),
+            report_addresses: vec![],
         }
     }
 }
@@ -211,6 +215,7 @@ impl Config {
                 .collect(),
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
             conn,
+            report_addresses: raw.report_addresses.iter().map(|a| a.trim().to_ascii_lowercase()).collect(),
         };
         let key_store = raw.key_store.map(|d| (d, raw.master_key_file));
         Ok(Config {
@@ -263,6 +268,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let c = Config::parse(&no_tables).unwrap();
+        assert_eq!(c.settings.report_addresses, ["dmarc@reports.example.com", "noreply-dmarc@mx.example.com"]);
         assert_eq!(c.settings.authserv_id, "mx.example.com");
         // The native entries parse; their keys are not on this machine,
         // which is an error of each key (logged at start), not of the file.

@@ -91,10 +91,17 @@ fn published(domain: &str, p: &Published) -> PolicyPublished {
 
 /// The reports owed for `day` (days since the epoch) from its verdicts.
 /// Verdicts without a policy, without rua=, or without a client address
-/// make none; the policy of a domain is the one last seen that day.
-pub fn owed(rows: &[Row], day: i64, who: &Reporter) -> Vec<Owed> {
+/// make none, nor does mail to or from our report addresses (a report
+/// about report mail invites a loop); the policy of a domain is the one
+/// last seen that day. `known` says whether we ever delivered mail from
+/// a domain: one whose only mail was rejected spoofs gets no report, so
+/// that forged mail cannot make us mail a third party's rua= (as mox).
+pub fn owed(rows: &[Row], day: i64, who: &Reporter, known: &dyn Fn(&str) -> bool) -> Vec<Owed> {
     let mut by: BTreeMap<String, (Published, Vec<Record>)> = BTreeMap::new();
     for r in rows {
+        if r.about_reports == Some(true) {
+            continue;
+        }
         let (Some(domain), Some(p)) = (&r.policy_domain, &r.published) else { continue };
         if p.rua.is_empty() {
             continue;
@@ -105,6 +112,7 @@ pub fn owed(rows: &[Row], day: i64, who: &Reporter) -> Vec<Owed> {
         e.1.push(rec);
     }
     by.into_iter()
+        .filter(|(domain, (_, records))| records.iter().any(|r| r.disposition != "reject") || known(domain))
         .map(|(domain, (p, records))| Owed {
             rua: p.rua.clone(),
             report: AggregateReport {
@@ -175,6 +183,7 @@ mod tests {
             override_comment: None,
             dkim_aligned: Some(dkim_ok),
             spf_aligned: Some(false),
+            about_reports: Some(false),
         }
     }
 
@@ -186,8 +195,14 @@ mod tests {
         rows.push(row("192.0.2.9", "b.example", &["r@b.example", "x@vendor.example"], true));
         rows.push(row("192.0.2.9", "c.example", &[], true));
         rows.push(Row { source_ip: None, ..row("192.0.2.9", "b.example", &["r@b.example"], true) });
-        let o = owed(&rows, 20_000, &who);
-        assert_eq!(o.iter().map(|o| o.report.policy.domain.as_str()).collect::<Vec<_>>(), ["a.example", "b.example"]);
+        // Report mail makes no report.
+        rows.push(Row { about_reports: Some(true), ..row("203.0.113.1", "reporter.example", &["r@reporter.example"], true) });
+        // A domain whose only mail was rejected spoofs gets none, unless
+        // we took mail from it before.
+        rows.push(row("203.0.113.2", "stranger.example", &["r@stranger.example"], false));
+        rows.push(row("203.0.113.3", "friend.example", &["r@friend.example"], false));
+        let o = owed(&rows, 20_000, &who, &|d: &str| d == "friend.example");
+        assert_eq!(o.iter().map(|o| o.report.policy.domain.as_str()).collect::<Vec<_>>(), ["a.example", "b.example", "friend.example"]);
         let a = &o[0].report;
         assert_eq!(a.records.iter().map(|r| (r.source_ip.to_string(), r.count, r.dkim.clone())).collect::<Vec<_>>(), [("192.0.2.1".to_string(), 5, "pass".to_string()), ("198.51.100.7".to_string(), 1, "fail".to_string())]);
         assert_eq!(a.records[1].disposition, "reject");

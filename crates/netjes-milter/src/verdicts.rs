@@ -49,6 +49,9 @@ ALTER TABLE verdicts ADD COLUMN spf_aligned INTEGER;
 ", "
 -- Which day's report went to which destination: sent once.
 CREATE TABLE reports_sent (policy_domain TEXT NOT NULL, day INTEGER NOT NULL, destination TEXT NOT NULL, sent INTEGER NOT NULL, PRIMARY KEY (policy_domain, day, destination));
+", "
+-- Mail to or from a report address: it makes no report (no loops).
+ALTER TABLE verdicts ADD COLUMN about_reports INTEGER;
 "];
 
 fn migrate(c: &mut rusqlite::Connection) -> Result<(), VerdictError> {
@@ -137,6 +140,8 @@ pub struct Row {
     /// in rows from before they were kept.
     pub dkim_aligned: Option<bool>,
     pub spf_aligned: Option<bool>,
+    /// Mail to or from one of our report addresses.
+    pub about_reports: Option<bool>,
 }
 
 /// Rows waiting for the writer past this are refused (and counted by the
@@ -170,7 +175,7 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
     let t = c.transaction()?;
     {
         let mut st = t.prepare_cached(
-            "INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment, dkim_aligned, spf_aligned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            "INSERT INTO verdicts (time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment, dkim_aligned, spf_aligned, about_reports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         )?;
         for r in rows {
             st.execute(rusqlite::params![
@@ -191,7 +196,8 @@ fn write_batch(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), Verdict
                 r.override_reason,
                 r.override_comment,
                 r.dkim_aligned,
-                r.spf_aligned
+                r.spf_aligned,
+                r.about_reports
             ])?;
         }
     }
@@ -276,6 +282,7 @@ impl VerdictStore {
             override_comment: None,
             dkim_aligned: Some(v.dmarc.dkim_aligned),
             spf_aligned: Some(v.dmarc.spf_aligned),
+            about_reports: None,
         }
     }
 
@@ -313,6 +320,19 @@ impl VerdictStore {
         Ok(())
     }
 
+    /// Whether mail from a domain was delivered (not rejected) since
+    /// `since`: a domain we never took mail from gets no report of its
+    /// rejected spoofs alone.
+    pub fn delivered_from(&self, domain: &str, since: i64) -> Result<bool, VerdictError> {
+        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let n: i64 = c.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM verdicts WHERE policy_domain = ?1 AND time >= ?2 AND disposition != 'reject' LIMIT 1)",
+            rusqlite::params![domain, since],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// The rows of a From domain in [from, to).
     pub fn rows(&self, domain: &str, from: i64, to: i64) -> Result<Vec<Row>, VerdictError> {
         self.select("header_from = ?1 AND time >= ?2 AND time < ?3", rusqlite::params![domain, from, to])
@@ -326,7 +346,7 @@ impl VerdictStore {
     fn select(&self, filter: &str, p: impl rusqlite::Params) -> Result<Vec<Row>, VerdictError> {
         let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = c.prepare_cached(&format!(
-            "SELECT time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment, dkim_aligned, spf_aligned FROM verdicts WHERE {filter} ORDER BY id"
+            "SELECT time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment, dkim_aligned, spf_aligned, about_reports FROM verdicts WHERE {filter} ORDER BY id"
         ))?;
         let rows = st
             .query_map(p, |r| {
@@ -349,6 +369,7 @@ impl VerdictStore {
                     override_comment: r.get(15)?,
                     dkim_aligned: r.get(16)?,
                     spf_aligned: r.get(17)?,
+                    about_reports: r.get(18)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -380,6 +401,7 @@ mod tests {
             override_comment: None,
             dkim_aligned: Some(true),
             spf_aligned: Some(false),
+            about_reports: Some(false),
         }
     }
 

@@ -74,6 +74,8 @@ pub struct Settings {
     pub time_budget: Duration,
     /// Seal verified mail with ARC (RFC 8617), on a host that forwards it.
     pub arc_seal: Option<ArcSealer>,
+    /// Mail to or from these (lower case) makes no DMARC report.
+    pub report_addresses: Vec<String>,
     /// Connections: taken at start (a reload does not change them).
     pub conn: netjes_net::ConnLimits,
 }
@@ -374,6 +376,8 @@ async fn enforce(
         job.rcpts.first().map(String::as_str),
         now,
     );
+    let ours = |a: &str| s.report_addresses.iter().any(|r| r.eq_ignore_ascii_case(a));
+    row.about_reports = Some(ours(&job.mail_from) || job.rcpts.iter().any(|r| ours(r)));
     let mut replies = Vec::new();
     replies.extend(delete_forged_results(job, &s.authserv_id));
     if let (Some(spf), Some(ip)) = (&v.spf, job.conn.ip) {

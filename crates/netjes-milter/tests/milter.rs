@@ -754,3 +754,13 @@ async fn an_idle_flood_does_not_lock_the_mta_out() {
     assert_eq!(r.last(), Some(&Response::Continue), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
 }
+
+/// Mail to a report address makes no DMARC report: its verdict says so.
+#[tokio::test]
+async fn mail_to_a_report_address_is_marked() {
+    let s = setup_custom(false, false, |st| st.report_addresses = vec!["bob@example.org".into()]).await;
+    let mut c = Client::connect(s.addr, "192.0.2.7").await;
+    c.message("alice@example.com", MSG, None).await;
+    let rows = rows_of(&s, "example.com", 1).await;
+    assert_eq!(rows[0].about_reports, Some(true));
+}

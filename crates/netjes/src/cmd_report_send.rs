@@ -146,7 +146,9 @@ async fn send_day(
 ) -> anyhow::Result<bool> {
     let mut trouble = false;
     let org_name = &who.org_name;
-    for o in owed(rows, day, who) {
+    // "Known": mail from the domain was delivered in the 30 days before.
+    let known = |d: &str| store.delivered_from(d, (day - 30) * 86_400).unwrap_or(false);
+    for o in owed(rows, day, who, &known) {
         let xml = netjes_reports::write::to_xml(&o.report, concat!("netjes ", env!("CARGO_PKG_VERSION")));
         let gz = netjes_reports::write::gzip(&xml);
         let domain = o.report.policy.domain.clone();

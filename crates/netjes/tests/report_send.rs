@@ -48,6 +48,7 @@ fn verdict(time: i64, ip: &str, pass: bool) -> Row {
         override_comment: None,
         dkim_aligned: Some(pass),
         spf_aligned: Some(pass),
+        about_reports: Some(false),
     }
 }
 
