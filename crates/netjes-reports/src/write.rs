@@ -129,6 +129,17 @@ pub fn file_name(receiver: &str, policy_domain: &str, begin: i64, end: i64, uniq
     format!("{receiver}!{policy_domain}!{begin}!{end}{u}.xml.gz")
 }
 
+/// The file name of a report, or of a part of one from [`fit`] (its
+/// `N-of-K` as the unique id).
+pub fn report_file_name(r: &AggregateReport, receiver: &str) -> String {
+    let part = r
+        .report_id
+        .rsplit_once('.')
+        .map(|(_, p)| p)
+        .filter(|p| p.split_once("-of-").is_some_and(|(n, k)| n.parse::<u32>().is_ok() && k.parse::<u32>().is_ok()));
+    file_name(receiver, &r.policy.domain, r.begin, r.end, part)
+}
+
 /// YYYY-MM-DD of a day number (days since the epoch).
 pub fn day_text(day: i64) -> String {
     let (z, doe_base) = (day + 719_468, 146_097);
@@ -158,6 +169,40 @@ pub fn gzip(xml: &str) -> Vec<u8> {
     e.finish().unwrap_or_default()
 }
 
+/// The report in as many parts as keep each gzipped file within
+/// `max_bytes` (RFC 9990 leaves the size to the receiver; a size suffix
+/// on the rua= URI is ignored, as it says): the records are divided
+/// evenly, and each part's report id gets `.N-of-K`. A part of one record
+/// still over the limit is dropped: it cannot be made smaller.
+pub fn fit(r: &AggregateReport, generator: &str, max_bytes: usize) -> Vec<(AggregateReport, Vec<u8>)> {
+    let whole = gzip(&to_xml(r, generator));
+    if whole.len() <= max_bytes || r.records.len() <= 1 {
+        return if whole.len() <= max_bytes { vec![(r.clone(), whole)] } else { vec![] };
+    }
+    let mut k = whole.len().div_ceil(max_bytes).max(2);
+    loop {
+        let per = r.records.len().div_ceil(k);
+        let parts: Vec<(AggregateReport, Vec<u8>)> = r
+            .records
+            .chunks(per)
+            .enumerate()
+            .map(|(i, recs)| {
+                let part = AggregateReport {
+                    report_id: format!("{}.{}-of-{}", r.report_id, i + 1, r.records.len().div_ceil(per)),
+                    records: recs.to_vec(),
+                    ..r.clone()
+                };
+                let gz = gzip(&to_xml(&part, generator));
+                (part, gz)
+            })
+            .collect();
+        if parts.iter().all(|(_, gz)| gz.len() <= max_bytes) || per == 1 {
+            return parts.into_iter().filter(|(_, gz)| gz.len() <= max_bytes).collect();
+        }
+        k *= 2;
+    }
+}
+
 /// What a report mail needs besides the report.
 #[derive(Debug, Clone)]
 pub struct MailParts<'a> {
@@ -173,7 +218,7 @@ pub struct MailParts<'a> {
 /// that no auto-responder answers it.
 pub fn mail(r: &AggregateReport, receiver: &str, m: &MailParts<'_>, gz: &[u8]) -> Vec<u8> {
     use base64::Engine;
-    let name = file_name(receiver, &r.policy.domain, r.begin, r.end, None);
+    let name = report_file_name(r, receiver);
     let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
     let lines: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
     format!(
@@ -238,6 +283,17 @@ mod tests {
         assert_eq!((back.org_name, back.report_id, back.begin, back.end), (report.org_name.clone(), report.report_id.clone(), report.begin, report.end));
         assert_eq!(file_name("mx.example.org", "example.com", 1, 2, None), "mx.example.org!example.com!1!2.xml.gz");
         assert_eq!((day_text(0), day_text(20_787), day_text(11_016)), ("1970-01-01".into(), "2026-11-30".into(), "2000-02-29".into()));
+        // Over the size limit, the report comes in parts that each fit.
+        let mut big = report.clone();
+        big.records = (0..3000u32).map(|i| Record { source_ip: std::net::Ipv4Addr::from(0xC000_0000 + i * 7919).into(), ..rec("192.0.2.1", "pass") }).collect();
+        let limit = gzip(&to_xml(&big, "netjes")).len() / 3;
+        let parts = fit(&big, "netjes", limit);
+        assert!(parts.len() >= 3 && parts.iter().all(|(_, gz)| gz.len() <= limit), "{}", parts.len());
+        assert_eq!(parts.iter().map(|(p, _)| p.records.len()).sum::<usize>(), 3000);
+        assert_eq!(parts[0].0.report_id, format!("example.com!20787.1-of-{}", parts.len()));
+        assert_eq!(report_file_name(&parts[0].0, "mx"), format!("mx!example.com!1796000000!1796086399!1-of-{}.xml.gz", parts.len()));
+        assert_eq!(report_file_name(&report, "mx"), "mx!example.com!1796000000!1796086399.xml.gz");
+        assert_eq!(fit(&report, "netjes", 1_000_000).len(), 1);
         assert_eq!(subject("example.com", "mx.example.org", "x"), "Report Domain: example.com Submitter: mx.example.org Report-ID: <x>");
         // The mail carries it so that the mail reader finds it again.
         let parts = MailParts { from: "noreply-dmarc@mx.example.org", to: "d@example.com", date: "Mon, 30 Nov 2026 00:10:00 +0000", message_id: "r1@mx.example.org" };

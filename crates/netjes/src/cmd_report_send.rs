@@ -42,6 +42,9 @@ pub struct SendArgs {
     pub relay: Option<String>,
     #[arg(long = "relay-starttls")]
     pub relay_starttls: bool,
+    /// The largest gzipped report file; a bigger report goes in parts.
+    #[arg(long = "max-size", value_name = "OCTETS", default_value_t = 5 * 1024 * 1024)]
+    pub max_size: usize,
 }
 
 fn day_of(s: &str) -> Option<i64> {
@@ -149,21 +152,31 @@ async fn send_day(
     // "Known": mail from the domain was delivered in the 30 days before.
     let known = |d: &str| store.delivered_from(d, (day - 30) * 86_400).unwrap_or(false);
     for o in owed(rows, day, who, &known) {
-        let xml = netjes_reports::write::to_xml(&o.report, concat!("netjes ", env!("CARGO_PKG_VERSION")));
-        let gz = netjes_reports::write::gzip(&xml);
-        let domain = o.report.policy.domain.clone();
-        if let Some(out) = a.out.as_ref().filter(|_| a.dry_run) {
-            std::fs::create_dir_all(out)?;
-            let name = netjes_reports::write::file_name(org_name, &domain, o.report.begin, o.report.end, None);
-            std::fs::write(out.join(&name), &gz)?;
-        }
-        for dest in &o.rua {
-            let (result, detail) = deliver(a, store, dns, &o.report, &gz, dest, who, day).await;
-            trouble |= !matches!(result, "sent" | "written" | "already-sent");
+        let generator = concat!("netjes ", env!("CARGO_PKG_VERSION"));
+        let parts = netjes_reports::write::fit(&o.report, generator, a.max_size);
+        if parts.is_empty() {
+            trouble = true;
             results.push(serde_json::json!({
-                "policy_domain": domain, "destination": dest, "result": result, "detail": detail,
-                "records": o.report.records.len(), "messages": o.report.messages(), "day": netjes_reports::write::day_text(day),
+                "policy_domain": o.report.policy.domain, "result": "too-large", "day": netjes_reports::write::day_text(day),
+                "detail": format!("one record alone is over --max-size {}", a.max_size),
             }));
+        }
+        for (report, gz) in parts {
+            let domain = report.policy.domain.clone();
+            // Parts of one report have names of their own.
+            let name = netjes_reports::write::report_file_name(&report, org_name);
+            if let Some(out) = a.out.as_ref().filter(|_| a.dry_run) {
+                std::fs::create_dir_all(out)?;
+                std::fs::write(out.join(&name), &gz)?;
+            }
+            for dest in &o.rua {
+                let (result, detail) = deliver(a, store, dns, (&report, &name), &gz, dest, who, day).await;
+                trouble |= !matches!(result, "sent" | "written" | "already-sent");
+                results.push(serde_json::json!({
+                    "policy_domain": domain, "destination": dest, "result": result, "detail": detail, "report_id": report.report_id,
+                    "records": report.records.len(), "messages": report.messages(), "day": netjes_reports::write::day_text(day),
+                }));
+            }
         }
     }
     Ok(trouble)
@@ -175,7 +188,7 @@ async fn deliver(
     a: &SendArgs,
     store: &VerdictStore,
     dns: &dyn netjes_dns::Resolver,
-    r: &netjes_reports::aggregate::AggregateReport,
+    (r, file): (&netjes_reports::aggregate::AggregateReport, &str),
     gz: &[u8],
     dest: &str,
     who: &Reporter,
@@ -188,7 +201,9 @@ async fn deliver(
         // Kept for the next run: neither dropped nor sent unchecked.
         Err(e) => return ("deferred", Some(format!("DNS: {e}"))),
     }
-    if !a.dry_run && store.was_sent(domain, day, dest).unwrap_or(false) {
+    // Each part of a report to each destination once.
+    let ledger = format!("{dest} {}", r.report_id);
+    if !a.dry_run && store.was_sent(domain, day, &ledger).unwrap_or(false) {
         return ("already-sent", None);
     }
     let id = format!("{}.{}@{}", r.report_id.replace(['!', '@'], "."), dest.replace('@', "."), who.org_name);
@@ -196,7 +211,7 @@ async fn deliver(
     let parts = netjes_reports::write::MailParts { from: &who.email, to: dest, date: &date, message_id: &id };
     let mail = netjes_reports::write::mail(r, &who.org_name, &parts, gz);
     if let Some(out) = a.out.as_ref().filter(|_| a.dry_run) {
-        let name = format!("{}.{}.eml", netjes_reports::write::file_name(&who.org_name, domain, r.begin, r.end, None).trim_end_matches(".xml.gz"), dest);
+        let name = format!("{}.{dest}.eml", file.trim_end_matches(".xml.gz"));
         return match std::fs::write(out.join(name), &mail) {
             Ok(()) => ("written", None),
             Err(e) => ("failed", Some(e.to_string())),
@@ -213,7 +228,7 @@ async fn deliver(
     // destination is dead; the report's own address takes them.
     match netjes_check::smtp::send(&relay, &who.email, &[dest.to_string()], &mail).await {
         Ok(()) => {
-            let _ = store.mark_sent(domain, day, dest, now());
+            let _ = store.mark_sent(domain, day, &ledger, now());
             ("sent", None)
         }
         Err(e) => ("failed", Some(e)),
