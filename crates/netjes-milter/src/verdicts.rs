@@ -52,6 +52,9 @@ CREATE TABLE reports_sent (policy_domain TEXT NOT NULL, day INTEGER NOT NULL, de
 ", "
 -- Mail to or from a report address: it makes no report (no loops).
 ALTER TABLE verdicts ADD COLUMN about_reports INTEGER;
+", "
+-- Report destinations that refused for good, left alone until `until`.
+CREATE TABLE dead_destinations (destination TEXT PRIMARY KEY, until INTEGER NOT NULL, why TEXT NOT NULL);
 "];
 
 fn migrate(c: &mut rusqlite::Connection) -> Result<(), VerdictError> {
@@ -316,6 +319,26 @@ impl VerdictStore {
         c.execute(
             "INSERT OR IGNORE INTO reports_sent (policy_domain, day, destination, sent) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![domain, day, destination, now],
+        )?;
+        Ok(())
+    }
+
+    /// Until when a destination is left alone, and why, if it refused.
+    pub fn dead_until(&self, destination: &str, now: i64) -> Result<Option<(i64, String)>, VerdictError> {
+        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = c.prepare_cached("SELECT until, why FROM dead_destinations WHERE destination = ?1 AND until > ?2")?;
+        let mut rows = st.query(rusqlite::params![destination.to_ascii_lowercase(), now])?;
+        Ok(match rows.next()? {
+            Some(r) => Some((r.get(0)?, r.get(1)?)),
+            None => None,
+        })
+    }
+
+    pub fn mark_dead(&self, destination: &str, until: i64, why: &str) -> Result<(), VerdictError> {
+        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        c.execute(
+            "INSERT INTO dead_destinations (destination, until, why) VALUES (?1, ?2, ?3) ON CONFLICT (destination) DO UPDATE SET until = ?2, why = ?3",
+            rusqlite::params![destination.to_ascii_lowercase(), until, why],
         )?;
         Ok(())
     }

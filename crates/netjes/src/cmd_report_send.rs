@@ -42,6 +42,10 @@ pub struct SendArgs {
     pub relay: Option<String>,
     #[arg(long = "relay-starttls")]
     pub relay_starttls: bool,
+    /// Days a destination that refused a report for good (a 5xx to RCPT)
+    /// is left alone.
+    #[arg(long = "suppress-days", value_name = "DAYS", default_value_t = 7)]
+    pub suppress_days: u32,
     /// The largest gzipped report file; a bigger report goes in parts.
     #[arg(long = "max-size", value_name = "OCTETS", default_value_t = 5 * 1024 * 1024)]
     pub max_size: usize,
@@ -201,6 +205,11 @@ async fn deliver(
         // Kept for the next run: neither dropped nor sent unchecked.
         Err(e) => return ("deferred", Some(format!("DNS: {e}"))),
     }
+    if !a.dry_run {
+        if let Ok(Some((until, why))) = store.dead_until(dest, now()) {
+            return ("suppressed", Some(format!("until {}: {why}", netjes_reports::write::day_text(until.div_euclid(86_400)))));
+        }
+    }
     // Each part of a report to each destination once.
     let ledger = format!("{dest} {}", r.report_id);
     if !a.dry_run && store.was_sent(domain, day, &ledger).unwrap_or(false) {
@@ -231,6 +240,14 @@ async fn deliver(
             let _ = store.mark_sent(domain, day, &ledger, now());
             ("sent", None)
         }
-        Err(e) => ("failed", Some(e)),
+        Err(e) => {
+            // A permanent refusal of the recipient: the destination is dead
+            // for a while (RFC 9990 §2.5 lets a receiver stop reporting).
+            if e.starts_with("RCPT TO: 5") {
+                let until = now() + i64::from(a.suppress_days) * 86_400;
+                let _ = store.mark_dead(dest, until, &e);
+            }
+            ("failed", Some(e))
+        }
     }
 }

@@ -162,7 +162,9 @@ async fn reports_owed_are_written_read_back_and_sent_once() {
     assert_eq!(held.len(), 1);
     assert_eq!((held[0].reporter.as_str(), held[0].policy_domain.as_str()), ("mx.example.org", "a.example"));
     assert!(held[0].held.as_deref().unwrap().starts_with("unverified"), "{:?}", held[0].held);
-    // A second run sends nothing twice.
+    // A second run sends nothing twice, and leaves the destination that
+    // refused for good alone.
     let j = json(&send(relay).await.unwrap());
     assert_eq!(result(&j, "dmarc@reports.test.example"), "already-sent", "{j}");
+    assert_eq!(result(&j, "rua@vendor.example"), "suppressed", "{j}");
 }
