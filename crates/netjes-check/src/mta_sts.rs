@@ -70,12 +70,53 @@ pub fn mx_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-pub async fn check_mta_sts_policy(
-    dns: &dyn Resolver,
-    domain: &str,
-    mx_hosts: &[String],
-    net: &NetOptions,
-) -> Vec<Finding> {
+/// Why a domain's policy could not be had; each carries the words the
+/// check shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// mta-sts.DOMAIN could not be resolved (DNS failure): try later.
+    Resolve(String),
+    /// mta-sts.DOMAIN has no address.
+    NoAddress(String),
+    /// It resolves to an address the caller may not reach.
+    NotPublic(String),
+    /// The TLS handshake failed: the certificate is not valid for it.
+    Tls(String),
+    /// No connection, no answer in time, or HTTP broke off: try later.
+    Unreachable(String),
+    /// A redirect, which RFC 8461 §3.3 forbids following.
+    Redirect(String),
+    /// Another status than 200.
+    Status(String),
+    /// The body is not a valid policy; the content type it came with.
+    Invalid(String, String),
+}
+
+impl FetchError {
+    pub fn message(&self) -> &str {
+        match self {
+            FetchError::Resolve(m) | FetchError::NoAddress(m) | FetchError::NotPublic(m) | FetchError::Tls(m) | FetchError::Unreachable(m) | FetchError::Redirect(m) | FetchError::Status(m) | FetchError::Invalid(m, _) => m,
+        }
+    }
+
+    /// Whether trying again later may help.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, FetchError::Resolve(_) | FetchError::Unreachable(_))
+    }
+}
+
+/// A policy as fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub policy: StsPolicy,
+    /// The policy file as served.
+    pub text: String,
+    pub content_type: String,
+}
+
+/// Fetches a domain's policy (RFC 8461 §3.3): HTTPS to mta-sts.DOMAIN
+/// with a certificate valid for it, no redirects, at most 64 KB.
+pub async fn fetch_policy(dns: &dyn Resolver, domain: &str, net: &NetOptions) -> Result<Fetched, FetchError> {
     let host = format!("mta-sts.{domain}");
     let url = format!("https://{host}/.well-known/mta-sts.txt");
     let (a, aaaa) = tokio::join!(dns.a(&host), dns.aaaa(&host));
@@ -91,34 +132,16 @@ pub async fn check_mta_sts_policy(
         .chain(aaaa.unwrap_or_default().into_iter().map(IpAddr::V6))
         .collect();
     let Some(ip) = addrs.first() else {
-        return vec![match temporary {
-            Some(e) => Finding::new(
-                C,
-                "mta-sts.policy",
-                Status::Error,
-                format!("{host} could not be resolved: {e}"),
-            ),
-            None => Finding::new(
-                C,
-                "mta-sts.policy",
-                Status::Fail,
-                format!("{host} has no address, so the policy at {url} cannot be fetched"),
-            ),
-        }];
+        return Err(match temporary {
+            Some(e) => FetchError::Resolve(format!("{host} could not be resolved: {e}")),
+            None => FetchError::NoAddress(format!("{host} has no address, so the policy at {url} cannot be fetched")),
+        });
     };
     if net.public_only && !netjes_net::is_public(*ip) {
         // No connection at all, and no word on what answers there.
-        return vec![Finding::new(
-            C,
-            "mta-sts.policy",
-            Status::Error,
-            format!("not checked: {host} resolves to {ip}, which is not a public address"),
-        )];
+        return Err(FetchError::NotPublic(format!("not checked: {host} resolves to {ip}, which is not a public address")));
     }
-    let cfg = match client_config(net.ca_file.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return vec![Finding::new(C, "mta-sts.policy", Status::Error, e)],
-    };
+    let cfg = client_config(net.ca_file.as_deref()).map_err(FetchError::Tls)?;
     let fetch = async {
         let tcp = tokio::net::TcpStream::connect(SocketAddr::new(*ip, net.https_port))
             .await
@@ -128,67 +151,52 @@ pub async fn check_mta_sts_policy(
             .map_err(|e| format!("TLS with {host} failed: {e}"))?;
         https_get(&mut tls, &host, "/.well-known/mta-sts.txt", 64 * 1024).await
     };
-    let res = match tokio::time::timeout(net.timeout, fetch).await {
-        Err(_) => {
-            return vec![Finding::new(
-                C,
-                "mta-sts.policy",
-                Status::Error,
-                format!("{url} did not answer within {:?}", net.timeout),
-            )]
-        }
-        Ok(r) => r,
-    };
-    let (status, content_type, body) = match res {
-        Ok(r) => r,
-        Err(e) if e.starts_with("TLS") => {
-            return vec![Finding::new(
-                C,
-                "mta-sts.policy",
-                Status::Fail,
-                format!("{e}: senders cannot fetch the policy and will ignore it"),
-            )
-            .advice("the certificate must be valid for mta-sts.DOMAIN")]
-        }
-        Err(e) => return vec![Finding::new(C, "mta-sts.policy", Status::Fail, e)],
+    let (status, content_type, body) = match tokio::time::timeout(net.timeout, fetch).await {
+        Err(_) => return Err(FetchError::Unreachable(format!("{url} did not answer within {:?}", net.timeout))),
+        Ok(Err(e)) if e.starts_with("TLS") => return Err(FetchError::Tls(format!("{e}: senders cannot fetch the policy and will ignore it"))),
+        Ok(Err(e)) => return Err(FetchError::Unreachable(e)),
+        Ok(Ok(r)) => r,
     };
     if (300..400).contains(&status) {
-        return vec![Finding::new(
-            C,
-            "mta-sts.policy",
-            Status::Fail,
-            format!("{url} answers {status}: RFC 8461 §3.3 forbids following redirects"),
-        )];
+        return Err(FetchError::Redirect(format!("{url} answers {status}: RFC 8461 §3.3 forbids following redirects")));
     }
     if status != 200 {
-        return vec![Finding::new(
-            C,
-            "mta-sts.policy",
-            Status::Fail,
-            format!("{url} answers HTTP {status}"),
-        )];
+        return Err(FetchError::Status(format!("{url} answers HTTP {status}")));
     }
-    let mut out = Vec::new();
-    if !content_type.to_ascii_lowercase().starts_with("text/plain") {
-        out.push(Finding::new(
-            C,
-            "mta-sts.content-type",
-            Status::Warn,
-            format!("{url} is served as {content_type:?}; RFC 8461 §3.2 wants text/plain"),
-        ));
-    }
-    let policy = match parse_policy(&String::from_utf8_lossy(&body)) {
-        Ok(p) => p,
-        Err(e) => {
-            out.push(Finding::new(
-                C,
-                "mta-sts.policy",
-                Status::Fail,
-                format!("the policy at {url} is invalid: {e}"),
-            ));
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let policy = parse_policy(&text).map_err(|e| FetchError::Invalid(format!("the policy at {url} is invalid: {e}"), content_type.clone()))?;
+    Ok(Fetched { policy, text, content_type })
+}
+
+pub async fn check_mta_sts_policy(
+    dns: &dyn Resolver,
+    domain: &str,
+    mx_hosts: &[String],
+    net: &NetOptions,
+) -> Vec<Finding> {
+    let url = format!("https://mta-sts.{domain}/.well-known/mta-sts.txt");
+    let f = |st: Status, m: &str| vec![Finding::new(C, "mta-sts.policy", st, m)];
+    let content_type_warning = |ct: &str| {
+        (!ct.to_ascii_lowercase().starts_with("text/plain")).then(|| {
+            Finding::new(C, "mta-sts.content-type", Status::Warn, format!("{url} is served as {ct:?}; RFC 8461 §3.2 wants text/plain"))
+        })
+    };
+    let fetched = match fetch_policy(dns, domain, net).await {
+        Ok(x) => x,
+        Err(e @ (FetchError::Resolve(_) | FetchError::NotPublic(_) | FetchError::Unreachable(_))) => return f(Status::Error, e.message()),
+        Err(FetchError::Tls(m)) if !m.starts_with("TLS") => return f(Status::Error, &m),
+        Err(e @ FetchError::Tls(_)) => {
+            return vec![Finding::new(C, "mta-sts.policy", Status::Fail, e.message()).advice("the certificate must be valid for mta-sts.DOMAIN")]
+        }
+        Err(FetchError::Invalid(m, ct)) => {
+            let mut out: Vec<Finding> = content_type_warning(&ct).into_iter().collect();
+            out.extend(f(Status::Fail, &m));
             return out;
         }
+        Err(e) => return f(Status::Fail, e.message()),
     };
+    let mut out: Vec<Finding> = content_type_warning(&fetched.content_type).into_iter().collect();
+    let policy = fetched.policy;
     let st = if policy.mode == "enforce" {
         Status::Pass
     } else {
