@@ -317,6 +317,14 @@ pub fn normalize_name(name: &str) -> String {
 /// Whether `name` can be sent as a query: labels of 1..=63 octets, at most 253
 /// octets in all (RFC 1035 §2.3.4). Characters are not restricted, because
 /// SPF macros and DKIM selectors may legitimately produce underscores.
+/// A host name (RFC 1123 §2.1): at least two labels of letters, digits
+/// and hyphens, each 1 to 63 octets, 253 in all; no trailing dot.
+pub fn is_host_name(d: &str) -> bool {
+    d.contains('.')
+        && d.len() <= 253
+        && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+}
+
 pub fn is_valid_query_name(name: &str) -> bool {
     let n = name.strip_suffix('.').unwrap_or(name);
     !n.is_empty() && n.len() <= 253 && n.split('.').all(|l| !l.is_empty() && l.len() <= 63)

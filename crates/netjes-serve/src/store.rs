@@ -171,14 +171,7 @@ pub fn valid_selector(s: &str) -> bool {
 }
 
 pub fn valid_domain(d: &str) -> bool {
-    d.contains('.')
-        && d.len() <= 253
-        && netjes_dns::is_valid_query_name(d)
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-        })
+    netjes_dns::is_host_name(d)
 }
 
 fn algorithm_of(s: &str) -> KeyAlgorithm {

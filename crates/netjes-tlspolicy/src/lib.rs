@@ -81,7 +81,7 @@ fn now() -> i64 {
 /// (a bracketed host, a port, a parent-domain ".example.com" probe).
 fn domain_of(key: &str) -> Option<String> {
     let d = key.trim().trim_end_matches('.').to_ascii_lowercase();
-    (netjes_dns::is_valid_query_name(&d) && d.contains('.') && !d.starts_with('.')).then_some(d)
+    netjes_dns::is_host_name(&d).then_some(d)
 }
 
 impl Service {

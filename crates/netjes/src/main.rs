@@ -14,6 +14,7 @@ mod cmd_report;
 mod cmd_report_send;
 mod cmd_serve;
 mod cmd_spf;
+mod cmd_tlspolicy;
 mod cmd_verify;
 mod daemon;
 mod exit;
@@ -135,6 +136,9 @@ enum Command {
     /// Run the Postfix policy service: SPF, greylisting, blocklist scores,
     /// rate limits and own-domain spoofing.
     Policy(cmd_policy::PolicyArgs),
+    /// Run the MTA-STS policy server for Postfix's outbound mail
+    /// (smtp_tls_policy_maps over socketmap).
+    Tlspolicy(cmd_tlspolicy::TlsPolicyArgs),
     /// Verify a message: SPF, DKIM, ARC and DMARC in one verdict, with the
     /// Authentication-Results header field that records it.
     #[command(after_long_help = VERIFY_HELP)]
@@ -196,6 +200,7 @@ fn main() {
             Command::Verify(a) => cmd_verify::run(a, &cli.global).await,
             Command::Analyze(a) => cmd_analyze::run(a, &cli.global).await,
             Command::Policy(a) => cmd_policy::run_policy(a, &cli.global).await,
+            Command::Tlspolicy(a) => cmd_tlspolicy::run(a, &cli.global).await,
             Command::Milter(a) => cmd_milter::run_milter(a, &cli.global).await,
             Command::Serve(a) => cmd_serve::run_serve(a, &cli.global).await,
             Command::User(c) => cmd_serve::run_user(c, &cli.global).await,

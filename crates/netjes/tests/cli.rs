@@ -1643,3 +1643,52 @@ async fn reports_are_imported_and_their_sources_shown() {
     let o = check(&["--reports", dir.path().to_str().unwrap()]).await.unwrap();
     assert_eq!(code(&o), 2);
 }
+
+/// `netjes tlspolicy` as a daemon: Postfix's socketmap answered (no
+/// policy: NOTFOUND), metrics served, exit 0 on SIGTERM, the cache made
+/// only netjes can read.
+#[tokio::test]
+async fn tlspolicy_daemon_answers_and_stops() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start_str(ZONE).await;
+    let (port, mport) = (free_port(), free_port());
+    let data = dir.path().join("state");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["tlspolicy", "--listen", &format!("inet:127.0.0.1:{port}"), "--metrics", &format!("127.0.0.1:{mport}")])
+        .args(["--data-dir", data.to_str().unwrap(), "--nameserver", &dns.addr().to_string(), "--exempt", "partner.example"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        for _ in 0..100 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                s.write_all(b"19:postfix example.com,").unwrap();
+                let mut b = [0u8; 12];
+                s.read_exact(&mut b).unwrap();
+                return String::from_utf8_lossy(&b).into_owned();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("netjes tlspolicy did not listen");
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer, "9:NOTFOUND ,");
+    let mut m = String::new();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    s.read_to_string(&mut m).unwrap();
+    assert!(m.contains("netjes_tlspolicy_lookups_total{answer=\"none\"} 1"), "{m}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("tlspolicy.sqlite")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+    let bad = netjes(&["tlspolicy", "--exempt", "not a domain", "--data-dir", dir.path().join("unused").to_str().unwrap()], None);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(!dir.path().join("unused").exists(), "a usage error touches nothing");
+}
