@@ -8,6 +8,7 @@ pub mod config;
 pub mod keys;
 pub mod protocol;
 pub mod report;
+pub mod report_send;
 pub mod server;
 pub mod session;
 pub mod verdicts;

@@ -6,7 +6,8 @@
 use crate::exit;
 use crate::output::{mark, print_json, Tone};
 use crate::GlobalOpts;
-use netjes_milter::report::{authorised, owed, Reporter};
+use netjes_milter::report::Reporter;
+use netjes_milter::report_send::{send_days, SendOptions};
 use netjes_milter::verdicts::VerdictStore;
 use std::path::PathBuf;
 
@@ -109,145 +110,40 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     }
     let store = VerdictStore::open(&dir, None).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let from = a.from.clone().unwrap_or_else(|| format!("noreply-dmarc@{org_name}"));
-    let who = Reporter { org_name: org_name.clone(), email: from.clone() };
+    let opts = SendOptions {
+        out: a.out.clone().filter(|_| a.dry_run),
+        relay: a.relay.clone().map(|addr| netjes_check::smtp::Relay {
+            addr,
+            starttls: a.relay_starttls,
+            ca_file: None,
+            helo: org_name.clone(),
+            timeout: std::time::Duration::from_secs(60),
+        }),
+        max_size: a.max_size,
+        suppress_days: a.suppress_days,
+        reporter: Reporter { org_name: org_name.clone(), email: from },
+    };
     let dns = g.resolver()?;
-    let mut results = Vec::new();
-    let mut trouble = false;
-    for day in days {
-        let rows = store
-            .rows_between(day * 86_400, (day + 1) * 86_400)
-            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-        trouble |= send_day(&a, &store, dns.as_ref(), &rows, day, &who, &mut results).await?;
-    }
+    let results = send_days(&store, dns.as_ref(), &days, &opts).await.map_err(|e| anyhow::anyhow!(exit::Input(e)))?;
+    let trouble = results.iter().any(|r| !r.ok());
     if g.json {
         print_json(&results);
     } else if results.is_empty() {
-        println!("No report is owed for that day: no verdict of a domain that asks for reports.");
+        println!("No report is owed: no verdict of a domain that asks for reports.");
     } else {
         for r in &results {
-            let ok = matches!(r["result"].as_str(), Some("sent" | "written" | "already-sent"));
             println!(
                 "{} {:<12} {} -> {}: {} records, {} messages{}",
-                mark(if ok { Tone::Good } else { Tone::Warn }),
-                r["result"].as_str().unwrap_or(""),
-                r["policy_domain"].as_str().unwrap_or(""),
-                r["destination"].as_str().unwrap_or(""),
-                r["records"],
-                r["messages"],
-                r["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default()
+                mark(if r.ok() { Tone::Good } else { Tone::Warn }),
+                r.result,
+                r.policy_domain,
+                r.destination.as_deref().unwrap_or("-"),
+                r.records,
+                r.messages,
+                r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
             );
         }
     }
     Ok(if trouble { exit::NOT_PASSED } else { exit::OK })
 }
 
-/// The reports of one day; whether any could not go.
-async fn send_day(
-    a: &SendArgs,
-    store: &VerdictStore,
-    dns: &dyn netjes_dns::Resolver,
-    rows: &[netjes_milter::verdicts::Row],
-    day: i64,
-    who: &Reporter,
-    results: &mut Vec<serde_json::Value>,
-) -> anyhow::Result<bool> {
-    let mut trouble = false;
-    let org_name = &who.org_name;
-    // "Known": mail from the domain was delivered in the 30 days before.
-    let known = |d: &str| store.delivered_from(d, (day - 30) * 86_400).unwrap_or(false);
-    for o in owed(rows, day, who, &known) {
-        let generator = concat!("netjes ", env!("CARGO_PKG_VERSION"));
-        let parts = netjes_reports::write::fit(&o.report, generator, a.max_size);
-        if parts.is_empty() {
-            trouble = true;
-            results.push(serde_json::json!({
-                "policy_domain": o.report.policy.domain, "result": "too-large", "day": netjes_reports::write::day_text(day),
-                "detail": format!("one record alone is over --max-size {}", a.max_size),
-            }));
-        }
-        for (report, gz) in parts {
-            let domain = report.policy.domain.clone();
-            // Parts of one report have names of their own.
-            let name = netjes_reports::write::report_file_name(&report, org_name);
-            if let Some(out) = a.out.as_ref().filter(|_| a.dry_run) {
-                std::fs::create_dir_all(out)?;
-                std::fs::write(out.join(&name), &gz)?;
-            }
-            for dest in &o.rua {
-                let (result, detail) = deliver(a, store, dns, (&report, &name), &gz, dest, who, day).await;
-                trouble |= !matches!(result, "sent" | "written" | "already-sent");
-                results.push(serde_json::json!({
-                    "policy_domain": domain, "destination": dest, "result": result, "detail": detail, "report_id": report.report_id,
-                    "records": report.records.len(), "messages": report.messages(), "day": netjes_reports::write::day_text(day),
-                }));
-            }
-        }
-    }
-    Ok(trouble)
-}
-
-/// One report to one destination: authorised, then written or sent once.
-#[allow(clippy::too_many_arguments)]
-async fn deliver(
-    a: &SendArgs,
-    store: &VerdictStore,
-    dns: &dyn netjes_dns::Resolver,
-    (r, file): (&netjes_reports::aggregate::AggregateReport, &str),
-    gz: &[u8],
-    dest: &str,
-    who: &Reporter,
-    day: i64,
-) -> (&'static str, Option<String>) {
-    let domain = &r.policy.domain;
-    match authorised(dns, domain, dest).await {
-        Ok(true) => {}
-        Ok(false) => return ("unauthorised", Some(format!("{dest} does not publish {domain}._report._dmarc for reports about {domain}"))),
-        // Kept for the next run: neither dropped nor sent unchecked.
-        Err(e) => return ("deferred", Some(format!("DNS: {e}"))),
-    }
-    if !a.dry_run {
-        if let Ok(Some((until, why))) = store.dead_until(dest, now()) {
-            return ("suppressed", Some(format!("until {}: {why}", netjes_reports::write::day_text(until.div_euclid(86_400)))));
-        }
-    }
-    // Each part of a report to each destination once.
-    let ledger = format!("{dest} {}", r.report_id);
-    if !a.dry_run && store.was_sent(domain, day, &ledger).unwrap_or(false) {
-        return ("already-sent", None);
-    }
-    let id = format!("{}.{}@{}", r.report_id.replace(['!', '@'], "."), dest.replace('@', "."), who.org_name);
-    let date = mail_parser::DateTime::from_timestamp(now()).to_rfc822();
-    let parts = netjes_reports::write::MailParts { from: &who.email, to: dest, date: &date, message_id: &id };
-    let mail = netjes_reports::write::mail(r, &who.org_name, &parts, gz);
-    if let Some(out) = a.out.as_ref().filter(|_| a.dry_run) {
-        let name = format!("{}.{dest}.eml", file.trim_end_matches(".xml.gz"));
-        return match std::fs::write(out.join(name), &mail) {
-            Ok(()) => ("written", None),
-            Err(e) => ("failed", Some(e.to_string())),
-        };
-    }
-    let relay = netjes_check::smtp::Relay {
-        addr: a.relay.clone().unwrap_or_default(),
-        starttls: a.relay_starttls,
-        ca_file: None,
-        helo: who.org_name.clone(),
-        timeout: std::time::Duration::from_secs(60),
-    };
-    // RFC 9990 §2.5: the null sender would lose bounces that say a
-    // destination is dead; the report's own address takes them.
-    match netjes_check::smtp::send(&relay, &who.email, &[dest.to_string()], &mail).await {
-        Ok(()) => {
-            let _ = store.mark_sent(domain, day, &ledger, now());
-            ("sent", None)
-        }
-        Err(e) => {
-            // A permanent refusal of the recipient: the destination is dead
-            // for a while (RFC 9990 §2.5 lets a receiver stop reporting).
-            if e.starts_with("RCPT TO: 5") {
-                let until = now() + i64::from(a.suppress_days) * 86_400;
-                let _ = store.mark_dead(dest, until, &e);
-            }
-            ("failed", Some(e))
-        }
-    }
-}

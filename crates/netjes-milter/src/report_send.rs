@@ -1,0 +1,176 @@
+//! Sending the reports owed (RFC 9990): for each day, each report (in
+//! parts when it is over the size limit) to each authorised destination,
+//! once; or written to a folder. Shared by `netjes report send` and the
+//! milter's daily schedule (`[reports_send]`).
+
+use crate::report::{authorised, owed, Reporter};
+use crate::verdicts::VerdictStore;
+use netjes_reports::aggregate::AggregateReport;
+use std::path::PathBuf;
+
+/// How reports go out.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Write each report and mail here instead of sending (a dry run).
+    pub out: Option<PathBuf>,
+    /// The relay the mails go through (needed without `out`).
+    pub relay: Option<netjes_check::smtp::Relay>,
+    /// The largest gzipped report file; a bigger report goes in parts.
+    pub max_size: usize,
+    /// Days a destination that refused for good is left alone.
+    pub suppress_days: u32,
+    pub reporter: Reporter,
+}
+
+/// What became of one report part for one destination.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sent {
+    pub policy_domain: String,
+    pub destination: Option<String>,
+    /// sent, written, already-sent, unauthorised, deferred, suppressed,
+    /// failed or too-large.
+    pub result: &'static str,
+    pub detail: Option<String>,
+    pub report_id: Option<String>,
+    pub records: usize,
+    pub messages: u64,
+    pub day: String,
+}
+
+impl Sent {
+    /// Went out (or is written), now or before.
+    pub fn ok(&self) -> bool {
+        matches!(self.result, "sent" | "written" | "already-sent")
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The reports of the given days.
+pub async fn send_days(store: &VerdictStore, dns: &dyn netjes_dns::Resolver, days: &[i64], o: &SendOptions) -> Result<Vec<Sent>, String> {
+    let mut results = Vec::new();
+    for day in days {
+        let rows = store.rows_between(day * 86_400, (day + 1) * 86_400).map_err(|e| e.to_string())?;
+        send_day(o, store, dns, &rows, *day, &mut results).await?;
+    }
+    Ok(results)
+}
+
+/// The reports of one day; whether any could not go.
+async fn send_day(
+    a: &SendOptions,
+    store: &VerdictStore,
+    dns: &dyn netjes_dns::Resolver,
+    rows: &[crate::verdicts::Row],
+    day: i64,
+    results: &mut Vec<Sent>,
+) -> Result<(), String> {
+    let who = &a.reporter;
+    let org_name = &who.org_name;
+    let day_text = netjes_reports::write::day_text(day);
+    // "Known": mail from the domain was delivered in the 30 days before.
+    let known = |d: &str| store.delivered_from(d, (day - 30) * 86_400).unwrap_or(false);
+    for o in owed(rows, day, who, &known) {
+        let generator = concat!("netjes ", env!("CARGO_PKG_VERSION"));
+        let parts = netjes_reports::write::fit(&o.report, generator, a.max_size);
+        if parts.is_empty() {
+            results.push(Sent {
+                policy_domain: o.report.policy.domain.clone(),
+                destination: None,
+                result: "too-large",
+                detail: Some(format!("one record alone is over the size limit of {} octets", a.max_size)),
+                report_id: Some(o.report.report_id.clone()),
+                records: o.report.records.len(),
+                messages: o.report.messages(),
+                day: day_text.clone(),
+            });
+        }
+        for (report, gz) in parts {
+            let domain = report.policy.domain.clone();
+            // Parts of one report have names of their own.
+            let name = netjes_reports::write::report_file_name(&report, org_name);
+            if let Some(out) = &a.out {
+                std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+                std::fs::write(out.join(&name), &gz).map_err(|e| format!("{name}: {e}"))?;
+            }
+            for dest in &o.rua {
+                let (result, detail) = deliver(a, store, dns, (&report, &name), &gz, dest, day).await;
+                results.push(Sent {
+                    policy_domain: domain.clone(),
+                    destination: Some(dest.clone()),
+                    result,
+                    detail,
+                    report_id: Some(report.report_id.clone()),
+                    records: report.records.len(),
+                    messages: report.messages(),
+                    day: day_text.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One report to one destination: authorised, then written or sent once.
+async fn deliver(
+    a: &SendOptions,
+    store: &VerdictStore,
+    dns: &dyn netjes_dns::Resolver,
+    (r, file): (&AggregateReport, &str),
+    gz: &[u8],
+    dest: &str,
+    day: i64,
+) -> (&'static str, Option<String>) {
+    let who = &a.reporter;
+    let domain = &r.policy.domain;
+    match authorised(dns, domain, dest).await {
+        Ok(true) => {}
+        Ok(false) => return ("unauthorised", Some(format!("{dest} does not publish {domain}._report._dmarc for reports about {domain}"))),
+        // Kept for the next run: neither dropped nor sent unchecked.
+        Err(e) => return ("deferred", Some(format!("DNS: {e}"))),
+    }
+    if a.out.is_none() {
+        if let Ok(Some((until, why))) = store.dead_until(dest, now()) {
+            return ("suppressed", Some(format!("until {}: {why}", netjes_reports::write::day_text(until.div_euclid(86_400)))));
+        }
+    }
+    // Each part of a report to each destination once.
+    let ledger = format!("{dest} {}", r.report_id);
+    if a.out.is_none() && store.was_sent(domain, day, &ledger).unwrap_or(false) {
+        return ("already-sent", None);
+    }
+    let id = format!("{}.{}@{}", r.report_id.replace(['!', '@'], "."), dest.replace('@', "."), who.org_name);
+    let date = mail_parser::DateTime::from_timestamp(now()).to_rfc822();
+    let parts = netjes_reports::write::MailParts { from: &who.email, to: dest, date: &date, message_id: &id };
+    let mail = netjes_reports::write::mail(r, &who.org_name, &parts, gz);
+    if let Some(out) = &a.out {
+        let name = format!("{}.{dest}.eml", file.trim_end_matches(".xml.gz"));
+        return match std::fs::write(out.join(name), &mail) {
+            Ok(()) => ("written", None),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+    }
+    let Some(relay) = &a.relay else { return ("failed", Some("no relay to send through".into())) };
+    // RFC 9990 §2.5: the null sender would lose bounces that say a
+    // destination is dead; the report's own address takes them.
+    match netjes_check::smtp::send(relay, &who.email, &[dest.to_string()], &mail).await {
+        Ok(()) => {
+            let _ = store.mark_sent(domain, day, &ledger, now());
+            ("sent", None)
+        }
+        Err(e) => {
+            // A permanent refusal of the recipient: the destination is dead
+            // for a while (RFC 9990 §2.5 lets a receiver stop reporting).
+            if e.starts_with("RCPT TO: 5") {
+                let until = now() + i64::from(a.suppress_days) * 86_400;
+                let _ = store.mark_dead(dest, until, &e);
+            }
+            ("failed", Some(e))
+        }
+    }
+}
