@@ -50,9 +50,78 @@ pub struct RawConfig {
     pub arc_seal: Option<RawArcSeal>,
     /// How many connections, from whom: `[connections]`.
     pub connections: netjes_net::RawConnLimits,
+    /// DMARC reports: the addresses they use, and sending them.
+    pub reports: RawReports,
+}
+
+/// `[reports]` in milter.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReports {
     /// The addresses DMARC and TLS reports arrive at and go out from:
     /// mail to or from them makes no DMARC report (no report loops).
-    pub report_addresses: Vec<String>,
+    pub addresses: Vec<String>,
+    /// `[reports.send]`: send the reports owed once a day.
+    pub send: Option<RawSend>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSend {
+    pub enabled: bool,
+    /// HOST:PORT of the relay (your Postfix, which signs the mail).
+    pub relay: String,
+    /// STARTTLS to the relay (required off loopback).
+    pub relay_starttls: bool,
+    /// The reports' sender and contact address; noreply-dmarc@authserv_id.
+    pub from: Option<String>,
+    /// The largest gzipped report, in MiB; bigger ones go in parts.
+    pub max_size_mib: u32,
+    /// Days a destination that refused for good is left alone.
+    pub suppress_days: u32,
+}
+
+impl Default for RawSend {
+    fn default() -> Self {
+        RawSend { enabled: false, relay: "127.0.0.1:25".into(), relay_starttls: false, from: None, max_size_mib: 5, suppress_days: 7 }
+    }
+}
+
+/// The validated `[reports.send]`.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub relay: netjes_check::smtp::Relay,
+    pub from: String,
+    pub max_size: usize,
+    pub suppress_days: u32,
+}
+
+fn validate_send(s: &RawSend, authserv_id: &str, errors: &mut Vec<String>) -> Option<SendConfig> {
+    if !s.enabled {
+        return None;
+    }
+    let loopback = s.relay.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback()) || s.relay.starts_with("localhost:");
+    if !loopback && !s.relay_starttls {
+        errors.push(format!("reports.send.relay {}: off loopback it needs relay_starttls = true", s.relay));
+    }
+    if s.relay.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        errors.push(format!("reports.send.relay {:?} is not HOST:PORT", s.relay));
+    }
+    if s.max_size_mib == 0 {
+        errors.push("reports.send.max_size_mib: at least 1".into());
+    }
+    Some(SendConfig {
+        relay: netjes_check::smtp::Relay {
+            addr: s.relay.clone(),
+            starttls: s.relay_starttls,
+            ca_file: None,
+            helo: authserv_id.to_string(),
+            timeout: Duration::from_secs(60),
+        },
+        from: s.from.clone().unwrap_or_else(|| format!("noreply-dmarc@{authserv_id}")),
+        max_size: s.max_size_mib as usize * 1024 * 1024,
+        suppress_days: s.suppress_days,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,7 +156,7 @@ impl Default for RawConfig {
             data_dir: std::path::PathBuf::from("./netjes-data"),
             arc_seal: None,
             connections: netjes_net::RawConnLimits::default(),
-            report_addresses: vec![],
+            reports: RawReports::default(),
         }
     }
 }
@@ -114,6 +183,8 @@ pub struct Config {
     /// (store directory, master key file): opened by the binary, which
     /// puts the store before the tables in `keys`.
     pub key_store: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
+    /// `[reports.send]`, when enabled.
+    pub send: Option<SendConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -195,12 +266,14 @@ impl Config {
                 }
             },
         };
+        let authserv_id = raw.authserv_id.clone().unwrap_or_else(netjes_net::default_hostname);
+        let send = raw.reports.send.as_ref().and_then(|s| validate_send(s, &authserv_id, &mut errors));
         if !errors.is_empty() {
             return Err(errors);
         }
         let settings = Settings {
             arc_seal,
-            authserv_id: raw.authserv_id.unwrap_or_else(netjes_net::default_hostname),
+            authserv_id,
             internal_hosts,
             on_key_error: raw.on_key_error,
             on_dns_error: raw.on_dns_error,
@@ -215,7 +288,7 @@ impl Config {
                 .collect(),
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
             conn,
-            report_addresses: raw.report_addresses.iter().map(|a| a.trim().to_ascii_lowercase()).collect(),
+            report_addresses: raw.reports.addresses.iter().map(|a| a.trim().to_ascii_lowercase()).collect(),
         };
         let key_store = raw.key_store.map(|d| (d, raw.master_key_file));
         Ok(Config {
@@ -226,6 +299,7 @@ impl Config {
             metrics,
             data_dir: raw.data_dir,
             key_store,
+            send,
         })
     }
 
@@ -269,6 +343,12 @@ mod tests {
             .join("\n");
         let c = Config::parse(&no_tables).unwrap();
         assert_eq!(c.settings.report_addresses, ["dmarc@reports.example.com", "noreply-dmarc@mx.example.com"]);
+        let send = c.send.as_ref().expect("the sample sends reports");
+        assert_eq!((send.relay.addr.as_str(), send.from.as_str(), send.max_size), ("127.0.0.1:25", "noreply-dmarc@mx.example.com", 5 * 1024 * 1024));
+        let bad = Config::parse("[reports.send]\nenabled = true\nrelay = \"smtp.example.net:25\"\nmax_size_mib = 0\nbogus = 1\n").unwrap_err();
+        assert!(bad[0].contains("unknown field `bogus`"), "{bad:?}");
+        let bad = Config::parse("[reports.send]\nenabled = true\nrelay = \"smtp.example.net:25\"\nmax_size_mib = 0\n").unwrap_err();
+        assert_eq!(bad.len(), 2, "{bad:?}");
         assert_eq!(c.settings.authserv_id, "mx.example.com");
         // The native entries parse; their keys are not on this machine,
         // which is an error of each key (logged at start), not of the file.

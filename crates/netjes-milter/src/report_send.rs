@@ -174,3 +174,28 @@ async fn deliver(
         }
     }
 }
+
+/// Sends the reports owed at start (making up the missed days of the last
+/// week) and then daily, twenty minutes after midnight UTC, when a day's
+/// verdicts are complete; until `stop`. What went out is logged; what did
+/// not is tried again the next day (the ledger keeps each to one send).
+pub async fn daily(store: VerdictStore, dns: std::sync::Arc<dyn netjes_dns::Resolver>, o: SendOptions, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let today = now().div_euclid(86_400);
+        let days: Vec<i64> = (today - 7..today).collect();
+        match send_days(&store, dns.as_ref(), &days, &o).await {
+            Ok(results) => {
+                for r in results.iter().filter(|r| r.result != "already-sent") {
+                    tracing::info!(domain = %r.policy_domain, destination = ?r.destination, day = %r.day, result = r.result, detail = ?r.detail, "DMARC report");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "DMARC reports not sent; tried again tomorrow"),
+        }
+        let next = (today + 1) * 86_400 + 20 * 60;
+        let wait = std::time::Duration::from_secs((next - now()).max(60) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
+}

@@ -136,6 +136,17 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let shared = Shared::with_metrics(config.milter(dns.clone(), Some(verdicts.clone())), metrics);
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(config.metrics, shared.metrics.clone(), rx.clone()).await?;
+    if let Some(send) = &config.send {
+        let opts = netjes_milter::report_send::SendOptions {
+            out: None,
+            relay: Some(send.relay.clone()),
+            max_size: send.max_size,
+            suppress_days: send.suppress_days,
+            reporter: netjes_milter::report::Reporter { org_name: config.settings.authserv_id.clone(), email: send.from.clone() },
+        };
+        tracing::info!(relay = %send.relay.addr, "DMARC reports are sent daily");
+        tokio::spawn(netjes_milter::report_send::daily(verdicts.clone(), dns.clone(), opts, rx.clone()));
+    }
     let server = tokio::spawn(run(listener, shared.clone(), rx));
     daemon::until_stopped(server, tx, || {
         let c = load(&a)?;

@@ -52,6 +52,30 @@ fn verdict(time: i64, ip: &str, pass: bool) -> Row {
     }
 }
 
+/// A netjes serve that takes reports for dmarc@reports.test.example over
+/// SMTP: the relay the reports go through, and where they are read.
+async fn receiver(dir: &std::path::Path, dns: &TestDns) -> (String, netjes_serve::store::Store, tokio::sync::watch::Sender<bool>) {
+    let raw = netjes_serve::config::RawConfig {
+        data_dir: dir.join("receiver"),
+        test_domain: "test.example".into(),
+        hostname: Some("reports.test.example".into()),
+        ip_lists: Some(vec![]),
+        domain_lists: Some(vec![]),
+        reports: netjes_serve::config::RawReports { addresses: vec!["dmarc@reports.test.example".into()], ..Default::default() },
+        ..Default::default()
+    };
+    let cfg = netjes_serve::config::Config::validate(raw).unwrap();
+    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+    let parts = netjes_serve::build(&cfg, std::sync::Arc::new(resolver)).unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = smtp.local_addr().unwrap().to_string();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let store = parts.store.clone();
+    tokio::spawn(async move { netjes_serve::run(http, smtp, &parts, cfg.retention, rx).await });
+    (relay, store, stop)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reports_owed_are_written_read_back_and_sent_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,25 +143,8 @@ async fn reports_owed_are_written_read_back_and_sent_once() {
 
     // Sent for real through a relay: a netjes serve that takes reports
     // for dmarc@reports.test.example.
-    let raw = netjes_serve::config::RawConfig {
-        data_dir: dir.path().join("receiver"),
-        test_domain: "test.example".into(),
-        hostname: Some("reports.test.example".into()),
-        ip_lists: Some(vec![]),
-        domain_lists: Some(vec![]),
-        reports: netjes_serve::config::RawReports { addresses: vec!["dmarc@reports.test.example".into()], ..Default::default() },
-        ..Default::default()
-    };
-    let cfg = netjes_serve::config::Config::validate(raw).unwrap();
-    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
     std::env::set_var("NETJES_MASTER_KEY", &key);
-    let parts = netjes_serve::build(&cfg, std::sync::Arc::new(resolver)).unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let relay = smtp.local_addr().unwrap().to_string();
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    let store = parts.store.clone();
-    tokio::spawn(async move { netjes_serve::run(http, smtp, &parts, cfg.retention, rx).await });
+    let (relay, store, _stop) = receiver(dir.path(), &dns).await;
     let send = |relay: String| {
         let (m, ns, key) = (milter_data.to_str().unwrap().to_string(), ns.clone(), key.clone());
         tokio::task::spawn_blocking(move || {
@@ -167,4 +174,53 @@ async fn reports_owed_are_written_read_back_and_sent_once() {
     let j = json(&send(relay).await.unwrap());
     assert_eq!(result(&j, "dmarc@reports.test.example"), "already-sent", "{j}");
     assert_eq!(result(&j, "rua@vendor.example"), "suppressed", "{j}");
+}
+
+/// The milter sends the reports owed on its own when [reports.send] is
+/// on: at start it makes up yesterday's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_milter_sends_yesterdays_reports_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("milter");
+    let yesterday = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 / 86_400 - 1;
+    {
+        let store = VerdictStore::open(&data, None).unwrap();
+        for i in 0..4 {
+            store.record(verdict(yesterday * 86_400 + 60 + i, "192.0.2.1", true)).unwrap();
+        }
+        for _ in 0..100 {
+            if store.rows_between(0, i64::MAX).unwrap().len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let dns = TestDns::start_str("a.example._report._dmarc.reports.test.example. TXT \"v=DMARC1\"\n").await;
+    let key = "0".repeat(64);
+    std::env::set_var("NETJES_MASTER_KEY", &key);
+    let (relay, store, _stop) = receiver(dir.path(), &dns).await;
+    let port = netjes_testdns::free_port();
+    let cfg = dir.path().join("milter.toml");
+    std::fs::write(
+        &cfg,
+        format!("listen = \"inet:{port}@127.0.0.1\"\nauthserv_id = \"mx.example.org\"\ndata_dir = \"{}\"\n[reports.send]\nenabled = true\nrelay = \"{relay}\"\n", data.display()),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["milter", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got = vec![];
+    for _ in 0..200 {
+        got = store.held_reports().unwrap();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got.len(), 1, "the report did not arrive");
+    assert_eq!((got[0].reporter.as_str(), got[0].report_id.as_str()), ("mx.example.org", format!("a.example!{yesterday}@mx.example.org").as_str()));
 }
