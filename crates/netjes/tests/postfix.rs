@@ -709,3 +709,67 @@ async fn postfix_with_the_milter_refuses_every_way_around_dmarc() {
         "an unknown client must be verified (and this spoof rejected), not signed: {t}"
     );
 }
+
+/// Issue "DMARC reports, sent", end to end: twenty messages from outside
+/// through Postfix and the milter for two domains that ask for reports;
+/// `netjes report send --dry-run` writes one report per domain, and
+/// netjes's own reader counts the twenty messages in them.
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_verdicts_become_the_reports_owed() {
+    if !have_postfix() {
+        return;
+    }
+    let lab = milter_lab("").await;
+    lab.dns.with_zone(|z| {
+        z.merge(
+            netjes_dns::zone::Zone::parse(
+                "one.example. TXT \"v=spf1 ip4:127.0.0.2 -all\"\n_dmarc.one.example. TXT \"v=DMARC1; p=none; rua=mailto:dmarc@one.example\"\n\
+                 two.example. TXT \"v=spf1 ip4:127.0.0.2 -all\"\n_dmarc.two.example. TXT \"v=DMARC1; p=quarantine; rua=mailto:rua@two.example; fo=1\"\n",
+            )
+            .unwrap(),
+        )
+    });
+    for i in 0..20 {
+        let domain = if i < 12 { "one.example" } else { "two.example" };
+        let data = format!("From: <a@{domain}>\nTo: bob@example.org\nSubject: {i}\nDate: Mon, 30 Nov 2026 09:00:00 +0000\nMessage-ID: <{i}@{domain}>\n\nHello.\n");
+        let out = swaks_data(lab.smtp, &format!("a@{domain}"), "bob@example.org", Some(&data)).await;
+        assert!(out.contains("250 2.0.0 Ok: queued"), "{out}");
+    }
+    assert_eq!(wait_for(&lab.got, 20).await.len(), 20);
+    let today = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 / 86_400;
+    let day = netjes_reports::write::day_text(today);
+    let out = lab.dir.path().join("reports");
+    let data = lab.dir.path().join("milter-data");
+    let ns = lab.dns.addr().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_netjes")).args(&args).env("NETJES_MASTER_KEY", "0".repeat(64)).output().unwrap())
+    };
+    // The verdicts are written beside the answers: wait for all twenty.
+    for _ in 0..100 {
+        let store = netjes_milter::verdicts::VerdictStore::open(&data, None).unwrap();
+        if store.rows_between(today * 86_400, (today + 1) * 86_400).unwrap().len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a: Vec<String> = ["report", "send", "--json", "--data-dir", data.to_str().unwrap(), "--day", &day, "--org-name", "mx.test", "--dry-run", "--out", out.to_str().unwrap(), "--nameserver", &ns].map(String::from).to_vec();
+    let o = run(a).await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sent: Vec<(String, u64)> = j.as_array().unwrap().iter().map(|r| (r["destination"].as_str().unwrap().to_string(), r["messages"].as_u64().unwrap())).collect();
+    assert_eq!(sent, [("dmarc@one.example".to_string(), 12), ("rua@two.example".to_string(), 8)]);
+    // netjes reads what netjes wrote: two reports, twenty messages, the
+    // published policy as it was. (Today's reports end tonight: the
+    // reader holds them as ending in the future, as it should.)
+    let serve = lab.dir.path().join("serve");
+    let a: Vec<String> = ["report", "import", "--json", "--data-dir", serve.to_str().unwrap(), out.to_str().unwrap()].map(String::from).to_vec();
+    let j: serde_json::Value = serde_json::from_slice(&run(a).await.unwrap().stdout).unwrap();
+    let accepted: Vec<&serde_json::Value> = j.as_array().unwrap().iter().filter(|r| r["result"] == "accepted" || r["result"] == "held").collect();
+    assert_eq!(accepted.len(), 2, "{j}");
+    assert_eq!(accepted.iter().map(|r| r["messages"].as_u64().unwrap()).sum::<u64>(), 20);
+    let gz = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().contains("two.example") && p.to_string_lossy().ends_with(".xml.gz")).unwrap();
+    let report = netjes_reports::read(&gz.to_string_lossy(), &std::fs::read(&gz).unwrap(), &Default::default()).remove(0).unwrap();
+    let netjes_reports::Report::Aggregate(r) = report else { panic!("not an aggregate report") };
+    assert_eq!((r.policy.p.as_deref(), r.policy.fo.as_deref(), r.format), (Some("quarantine"), Some("1"), "rfc9990"));
+    assert!(r.records.iter().all(|x| x.spf == "pass" && x.envelope_to.as_deref() == Some("example.org")), "{:?}", r.records);
+}
