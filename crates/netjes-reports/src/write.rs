@@ -236,6 +236,60 @@ pub fn mail(r: &AggregateReport, receiver: &str, m: &MailParts<'_>, gz: &[u8]) -
     .into_bytes()
 }
 
+/// What a failure report (RFC 6591, DMARC's auth-failure) says of one
+/// message.
+#[derive(Debug, Clone)]
+pub struct FailureFacts<'a> {
+    pub reported_domain: &'a str,
+    pub source_ip: &'a str,
+    pub original_mail_from: &'a str,
+    pub arrival_date: &'a str,
+    /// Our Authentication-Results value for the message.
+    pub authentication_results: &'a str,
+    /// none, dkim, spf or dkim/spf: what aligned.
+    pub identity_alignment: &'a str,
+    /// delivered, spam, policy, reject or other (RFC 6591 §3.2).
+    pub delivery_result: &'a str,
+    /// The failed message's header block: the only part of it that is
+    /// sent, unless the caller gives its body too.
+    pub headers: &'a [u8],
+    pub body: Option<&'a [u8]>,
+}
+
+/// A DMARC failure report mail (RFC 6591, the auth-failure type of RFC
+/// 6591 §3.2): a line of text, the machine-readable part, and the failed
+/// message's header block (text/rfc822-headers), or the whole message
+/// (message/rfc822) when its body is given.
+pub fn failure_mail(f: &FailureFacts<'_>, m: &MailParts<'_>, generator: &str) -> Vec<u8> {
+    // A line that would end the field early is folded away.
+    let one = |s: &str| s.replace(['\r', '\n'], " ");
+    let (ctype, original) = match f.body {
+        Some(b) => ("message/rfc822", [f.headers, b].concat()),
+        None => ("text/rfc822-headers", f.headers.to_vec()),
+    };
+    let mut out = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: DMARC failure report for {domain} from {ip}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"netjes-failure\"\r\n\r\n--netjes-failure\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA message from {ip} that says it is from {domain} failed DMARC here.\r\n--netjes-failure\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: auth-failure\r\nUser-Agent: {generator}\r\nVersion: 1\r\nOriginal-Mail-From: <{mf}>\r\nArrival-Date: {arrival}\r\nSource-IP: {ip}\r\nReported-Domain: {domain}\r\nAuthentication-Results: {ar}\r\nIdentity-Alignment: {align}\r\nAuth-Failure: dmarc\r\nDelivery-Result: {result}\r\n\r\n--netjes-failure\r\nContent-Type: {ctype}\r\n\r\n",
+        from = m.from,
+        to = m.to,
+        domain = one(f.reported_domain),
+        ip = one(f.source_ip),
+        date = m.date,
+        id = m.message_id,
+        mf = one(f.original_mail_from),
+        arrival = one(f.arrival_date),
+        ar = one(f.authentication_results),
+        align = f.identity_alignment,
+        result = f.delivery_result,
+    )
+    .into_bytes();
+    out.extend_from_slice(&original);
+    if !original.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"--netjes-failure--\r\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +356,31 @@ mod tests {
         assert!(text.contains("Subject: Report Domain: example.com Submitter: mx.example.org Report-ID: <example.com!20787>") && text.contains("Auto-Submitted: auto-generated"), "{text}");
         match &crate::read("mail.eml", &m, &Default::default())[..] {
             [Ok(crate::Report::Aggregate(a))] => assert_eq!(a.records, report.records),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failure_report_carries_the_headers_only_and_reads_back() {
+        let headers = b"From: <ceo@example.com>\r\nSubject: wire the money\r\nMessage-ID: <x@evil>\r\n\r\n";
+        let f = FailureFacts {
+            reported_domain: "example.com",
+            source_ip: "203.0.113.66",
+            original_mail_from: "x@evil.example",
+            arrival_date: "Mon, 30 Nov 2026 09:00:00 +0000",
+            authentication_results: "mx.example.org; spf=fail smtp.mailfrom=evil.example; dmarc=fail header.from=example.com",
+            identity_alignment: "none",
+            delivery_result: "reject",
+            headers,
+            body: None,
+        };
+        let parts = MailParts { from: "noreply-dmarc@mx.example.org", to: "ruf@example.com", date: "Mon, 30 Nov 2026 09:00:01 +0000", message_id: "f1@mx.example.org" };
+        let m = failure_mail(&f, &parts, "netjes");
+        match &crate::read("f.eml", &m, &Default::default())[..] {
+            [Ok(crate::Report::Failure(r))] => {
+                assert_eq!((r.reported_domain.as_deref(), r.source_ip.as_deref(), r.delivery_result.as_deref()), (Some("example.com"), Some("203.0.113.66"), Some("reject")));
+                assert!(r.headers.as_deref().unwrap().contains("Subject: wire the money"));
+            }
             other => panic!("{other:?}"),
         }
     }
