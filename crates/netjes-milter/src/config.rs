@@ -79,11 +79,15 @@ pub struct RawSend {
     pub max_size_mib: u32,
     /// Days a destination that refused for good is left alone.
     pub suppress_days: u32,
+    /// Failure reports (ruf=): off unless turned on; headers only.
+    pub failure_reports: bool,
+    /// Failure reports to one destination in an hour at most.
+    pub failure_reports_per_hour: u32,
 }
 
 impl Default for RawSend {
     fn default() -> Self {
-        RawSend { enabled: false, relay: "127.0.0.1:25".into(), relay_starttls: false, from: None, max_size_mib: 5, suppress_days: 7 }
+        RawSend { enabled: false, relay: "127.0.0.1:25".into(), relay_starttls: false, from: None, max_size_mib: 5, suppress_days: 7, failure_reports: false, failure_reports_per_hour: 10 }
     }
 }
 
@@ -94,6 +98,8 @@ pub struct SendConfig {
     pub from: String,
     pub max_size: usize,
     pub suppress_days: u32,
+    pub failure_reports: bool,
+    pub failure_reports_per_hour: u32,
 }
 
 fn validate_send(s: &RawSend, authserv_id: &str, errors: &mut Vec<String>) -> Option<SendConfig> {
@@ -121,6 +127,8 @@ fn validate_send(s: &RawSend, authserv_id: &str, errors: &mut Vec<String>) -> Op
         from: s.from.clone().unwrap_or_else(|| format!("noreply-dmarc@{authserv_id}")),
         max_size: s.max_size_mib as usize * 1024 * 1024,
         suppress_days: s.suppress_days,
+        failure_reports: s.failure_reports,
+        failure_reports_per_hour: s.failure_reports_per_hour.max(1),
     })
 }
 
@@ -289,6 +297,7 @@ impl Config {
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
             conn,
             report_addresses: raw.reports.addresses.iter().map(|a| a.trim().to_ascii_lowercase()).collect(),
+            failure_reports: send.as_ref().is_some_and(|x| x.failure_reports),
         };
         let key_store = raw.key_store.map(|d| (d, raw.master_key_file));
         Ok(Config {
@@ -307,12 +316,14 @@ impl Config {
         &self,
         dns: Arc<dyn Resolver>,
         verdicts: Option<crate::verdicts::VerdictStore>,
+        failures: Option<Arc<crate::report_send::FailureSender>>,
     ) -> Milter {
         Milter {
             settings: self.settings.clone(),
             keys: self.keys.clone(),
             dns,
             verdicts,
+            failures,
         }
     }
 }

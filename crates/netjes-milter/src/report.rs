@@ -159,8 +159,35 @@ pub async fn authorised(dns: &dyn netjes_dns::Resolver, policy_domain: &str, des
     }
 }
 
+/// Whether fo= (RFC 7489 §6.3, kept by DMARCbis) asks for a failure
+/// report: "0" (the default) when nothing aligned passed, "1" when
+/// either did not, "d" when a DKIM signature failed, "s" when SPF failed;
+/// options joined with ':'.
+pub fn fo_wants(fo: Option<&str>, dkim_aligned: bool, spf_aligned: bool, dkim_failed: bool, spf_failed: bool) -> bool {
+    let fo = fo.unwrap_or("0");
+    fo.split(':').map(str::trim).any(|o| match o {
+        "0" => !dkim_aligned && !spf_aligned,
+        "1" => !dkim_aligned || !spf_aligned,
+        "d" => dkim_failed,
+        "s" => spf_failed,
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fo_options() {
+        use super::fo_wants as w;
+        assert!(w(None, false, false, false, true) && !w(None, true, false, false, true));
+        assert!(w(Some("1"), true, false, false, true) && !w(Some("1"), true, true, false, false));
+        assert!(w(Some("d"), true, true, true, false) && !w(Some("d"), false, false, false, true));
+        assert!(w(Some("0:s"), true, false, false, true));
+    }
+}
+
+#[cfg(test)]
+mod owed_tests {
     use super::*;
 
     fn row(ip: &str, domain: &str, rua: &[&str], dkim_ok: bool) -> Row {

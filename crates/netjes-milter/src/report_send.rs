@@ -199,3 +199,120 @@ pub async fn daily(store: VerdictStore, dns: std::sync::Arc<dyn netjes_dns::Reso
         }
     }
 }
+
+/// A failure report to send (ruf=), made at the end of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureJob {
+    pub reported_domain: String,
+    pub ruf: Vec<String>,
+    pub source_ip: String,
+    pub mail_from: String,
+    pub arrival_date: String,
+    pub authentication_results: String,
+    pub identity_alignment: &'static str,
+    pub delivery_result: &'static str,
+    /// The failed message's header block. The milter never keeps a
+    /// body, so failure reports carry headers only.
+    pub headers: Vec<u8>,
+}
+
+/// Sends failure reports, off the milter's path, at most `per_hour` to
+/// one destination an hour (a spoofing run must not make us flood
+/// anyone's ruf= address), each destination authorised as for rua=.
+pub struct FailureSender {
+    pub relay: netjes_check::smtp::Relay,
+    pub from: String,
+    pub per_hour: u32,
+    pub dns: std::sync::Arc<dyn netjes_dns::Resolver>,
+    pub metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>,
+    sent: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    /// Makes each report's Message-ID unique within a second.
+    serial: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for FailureSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureSender").field("relay", &self.relay.addr).finish_non_exhaustive()
+    }
+}
+
+impl FailureSender {
+    pub fn new(relay: netjes_check::smtp::Relay, from: String, per_hour: u32, dns: std::sync::Arc<dyn netjes_dns::Resolver>, metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>) -> FailureSender {
+        if let Some(m) = &metrics {
+            m.describe("netjes_milter_failure_reports_total", "DMARC failure reports (ruf=), by result.");
+        }
+        FailureSender { relay, from, per_hour, dns, metrics, sent: Default::default(), serial: Default::default() }
+    }
+
+    /// Takes one more for `dest` within the hour, or says no.
+    fn allow(&self, dest: &str, at: i64) -> bool {
+        let mut m = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 10_000 {
+            m.retain(|_, (start, _)| at - *start < 3600);
+        }
+        let e = m.entry(dest.to_ascii_lowercase()).or_insert((at, 0));
+        if at - e.0 >= 3600 {
+            *e = (at, 0);
+        }
+        e.1 += 1;
+        e.1 <= self.per_hour
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(m) = &self.metrics {
+            m.inc("netjes_milter_failure_reports_total", &[("result", result)]);
+        }
+    }
+
+    /// Sends in the background; the message's answer does not wait.
+    pub fn submit(self: &std::sync::Arc<Self>, job: FailureJob) {
+        let me = self.clone();
+        tokio::spawn(async move { me.send(&job).await });
+    }
+
+    async fn send(&self, job: &FailureJob) {
+        for dest in &job.ruf {
+            if !self.allow(dest, now()) {
+                self.count("rate-limited");
+                continue;
+            }
+            match authorised(self.dns.as_ref(), &job.reported_domain, dest).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.count("unauthorised");
+                    continue;
+                }
+                Err(_) => {
+                    // Failure reports are not kept for later: one lost to
+                    // a DNS failure is not worth a queue.
+                    self.count("deferred");
+                    continue;
+                }
+            }
+            let facts = netjes_reports::write::FailureFacts {
+                reported_domain: &job.reported_domain,
+                source_ip: &job.source_ip,
+                original_mail_from: &job.mail_from,
+                arrival_date: &job.arrival_date,
+                authentication_results: &job.authentication_results,
+                identity_alignment: job.identity_alignment,
+                delivery_result: job.delivery_result,
+                headers: &job.headers,
+                body: None,
+            };
+            let date = mail_parser::DateTime::from_timestamp(now()).to_rfc822();
+            // Unique: the reader counts reports by their Message-ID.
+            let serial = self.serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let id = format!("{}.{}.{}.{serial}@{}", now(), std::process::id(), dest.replace('@', "."), self.relay.helo);
+            let parts = netjes_reports::write::MailParts { from: &self.from, to: dest, date: &date, message_id: &id };
+            let mail = netjes_reports::write::failure_mail(&facts, &parts, concat!("netjes ", env!("CARGO_PKG_VERSION")));
+            match netjes_check::smtp::send(&self.relay, &self.from, std::slice::from_ref(dest), &mail).await {
+                Ok(()) => self.count("sent"),
+                Err(e) => {
+                    tracing::warn!(destination = %dest, error = %e, "failure report not sent");
+                    self.count("failed");
+                }
+            }
+        }
+    }
+}

@@ -26,6 +26,8 @@ pub struct Milter {
     pub dns: Arc<dyn Resolver>,
     /// Where verdicts go for DMARC reports; none in some tests.
     pub verdicts: Option<crate::verdicts::VerdictStore>,
+    /// Sends failure reports (ruf=), when they are on.
+    pub failures: Option<Arc<crate::report_send::FailureSender>>,
 }
 
 impl std::fmt::Debug for Milter {
@@ -149,6 +151,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 // The work runs in its own task: a panic in it is an
                 // internal error for this message, answered with tempfail.
                 let store = m.verdicts.clone();
+                let failures = m.failures.clone();
                 // Signing is CPU-bound: on the blocking pool, where the OS
                 // shares the cores fairly between connections (as
                 // OpenDKIM's thread per connection does); verification
@@ -175,6 +178,9 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                                     .metrics
                                     .inc("netjes_milter_errors_total", &[("kind", "store")]);
                             }
+                        }
+                        if let (Some(f), Some(job)) = (&failures, o.failure.clone()) {
+                            f.submit(job);
                         }
                         tracing::info!(queue_id = %queue_id, result = o.result, body_octets, "message done");
                         milter

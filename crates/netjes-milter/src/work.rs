@@ -76,6 +76,8 @@ pub struct Settings {
     pub arc_seal: Option<ArcSealer>,
     /// Mail to or from these (lower case) makes no DMARC report.
     pub report_addresses: Vec<String>,
+    /// Make failure reports (ruf=) for the server to send.
+    pub failure_reports: bool,
     /// Connections: taken at start (a reload does not change them).
     pub conn: netjes_net::ConnLimits,
 }
@@ -118,6 +120,8 @@ pub struct Outcome {
     pub dns_errors: Vec<&'static str>,
     /// DMARC's result and disposition, for a verified message.
     pub dmarc: Option<(&'static str, &'static str)>,
+    /// A failure report the domain asked for (ruf=, fo=).
+    pub failure: Option<crate::report_send::FailureJob>,
 }
 
 fn failure(f: Failure, why: &str, result: &'static str) -> Outcome {
@@ -450,6 +454,7 @@ async fn enforce(
         row.override_reason = Some("policy_test_mode".into());
     }
     let record_of = |row: &crate::verdicts::Row| Some(row.clone());
+    let failure_of = |row: &crate::verdicts::Row| failure_job(job, s, v, row);
     match dm.result {
         DmarcResult::Temperror if s.on_dns_error == Failure::Tempfail => {
             // Not recorded: the client will come back, and then it counts.
@@ -504,6 +509,7 @@ async fn enforce(
                             replies: vec![Response::ReplyCode(format!("550 5.7.1 DMARC policy of {domain} rejects this message: nothing aligned with From passed ({})", failed.join(", ")))],
                             result: "reject",
                             record: record_of(&row),
+                            failure: failure_of(&row),
                             ..Default::default()
                         }
                     }
@@ -514,7 +520,7 @@ async fn enforce(
                         }
                         replies.extend(seal);
                         replies.push(Response::Continue);
-                        return Outcome { replies, result: "quarantine", record: record_of(&row), ..Default::default() };
+                        return Outcome { replies, result: "quarantine", record: record_of(&row), failure: failure_of(&row), ..Default::default() };
                     }
                     Policy::None => {}
                 }
@@ -528,6 +534,44 @@ async fn enforce(
         replies,
         result: dm.result.as_str(),
         record: record_of(&row),
+        failure: failure_of(&row),
         ..Default::default()
     }
+}
+
+/// The failure report a verified message owes its From domain, if the
+/// domain asks for one (ruf=, and fo= says this failure counts) and the
+/// milter makes them; never about report mail.
+fn failure_job(job: &Job, s: &Settings, v: &netjes_auth::verdict::Verdict, row: &crate::verdicts::Row) -> Option<crate::report_send::FailureJob> {
+    let rec = v.dmarc.record.as_ref()?;
+    if !s.failure_reports || rec.ruf.is_empty() || row.about_reports == Some(true) {
+        return None;
+    }
+    let dm = &v.dmarc;
+    let dkim_failed = v.dkim.iter().any(|d| d.result != netjes_auth::dkim::DkimResult::Pass);
+    let spf_failed = v.spf.as_ref().is_some_and(|x| x.result != netjes_auth::spf::SpfResult::Pass);
+    if !crate::report::fo_wants(rec.fo.as_deref(), dm.dkim_aligned, dm.spf_aligned, dkim_failed, spf_failed) {
+        return None;
+    }
+    let alignment = match (dm.dkim_aligned, dm.spf_aligned) {
+        (true, true) => "dkim/spf",
+        (true, false) => "dkim",
+        (false, true) => "spf",
+        (false, false) => "none",
+    };
+    Some(crate::report_send::FailureJob {
+        reported_domain: dm.from_domain.clone()?,
+        ruf: rec.ruf.clone(),
+        source_ip: job.conn.ip.map(|i| i.to_string()).unwrap_or_default(),
+        mail_from: job.mail_from.clone(),
+        arrival_date: mail_parser::DateTime::from_timestamp(row.time).to_rfc822(),
+        authentication_results: v.authentication_results.clone(),
+        identity_alignment: alignment,
+        delivery_result: match row.disposition.as_str() {
+            "reject" => "reject",
+            "quarantine" => "spam",
+            _ => "delivered",
+        },
+        headers: job.header_block.clone(),
+    })
 }

@@ -109,6 +109,7 @@ async fn setup_custom(arc: bool, native: bool, tweak: impl FnOnce(&mut Settings)
         keys: Arc::new(tables),
         dns: Arc::new(r),
         verdicts: Some(verdicts.clone()),
+        failures: None,
     });
     let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap())
         .await
@@ -542,6 +543,7 @@ async fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
         keys: now.keys.clone(),
         dns: now.dns.clone(),
         verdicts: None,
+        failures: None,
     });
     // (The chain is the one that passed above, on the same DNS.)
     let r = c

@@ -666,6 +666,7 @@ fn signing_domains_are_checked_rotated_and_sign_through_the_milter_without_a_res
         keys,
         dns: std::sync::Arc::new(resolver),
         verdicts: None,
+        failures: None,
     });
     let (milter_addr, _stop) = s.rt.block_on(async {
         let l =

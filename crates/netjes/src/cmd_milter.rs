@@ -133,7 +133,18 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let verdicts =
         netjes_milter::verdicts::VerdictStore::open(&config.data_dir, Some(metrics.clone()))
             .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    let shared = Shared::with_metrics(config.milter(dns.clone(), Some(verdicts.clone())), metrics);
+    // Failure reports (ruf=), when [reports.send] turns them on: one
+    // sender for the life of the process, so a reload keeps its counts.
+    let failures = config.send.as_ref().filter(|s| s.failure_reports).map(|s| {
+        std::sync::Arc::new(netjes_milter::report_send::FailureSender::new(
+            s.relay.clone(),
+            s.from.clone(),
+            s.failure_reports_per_hour,
+            dns.clone(),
+            Some(metrics.clone()),
+        ))
+    });
+    let shared = Shared::with_metrics(config.milter(dns.clone(), Some(verdicts.clone()), failures.clone()), metrics);
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(config.metrics, shared.metrics.clone(), rx.clone()).await?;
     if let Some(send) = &config.send {
@@ -151,7 +162,7 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     daemon::until_stopped(server, tx, || {
         let c = load(&a)?;
         log_key_errors(&c);
-        shared.replace(c.milter(dns.clone(), Some(verdicts.clone())));
+        shared.replace(c.milter(dns.clone(), Some(verdicts.clone()), failures.clone()));
         Ok(())
     })
     .await

@@ -224,3 +224,69 @@ async fn the_milter_sends_yesterdays_reports_itself() {
     assert_eq!(got.len(), 1, "the report did not arrive");
     assert_eq!((got[0].reporter.as_str(), got[0].report_id.as_str()), ("mx.example.org", format!("a.example!{yesterday}@mx.example.org").as_str()));
 }
+
+/// Failure reports (ruf=), when turned on: headers only, sent off the
+/// message's path, at most failure_reports_per_hour to one destination.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_milter_sends_failure_reports_within_their_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start_str(
+        "_dmarc.a.example. TXT \"v=DMARC1; p=reject; ruf=mailto:dmarc@reports.test.example; fo=1\"\n\
+         a.example. TXT \"v=spf1 -all\"\n\
+         a.example._report._dmarc.reports.test.example. TXT \"v=DMARC1\"\n",
+    )
+    .await;
+    std::env::set_var("NETJES_MASTER_KEY", "0".repeat(64));
+    let (relay, store, _stop) = receiver(dir.path(), &dns).await;
+    let port = netjes_testdns::free_port();
+    let cfg = dir.path().join("milter.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"inet:{port}@127.0.0.1\"\nauthserv_id = \"mx.example.org\"\ndata_dir = \"{}\"\n[reports.send]\nenabled = true\nrelay = \"{relay}\"\nfailure_reports = true\nfailure_reports_per_hour = 3\n",
+            dir.path().join("milter").display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["milter", "--config", cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Five spoofs of a.example from outside: each rejected, each worth a
+    // failure report, but only three go to one destination in the hour.
+    for i in 0..5 {
+        let mut c = netjes_milter::client::Client::connect(addr, "203.0.113.66").await;
+        let msg = format!("From: <ceo@a.example>\r\nTo: bob@example.org\r\nSubject: wire the money {i}\r\nMessage-ID: <{i}@evil.example>\r\n\r\nSecret body {i}.\r\n");
+        let r = c.message("x@evil.example", &msg, None).await;
+        assert!(matches!(r.last(), Some(netjes_milter::protocol::Response::ReplyCode(t)) if t.starts_with("550")), "{r:?}");
+    }
+    let mut got = vec![];
+    for _ in 0..100 {
+        got = store.held_reports().unwrap();
+        if got.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    got = store.held_reports().unwrap();
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(got.len(), 3, "{got:?}\nrejected: {:?}\n{}", store.rejected_reports().unwrap(), String::from_utf8_lossy(&out.stderr));
+    assert!(got.iter().all(|r| r.kind == "failure" && r.policy_domain == "a.example"));
+    let (_, parsed) = store.report(got[0].id).unwrap().unwrap();
+    let headers = parsed["headers"].as_str().unwrap();
+    assert!(headers.contains("Subject: wire the money"), "{headers}");
+    let raw = serde_json::to_string(&parsed).unwrap();
+    assert!(!raw.contains("Secret body"), "the body never leaves: {raw}");
+    assert_eq!(parsed["delivery_result"], "reject");
+    assert_eq!(parsed["source_ip"], "203.0.113.66");
+}
