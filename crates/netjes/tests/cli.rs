@@ -1464,12 +1464,14 @@ async fn state_files_are_private_whatever_the_umask() {
                 .unwrap(),
         );
     }
-    let listening = |p: u16| (0..100).any(|_| {
+    // Under a loaded test run, serve's first start (its master key, the
+    // first user's password hash) can take seconds: 30 are allowed.
+    let listening = |p: u16| (0..300).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
     });
-    for p in [pport, mport, hport] {
-        assert!(listening(p), "port {p}");
+    for (name, p) in [("policy", pport), ("milter", mport), ("serve", hport)] {
+        assert!(listening(p), "{name} did not listen on port {p}");
     }
     let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
     for (sub, files) in [
