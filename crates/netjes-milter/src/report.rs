@@ -133,30 +133,55 @@ pub fn owed(rows: &[Row], day: i64, who: &Reporter, known: &dyn Fn(&str) -> bool
         .collect()
 }
 
-/// Whether a destination may get a domain's reports (RFC 9990 §3): one in
-/// the domain's own organisation may; another only when it publishes
-/// `<domain>._report._dmarc.<its domain>` with a v=DMARC1 record. A DNS
-/// failure is an error, so that the report waits for the next round
-/// rather than going out unchecked or being dropped.
+/// Whether a destination may get a domain's reports (RFC 9990 §3).
 pub async fn authorised(dns: &dyn netjes_dns::Resolver, policy_domain: &str, destination: &str) -> Result<bool, netjes_dns::DnsError> {
-    let Some(dest) = domain_of(destination) else { return Ok(false) };
+    Ok(destination_for(dns, policy_domain, destination).await?.is_some())
+}
+
+/// Where a domain's reports for `destination` go (RFC 9990 §3), or
+/// `None` when they may not go there. One in the domain's own
+/// organisation may; another only when it publishes
+/// `<domain>._report._dmarc.<its domain>` with a v=DMARC1 record. That
+/// record's own rua= replaces the address when it names the same host;
+/// when it names another host, the reports go nowhere (no redirecting
+/// them to a third party). A DNS failure is an error, so that the report
+/// waits for the next round rather than going out unchecked or being
+/// dropped.
+pub async fn destination_for(dns: &dyn netjes_dns::Resolver, policy_domain: &str, destination: &str) -> Result<Option<String>, netjes_dns::DnsError> {
+    let Some(dest) = domain_of(destination) else { return Ok(None) };
     let org = |d: &str| psl::domain_str(d).map(str::to_string).unwrap_or_else(|| d.to_string());
     if org(&dest) == org(policy_domain) {
-        return Ok(true);
+        return Ok(Some(destination.to_string()));
     }
     let name = format!("{policy_domain}._report._dmarc.{dest}");
     if !netjes_dns::is_valid_query_name(&name) {
-        return Ok(false);
+        return Ok(None);
     }
-    match netjes_dns::ResolverExt::txt(dns, &name).await {
-        Ok(records) => Ok(records.iter().any(|t| {
-            let t = String::from_utf8_lossy(t);
-            let first = t.split(';').next().unwrap_or("").replace(' ', "");
-            first.eq_ignore_ascii_case("v=DMARC1")
-        })),
-        Err(e) if e.is_temporary() => Err(e),
-        Err(_) => Ok(false),
+    let records = match netjes_dns::ResolverExt::txt(dns, &name).await {
+        Ok(r) => r,
+        Err(e) if e.is_temporary() => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let confirming: Vec<String> = records
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .filter(|t| t.split(';').next().unwrap_or("").replace(' ', "").eq_ignore_ascii_case("v=DMARC1"))
+        .collect();
+    let Some(record) = confirming.first() else { return Ok(None) };
+    let overrides: Vec<String> = record
+        .split(';')
+        .filter_map(|t| t.split_once('='))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("rua"))
+        .flat_map(|(_, v)| v.split(',').map(|u| u.trim().trim_start_matches("mailto:").split('!').next().unwrap_or("").to_string()).collect::<Vec<_>>())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if overrides.is_empty() {
+        return Ok(Some(destination.to_string()));
     }
+    if overrides.iter().any(|u| domain_of(u).as_deref() != Some(dest.as_str())) {
+        return Ok(None);
+    }
+    Ok(overrides.first().cloned())
 }
 
 /// Whether fo= (RFC 7489 §6.3, kept by DMARCbis) asks for a failure

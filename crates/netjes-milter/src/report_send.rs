@@ -3,7 +3,7 @@
 //! once; or written to a folder. Shared by `netjes report send` and the
 //! milter's daily schedule (`[reports_send]`).
 
-use crate::report::{authorised, owed, Reporter};
+use crate::report::{destination_for, owed, Reporter};
 use crate::verdicts::VerdictStore;
 use netjes_reports::aggregate::AggregateReport;
 use std::path::PathBuf;
@@ -128,12 +128,14 @@ async fn deliver(
 ) -> (&'static str, Option<String>) {
     let who = &a.reporter;
     let domain = &r.policy.domain;
-    match authorised(dns, domain, dest).await {
-        Ok(true) => {}
-        Ok(false) => return ("unauthorised", Some(format!("{dest} does not publish {domain}._report._dmarc for reports about {domain}"))),
+    // The address the destination says to use (its own override).
+    let to = match destination_for(dns, domain, dest).await {
+        Ok(Some(to)) => to,
+        Ok(None) => return ("unauthorised", Some(format!("{dest} does not accept reports about {domain} ({domain}._report._dmarc)"))),
         // Kept for the next run: neither dropped nor sent unchecked.
         Err(e) => return ("deferred", Some(format!("DNS: {e}"))),
-    }
+    };
+    let dest = to.as_str();
     if a.out.is_none() {
         if let Ok(Some((until, why))) = store.dead_until(dest, now()) {
             return ("suppressed", Some(format!("until {}: {why}", netjes_reports::write::day_text(until.div_euclid(86_400)))));
@@ -276,9 +278,9 @@ impl FailureSender {
                 self.count("rate-limited");
                 continue;
             }
-            match authorised(self.dns.as_ref(), &job.reported_domain, dest).await {
-                Ok(true) => {}
-                Ok(false) => {
+            let dest = match destination_for(self.dns.as_ref(), &job.reported_domain, dest).await {
+                Ok(Some(to)) => to,
+                Ok(None) => {
                     self.count("unauthorised");
                     continue;
                 }
@@ -288,7 +290,8 @@ impl FailureSender {
                     self.count("deferred");
                     continue;
                 }
-            }
+            };
+            let dest = &dest;
             let facts = netjes_reports::write::FailureFacts {
                 reported_domain: &job.reported_domain,
                 source_ip: &job.source_ip,
