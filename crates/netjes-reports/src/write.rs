@@ -213,6 +213,17 @@ pub struct MailParts<'a> {
     pub message_id: &'a str,
 }
 
+impl MailParts<'_> {
+    /// The header block of a report mail, Auto-Submitted (RFC 3834) so
+    /// that no auto-responder answers it; `content_type` its top part's.
+    fn head(&self, subject: &str, content_type: &str) -> String {
+        format!(
+            "From: {}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: {content_type}\r\n\r\n",
+            self.from, self.to, self.date, self.message_id
+        )
+    }
+}
+
 /// The report mail (RFC 9990 §2.5): the subject of the RFC, a line of
 /// text, and the gzipped report attached; Auto-Submitted (RFC 3834) so
 /// that no auto-responder answers it.
@@ -221,13 +232,9 @@ pub fn mail(r: &AggregateReport, receiver: &str, m: &MailParts<'_>, gz: &[u8]) -
     let name = report_file_name(r, receiver);
     let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
     let lines: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    let head = m.head(&subject(&r.policy.domain, receiver, &r.report_id), "multipart/mixed; boundary=\"netjes-report\"");
     format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"netjes-report\"\r\n\r\n--netjes-report\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDMARC aggregate report for {domain} from {receiver}, {records} records, {messages} messages.\r\n--netjes-report\r\nContent-Type: application/gzip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--netjes-report--\r\n",
-        from = m.from,
-        to = m.to,
-        subject = subject(&r.policy.domain, receiver, &r.report_id),
-        date = m.date,
-        id = m.message_id,
+        "{head}--netjes-report\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDMARC aggregate report for {domain} from {receiver}, {records} records, {messages} messages.\r\n--netjes-report\r\nContent-Type: application/gzip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--netjes-report--\r\n",
         domain = r.policy.domain,
         records = r.records.len(),
         messages = r.messages(),
@@ -267,14 +274,14 @@ pub fn failure_mail(f: &FailureFacts<'_>, m: &MailParts<'_>, generator: &str) ->
         Some(b) => ("message/rfc822", [f.headers, b].concat()),
         None => ("text/rfc822-headers", f.headers.to_vec()),
     };
+    let head = m.head(
+        &format!("DMARC failure report for {} from {}", one(f.reported_domain), one(f.source_ip)),
+        "multipart/report; report-type=feedback-report; boundary=\"netjes-failure\"",
+    );
     let mut out = format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: DMARC failure report for {domain} from {ip}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"netjes-failure\"\r\n\r\n--netjes-failure\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA message from {ip} that says it is from {domain} failed DMARC here.\r\n--netjes-failure\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: auth-failure\r\nUser-Agent: {generator}\r\nVersion: 1\r\nOriginal-Mail-From: <{mf}>\r\nArrival-Date: {arrival}\r\nSource-IP: {ip}\r\nReported-Domain: {domain}\r\nAuthentication-Results: {ar}\r\nIdentity-Alignment: {align}\r\nAuth-Failure: dmarc\r\nDelivery-Result: {result}\r\n\r\n--netjes-failure\r\nContent-Type: {ctype}\r\n\r\n",
-        from = m.from,
-        to = m.to,
+        "{head}--netjes-failure\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA message from {ip} that says it is from {domain} failed DMARC here.\r\n--netjes-failure\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: auth-failure\r\nUser-Agent: {generator}\r\nVersion: 1\r\nOriginal-Mail-From: <{mf}>\r\nArrival-Date: {arrival}\r\nSource-IP: {ip}\r\nReported-Domain: {domain}\r\nAuthentication-Results: {ar}\r\nIdentity-Alignment: {align}\r\nAuth-Failure: dmarc\r\nDelivery-Result: {result}\r\n\r\n--netjes-failure\r\nContent-Type: {ctype}\r\n\r\n",
         domain = one(f.reported_domain),
         ip = one(f.source_ip),
-        date = m.date,
-        id = m.message_id,
         mf = one(f.original_mail_from),
         arrival = one(f.arrival_date),
         ar = one(f.authentication_results),
