@@ -12,6 +12,7 @@ pub mod input;
 pub mod mta_sts;
 pub mod mx;
 pub mod policy;
+pub mod relay;
 pub mod report;
 pub mod score;
 pub mod smtp;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 const C: Category = Category::Smtp;
 
 /// Reads one SMTP reply (RFC 5321 §4.2): its code and its lines' text.
-async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<String>), String> {
+pub(crate) async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<String>), String> {
     let mut lines = Vec::new();
     loop {
         let mut line = String::new();
@@ -40,7 +40,7 @@ async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<S
     }
 }
 
-async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     r: &mut BufReader<S>,
     cmd: &str,
 ) -> Result<(u16, Vec<String>), String> {
@@ -193,82 +193,4 @@ pub async fn check_smtp(dns: &dyn Resolver, mx_hosts: &[String], net: &NetOption
         .into_iter()
         .flatten()
         .collect()
-}
-
-/// How a message is handed to a relay.
-#[derive(Debug, Clone)]
-pub struct Relay {
-    /// HOST:PORT.
-    pub addr: String,
-    /// Start TLS (and check the certificate for the host) before MAIL;
-    /// without it, the relay must be on loopback.
-    pub starttls: bool,
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Our name in EHLO.
-    pub helo: String,
-    pub timeout: std::time::Duration,
-}
-
-/// Sends one message through a relay (RFC 5321): EHLO, STARTTLS when
-/// asked for, MAIL, RCPT for each recipient, DATA, dot-stuffed. An error
-/// says which step the relay refused and its reply.
-pub async fn send(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), String> {
-    tokio::time::timeout(relay.timeout, send_inner(relay, from, to, message))
-        .await
-        .map_err(|_| format!("{}: no answer within {:?}", relay.addr, relay.timeout))?
-}
-
-async fn expect<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, cmd: Option<&str>, want: u16) -> Result<Vec<String>, String> {
-    let (code, lines) = match cmd {
-        Some(c) => command(r, c).await?,
-        None => reply(r).await?,
-    };
-    if code != want {
-        let step = cmd.map(|c| c.split(':').next().unwrap_or(c).to_string()).unwrap_or_else(|| "the greeting".into());
-        return Err(format!("{step}: {code} {}", lines.join(" ")));
-    }
-    Ok(lines)
-}
-
-async fn send_inner(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), String> {
-    let tcp = tokio::net::TcpStream::connect(&relay.addr).await.map_err(|e| format!("{}: {e}", relay.addr))?;
-    let mut r = BufReader::new(tcp);
-    expect(&mut r, None, 220).await?;
-    let ehlo = format!("EHLO {}", relay.helo);
-    let caps = expect(&mut r, Some(&ehlo), 250).await?;
-    if relay.starttls {
-        if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
-            return Err(format!("{} does not offer STARTTLS", relay.addr));
-        }
-        expect(&mut r, Some("STARTTLS"), 220).await?;
-        let host = relay.addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&relay.addr).trim_matches(['[', ']']);
-        let tls = handshake(client_config(relay.ca_file.as_deref())?, host, r.into_inner()).await?;
-        let mut r = BufReader::new(tls);
-        expect(&mut r, Some(&ehlo), 250).await?;
-        return transaction(&mut r, from, to, message).await;
-    }
-    transaction(&mut r, from, to, message).await
-}
-
-async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, from: &str, to: &[String], message: &[u8]) -> Result<(), String> {
-    expect(r, Some(&format!("MAIL FROM:<{from}>")), 250).await?;
-    for rcpt in to {
-        expect(r, Some(&format!("RCPT TO:<{rcpt}>")), 250).await?;
-    }
-    expect(r, Some("DATA"), 354).await?;
-    let mut data = Vec::with_capacity(message.len() + 64);
-    for line in message.split_inclusive(|b| *b == b'\n') {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        if body.starts_with(b".") {
-            data.push(b'.');
-        }
-        data.extend_from_slice(body);
-        data.extend_from_slice(b"\r\n");
-    }
-    data.extend_from_slice(b".\r\n");
-    r.get_mut().write_all(&data).await.map_err(|e| e.to_string())?;
-    expect(r, None, 250).await?;
-    let _ = command(r, "QUIT").await;
-    Ok(())
 }

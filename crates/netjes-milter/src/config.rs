@@ -71,8 +71,16 @@ pub struct RawSend {
     pub enabled: bool,
     /// HOST:PORT of the relay (your Postfix, which signs the mail).
     pub relay: String,
-    /// STARTTLS to the relay (required off loopback).
+    /// none, opportunistic, starttls or implicit (required off loopback).
+    pub relay_tls: Option<String>,
+    /// The old switch for relay_tls = "starttls".
     pub relay_starttls: bool,
+    /// A login at the relay (AUTH PLAIN or LOGIN), with its password on
+    /// the first line of a file others may not read.
+    pub relay_user: Option<String>,
+    pub relay_password_file: Option<std::path::PathBuf>,
+    /// A private CA to trust for the relay's certificate.
+    pub relay_ca_file: Option<std::path::PathBuf>,
     /// The reports' sender and contact address; noreply-dmarc@authserv_id.
     pub from: Option<String>,
     /// The largest gzipped report, in MiB; bigger ones go in parts.
@@ -87,14 +95,18 @@ pub struct RawSend {
 
 impl Default for RawSend {
     fn default() -> Self {
-        RawSend { enabled: false, relay: "127.0.0.1:25".into(), relay_starttls: false, from: None, max_size_mib: 5, suppress_days: 7, failure_reports: false, failure_reports_per_hour: 10 }
+        RawSend { enabled: false, relay: "127.0.0.1:25".into(), relay_tls: None, relay_starttls: false, relay_user: None, relay_password_file: None, relay_ca_file: None, from: None, max_size_mib: 5, suppress_days: 7, failure_reports: false, failure_reports_per_hour: 10 }
     }
 }
 
 /// The validated `[reports.send]`.
 #[derive(Debug, Clone)]
 pub struct SendConfig {
-    pub relay: netjes_check::smtp::Relay,
+    /// The milter sends on its own schedule (and failure reports); without
+    /// it `netjes report send --config` (a systemd timer) still uses the
+    /// section's relay and sender.
+    pub enabled: bool,
+    pub relay: netjes_check::relay::Relay,
     pub from: String,
     pub max_size: usize,
     pub suppress_days: u32,
@@ -103,27 +115,21 @@ pub struct SendConfig {
 }
 
 fn validate_send(s: &RawSend, authserv_id: &str, errors: &mut Vec<String>) -> Option<SendConfig> {
-    if !s.enabled {
-        return None;
+    let relay = netjes_check::relay::RelaySettings {
+        addr: &s.relay,
+        tls: s.relay_tls.as_deref(),
+        legacy_starttls: s.relay_starttls,
+        user: s.relay_user.as_deref(),
+        password_file: s.relay_password_file.as_deref(),
+        ca_file: s.relay_ca_file.as_deref(),
     }
-    let loopback = s.relay.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback()) || s.relay.starts_with("localhost:");
-    if !loopback && !s.relay_starttls {
-        errors.push(format!("reports.send.relay {}: off loopback it needs relay_starttls = true", s.relay));
-    }
-    if s.relay.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-        errors.push(format!("reports.send.relay {:?} is not HOST:PORT", s.relay));
-    }
+    .relay("reports.send", authserv_id, errors);
     if s.max_size_mib == 0 {
         errors.push("reports.send.max_size_mib: at least 1".into());
     }
     Some(SendConfig {
-        relay: netjes_check::smtp::Relay {
-            addr: s.relay.clone(),
-            starttls: s.relay_starttls,
-            ca_file: None,
-            helo: authserv_id.to_string(),
-            timeout: Duration::from_secs(60),
-        },
+        enabled: s.enabled,
+        relay: relay?,
         from: s.from.clone().unwrap_or_else(|| format!("noreply-dmarc@{authserv_id}")),
         max_size: s.max_size_mib as usize * 1024 * 1024,
         suppress_days: s.suppress_days,
@@ -191,7 +197,7 @@ pub struct Config {
     /// (store directory, master key file): opened by the binary, which
     /// puts the store before the tables in `keys`.
     pub key_store: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
-    /// `[reports.send]`, when enabled.
+    /// `[reports.send]`, when the section is there.
     pub send: Option<SendConfig>,
 }
 
@@ -297,7 +303,7 @@ impl Config {
             time_budget: Duration::from_secs_f64(raw.time_budget_seconds),
             conn,
             report_addresses: raw.reports.addresses.iter().map(|a| a.trim().to_ascii_lowercase()).collect(),
-            failure_reports: send.as_ref().is_some_and(|x| x.failure_reports),
+            failure_reports: send.as_ref().is_some_and(|x| x.enabled && x.failure_reports),
         };
         let key_store = raw.key_store.map(|d| (d, raw.master_key_file));
         Ok(Config {

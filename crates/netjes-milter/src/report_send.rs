@@ -14,7 +14,7 @@ pub struct SendOptions {
     /// Write each report and mail here instead of sending (a dry run).
     pub out: Option<PathBuf>,
     /// The relay the mails go through (needed without `out`).
-    pub relay: Option<netjes_check::smtp::Relay>,
+    pub relay: Option<netjes_check::relay::Relay>,
     /// The largest gzipped report file; a bigger report goes in parts.
     pub max_size: usize,
     /// Days a destination that refused for good is left alone.
@@ -160,7 +160,7 @@ async fn deliver(
     let Some(relay) = &a.relay else { return ("failed", Some("no relay to send through".into())) };
     // RFC 9990 §2.5: the null sender would lose bounces that say a
     // destination is dead; the report's own address takes them.
-    match netjes_check::smtp::send(relay, &who.email, &[dest.to_string()], &mail).await {
+    match netjes_check::relay::send(relay, &who.email, &[dest.to_string()], &mail).await {
         Ok(()) => {
             let _ = store.mark_sent(domain, day, &ledger, now());
             ("sent", None)
@@ -222,7 +222,7 @@ pub struct FailureJob {
 /// one destination an hour (a spoofing run must not make us flood
 /// anyone's ruf= address), each destination authorised as for rua=.
 pub struct FailureSender {
-    pub relay: netjes_check::smtp::Relay,
+    pub relay: netjes_check::relay::Relay,
     pub from: String,
     pub per_hour: u32,
     pub dns: std::sync::Arc<dyn netjes_dns::Resolver>,
@@ -239,7 +239,7 @@ impl std::fmt::Debug for FailureSender {
 }
 
 impl FailureSender {
-    pub fn new(relay: netjes_check::smtp::Relay, from: String, per_hour: u32, dns: std::sync::Arc<dyn netjes_dns::Resolver>, metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>) -> FailureSender {
+    pub fn new(relay: netjes_check::relay::Relay, from: String, per_hour: u32, dns: std::sync::Arc<dyn netjes_dns::Resolver>, metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>) -> FailureSender {
         if let Some(m) = &metrics {
             m.describe("netjes_milter_failure_reports_total", "DMARC failure reports (ruf=), by result.");
         }
@@ -309,7 +309,7 @@ impl FailureSender {
             let id = format!("{}.{}.{}.{serial}@{}", now(), std::process::id(), dest.replace('@', "."), self.relay.helo);
             let parts = netjes_reports::write::MailParts { from: &self.from, to: dest, date: &date, message_id: &id };
             let mail = netjes_reports::write::failure_mail(&facts, &parts, concat!("netjes ", env!("CARGO_PKG_VERSION")));
-            match netjes_check::smtp::send(&self.relay, &self.from, std::slice::from_ref(dest), &mail).await {
+            match netjes_check::relay::send(&self.relay, &self.from, std::slice::from_ref(dest), &mail).await {
                 Ok(()) => self.count("sent"),
                 Err(e) => {
                     tracing::warn!(destination = %dest, error = %e, "failure report not sent");

@@ -407,6 +407,23 @@ pub fn private_file(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A secret (a password) on a file's first line. A file others may read
+/// is refused, as ssh refuses such a key, and so is an empty one.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let show = |e: std::io::Error| format!("{}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(show)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("{}: others may read it; chmod 600 it", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(show)?;
+    let secret = text.lines().next().unwrap_or("").to_string();
+    if secret.is_empty() {
+        return Err(format!("{}: it is empty", path.display()));
+    }
+    Ok(secret)
+}
+
 /// IPv4-mapped IPv6 as the IPv4 address it is, so one client is one key.
 pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {

@@ -112,8 +112,13 @@ pub struct RawAlerts {
     pub mail_from: Option<String>,
     /// HOST:PORT of the SMTP relay.
     pub relay: String,
-    /// STARTTLS to the relay, its certificate checked (needed off loopback).
+    /// none, opportunistic, starttls or implicit (required off loopback).
+    pub relay_tls: Option<String>,
+    /// The old switch for relay_tls = "starttls".
     pub relay_starttls: bool,
+    /// A login at the relay, its password on a file's first line (0600).
+    pub relay_user: Option<String>,
+    pub relay_password_file: Option<PathBuf>,
     pub relay_ca_file: Option<PathBuf>,
     /// An http:// or https:// URL that gets each alert as a JSON POST.
     pub webhook: Option<String>,
@@ -132,7 +137,10 @@ impl Default for RawAlerts {
             mail_to: vec![],
             mail_from: None,
             relay: "127.0.0.1:25".into(),
+            relay_tls: None,
             relay_starttls: false,
+            relay_user: None,
+            relay_password_file: None,
             relay_ca_file: None,
             webhook: None,
             new_source_min_messages: 10,
@@ -149,7 +157,7 @@ impl Default for RawAlerts {
 pub struct Alerts {
     pub mail_to: Vec<String>,
     pub mail_from: Option<String>,
-    pub relay: netjes_check::smtp::Relay,
+    pub relay: netjes_check::relay::Relay,
     pub webhook: Option<axum::http::Uri>,
     pub rules: netjes_reports::alerts::Rules,
     /// 0 for Monday ... 6 for Sunday.
@@ -164,13 +172,19 @@ fn validate_alerts(a: &RawAlerts, hostname: &str, errors: &mut Vec<String>) -> A
             errors.push(format!("{at}.mail_to: {to:?} is not an address"));
         }
     }
-    let relay_ok = a.relay.parse::<SocketAddr>().is_ok() || a.relay.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-    if !relay_ok {
-        errors.push(format!("{at}.relay: {:?} is not HOST:PORT", a.relay));
-    }
-    let loopback = a.relay.parse::<SocketAddr>().is_ok_and(|s| s.ip().is_loopback()) || a.relay.starts_with("localhost:");
-    if !a.mail_to.is_empty() && !a.relay_starttls && !loopback {
-        errors.push(format!("{at}: a relay off loopback needs relay_starttls = true"));
+    let settings = netjes_check::relay::RelaySettings {
+        addr: &a.relay,
+        tls: a.relay_tls.as_deref(),
+        legacy_starttls: a.relay_starttls,
+        user: a.relay_user.as_deref(),
+        password_file: a.relay_password_file.as_deref(),
+        ca_file: a.relay_ca_file.as_deref(),
+    };
+    // The relay matters only when there is mail to send.
+    let mut relay_errors = Vec::new();
+    let relay = settings.relay(at, hostname, &mut relay_errors);
+    if !a.mail_to.is_empty() {
+        errors.extend(relay_errors);
     }
     let webhook = a.webhook.as_deref().and_then(|w| match w.parse::<axum::http::Uri>() {
         Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
@@ -193,13 +207,14 @@ fn validate_alerts(a: &RawAlerts, hostname: &str, errors: &mut Vec<String>) -> A
     Alerts {
         mail_to: a.mail_to.clone(),
         mail_from: a.mail_from.clone().or_else(|| Some(format!("netjes@{hostname}"))),
-        relay: netjes_check::smtp::Relay {
+        relay: relay.unwrap_or_else(|| netjes_check::relay::Relay {
             addr: a.relay.clone(),
-            starttls: a.relay_starttls,
-            ca_file: a.relay_ca_file.clone(),
+            tls: netjes_check::relay::RelayTls::None,
+            ca_file: None,
             helo: hostname.to_string(),
             timeout: Duration::from_secs(60),
-        },
+            auth: None,
+        }),
         webhook,
         rules: netjes_reports::alerts::Rules {
             new_source_min_messages: a.new_source_min_messages.max(1),

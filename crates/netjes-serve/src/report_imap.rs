@@ -71,8 +71,8 @@ pub enum ImapError {
     Connect(String, String),
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("the password file {0}: {1}")]
-    Password(String, String),
+    #[error("the password file {0}")]
+    Password(String),
     #[error("the server refused the login: {0}")]
     Login(String),
     #[error("IMAP: {0}")]
@@ -87,21 +87,9 @@ async fn step<T, E: Into<ImapError>>(f: impl std::future::Future<Output = Result
     tokio::time::timeout(STEP, f).await.map_err(|_| ImapError::Timeout(STEP))?.map_err(Into::into)
 }
 
-/// The password on the file's first line; a file others may read is
-/// refused, as ssh refuses such a key.
+/// The password on the file's first line (netjes_net::read_secret_file).
 fn password(path: &std::path::Path) -> Result<String, ImapError> {
-    use std::os::unix::fs::PermissionsExt;
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| ImapError::Password(shown.clone(), e.to_string()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(ImapError::Password(shown, "others may read it; chmod 600 it".into()));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| ImapError::Password(shown.clone(), e.to_string()))?;
-    let p = text.lines().next().unwrap_or("").to_string();
-    if p.is_empty() {
-        return Err(ImapError::Password(shown, "it is empty".into()));
-    }
-    Ok(p)
+    netjes_net::read_secret_file(path).map_err(ImapError::Password)
 }
 
 /// Connects, protects and logs in; then selects the folder.

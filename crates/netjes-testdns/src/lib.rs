@@ -12,6 +12,7 @@
 
 pub mod corpus;
 pub mod dovecot;
+pub mod smtp;
 pub mod spamd;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a daemon a

@@ -135,7 +135,7 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     // Failure reports (ruf=), when [reports.send] turns them on: one
     // sender for the life of the process, so a reload keeps its counts.
-    let failures = config.send.as_ref().filter(|s| s.failure_reports).map(|s| {
+    let failures = config.send.as_ref().filter(|s| s.enabled && s.failure_reports).map(|s| {
         std::sync::Arc::new(netjes_milter::report_send::FailureSender::new(
             s.relay.clone(),
             s.from.clone(),
@@ -147,7 +147,7 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let shared = Shared::with_metrics(config.milter(dns.clone(), Some(verdicts.clone()), failures.clone()), metrics);
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(config.metrics, shared.metrics.clone(), rx.clone()).await?;
-    if let Some(send) = &config.send {
+    if let Some(send) = config.send.as_ref().filter(|s| s.enabled) {
         let opts = netjes_milter::report_send::SendOptions {
             out: None,
             relay: Some(send.relay.clone()),

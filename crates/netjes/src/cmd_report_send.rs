@@ -37,12 +37,26 @@ pub struct SendArgs {
     pub dry_run: bool,
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// The SMTP relay (HOST:PORT) the mails go through; needed without
-    /// --dry-run. STARTTLS with --relay-starttls (required off loopback).
+    /// The SMTP relay (HOST:PORT) the mails go through; without it, the
+    /// config's [reports.send] relay. Needed unless --dry-run.
     #[arg(long, value_name = "HOST:PORT")]
     pub relay: Option<String>,
-    #[arg(long = "relay-starttls")]
+    /// How the relay connection is protected: none (loopback only),
+    /// opportunistic, starttls or implicit (port 465).
+    #[arg(long = "relay-tls", value_name = "MODE")]
+    pub relay_tls: Option<String>,
+    /// The same as --relay-tls starttls.
+    #[arg(long = "relay-starttls", conflicts_with = "relay_tls")]
     pub relay_starttls: bool,
+    /// Log in at the relay (AUTH PLAIN or LOGIN) as this user, with the
+    /// password on the first line of --relay-password-file (mode 0600).
+    #[arg(long = "relay-user", value_name = "USER", requires = "relay_password_file")]
+    pub relay_user: Option<String>,
+    #[arg(long = "relay-password-file", value_name = "FILE", requires = "relay_user")]
+    pub relay_password_file: Option<PathBuf>,
+    /// A private CA to trust for the relay's certificate.
+    #[arg(long = "relay-ca-file", value_name = "FILE")]
+    pub relay_ca_file: Option<PathBuf>,
     /// Days a destination that refused a report for good (a 5xx to RCPT)
     /// is left alone.
     #[arg(long = "suppress-days", value_name = "DAYS", default_value_t = 7)]
@@ -64,8 +78,9 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Where the verdicts are and who we are, from the flags and the config.
-fn setting(a: &SendArgs) -> anyhow::Result<(PathBuf, String)> {
+/// Where the verdicts are, who we are, and the config's [reports.send],
+/// from the flags and the config.
+fn setting(a: &SendArgs) -> anyhow::Result<(PathBuf, String, Option<netjes_milter::config::SendConfig>)> {
     let cfg = match &a.config {
         Some(p) => {
             let text = exit::read_input(Some(p))?;
@@ -84,11 +99,31 @@ fn setting(a: &SendArgs) -> anyhow::Result<(PathBuf, String)> {
         .clone()
         .or_else(|| cfg.as_ref().map(|c| c.settings.authserv_id.clone()))
         .unwrap_or_else(netjes_net::default_hostname);
-    Ok((dir, name))
+    Ok((dir, name, cfg.and_then(|c| c.send)))
+}
+
+/// The relay from the flags, or else from the config's [reports.send].
+fn relay(a: &SendArgs, org_name: &str, section: Option<&netjes_milter::config::SendConfig>) -> anyhow::Result<Option<netjes_check::relay::Relay>> {
+    let Some(addr) = a.relay.as_deref() else {
+        return Ok(section.map(|s| s.relay.clone()));
+    };
+    let mut errors = Vec::new();
+    let settings = netjes_check::relay::RelaySettings {
+        addr,
+        tls: a.relay_tls.as_deref(),
+        legacy_starttls: a.relay_starttls,
+        user: a.relay_user.as_deref(),
+        password_file: a.relay_password_file.as_deref(),
+        ca_file: a.relay_ca_file.as_deref(),
+    };
+    match settings.relay("--relay", org_name, &mut errors) {
+        Some(r) => Ok(Some(r)),
+        None => anyhow::bail!(exit::Usage(errors.join("; "))),
+    }
 }
 
 pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let (dir, org_name) = setting(&a)?;
+    let (dir, org_name, section) = setting(&a)?;
     let today = now().div_euclid(86_400);
     let days: Vec<i64> = match &a.day {
         Some(d) => vec![day_of(d).ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--day {d:?} is not YYYY-MM-DD"))))?],
@@ -96,29 +131,18 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         // out already is not sent again.
         None => (today - 7..today).collect(),
     };
-    if !a.dry_run && a.relay.is_none() {
-        anyhow::bail!(exit::Usage("give --relay HOST:PORT to send, or --dry-run --out DIR".into()));
-    }
-    if let Some(r) = a.relay.as_deref() {
-        let loopback = r.parse::<std::net::SocketAddr>().is_ok_and(|s| s.ip().is_loopback()) || r.starts_with("localhost:");
-        if !loopback && !a.relay_starttls {
-            anyhow::bail!(exit::Usage(format!("--relay {r} is not on loopback: add --relay-starttls")));
-        }
+    let relay = relay(&a, &org_name, section.as_ref())?;
+    if !a.dry_run && relay.is_none() {
+        anyhow::bail!(exit::Usage("give --relay HOST:PORT (or [reports.send] in --config) to send, or --dry-run --out DIR".into()));
     }
     if !dir.join("verdicts.sqlite").exists() {
         anyhow::bail!(exit::Input(format!("no verdicts in {} (the milter's data_dir)", dir.display())));
     }
     let store = VerdictStore::open(&dir, None).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    let from = a.from.clone().unwrap_or_else(|| format!("noreply-dmarc@{org_name}"));
+    let from = a.from.clone().or_else(|| section.as_ref().map(|s| s.from.clone())).unwrap_or_else(|| format!("noreply-dmarc@{org_name}"));
     let opts = SendOptions {
         out: a.out.clone().filter(|_| a.dry_run),
-        relay: a.relay.clone().map(|addr| netjes_check::smtp::Relay {
-            addr,
-            starttls: a.relay_starttls,
-            ca_file: None,
-            helo: org_name.clone(),
-            timeout: std::time::Duration::from_secs(60),
-        }),
+        relay,
         max_size: a.max_size,
         suppress_days: a.suppress_days,
         reporter: Reporter { org_name: org_name.clone(), email: from },
