@@ -138,23 +138,58 @@ impl RelaySettings<'_> {
     }
 }
 
+/// Why a message did not go. Display gives the step and the relay's
+/// reply, never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The relay answered a step with this code and text.
+    Refused { step: &'static str, code: u16, text: String },
+    /// No connection, no TLS, no answer in time, or a broken reply.
+    Failed(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Refused { step, code, text } => write!(f, "{step}: {code} {text}"),
+            SendError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl From<String> for SendError {
+    fn from(e: String) -> SendError {
+        SendError::Failed(e)
+    }
+}
+
+impl SendError {
+    /// The recipient was refused for good (a 5xx to RCPT, RFC 5321
+    /// §4.2.1): trying again will not help.
+    pub fn recipient_refused_for_good(&self) -> bool {
+        matches!(self, SendError::Refused { step: "RCPT", code: 500..=599, .. })
+    }
+}
+
 /// Sends one message through a relay: EHLO, TLS as asked, AUTH when a
 /// login is set, MAIL, RCPT for each recipient, DATA, dot-stuffed. An
 /// error says which step the relay refused and its reply; it never holds
 /// the password.
-pub async fn send(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), String> {
+pub async fn send(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), SendError> {
     tokio::time::timeout(relay.timeout, send_inner(relay, from, to, message))
         .await
-        .map_err(|_| format!("{}: no answer within {:?}", relay.addr, relay.timeout))?
+        .map_err(|_| SendError::Failed(format!("{}: no answer within {:?}", relay.addr, relay.timeout)))?
 }
 
-async fn expect<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, step: &str, cmd: Option<&str>, want: u16) -> Result<Vec<String>, String> {
+async fn expect<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, step: &'static str, cmd: Option<&str>, want: u16) -> Result<Vec<String>, SendError> {
     let (code, lines) = match cmd {
         Some(c) => command(r, c).await?,
         None => reply(r).await?,
     };
     if code != want {
-        return Err(format!("{step}: {code} {}", lines.join(" ")));
+        return Err(SendError::Refused { step, code, text: lines.join(" ") });
     }
     Ok(lines)
 }
@@ -163,7 +198,7 @@ fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr).trim_matches(['[', ']'])
 }
 
-async fn send_inner(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), String> {
+async fn send_inner(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), SendError> {
     let tcp = tokio::net::TcpStream::connect(&relay.addr).await.map_err(|e| format!("{}: {e}", relay.addr))?;
     let ehlo = format!("EHLO {}", relay.helo);
     if relay.tls == RelayTls::Implicit {
@@ -178,7 +213,7 @@ async fn send_inner(relay: &Relay, from: &str, to: &[String], message: &[u8]) ->
     let caps = expect(&mut r, "EHLO", Some(&ehlo), 250).await?;
     let offered = caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS"));
     match (relay.tls, offered) {
-        (RelayTls::Starttls, false) => Err(format!("{} does not offer STARTTLS", relay.addr)),
+        (RelayTls::Starttls, false) => Err(SendError::Failed(format!("{} does not offer STARTTLS", relay.addr))),
         (RelayTls::Starttls | RelayTls::Opportunistic, true) => {
             expect(&mut r, "STARTTLS", Some("STARTTLS"), 220).await?;
             let tls = handshake(client_config(relay.ca_file.as_deref())?, host_of(&relay.addr), r.into_inner()).await?;
@@ -199,10 +234,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     from: &str,
     to: &[String],
     message: &[u8],
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     if let Some(login) = &relay.auth {
         if !tls && !is_loopback(&relay.addr) {
-            return Err(format!("{}: no TLS, so the password is not sent", relay.addr));
+            return Err(SendError::Failed(format!("{}: no TLS, so the password is not sent", relay.addr)));
         }
         authenticate(r, caps, login).await?;
     }
@@ -221,7 +256,7 @@ fn mechanisms(caps: &[String]) -> Vec<String> {
         .collect()
 }
 
-async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, caps: &[String], login: &Credentials) -> Result<(), String> {
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, caps: &[String], login: &Credentials) -> Result<(), SendError> {
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
     let offered = mechanisms(caps);
     if offered.iter().any(|m| m == "PLAIN") {
@@ -233,14 +268,14 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, c
         expect(r, "AUTH LOGIN (user)", Some(&b64(login.user.as_bytes())), 334).await?;
         expect(r, "AUTH LOGIN", Some(&b64(login.password.as_bytes())), 235).await?;
     } else if offered.is_empty() {
-        return Err("a login is set, but the relay offers no AUTH".into());
+        return Err(SendError::Failed("a login is set, but the relay offers no AUTH".into()));
     } else {
-        return Err(format!("the relay offers AUTH {}, none of which netjes speaks (PLAIN, LOGIN)", offered.join(" ")));
+        return Err(SendError::Failed(format!("the relay offers AUTH {}, none of which netjes speaks (PLAIN, LOGIN)", offered.join(" "))));
     }
     Ok(())
 }
 
-async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, from: &str, to: &[String], message: &[u8]) -> Result<(), String> {
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, from: &str, to: &[String], message: &[u8]) -> Result<(), SendError> {
     expect(r, "MAIL", Some(&format!("MAIL FROM:<{from}>")), 250).await?;
     for rcpt in to {
         expect(r, "RCPT", Some(&format!("RCPT TO:<{rcpt}>")), 250).await?;
@@ -257,7 +292,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, fr
         data.extend_from_slice(b"\r\n");
     }
     data.extend_from_slice(b".\r\n");
-    r.get_mut().write_all(&data).await.map_err(|e| e.to_string())?;
+    r.get_mut().write_all(&data).await.map_err(|e| SendError::Failed(e.to_string()))?;
     expect(r, "the message", None, 250).await?;
     let _ = command(r, "QUIT").await;
     Ok(())

@@ -51,7 +51,7 @@ async fn starttls_and_auth_login_when_plain_is_not_offered() {
 async fn a_wrong_password_is_an_error_that_does_not_show_it() {
     let sink = SmtpSink::start(login_sink(SinkTls::Starttls, &["PLAIN"])).await;
     let dir = tempfile::tempdir().unwrap();
-    let err = send(&relay(&sink, dir.path(), RelayTls::Starttls, Some("wrong horse")), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err();
+    let err = send(&relay(&sink, dir.path(), RelayTls::Starttls, Some("wrong horse")), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err().to_string();
     assert!(err.starts_with("AUTH PLAIN: 535"), "{err}");
     assert!(!err.contains("wrong horse") && !err.contains("d3Jvbmcg"), "{err}");
     assert_eq!(sink.failed_logins.lock().unwrap().as_slice(), ["app"]);
@@ -63,14 +63,14 @@ async fn what_the_relay_lacks_stops_the_mail() {
     let dir = tempfile::tempdir().unwrap();
     // STARTTLS required, not offered.
     let plain = SmtpSink::start(SinkOptions::default()).await;
-    let err = send(&relay(&plain, dir.path(), RelayTls::Starttls, None), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err();
+    let err = send(&relay(&plain, dir.path(), RelayTls::Starttls, None), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err().to_string();
     assert!(err.contains("does not offer STARTTLS"), "{err}");
     // A login is set, the relay offers no AUTH.
-    let err = send(&relay(&plain, dir.path(), RelayTls::None, Some("x")), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err();
+    let err = send(&relay(&plain, dir.path(), RelayTls::None, Some("x")), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err().to_string();
     assert!(err.contains("offers no AUTH"), "{err}");
     // Only a mechanism netjes does not speak.
     let cram = SmtpSink::start(login_sink(SinkTls::Starttls, &["CRAM-MD5"])).await;
-    let err = send(&relay(&cram, dir.path(), RelayTls::Starttls, Some("s3cret pass")), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err();
+    let err = send(&relay(&cram, dir.path(), RelayTls::Starttls, Some("s3cret pass")), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err().to_string();
     assert!(err.contains("CRAM-MD5"), "{err}");
     // A certificate for another name: nothing is sent.
     let other = SmtpSink::start(SinkOptions { tls: SinkTls::Implicit, cert_names: vec!["relay.elsewhere.test".into()], ..Default::default() }).await;
@@ -84,5 +84,6 @@ async fn what_the_relay_lacks_stops_the_mail() {
     // A refused recipient is named in the error.
     let refusing = SmtpSink::start(SinkOptions { refuse: vec![("d@example.net".into(), "550 5.1.1 no such user".into())], ..Default::default() }).await;
     let err = send(&relay(&refusing, dir.path(), RelayTls::None, None), "r@example.com", &["d@example.net".into()], MESSAGE).await.unwrap_err();
-    assert_eq!(err, "RCPT: 550 5.1.1 no such user");
+    assert_eq!(err.to_string(), "RCPT: 550 5.1.1 no such user");
+    assert!(err.recipient_refused_for_good());
 }

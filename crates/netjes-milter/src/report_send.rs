@@ -162,19 +162,62 @@ async fn deliver(
     // destination is dead; the report's own address takes them.
     match netjes_check::relay::send(relay, &who.email, &[dest.to_string()], &mail).await {
         Ok(()) => {
-            let _ = store.mark_sent(domain, day, &ledger, now());
+            let _ = store.mark_sent(domain, day, &ledger, &id, now());
             ("sent", None)
         }
         Err(e) => {
             // A permanent refusal of the recipient: the destination is dead
             // for a while (RFC 9990 §2.5 lets a receiver stop reporting).
-            if e.starts_with("RCPT TO: 5") {
+            if e.recipient_refused_for_good() {
                 let until = now() + i64::from(a.suppress_days) * 86_400;
-                let _ = store.mark_dead(dest, until, &e);
+                let _ = store.mark_dead(dest, until, &e.to_string());
             }
-            ("failed", Some(e))
+            ("failed", Some(e.to_string()))
         }
     }
+}
+
+/// What a bounce that came back to the reports' address did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BounceOutcome {
+    pub destination: Option<String>,
+    /// suppressed, delayed, delivered or not-ours.
+    pub result: &'static str,
+    pub detail: String,
+}
+
+/// Reads a bounce of a report mail: a destination that failed for good is
+/// left alone for `suppress_days`. Only a bounce that returns the
+/// Message-ID of a report we sent counts (RFC 3464 §2's returned
+/// headers): anyone can mail the reports' address a made-up bounce, and it
+/// must not silence reports to somebody else.
+pub fn read_bounce(store: &VerdictStore, dsn: &netjes_bounce::Dsn, now: i64, suppress_days: u32) -> Vec<BounceOutcome> {
+    let not_ours = |detail: String| vec![BounceOutcome { destination: None, result: "not-ours", detail }];
+    let Some(id) = dsn.original_message_id.as_deref() else {
+        return not_ours("the bounce does not return the report's headers (no Message-ID): nothing done".into());
+    };
+    let (domain, ledger) = match store.sent_as(id) {
+        Ok(Some(x)) => x,
+        Ok(None) => return not_ours(format!("<{id}> is no report mail of ours: nothing done")),
+        Err(e) => return not_ours(format!("the verdict store: {e}")),
+    };
+    // Each report mail went to one destination: the ledger names it.
+    let dest = ledger.split_once(' ').map_or(ledger.as_str(), |(d, _)| d).to_string();
+    let mut out = Vec::new();
+    for r in &dsn.recipients {
+        let reply = r.diagnostic.as_deref().unwrap_or("");
+        let (result, detail) = match r.action {
+            netjes_bounce::Action::Failed => {
+                let why = format!("bounced ({} {}) by {}: {reply}", r.status, r.final_recipient, dsn.reporting_mta.as_deref().unwrap_or("an MTA"));
+                let _ = store.mark_dead(&dest, now + i64::from(suppress_days) * 86_400, why.trim_end_matches([':', ' ']));
+                ("suppressed", format!("reports about {domain} to {dest} stop for {suppress_days} days: {}", why.trim_end_matches([':', ' '])))
+            }
+            netjes_bounce::Action::Delayed => ("delayed", format!("{} {reply}: the relay is still trying", r.status)),
+            _ => ("delivered", format!("{} {reply}", r.status)),
+        };
+        out.push(BounceOutcome { destination: Some(dest.clone()), result, detail: detail.trim().to_string() });
+    }
+    out
 }
 
 /// Sends the reports owed at start (making up the missed days of the last

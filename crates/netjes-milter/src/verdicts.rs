@@ -55,6 +55,11 @@ ALTER TABLE verdicts ADD COLUMN about_reports INTEGER;
 ", "
 -- Report destinations that refused for good, left alone until `until`.
 CREATE TABLE dead_destinations (destination TEXT PRIMARY KEY, until INTEGER NOT NULL, why TEXT NOT NULL);
+", "
+-- The Message-ID each report mail went out with: a bounce that comes back
+-- later names it, and only a bounce of our own mail marks a destination.
+ALTER TABLE reports_sent ADD COLUMN message_id TEXT;
+CREATE INDEX reports_sent_message_id ON reports_sent(message_id);
 "];
 
 fn migrate(c: &mut rusqlite::Connection) -> Result<(), VerdictError> {
@@ -314,13 +319,25 @@ impl VerdictStore {
         Ok(n > 0)
     }
 
-    pub fn mark_sent(&self, domain: &str, day: i64, destination: &str, now: i64) -> Result<(), VerdictError> {
+    pub fn mark_sent(&self, domain: &str, day: i64, destination: &str, message_id: &str, now: i64) -> Result<(), VerdictError> {
         let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         c.execute(
-            "INSERT OR IGNORE INTO reports_sent (policy_domain, day, destination, sent) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![domain, day, destination, now],
+            "INSERT OR IGNORE INTO reports_sent (policy_domain, day, destination, sent, message_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![domain, day, destination, now, message_id],
         )?;
         Ok(())
+    }
+
+    /// The ledger entry (policy domain, destination entry) of the report
+    /// mail that went out with this Message-ID, if one did.
+    pub fn sent_as(&self, message_id: &str) -> Result<Option<(String, String)>, VerdictError> {
+        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = c.prepare_cached("SELECT policy_domain, destination FROM reports_sent WHERE message_id = ?1")?;
+        let mut rows = st.query(rusqlite::params![message_id])?;
+        Ok(match rows.next()? {
+            Some(r) => Some((r.get(0)?, r.get(1)?)),
+            None => None,
+        })
     }
 
     /// Until when a destination is left alone, and why, if it refused.

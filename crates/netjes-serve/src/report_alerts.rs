@@ -154,7 +154,7 @@ impl Alerter {
         );
         // RFC 3834 §3.3: an automatic message goes out with the null
         // reverse path, so that a bounce does not start a loop.
-        netjes_check::relay::send(&self.cfg.relay, "", &self.cfg.mail_to, message.as_bytes()).await
+        netjes_check::relay::send(&self.cfg.relay, "", &self.cfg.mail_to, message.as_bytes()).await.map_err(|e| e.to_string())
     }
 
     async fn post(&self, n: &Notice) -> Result<(), String> {

@@ -59,6 +59,27 @@ EXIT CODES:
     2   usage error
     4   the verdict store cannot be read")]
     Send(crate::cmd_report_send::SendArgs),
+    /// Read bounces of report mail (RFC 3464 delivery status
+    /// notifications), from files or standard input: a destination whose
+    /// report failed for good is left alone for --suppress-days. Only a
+    /// bounce that returns the Message-ID of a report netjes sent counts,
+    /// so a made-up bounce silences nobody. Made to be Postfix's pipe for
+    /// the reports' sender address (see the README).
+    #[command(after_long_help = "EXAMPLES:
+    netjes report bounce --config /etc/netjes/milter.toml bounce.eml
+    netjes report bounce --data-dir /var/lib/netjes --json < bounce.eml
+
+    In Postfix's master.cf, with transport_maps sending the reports'
+    address to it:
+    netjes-bounce unix - n n - - pipe
+      user=netjes argv=/usr/local/bin/netjes report bounce --config /etc/netjes/milter.toml
+
+EXIT CODES:
+    0   read (a mail that is no bounce, or not of our mail, is read and left)
+    2   usage error
+    75  the verdict store cannot be opened (EX_TEMPFAIL: Postfix keeps the
+        bounce and tries again)")]
+    Bounce(crate::cmd_report_send::BounceArgs),
     /// Who sends as DOMAIN, from its aggregate reports: every source
     /// address with its forward-confirmed PTR, organisation, volume, aligned
     /// pass rates and dispositions, classified as passing, authorised but
@@ -86,6 +107,7 @@ pub async fn run(c: ReportCommand, g: &GlobalOpts) -> anyhow::Result<i32> {
             store,
         } => import(&paths, max_report_bytes, &store, g),
         ReportCommand::Send(a) => crate::cmd_report_send::run(a, g).await,
+        ReportCommand::Bounce(a) => crate::cmd_report_send::bounce(a, g),
         ReportCommand::Show {
             domain,
             since,

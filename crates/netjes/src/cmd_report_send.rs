@@ -66,6 +66,24 @@ pub struct SendArgs {
     pub max_size: usize,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct BounceArgs {
+    /// milter.toml: its data_dir holds the report ledger, its
+    /// [reports.send] suppress_days how long a dead destination rests.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The milter's data directory (verdicts.sqlite); overrides the config.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Days a destination whose report bounced is left alone (default:
+    /// the config's suppress_days, or 7).
+    #[arg(long = "suppress-days", value_name = "DAYS")]
+    pub suppress_days: Option<u32>,
+    /// Bounce messages; standard input when none is given.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
 fn day_of(s: &str) -> Option<i64> {
     let mut it = s.split('-').map(|x| x.parse::<i64>().ok());
     netjes_reports::days_from_civil(it.next()??, it.next()??, it.next()??)
@@ -81,7 +99,11 @@ fn now() -> i64 {
 /// Where the verdicts are, who we are, and the config's [reports.send],
 /// from the flags and the config.
 fn setting(a: &SendArgs) -> anyhow::Result<(PathBuf, String, Option<netjes_milter::config::SendConfig>)> {
-    let cfg = match &a.config {
+    place(a.config.as_deref(), a.data_dir.as_ref(), a.org_name.as_ref())
+}
+
+fn place(config: Option<&std::path::Path>, data_dir: Option<&PathBuf>, org_name: Option<&String>) -> anyhow::Result<(PathBuf, String, Option<netjes_milter::config::SendConfig>)> {
+    let cfg = match config {
         Some(p) => {
             let text = exit::read_input(Some(p))?;
             let text = String::from_utf8_lossy(&text);
@@ -89,14 +111,12 @@ fn setting(a: &SendArgs) -> anyhow::Result<(PathBuf, String, Option<netjes_milte
         }
         None => None,
     };
-    let dir = a
-        .data_dir
-        .clone()
+    let dir = data_dir
+        .cloned()
         .or_else(|| cfg.as_ref().map(|c| c.data_dir.clone()))
         .unwrap_or_else(|| PathBuf::from("./netjes-data"));
-    let name = a
-        .org_name
-        .clone()
+    let name = org_name
+        .cloned()
         .or_else(|| cfg.as_ref().map(|c| c.settings.authserv_id.clone()))
         .unwrap_or_else(netjes_net::default_hostname);
     Ok((dir, name, cfg.and_then(|c| c.send)))
@@ -171,3 +191,42 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     Ok(if trouble { exit::NOT_PASSED } else { exit::OK })
 }
 
+
+/// `netjes report bounce`: bounces of report mail, read.
+pub fn bounce(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let (dir, _, section) = place(a.config.as_deref(), a.data_dir.as_ref(), None)?;
+    let suppress_days = a.suppress_days.or(section.map(|s| s.suppress_days)).unwrap_or(7);
+    let inputs: Vec<Option<&std::path::Path>> = if a.files.is_empty() { vec![None] } else { a.files.iter().map(|p| Some(p.as_path())).collect() };
+    // Read before the store is opened: a bad file is a usage problem,
+    // a store that cannot be opened is one to try again (EX_TEMPFAIL).
+    let mut mails = Vec::new();
+    for input in inputs {
+        let name = input.map_or("standard input".to_string(), |p| p.display().to_string());
+        mails.push((name, exit::read_input(input)?));
+    }
+    let store = match VerdictStore::open(&dir, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("netjes: error: the verdict store in {}: {e}", dir.display());
+            return Ok(exit::EX_TEMPFAIL);
+        }
+    };
+    let mut all = Vec::new();
+    for (name, raw) in mails {
+        let outcomes = match netjes_bounce::parse(&raw) {
+            Ok(dsn) => netjes_milter::report_send::read_bounce(&store, &dsn, now(), suppress_days),
+            Err(e) => vec![netjes_milter::report_send::BounceOutcome { destination: None, result: "not-a-bounce", detail: e.to_string() }],
+        };
+        all.extend(outcomes.into_iter().map(|o| (name.clone(), o)));
+    }
+    if g.json {
+        let rows: Vec<serde_json::Value> = all.iter().map(|(input, o)| serde_json::json!({"input": input, "destination": o.destination, "result": o.result, "detail": o.detail})).collect();
+        print_json(&rows);
+    } else {
+        for (input, o) in &all {
+            let tone = if o.result == "suppressed" { Tone::Warn } else { Tone::Good };
+            println!("{} {:<12} {input}: {}", mark(tone), o.result, o.detail);
+        }
+    }
+    Ok(exit::OK)
+}

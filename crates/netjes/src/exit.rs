@@ -8,6 +8,9 @@ pub const INPUT: i32 = 4;
 pub const KEY_NOT_PUBLISHED: i32 = 5;
 pub const KEY_DIFFERENT: i32 = 6;
 pub const KEY_MALFORMED: i32 = 7;
+/// sysexits.h EX_TEMPFAIL: what a Postfix pipe command exits with so
+/// that Postfix keeps the mail and tries again.
+pub const EX_TEMPFAIL: i32 = 75;
 
 /// A usage error found after clap (exit 2).
 #[derive(Debug, thiserror::Error)]

@@ -290,3 +290,97 @@ async fn the_milter_sends_failure_reports_within_their_rate() {
     assert_eq!(parsed["delivery_result"], "reject");
     assert_eq!(parsed["source_ip"], "203.0.113.66");
 }
+
+/// A bounce as Postfix writes it, returning the headers of `message_id`.
+fn dsn(recipient: &str, message_id: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@relay.example.org (Mail Delivery System)\r\nTo: noreply-dmarc@mx.example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example.org\r\n\r\n\
+Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <{recipient}>: User unknown\r\n\r\n\
+--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: noreply-dmarc@mx.example.org\r\nMessage-ID: <{message_id}>\r\n\r\n--B--\r\n"
+    )
+}
+
+/// Sent through a relay that wants implicit TLS and a login; then a bounce
+/// of one report, read by `netjes report bounce`, silences that
+/// destination on the next day, and a made-up bounce silences nobody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bounce_of_a_report_silences_its_destination_and_a_made_up_one_does_not() {
+    use netjes_testdns::smtp::{SinkOptions, SinkTls, SmtpSink};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let milter_data = dir.path().join("milter");
+    let day = 20_786; // 2026-11-29
+    {
+        let store = VerdictStore::open(&milter_data, None).unwrap();
+        for d in [day, day + 1] {
+            store.record(verdict(d * 86_400 + 100, "192.0.2.1", true)).unwrap();
+        }
+        for _ in 0..100 {
+            if store.rows_between(0, i64::MAX).unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let dns = TestDns::start_str("a.example._report._dmarc.vendor.example. TXT \"v=DMARC1\"\na.example._report._dmarc.reports.test.example. TXT \"v=DMARC1\"\n").await;
+    let sink = SmtpSink::start(SinkOptions { tls: SinkTls::Implicit, login: Some(("reports".into(), "correct horse".into())), ..Default::default() }).await;
+    let (ca, pw) = (dir.path().join("ca.pem"), dir.path().join("relay-password"));
+    std::fs::write(&ca, &sink.ca_pem).unwrap();
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let m = milter_data.to_str().unwrap().to_string();
+    let key = "0".repeat(64);
+    let send = |day: &'static str| {
+        let (relay, ns, m, key, ca, pw) = (format!("localhost:{}", sink.port), dns.addr().to_string(), m.clone(), key.clone(), ca.clone(), pw.clone());
+        tokio::task::spawn_blocking(move || {
+            let a = ["report", "send", "--json", "--data-dir", &m, "--day", day, "--org-name", "mx.example.org", "--from", "noreply-dmarc@mx.example.org", "--relay", &relay, "--relay-tls", "implicit"];
+            let b = ["--relay-user", "reports", "--relay-password-file", pw.to_str().unwrap(), "--relay-ca-file", ca.to_str().unwrap(), "--nameserver", &ns];
+            json(&netjes(&[&a[..], &b[..]].concat(), &key))
+        })
+    };
+    let result = |j: &serde_json::Value, dest: &str| j.as_array().unwrap().iter().find(|r| r["destination"] == dest).unwrap()["result"].as_str().unwrap().to_string();
+    let j = send("2026-11-29").await.unwrap();
+    assert_eq!((result(&j, "rua@vendor.example"), result(&j, "dmarc@reports.test.example")), ("sent".into(), "sent".into()), "{j}");
+    let got = sink.messages();
+    assert!(got.iter().all(|m| m.tls && m.login.as_deref() == Some("reports")), "over TLS, logged in");
+    let vendor_mail = got.iter().find(|m| m.to == ["rua@vendor.example"]).unwrap();
+    let text = String::from_utf8_lossy(&vendor_mail.data);
+    let id = text.lines().find_map(|l| l.strip_prefix("Message-ID: <")).unwrap().trim_end_matches('>').to_string();
+
+    // The vendor's mailbox is gone: its bounce comes back. Someone also
+    // mails a made-up bounce about the other destination.
+    std::fs::write(dir.path().join("real.eml"), dsn("rua@vendor.example", &id)).unwrap();
+    std::fs::write(dir.path().join("forged.eml"), dsn("dmarc@reports.test.example", "made-up@mx.example.org")).unwrap();
+    let (d, m2, key2) = (dir.path().to_path_buf(), m.clone(), key.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        netjes(&["report", "bounce", "--json", "--data-dir", &m2, d.join("forged.eml").to_str().unwrap(), d.join("real.eml").to_str().unwrap()], &key2)
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let j = json(&o);
+    assert_eq!(j[0]["result"], "not-ours", "{j}");
+    assert_eq!((j[1]["result"].as_str(), j[1]["destination"].as_str()), (Some("suppressed"), Some("rua@vendor.example")), "{j}");
+    assert!(j[1]["detail"].as_str().unwrap().contains("550 5.1.1"), "{j}");
+
+    // The next day: the vendor is left alone, the other goes out.
+    let j = send("2026-11-30").await.unwrap();
+    assert_eq!(result(&j, "rua@vendor.example"), "suppressed", "{j}");
+    assert_eq!(result(&j, "dmarc@reports.test.example"), "sent", "{j}");
+
+    // What is no bounce is read and left; an unopenable store is
+    // EX_TEMPFAIL, so Postfix keeps the bounce.
+    let (d, key2) = (dir.path().to_path_buf(), key.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        std::fs::write(d.join("hello.eml"), "From: a@b.example\r\n\r\nhi\r\n").unwrap();
+        std::fs::write(d.join("not-a-dir"), "").unwrap();
+        (netjes(&["report", "bounce", "--json", "--data-dir", d.to_str().unwrap(), d.join("hello.eml").to_str().unwrap()], &key2), netjes(&["report", "bounce", "--data-dir", d.join("not-a-dir").to_str().unwrap(), d.join("real.eml").to_str().unwrap()], &key2))
+    })
+    .await
+    .unwrap();
+    assert_eq!((o.0.status.code(), json(&o.0)[0]["result"].as_str()), (Some(0), Some("not-a-bounce")));
+    assert_eq!(o.1.status.code(), Some(75), "{}", String::from_utf8_lossy(&o.1.stderr));
+}
