@@ -7,17 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 bench_workdir
-venv=target/parsedmarc-venv
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'parsedmarc==11.1.0'
-fi
+python=$(parsedmarc_venv)
 # The candidates: every aggregate report file of the corpora.
 find testdata/parsedmarc-samples/aggregate testdata/dmarc-report-viewer/dmarc-reports \
      testdata/opendmarc-aggregate-reports testdata/mox-testdata/dmarc-reports \
      testdata/mail-auth-resources/dmarc-feedback \
      -maxdepth 1 -type f \( -name '*.xml' -o -name '*.gz' -o -name '*.zip' \) | sort > "$W/candidates"
-"$venv/bin/python" - "$W/candidates" "$W/files" "$W/parsedmarc.json" <<'PY'
+"$python" - "$W/candidates" "$W/files" "$W/parsedmarc.json" <<'PY'
 import sys, time, json, logging, parsedmarc
 logging.disable(logging.CRITICAL)
 cands = [l.strip() for l in open(sys.argv[1]) if l.strip()]

@@ -41,3 +41,15 @@ test_dns() {
 with_test_resolver() {
     exec unshare -m sh -c "mount --bind '$W/resolv.conf' /etc/resolv.conf && exec \"\$@\"" sh "$@"
 }
+
+# parsedmarc_venv: parsedmarc from PyPI in a virtualenv under target/ (the
+# reference reader that netjes's reports are checked with, and benched
+# against); prints the venv's python.
+parsedmarc_venv() {
+    local venv=target/parsedmarc-venv
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import parsedmarc" 2>/dev/null; then
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q 'parsedmarc==11.1.0' >&2
+    fi
+    echo "$PWD/$venv/bin/python"
+}

@@ -4,7 +4,8 @@
 # SpamAssassin's spamd for `analyze --spamd`, and Postfix with swaks for the
 # policy service's and the milter's end-to-end tests (a private Postfix
 # instance on 127.0.0.1; the system's Postfix is never touched), dkimpy,
-# Dovecot for reading reports over IMAP, and Chromium with its WebDriver
+# Dovecot for reading reports over IMAP, xmllint and parsedmarc for the
+# reports netjes writes, and Chromium with its WebDriver
 # for the web UI's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +23,15 @@ command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 # Dovecot: the IMAP server that report mailboxes are read from in tests
 # (a throwaway instance per test; the system's is never started).
 [ -x /usr/sbin/dovecot ] || need_apt+=(dovecot-imapd)
+# xmllint checks the reports netjes writes against RFC 9990's schema.
+command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 apt_install "${need_apt[@]}"
+# parsedmarc (PyPI), the reference reader the reports netjes writes must
+# satisfy, in a virtualenv under target/.
+NETJES_PARSEDMARC=$(parsedmarc_venv)
+export NETJES_PARSEDMARC
 
 # Tests never query public DNS: every test starts its own DNS server on
 # 127.0.0.1. This makes a forgotten --nameserver fail loudly instead.

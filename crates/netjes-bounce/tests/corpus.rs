@@ -52,10 +52,10 @@ fn the_corpus_is_read_as_the_curator_reads_it() {
                 }
             }
             Some(_) => plain += 1,
-            None if kind.contains("not a bounce") || kind.starts_with("MDN") => {
-                if !(matches!(got, Err(DsnError::NotADsn)) || got.as_ref().is_ok_and(|d| d.recipients.iter().all(|r| r.action != Action::Failed))) {
-                    wrong.push(format!("{file} ({kind}): {got:?}"));
-                }
+            None if (kind.contains("not a bounce") || kind.starts_with("MDN"))
+                && !(matches!(got, Err(DsnError::NotADsn)) || got.as_ref().is_ok_and(|d| d.recipients.iter().all(|r| r.action != Action::Failed))) =>
+            {
+                wrong.push(format!("{file} ({kind}): {got:?}"));
             }
             None => {}
         }

@@ -62,8 +62,9 @@ pub fn to_xml(r: &AggregateReport, generator: &str) -> String {
     el(&mut o, 4, "email", r.email.as_deref().unwrap_or_default());
     el(&mut o, 4, "report_id", &r.report_id);
     let _ = writeln!(o, "    <date_range>\n      <begin>{}</begin>\n      <end>{}</end>\n    </date_range>", r.begin, r.end);
-    for e in &r.errors {
-        el(&mut o, 4, "error", e);
+    // RFC 9990's schema allows one error element: several are joined.
+    if !r.errors.is_empty() {
+        el(&mut o, 4, "error", &r.errors.join("; "));
     }
     el(&mut o, 4, "generator", generator);
     o.push_str("  </report_metadata>\n  <policy_published>\n");
@@ -112,10 +113,14 @@ fn record(o: &mut String, rec: &Record) {
         el(o, 8, "result", &d.result);
         o.push_str("      </dkim>\n");
     }
-    for s in &rec.spf_results {
+    // RFC 9990 Appendix A: zero or one SPF result, and "mfrom" the only
+    // scope it names: the MAIL FROM result when there is one, else the
+    // HELO check without a scope.
+    let spf = rec.spf_results.iter().find(|s| s.scope.as_deref() == Some("mfrom")).or(rec.spf_results.first());
+    if let Some(s) = spf {
         o.push_str("      <spf>\n");
         el(o, 8, "domain", &s.domain);
-        opt(o, 8, "scope", &s.scope);
+        opt(o, 8, "scope", &s.scope.clone().filter(|x| x == "mfrom"));
         el(o, 8, "result", &s.result);
         o.push_str("      </spf>\n");
     }

@@ -6,6 +6,8 @@
 //! Postfix's client address is 127.0.0.1, so the policy runs with no
 //! trusted networks, and the fixture's SPF records name 127.0.0.1.
 
+mod common;
+
 use netjes_testdns::TestDns;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -719,7 +721,9 @@ async fn postfix_verdicts_become_the_reports_owed() {
     if !have_postfix() {
         return;
     }
-    let lab = milter_lab("").await;
+    // 127.0.0.1 (where `netjes report send` connects from) may relay, as
+    // the MTA's own host does; the test's outside clients use 127.0.0.2.
+    let lab = milter_lab("mynetworks = 127.0.0.1/32").await;
     lab.dns.with_zone(|z| {
         z.merge(
             netjes_dns::zone::Zone::parse(
@@ -772,4 +776,74 @@ async fn postfix_verdicts_become_the_reports_owed() {
     let netjes_reports::Report::Aggregate(r) = report else { panic!("not an aggregate report") };
     assert_eq!((r.policy.p.as_deref(), r.policy.fo.as_deref(), r.format), (Some("quarantine"), Some("1"), "rfc9990"));
     assert!(r.records.iter().all(|x| x.spf == "pass" && x.envelope_to.as_deref() == Some("example.org")), "{:?}", r.records);
+
+    // Each report is valid by RFC 9990's schema and read by parsedmarc,
+    // whose row counts add up to the twenty messages.
+    let reports: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".xml.gz")).collect();
+    assert_eq!(reports.len(), 2);
+    for gz in &reports {
+        schema_valid(gz);
+    }
+    let counts = parsedmarc_counts(&reports);
+    assert_eq!(counts, [("one.example".to_string(), 12), ("two.example".to_string(), 8)], "parsedmarc's reading");
+
+    // Sent for real: through Postfix, where the milter signs it like any
+    // mail of ours, to the destinations (the lab's next hop), and on to a
+    // netjes serve taking reports for them: DKIM passes, and it imports.
+    // A receiver holds a report whose day is not over, so the verdicts
+    // are moved a day back, as if the mail had come yesterday.
+    let db = rusqlite::Connection::open(data.join("verdicts.sqlite")).unwrap();
+    db.execute("UPDATE verdicts SET time = time - 86400", []).unwrap();
+    drop(db);
+    let day = netjes_reports::write::day_text(today - 1);
+    let before = lab.got.lock().unwrap().len();
+    let a: Vec<String> = ["report", "send", "--json", "--data-dir", data.to_str().unwrap(), "--day", &day, "--org-name", "example.com", "--from", "noreply-dmarc@example.com", "--relay", &format!("127.0.0.1:{}", lab.smtp), "--nameserver", &ns].map(String::from).to_vec();
+    let o = run(a).await.unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j.as_array().unwrap().iter().all(|r| r["result"] == "sent"), "{j}");
+    let mails: Vec<String> = wait_for(&lab.got, before + 2).await[before..].to_vec();
+    assert_eq!(mails.len(), 2);
+    assert!(mails.iter().all(|m| m.contains("d=example.com") && m.contains("Auto-Submitted: auto-generated")), "signed on the way out");
+    std::env::set_var("NETJES_MASTER_KEY", "0".repeat(64));
+    let receiver = common::report_receiver(lab.dir.path(), lab.dns.addr(), &["dmarc@one.example", "rua@two.example"]).await;
+    let hop = netjes_check::relay::Relay { addr: receiver.smtp.clone(), tls: netjes_check::relay::RelayTls::None, ca_file: None, helo: "mx.test".into(), timeout: Duration::from_secs(10), auth: None };
+    for (m, to) in mails.iter().zip(["dmarc@one.example", "rua@two.example"]) {
+        let to = if m.contains("Report Domain: one.example") { "dmarc@one.example" } else { to };
+        netjes_check::relay::send(&hop, "noreply-dmarc@example.com", &[to.to_string()], m.as_bytes()).await.unwrap();
+    }
+    // Trusted (DKIM pass for example.com) and not held: its rows count.
+    let counted = |d: &str| receiver.store.report_rows(d, 0).unwrap().iter().map(|r| r.count).sum::<u64>();
+    for _ in 0..100 {
+        if counted("one.example") + counted("two.example") >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((counted("one.example"), counted("two.example")), (12, 8), "held: {:?}", receiver.store.held_reports());
+    let r = &receiver.store.reports_for("one.example").unwrap()[0];
+    assert!(r.trusted && r.held.is_none(), "{r:?}");
+}
+
+/// xmllint (Debian's libxml2-utils) validates a gzipped report against
+/// the schema of RFC 9990 Appendix A.
+fn schema_valid(gz: &Path) {
+    let xml = Command::new("gzip").arg("-dc").arg(gz).output().unwrap().stdout;
+    let file = gz.with_extension("");
+    std::fs::write(&file, xml).unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../netjes-reports/schema/rfc9990.xsd");
+    let o = Command::new("xmllint").args(["--noout", "--nonet", "--schema"]).arg(&schema).arg(&file).output().expect("xmllint (libxml2-utils)");
+    assert!(o.status.success(), "{}: {}", gz.display(), String::from_utf8_lossy(&o.stderr));
+}
+
+/// parsedmarc's reading of each report: policy domain and message count,
+/// sorted. NETJES_PARSEDMARC names the python of its virtualenv
+/// (scripts/test.sh makes it).
+fn parsedmarc_counts(reports: &[PathBuf]) -> Vec<(String, u64)> {
+    let python = std::env::var("NETJES_PARSEDMARC").expect("NETJES_PARSEDMARC: parsedmarc's python (scripts/test.sh sets it)");
+    let script = "import sys, json, logging, parsedmarc\nlogging.disable(logging.CRITICAL)\nfor f in sys.argv[1:]:\n    r = parsedmarc.parse_aggregate_report_file(open(f, 'rb').read(), offline=True, always_use_local_files=True)\n    print(json.dumps([r['policy_published']['domain'], sum(x['count'] for x in r['records'])]))\n";
+    let o = Command::new(python).arg("-c").arg(script).args(reports).output().unwrap();
+    assert!(o.status.success(), "parsedmarc: {}", String::from_utf8_lossy(&o.stderr));
+    let mut out: Vec<(String, u64)> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    out.sort();
+    out
 }

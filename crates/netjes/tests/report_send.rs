@@ -2,6 +2,8 @@
 //! written with --dry-run and read back by `netjes report import`, then
 //! sent through a real SMTP relay (a netjes serve's report address) once.
 
+mod common;
+
 use netjes_milter::verdicts::{Published, Row, VerdictStore};
 use netjes_testdns::TestDns;
 use std::process::Output;
@@ -50,30 +52,6 @@ fn verdict(time: i64, ip: &str, pass: bool) -> Row {
         spf_aligned: Some(pass),
         about_reports: Some(false),
     }
-}
-
-/// A netjes serve that takes reports for dmarc@reports.test.example over
-/// SMTP: the relay the reports go through, and where they are read.
-async fn receiver(dir: &std::path::Path, dns: &TestDns) -> (String, netjes_serve::store::Store, tokio::sync::watch::Sender<bool>) {
-    let raw = netjes_serve::config::RawConfig {
-        data_dir: dir.join("receiver"),
-        test_domain: "test.example".into(),
-        hostname: Some("reports.test.example".into()),
-        ip_lists: Some(vec![]),
-        domain_lists: Some(vec![]),
-        reports: netjes_serve::config::RawReports { addresses: vec!["dmarc@reports.test.example".into()], ..Default::default() },
-        ..Default::default()
-    };
-    let cfg = netjes_serve::config::Config::validate(raw).unwrap();
-    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
-    let parts = netjes_serve::build(&cfg, std::sync::Arc::new(resolver)).unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let relay = smtp.local_addr().unwrap().to_string();
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let store = parts.store.clone();
-    tokio::spawn(async move { netjes_serve::run(http, smtp, &parts, cfg.retention, rx).await });
-    (relay, store, stop)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,7 +122,8 @@ async fn reports_owed_are_written_read_back_and_sent_once() {
     // Sent for real through a relay: a netjes serve that takes reports
     // for dmarc@reports.test.example.
     std::env::set_var("NETJES_MASTER_KEY", &key);
-    let (relay, store, _stop) = receiver(dir.path(), &dns).await;
+    let receiver = common::report_receiver(dir.path(), dns.addr(), &["dmarc@reports.test.example"]).await;
+    let (relay, store) = (receiver.smtp.clone(), receiver.store.clone());
     let send = |relay: String| {
         let (m, ns, key) = (milter_data.to_str().unwrap().to_string(), ns.clone(), key.clone());
         tokio::task::spawn_blocking(move || {
@@ -198,7 +177,8 @@ async fn the_milter_sends_yesterdays_reports_itself() {
     let dns = TestDns::start_str("a.example._report._dmarc.reports.test.example. TXT \"v=DMARC1\"\n").await;
     let key = "0".repeat(64);
     std::env::set_var("NETJES_MASTER_KEY", &key);
-    let (relay, store, _stop) = receiver(dir.path(), &dns).await;
+    let receiver = common::report_receiver(dir.path(), dns.addr(), &["dmarc@reports.test.example"]).await;
+    let (relay, store) = (receiver.smtp.clone(), receiver.store.clone());
     let port = netjes_testdns::free_port();
     let cfg = dir.path().join("milter.toml");
     std::fs::write(
@@ -237,7 +217,8 @@ async fn the_milter_sends_failure_reports_within_their_rate() {
     )
     .await;
     std::env::set_var("NETJES_MASTER_KEY", "0".repeat(64));
-    let (relay, store, _stop) = receiver(dir.path(), &dns).await;
+    let receiver = common::report_receiver(dir.path(), dns.addr(), &["dmarc@reports.test.example"]).await;
+    let (relay, store) = (receiver.smtp.clone(), receiver.store.clone());
     let port = netjes_testdns::free_port();
     let cfg = dir.path().join("milter.toml");
     std::fs::write(
