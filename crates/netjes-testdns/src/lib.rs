@@ -12,6 +12,7 @@
 
 pub mod corpus;
 pub mod dovecot;
+pub mod https;
 pub mod smtp;
 pub mod spamd;
 

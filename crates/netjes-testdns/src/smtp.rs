@@ -56,11 +56,13 @@ pub struct SinkOptions {
     pub mechanisms: Vec<String>,
     /// Recipients it refuses, with the reply (`550 5.1.1 no such user`).
     pub refuse: Vec<(String, String)>,
+    /// Where it listens; 127.0.0.1 on a free port when unset.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        SinkOptions { tls: SinkTls::None, cert_names: vec!["localhost".into()], login: None, mechanisms: vec!["PLAIN".into(), "LOGIN".into()], refuse: vec![] }
+        SinkOptions { tls: SinkTls::None, cert_names: vec!["localhost".into()], login: None, mechanisms: vec!["PLAIN".into(), "LOGIN".into()], refuse: vec![], listen: None }
     }
 }
 
@@ -76,6 +78,7 @@ pub struct Received {
 
 /// A running server; it stops when dropped.
 pub struct SmtpSink {
+    pub bound: std::net::SocketAddr,
     pub port: u16,
     pub ca_pem: String,
     pub received: Arc<Mutex<Vec<Received>>>,
@@ -94,8 +97,10 @@ impl SmtpSink {
     pub async fn start(opts: SinkOptions) -> SmtpSink {
         let names: Vec<&str> = opts.cert_names.iter().map(String::as_str).collect();
         let pki = Pki::new(&names);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let at = opts.listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        let listener = tokio::net::TcpListener::bind(at).await.unwrap();
+        let bound = listener.local_addr().unwrap();
+        let port = bound.port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let failed_logins = Arc::new(Mutex::new(Vec::new()));
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
@@ -106,11 +111,11 @@ impl SmtpSink {
                 tokio::spawn(async move { connection(tcp, acceptor, shared).await });
             }
         });
-        SmtpSink { port, ca_pem: pki.ca_pem, received, failed_logins, task }
+        SmtpSink { bound, port, ca_pem: pki.ca_pem, received, failed_logins, task }
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.bound.to_string()
     }
 
     pub fn messages(&self) -> Vec<Received> {

@@ -77,11 +77,35 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// A destination as Postfix names it, or `None` for what is not a domain
-/// (a bracketed host, a port, a parent-domain ".example.com" probe).
+/// A destination as Postfix names it, or `None` for what is not a domain.
+/// Postfix's key is the next-hop as the transport gives it (TLS_README,
+/// "TLS policy table"): the recipient domain, or `domain:port` for a
+/// transport that names a port, whose MX hosts are still looked up, so its
+/// policy applies. A bracketed `[host]` (no MX lookup: RFC 8461 §4 is
+/// about MX hosts) and a parent-domain ".example.com" probe get none.
 fn domain_of(key: &str) -> Option<String> {
-    let d = key.trim().trim_end_matches('.').to_ascii_lowercase();
+    let key = key.trim();
+    let key = match key.rsplit_once(':') {
+        Some((d, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => d,
+        Some(_) => return None,
+        None => key,
+    };
+    let d = key.trim_end_matches('.').to_ascii_lowercase();
     netjes_dns::is_host_name(&d).then_some(d)
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::domain_of;
+
+    #[test]
+    fn postfix_next_hops_are_read_as_postfix_writes_them() {
+        assert_eq!(domain_of("Example.COM.").as_deref(), Some("example.com"));
+        assert_eq!(domain_of("example.com:2525").as_deref(), Some("example.com"));
+        for none in ["[mx.example.com]", "[mx.example.com]:25", ".example.com", "example.com:", "example.com:smtp", "example.com:25:25", "[192.0.2.1]", "inet:example.com"] {
+            assert_eq!(domain_of(none), None, "{none}");
+        }
+    }
 }
 
 impl Service {

@@ -3,9 +3,10 @@
 //! then Postfix's own `postmap -q` asks it.
 
 use netjes_dns::{DnsConfig, HickoryResolver};
+use netjes_testdns::https::StaticHttps;
 use netjes_testdns::TestDns;
 use netjes_tlspolicy::{cache::Cache, Config, Service};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,60 +14,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const ENFORCE: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.enforce.example\r\nmx: *.enforce.example\r\nmax_age: 86400\r\n";
 const TESTING: &str = "version: STSv1\r\nmode: testing\r\nmx: mx.testing.example\r\nmax_age: 86400\r\n";
 
-struct Https {
-    port: u16,
-    ca_pem: String,
-    up: Arc<AtomicBool>,
-}
-
-/// An HTTPS server for mta-sts.* names that answers by Host; when `up`
-/// is false it answers 500, as a broken policy host does.
-async fn https() -> Https {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let names = ["mta-sts.enforce.example", "mta-sts.testing.example", "mta-sts.exempt.example"].map(String::from).to_vec();
-    let leaf = rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()))
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let up = Arc::new(AtomicBool::new(true));
-    let up2 = up.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, up) = (acceptor.clone(), up2.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let mut buf = vec![0u8; 4096];
-                let n = tls.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-                let body = if req.contains("host: mta-sts.testing.example") { TESTING } else { ENFORCE };
-                let answer = if up.load(Ordering::SeqCst) {
-                    format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-                } else {
-                    "HTTP/1.1 500 Broken\r\nContent-Length: 0\r\n\r\n".to_string()
-                };
-                let _ = tls.write_all(answer.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    Https { port, ca_pem: ca.pem(), up }
+/// The policy hosts: a policy by Host over HTTPS; `up` false answers 500.
+async fn https() -> StaticHttps {
+    StaticHttps::start(&[("mta-sts.enforce.example", ENFORCE), ("mta-sts.testing.example", TESTING), ("mta-sts.exempt.example", ENFORCE)]).await
 }
 
 const ZONE: &str = "_mta-sts.enforce.example. TXT \"v=STSv1; id=20261130\"\nmta-sts.enforce.example. A 127.0.0.1\n\
 _mta-sts.testing.example. TXT \"v=STSv1; id=1\"\nmta-sts.testing.example. A 127.0.0.1\n\
 _mta-sts.exempt.example. TXT \"v=STSv1; id=1\"\nmta-sts.exempt.example. A 127.0.0.1\n";
 
-async fn start(dns: &TestDns, h: &Https, dir: &std::path::Path) -> (std::net::SocketAddr, Arc<Service>, tokio::sync::watch::Sender<bool>) {
+async fn start(dns: &TestDns, h: &StaticHttps, dir: &std::path::Path) -> (std::net::SocketAddr, Arc<Service>, tokio::sync::watch::Sender<bool>) {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &h.ca_pem).unwrap();
     let r = HickoryResolver::new(&DnsConfig { nameservers: vec![dns.addr()], timeout: Duration::from_millis(300) }).unwrap();

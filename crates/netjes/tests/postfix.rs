@@ -99,6 +99,13 @@ struct Postfix {
 impl Postfix {
     /// `extra`: main.cf lines of the test (restrictions, milters).
     fn start(dir: &Path, smtp: u16, sink: u16, extra: &str) -> Postfix {
+        Postfix::start_with(dir, smtp, sink, extra, None)
+    }
+
+    /// With `resolv_conf`, Postfix runs in a private mount namespace whose
+    /// /etc/resolv.conf is that file (naming the test's DNS server), so its
+    /// MX lookups reach the test zone; the machine's file is untouched.
+    fn start_with(dir: &Path, smtp: u16, sink: u16, extra: &str, resolv_conf: Option<&Path>) -> Postfix {
         let etc = dir.join("etc");
         for d in ["etc", "queue", "data"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -159,6 +166,9 @@ smtputf8_enable = no
             ("discard", "unix - - n - - discard"),
             ("anvil", "unix - - n - 1 anvil"),
             ("scache", "unix - - n - 1 scache"),
+            // The TLS session cache and entropy; without it the smtp
+            // client has no TLS at all.
+            ("tlsmgr", "unix - - n 1000? 1 tlsmgr"),
             ("postlog", "unix-dgram n - n - 1 postlogd"),
         ];
         let mut master = format!("127.0.0.1:{smtp} inet n - n - - smtpd\n");
@@ -166,12 +176,15 @@ smtputf8_enable = no
             master.push_str(&format!("{n} {rest}\n"));
         }
         std::fs::write(etc.join("master.cf"), master).unwrap();
-        let out = Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(&etc)
-            .arg("start")
-            .output()
-            .unwrap();
+        let out = match resolv_conf {
+            None => Command::new("/usr/sbin/postfix").arg("-c").arg(&etc).arg("start").output().unwrap(),
+            Some(r) => Command::new("unshare")
+                .args(["-m", "sh", "-c", "mount --bind \"$1\" /etc/resolv.conf && exec /usr/sbin/postfix -c \"$2\" start", "sh"])
+                .arg(r)
+                .arg(&etc)
+                .output()
+                .unwrap(),
+        };
         assert!(
             out.status.success(),
             "postfix start: {}{}",
@@ -389,14 +402,16 @@ fn milter_daemon(dir: &Path, port: u16, dns: &TestDns, key_dir: &Path) -> Daemon
 
 /// A private Postfix with `netjes milter` as its smtpd and non-smtpd
 /// milter, signing example.com (p=reject) with an RSA key, and a sink.
+/// Fields drop in this order: Postfix is stopped (it needs its
+/// configuration) before the folder holding it goes.
 struct MilterLab {
-    dir: tempfile::TempDir,
+    pf: Postfix,
+    daemon: Daemon,
     dns: TestDns,
     key: netjes_auth::dkim::PrivateKey,
     got: Arc<Mutex<Vec<String>>>,
     smtp: u16,
-    pf: Postfix,
-    daemon: Daemon,
+    dir: tempfile::TempDir,
 }
 
 /// `extra`: more main.cf lines.
@@ -846,4 +861,101 @@ fn parsedmarc_counts(reports: &[PathBuf]) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     out.sort();
     out
+}
+
+/// MTA-STS for Postfix's own outbound mail: Postfix asks `netjes
+/// tlspolicy` (socketmap) for each destination and delivers by MX from the
+/// test zone. An enforce policy with a matching certificate: delivered
+/// over TLS. An enforce policy whose MX shows a certificate for another
+/// name: deferred, nothing delivered. A testing policy with the same
+/// wrong certificate: delivered. `postmap -q` shows the answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_follows_mta_sts_through_netjes_tlspolicy() {
+    use netjes_testdns::smtp::{SinkOptions, SinkTls, SmtpSink};
+    if !have_postfix() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Three MX hosts, each on a loopback address of its own, one port.
+    let mx = |ip: &str, port: u16, name: &str| SinkOptions { tls: SinkTls::Starttls, cert_names: vec![name.into()], listen: Some(format!("{ip}:{port}").parse().unwrap()), ..Default::default() };
+    let good = SmtpSink::start(mx("127.0.0.155", 0, "mx.enforce.test")).await;
+    let port = good.port;
+    let wrong = SmtpSink::start(mx("127.0.0.156", port, "mx.elsewhere.test")).await;
+    let testing = SmtpSink::start(mx("127.0.0.157", port, "mx.elsewhere.test")).await;
+    let policy = |mode: &str, mx: &str| format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n");
+    let (p1, p2, p3) = (policy("enforce", "mx.enforce.test"), policy("enforce", "mx.wrongcert.test"), policy("testing", "mx.testing.test"));
+    let https = netjes_testdns::https::StaticHttps::start(&[("mta-sts.enforce.test", &p1), ("mta-sts.wrongcert.test", &p2), ("mta-sts.testing.test", &p3)]).await;
+    let mut zone = String::new();
+    for (d, ip) in [("enforce", "127.0.0.155"), ("wrongcert", "127.0.0.156"), ("testing", "127.0.0.157")] {
+        zone.push_str(&format!("{d}.test. MX 10 mx.{d}.test.\nmx.{d}.test. A {ip}\n_mta-sts.{d}.test. TXT \"v=STSv1; id=1\"\nmta-sts.{d}.test. A 127.0.0.1\n"));
+    }
+    // Postfix's resolver asks port 53: the server gets an address of its own.
+    let dns = TestDns::start_on(netjes_dns::zone::Zone::parse(&zone).unwrap(), "127.0.0.154:53".parse().unwrap()).await.unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.154\noptions timeout:1 attempts:2\n").unwrap();
+
+    // netjes tlspolicy, trusting the policy hosts' test CA.
+    let https_ca = dir.path().join("https-ca.pem");
+    std::fs::write(&https_ca, &https.ca_pem).unwrap();
+    let tp = free_port();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_netjes"))
+        .args(["tlspolicy", "--listen", &format!("inet:127.0.0.1:{tp}"), "--data-dir"])
+        .arg(dir.path().join("tlspolicy"))
+        .arg("--ca-file")
+        .arg(&https_ca)
+        .args(["--https-port", &https.port.to_string(), "--nameserver", "127.0.0.154:53"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(listening(tp), "netjes tlspolicy did not listen");
+
+    // Postfix delivers by MX (transport_maps name the sinks' port, so the
+    // policy lookup key is "domain:port"), trusting the MX hosts' CAs.
+    let smtp_ca = dir.path().join("smtp-ca.pem");
+    std::fs::write(&smtp_ca, [&good.ca_pem, &wrong.ca_pem, &testing.ca_pem].map(|s| s.as_str()).concat()).unwrap();
+    let extra = format!(
+        "smtp_dns_support_level = enabled\ntransport_maps = inline:{{enforce.test=smtp:enforce.test:{port}, wrongcert.test=smtp:wrongcert.test:{port}, testing.test=smtp:testing.test:{port}}}\n\
+         smtp_tls_security_level = may\nsmtp_tls_CAfile = {}\nsmtp_tls_policy_maps = socketmap:inet:127.0.0.1:{tp}:postfix\nsmtp_tls_loglevel = 1\n",
+        smtp_ca.display()
+    );
+    let smtp = free_port();
+    let pf = Postfix::start_with(dir.path(), smtp, free_port(), &extra, Some(&resolv));
+
+    // What Postfix is told, asked as Postfix asks.
+    let ask = |key: &str| {
+        let o = Command::new("/usr/sbin/postmap").arg("-c").arg(&pf.etc).arg("-q").arg(key).arg(format!("socketmap:inet:127.0.0.1:{tp}:postfix")).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(ask(&format!("enforce.test:{port}")), "secure match=mx.enforce.test servername=hostname");
+    assert_eq!(ask("testing.test"), "", "testing: Postfix's default");
+
+    for to in ["a@enforce.test", "b@wrongcert.test", "c@testing.test"] {
+        let mut sm = Command::new("/usr/sbin/sendmail").arg("-C").arg(&pf.etc).args(["-f", "alice@example.com", to]).stdin(Stdio::piped()).spawn().unwrap();
+        {
+            use std::io::Write;
+            sm.stdin.take().unwrap().write_all(format!("From: alice@example.com\nTo: {to}\nSubject: MTA-STS\n\nHello.\n").as_bytes()).unwrap();
+        }
+        assert!(sm.wait().unwrap().success());
+    }
+    let arrived = |s: &SmtpSink| s.messages().len();
+    for _ in 0..150 {
+        if arrived(&good) >= 1 && arrived(&testing) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(dir.path().join("maillog")).unwrap_or_default();
+    assert_eq!(arrived(&good), 1, "enforce, right certificate: delivered\n{log}");
+    assert!(good.messages()[0].tls, "over TLS");
+    assert_eq!(arrived(&testing), 1, "testing policy: delivered\n{log}");
+    assert_eq!(arrived(&wrong), 0, "enforce, wrong certificate: never delivered\n{log}");
+    // It waits in the queue, deferred for the certificate.
+    let q = Command::new("/usr/sbin/postqueue").arg("-c").arg(&pf.etc).arg("-p").output().unwrap();
+    let q = String::from_utf8_lossy(&q.stdout);
+    assert!(q.contains("b@wrongcert.test"), "deferred, still queued: {q}\n{log}");
+    assert!(log.contains("Verified TLS connection established to mx.enforce.test"), "{log}");
+    assert!(log.lines().any(|l| l.contains("to=<b@wrongcert.test>") && l.contains("status=deferred (Server certificate not verified)")), "{log}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    drop(dns);
 }
