@@ -94,19 +94,6 @@ fn domain_of(key: &str) -> Option<String> {
     netjes_dns::is_host_name(&d).then_some(d)
 }
 
-#[cfg(test)]
-mod key_tests {
-    use super::domain_of;
-
-    #[test]
-    fn postfix_next_hops_are_read_as_postfix_writes_them() {
-        assert_eq!(domain_of("Example.COM.").as_deref(), Some("example.com"));
-        assert_eq!(domain_of("example.com:2525").as_deref(), Some("example.com"));
-        for none in ["[mx.example.com]", "[mx.example.com]:25", ".example.com", "example.com:", "example.com:smtp", "example.com:25:25", "[192.0.2.1]", "inet:example.com"] {
-            assert_eq!(domain_of(none), None, "{none}");
-        }
-    }
-}
 
 impl Service {
     pub fn new(dns: Arc<dyn Resolver>, cache: Cache, cfg: Config, metrics: Arc<Metrics>) -> Service {
@@ -227,5 +214,19 @@ pub async fn run(listener: netjes_net::Listener, svc: Arc<Service>, mut shutdown
             }
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::domain_of;
+
+    #[test]
+    fn postfix_next_hops_are_read_as_postfix_writes_them() {
+        assert_eq!(domain_of("Example.COM.").as_deref(), Some("example.com"));
+        assert_eq!(domain_of("example.com:2525").as_deref(), Some("example.com"));
+        for none in ["[mx.example.com]", "[mx.example.com]:25", ".example.com", "example.com:", "example.com:smtp", "example.com:25:25", "[192.0.2.1]", "inet:example.com"] {
+            assert_eq!(domain_of(none), None, "{none}");
+        }
     }
 }
