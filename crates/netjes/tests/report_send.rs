@@ -365,3 +365,43 @@ async fn a_bounce_of_a_report_silences_its_destination_and_a_made_up_one_does_no
     assert_eq!((o.0.status.code(), json(&o.0)[0]["result"].as_str()), (Some(0), Some("not-a-bounce")));
     assert_eq!(o.1.status.code(), Some(75), "{}", String::from_utf8_lossy(&o.1.stderr));
 }
+
+/// A destination whose authorisation cannot be looked up (DNS times out)
+/// keeps the day's report: not sent unchecked, not dropped, and sent by
+/// the next run once DNS answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dns_timeout_keeps_the_report_for_the_next_run() {
+    use netjes_testdns::smtp::{SinkOptions, SmtpSink};
+    let dir = tempfile::tempdir().unwrap();
+    let milter_data = dir.path().join("milter");
+    let day = 20_786; // 2026-11-29
+    {
+        let store = VerdictStore::open(&milter_data, None).unwrap();
+        let mut row = verdict(day * 86_400 + 100, "192.0.2.1", true);
+        row.published.as_mut().unwrap().rua = vec!["rua@slow.example".into()];
+        store.record(row).unwrap();
+        for _ in 0..100 {
+            if store.rows_between(0, i64::MAX).unwrap().len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let dns = TestDns::start_str("a.example._report._dmarc.slow.example. TIMEOUT\n").await;
+    let sink = SmtpSink::start(SinkOptions::default()).await;
+    let send = || {
+        let (m, ns, relay) = (milter_data.to_str().unwrap().to_string(), dns.addr().to_string(), sink.addr());
+        tokio::task::spawn_blocking(move || netjes(&["report", "send", "--json", "--data-dir", &m, "--day", "2026-11-29", "--org-name", "mx.example.org", "--relay", &relay, "--nameserver", &ns], &"0".repeat(64)))
+    };
+    let o = send().await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "a report that could not go is a failure to see");
+    let j = json(&o);
+    assert_eq!((j[0]["result"].as_str(), j[0]["destination"].as_str()), (Some("deferred"), Some("rua@slow.example")), "{j}");
+    assert!(sink.messages().is_empty(), "not sent unchecked");
+    // DNS answers now: the next run sends it, once.
+    dns.set_zone(netjes_dns::zone::Zone::parse("a.example._report._dmarc.slow.example. TXT \"v=DMARC1\"\n").unwrap());
+    let j = json(&send().await.unwrap());
+    assert_eq!(j[0]["result"], "sent", "{j}");
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(json(&send().await.unwrap())[0]["result"], "already-sent");
+}
