@@ -181,6 +181,70 @@ impl Default for SpoofingConfig {
     }
 }
 
+/// What a request gets when the state store fails or is too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFailure {
+    /// DUNNO: the mail goes on to Postfix's next restriction, unchecked
+    /// by greylisting and rate limits (postgrey's behaviour without its
+    /// database is worse: it stops answering).
+    #[default]
+    Dunno,
+    /// 451 4.3.0: the sender tries again later, when the store is back.
+    Defer,
+}
+
+/// `[store]`: where the greylist, auto-whitelist and rate windows live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Unset: SQLite in data_dir. `redis://HOST:PORT/DB`, `rediss://` (TLS)
+    /// or `redis+unix:///PATH`: Redis, shared by several MX hosts.
+    pub url: Option<String>,
+    /// The Redis password, on the first line of a file others may not read
+    /// (rather than in the URL, which ends up in logs and `ps`).
+    pub password_file: Option<PathBuf>,
+    /// Put before every Redis key.
+    pub key_prefix: String,
+    /// The time budget of one store call; well under Postfix's
+    /// smtpd_policy_service_timeout, so Postfix never gives up first.
+    pub timeout_ms: u64,
+    pub store_failure: StoreFailure,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: None, password_file: None, key_prefix: "netjes:".into(), timeout_ms: 250, store_failure: StoreFailure::Dunno }
+    }
+}
+
+/// The validated `[store]`.
+#[derive(Debug, Clone)]
+pub enum StoreSetting {
+    Sqlite,
+    Redis { url: String, password: Option<String>, prefix: String, timeout: Duration },
+}
+
+fn validate_store(s: &StoreConfig, errors: &mut Vec<String>) -> StoreSetting {
+    if !(10..=10_000).contains(&s.timeout_ms) {
+        errors.push(format!("store.timeout_ms: {} is not 10 to 10000", s.timeout_ms));
+    }
+    let Some(url) = &s.url else {
+        if s.password_file.is_some() {
+            errors.push("store.password_file: only with a Redis url".into());
+        }
+        return StoreSetting::Sqlite;
+    };
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
+    match scheme.as_str() {
+        "redis" | "rediss" | "redis+unix" | "unix" => {}
+        "redis-sentinel" => errors.push("store.url: Redis Sentinel is not supported (see the README's \"More than one MX\")".into()),
+        _ => errors.push(format!("store.url: {url:?} is not redis://, rediss:// or redis+unix://")),
+    }
+    let password = s.password_file.as_deref().and_then(|f| netjes_net::read_secret_file(f).map_err(|e| errors.push(format!("store.password_file: {e}"))).ok());
+    StoreSetting::Redis { url: url.clone(), password, prefix: s.key_prefix.clone(), timeout: Duration::from_millis(s.timeout_ms) }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
@@ -203,6 +267,8 @@ pub struct RawConfig {
     pub spoofing: SpoofingConfig,
     /// How many connections, from whom: `[connections]`.
     pub connections: netjes_net::RawConnLimits,
+    /// Where the state lives: `[store]`.
+    pub store: StoreConfig,
 }
 
 impl Default for RawConfig {
@@ -220,6 +286,7 @@ impl Default for RawConfig {
             rate_limit: vec![],
             spoofing: SpoofingConfig::default(),
             connections: netjes_net::RawConnLimits::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -238,6 +305,7 @@ pub struct Config {
     pub whitelist: crate::greylist::Whitelist,
     pub greylist_delay: Duration,
     pub conn: netjes_net::ConnLimits,
+    pub store: StoreSetting,
 }
 
 pub use netjes_net::{in_nets, parse_net};
@@ -262,6 +330,7 @@ impl Config {
             .as_deref()
             .and_then(|m| netjes_net::parse_socket_addr("metrics", m, &mut errors));
         let conn = raw.connections.validate(&mut errors);
+        let store = validate_store(&raw.store, &mut errors);
         let mut dnsbl_sites = Vec::new();
         for s in &raw.dnsbl.sites {
             match DnsblSite::parse(s) {
@@ -319,6 +388,7 @@ impl Config {
                 .unwrap_or_else(netjes_net::default_hostname),
             greylist_delay: Duration::from_secs(raw.greylist.delay_seconds),
             conn,
+            store,
             trusted,
             spf_skip,
             own_domains,

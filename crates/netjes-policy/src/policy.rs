@@ -175,11 +175,21 @@ impl Policy {
     pub async fn decide(&self, req: &Request, now: i64) -> Decision {
         let d = match self.decide_inner(req, now).await {
             Ok(d) => d,
+            // The store failed or was too slow: the configured answer,
+            // never a reject made up from missing state.
             Err(e) => {
-                tracing::error!(error = %e, "internal error: answering DUNNO");
                 self.metrics
                     .inc("netjes_policy_errors_total", &[("kind", "store")]);
-                Decision::dunno()
+                match self.config().raw.store.store_failure {
+                    crate::config::StoreFailure::Dunno => {
+                        tracing::error!(error = %e, "state store failed: answering DUNNO");
+                        Decision::dunno()
+                    }
+                    crate::config::StoreFailure::Defer => {
+                        tracing::error!(error = %e, "state store failed: deferring");
+                        Decision { action: "451 4.3.0 Policy state unavailable, try again later".into(), check: "store" }
+                    }
+                }
             }
         };
         let kind = d

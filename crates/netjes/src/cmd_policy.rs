@@ -3,7 +3,8 @@ use crate::exit;
 use crate::GlobalOpts;
 use netjes_policy::config::RawConfig;
 use netjes_policy::server::{run, Listener};
-use netjes_policy::store::SqliteStore;
+use netjes_policy::config::StoreSetting;
+use netjes_policy::store::{RedisStore, SqliteStore, Store};
 use netjes_policy::{Config, Policy};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +59,11 @@ pub struct PolicyArgs {
     /// Serve Prometheus metrics on HOST:PORT (/metrics).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<String>,
+    /// Keep the state in Redis (redis://HOST:PORT/DB, rediss://...,
+    /// redis+unix:///PATH), shared with the policy services of other MX
+    /// hosts; the same as [store] url.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
 }
 
 fn load(a: &PolicyArgs) -> Result<Config, Vec<String>> {
@@ -74,14 +80,22 @@ fn load(a: &PolicyArgs) -> Result<Config, Vec<String>> {
     if let Some(m) = &a.metrics {
         raw.metrics = Some(m.clone());
     }
+    if let Some(r) = &a.redis {
+        raw.store.url = Some(r.clone());
+    }
     Config::validate(raw)
 }
 
 pub async fn run_policy(a: PolicyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     crate::init_logging();
     let config = load(&a).map_err(daemon::bad_config)?;
-    let store = SqliteStore::open(&config.raw.data_dir)
-        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    // A change of [store] takes a restart: SIGHUP keeps the store it has.
+    let store: Arc<dyn Store> = match &config.store {
+        StoreSetting::Sqlite => Arc::new(SqliteStore::open(&config.raw.data_dir).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?),
+        StoreSetting::Redis { url, password, prefix, timeout } => {
+            Arc::new(RedisStore::new(url, password.clone(), prefix, *timeout).map_err(|e| anyhow::anyhow!(exit::Usage(e.to_string())))?)
+        }
+    };
     let dns = g.resolver()?;
     let listener = Listener::bind(&config.listen).await.map_err(|e| {
         anyhow::anyhow!(exit::Input(format!(
@@ -91,7 +105,7 @@ pub async fn run_policy(a: PolicyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     })?;
     let metrics = config.metrics;
     tracing::info!(listen = %config.listen, data_dir = %config.raw.data_dir.display(), "netjes policy started");
-    let policy = Arc::new(Policy::new(Arc::new(config), Arc::new(store), dns));
+    let policy = Arc::new(Policy::new(Arc::new(config), store, dns));
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(metrics, policy.metrics.clone(), rx.clone()).await?;
     let server = tokio::spawn(run(listener, policy.clone(), rx));

@@ -1,11 +1,13 @@
 //! The policy service's state: greylist triplets, the auto-whitelist of
-//! clients, and rate-limit windows. Behind a trait so that a store shared
-//! by many MX hosts (Redis) can come later; the embedded default is
-//! [`SqliteStore`]: SQLite fronted by a journal.
+//! clients, and rate-limit windows. Behind a trait: the embedded default
+//! is [`SqliteStore`] (SQLite fronted by a journal); [`RedisStore`] is the
+//! state shared by the policy services of several MX hosts.
 
 pub mod journal;
+mod redis;
 mod sqlite;
 
+pub use self::redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 use crate::greylist::{Params, Verdict};
@@ -24,6 +26,8 @@ pub enum StoreError {
     Backlog(usize),
     #[error("state store: the writer thread has stopped")]
     Gone,
+    #[error("state store: Redis: {0}")]
+    Redis(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
