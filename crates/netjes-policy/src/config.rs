@@ -148,6 +148,14 @@ impl Period {
             Period::Hour => 3600,
         }
     }
+
+    /// As the refusal says it: "in a minute", "in an hour".
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Period::Minute => "a minute",
+            Period::Hour => "an hour",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -414,6 +422,21 @@ mod tests {
         let c = Config::parse(sample).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(c.dnsbl_sites.len(), 2);
         assert_eq!(c.raw.rate_limit.len(), 2);
+    }
+
+    #[test]
+    fn store_settings() {
+        let c = Config::parse("[store]\nurl = \"redis+unix:///run/redis.sock\"\nstore_failure = \"defer\"\n").unwrap();
+        assert!(matches!(c.store, StoreSetting::Redis { ref url, .. } if url == "redis+unix:///run/redis.sock"));
+        assert_eq!(c.raw.store.store_failure, StoreFailure::Defer);
+        assert!(matches!(Config::parse("").unwrap().store, StoreSetting::Sqlite));
+        let e = Config::parse("[store]\nurl = \"redis-sentinel://a:26379/mymaster\"\ntimeout_ms = 0\n").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().any(|x| x.contains("Sentinel is not supported")));
+        let e = Config::parse("[store]\nurl = \"http://redis\"\n").unwrap_err();
+        assert!(e[0].contains("is not redis://"), "{e:?}");
+        assert!(Config::parse("[store]\npassword_file = \"/x\"\n").is_err(), "a password without Redis");
+        assert!(Config::parse("[store]\nstore_failure = \"reject\"\n").is_err(), "a store failure is never a reject");
     }
 
     #[test]

@@ -511,7 +511,7 @@ impl Policy {
                     .await?;
                 if n > max {
                     over = Some(
-                        format!("{n} messages in a {:?} (limit {max})", r.period).to_lowercase(),
+                        format!("{n} messages in {} (limit {max})", r.period.phrase()),
                     );
                 }
             }
@@ -519,7 +519,7 @@ impl Policy {
                 let n = self.store.rate_add(&format!("r:{base}"), window, 1).await?;
                 if n > max && over.is_none() {
                     over = Some(
-                        format!("{n} recipients in a {:?} (limit {max})", r.period).to_lowercase(),
+                        format!("{n} recipients in {} (limit {max})", r.period.phrase()),
                     );
                 }
             }

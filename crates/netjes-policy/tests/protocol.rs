@@ -4,7 +4,7 @@
 use netjes_dns::{DnsConfig, HickoryResolver};
 use netjes_policy::config::{Mode, RateKey, RateLimit, RawConfig};
 use netjes_policy::server::{run, ListenAddr, Listener};
-use netjes_policy::store::SqliteStore;
+use netjes_policy::store::{RedisStore, SqliteStore, Store};
 use netjes_policy::{Config, Policy};
 use netjes_testdns::TestDns;
 use std::net::SocketAddr;
@@ -31,6 +31,10 @@ struct Service {
 }
 
 async fn start(dir: &std::path::Path, tweak: impl FnOnce(&mut RawConfig)) -> Service {
+    start_on(Arc::new(SqliteStore::open(dir).unwrap()), tweak).await
+}
+
+async fn start_on(store: Arc<dyn Store>, tweak: impl FnOnce(&mut RawConfig)) -> Service {
     let dns = TestDns::start_str(ZONE).await;
     let mut raw = RawConfig {
         hostname: Some("mx.test".into()),
@@ -39,7 +43,6 @@ async fn start(dir: &std::path::Path, tweak: impl FnOnce(&mut RawConfig)) -> Ser
     raw.greylist.enabled = false;
     tweak(&mut raw);
     let config = Arc::new(Config::validate(raw).unwrap());
-    let store = Arc::new(SqliteStore::open(dir).unwrap());
     let r = HickoryResolver::new(&DnsConfig {
         nameservers: vec![dns.addr()],
         timeout: Duration::from_millis(400),
@@ -405,7 +408,7 @@ async fn rate_limits_count_messages_and_recipients() {
     );
     let a = c.ask(&ask("M3", "f@x.example")).await.unwrap();
     assert!(
-        a.starts_with("450 4.7.1 Rate limit: alice sent 3 messages in a hour"),
+        a.starts_with("450 4.7.1 Rate limit: alice sent 3 messages in an hour"),
         "{a}"
     );
 }
@@ -643,4 +646,110 @@ async fn an_idle_flood_does_not_lock_the_mta_out() {
         .await;
     assert!(a.is_some(), "the MTA got no answer");
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+/// The store fails (Redis is down): each request gets the configured
+/// `store_failure` answer, DUNNO by default or a 451, within the time
+/// budget, never a reject; the failures are counted; and once Redis is
+/// back, greylisting works again without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_store_gets_the_configured_answer_and_never_a_reject() {
+    let mut redis = netjes_testdns::redis::RedisServer::start();
+    redis.kill();
+    let store = || Arc::new(RedisStore::new(&redis.url(), None, "netjes:", Duration::from_millis(200)).unwrap());
+    let tweak = |failure: netjes_policy::config::StoreFailure| {
+        move |c: &mut RawConfig| {
+            c.greylist.enabled = true;
+            c.spf.header = false;
+            c.store.store_failure = failure;
+        }
+    };
+    let dunno = start_on(store(), tweak(netjes_policy::config::StoreFailure::Dunno)).await;
+    let defer = start_on(store(), tweak(netjes_policy::config::StoreFailure::Defer)).await;
+    let m = msg("203.0.113.5", "x", "news@nospf.example", "bob@example.org", "S1");
+    for (s, want) in [(&dunno, "DUNNO"), (&defer, "451 4.3.0 Policy state unavailable, try again later")] {
+        let mut c = Client::connect(s.addr).await;
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            assert_eq!(c.ask(&m).await.unwrap(), want);
+            assert!(t.elapsed() < Duration::from_secs(2), "answered within the budget: {:?}", t.elapsed());
+        }
+        assert!(s.policy.metrics.get("netjes_policy_errors_total", &[("kind", "store")]) >= 3);
+    }
+    redis.restart();
+    let mut c = Client::connect(dunno.addr).await;
+    let mut answer = String::new();
+    for _ in 0..40 {
+        answer = c.ask(&m).await.unwrap();
+        if answer != "DUNNO" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answer.starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"), "{answer}");
+}
+
+/// Redis killed under load: eight clients keep asking while Redis dies
+/// and comes back. Every request is answered (greylisting while Redis is
+/// there, DUNNO while it is not; never a reject, never a dropped
+/// connection), and a triplet seen before the kill is remembered after.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_killed_under_load() {
+    let mut redis = netjes_testdns::redis::RedisServer::start_persistent();
+    let store = Arc::new(RedisStore::new(&redis.url(), None, "netjes:", Duration::from_millis(200)).unwrap());
+    let s = start_on(store, |c| {
+        c.greylist.enabled = true;
+        c.greylist.delay_seconds = 3600;
+        c.spf.header = false;
+    })
+    .await;
+    let mut c = Client::connect(s.addr).await;
+    let before = msg("203.0.113.5", "x", "early@nospf.example", "bob@example.org", "B1");
+    assert!(c.ask(&before).await.unwrap().starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let (addr, stop) = (s.addr, stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            let mut answers = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let sender = format!("load{i}-{n}@nospf.example");
+                let inst = format!("L{i}-{n}");
+                let a = c.ask(&msg("203.0.113.9", "x", &sender, "bob@example.org", &inst)).await.expect("the connection stays");
+                answers.push(a);
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut kinds = std::collections::BTreeMap::new();
+    for t in clients {
+        for a in t.await.unwrap() {
+            let kind = if a.starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted") { "greylisted" } else if a == "DUNNO" { "dunno" } else { panic!("{a}") };
+            *kinds.entry(kind).or_insert(0) += 1;
+        }
+    }
+    assert!(kinds.get("dunno").copied().unwrap_or(0) > 0 && kinds.get("greylisted").copied().unwrap_or(0) > 0, "{kinds:?}");
+    // After the restart: greylisting again, and the triplet from before
+    // the kill is still too early (not new).
+    let mut c = Client::connect(s.addr).await;
+    let mut a = String::new();
+    for _ in 0..40 {
+        a = c.ask(&before).await.unwrap();
+        if a != "DUNNO" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"), "{a}");
+    assert_ne!(a, "DEFER_IF_PERMIT 4.7.1 Greylisted: please try again in 3600 seconds", "seen before the kill: too early, not new");
+    assert!(s.policy.metrics.get("netjes_policy_errors_total", &[("kind", "store")]) >= 1);
 }

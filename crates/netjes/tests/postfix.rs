@@ -252,10 +252,15 @@ impl Drop for Daemon {
 }
 
 fn policy_daemon(dir: &Path, port: u16, dns: &TestDns) -> Daemon {
+    policy_daemon_with(dir, port, dns, "")
+}
+
+/// `extra`: more policy.toml, after [greylist].
+fn policy_daemon_with(dir: &Path, port: u16, dns: &TestDns, extra: &str) -> Daemon {
     let cfg = dir.join("policy.toml");
     std::fs::write(
         &cfg,
-        format!("listen = \"inet:127.0.0.1:{port}\"\nhostname = \"mx.test\"\ntrusted_networks = []\ndata_dir = \"{}\"\n[greylist]\ndelay_seconds = 2\n", dir.join("state").display()),
+        format!("listen = \"inet:127.0.0.1:{port}\"\nhostname = \"mx.test\"\ntrusted_networks = []\ndata_dir = \"{}\"\n[greylist]\ndelay_seconds = 2\n{extra}", dir.join("state").display()),
     )
     .unwrap();
     Daemon::start(
@@ -958,4 +963,41 @@ async fn postfix_follows_mta_sts_through_netjes_tlspolicy() {
     let _ = daemon.kill();
     let _ = daemon.wait();
     drop(dns);
+}
+
+/// Two MX hosts: two Postfix instances, each with its own `netjes policy`
+/// and data directory, sharing one Redis. A sender greylisted on the first
+/// is accepted on the second after the delay, and a rate limit of three
+/// messages an hour holds across both together.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_mx_hosts_share_greylisting_and_rate_limits_through_redis() {
+    if !have_postfix() {
+        return;
+    }
+    let redis = netjes_testdns::redis::RedisServer::start();
+    let dns = TestDns::start_str("example.com. TXT \"v=spf1 ip4:127.0.0.1 -all\"\n").await;
+    let sink_port = free_port();
+    let got = sink(sink_port).await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let extra = format!("[store]\nurl = \"{}\"\n[[rate_limit]]\nkey = \"sender\"\nperiod = \"hour\"\nmessages = 3\n", redis.url());
+    let (p1, p2, s1, s2) = (free_port(), free_port(), free_port(), free_port());
+    let _a = policy_daemon_with(d1.path(), p1, &dns, &extra);
+    let _b = policy_daemon_with(d2.path(), p2, &dns, &extra);
+    let restrictions = |p: u16| format!("smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service inet:127.0.0.1:{p}\nsmtpd_policy_service_default_action = DUNNO");
+    let _mx1 = Postfix::start(d1.path(), s1, sink_port, &restrictions(p1));
+    let _mx2 = Postfix::start(d2.path(), s2, sink_port, &restrictions(p2));
+    assert!(listening(s1) && listening(s2), "postfix did not listen");
+
+    let t = swaks(s1, "alice@example.com", "bob@example.org").await;
+    assert!(t.contains("<** 450 4.7.1") && t.contains("Greylisted"), "mx1, first attempt: {t}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let t = swaks(s2, "alice@example.com", "bob@example.org").await;
+    assert!(t.contains("<-  250 2.0.0 Ok: queued"), "mx2 knows the triplet mx1 saw: {t}");
+    // Two messages counted so far (the greylisted one too); the third goes
+    // through mx1, the fourth is over the limit on mx2.
+    let t = swaks(s1, "alice@example.com", "bob@example.org").await;
+    assert!(t.contains("<-  250 2.0.0 Ok: queued"), "the third: {t}");
+    let t = swaks(s2, "alice@example.com", "bob@example.org").await;
+    assert!(t.contains("<** 450 4.7.1 ") && t.contains("Rate limit: alice@example.com sent 4 messages in an hour (limit 3)"), "the fourth, on the other host: {t}");
+    assert_eq!(wait_for(&got, 2).await.len(), 2);
 }
