@@ -5,6 +5,7 @@
 
 mod cmd_analyze;
 mod cmd_arc;
+mod cmd_bounce;
 mod cmd_check;
 mod cmd_dkim;
 mod cmd_dmarc;
@@ -153,6 +154,9 @@ enum Command {
     /// and see who sends as a domain.
     #[command(subcommand)]
     Report(cmd_report::ReportCommand),
+    /// Why a message bounced: hard, soft, block or complaint, with the
+    /// recipient, the status code, the remote reply and the reporting MTA.
+    Bounce(cmd_bounce::BounceArgs),
 }
 
 /// Logs of the daemons go to standard error (journald takes them from
@@ -205,6 +209,7 @@ fn main() {
             Command::Serve(a) => cmd_serve::run_serve(a, &cli.global).await,
             Command::User(c) => cmd_serve::run_user(c, &cli.global).await,
             Command::Report(c) => cmd_report::run(c, &cli.global).await,
+            Command::Bounce(a) => cmd_bounce::run(a, &cli.global),
         };
         match res {
             Ok(code) => code,

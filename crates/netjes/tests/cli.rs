@@ -1694,3 +1694,25 @@ async fn tlspolicy_daemon_answers_and_stops() {
     assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
     assert!(!dir.path().join("unused").exists(), "a usage error touches nothing");
 }
+
+/// `netjes bounce`: a real bounce from the corpus (Microsoft 365's 5.1.10),
+/// one on standard input, and an ordinary message, in JSON and in text.
+#[test]
+fn bounce_says_why_a_message_bounced() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../netjes-bounce/tests/corpus");
+    let o365 = corpus.join("flanker/bounce_office365.eml");
+    let o = netjes(&["bounce", "--json", o365.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(0));
+    let j = json(&o);
+    let b = &j[0]["bounces"][0];
+    assert_eq!((b["class"].as_str(), b["recipient"].as_str(), b["status"].as_str(), b["remote_code"].as_u64()), (Some("hard"), Some("noname@example.com"), Some("5.1.10"), Some(550)));
+    let full = std::fs::read(corpus.join("flanker/bounce_mailbox-full.eml")).unwrap();
+    let o = netjes(&["bounce"], Some(&full));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("soft") && text.contains("user@aol.com") && text.contains("5.2.2"), "{text}");
+    let o = netjes(&["bounce", "--json"], Some(b"From: a@example.com\r\nSubject: hello\r\n\r\nhi\r\n"));
+    assert_eq!(json(&o)[0]["kind"], "not-a-bounce");
+    let o = netjes(&["bounce", "--json", "/nonexistent/bounce.eml"], None);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(json(&o)["error"].as_str().unwrap().contains("cannot read"));
+}

@@ -903,16 +903,12 @@ async fn postfix_follows_mta_sts_through_netjes_tlspolicy() {
     let https_ca = dir.path().join("https-ca.pem");
     std::fs::write(&https_ca, &https.ca_pem).unwrap();
     let tp = free_port();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_netjes"))
-        .args(["tlspolicy", "--listen", &format!("inet:127.0.0.1:{tp}"), "--data-dir"])
-        .arg(dir.path().join("tlspolicy"))
-        .arg("--ca-file")
-        .arg(&https_ca)
-        .args(["--https-port", &https.port.to_string(), "--nameserver", "127.0.0.154:53"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(listening(tp), "netjes tlspolicy did not listen");
+    let (state, ca, hp) = (dir.path().join("tlspolicy"), https_ca.display().to_string(), https.port.to_string());
+    let listen = format!("inet:127.0.0.1:{tp}");
+    let _daemon = Daemon::start(
+        &["tlspolicy", "--listen", &listen, "--data-dir", state.to_str().unwrap(), "--ca-file", &ca, "--https-port", &hp, "--nameserver", "127.0.0.154:53"],
+        tp,
+    );
 
     // Postfix delivers by MX (transport_maps name the sinks' port, so the
     // policy lookup key is "domain:port"), trusting the MX hosts' CAs.
@@ -960,8 +956,6 @@ async fn postfix_follows_mta_sts_through_netjes_tlspolicy() {
     assert!(q.contains("b@wrongcert.test"), "deferred, still queued: {q}\n{log}");
     assert!(log.contains("Verified TLS connection established to mx.enforce.test"), "{log}");
     assert!(log.lines().any(|l| l.contains("to=<b@wrongcert.test>") && l.contains("status=deferred (Server certificate not verified)")), "{log}");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     drop(dns);
 }
 
