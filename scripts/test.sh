@@ -4,7 +4,7 @@
 # SpamAssassin's spamd for `analyze --spamd`, and Postfix with swaks for the
 # policy service's and the milter's end-to-end tests (a private Postfix
 # instance on 127.0.0.1; the system's Postfix is never touched), dkimpy,
-# Dovecot for reading reports over IMAP, Redis for shared state, xmllint and parsedmarc for the
+# Dovecot for reading reports over IMAP, Redis and PostgreSQL for shared state, xmllint and parsedmarc for the
 # reports netjes writes, and Chromium with its WebDriver
 # for the web UI's browser tests.
 set -euo pipefail
@@ -26,6 +26,9 @@ command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 # Redis: the policy service's shared state (a throwaway instance on a
 # unix socket per test; the tests never use the system's).
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# PostgreSQL: the milters' shared verdicts (initdb in a temporary folder
+# per test, as the postgres user; the system's cluster is never used).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 # xmllint checks the reports netjes writes against RFC 9990's schema.
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)

@@ -52,6 +52,30 @@ pub struct RawConfig {
     pub connections: netjes_net::RawConnLimits,
     /// DMARC reports: the addresses they use, and sending them.
     pub reports: RawReports,
+    /// `[store]`: the verdicts in PostgreSQL, shared by several MX hosts.
+    pub store: RawStore,
+}
+
+/// `[store]` in milter.toml: without a url, the verdicts are kept in
+/// SQLite in data_dir.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// `postgres://USER@HOST/DB` or libpq's `host=... dbname=...`.
+    pub url: Option<String>,
+    /// The password, on a file's first line (mode 0600).
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+/// Checks `[store]`; the PostgreSQL settings when a url is given.
+pub fn validate_store(s: &RawStore, errors: &mut Vec<String>) -> Option<postgres::Config> {
+    let url = s.url.as_deref()?;
+    let password = s.password_file.as_deref().and_then(|f| netjes_net::read_secret_file(f).map_err(|e| errors.push(format!("store.password_file: {e}"))).ok());
+    if url.contains("sslmode=require") || url.contains("sslmode=verify") {
+        errors.push("store.url: TLS to PostgreSQL is not supported yet: use a unix socket or a private network".into());
+        return None;
+    }
+    crate::verdicts_pg::config(url, password.as_deref()).map_err(|e| errors.push(e.to_string())).ok()
 }
 
 /// `[reports]` in milter.toml.
@@ -171,6 +195,7 @@ impl Default for RawConfig {
             arc_seal: None,
             connections: netjes_net::RawConnLimits::default(),
             reports: RawReports::default(),
+            store: RawStore::default(),
         }
     }
 }
@@ -194,6 +219,8 @@ pub struct Config {
     pub key_errors: Vec<String>,
     pub metrics: Option<std::net::SocketAddr>,
     pub data_dir: std::path::PathBuf,
+    /// The verdicts in PostgreSQL (`[store] url`), or None for SQLite.
+    pub verdict_db: Option<postgres::Config>,
     /// (store directory, master key file): opened by the binary, which
     /// puts the store before the tables in `keys`.
     pub key_store: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
@@ -282,6 +309,7 @@ impl Config {
         };
         let authserv_id = raw.authserv_id.clone().unwrap_or_else(netjes_net::default_hostname);
         let send = raw.reports.send.as_ref().and_then(|s| validate_send(s, &authserv_id, &mut errors));
+        let verdict_db = validate_store(&raw.store, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -313,6 +341,7 @@ impl Config {
             key_errors,
             metrics,
             data_dir: raw.data_dir,
+            verdict_db,
             key_store,
             send,
         })

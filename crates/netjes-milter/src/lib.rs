@@ -12,4 +12,5 @@ pub mod report_send;
 pub mod server;
 pub mod session;
 pub mod verdicts;
+pub mod verdicts_pg;
 pub mod work;

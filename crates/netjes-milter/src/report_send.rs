@@ -28,7 +28,8 @@ pub struct Sent {
     pub policy_domain: String,
     pub destination: Option<String>,
     /// sent, written, already-sent, unauthorised, deferred, suppressed,
-    /// failed or too-large.
+    /// failed, too-large, or elsewhere (another host of the cluster is
+    /// sending now).
     pub result: &'static str,
     pub detail: Option<String>,
     pub report_id: Option<String>,
@@ -40,7 +41,7 @@ pub struct Sent {
 impl Sent {
     /// Went out (or is written), now or before.
     pub fn ok(&self) -> bool {
-        matches!(self.result, "sent" | "written" | "already-sent")
+        matches!(self.result, "sent" | "written" | "already-sent" | "elsewhere")
     }
 }
 
@@ -53,6 +54,23 @@ fn now() -> i64 {
 
 /// The reports of the given days.
 pub async fn send_days(store: &VerdictStore, dns: &dyn netjes_dns::Resolver, days: &[i64], o: &SendOptions) -> Result<Vec<Sent>, String> {
+    // One sender at a time across the cluster (the milters of several MX
+    // hosts sharing PostgreSQL): the other finds the ledger filled after.
+    let _lock = match store.send_lock().map_err(|e| e.to_string())? {
+        Some(l) => l,
+        None => {
+            return Ok(vec![Sent {
+                policy_domain: "*".into(),
+                destination: None,
+                result: "elsewhere",
+                detail: Some("another host of the cluster is sending the reports now".into()),
+                report_id: None,
+                records: 0,
+                messages: 0,
+                day: days.first().map(|d| netjes_reports::write::day_text(*d)).unwrap_or_default(),
+            }])
+        }
+    };
     let mut results = Vec::new();
     for day in days {
         let rows = store.rows_between(day * 86_400, (day + 1) * 86_400).map_err(|e| e.to_string())?;

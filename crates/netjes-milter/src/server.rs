@@ -65,6 +65,10 @@ impl Shared {
             "Protocol errors and internal errors.",
         );
         metrics.describe(
+            "netjes_milter_store_retries_total",
+            "Batches of verdicts the PostgreSQL writer tried again (the database was away).",
+        );
+        metrics.describe(
             "netjes_milter_dns_errors_total",
             "Verified messages whose check met a DNS timeout or SERVFAIL, by check (spf, dkim, arc, dmarc; budget when the time budget ran out).",
         );

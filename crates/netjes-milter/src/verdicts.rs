@@ -12,6 +12,12 @@ use std::sync::{Arc, Mutex};
 #[error("verdict store: {0}")]
 pub struct VerdictError(String);
 
+impl VerdictError {
+    pub(crate) fn new(e: String) -> VerdictError {
+        VerdictError(e)
+    }
+}
+
 impl From<rusqlite::Error> for VerdictError {
     fn from(e: rusqlite::Error) -> Self {
         VerdictError(e.to_string())
@@ -164,11 +170,27 @@ const BATCH: usize = 1_000;
 /// each, which showed in the verification p99. A row is queued after the
 /// answer either way, so a crash loses what was queued in the last
 /// milliseconds, as it lost the rows not yet committed before.
+///
+/// Or PostgreSQL ([`VerdictStore::open_postgres`]), shared by the milters
+/// of several MX hosts.
 #[derive(Debug, Clone)]
 pub struct VerdictStore {
     tx: std::sync::mpsc::SyncSender<Row>,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
     /// For reading (reports, tests); the writer has its own connection.
-    conn: Arc<Mutex<rusqlite::Connection>>,
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(Arc<crate::verdicts_pg::Pg>),
+}
+
+/// `report send`'s right to send now: always given on one host (SQLite),
+/// and held by one process at a time across a cluster (PostgreSQL).
+pub enum SendLock {
+    Local,
+    Cluster(crate::verdicts_pg::SendLock),
 }
 
 fn connect(path: &Path) -> Result<rusqlite::Connection, VerdictError> {
@@ -254,8 +276,49 @@ impl VerdictStore {
             .map_err(|e| VerdictError(format!("cannot start the writer: {e}")))?;
         Ok(VerdictStore {
             tx,
-            conn: Arc::new(Mutex::new(conn)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
         })
+    }
+
+    /// The store in PostgreSQL (`config` from verdicts_pg::config): the
+    /// schema is brought up to date, then rows are written by a thread of
+    /// their own, as for SQLite.
+    pub fn open_postgres(config: postgres::Config, metrics: Option<Arc<netjes_net::metrics::Metrics>>) -> Result<VerdictStore, VerdictError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Row>(MAX_QUEUED);
+        let pg = crate::verdicts_pg::Pg::open(config, rx, metrics)?;
+        Ok(VerdictStore { tx, backend: Backend::Postgres(Arc::new(pg)) })
+    }
+
+    /// The store a milter.toml names: PostgreSQL with `[store] url`, SQLite
+    /// in `dir` otherwise.
+    pub fn open_either(db: Option<&postgres::Config>, dir: &Path, metrics: Option<Arc<netjes_net::metrics::Metrics>>) -> Result<VerdictStore, VerdictError> {
+        match db {
+            Some(c) => VerdictStore::open_postgres(c.clone(), metrics),
+            None => VerdictStore::open(dir, metrics),
+        }
+    }
+
+    /// The right to send the day's reports now; None while another process
+    /// of the cluster sends them.
+    pub fn send_lock(&self) -> Result<Option<SendLock>, VerdictError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(SendLock::Local)),
+            Backend::Postgres(pg) => Ok(pg.send_lock()?.map(SendLock::Cluster)),
+        }
+    }
+
+    fn sqlite(&self) -> Option<std::sync::MutexGuard<'_, rusqlite::Connection>> {
+        match &self.backend {
+            Backend::Sqlite(c) => Some(c.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    fn pg(&self) -> Option<&crate::verdicts_pg::Pg> {
+        match &self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
     }
 
     /// The row of a verdict; the applied disposition is the policy's
@@ -310,7 +373,10 @@ impl VerdictStore {
 
     /// Whether a day's report for a domain went to a destination.
     pub fn was_sent(&self, domain: &str, day: i64, destination: &str) -> Result<bool, VerdictError> {
-        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pg) = self.pg() {
+            return pg.was_sent(domain, day, destination);
+        }
+        let c = self.sqlite().expect("one of the two");
         let n: i64 = c.query_row(
             "SELECT count(*) FROM reports_sent WHERE policy_domain = ?1 AND day = ?2 AND destination = ?3",
             rusqlite::params![domain, day, destination],
@@ -320,7 +386,10 @@ impl VerdictStore {
     }
 
     pub fn mark_sent(&self, domain: &str, day: i64, destination: &str, message_id: &str, now: i64) -> Result<(), VerdictError> {
-        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pg) = self.pg() {
+            return pg.mark_sent(domain, day, destination, message_id, now);
+        }
+        let c = self.sqlite().expect("one of the two");
         c.execute(
             "INSERT OR IGNORE INTO reports_sent (policy_domain, day, destination, sent, message_id) VALUES (?1, ?2, ?3, ?4, ?5)",
             rusqlite::params![domain, day, destination, now, message_id],
@@ -331,7 +400,10 @@ impl VerdictStore {
     /// The ledger entry (policy domain, destination entry) of the report
     /// mail that went out with this Message-ID, if one did.
     pub fn sent_as(&self, message_id: &str) -> Result<Option<(String, String)>, VerdictError> {
-        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pg) = self.pg() {
+            return pg.sent_as(message_id);
+        }
+        let c = self.sqlite().expect("one of the two");
         let mut st = c.prepare_cached("SELECT policy_domain, destination FROM reports_sent WHERE message_id = ?1")?;
         let mut rows = st.query(rusqlite::params![message_id])?;
         Ok(match rows.next()? {
@@ -342,7 +414,10 @@ impl VerdictStore {
 
     /// Until when a destination is left alone, and why, if it refused.
     pub fn dead_until(&self, destination: &str, now: i64) -> Result<Option<(i64, String)>, VerdictError> {
-        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pg) = self.pg() {
+            return pg.dead_until(destination, now);
+        }
+        let c = self.sqlite().expect("one of the two");
         let mut st = c.prepare_cached("SELECT until, why FROM dead_destinations WHERE destination = ?1 AND until > ?2")?;
         let mut rows = st.query(rusqlite::params![destination.to_ascii_lowercase(), now])?;
         Ok(match rows.next()? {
@@ -352,7 +427,10 @@ impl VerdictStore {
     }
 
     pub fn mark_dead(&self, destination: &str, until: i64, why: &str) -> Result<(), VerdictError> {
-        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pg) = self.pg() {
+            return pg.mark_dead(destination, until, why);
+        }
+        let c = self.sqlite().expect("one of the two");
         c.execute(
             "INSERT INTO dead_destinations (destination, until, why) VALUES (?1, ?2, ?3) ON CONFLICT (destination) DO UPDATE SET until = ?2, why = ?3",
             rusqlite::params![destination.to_ascii_lowercase(), until, why],
@@ -364,7 +442,10 @@ impl VerdictStore {
     /// `since`: a domain we never took mail from gets no report of its
     /// rejected spoofs alone.
     pub fn delivered_from(&self, domain: &str, since: i64) -> Result<bool, VerdictError> {
-        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pg) = self.pg() {
+            return pg.delivered_from(domain, since);
+        }
+        let c = self.sqlite().expect("one of the two");
         let n: i64 = c.query_row(
             "SELECT count(*) FROM (SELECT 1 FROM verdicts WHERE policy_domain = ?1 AND time >= ?2 AND disposition != 'reject' LIMIT 1)",
             rusqlite::params![domain, since],
@@ -375,16 +456,22 @@ impl VerdictStore {
 
     /// The rows of a From domain in [from, to).
     pub fn rows(&self, domain: &str, from: i64, to: i64) -> Result<Vec<Row>, VerdictError> {
+        if let Some(pg) = self.pg() {
+            return pg.rows(Some(domain), from, to);
+        }
         self.select("header_from = ?1 AND time >= ?2 AND time < ?3", rusqlite::params![domain, from, to])
     }
 
     /// Every row in [from, to): a day's reports are made from them.
     pub fn rows_between(&self, from: i64, to: i64) -> Result<Vec<Row>, VerdictError> {
+        if let Some(pg) = self.pg() {
+            return pg.rows(None, from, to);
+        }
         self.select("time >= ?1 AND time < ?2", rusqlite::params![from, to])
     }
 
     fn select(&self, filter: &str, p: impl rusqlite::Params) -> Result<Vec<Row>, VerdictError> {
-        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.sqlite().expect("SQLite");
         let mut st = c.prepare_cached(&format!(
             "SELECT time, source_ip, header_from, envelope_from, policy_domain, policy, disposition, dmarc, spf_domain, spf, dkim, published, spf_scope, envelope_to, override_reason, override_comment, dkim_aligned, spf_aligned, about_reports FROM verdicts WHERE {filter} ORDER BY id"
         ))?;

@@ -13,6 +13,7 @@
 pub mod corpus;
 pub mod dovecot;
 pub mod https;
+pub mod postgres;
 pub mod redis;
 pub mod smtp;
 pub mod spamd;

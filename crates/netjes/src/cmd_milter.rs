@@ -65,6 +65,11 @@ pub struct MilterArgs {
     /// The master key of --key-store, when not DIR/master.key or NETJES_MASTER_KEY.
     #[arg(long = "master-key-file", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Keep the verdicts in PostgreSQL (postgres://USER@HOST/DB, or libpq's
+    /// key=value form), shared with the milters of other MX hosts: the same
+    /// as [store] url.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
@@ -92,6 +97,9 @@ fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
     }
     if a.master_key_file.is_some() {
         raw.master_key_file = a.master_key_file.clone();
+    }
+    if a.postgres.is_some() {
+        raw.store.url = a.postgres.clone();
     }
     let mut c = Config::validate(raw)?;
     if let Some((dir, master_file)) = &c.key_store {
@@ -130,9 +138,8 @@ pub async fn run_milter(a: MilterArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         })?;
     tracing::info!(listen = %config.listen, authserv_id = %config.settings.authserv_id, "netjes milter started");
     let metrics = std::sync::Arc::new(netjes_net::metrics::Metrics::default());
-    let verdicts =
-        netjes_milter::verdicts::VerdictStore::open(&config.data_dir, Some(metrics.clone()))
-            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let verdicts = netjes_milter::verdicts::VerdictStore::open_either(config.verdict_db.as_ref(), &config.data_dir, Some(metrics.clone()))
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     // Failure reports (ruf=), when [reports.send] turns them on: one
     // sender for the life of the process, so a reload keeps its counts.
     let failures = config.send.as_ref().filter(|s| s.enabled && s.failure_reports).map(|s| {

@@ -20,6 +20,10 @@ pub struct SendArgs {
     /// The milter's data directory (verdicts.sqlite); overrides the config.
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The verdicts in PostgreSQL (the milters' [store] url); overrides
+    /// the config. With it, one run at a time sends across the cluster.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
     /// The UTC day (YYYY-MM-DD); by default every finished day of the
     /// last week whose reports have not all gone out.
     #[arg(long)]
@@ -75,6 +79,9 @@ pub struct BounceArgs {
     /// The milter's data directory (verdicts.sqlite); overrides the config.
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The verdicts in PostgreSQL (the milters' [store] url).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
     /// Days a destination whose report bounced is left alone (default:
     /// the config's suppress_days, or 7).
     #[arg(long = "suppress-days", value_name = "DAYS")]
@@ -98,11 +105,26 @@ fn now() -> i64 {
 
 /// Where the verdicts are, who we are, and the config's [reports.send],
 /// from the flags and the config.
-fn setting(a: &SendArgs) -> anyhow::Result<(PathBuf, String, Option<netjes_milter::config::SendConfig>)> {
-    place(a.config.as_deref(), a.data_dir.as_ref(), a.org_name.as_ref())
+fn setting(a: &SendArgs) -> anyhow::Result<Place> {
+    place(a.config.as_deref(), a.data_dir.as_ref(), a.org_name.as_ref(), a.postgres.as_deref())
 }
 
-fn place(config: Option<&std::path::Path>, data_dir: Option<&PathBuf>, org_name: Option<&String>) -> anyhow::Result<(PathBuf, String, Option<netjes_milter::config::SendConfig>)> {
+/// Where the verdicts are (a directory, or PostgreSQL), who we are, and
+/// the config's [reports.send].
+struct Place {
+    dir: PathBuf,
+    db: Option<postgres::Config>,
+    org_name: String,
+    send: Option<netjes_milter::config::SendConfig>,
+}
+
+impl Place {
+    fn open(&self) -> Result<VerdictStore, netjes_milter::verdicts::VerdictError> {
+        VerdictStore::open_either(self.db.as_ref(), &self.dir, None)
+    }
+}
+
+fn place(config: Option<&std::path::Path>, data_dir: Option<&PathBuf>, org_name: Option<&String>, pg: Option<&str>) -> anyhow::Result<Place> {
     let cfg = match config {
         Some(p) => {
             let text = exit::read_input(Some(p))?;
@@ -119,7 +141,18 @@ fn place(config: Option<&std::path::Path>, data_dir: Option<&PathBuf>, org_name:
         .cloned()
         .or_else(|| cfg.as_ref().map(|c| c.settings.authserv_id.clone()))
         .unwrap_or_else(netjes_net::default_hostname);
-    Ok((dir, name, cfg.and_then(|c| c.send)))
+    let db = match pg {
+        Some(url) => {
+            let mut errors = Vec::new();
+            let db = netjes_milter::config::validate_store(&netjes_milter::config::RawStore { url: Some(url.to_string()), password_file: None }, &mut errors);
+            if !errors.is_empty() {
+                anyhow::bail!(exit::Usage(format!("--postgres: {}", errors.join("; "))));
+            }
+            db
+        }
+        None => cfg.as_ref().and_then(|c| c.verdict_db.clone()),
+    };
+    Ok(Place { dir, db, org_name: name, send: cfg.and_then(|c| c.send) })
 }
 
 /// The relay from the flags, or else from the config's [reports.send].
@@ -143,7 +176,8 @@ fn relay(a: &SendArgs, org_name: &str, section: Option<&netjes_milter::config::S
 }
 
 pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let (dir, org_name, section) = setting(&a)?;
+    let place = setting(&a)?;
+    let (org_name, section) = (place.org_name.clone(), place.send.clone());
     let today = now().div_euclid(86_400);
     let days: Vec<i64> = match &a.day {
         Some(d) => vec![day_of(d).ok_or_else(|| anyhow::anyhow!(exit::Usage(format!("--day {d:?} is not YYYY-MM-DD"))))?],
@@ -155,10 +189,10 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     if !a.dry_run && relay.is_none() {
         anyhow::bail!(exit::Usage("give --relay HOST:PORT (or [reports.send] in --config) to send, or --dry-run --out DIR".into()));
     }
-    if !dir.join("verdicts.sqlite").exists() {
-        anyhow::bail!(exit::Input(format!("no verdicts in {} (the milter's data_dir)", dir.display())));
+    if place.db.is_none() && !place.dir.join("verdicts.sqlite").exists() {
+        anyhow::bail!(exit::Input(format!("no verdicts in {} (the milter's data_dir)", place.dir.display())));
     }
-    let store = VerdictStore::open(&dir, None).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let store = place.open().map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let from = a.from.clone().or_else(|| section.as_ref().map(|s| s.from.clone())).unwrap_or_else(|| format!("noreply-dmarc@{org_name}"));
     let opts = SendOptions {
         out: a.out.clone().filter(|_| a.dry_run),
@@ -194,8 +228,8 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
 
 /// `netjes report bounce`: bounces of report mail, read.
 pub fn bounce(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let (dir, _, section) = place(a.config.as_deref(), a.data_dir.as_ref(), None)?;
-    let suppress_days = a.suppress_days.or(section.map(|s| s.suppress_days)).unwrap_or(7);
+    let place = place(a.config.as_deref(), a.data_dir.as_ref(), None, a.postgres.as_deref())?;
+    let suppress_days = a.suppress_days.or(place.send.as_ref().map(|s| s.suppress_days)).unwrap_or(7);
     let inputs: Vec<Option<&std::path::Path>> = if a.files.is_empty() { vec![None] } else { a.files.iter().map(|p| Some(p.as_path())).collect() };
     // Read before the store is opened: a bad file is a usage problem,
     // a store that cannot be opened is one to try again (EX_TEMPFAIL).
@@ -204,10 +238,10 @@ pub fn bounce(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         let name = input.map_or("standard input".to_string(), |p| p.display().to_string());
         mails.push((name, exit::read_input(input)?));
     }
-    let store = match VerdictStore::open(&dir, None) {
+    let store = match place.open() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("netjes: error: the verdict store in {}: {e}", dir.display());
+            eprintln!("netjes: error: the verdict store ({}): {e}", place.dir.display());
             return Ok(exit::EX_TEMPFAIL);
         }
     };

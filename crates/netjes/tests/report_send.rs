@@ -405,3 +405,37 @@ async fn a_dns_timeout_keeps_the_report_for_the_next_run() {
     assert_eq!(sink.messages().len(), 1);
     assert_eq!(json(&send().await.unwrap())[0]["result"], "already-sent");
 }
+
+/// Two MX hosts' milters keep their verdicts in one PostgreSQL; `netjes
+/// report send --postgres` makes one report of both hosts' mail.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_verdicts_in_postgres_make_one_report() {
+    let pg = netjes_testdns::postgres::PostgresServer::start_new();
+    let db = netjes_milter::verdicts_pg::config(&pg.url(), None).unwrap();
+    let (mx1, mx2) = (VerdictStore::open_postgres(db.clone(), None).unwrap(), VerdictStore::open_postgres(db, None).unwrap());
+    let day = 20_786; // 2026-11-29
+    for i in 0..7 {
+        mx1.record(verdict(day * 86_400 + 100 + i, "192.0.2.1", true)).unwrap();
+    }
+    for i in 0..5 {
+        mx2.record(verdict(day * 86_400 + 200 + i, "198.51.100.66", false)).unwrap();
+    }
+    for _ in 0..200 {
+        if mx1.rows_between(0, i64::MAX).unwrap().len() == 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let dns = TestDns::start_str("a.example._report._dmarc.vendor.example. TXT \"v=DMARC1\"\na.example._report._dmarc.reports.test.example. TXT \"v=DMARC1\"\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, url, ns) = (dir.path().join("out"), pg.url(), dns.addr().to_string());
+    let o = tokio::task::spawn_blocking(move || {
+        netjes(&["report", "send", "--json", "--postgres", &url, "--day", "2026-11-29", "--org-name", "mx.example.org", "--dry-run", "--out", out.to_str().unwrap(), "--nameserver", &ns], &"0".repeat(64))
+    })
+    .await
+    .unwrap();
+    let j = json(&o);
+    let written: Vec<&serde_json::Value> = j.as_array().unwrap().iter().filter(|r| r["result"] == "written").collect();
+    assert_eq!(written.len(), 2, "one report, to the two authorised destinations: {j}");
+    assert!(written.iter().all(|r| r["messages"] == 12 && r["records"] == 2), "both hosts' verdicts: {j}");
+}
