@@ -158,6 +158,43 @@ pub struct Row {
     pub about_reports: Option<bool>,
 }
 
+impl Row {
+    /// A row of mail as a.example (p=reject, rua=`rua`) from `ip` at
+    /// `time`, passing DMARC or failing it: the fixture of the report
+    /// tests, in one place.
+    pub fn sample(time: i64, ip: &str, pass: bool, rua: &[&str]) -> Row {
+        Row {
+            time,
+            source_ip: Some(ip.into()),
+            header_from: Some("a.example".into()),
+            envelope_from: "bounce@a.example".into(),
+            policy_domain: Some("a.example".into()),
+            policy: Some("reject".into()),
+            disposition: if pass { "none" } else { "reject" }.into(),
+            dmarc: if pass { "pass" } else { "fail" }.into(),
+            spf_domain: Some("a.example".into()),
+            spf: Some(if pass { "pass" } else { "fail" }.into()),
+            dkim: format!("a.example:s1:{}", if pass { "pass" } else { "fail" }),
+            published: Some(Published {
+                p: Some("reject".into()),
+                adkim: "r".into(),
+                aspf: "r".into(),
+                testing: "n".into(),
+                discovery_method: "treewalk".into(),
+                rua: rua.iter().map(|r| r.to_string()).collect(),
+                ..Default::default()
+            }),
+            spf_scope: Some("mfrom".into()),
+            envelope_to: Some("mx.example.org".into()),
+            override_reason: None,
+            override_comment: None,
+            dkim_aligned: Some(pass),
+            spf_aligned: Some(pass),
+            about_reports: Some(false),
+        }
+    }
+}
+
 /// Rows waiting for the writer past this are refused (and counted by the
 /// caller): a stuck disk must not grow the milter's memory.
 pub const MAX_QUEUED: usize = 10_000;

@@ -5,34 +5,14 @@
 //! of PostgreSQL that loses no verdict.
 
 use netjes_milter::report::{owed, Reporter};
-use netjes_milter::verdicts::{Published, Row, SendLock, VerdictStore};
+use netjes_milter::verdicts::{Row, SendLock, VerdictStore};
 use netjes_testdns::postgres::PostgresServer;
 use std::time::{Duration, Instant};
 
 const DAY: i64 = 20_786;
 
 fn row(time: i64, ip: &str, pass: bool) -> Row {
-    Row {
-        time,
-        source_ip: Some(ip.into()),
-        header_from: Some("a.example".into()),
-        envelope_from: "bounce@a.example".into(),
-        policy_domain: Some("a.example".into()),
-        policy: Some("reject".into()),
-        disposition: if pass { "none" } else { "reject" }.into(),
-        dmarc: if pass { "pass" } else { "fail" }.into(),
-        spf_domain: Some("a.example".into()),
-        spf: Some(if pass { "pass" } else { "fail" }.into()),
-        dkim: format!("a.example:s1:{}", if pass { "pass" } else { "fail" }),
-        published: Some(Published { p: Some("reject".into()), adkim: "r".into(), aspf: "r".into(), testing: "n".into(), discovery_method: "treewalk".into(), rua: vec!["rua@a.example".into()], ..Default::default() }),
-        spf_scope: Some("mfrom".into()),
-        envelope_to: Some("mx.example.org".into()),
-        override_reason: None,
-        override_comment: None,
-        dkim_aligned: Some(pass),
-        spf_aligned: Some(pass),
-        about_reports: Some(false),
-    }
+    Row::sample(time, ip, pass, &["rua@a.example"])
 }
 
 fn pg_store(pg: &PostgresServer) -> VerdictStore {

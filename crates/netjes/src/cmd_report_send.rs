@@ -11,10 +11,13 @@ use netjes_milter::report_send::{send_days, SendOptions};
 use netjes_milter::verdicts::VerdictStore;
 use std::path::PathBuf;
 
+/// Where the milter's verdicts and report ledger are: `report send` and
+/// `report bounce` alike.
 #[derive(clap::Args, Debug)]
-pub struct SendArgs {
-    /// milter.toml: its data_dir holds the verdicts, its authserv_id names
-    /// us in the reports.
+pub struct VerdictArgs {
+    /// milter.toml: its data_dir or [store] holds the verdicts, its
+    /// authserv_id names us in the reports, its [reports.send] gives the
+    /// relay, the sender and suppress_days.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The milter's data directory (verdicts.sqlite); overrides the config.
@@ -24,6 +27,12 @@ pub struct SendArgs {
     /// the config. With it, one run at a time sends across the cluster.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub verdicts: VerdictArgs,
     /// The UTC day (YYYY-MM-DD); by default every finished day of the
     /// last week whose reports have not all gone out.
     #[arg(long)]
@@ -72,16 +81,8 @@ pub struct SendArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct BounceArgs {
-    /// milter.toml: its data_dir holds the report ledger, its
-    /// [reports.send] suppress_days how long a dead destination rests.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// The milter's data directory (verdicts.sqlite); overrides the config.
-    #[arg(long = "data-dir", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The verdicts in PostgreSQL (the milters' [store] url).
-    #[arg(long, value_name = "URL")]
-    pub postgres: Option<String>,
+    #[command(flatten)]
+    pub verdicts: VerdictArgs,
     /// Days a destination whose report bounced is left alone (default:
     /// the config's suppress_days, or 7).
     #[arg(long = "suppress-days", value_name = "DAYS")]
@@ -106,7 +107,7 @@ fn now() -> i64 {
 /// Where the verdicts are, who we are, and the config's [reports.send],
 /// from the flags and the config.
 fn setting(a: &SendArgs) -> anyhow::Result<Place> {
-    place(a.config.as_deref(), a.data_dir.as_ref(), a.org_name.as_ref(), a.postgres.as_deref())
+    place(&a.verdicts, a.org_name.as_ref())
 }
 
 /// Where the verdicts are (a directory, or PostgreSQL), who we are, and
@@ -124,7 +125,8 @@ impl Place {
     }
 }
 
-fn place(config: Option<&std::path::Path>, data_dir: Option<&PathBuf>, org_name: Option<&String>, pg: Option<&str>) -> anyhow::Result<Place> {
+fn place(v: &VerdictArgs, org_name: Option<&String>) -> anyhow::Result<Place> {
+    let (config, data_dir, pg) = (v.config.as_deref(), v.data_dir.as_ref(), v.postgres.as_deref());
     let cfg = match config {
         Some(p) => {
             let text = exit::read_input(Some(p))?;
@@ -228,7 +230,7 @@ pub async fn run(a: SendArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
 
 /// `netjes report bounce`: bounces of report mail, read.
 pub fn bounce(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let place = place(a.config.as_deref(), a.data_dir.as_ref(), None, a.postgres.as_deref())?;
+    let place = place(&a.verdicts, None)?;
     let suppress_days = a.suppress_days.or(place.send.as_ref().map(|s| s.suppress_days)).unwrap_or(7);
     let inputs: Vec<Option<&std::path::Path>> = if a.files.is_empty() { vec![None] } else { a.files.iter().map(|p| Some(p.as_path())).collect() };
     // Read before the store is opened: a bad file is a usage problem,

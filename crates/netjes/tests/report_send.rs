@@ -4,7 +4,7 @@
 
 mod common;
 
-use netjes_milter::verdicts::{Published, Row, VerdictStore};
+use netjes_milter::verdicts::{Row, VerdictStore};
 use netjes_testdns::TestDns;
 use std::process::Output;
 use std::time::Duration;
@@ -23,35 +23,7 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 fn verdict(time: i64, ip: &str, pass: bool) -> Row {
-    Row {
-        time,
-        source_ip: Some(ip.into()),
-        header_from: Some("a.example".into()),
-        envelope_from: "bounce@a.example".into(),
-        policy_domain: Some("a.example".into()),
-        policy: Some("reject".into()),
-        disposition: if pass { "none" } else { "reject" }.into(),
-        dmarc: if pass { "pass" } else { "fail" }.into(),
-        spf_domain: Some("a.example".into()),
-        spf: Some(if pass { "pass" } else { "fail" }.into()),
-        dkim: format!("a.example:s1:{}", if pass { "pass" } else { "fail" }),
-        published: Some(Published {
-            p: Some("reject".into()),
-            adkim: "r".into(),
-            aspf: "r".into(),
-            testing: "n".into(),
-            discovery_method: "treewalk".into(),
-            rua: vec!["dmarc@reports.test.example".into(), "rua@vendor.example".into(), "rua@nobody.example".into()],
-            ..Default::default()
-        }),
-        spf_scope: Some("mfrom".into()),
-        envelope_to: Some("mx.example.org".into()),
-        override_reason: None,
-        override_comment: None,
-        dkim_aligned: Some(pass),
-        spf_aligned: Some(pass),
-        about_reports: Some(false),
-    }
+    Row::sample(time, ip, pass, &["dmarc@reports.test.example", "rua@vendor.example", "rua@nobody.example"])
 }
 
 #[tokio::test(flavor = "multi_thread")]
