@@ -212,6 +212,8 @@ pub struct StoreConfig {
     /// The Redis password, on the first line of a file others may not read
     /// (rather than in the URL, which ends up in logs and `ps`).
     pub password_file: Option<PathBuf>,
+    /// For rediss://: a private CA (PEM) to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
     /// Put before every Redis key.
     pub key_prefix: String,
     /// The time budget of one store call; well under Postfix's
@@ -222,7 +224,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: None, password_file: None, key_prefix: "netjes:".into(), timeout_ms: 250, store_failure: StoreFailure::Dunno }
+        StoreConfig { url: None, password_file: None, ca_file: None, key_prefix: "netjes:".into(), timeout_ms: 250, store_failure: StoreFailure::Dunno }
     }
 }
 
@@ -230,7 +232,7 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone)]
 pub enum StoreSetting {
     Sqlite,
-    Redis { url: String, password: Option<String>, prefix: String, timeout: Duration },
+    Redis { url: String, password: Option<String>, ca_pem: Option<Vec<u8>>, prefix: String, timeout: Duration },
 }
 
 fn validate_store(s: &StoreConfig, errors: &mut Vec<String>) -> StoreSetting {
@@ -238,8 +240,8 @@ fn validate_store(s: &StoreConfig, errors: &mut Vec<String>) -> StoreSetting {
         errors.push(format!("store.timeout_ms: {} is not 10 to 10000", s.timeout_ms));
     }
     let Some(url) = &s.url else {
-        if s.password_file.is_some() {
-            errors.push("store.password_file: only with a Redis url".into());
+        if s.password_file.is_some() || s.ca_file.is_some() {
+            errors.push("store.password_file and store.ca_file: only with a Redis url".into());
         }
         return StoreSetting::Sqlite;
     };
@@ -250,7 +252,11 @@ fn validate_store(s: &StoreConfig, errors: &mut Vec<String>) -> StoreSetting {
         _ => errors.push(format!("store.url: {url:?} is not redis://, rediss:// or redis+unix://")),
     }
     let password = s.password_file.as_deref().and_then(|f| netjes_net::read_secret_file(f).map_err(|e| errors.push(format!("store.password_file: {e}"))).ok());
-    StoreSetting::Redis { url: url.clone(), password, prefix: s.key_prefix.clone(), timeout: Duration::from_millis(s.timeout_ms) }
+    if s.ca_file.is_some() && scheme != "rediss" {
+        errors.push("store.ca_file: only for rediss://".into());
+    }
+    let ca_pem = s.ca_file.as_deref().and_then(|f| std::fs::read(f).map_err(|e| errors.push(format!("store.ca_file: {}: {e}", f.display()))).ok());
+    StoreSetting::Redis { url: url.clone(), password, ca_pem, prefix: s.key_prefix.clone(), timeout: Duration::from_millis(s.timeout_ms) }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -436,6 +442,8 @@ mod tests {
         let e = Config::parse("[store]\nurl = \"http://redis\"\n").unwrap_err();
         assert!(e[0].contains("is not redis://"), "{e:?}");
         assert!(Config::parse("[store]\npassword_file = \"/x\"\n").is_err(), "a password without Redis");
+        let e = Config::parse("[store]\nurl = \"redis://h:6379\"\nca_file = \"/nonexistent.pem\"\n").unwrap_err();
+        assert_eq!(e.len(), 2, "a CA only for rediss://, and one that can be read: {e:?}");
         assert!(Config::parse("[store]\nstore_failure = \"reject\"\n").is_err(), "a store failure is never a reject");
     }
 

@@ -196,3 +196,19 @@ async fn prefixes_keep_deployments_apart() {
     assert_eq!(b.greylist(attempt("k", "n", 500, 0, false)).await.unwrap(), GreyOutcome::Triplet(Verdict::New));
     assert_eq!(a.greylist(attempt("k", "n", 500, 0, false)).await.unwrap(), GreyOutcome::Triplet(Verdict::FirstPass));
 }
+
+/// rediss:// with a password: with the server's CA and the right password
+/// the store works; with the system's CAs (the test CA is not among them),
+/// or the wrong password, every call fails; it never goes unencrypted.
+#[tokio::test]
+async fn redis_over_tls_with_a_password() {
+    let r = RedisServer::start_tls("s3cret");
+    let (port, ca) = r.tls.clone().unwrap();
+    let url = format!("rediss://localhost:{port}/0");
+    let store = |password: &str, ca: Option<Vec<u8>>| RedisStore::with_ca(&url, Some(password.into()), "netjes:", Duration::from_millis(1500), ca).unwrap();
+    let ok = store("s3cret", Some(ca.clone().into_bytes()));
+    assert_eq!(ok.greylist(attempt("k", "n", 100, 0, false)).await.unwrap(), GreyOutcome::Triplet(Verdict::New));
+    assert_eq!(ok.rate_add("m:0:x", 60, 2).await.unwrap(), 2);
+    assert!(store("s3cret", None).greylist(attempt("k", "n", 100, 0, false)).await.is_err(), "an unknown CA is refused");
+    assert!(store("wrong", Some(ca.into_bytes())).greylist(attempt("k", "n", 100, 0, false)).await.is_err(), "a wrong password is refused");
+}

@@ -13,6 +13,10 @@ pub struct RedisServer {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     persistent: bool,
+    /// TLS on 127.0.0.1 at this port too, with a certificate for
+    /// "localhost" from `ca_pem`, and a password (`requirepass`).
+    pub tls: Option<(u16, String)>,
+    password: Option<String>,
 }
 
 impl Drop for RedisServer {
@@ -33,7 +37,22 @@ impl RedisServer {
     fn launch(persistent: bool) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("redis.sock");
-        let mut r = RedisServer { child: None, dir, socket, persistent };
+        let mut r = RedisServer { child: None, dir, socket, persistent, tls: None, password: None };
+        r.restart();
+        r
+    }
+
+    /// A server that also takes TLS on 127.0.0.1 (rediss://localhost:PORT)
+    /// and wants `password`.
+    pub fn start_tls(password: &str) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::smtp::Pki::new(&["localhost"]);
+        for (name, pem) in [("cert.pem", &pki.cert_pem), ("key.pem", &pki.key_pem), ("ca.pem", &pki.ca_pem)] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        let socket = dir.path().join("redis.sock");
+        let port = crate::free_port();
+        let mut r = RedisServer { child: None, dir, socket, persistent: false, tls: Some((port, pki.ca_pem)), password: Some(password.into()) };
         r.restart();
         r
     }
@@ -67,6 +86,14 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        if let Some((port, _)) = &self.tls {
+            let d = self.dir.path();
+            cmd.args(["--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--tls-auth-clients", "no"]);
+            cmd.arg("--tls-cert-file").arg(d.join("cert.pem")).arg("--tls-key-file").arg(d.join("key.pem")).arg("--tls-ca-cert-file").arg(d.join("ca.pem"));
+        }
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server (Debian's redis-server; scripts/test.sh installs it)");
         self.child = Some(child);
         for _ in 0..200 {
@@ -82,7 +109,8 @@ impl RedisServer {
         use std::io::{Read, Write};
         let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        // With a password, PING is refused (-NOAUTH): any answer will do.
+        let mut buf = [0u8; 1];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && (buf[0] == b'+' || buf[0] == b'-')
     }
 }

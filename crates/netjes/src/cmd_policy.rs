@@ -92,8 +92,8 @@ pub async fn run_policy(a: PolicyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     // A change of [store] takes a restart: SIGHUP keeps the store it has.
     let store: Arc<dyn Store> = match &config.store {
         StoreSetting::Sqlite => Arc::new(SqliteStore::open(&config.raw.data_dir).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?),
-        StoreSetting::Redis { url, password, prefix, timeout } => {
-            Arc::new(RedisStore::new(url, password.clone(), prefix, *timeout).map_err(|e| anyhow::anyhow!(exit::Usage(e.to_string())))?)
+        StoreSetting::Redis { url, password, ca_pem, prefix, timeout } => {
+            Arc::new(RedisStore::with_ca(url, password.clone(), prefix, *timeout, ca_pem.clone()).map_err(|e| anyhow::anyhow!(exit::Usage(e.to_string())))?)
         }
     };
     let dns = g.resolver()?;

@@ -78,17 +78,26 @@ fn err(e: redis::RedisError) -> StoreError {
 
 impl RedisStore {
     /// A store at `url` (redis://, rediss://, redis+unix://), with the
-    /// password from `password` when given (a file's, not the URL's). It
-    /// does not connect yet.
+    /// password from `password` when given (a file's, not the URL's), and
+    /// for rediss:// the CA certificates `ca_pem` (PEM) instead of the
+    /// system's. It does not connect yet.
     pub fn new(url: &str, password: Option<String>, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+        RedisStore::with_ca(url, password, prefix, timeout, None)
+    }
+
+    pub fn with_ca(url: &str, password: Option<String>, prefix: &str, timeout: Duration, ca_pem: Option<Vec<u8>>) -> Result<RedisStore, StoreError> {
         use redis::IntoConnectionInfo;
         let mut info = url.into_connection_info().map_err(err)?;
         if let Some(p) = password {
             let settings = info.redis_settings().clone().set_password(p);
             info = info.set_redis_settings(settings);
         }
+        let client = match ca_pem {
+            Some(ca) => redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(ca) }),
+            None => redis::Client::open(info),
+        };
         Ok(RedisStore {
-            client: redis::Client::open(info).map_err(err)?,
+            client: client.map_err(err)?,
             prefix: prefix.to_string(),
             timeout,
             script: redis::Script::new(GREYLIST),
