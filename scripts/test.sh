@@ -18,6 +18,9 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v spamd >/dev/null 2>&1 || need_apt+=(spamassassin spamd)
 [ -x /usr/sbin/postfix ] || need_apt+=(postfix)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+# Postfix's SMTP client logs in to a customer's smarthost through Cyrus
+# SASL's PLAIN and LOGIN modules.
+compgen -G "/usr/lib/*/sasl2/libplain.so*" >/dev/null || need_apt+=(libsasl2-modules)
 # dkimpy, the independent verifier of what the milter signs.
 /usr/bin/python3 -c "import dkim" >/dev/null 2>&1 || need_apt+=(python3-dkim)
 # Dovecot: the IMAP server that report mailboxes are read from in tests

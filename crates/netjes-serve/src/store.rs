@@ -65,6 +65,11 @@ CREATE TABLE report_mail (id INTEGER PRIMARY KEY, received INTEGER NOT NULL, fac
 CREATE TABLE report_senders (sender TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (sender, day));
 ", "
 CREATE TABLE report_alerts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, domain TEXT NOT NULL, summary TEXT NOT NULL, sent INTEGER NOT NULL);
+", "
+-- How each signing domain's mail leaves: direct, or through its relay.
+CREATE TABLE routes (domain TEXT PRIMARY KEY REFERENCES domains(domain) ON DELETE CASCADE, kind TEXT NOT NULL, host TEXT, port INTEGER, tls TEXT,
+    user TEXT, sealed_password BLOB, updated INTEGER NOT NULL);
+CREATE INDEX routes_host ON routes(host, port);
 "];
 
 pub fn now() -> i64 {
@@ -143,7 +148,7 @@ pub struct DomainRow {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
-    master: Arc<MasterKey>,
+    pub(crate) master: Arc<MasterKey>,
 }
 
 impl std::fmt::Debug for Store {

@@ -180,6 +180,21 @@ fn admin_pages_need_a_login_and_every_form_a_csrf_token() {
     );
     let list = api.get("/api/domains").json();
     assert_eq!(list.as_array().unwrap().len(), 3);
+
+    // Routes: direct until set; a relay shown without its password; bad
+    // input refused with every reason; an unknown domain is 404.
+    assert_eq!(api.get("/api/domains/z.example/route").json()["kind"], "direct");
+    let relay = serde_json::json!({"kind": "relay", "host": "smtp.customer.example", "port": 587, "tls": "starttls", "user": "app", "password": "s3cret-value"});
+    let r = api.put_json("/api/domains/z.example/route", &relay);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let shown = api.get("/api/domains/z.example/route");
+    assert_eq!((shown.json()["host"].as_str(), shown.json()["has_password"].as_bool()), (Some("smtp.customer.example"), Some(true)));
+    assert!(!shown.body.contains("s3cret-value"), "the password is never shown: {}", shown.body);
+    let bad = api.put_json("/api/domains/z.example/route", &serde_json::json!({"kind": "relay", "host": "no such host", "port": 0, "tls": "sometimes"}));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("host") && bad.body.contains("port") && bad.body.contains("tls"), "{}", bad.body);
+    assert_eq!(api.put_json("/api/domains/nothere.example/route", &serde_json::json!({"kind": "direct"})).status, 404);
+    assert_eq!(c.put_json("/api/domains/z.example/route", &serde_json::json!({"kind": "direct"})).status, 200, "the session with its CSRF header");
     // No private key leaves the store.
     assert!(!list.to_string().contains("PRIVATE") && !list.to_string().contains("sealed"));
     let mut bad = Client::new(s.http);

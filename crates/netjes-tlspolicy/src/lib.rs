@@ -161,18 +161,40 @@ const IDLE: Duration = Duration::from_secs(120);
 /// Connections at once.
 const MAX_CONNECTIONS: usize = 256;
 
+/// What a socketmap server answers: MTA-STS policies here, the routes of
+/// the signing domains in netjes-serve. `name` is the map name Postfix
+/// gives (`socketmap:inet:HOST:PORT:NAME`).
+#[async_trait::async_trait]
+pub trait Maps: Send + Sync + 'static {
+    async fn lookup(&self, name: &str, key: &str) -> Reply;
+    /// How long one lookup may take before Postfix gets TEMP.
+    fn budget(&self) -> Duration;
+}
+
+#[async_trait::async_trait]
+impl Maps for Service {
+    /// Every map name gets the MTA-STS answer (Postfix's examples name it
+    /// "postfix").
+    async fn lookup(&self, _name: &str, key: &str) -> Reply {
+        Service::lookup(self, key).await
+    }
+    fn budget(&self) -> Duration {
+        self.cfg.net.timeout * 3
+    }
+}
+
 /// Answers one connection's requests, in order, until it closes, idles
 /// or sends what is not a netstring.
-async fn serve(svc: &Service, mut io: Box<dyn netjes_net::Stream>) -> std::io::Result<()> {
+async fn serve(svc: &dyn Maps, mut io: Box<dyn netjes_net::Stream>) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];
     loop {
         while let Some((req, used)) = socketmap::parse(&buf).map_err(std::io::Error::other)? {
             buf.drain(..used);
-            let reply = match tokio::time::timeout(svc.cfg.net.timeout * 3, svc.lookup(&req.key)).await {
+            let reply = match tokio::time::timeout(svc.budget(), svc.lookup(&req.name, &req.key)).await {
                 Ok(r) => r,
-                // Out of time: Postfix's default for this message.
-                Err(_) => Reply::Temp("MTA-STS lookup timed out".into()),
+                // Out of time: Postfix tries again later.
+                Err(_) => Reply::Temp("the lookup timed out".into()),
             };
             io.write_all(&socketmap::encode(&reply)).await?;
         }
@@ -184,8 +206,13 @@ async fn serve(svc: &Service, mut io: Box<dyn netjes_net::Stream>) -> std::io::R
     }
 }
 
-/// Serves until `shutdown` turns true.
-pub async fn run(listener: netjes_net::Listener, svc: Arc<Service>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Serves MTA-STS policies until `shutdown` turns true.
+pub async fn run(listener: netjes_net::Listener, svc: Arc<Service>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    serve_maps(listener, svc, shutdown).await
+}
+
+/// Serves any [`Maps`] until `shutdown` turns true.
+pub async fn serve_maps(listener: netjes_net::Listener, svc: Arc<dyn Maps>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         if *shutdown.borrow() {
@@ -209,7 +236,7 @@ pub async fn run(listener: netjes_net::Listener, svc: Arc<Service>, mut shutdown
         };
         let svc = svc.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(&svc, io).await {
+            if let Err(e) = serve(svc.as_ref(), io).await {
                 tracing::debug!(error = %e, "socketmap connection ended");
             }
             drop(slot);

@@ -13,6 +13,7 @@ mod cmd_milter;
 mod cmd_policy;
 mod cmd_report;
 mod cmd_report_send;
+mod cmd_routes;
 mod cmd_serve;
 mod cmd_spf;
 mod cmd_tlspolicy;
@@ -140,6 +141,9 @@ enum Command {
     /// Run the MTA-STS policy server for Postfix's outbound mail
     /// (smtp_tls_policy_maps over socketmap).
     Tlspolicy(cmd_tlspolicy::TlsPolicyArgs),
+    /// Run the routes server for Postfix: each signing domain's relay host,
+    /// SASL login and TLS policy, from serve's store (socketmap).
+    Routes(cmd_routes::RoutesArgs),
     /// Verify a message: SPF, DKIM, ARC and DMARC in one verdict, with the
     /// Authentication-Results header field that records it.
     #[command(after_long_help = VERIFY_HELP)]
@@ -205,6 +209,7 @@ fn main() {
             Command::Analyze(a) => cmd_analyze::run(a, &cli.global).await,
             Command::Policy(a) => cmd_policy::run_policy(a, &cli.global).await,
             Command::Tlspolicy(a) => cmd_tlspolicy::run(a, &cli.global).await,
+            Command::Routes(a) => cmd_routes::run(a, &cli.global).await,
             Command::Milter(a) => cmd_milter::run_milter(a, &cli.global).await,
             Command::Serve(a) => cmd_serve::run_serve(a, &cli.global).await,
             Command::User(c) => cmd_serve::run_user(c, &cli.global).await,

@@ -995,3 +995,95 @@ async fn two_mx_hosts_share_greylisting_and_rate_limits_through_redis() {
     assert!(t.contains("<** 450 4.7.1 ") && t.contains("Rate limit: alice@example.com sent 4 messages in an hour (limit 3)"), "the fourth, on the other host: {t}");
     assert_eq!(wait_for(&got, 2).await.len(), 2);
 }
+
+/// Sending for customers' domains with Postfix as the queue: `netjes
+/// routes` answers Postfix's sender-dependent maps from serve's store. A
+/// relay-route domain's mail goes through the customer's smarthost, over
+/// STARTTLS with its login; a direct domain's goes the usual way (here the
+/// lab's next hop); and a route changed in the store applies to the next
+/// message without a reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_sends_each_customer_domain_by_its_route() {
+    use netjes_serve::routes::RouteInput;
+    use netjes_testdns::smtp::{SinkOptions, SinkTls, SmtpSink};
+    if !have_postfix() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = "0".repeat(64);
+    std::env::set_var("NETJES_MASTER_KEY", &key);
+    let data = dir.path().join("serve");
+    let store = netjes_serve::store::Store::open(&data, netjes_serve::crypto::MasterKey::from_hex(&key).unwrap()).unwrap();
+    for d in ["relay.example", "direct.example"] {
+        store.add_domain(d).unwrap();
+    }
+    let smarthost = SmtpSink::start(SinkOptions { tls: SinkTls::Starttls, login: Some(("app".into(), "s3cret pass".into())), ..Default::default() }).await;
+    let relay = RouteInput::Relay { host: "localhost".into(), port: smarthost.port, tls: "starttls".into(), user: Some("app".into()), password: Some("s3cret pass".into()) };
+    store.set_route("relay.example", &relay).unwrap();
+
+    let rp = free_port();
+    let listen = format!("inet:127.0.0.1:{rp}");
+    let _routes = Daemon::start(&["routes", "--listen", &listen, "--data-dir", data.to_str().unwrap()], rp);
+    let (smtp, sink_port) = (free_port(), free_port());
+    let got = sink(sink_port).await;
+    let maps = |m: &str| format!("socketmap:inet:127.0.0.1:{rp}:{m}");
+    let extra = format!(
+        "relayhost = [127.0.0.1]:{sink_port}\ndefault_transport = smtp\nrelay_transport = smtp\nsender_dependent_relayhost_maps = {}\n\
+         smtp_sender_dependent_authentication = yes\nsmtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = {}\nsmtp_sasl_security_options = noanonymous\n\
+         smtp_sasl_tls_security_options = noanonymous\nsmtp_tls_security_level = may\nsmtp_tls_policy_maps = {}\nsmtp_tls_loglevel = 1\n",
+        maps("relayhost"),
+        maps("sasl"),
+        maps("tls")
+    );
+    let pf = Postfix::start(dir.path(), smtp, sink_port, &extra);
+    let ask = |key: &str, map: &str| {
+        let o = Command::new("/usr/sbin/postmap").arg("-c").arg(&pf.etc).arg("-q").arg(key).arg(maps(map)).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(ask("app@relay.example", "relayhost"), format!("[localhost]:{}", smarthost.port));
+    assert_eq!(ask(&format!("[localhost]:{}", smarthost.port), "tls"), "encrypt");
+    assert_eq!(ask("app@direct.example", "relayhost"), "");
+
+    let send_to = |from: &str, to: &str| {
+        let mut sm = Command::new("/usr/sbin/sendmail").arg("-C").arg(&pf.etc).args(["-f", from, to]).stdin(Stdio::piped()).spawn().unwrap();
+        {
+            use std::io::Write;
+            sm.stdin.take().unwrap().write_all(format!("From: {from}\nTo: {to}\nSubject: routed\n\nHello.\n").as_bytes()).unwrap();
+        }
+        assert!(sm.wait().unwrap().success());
+    };
+    let send = |from: &str| send_to(from, "bob@example.org");
+    let arrived = |n: usize| {
+        let sink = &smarthost;
+        async move {
+            for _ in 0..150 {
+                if sink.messages().len() >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            sink.messages()
+        }
+    };
+    send("app@relay.example");
+    send("app@direct.example");
+    let at_smarthost = arrived(1).await;
+    let log = || std::fs::read_to_string(dir.path().join("maillog")).unwrap_or_default();
+    assert_eq!(at_smarthost.len(), 1, "{}", log());
+    assert!(at_smarthost[0].tls && at_smarthost[0].login.as_deref() == Some("app"), "over STARTTLS, logged in: {:?}", at_smarthost[0]);
+    assert_eq!(at_smarthost[0].from, "app@relay.example");
+    let direct = wait_for(&got, 1).await;
+    assert!(direct.len() == 1 && direct[0].contains("From: app@direct.example"), "the direct domain went its own way: {}", log());
+
+    // The customer of direct.example now wants its own server too: the
+    // next message takes it, with no reload of Postfix or netjes. (Postfix's
+    // address resolver keeps its last answer for the same sender and
+    // recipient in each process, so the next message here goes to
+    // another recipient, as the next real one would.)
+    store.set_route("direct.example", &relay).unwrap();
+    send_to("app@direct.example", "carol@example.org");
+    let at_smarthost = arrived(2).await;
+    assert_eq!(at_smarthost.len(), 2, "{}", log());
+    assert_eq!(at_smarthost[1].from, "app@direct.example");
+    assert_eq!(wait_for(&got, 1).await.len(), 1);
+}

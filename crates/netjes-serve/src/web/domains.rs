@@ -15,6 +15,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/keys/{id}/delete", post(delete_key))
         .route("/api/domains", get(api_domains).post(api_add_domain))
         .route("/api/domains/{domain}", get(api_domain))
+        .route("/api/domains/{domain}/route", get(api_route).put(api_set_route))
 }
 
 
@@ -376,3 +377,25 @@ async fn api_add_domain(
     ))
 }
 
+
+/// `GET /api/domains/{domain}/route`: how the domain's mail leaves; the
+/// password is never shown, only whether there is one.
+async fn api_route(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>) -> ApiResult<crate::routes::Route> {
+    who.require_user()?;
+    Ok(Json(app.store.route(&domain.to_ascii_lowercase())?.ok_or(AppError::NotFound)?))
+}
+
+/// `PUT /api/domains/{domain}/route` with `{"kind": "direct"}` or `{"kind":
+/// "relay", "host", "port", "tls", "user", "password"}`. Postfix sees the
+/// change on the next message (netjes routes answers from the store).
+async fn api_set_route(
+    State(app): State<Arc<App>>,
+    who: Who,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    Json(input): Json<crate::routes::RouteInput>,
+) -> ApiResult<crate::routes::Route> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    Ok(Json(app.store.set_route(&domain.to_ascii_lowercase(), &input)?))
+}

@@ -235,6 +235,11 @@ impl Client {
         self.send(r, Some(("application/json", v.to_string().into_bytes())))
     }
 
+    pub fn put_json(&mut self, path: &str, v: &serde_json::Value) -> Resp {
+        let r = self.agent.put(&format!("{}{path}", self.base));
+        self.send(r, Some(("application/json", v.to_string().into_bytes())))
+    }
+
     pub fn post_raw(&mut self, path: &str, content_type: &str, body: &[u8]) -> Resp {
         let r = self.agent.post(&format!("{}{path}", self.base));
         self.send(r, Some((content_type, body.to_vec())))

@@ -1,0 +1,106 @@
+//! Routes in the store: one row per signing domain that does not go
+//! direct, its password sealed with the master key (bound to the domain
+//! and user, as the private keys are bound to theirs).
+
+use crate::routes::{validate, warning, Route, RouteInput};
+use crate::store::{now, Store, StoreError};
+use netjes_check::relay::RelayTls;
+use rusqlite::{params, OptionalExtension};
+
+fn aad(domain: &str, user: &str) -> String {
+    format!("netjes-route:{domain}/{user}")
+}
+
+fn tls_of(s: Option<String>) -> Option<RelayTls> {
+    s.as_deref().and_then(RelayTls::parse)
+}
+
+fn tls_name(t: RelayTls) -> &'static str {
+    match t {
+        RelayTls::None => "none",
+        RelayTls::Opportunistic => "opportunistic",
+        RelayTls::Starttls => "starttls",
+        RelayTls::Implicit => "implicit",
+    }
+}
+
+impl Store {
+    /// Sets a domain's route. A relay with a user and no password keeps
+    /// the stored password of the same user (it is never shown, so an
+    /// update cannot resend it).
+    pub fn set_route(&self, domain: &str, input: &RouteInput) -> Result<Route, StoreError> {
+        let (kind, host, port, tls, user, password) = validate(input).map_err(|e| StoreError::Invalid(e.join("; ")))?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        if tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+            return Err(StoreError::NotFound(format!("domain {domain}")));
+        }
+        let old: Option<(Option<String>, Option<Vec<u8>>)> =
+            tx.query_row("SELECT user, sealed_password FROM routes WHERE domain = ?1", params![domain], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let sealed = match (&user, password) {
+            (Some(u), Some(p)) => Some(self.master.seal(p.as_bytes(), &aad(domain, u))),
+            (Some(u), None) => match old {
+                Some((Some(ou), Some(s))) if &ou == u => Some(s),
+                _ => return Err(StoreError::Invalid(format!("a password is needed for user {u}"))),
+            },
+            (None, _) => None,
+        };
+        tx.execute(
+            "INSERT INTO routes (domain, kind, host, port, tls, user, sealed_password, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (domain) DO UPDATE SET kind = ?2, host = ?3, port = ?4, tls = ?5, user = ?6, sealed_password = ?7, updated = ?8",
+            params![domain, kind, host, port, tls.map(tls_name), user, sealed, now()],
+        )?;
+        tx.commit()?;
+        drop(db);
+        self.route(domain)?.ok_or_else(|| StoreError::NotFound(format!("domain {domain}")))
+    }
+
+    /// A domain's route; "direct" when none was set. None for a domain we
+    /// do not have.
+    pub fn route(&self, domain: &str) -> Result<Option<Route>, StoreError> {
+        let db = self.db();
+        if db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+            return Ok(None);
+        }
+        let row = db
+            .query_row("SELECT kind, host, port, tls, user, sealed_password IS NOT NULL, updated FROM routes WHERE domain = ?1", params![domain], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<u16>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<String>>(4)?, r.get::<_, bool>(5)?, r.get::<_, i64>(6)?))
+            })
+            .optional()?;
+        Ok(Some(match row {
+            None => Route { domain: domain.into(), kind: "direct".into(), host: None, port: None, tls: None, user: None, has_password: false, warning: None, updated: 0 },
+            Some((kind, host, port, tls, user, has_password, updated)) => {
+                let tls = tls_of(tls);
+                Route { domain: domain.into(), kind, warning: warning(tls, host.as_deref()), host, port, tls, user, has_password, updated }
+            }
+        }))
+    }
+
+    /// The login of a domain's relay, opened: for Postfix's
+    /// smtp_sasl_password_maps and the connection test only.
+    pub fn relay_login(&self, domain: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row: Option<(Option<String>, Option<Vec<u8>>)> = self
+            .db()
+            .query_row("SELECT user, sealed_password FROM routes WHERE domain = ?1 AND kind = 'relay'", params![domain], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((Some(user), Some(sealed))) = row else { return Ok(None) };
+        let plain = self.master.open(&sealed, &aad(domain, &user))?;
+        let password = String::from_utf8(plain).map_err(|_| StoreError::Invalid(format!("the stored password of {domain}'s relay is not text")))?;
+        Ok(Some((user, password)))
+    }
+
+    /// The TLS mode Postfix must use to a relay host: the strictest of the
+    /// routes that name it (two customers may share a smarthost).
+    pub fn relay_tls(&self, host: &str, port: u16) -> Result<Option<RelayTls>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT tls FROM routes WHERE kind = 'relay' AND host = ?1 AND port = ?2")?;
+        let modes: Vec<RelayTls> = st.query_map(params![host.to_ascii_lowercase(), port], |r| r.get::<_, Option<String>>(0))?.filter_map(|t| tls_of(t.ok().flatten())).collect();
+        let rank = |t: &RelayTls| match t {
+            RelayTls::None => 0,
+            RelayTls::Opportunistic => 1,
+            RelayTls::Starttls => 2,
+            RelayTls::Implicit => 3,
+        };
+        Ok(modes.into_iter().max_by_key(rank))
+    }
+}
