@@ -198,50 +198,98 @@ fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr).trim_matches(['[', ']'])
 }
 
-async fn send_inner(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), SendError> {
-    let tcp = tokio::net::TcpStream::connect(&relay.addr).await.map_err(|e| format!("{}: {e}", relay.addr))?;
-    let ehlo = format!("EHLO {}", relay.helo);
-    if relay.tls == RelayTls::Implicit {
-        let tls = handshake(client_config(relay.ca_file.as_deref())?, host_of(&relay.addr), tcp).await?;
-        let mut r = BufReader::new(tls);
-        expect(&mut r, "the greeting", None, 220).await?;
-        let caps = expect(&mut r, "EHLO", Some(&ehlo), 250).await?;
-        return session(&mut r, relay, &caps, true, from, to, message).await;
-    }
-    let mut r = BufReader::new(tcp);
-    expect(&mut r, "the greeting", None, 220).await?;
-    let caps = expect(&mut r, "EHLO", Some(&ehlo), 250).await?;
-    let offered = caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS"));
-    match (relay.tls, offered) {
-        (RelayTls::Starttls, false) => Err(SendError::Failed(format!("{} does not offer STARTTLS", relay.addr))),
-        (RelayTls::Starttls | RelayTls::Opportunistic, true) => {
-            expect(&mut r, "STARTTLS", Some("STARTTLS"), 220).await?;
-            let tls = handshake(client_config(relay.ca_file.as_deref())?, host_of(&relay.addr), r.into_inner()).await?;
-            let mut r = BufReader::new(tls);
-            // RFC 3207 §4.2: what was said before TLS is forgotten.
-            let caps = expect(&mut r, "EHLO", Some(&ehlo), 250).await?;
-            session(&mut r, relay, &caps, true, from, to, message).await
-        }
-        _ => session(&mut r, relay, &caps, false, from, to, message).await,
-    }
+/// A connection, plain or TLS, as one type.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Conn = BufReader<Box<dyn Io>>;
+
+/// One step of a connection test, as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeStep {
+    /// connect, TLS, greeting, EHLO, STARTTLS or AUTH.
+    pub step: &'static str,
+    pub ok: bool,
+    pub detail: String,
 }
 
-async fn session<S: AsyncRead + AsyncWrite + Unpin>(
-    r: &mut BufReader<S>,
-    relay: &Relay,
-    caps: &[String],
-    tls: bool,
-    from: &str,
-    to: &[String],
-    message: &[u8],
-) -> Result<(), SendError> {
+/// Connects, greets, says EHLO, protects and logs in as the relay asks:
+/// everything before MAIL. Each step done is written to `log`.
+async fn open(relay: &Relay, log: &mut Vec<ProbeStep>) -> Result<Conn, SendError> {
+    let mut done = |step: &'static str, detail: String| log.push(ProbeStep { step, ok: true, detail });
+    let tcp = tokio::net::TcpStream::connect(&relay.addr).await.map_err(|e| SendError::Failed(format!("{}: {e}", relay.addr)))?;
+    done("connect", relay.addr.clone());
+    let ehlo = format!("EHLO {}", relay.helo);
+    let mut r: Conn = if relay.tls == RelayTls::Implicit {
+        let tls = handshake(client_config(relay.ca_file.as_deref())?, host_of(&relay.addr), tcp).await?;
+        done("TLS", "implicit TLS, certificate valid".into());
+        BufReader::new(Box::new(tls))
+    } else {
+        BufReader::new(Box::new(tcp))
+    };
+    let greeting = expect(&mut r, "the greeting", None, 220).await?;
+    done("greeting", greeting.join(" "));
+    let mut caps = expect(&mut r, "EHLO", Some(&ehlo), 250).await?;
+    done("EHLO", caps.iter().skip(1).cloned().collect::<Vec<_>>().join(", "));
+    let mut tls = relay.tls == RelayTls::Implicit;
+    let offered = caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS"));
+    match (relay.tls, offered) {
+        (RelayTls::Starttls, false) => return Err(SendError::Failed(format!("{} does not offer STARTTLS", relay.addr))),
+        (RelayTls::Starttls | RelayTls::Opportunistic, true) => {
+            expect(&mut r, "STARTTLS", Some("STARTTLS"), 220).await?;
+            let stream = handshake(client_config(relay.ca_file.as_deref())?, host_of(&relay.addr), r.into_inner()).await?;
+            r = BufReader::new(Box::new(stream));
+            // RFC 3207 §4.2: what was said before TLS is forgotten.
+            caps = expect(&mut r, "EHLO", Some(&ehlo), 250).await?;
+            done("STARTTLS", "certificate valid".into());
+            tls = true;
+        }
+        _ => {}
+    }
     if let Some(login) = &relay.auth {
         if !tls && !is_loopback(&relay.addr) {
             return Err(SendError::Failed(format!("{}: no TLS, so the password is not sent", relay.addr)));
         }
-        authenticate(r, caps, login).await?;
+        authenticate(&mut r, &caps, login).await?;
+        done("AUTH", format!("logged in as {}", login.user));
     }
-    transaction(r, from, to, message).await
+    Ok(r)
+}
+
+async fn send_inner(relay: &Relay, from: &str, to: &[String], message: &[u8]) -> Result<(), SendError> {
+    let mut r = open(relay, &mut Vec::new()).await?;
+    transaction(&mut r, from, to, message).await
+}
+
+/// A connection test: connect, TLS, EHLO and AUTH as configured, then
+/// QUIT; no mail is sent. Every step is listed, the one that failed last
+/// with the reason (never the password).
+pub async fn probe(relay: &Relay) -> Vec<ProbeStep> {
+    let mut log = Vec::new();
+    let result = tokio::time::timeout(relay.timeout, async {
+        let mut r = open(relay, &mut log).await?;
+        let _ = command(&mut r, "QUIT").await;
+        Ok::<(), SendError>(())
+    })
+    .await;
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {:?}", relay.timeout)),
+    };
+    if let Some(detail) = failure {
+        let step = ["connect", "TLS", "greeting", "EHLO", "STARTTLS", "AUTH"].into_iter().find(|s| !log.iter().any(|l| l.step == *s) && step_applies(relay, s)).unwrap_or("AUTH");
+        log.push(ProbeStep { step, ok: false, detail });
+    }
+    log
+}
+
+fn step_applies(relay: &Relay, step: &str) -> bool {
+    match step {
+        "TLS" => relay.tls == RelayTls::Implicit,
+        "STARTTLS" => matches!(relay.tls, RelayTls::Starttls | RelayTls::Opportunistic),
+        "AUTH" => relay.auth.is_some(),
+        _ => true,
+    }
 }
 
 /// The mechanisms the relay offers (RFC 4954 §3: `AUTH PLAIN LOGIN`; the

@@ -87,3 +87,27 @@ async fn what_the_relay_lacks_stops_the_mail() {
     assert_eq!(err.to_string(), "RCPT: 550 5.1.1 no such user");
     assert!(err.recipient_refused_for_good());
 }
+
+/// The connection test: every step listed; the failing one named, with
+/// the relay's reply and never the password; no mail sent.
+#[tokio::test]
+async fn the_connection_test_says_what_worked() {
+    use netjes_check::relay::probe;
+    let sink = SmtpSink::start(login_sink(SinkTls::Starttls, &["PLAIN"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let steps = probe(&relay(&sink, dir.path(), RelayTls::Starttls, Some("s3cret pass"))).await;
+    let names: Vec<(&str, bool)> = steps.iter().map(|s| (s.step, s.ok)).collect();
+    assert_eq!(names, [("connect", true), ("greeting", true), ("EHLO", true), ("STARTTLS", true), ("AUTH", true)], "{steps:?}");
+    let steps = probe(&relay(&sink, dir.path(), RelayTls::Starttls, Some("nope"))).await;
+    let last = steps.last().unwrap();
+    assert_eq!((last.step, last.ok), ("AUTH", false), "{steps:?}");
+    assert!(last.detail.contains("535") && !last.detail.contains("nope"), "{last:?}");
+    let other = SmtpSink::start(SinkOptions { tls: SinkTls::Implicit, cert_names: vec!["relay.elsewhere.test".into()], ..Default::default() }).await;
+    let steps = probe(&relay(&other, dir.path(), RelayTls::Implicit, None)).await;
+    assert_eq!((steps.last().unwrap().step, steps.last().unwrap().ok), ("TLS", false), "{steps:?}");
+    let closed = netjes_testdns::free_port();
+    let mut r = relay(&sink, dir.path(), RelayTls::None, None);
+    r.addr = format!("127.0.0.1:{closed}");
+    assert_eq!(probe(&r).await[0].step, "connect");
+    assert!(sink.messages().is_empty() && other.messages().is_empty(), "no mail is sent");
+}

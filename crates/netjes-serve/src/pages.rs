@@ -471,11 +471,63 @@ pub fn free_selector(d: &DomainRow) -> String {
 
 /// One signing domain: its keys with their records, the DNS check,
 /// rotation; deleting asks for confirmation first.
-pub fn domain(
+/// The route section of a domain's page: the form, a warning for plain
+/// text, and the steps of a connection test when one ran.
+fn route_section(v: &Viewer, d: &DomainRow, route: &crate::routes::Route, steps: Option<&[netjes_check::relay::ProbeStep]>) -> Markup {
+    let tls = route.tls.map(|t| serde_json::to_value(t).ok().and_then(|x| x.as_str().map(String::from)).unwrap_or_default()).unwrap_or_else(|| "starttls".into());
+    html! {
+        section id="route" {
+            h2 { "Route" }
+            p id="route-now" {
+                @if route.kind == "relay" {
+                    "Through " code { (route.host.as_deref().unwrap_or("")) ":" (route.port.unwrap_or(0)) } " (" (tls) ")"
+                    @if let Some(u) = &route.user { ", logged in as " code { (u) } @if route.has_password { " (password kept)" } }
+                } @else { "Direct: Postfix delivers to the recipient's MX." }
+            }
+            @if let Some(w) = &route.warning { p class="warn-text" id="route-warning" { "⚠ " (w) } }
+            form method="post" action={"/domains/" (d.domain) "/route"} {
+                (csrf_field(v))
+                label { input type="radio" name="kind" value="direct" checked[route.kind == "direct"]; " Direct" }
+                " "
+                label { input type="radio" name="kind" value="relay" checked[route.kind == "relay"]; " Through the customer's server" }
+                div {
+                    label { "Host " input name="host" id="route-host" value=(route.host.as_deref().unwrap_or("")); }
+                    " " label { "Port " input name="port" id="route-port" size="5" value=(route.port.map(|p| p.to_string()).unwrap_or_else(|| "587".into())); }
+                    " " label { "TLS " select name="tls" id="route-tls" {
+                        @for (value, label) in [("starttls", "STARTTLS required"), ("implicit", "Implicit TLS (465)"), ("opportunistic", "STARTTLS if offered"), ("none", "None (not recommended)")] {
+                            option value=(value) selected[tls == value] { (label) }
+                        }
+                    } }
+                }
+                div {
+                    label { "User " input name="user" id="route-user" autocomplete="off" value=(route.user.as_deref().unwrap_or("")); }
+                    " " label { "Password " input type="password" name="password" id="route-password" autocomplete="new-password" placeholder=(if route.has_password { "unchanged" } else { "" }); }
+                }
+                button id="save-route" { "Save the route" }
+            }
+            @if route.kind == "relay" {
+                form method="post" action={"/domains/" (d.domain) "/route/test"} class="inline" {
+                    (csrf_field(v)) button id="test-route" { "Test the connection" }
+                }
+            }
+            @if let Some(steps) = steps {
+                ul id="route-test" {
+                    @for s in steps {
+                        li class=(if s.ok { "pass" } else { "fail" }) { (if s.ok { "✓ " } else { "✗ " }) strong { (s.step) } ": " (s.detail) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn domain_with_route(
     v: &Viewer,
     d: &DomainRow,
     checks: &[(i64, netjes_check::dkim::KeyTest)],
     message: Option<&str>,
+    route: Option<&crate::routes::Route>,
+    steps: Option<&[netjes_check::relay::ProbeStep]>,
 ) -> String {
     let body = html! {
         section {
@@ -523,6 +575,7 @@ pub fn domain(
                 }
             }
         }
+        @if let Some(r) = route { (route_section(v, d, r, steps)) }
         section {
             h2 { "Rotate" }
             p { "Makes a new key under a new selector for each algorithm in use. Both records show here until you switch." }

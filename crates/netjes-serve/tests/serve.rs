@@ -925,3 +925,54 @@ fn the_inbox_report_has_spamassassin_when_spamd_is_set() {
     let sa = sections.iter().find(|s| s["section"] == "spamassassin").unwrap();
     assert!(sa["not_checked"][0].as_str().unwrap().contains("not asked"), "{sa}");
 }
+
+/// A route set in the web UI, shown with its warning, and the relay's
+/// connection tested from the page (connect, STARTTLS, AUTH; no mail);
+/// a relay on a private address is not probed unless
+/// allow_private_targets is on.
+#[test]
+fn a_route_is_set_in_the_ui_and_its_relay_tested() {
+    use netjes_testdns::smtp::{SinkOptions, SinkTls, SmtpSink};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = rt.block_on(SmtpSink::start(SinkOptions { tls: SinkTls::Starttls, login: Some(("app".into(), "pw".into())), ..Default::default() }));
+    let plain = rt.block_on(SmtpSink::start(SinkOptions { tls: SinkTls::None, login: Some(("app".into(), "pw".into())), ..Default::default() }));
+    for allow in [true, false] {
+        let s = start(&zone(""), |c| c.allow_private_targets = allow);
+        s.parts.store.add_domain("shop.example").unwrap();
+        let mut c = Client::new(s.http);
+        c.login();
+        let page = c.get("/domains/shop.example");
+        assert!(page.body.contains("Direct: Postfix delivers"), "{}", page.body);
+        let port = sink.port.to_string();
+        let r = c.post_form(
+            "/domains/shop.example/route",
+            &[("csrf", &page.csrf()), ("kind", "relay"), ("host", "localhost"), ("port", &port), ("tls", "starttls"), ("user", "app"), ("password", "pw")],
+        );
+        assert!(r.body.contains("Route saved") && r.body.contains("logged in as") && !r.body.contains("value=\"pw\""), "{}", r.body);
+        let t = c.post_form("/domains/shop.example/route/test", &[("csrf", &r.csrf())]);
+        if allow {
+            // The relay's certificate is of a CA nobody trusts: the test
+            // says so at the step where it failed.
+            assert!(t.body.contains("✓ <strong>EHLO</strong>") && t.body.contains("✗ <strong>STARTTLS</strong>: invalid peer certificate"), "{}", t.body);
+            // A relay on loopback without TLS: the login is tried, and works.
+            let plain_port = plain.port.to_string();
+            let r = c.post_form(
+                "/domains/shop.example/route",
+                &[("csrf", &t.csrf()), ("kind", "relay"), ("host", "127.0.0.1"), ("port", &plain_port), ("tls", "none"), ("user", "app"), ("password", "pw")],
+            );
+            let t = c.post_form("/domains/shop.example/route/test", &[("csrf", &r.csrf())]);
+            assert!(t.body.contains("✓ <strong>AUTH</strong>: logged in as app"), "{}", t.body);
+        } else {
+            assert!(t.body.contains("is not a public address"), "{}", t.body);
+        }
+        // Plain text to a host off loopback is saved, with a warning; a
+        // form that is not valid is refused with its reasons.
+        let r = c.post_form("/domains/shop.example/route", &[("csrf", &t.csrf()), ("kind", "relay"), ("host", "relay.customer.example"), ("port", "25"), ("tls", "none")]);
+        assert!(r.body.contains("plain text"), "{}", r.body);
+        let r = c.post_form("/domains/shop.example/route", &[("csrf", &r.csrf()), ("kind", "relay"), ("host", "bad host"), ("port", "x"), ("tls", "none")]);
+        assert!(r.body.contains("Not saved") && r.body.contains("port 0"), "{}", r.body);
+        // No CSRF token, no change.
+        assert_eq!(c.post_form("/domains/shop.example/route", &[("kind", "direct")]).status, 403);
+    }
+    assert!(sink.messages().is_empty() && plain.messages().is_empty(), "a connection test sends no mail");
+}

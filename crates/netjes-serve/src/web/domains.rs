@@ -16,6 +16,9 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/domains", get(api_domains).post(api_add_domain))
         .route("/api/domains/{domain}", get(api_domain))
         .route("/api/domains/{domain}/route", get(api_route).put(api_set_route))
+        .route("/api/domains/{domain}/route/test", post(api_test_route))
+        .route("/domains/{domain}/route", post(set_route_form))
+        .route("/domains/{domain}/route/test", post(test_route_form))
 }
 
 
@@ -193,7 +196,8 @@ async fn domain_page(
 ) -> Result<Html<String>, AppError> {
     who.require_user()?;
     let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
-    Ok(Html(pages::domain(&who.viewer(), &d, &[], None)))
+    let route = app.store.route(&d.domain)?;
+    Ok(Html(pages::domain_with_route(&who.viewer(), &d, &[], None, route.as_ref(), None)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,7 +230,7 @@ async fn check_dns(
     who.check_form(&f.csrf)?;
     let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
     let checks = test_keys(&app, &d.keys).await;
-    Ok(Html(pages::domain(&who.viewer(), &d, &checks, None)))
+    Ok(Html(pages::domain_with_route(&who.viewer(), &d, &checks, None, app.store.route(&d.domain)?.as_ref(), None)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,7 +265,7 @@ async fn rotate(
         Err(AppError::BadRequest(m)) => {
             return Ok((
                 StatusCode::BAD_REQUEST,
-                Html(pages::domain(&who.viewer(), &d, &[], Some(&m))),
+                Html(pages::domain_with_route(&who.viewer(), &d, &[], Some(&m), app.store.route(&d.domain)?.as_ref(), None)),
             )
                 .into_response())
         }
@@ -272,7 +276,7 @@ async fn rotate(
             let m = AppError::from(e).message();
             return Ok((
                 StatusCode::BAD_REQUEST,
-                Html(pages::domain(&who.viewer(), &d, &[], Some(&m))),
+                Html(pages::domain_with_route(&who.viewer(), &d, &[], Some(&m), app.store.route(&d.domain)?.as_ref(), None)),
             )
                 .into_response());
         }
@@ -307,7 +311,7 @@ async fn switch_key(
         let m = format!("Not switched: receivers could not verify mail signed with {} yet. Publish its record first.", k.selector);
         return Ok((
             StatusCode::CONFLICT,
-            Html(pages::domain(&who.viewer(), &d, &checks, Some(&m))),
+            Html(pages::domain_with_route(&who.viewer(), &d, &checks, Some(&m), app.store.route(&d.domain)?.as_ref(), None)),
         )
             .into_response());
     }
@@ -398,4 +402,92 @@ async fn api_set_route(
     who.require_user()?;
     who.check_api(&headers)?;
     Ok(Json(app.store.set_route(&domain.to_ascii_lowercase(), &input)?))
+}
+
+/// The connection test of a domain's relay: connect, TLS, EHLO and AUTH,
+/// no mail. A relay on an address that is not public is refused unless
+/// allow_private_targets is on (serve never probes the LAN for a user).
+async fn probe_route(app: &App, domain: &str) -> Result<Vec<netjes_check::relay::ProbeStep>, AppError> {
+    let route = app.store.route(domain)?.ok_or(AppError::NotFound)?;
+    if route.kind != "relay" {
+        return Err(AppError::BadRequest("the route is direct: there is no relay to test".into()));
+    }
+    let (host, port) = (route.host.clone().unwrap_or_default(), route.port.unwrap_or(25));
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| AppError::BadRequest(format!("{host}: {e}")))?.collect();
+    if !app.tools.allow_private_targets && addrs.iter().any(|a| !netjes_net::is_public(a.ip())) {
+        return Err(AppError::BadRequest(format!("{host} is not a public address (allow_private_targets is off)")));
+    }
+    let auth = app.store.relay_login(domain)?.map(|(user, password)| netjes_check::relay::Credentials { user, password });
+    let relay = netjes_check::relay::Relay {
+        addr: format!("{host}:{port}"),
+        tls: route.tls.unwrap_or(netjes_check::relay::RelayTls::None),
+        ca_file: None,
+        helo: app.tools.authserv_id.clone(),
+        timeout: std::time::Duration::from_secs(15),
+        auth,
+    };
+    Ok(netjes_check::relay::probe(&relay).await)
+}
+
+/// `POST /api/domains/{domain}/route/test`: the steps of the test.
+async fn api_test_route(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Path(domain): Path<String>) -> ApiResult<Vec<netjes_check::relay::ProbeStep>> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    Ok(Json(probe_route(&app, &domain.to_ascii_lowercase()).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct RouteForm {
+    #[serde(default)]
+    csrf: String,
+    kind: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    tls: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn set_route_form(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<RouteForm>) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    let input = match f.kind.as_str() {
+        "direct" => crate::routes::RouteInput::Direct,
+        _ => crate::routes::RouteInput::Relay { host: f.host.clone(), port: f.port.trim().parse().unwrap_or(0), tls: f.tls.clone(), user: some(&f.user), password: Some(f.password.clone()).filter(|p| !p.is_empty()) },
+    };
+    let (route, message) = match app.store.set_route(&d.domain, &input) {
+        Ok(r) => {
+            tracing::info!(domain = %d.domain, kind = %r.kind, user = ?who.user, "route set");
+            (Some(r), "Route saved. Postfix uses it from the next message on.".to_string())
+        }
+        Err(crate::store::StoreError::Invalid(m)) => (app.store.route(&d.domain)?, format!("Not saved: {m}")),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Html(pages::domain_with_route(&who.viewer(), &d, &[], Some(&message), route.as_ref(), None)).into_response())
+}
+
+async fn test_route_form(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<ActiveFormCsrf>) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let route = app.store.route(&d.domain)?;
+    let (steps, message) = match probe_route(&app, &d.domain).await {
+        Ok(steps) => (Some(steps), None),
+        Err(AppError::BadRequest(m)) => (None, Some(m)),
+        Err(e) => return Err(e),
+    };
+    Ok(Html(pages::domain_with_route(&who.viewer(), &d, &[], message.as_deref(), route.as_ref(), steps.as_deref())).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ActiveFormCsrf {
+    #[serde(default)]
+    csrf: String,
 }
