@@ -283,6 +283,9 @@ pub struct RawConfig {
     pub connections: netjes_net::RawConnLimits,
     /// Where the state lives: `[store]`.
     pub store: StoreConfig,
+    /// netjes serve's data directory: a SASL login that serve assigns to
+    /// signing domains may send only for those, and only once active.
+    pub sending_domains_dir: Option<PathBuf>,
 }
 
 impl Default for RawConfig {
@@ -301,6 +304,7 @@ impl Default for RawConfig {
             spoofing: SpoofingConfig::default(),
             connections: netjes_net::RawConnLimits::default(),
             store: StoreConfig::default(),
+            sending_domains_dir: None,
         }
     }
 }

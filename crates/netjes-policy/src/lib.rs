@@ -15,6 +15,7 @@ pub mod greylist;
 pub use netjes_net::metrics;
 pub mod policy;
 pub mod protocol;
+pub mod senders;
 pub mod server;
 pub mod store;
 

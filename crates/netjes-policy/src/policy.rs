@@ -83,6 +83,8 @@ pub struct Policy {
     dns: Arc<dyn Resolver>,
     instances: Mutex<Instances>,
     pub metrics: Arc<Metrics>,
+    /// Which domains each application login may send for, when set.
+    senders: Option<Arc<dyn crate::senders::SenderRights>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -122,7 +124,15 @@ impl Policy {
             dns,
             instances: Mutex::new(Instances::default()),
             metrics,
+            senders: None,
         }
+    }
+
+    /// With the sending rights of application logins (netjes serve's
+    /// assignments of logins to signing domains).
+    pub fn with_sender_rights(mut self, rights: Arc<dyn crate::senders::SenderRights>) -> Policy {
+        self.senders = Some(rights);
+        self
     }
 
     /// Forgets state unseen for greylisting's max age, and rate windows
@@ -228,6 +238,21 @@ impl Policy {
         };
         let sasl = !req.sasl_username().is_empty();
         let trusted = in_nets(&c.trusted, ip);
+
+        // An application's login sends only for its own active domains.
+        if sasl {
+            if let Some(rights) = &self.senders {
+                let sender = req.sender().to_ascii_lowercase();
+                if let Some((_, domain)) = sender.rsplit_once('@') {
+                    let domain = domain.trim_end_matches('.');
+                    let login = req.sasl_username();
+                    let right = rights.right(login, domain).map_err(crate::store::StoreError::Rights)?;
+                    if let Some(action) = crate::senders::refusal(right, login, &sender, domain) {
+                        return Ok(Decision { action, check: "sender_rights" });
+                    }
+                }
+            }
+        }
 
         // Rate limits apply to our own users too: a stolen password is what
         // they are for.

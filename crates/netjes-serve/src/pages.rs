@@ -576,6 +576,15 @@ pub fn domain_with_route(
             }
         }
         @if let Some(r) = route { (route_section(v, d, r, steps)) }
+        section id="logins" {
+            h2 { "Applications" }
+            p { "The SASL logins of the applications that send for " (d.domain) ". A login named on any domain may send only for the domains it is named on, and for each only once it is active; the policy service refuses the rest with a 5xx that names the domain (with sending_domains_dir in policy.toml). Logins named nowhere, the MTA's own users, are not restricted." }
+            form method="post" action={"/domains/" (d.domain) "/logins"} {
+                (csrf_field(v))
+                label { "Logins " input name="logins" id="domain-logins" value=(d.logins.join(", ")); }
+                " " button id="save-logins" { "Save" }
+            }
+        }
         section {
             h2 { "Rotate" }
             p { "Makes a new key under a new selector for each algorithm in use. Both records show here until you switch." }

@@ -104,3 +104,102 @@ impl Store {
         Ok(modes.into_iter().max_by_key(rank))
     }
 }
+
+/// Whether a login may send for a domain (the policy service asks at
+/// MAIL FROM and RCPT for mail submitted with SASL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendRight {
+    Allowed,
+    /// A login assigned to no domain: not an application's, so not
+    /// restricted here (a mailbox user of the MTA).
+    NotAnApplication,
+    /// A signing domain that is not assigned to this login.
+    NotAssigned,
+    /// Assigned, but not switched on (its key is not published yet).
+    Inactive,
+    /// Not one of our signing domains.
+    UnknownDomain,
+}
+
+impl Store {
+    /// Sets the logins that may send for a domain (replacing the list).
+    pub fn set_logins(&self, domain: &str, logins: &[String]) -> Result<Vec<String>, StoreError> {
+        for l in logins {
+            if l.is_empty() || l.len() > 256 || l.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(StoreError::Invalid(format!("{l:?} is not a login: printable, no spaces, at most 256 characters")));
+            }
+        }
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        if tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+            return Err(StoreError::NotFound(format!("domain {domain}")));
+        }
+        tx.execute("DELETE FROM domain_logins WHERE domain = ?1", params![domain])?;
+        for l in logins {
+            tx.execute("INSERT OR IGNORE INTO domain_logins (domain, login) VALUES (?1, ?2)", params![domain, l])?;
+        }
+        tx.commit()?;
+        drop(db);
+        self.logins(domain)
+    }
+
+    pub fn logins(&self, domain: &str) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT login FROM domain_logins WHERE domain = ?1 ORDER BY login")?;
+        let rows = st.query_map(params![domain], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(rows)
+    }
+
+    /// May `login` send as `domain`?
+    pub fn send_right(&self, login: &str, domain: &str) -> Result<SendRight, StoreError> {
+        send_right(&self.db(), login, domain)
+    }
+}
+
+/// May `login` send as `domain`, on a connection of its own (the policy
+/// service reads serve's store without its master key: no secret is
+/// involved).
+pub fn send_right(db: &rusqlite::Connection, login: &str, domain: &str) -> Result<SendRight, StoreError> {
+    if db.query_row("SELECT count(*) FROM domain_logins WHERE login = ?1", params![login], |r| r.get::<_, i64>(0))? == 0 {
+        return Ok(SendRight::NotAnApplication);
+    }
+    let active: Option<bool> = db.query_row("SELECT active != 0 FROM domains WHERE domain = ?1", params![domain], |r| r.get(0)).optional()?;
+    let Some(active) = active else { return Ok(SendRight::UnknownDomain) };
+    let assigned = db.query_row("SELECT count(*) FROM domain_logins WHERE domain = ?1 AND login = ?2", params![domain, login], |r| r.get::<_, i64>(0))? > 0;
+    Ok(match (assigned, active) {
+        (false, _) => SendRight::NotAssigned,
+        (true, false) => SendRight::Inactive,
+        (true, true) => SendRight::Allowed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_application_sends_only_for_its_active_domains() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), crate::crypto::MasterKey::from_hex(&"07".repeat(32)).unwrap()).unwrap();
+        for d in ["shop.example", "other.example", "new.example"] {
+            s.add_domain(d).unwrap();
+        }
+        s.set_active("shop.example", true).unwrap();
+        s.set_active("other.example", true).unwrap();
+        assert_eq!(s.set_logins("shop.example", &["app".into(), "app".into()]).unwrap(), ["app"]);
+        s.set_logins("new.example", &["app".into()]).unwrap();
+        assert_eq!(s.send_right("app", "shop.example").unwrap(), SendRight::Allowed);
+        assert_eq!(s.send_right("app", "other.example").unwrap(), SendRight::NotAssigned);
+        assert_eq!(s.send_right("app", "new.example").unwrap(), SendRight::Inactive);
+        assert_eq!(s.send_right("app", "elsewhere.example").unwrap(), SendRight::UnknownDomain);
+        assert_eq!(s.send_right("alice", "other.example").unwrap(), SendRight::NotAnApplication);
+        assert!(s.set_logins("shop.example", &["two words".into()]).is_err());
+        assert!(s.set_logins("nothere.example", &[]).is_err());
+        assert_eq!(s.domain("shop.example").unwrap().unwrap().logins, ["app"]);
+        // Unassigned from everything: no longer an application.
+        s.set_logins("shop.example", &[]).unwrap();
+        s.set_logins("new.example", &[]).unwrap();
+        assert_eq!(s.send_right("app", "other.example").unwrap(), SendRight::NotAnApplication);
+    }
+}

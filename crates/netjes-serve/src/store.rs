@@ -70,6 +70,10 @@ CREATE TABLE report_alerts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, domain TEX
 CREATE TABLE routes (domain TEXT PRIMARY KEY REFERENCES domains(domain) ON DELETE CASCADE, kind TEXT NOT NULL, host TEXT, port INTEGER, tls TEXT,
     user TEXT, sealed_password BLOB, updated INTEGER NOT NULL);
 CREATE INDEX routes_host ON routes(host, port);
+", "
+-- The applications (SASL logins) that may send for each signing domain.
+CREATE TABLE domain_logins (domain TEXT NOT NULL REFERENCES domains(domain) ON DELETE CASCADE, login TEXT NOT NULL, PRIMARY KEY (domain, login));
+CREATE INDEX domain_logins_login ON domain_logins(login);
 "];
 
 pub fn now() -> i64 {
@@ -143,6 +147,9 @@ pub struct DomainRow {
     pub active: bool,
     pub created: i64,
     pub keys: Vec<KeyRow>,
+    /// The applications (SASL logins) that may send for it; none named:
+    /// any login.
+    pub logins: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -671,6 +678,7 @@ impl Store {
                     active: r.get::<_, i64>(1)? != 0,
                     created: r.get(2)?,
                     keys: vec![],
+                    logins: vec![],
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -683,8 +691,15 @@ impl Store {
             let k = k?;
             keys.entry(k.domain.clone()).or_default().push(k);
         }
+        let mut st = db.prepare("SELECT domain, login FROM domain_logins WHERE ?1 IS NULL OR domain = ?1 ORDER BY login")?;
+        let mut logins: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for row in st.query_map(params![only], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (d, l) = row?;
+            logins.entry(d).or_default().push(l);
+        }
         for d in &mut out {
             d.keys = keys.remove(&d.domain).unwrap_or_default();
+            d.logins = logins.remove(&d.domain).unwrap_or_default();
         }
         Ok(out)
     }

@@ -105,9 +105,42 @@ pub async fn run_policy(a: PolicyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     })?;
     let metrics = config.metrics;
     tracing::info!(listen = %config.listen, data_dir = %config.raw.data_dir.display(), "netjes policy started");
-    let policy = Arc::new(Policy::new(Arc::new(config), store, dns));
+    let rights = match &config.raw.sending_domains_dir {
+        Some(dir) => Some(ServeRights::open(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("sending_domains_dir {}: {e}", dir.display()))))?),
+        None => None,
+    };
+    let mut policy = Policy::new(Arc::new(config), store, dns);
+    if let Some(r) = rights {
+        policy = policy.with_sender_rights(Arc::new(r));
+    }
+    let policy = Arc::new(policy);
     let (tx, rx) = tokio::sync::watch::channel(false);
     daemon::serve_metrics(metrics, policy.metrics.clone(), rx.clone()).await?;
     let server = tokio::spawn(run(listener, policy.clone(), rx));
     daemon::until_stopped(server, tx, || load(&a).map(|c| policy.reload(c))).await
+}
+
+/// Application logins' sending rights from netjes serve's store, read
+/// without its master key (no secret is involved).
+struct ServeRights(std::sync::Mutex<rusqlite::Connection>);
+
+impl ServeRights {
+    fn open(dir: &std::path::Path) -> Result<ServeRights, String> {
+        netjes_serve::store::open_connection(dir).map(|c| ServeRights(std::sync::Mutex::new(c))).map_err(|e| e.to_string())
+    }
+}
+
+impl netjes_policy::senders::SenderRights for ServeRights {
+    fn right(&self, login: &str, domain: &str) -> Result<netjes_policy::senders::Right, String> {
+        use netjes_policy::senders::Right;
+        use netjes_serve::route_store::SendRight;
+        let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match netjes_serve::route_store::send_right(&c, login, domain).map_err(|e| e.to_string())? {
+            SendRight::Allowed => Right::Allowed,
+            SendRight::NotAnApplication => Right::NotAnApplication,
+            SendRight::NotAssigned => Right::NotAssigned,
+            SendRight::Inactive => Right::Inactive,
+            SendRight::UnknownDomain => Right::UnknownDomain,
+        })
+    }
 }

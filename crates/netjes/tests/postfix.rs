@@ -252,15 +252,15 @@ impl Drop for Daemon {
 }
 
 fn policy_daemon(dir: &Path, port: u16, dns: &TestDns) -> Daemon {
-    policy_daemon_with(dir, port, dns, "")
+    policy_daemon_with(dir, port, dns, "", "")
 }
 
-/// `extra`: more policy.toml, after [greylist].
-fn policy_daemon_with(dir: &Path, port: u16, dns: &TestDns, extra: &str) -> Daemon {
+/// `top`: more top-level policy.toml keys; `extra`: more, after [greylist].
+fn policy_daemon_with(dir: &Path, port: u16, dns: &TestDns, top: &str, extra: &str) -> Daemon {
     let cfg = dir.join("policy.toml");
     std::fs::write(
         &cfg,
-        format!("listen = \"inet:127.0.0.1:{port}\"\nhostname = \"mx.test\"\ntrusted_networks = []\ndata_dir = \"{}\"\n[greylist]\ndelay_seconds = 2\n{extra}", dir.join("state").display()),
+        format!("listen = \"inet:127.0.0.1:{port}\"\nhostname = \"mx.test\"\ntrusted_networks = []\ndata_dir = \"{}\"\n{top}[greylist]\ndelay_seconds = 2\n{extra}", dir.join("state").display()),
     )
     .unwrap();
     Daemon::start(
@@ -975,8 +975,8 @@ async fn two_mx_hosts_share_greylisting_and_rate_limits_through_redis() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let extra = format!("[store]\nurl = \"{}\"\n[[rate_limit]]\nkey = \"sender\"\nperiod = \"hour\"\nmessages = 3\n", redis.url());
     let (p1, p2, s1, s2) = (free_port(), free_port(), free_port(), free_port());
-    let _a = policy_daemon_with(d1.path(), p1, &dns, &extra);
-    let _b = policy_daemon_with(d2.path(), p2, &dns, &extra);
+    let _a = policy_daemon_with(d1.path(), p1, &dns, "", &extra);
+    let _b = policy_daemon_with(d2.path(), p2, &dns, "", &extra);
     let restrictions = |p: u16| format!("smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service inet:127.0.0.1:{p}\nsmtpd_policy_service_default_action = DUNNO");
     let _mx1 = Postfix::start(d1.path(), s1, sink_port, &restrictions(p1));
     let _mx2 = Postfix::start(d2.path(), s2, sink_port, &restrictions(p2));
@@ -1086,4 +1086,57 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     assert_eq!(at_smarthost.len(), 2, "{}", log());
     assert_eq!(at_smarthost[1].from, "app@direct.example");
     assert_eq!(wait_for(&got, 1).await.len(), 1);
+}
+
+/// An application's login (here given by XCLIENT LOGIN, as SASL would)
+/// sends only for the signing domains assigned to it in serve's store, and
+/// each only once it is active: anything else is refused at RCPT with a
+/// 5xx that names the domain. A login named nowhere is not restricted.
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_refuses_an_application_a_domain_not_its_own() {
+    if !have_postfix() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = "0".repeat(64);
+    let data = dir.path().join("serve");
+    let store = netjes_serve::store::Store::open(&data, netjes_serve::crypto::MasterKey::from_hex(&key).unwrap()).unwrap();
+    for d in ["shop.example", "other.example", "new.example"] {
+        store.add_domain(d).unwrap();
+    }
+    store.set_active("shop.example", true).unwrap();
+    store.set_active("other.example", true).unwrap();
+    store.set_logins("shop.example", &["app".into()]).unwrap();
+    store.set_logins("new.example", &["app".into()]).unwrap();
+    let dns = TestDns::start_str("").await;
+    let (smtp, policy, sink_port) = (free_port(), free_port(), free_port());
+    let _got = sink(sink_port).await;
+    let _daemon = policy_daemon_with(dir.path(), policy, &dns, &format!("sending_domains_dir = \"{}\"\n", data.display()), "");
+    let extra = format!(
+        "smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{policy}, permit_sasl_authenticated, reject_unauth_destination\nsmtpd_policy_service_default_action = DUNNO\n"
+    );
+    let _pf = Postfix::start(dir.path(), smtp, sink_port, &extra);
+    assert!(listening(smtp), "postfix did not listen");
+    let try_from = |login: &'static str, from: &'static str| async move {
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("/usr/bin/swaks")
+                .args(["--server", &format!("127.0.0.1:{smtp}"), "--helo", "app.test", "--from", from, "--to", "bob@example.org", "--timeout", "20"])
+                .args(["--xclient", &format!("LOGIN={login}")])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let t = try_from("app", "news@shop.example").await;
+    assert!(t.contains("<-  250 2.0.0 Ok: queued"), "its own active domain: {t}");
+    let t = try_from("app", "ceo@other.example").await;
+    assert!(t.contains("<** 553 5.7.1") && t.contains("app may not send for other.example"), "another customer's domain: {t}");
+    let t = try_from("app", "news@new.example").await;
+    assert!(t.contains("<** 553 5.7.1") && t.contains("new.example is not switched on"), "not active yet: {t}");
+    let t = try_from("app", "x@elsewhere.example").await;
+    assert!(t.contains("<** 553 5.7.1") && t.contains("elsewhere.example is not a domain app sends for"), "{t}");
+    let t = try_from("alice", "alice@other.example").await;
+    assert!(t.contains("<-  250 2.0.0 Ok: queued"), "a mailbox user is not an application: {t}");
 }

@@ -28,6 +28,8 @@ pub enum StoreError {
     Gone,
     #[error("state store: Redis: {0}")]
     Redis(String),
+    #[error("sending rights: {0}")]
+    Rights(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

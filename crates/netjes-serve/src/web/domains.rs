@@ -17,6 +17,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/domains/{domain}", get(api_domain))
         .route("/api/domains/{domain}/route", get(api_route).put(api_set_route))
         .route("/api/domains/{domain}/route/test", post(api_test_route))
+        .route("/api/domains/{domain}/logins", get(api_logins).put(api_set_logins))
+        .route("/domains/{domain}/logins", post(set_logins_form))
         .route("/domains/{domain}/route", post(set_route_form))
         .route("/domains/{domain}/route/test", post(test_route_form))
 }
@@ -490,4 +492,48 @@ async fn test_route_form(State(app): State<Arc<App>>, who: Who, Path(domain): Pa
 struct ActiveFormCsrf {
     #[serde(default)]
     csrf: String,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Logins {
+    logins: Vec<String>,
+}
+
+/// `GET /api/domains/{domain}/logins`: the applications (SASL logins)
+/// that may send for the domain.
+async fn api_logins(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>) -> ApiResult<serde_json::Value> {
+    who.require_user()?;
+    let d = app.store.domain(&domain.to_ascii_lowercase())?.ok_or(AppError::NotFound)?;
+    Ok(Json(serde_json::json!({ "logins": app.store.logins(&d.domain)? })))
+}
+
+/// `PUT /api/domains/{domain}/logins` with `{"logins": [...]}`: replaces
+/// the list; the policy service refuses these logins any other domain.
+async fn api_set_logins(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Path(domain): Path<String>, Json(l): Json<Logins>) -> ApiResult<serde_json::Value> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    let logins = app.store.set_logins(&domain.to_ascii_lowercase(), &l.logins)?;
+    Ok(Json(serde_json::json!({ "logins": logins })))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    logins: String,
+}
+
+async fn set_logins_form(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<LoginsForm>) -> Result<Response, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let list: Vec<String> = f.logins.split([',', ' ', '\n']).map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let message = match app.store.set_logins(&d.domain, &list) {
+        Ok(l) => format!("Applications that may send: {}.", if l.is_empty() { "none named (any login)".to_string() } else { l.join(", ") }),
+        Err(crate::store::StoreError::Invalid(m)) => format!("Not saved: {m}"),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Html(pages::domain_with_route(&who.viewer(), &d, &[], Some(&message), app.store.route(&d.domain)?.as_ref(), None)).into_response())
 }
