@@ -43,6 +43,12 @@ pub enum Keys {
 
 pub trait KeySource: Send + Sync {
     fn keys_for(&self, from_address: &str) -> Keys;
+    /// Why the SASL `login` may not send as `domain` (an application's
+    /// login sends only for its own active domains; serve's store knows),
+    /// or None. Err: the source cannot say now.
+    fn sender_refusal(&self, _login: &str, _domain: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

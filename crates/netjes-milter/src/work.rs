@@ -180,6 +180,33 @@ pub fn is_internal(job: &Job, s: &Settings) -> bool {
     job.auth_user.is_some() || job.conn.ip.is_some_and(|ip| in_nets(&s.internal_hosts, ip))
 }
 
+/// An application's login writes only in its own domains' names: every
+/// author domain of the From field is checked (the policy service checked
+/// the envelope sender at RCPT; the header From is what the recipient
+/// sees). A store that cannot say is a tempfail, as a key error is.
+fn sender_refused(job: &Job, s: &Settings, keys: &dyn KeySource) -> Option<Outcome> {
+    let login = job.auth_user.as_deref()?;
+    let authors = netjes_auth::dmarc::author::authors_of(&job.header_block).ok()?;
+    for domain in &authors.domains {
+        match keys.sender_refusal(login, domain) {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                return Some(Outcome {
+                    replies: vec![Response::ReplyCode(format!("550 5.7.1 From: {why}"))],
+                    result: "refused-sender",
+                    record: None,
+                    ..Default::default()
+                })
+            }
+            Err(e) => {
+                tracing::error!(login, domain = %domain, "cannot check the sending rights: {e}");
+                return Some(failure(s.on_key_error, "the sender's rights cannot be checked now", "key-error"));
+            }
+        }
+    }
+    None
+}
+
 /// The answer for a message that cannot be judged, with the reason.
 fn malformed(s: &Settings, why: &str, code: &str) -> Outcome {
     let reply = match s.on_malformed {
@@ -235,6 +262,9 @@ pub async fn process(job: &Job, s: &Settings, keys: &dyn KeySource, dns: &dyn Re
 /// Signing is CPU work (the RSA private-key operation): callers run it on
 /// a blocking thread so it does not hold up the async workers.
 pub fn sign(job: &Job, s: &Settings, keys: &dyn KeySource) -> Outcome {
+    if let Some(refused) = sender_refused(job, s, keys) {
+        return refused;
+    }
     let Some(from) = from_address(&job.header_block) else {
         return Outcome {
             replies: vec![Response::Continue],

@@ -246,9 +246,8 @@ impl Policy {
                 if let Some((_, domain)) = sender.rsplit_once('@') {
                     let domain = domain.trim_end_matches('.');
                     let login = req.sasl_username();
-                    let right = rights.right(login, domain).map_err(crate::store::StoreError::Rights)?;
-                    if let Some(action) = crate::senders::refusal(right, login, &sender, domain) {
-                        return Ok(Decision { action, check: "sender_rights" });
+                    if let Some(why) = rights.refusal(login, domain).map_err(crate::store::StoreError::Rights)? {
+                        return Ok(Decision { action: crate::senders::reply(&sender, &why), check: "sender_rights" });
                     }
                 }
             }

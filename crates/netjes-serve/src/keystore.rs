@@ -91,6 +91,11 @@ impl StoreKeys {
 }
 
 impl KeySource for StoreKeys {
+    fn sender_refusal(&self, login: &str, domain: &str) -> Result<Option<String>, String> {
+        let db = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(crate::route_store::send_right(&db, login, domain).map_err(|e| e.to_string())?.refusal(login, domain))
+    }
+
     fn keys_for(&self, from_address: &str) -> Keys {
         let Some((_, domain)) = from_address.rsplit_once('@') else {
             return Keys::NotOurs;
@@ -137,6 +142,16 @@ impl std::fmt::Debug for Chain {
 }
 
 impl KeySource for Chain {
+    /// The first source that refuses, or that cannot say, decides.
+    fn sender_refusal(&self, login: &str, domain: &str) -> Result<Option<String>, String> {
+        for s in &self.0 {
+            if let Some(why) = s.sender_refusal(login, domain)? {
+                return Ok(Some(why));
+            }
+        }
+        Ok(None)
+    }
+
     fn keys_for(&self, from_address: &str) -> Keys {
         for s in &self.0 {
             match s.keys_for(from_address) {

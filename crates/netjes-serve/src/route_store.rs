@@ -122,6 +122,19 @@ pub enum SendRight {
     UnknownDomain,
 }
 
+impl SendRight {
+    /// Why `login` may not send as `domain`, or None when it may: the
+    /// words of the policy service's 553 and the milter's 550 alike.
+    pub fn refusal(self, login: &str, domain: &str) -> Option<String> {
+        match self {
+            SendRight::Allowed | SendRight::NotAnApplication => None,
+            SendRight::NotAssigned => Some(format!("{login} may not send for {domain}")),
+            SendRight::Inactive => Some(format!("{domain} is not switched on for sending yet (publish its DKIM record and activate it)")),
+            SendRight::UnknownDomain => Some(format!("{domain} is not a domain {login} sends for")),
+        }
+    }
+}
+
 impl Store {
     /// Sets the logins that may send for a domain (replacing the list).
     pub fn set_logins(&self, domain: &str, logins: &[String]) -> Result<Vec<String>, StoreError> {

@@ -734,6 +734,30 @@ fn signing_domains_are_checked_rotated_and_sign_through_the_milter_without_a_res
         "{verdict:?}"
     );
 
+    // An application's login writes only in its domains' names: the
+    // milter checks the header From against the logins set in the UI.
+    let r = c.post_form("/domains/shop.example/logins", &[("csrf", &csrf), ("logins", "app")]);
+    assert!(r.body.contains("Applications that may send: app."), "{}", r.body);
+    let as_login = |m: &str, login: &str| {
+        s.rt.block_on(async {
+            let mut client = netjes_milter::client::Client::connect(milter_addr, "127.0.0.1").await;
+            client.message("orders@shop.example", m, Some(login)).await
+        })
+    };
+    let refused = |replies: &[netjes_milter::protocol::Response]| {
+        replies.iter().find_map(|r| match r {
+            netjes_milter::protocol::Response::ReplyCode(c) => Some(c.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(refused(&as_login(msg, "app")), None, "its own domain");
+    assert!(netjes_milter::client::apply(msg, &as_login(msg, "app")).contains("DKIM-Signature"));
+    let spoof = msg.replace("From: Shop <orders@shop.example>", "From: CEO <ceo@bank.example>");
+    assert_eq!(refused(&as_login(&spoof, "app")).as_deref(), Some("550 5.7.1 From: bank.example is not a domain app sends for"));
+    let two = msg.replace("From: Shop <orders@shop.example>", "From: orders@shop.example, ceo@bank.example");
+    assert!(refused(&as_login(&two, "app")).is_some(), "every author domain is checked");
+    assert_eq!(refused(&as_login(&spoof, "alice")), None, "a login named nowhere is not restricted");
+
     // Rotation: a pending key under a new selector; switching to it is
     // refused while DNS does not show it.
     let r = c.post_form(

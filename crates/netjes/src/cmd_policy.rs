@@ -131,16 +131,8 @@ impl ServeRights {
 }
 
 impl netjes_policy::senders::SenderRights for ServeRights {
-    fn right(&self, login: &str, domain: &str) -> Result<netjes_policy::senders::Right, String> {
-        use netjes_policy::senders::Right;
-        use netjes_serve::route_store::SendRight;
+    fn refusal(&self, login: &str, domain: &str) -> Result<Option<String>, String> {
         let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(match netjes_serve::route_store::send_right(&c, login, domain).map_err(|e| e.to_string())? {
-            SendRight::Allowed => Right::Allowed,
-            SendRight::NotAnApplication => Right::NotAnApplication,
-            SendRight::NotAssigned => Right::NotAssigned,
-            SendRight::Inactive => Right::Inactive,
-            SendRight::UnknownDomain => Right::UnknownDomain,
-        })
+        Ok(netjes_serve::route_store::send_right(&c, login, domain).map_err(|e| e.to_string())?.refusal(login, domain))
     }
 }
