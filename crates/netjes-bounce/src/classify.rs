@@ -119,7 +119,7 @@ fn weak(s: Status) -> Option<(Class, &'static str)> {
 }
 
 /// A status code and the reply's words, as a class and the reason.
-fn by_status(status: Option<Status>, action: &Action, text: &str) -> (Class, String) {
+pub(crate) fn by_status(status: Option<Status>, action: &Action, text: &str) -> (Class, String) {
     if *action == Action::Delayed {
         return (Class::Soft, "delayed: the sending server is still trying".into());
     }

@@ -6,5 +6,6 @@
 
 pub mod classify;
 pub mod dsn;
+pub mod events;
 
 pub use dsn::{parse, Action, Dsn, DsnError, Recipient, Status};

@@ -9,6 +9,7 @@ mod cmd_bounce;
 mod cmd_check;
 mod cmd_dkim;
 mod cmd_dmarc;
+mod cmd_events;
 mod cmd_milter;
 mod cmd_policy;
 mod cmd_report;
@@ -161,6 +162,9 @@ enum Command {
     /// Why a message bounced: hard, soft, block or complaint, with the
     /// recipient, the status code, the remote reply and the reporting MTA.
     Bounce(cmd_bounce::BounceArgs),
+    /// What happened to each message, from Postfix's log: delivered,
+    /// deferred, bounced or expired, per recipient and customer domain.
+    Events(cmd_events::EventsArgs),
 }
 
 /// Logs of the daemons go to standard error (journald takes them from
@@ -215,6 +219,7 @@ fn main() {
             Command::User(c) => cmd_serve::run_user(c, &cli.global).await,
             Command::Report(c) => cmd_report::run(c, &cli.global).await,
             Command::Bounce(a) => cmd_bounce::run(a, &cli.global),
+            Command::Events(a) => cmd_events::run(a, &cli.global),
         };
         match res {
             Ok(code) => code,

@@ -1017,7 +1017,13 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     for d in ["relay.example", "direct.example"] {
         store.add_domain(d).unwrap();
     }
-    let smarthost = SmtpSink::start(SinkOptions { tls: SinkTls::Starttls, login: Some(("app".into(), "s3cret pass".into())), ..Default::default() }).await;
+    let smarthost = SmtpSink::start(SinkOptions {
+        tls: SinkTls::Starttls,
+        login: Some(("app".into(), "s3cret pass".into())),
+        refuse: vec![("nobody@example.org".into(), "550 5.1.1 <nobody@example.org>: no such user".into())],
+        ..Default::default()
+    })
+    .await;
     let relay = RouteInput::Relay { host: "localhost".into(), port: smarthost.port, tls: "starttls".into(), user: Some("app".into()), password: Some("s3cret pass".into()) };
     store.set_route("relay.example", &relay).unwrap();
 
@@ -1086,6 +1092,32 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     assert_eq!(at_smarthost.len(), 2, "{}", log());
     assert_eq!(at_smarthost[1].from, "app@direct.example");
     assert_eq!(wait_for(&got, 1).await.len(), 1);
+
+    // What happened, from Postfix's log: each delivery with its customer
+    // domain and Message-ID, and a recipient the smarthost refuses as a
+    // hard bounce.
+    send_to("app@relay.example", "nobody@example.org");
+    let maillog = dir.path().join("maillog");
+    let events = |domain: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["events", "--json", "--domain", domain]).arg(&maillog).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let mut relay_events = serde_json::Value::Null;
+    for _ in 0..100 {
+        relay_events = events("relay.example");
+        if relay_events.as_array().is_some_and(|a| a.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a = relay_events.as_array().unwrap();
+    assert_eq!(a.len(), 2, "{relay_events}");
+    assert_eq!((a[0]["event"].as_str(), a[0]["recipient"].as_str()), (Some("delivered"), Some("bob@example.org")));
+    assert!(a[0]["message_id"].as_str().is_some_and(|m| m.contains('@')) && a[0]["relay"].as_str().unwrap().starts_with("localhost["), "{relay_events}");
+    assert_eq!((a[1]["event"].as_str(), a[1]["class"].as_str(), a[1]["dsn"].as_str()), (Some("bounced"), Some("hard"), Some("5.1.1")), "{relay_events}");
+    assert!(a[1]["reply"].as_str().unwrap().contains("no such user"));
+    let d = events("direct.example");
+    assert_eq!(d.as_array().unwrap().len(), 2, "one direct, one through the smarthost after the change: {d}");
 }
 
 /// An application's login (here given by XCLIENT LOGIN, as SASL would)
