@@ -239,6 +239,19 @@ impl Policy {
         let sasl = !req.sasl_username().is_empty();
         let trusted = in_nets(&c.trusted, ip);
 
+        // Our own mail to a recipient its domain no longer sends to (a
+        // hard bounce before): refused here, not bounced again later.
+        if sasl || trusted {
+            if let Some(rights) = &self.senders {
+                let sender = req.sender().to_ascii_lowercase();
+                if let Some((_, domain)) = sender.rsplit_once('@') {
+                    let rcpt = req.recipient().to_ascii_lowercase();
+                    if let Some(why) = rights.suppressed(domain.trim_end_matches('.'), &rcpt).map_err(crate::store::StoreError::Rights)? {
+                        return Ok(Decision { action: format!("550 5.1.1 <{rcpt}>: {why}"), check: "suppressed" });
+                    }
+                }
+            }
+        }
         // An application's login sends only for its own active domains.
         if sasl {
             if let Some(rights) = &self.senders {

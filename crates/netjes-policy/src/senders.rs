@@ -11,6 +11,11 @@ pub trait SenderRights: Send + Sync {
     /// is a store failure: the request gets `store_failure`, never a
     /// reject.
     fn refusal(&self, login: &str, domain: &str) -> Result<Option<String>, String>;
+    /// Why our mail from `domain` may not go to `recipient` (it is on the
+    /// domain's suppression list), or None.
+    fn suppressed(&self, _domain: &str, _recipient: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// The reply for a refusal.

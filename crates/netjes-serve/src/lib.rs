@@ -22,6 +22,7 @@ pub mod routes;
 pub mod routes_map;
 pub mod smtp;
 pub mod store;
+pub mod suppress_store;
 pub mod web;
 
 use std::sync::Arc;

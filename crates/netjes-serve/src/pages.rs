@@ -576,6 +576,7 @@ pub fn domain_with_route(
             }
         }
         @if let Some(r) = route { (route_section(v, d, r, steps)) }
+        p { a href={"/domains/" (d.domain) "/suppressions"} id="suppressions-link" { "Suppressed recipients" } }
         section id="logins" {
             h2 { "Applications" }
             p { "The SASL logins of the applications that send for " (d.domain) ". A login named on any domain may send only for the domains it is named on, and for each only once it is active; the policy service refuses the rest with a 5xx that names the domain (with sending_domains_dir in policy.toml). Logins named nowhere, the MTA's own users, are not restricted." }
@@ -601,4 +602,43 @@ pub fn domain_with_route(
         }
     };
     page(&d.domain, v, body, false)
+}
+
+/// A domain's suppression list: search, remove, export.
+pub fn suppressions(v: &Viewer, domain: &str, q: &str, rows: &[crate::suppress_store::Suppression], message: Option<&str>) -> String {
+    let body = html! {
+        section {
+            h1 { "Suppressed recipients of " (domain) }
+            p { "Addresses " (domain) " no longer sends to: each bounced hard (from Postfix's log, by " code { "netjes events --suppress" } "), or was added by hand. The policy service refuses mail to them at RCPT." }
+            @if let Some(m) = message { p class="notice" id="notice" { (m) } }
+            form method="get" action={"/domains/" (domain) "/suppressions"} {
+                label { "Search " input name="q" id="suppression-search" value=(q); }
+                " " button { "Search" }
+                " " a href={"/domains/" (domain) "/suppressions.csv?q=" (q)} id="suppression-export" { "Export as CSV" }
+            }
+            @if rows.is_empty() { p id="suppression-none" { "None." } }
+            @else {
+                table id="suppressions" {
+                    thead { tr { th { "Address" } th { "Why" } th { "Since" } th {} } }
+                    tbody {
+                        @for r in rows {
+                            tr {
+                                td { (r.address) }
+                                td { (r.class) ": " (r.reason) }
+                                td { (date(r.created)) }
+                                td {
+                                    form method="post" action={"/domains/" (domain) "/suppressions/remove"} class="inline" {
+                                        (csrf_field(v)) input type="hidden" name="address" value=(r.address);
+                                        button class="danger" { "Remove" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p { a href={"/domains/" (domain)} { "Back to " (domain) } }
+        }
+    };
+    page(&format!("Suppressions · {domain}"), v, body, false)
 }

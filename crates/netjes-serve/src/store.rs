@@ -74,6 +74,10 @@ CREATE INDEX routes_host ON routes(host, port);
 -- The applications (SASL logins) that may send for each signing domain.
 CREATE TABLE domain_logins (domain TEXT NOT NULL REFERENCES domains(domain) ON DELETE CASCADE, login TEXT NOT NULL, PRIMARY KEY (domain, login));
 CREATE INDEX domain_logins_login ON domain_logins(login);
+", "
+-- Recipients a customer domain no longer sends to: its hard bounces.
+CREATE TABLE suppressions (domain TEXT NOT NULL REFERENCES domains(domain) ON DELETE CASCADE, address TEXT NOT NULL, class TEXT NOT NULL,
+    reason TEXT NOT NULL, created INTEGER NOT NULL, PRIMARY KEY (domain, address));
 "];
 
 pub fn now() -> i64 {

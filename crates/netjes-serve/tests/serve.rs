@@ -1000,3 +1000,37 @@ fn a_route_is_set_in_the_ui_and_its_relay_tested() {
     }
     assert!(sink.messages().is_empty() && plain.messages().is_empty(), "a connection test sends no mail");
 }
+
+/// The suppression list by the API and the web UI: a manual entry, once;
+/// searched, exported as CSV, removed; unknown domains and entries 404.
+#[test]
+fn suppressions_are_listed_searched_exported_and_removed() {
+    let s = start(&zone(""), |_| {});
+    s.parts.store.add_domain("shop.example").unwrap();
+    let token = s.parts.store.add_api_token("admin", "deploy").unwrap();
+    let mut api = Client::new(s.http);
+    api.headers.push(("Authorization".into(), format!("Bearer {token}")));
+    let entry = serde_json::json!({"address": "Gone@Example.org", "reason": "asked \"not\" to be mailed"});
+    assert_eq!(api.post_json("/api/domains/shop.example/suppressions", &entry).status, 201);
+    assert_eq!(api.post_json("/api/domains/shop.example/suppressions", &entry).json()["added"], false);
+    s.parts.store.suppress("shop.example", "left@example.net", "hard", "550 5.1.1 user unknown").unwrap();
+    assert_eq!(api.post_json("/api/domains/nothere.example/suppressions", &entry).status, 404);
+    let list = api.get("/api/domains/shop.example/suppressions?q=example.org").json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!((list[0]["address"].as_str(), list[0]["class"].as_str()), (Some("gone@example.org"), Some("manual")));
+
+    let mut c = Client::new(s.http);
+    c.login();
+    let page = c.get("/domains/shop.example/suppressions?q=left");
+    assert!(page.body.contains("left@example.net") && !page.body.contains("gone@example.org"), "{}", page.body);
+    let csv = c.get("/domains/shop.example/suppressions.csv");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert!(csv.body.contains("\"gone@example.org\",\"manual\",\"asked \"\"not\"\" to be mailed\""), "{}", csv.body);
+    let r = c.post_form("/domains/shop.example/suppressions/remove", &[("csrf", &page.csrf()), ("address", "left@example.net")]);
+    assert!(r.body.contains("left@example.net removed"), "{}", r.body);
+    assert_eq!(c.post_form("/domains/shop.example/suppressions/remove", &[("address", "gone@example.org")]).status, 403, "no CSRF token, no change");
+    assert_eq!(api.get("/api/domains/shop.example/suppressions").json().as_array().unwrap().len(), 1);
+    assert_eq!(api.delete("/api/domains/shop.example/suppressions/gone@example.org").status, 204);
+    assert_eq!(api.delete("/api/domains/shop.example/suppressions/gone@example.org").status, 404);
+    assert!(api.get("/api/domains/shop.example/suppressions").json().as_array().unwrap().is_empty());
+}

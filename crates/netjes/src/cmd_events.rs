@@ -21,6 +21,7 @@ EXAMPLES:
     netjes events /var/log/mail.log
     netjes events --domain shop.example --json /var/log/mail.log
     journalctl -u postfix -o cat --since today | netjes events
+    netjes events --follow --suppress /var/lib/netjes /var/log/mail.log
 
 EXIT CODES:
     0   read
@@ -35,13 +36,87 @@ pub struct EventsArgs {
     /// Only the events of this customer (sender) domain.
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
+    /// Put every hard bounce's recipient on its customer domain's
+    /// suppression list in netjes serve's store (this data directory); the
+    /// policy service then refuses mail to it at RCPT.
+    #[arg(long, value_name = "DIR")]
+    pub suppress: Option<PathBuf>,
+    /// Keep reading the (one) file as Postfix writes it, across rotation.
+    #[arg(long, requires = "files")]
+    pub follow: bool,
     /// Log files; standard input when none is given.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
+/// A hard bounce's recipient onto its customer's suppression list; what
+/// was added is said on standard error.
+fn suppress(db: &rusqlite::Connection, e: &netjes_bounce::events::Event) {
+    if e.class != Some(netjes_bounce::classify::Class::Hard) {
+        return;
+    }
+    let Some(domain) = &e.customer_domain else { return };
+    match netjes_serve::suppress_store::suppress(db, domain, &e.recipient, "hard", &e.reply) {
+        Ok(true) => eprintln!("suppressed {} for {domain}: {}", e.recipient, e.reply),
+        Ok(false) => {}
+        Err(err) => eprintln!("netjes: cannot suppress {} for {domain}: {err}", e.recipient),
+    }
+}
+
+/// Reads `path` as Postfix appends to it: from where it was, again every
+/// second; from the start when it was truncated or replaced (rotation).
+fn follow(path: &std::path::Path, mut each: impl FnMut(&str)) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let mut file = std::fs::File::open(path)?;
+    let mut inode = file.metadata()?.ino();
+    let mut pos = 0u64;
+    let mut pending = Vec::new();
+    loop {
+        let mut chunk = Vec::new();
+        file.seek(SeekFrom::Start(pos))?;
+        pos += file.read_to_end(&mut chunk)? as u64;
+        pending.extend_from_slice(&chunk);
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            each(&String::from_utf8_lossy(&line));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        match std::fs::metadata(path) {
+            Ok(m) if m.ino() != inode || m.len() < pos => {
+                file = std::fs::File::open(path)?;
+                inode = m.ino();
+                pos = 0;
+                pending.clear();
+            }
+            _ => {}
+        }
+    }
+}
+
 pub fn run(a: EventsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let db = match &a.suppress {
+        Some(dir) => Some(netjes_serve::store::open_connection(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("--suppress {}: {e}", dir.display()))))?),
+        None => None,
+    };
     let mut tracker = netjes_bounce::events::Tracker::default();
+    if a.follow {
+        let path = a.files[0].clone();
+        follow(&path, |line| {
+            if let Some(e) = tracker.feed(line) {
+                if let Some(db) = &db {
+                    suppress(db, &e);
+                }
+                if g.json {
+                    println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                } else {
+                    print_text(&e);
+                }
+            }
+        })
+        .map_err(|e| anyhow::anyhow!(exit::Input(format!("{}: {e}", path.display()))))?;
+        return Ok(exit::OK);
+    }
     let mut events = Vec::new();
     let domain = a.domain.as_deref().map(|d| d.trim_end_matches('.').to_ascii_lowercase());
     let mut read = |r: &mut dyn BufRead| -> std::io::Result<()> {
@@ -54,6 +129,9 @@ pub fn run(a: EventsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 return Ok(());
             }
             if let Some(e) = tracker.feed(&String::from_utf8_lossy(&line)) {
+                if let Some(db) = &db {
+                    suppress(db, &e);
+                }
                 if domain.is_none() || e.customer_domain == domain {
                     events.push(e);
                 }
@@ -72,22 +150,17 @@ pub fn run(a: EventsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     for e in &events {
-        let tone = match e.event {
-            "delivered" => Tone::Good,
-            "deferred" => Tone::Warn,
-            _ => Tone::Bad,
-        };
-        let class = e.class.map(|c| format!(" [{}]", c.name())).unwrap_or_default();
-        println!(
-            "{} {} {:<9}{class} {} -> {} ({}) {}",
-            mark(tone),
-            e.time,
-            e.event,
-            e.sender.as_deref().unwrap_or("?"),
-            e.recipient,
-            e.queue_id,
-            e.reply
-        );
+        print_text(e);
     }
     Ok(exit::OK)
+}
+
+fn print_text(e: &netjes_bounce::events::Event) {
+    let tone = match e.event {
+        "delivered" => Tone::Good,
+        "deferred" => Tone::Warn,
+        _ => Tone::Bad,
+    };
+    let class = e.class.map(|c| format!(" [{}]", c.name())).unwrap_or_default();
+    println!("{} {} {:<9}{class} {} -> {} ({}) {}", mark(tone), e.time, e.event, e.sender.as_deref().unwrap_or("?"), e.recipient, e.queue_id, e.reply);
 }

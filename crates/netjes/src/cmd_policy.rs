@@ -135,4 +135,11 @@ impl netjes_policy::senders::SenderRights for ServeRights {
         let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
         Ok(netjes_serve::route_store::send_right(&c, login, domain).map_err(|e| e.to_string())?.refusal(login, domain))
     }
+
+    fn suppressed(&self, domain: &str, recipient: &str) -> Result<Option<String>, String> {
+        let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(netjes_serve::suppress_store::suppressed(&c, domain, recipient)
+            .map_err(|e| e.to_string())?
+            .map(|s| format!("{domain} no longer sends to this address ({}: {})", s.class, s.reason)))
+    }
 }

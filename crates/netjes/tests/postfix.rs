@@ -1171,4 +1171,24 @@ async fn postfix_refuses_an_application_a_domain_not_its_own() {
     assert!(t.contains("<** 553 5.7.1") && t.contains("elsewhere.example is not a domain app sends for"), "{t}");
     let t = try_from("alice", "alice@other.example").await;
     assert!(t.contains("<-  250 2.0.0 Ok: queued"), "a mailbox user is not an application: {t}");
+
+    // A hard bounce in Postfix's log puts its recipient on shop.example's
+    // suppression list (a soft one does not); the next message to it is
+    // refused at RCPT, before it can bounce again.
+    let log = dir.path().join("sent.log");
+    std::fs::write(
+        &log,
+        "Nov 30 06:15:15 mx postfix/qmgr[1]: 1A2B3C4D5E: from=<news@shop.example>, size=300, nrcpt=2 (queue active)\n\
+         Nov 30 06:15:16 mx postfix/smtp[2]: 1A2B3C4D5E: to=<bob@example.org>, relay=mx.example.org[192.0.2.9]:25, delay=1, delays=0/0/0.5/0.5, dsn=5.1.1, status=bounced (host mx.example.org[192.0.2.9] said: 550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown (in reply to RCPT TO command))\n\
+         Nov 30 06:15:16 mx postfix/smtp[2]: 1A2B3C4D5E: to=<carol@example.org>, relay=mx.example.org[192.0.2.9]:25, delay=1, delays=0/0/0.5/0.5, dsn=4.2.2, status=deferred (host mx.example.org[192.0.2.9] said: 452 4.2.2 Mailbox full (in reply to RCPT TO command))\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["events", "--suppress"]).arg(&data).arg(&log).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("suppressed bob@example.org for shop.example"), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = try_from("app", "news@shop.example").await;
+    assert!(t.contains("<** 550 5.1.1") && t.contains("shop.example no longer sends to this address"), "suppressed: {t}");
+    assert_eq!(store.suppressions("shop.example", "").unwrap().len(), 1, "the deferral suppressed nobody");
+    store.unsuppress("shop.example", "bob@example.org").unwrap();
+    let t = try_from("app", "news@shop.example").await;
+    assert!(t.contains("<-  250 2.0.0 Ok: queued"), "removed from the list: {t}");
 }

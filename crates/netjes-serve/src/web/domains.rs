@@ -20,6 +20,11 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/domains/{domain}/logins", get(api_logins).put(api_set_logins))
         .route("/domains/{domain}/logins", post(set_logins_form))
         .route("/domains/{domain}/route", post(set_route_form))
+        .route("/domains/{domain}/suppressions", get(suppressions_page))
+        .route("/domains/{domain}/suppressions.csv", get(suppressions_csv))
+        .route("/domains/{domain}/suppressions/remove", post(unsuppress_form))
+        .route("/api/domains/{domain}/suppressions", get(api_suppressions).post(api_suppress))
+        .route("/api/domains/{domain}/suppressions/{address}", axum::routing::delete(api_unsuppress))
         .route("/domains/{domain}/route/test", post(test_route_form))
 }
 
@@ -536,4 +541,79 @@ async fn set_logins_form(State(app): State<Arc<App>>, who: Who, Path(domain): Pa
         Err(e) => return Err(e.into()),
     };
     Ok(Html(pages::domain_with_route(&who.viewer(), &d, &[], Some(&message), app.store.route(&d.domain)?.as_ref(), None)).into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+/// The suppression list of a domain, searched.
+async fn suppressions_page(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Query(q): Query<Search>) -> Result<Html<String>, AppError> {
+    who.require_user()?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let rows = app.store.suppressions(&d.domain, &q.q)?;
+    Ok(Html(pages::suppressions(&who.viewer(), &d.domain, &q.q, &rows, None)))
+}
+
+/// The list as CSV, for a spreadsheet or another system.
+async fn suppressions_csv(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Query(q): Query<Search>) -> Result<Response, AppError> {
+    who.require_user()?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let csv = crate::suppress_store::to_csv(&app.store.suppressions(&d.domain, &q.q)?);
+    let disposition = format!("attachment; filename=\"{}-suppressions.csv\"", d.domain);
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], csv).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct UnsuppressForm {
+    #[serde(default)]
+    csrf: String,
+    address: String,
+}
+
+async fn unsuppress_form(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Form(f): Form<UnsuppressForm>) -> Result<Html<String>, AppError> {
+    who.require_user()?;
+    who.check_form(&f.csrf)?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let removed = app.store.unsuppress(&d.domain, &f.address)?;
+    tracing::info!(domain = %d.domain, address = %f.address, removed, user = ?who.user, "suppression removed");
+    let message = if removed { format!("{} removed: {} sends to it again.", f.address, d.domain) } else { format!("{} was not on the list.", f.address) };
+    let rows = app.store.suppressions(&d.domain, "")?;
+    Ok(Html(pages::suppressions(&who.viewer(), &d.domain, "", &rows, Some(&message))))
+}
+
+async fn api_suppressions(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>, Query(q): Query<Search>) -> ApiResult<Vec<crate::suppress_store::Suppression>> {
+    who.require_user()?;
+    let d = app.store.domain(&domain.to_ascii_lowercase())?.ok_or(AppError::NotFound)?;
+    Ok(Json(app.store.suppressions(&d.domain, &q.q)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSuppression {
+    address: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/domains/{domain}/suppressions`: a manual entry (an address
+/// the customer was asked to stop mailing).
+async fn api_suppress(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Path(domain): Path<String>, Json(n): Json<NewSuppression>) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    let d = app.store.domain(&domain.to_ascii_lowercase())?.ok_or(AppError::NotFound)?;
+    let added = app.store.suppress(&d.domain, &n.address, "manual", &n.reason)?;
+    Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(serde_json::json!({ "added": added }))))
+}
+
+async fn api_unsuppress(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Path((domain, address)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    if app.store.unsuppress(&domain.to_ascii_lowercase(), &address)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::NotFound.into())
+    }
 }

@@ -235,6 +235,11 @@ impl Client {
         self.send(r, Some(("application/json", v.to_string().into_bytes())))
     }
 
+    pub fn delete(&mut self, path: &str) -> Resp {
+        let r = self.agent.delete(&format!("{}{path}", self.base));
+        self.send(r, None)
+    }
+
     pub fn put_json(&mut self, path: &str, v: &serde_json::Value) -> Resp {
         let r = self.agent.put(&format!("{}{path}", self.base));
         self.send(r, Some(("application/json", v.to_string().into_bytes())))
