@@ -24,6 +24,7 @@ pub mod smtp;
 pub mod store;
 pub mod suppress_store;
 pub mod web;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -175,6 +176,7 @@ pub async fn run(
     if let Some(a) = &parts.alerter {
         tokio::spawn(report_alerts::run(a.clone(), shutdown.clone()));
     }
+    tokio::spawn(webhooks::run(parts.store.clone(), parts.app.tools.allow_private_targets, parts.app.metrics.clone(), std::time::Duration::from_secs(2), shutdown.clone()));
     for account in parts.inbox.reports.cfg.imap.clone() {
         tokio::spawn(report_imap::run(account, parts.inbox.reports.clone(), shutdown.clone()));
     }

@@ -609,7 +609,7 @@ pub fn suppressions(v: &Viewer, domain: &str, q: &str, rows: &[crate::suppress_s
     let body = html! {
         section {
             h1 { "Suppressed recipients of " (domain) }
-            p { "Addresses " (domain) " no longer sends to: each bounced hard (from Postfix's log, by " code { "netjes events --suppress" } "), or was added by hand. The policy service refuses mail to them at RCPT." }
+            p { "Addresses " (domain) " no longer sends to: each bounced hard (from Postfix's log, by " code { "netjes events --store" } "), or was added by hand. The policy service refuses mail to them at RCPT." }
             @if let Some(m) = message { p class="notice" id="notice" { (m) } }
             form method="get" action={"/domains/" (domain) "/suppressions"} {
                 label { "Search " input name="q" id="suppression-search" value=(q); }

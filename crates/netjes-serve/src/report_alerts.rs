@@ -160,22 +160,24 @@ impl Alerter {
     async fn post(&self, n: &Notice) -> Result<(), String> {
         let Some(uri) = &self.cfg.webhook else { return Ok(()) };
         let body = serde_json::to_vec(&n.json).map_err(|e| e.to_string())?;
-        tokio::time::timeout(Duration::from_secs(30), post_json(uri, &body))
+        tokio::time::timeout(Duration::from_secs(30), post_json(uri, &body, &[]))
             .await
             .map_err(|_| format!("{uri}: no answer within 30 s"))?
     }
 }
 
-/// An HTTP/1.1 POST of a JSON body; a 2xx status is success.
-async fn post_json(uri: &axum::http::Uri, body: &[u8]) -> Result<(), String> {
+/// An HTTP/1.1 POST of a JSON body, with `headers` besides; a 2xx status
+/// is success.
+pub async fn post_json(uri: &axum::http::Uri, body: &[u8], headers: &[(&str, String)]) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = uri.host().ok_or("the webhook has no host")?.trim_matches(['[', ']']);
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("{host}:{port}: {e}"))?;
+    let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netjes\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netjes\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     let mut answer = Vec::new();

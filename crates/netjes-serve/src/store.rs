@@ -78,6 +78,12 @@ CREATE INDEX domain_logins_login ON domain_logins(login);
 -- Recipients a customer domain no longer sends to: its hard bounces.
 CREATE TABLE suppressions (domain TEXT NOT NULL REFERENCES domains(domain) ON DELETE CASCADE, address TEXT NOT NULL, class TEXT NOT NULL,
     reason TEXT NOT NULL, created INTEGER NOT NULL, PRIMARY KEY (domain, address));
+", "
+-- Each customer domain's webhook, and the delivery events waiting for it
+-- (kept across restarts, retried with back-off for a day).
+CREATE TABLE webhooks (domain TEXT PRIMARY KEY REFERENCES domains(domain) ON DELETE CASCADE, url TEXT NOT NULL, sealed_secret BLOB NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE webhook_outbox (id INTEGER PRIMARY KEY, domain TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL, next_try INTEGER NOT NULL, created INTEGER NOT NULL);
+CREATE INDEX webhook_outbox_next ON webhook_outbox(next_try);
 "];
 
 pub fn now() -> i64 {

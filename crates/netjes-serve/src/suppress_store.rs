@@ -1,6 +1,6 @@
 //! The suppression list: per customer (signing) domain, the recipients it
 //! no longer sends to, because their mail bounced hard. Filled from
-//! Postfix's own delivery log (`netjes events --suppress`), which a
+//! Postfix's own delivery log (`netjes events --store`), which a
 //! stranger cannot write to, unlike a bounce address; the policy service
 //! refuses later mail to them at RCPT. The UI and the API list, search,
 //! export and remove entries.
@@ -55,7 +55,7 @@ impl Store {
 }
 
 /// [`Store::suppress`] on a connection of its own (`netjes events
-/// --suppress` writes without the master key: no secret is involved).
+/// --store` writes without the master key: no secret is involved).
 pub fn suppress(db: &rusqlite::Connection, domain: &str, address: &str, class: &str, reason: &str) -> Result<bool, StoreError> {
     let (domain, address) = (domain.to_ascii_lowercase(), address.trim().to_ascii_lowercase());
     if !address_ok(&address) {

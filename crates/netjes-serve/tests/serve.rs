@@ -1034,3 +1034,98 @@ fn suppressions_are_listed_searched_exported_and_removed() {
     assert_eq!(api.delete("/api/domains/shop.example/suppressions/gone@example.org").status, 404);
     assert!(api.get("/api/domains/shop.example/suppressions").json().as_array().unwrap().is_empty());
 }
+
+/// A customer's webhook: set by the API (its secret shown once, never
+/// again), an event queued as `netjes events --store` queues it, posted
+/// signed; a receiver that fails gets the event again later, and a
+/// webhook on a private address is not called unless allowed.
+#[test]
+fn delivery_events_reach_the_customers_webhook_signed() {
+    use std::io::{Read, Write};
+    // A receiver that answers 500 to its first request, then 200.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(k) = conn.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..k]);
+                let text = String::from_utf8_lossy(&req);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            g.lock().unwrap().push(String::from_utf8_lossy(&req).into_owned());
+            let status = if n == 0 { "500 Busy" } else { "200 OK" };
+            let _ = conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+    });
+    for allow in [false, true] {
+        let s = start(&zone(""), |c| c.allow_private_targets = allow);
+        s.parts.store.add_domain("shop.example").unwrap();
+        let token = s.parts.store.add_api_token("admin", "deploy").unwrap();
+        let mut api = Client::new(s.http);
+        api.headers.push(("Authorization".into(), format!("Bearer {token}")));
+        let r = api.put_json("/api/domains/shop.example/webhook", &serde_json::json!({"url": format!("http://127.0.0.1:{port}/hooks/netjes")}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let secret = r.json()["secret"].as_str().unwrap().to_string();
+        assert_eq!(secret.len(), 64);
+        let shown = api.get("/api/domains/shop.example/webhook");
+        assert!(!shown.body.contains(&secret), "the secret is shown once: {}", shown.body);
+        assert_eq!(api.put_json("/api/domains/shop.example/webhook", &serde_json::json!({"url": "ftp://x"})).status, 400);
+
+        let db = netjes_serve::store::open_connection(&s.data).unwrap();
+        let body = r#"{"event":"bounced","recipient":"bob@example.org","customer_domain":"shop.example"}"#;
+        assert!(netjes_serve::webhooks::queue(&db, "shop.example", body).unwrap());
+        assert!(!netjes_serve::webhooks::queue(&db, "other.example", body).unwrap(), "no webhook, nothing queued");
+        if !allow {
+            std::thread::sleep(Duration::from_secs(3));
+            assert!(got.lock().unwrap().is_empty(), "a private address is not called");
+            let waiting: i64 = db.query_row("SELECT attempts FROM webhook_outbox", [], |r| r.get(0)).unwrap();
+            assert!(waiting >= 1, "kept for later");
+            continue;
+        }
+        // The first try fails (500): the event waits. Made due again, it
+        // goes, signed with the secret.
+        for _ in 0..50 {
+            if !got.lock().unwrap().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(got.lock().unwrap().len(), 1);
+        db.execute("UPDATE webhook_outbox SET next_try = 0", []).unwrap();
+        for _ in 0..50 {
+            if got.lock().unwrap().len() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let reqs = got.lock().unwrap().clone();
+        assert_eq!(reqs.len(), 2, "tried again after a failure");
+        let req = &reqs[1];
+        assert!(req.starts_with("POST /hooks/netjes HTTP/1.1"), "{req}");
+        let header = |n: &str| req.lines().find_map(|l| l.strip_prefix(&format!("{n}: "))).unwrap().to_string();
+        let ts: i64 = header("X-Netjes-Timestamp").parse().unwrap();
+        // Checked as a receiver would, with its own HMAC.
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, format!("{ts}.{body}").as_bytes());
+        let want: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(header("X-Netjes-Signature"), format!("sha256={want}"));
+        assert!((netjes_serve::store::now() - ts).abs() < 60, "a fresh time stamp");
+        assert!(req.ends_with(body));
+        let left: i64 = db.query_row("SELECT count(*) FROM webhook_outbox", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0, "delivered, gone from the outbox");
+    }
+}

@@ -21,7 +21,7 @@ EXAMPLES:
     netjes events /var/log/mail.log
     netjes events --domain shop.example --json /var/log/mail.log
     journalctl -u postfix -o cat --since today | netjes events
-    netjes events --follow --suppress /var/lib/netjes /var/log/mail.log
+    netjes events --follow --store /var/lib/netjes /var/log/mail.log
 
 EXIT CODES:
     0   read
@@ -36,11 +36,12 @@ pub struct EventsArgs {
     /// Only the events of this customer (sender) domain.
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
-    /// Put every hard bounce's recipient on its customer domain's
-    /// suppression list in netjes serve's store (this data directory); the
-    /// policy service then refuses mail to it at RCPT.
+    /// netjes serve's data directory: put every hard bounce's recipient on
+    /// its customer domain's suppression list (the policy service then
+    /// refuses mail to it at RCPT), and queue every event for the domain's
+    /// webhook (serve posts it, signed).
     #[arg(long, value_name = "DIR")]
-    pub suppress: Option<PathBuf>,
+    pub store: Option<PathBuf>,
     /// Keep reading the (one) file as Postfix writes it, across rotation.
     #[arg(long, requires = "files")]
     pub follow: bool,
@@ -49,13 +50,17 @@ pub struct EventsArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// A hard bounce's recipient onto its customer's suppression list; what
-/// was added is said on standard error.
+/// An event into serve's store: queued for its customer's webhook, and a
+/// hard bounce's recipient onto the suppression list (said on standard
+/// error).
 fn suppress(db: &rusqlite::Connection, e: &netjes_bounce::events::Event) {
+    let Some(domain) = &e.customer_domain else { return };
+    if let Err(err) = netjes_serve::webhooks::queue(db, domain, &serde_json::to_string(e).unwrap_or_default()) {
+        eprintln!("netjes: cannot queue the event for {domain}'s webhook: {err}");
+    }
     if e.class != Some(netjes_bounce::classify::Class::Hard) {
         return;
     }
-    let Some(domain) = &e.customer_domain else { return };
     match netjes_serve::suppress_store::suppress(db, domain, &e.recipient, "hard", &e.reply) {
         Ok(true) => eprintln!("suppressed {} for {domain}: {}", e.recipient, e.reply),
         Ok(false) => {}
@@ -95,8 +100,8 @@ fn follow(path: &std::path::Path, mut each: impl FnMut(&str)) -> std::io::Result
 }
 
 pub fn run(a: EventsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let db = match &a.suppress {
-        Some(dir) => Some(netjes_serve::store::open_connection(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("--suppress {}: {e}", dir.display()))))?),
+    let db = match &a.store {
+        Some(dir) => Some(netjes_serve::store::open_connection(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("--store {}: {e}", dir.display()))))?),
         None => None,
     };
     let mut tracker = netjes_bounce::events::Tracker::default();

@@ -1183,7 +1183,7 @@ async fn postfix_refuses_an_application_a_domain_not_its_own() {
          Nov 30 06:15:16 mx postfix/smtp[2]: 1A2B3C4D5E: to=<carol@example.org>, relay=mx.example.org[192.0.2.9]:25, delay=1, delays=0/0/0.5/0.5, dsn=4.2.2, status=deferred (host mx.example.org[192.0.2.9] said: 452 4.2.2 Mailbox full (in reply to RCPT TO command))\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["events", "--suppress"]).arg(&data).arg(&log).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["events", "--store"]).arg(&data).arg(&log).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("suppressed bob@example.org for shop.example"), "{}", String::from_utf8_lossy(&o.stderr));
     let t = try_from("app", "news@shop.example").await;
     assert!(t.contains("<** 550 5.1.1") && t.contains("shop.example no longer sends to this address"), "suppressed: {t}");

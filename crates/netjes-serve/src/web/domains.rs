@@ -24,6 +24,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/domains/{domain}/suppressions.csv", get(suppressions_csv))
         .route("/domains/{domain}/suppressions/remove", post(unsuppress_form))
         .route("/api/domains/{domain}/suppressions", get(api_suppressions).post(api_suppress))
+        .route("/api/domains/{domain}/webhook", get(api_webhook).put(api_set_webhook).delete(api_delete_webhook))
         .route("/api/domains/{domain}/suppressions/{address}", axum::routing::delete(api_unsuppress))
         .route("/domains/{domain}/route/test", post(test_route_form))
 }
@@ -612,6 +613,39 @@ async fn api_unsuppress(State(app): State<Arc<App>>, who: Who, headers: HeaderMa
     who.require_user()?;
     who.check_api(&headers)?;
     if app.store.unsuppress(&domain.to_ascii_lowercase(), &address)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::NotFound.into())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    url: String,
+}
+
+/// `PUT /api/domains/{domain}/webhook` with `{"url": ...}`: the delivery
+/// events of the domain are posted there, signed with the secret this
+/// answer gives, once.
+async fn api_set_webhook(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Path(domain): Path<String>, Json(n): Json<NewWebhook>) -> ApiResult<serde_json::Value> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    let domain = domain.to_ascii_lowercase();
+    let secret = app.store.set_webhook(&domain, &n.url)?;
+    Ok(Json(serde_json::json!({ "url": n.url, "secret": secret, "signature": "X-Netjes-Signature: sha256=HEX(HMAC-SHA256(secret, X-Netjes-Timestamp + \".\" + body))" })))
+}
+
+async fn api_webhook(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>) -> ApiResult<serde_json::Value> {
+    who.require_user()?;
+    let url = app.store.webhook_url(&domain.to_ascii_lowercase())?.ok_or(AppError::NotFound)?;
+    Ok(Json(serde_json::json!({ "url": url })))
+}
+
+async fn api_delete_webhook(State(app): State<Arc<App>>, who: Who, headers: HeaderMap, Path(domain): Path<String>) -> Result<StatusCode, ApiError> {
+    who.require_user()?;
+    who.check_api(&headers)?;
+    if app.store.delete_webhook(&domain.to_ascii_lowercase())? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::NotFound.into())
