@@ -17,6 +17,7 @@ pub mod report_intake;
 pub mod report_pages;
 pub mod report_store;
 pub mod report_view;
+pub mod reputation;
 pub mod route_store;
 pub mod routes;
 pub mod routes_map;

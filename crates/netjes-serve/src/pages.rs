@@ -576,7 +576,7 @@ pub fn domain_with_route(
             }
         }
         @if let Some(r) = route { (route_section(v, d, r, steps)) }
-        p { a href={"/domains/" (d.domain) "/suppressions"} id="suppressions-link" { "Suppressed recipients" } }
+        p { a href={"/domains/" (d.domain) "/suppressions"} id="suppressions-link" { "Suppressed recipients" } " · " a href={"/domains/" (d.domain) "/reputation"} id="reputation-link" { "Reputation" } }
         section id="logins" {
             h2 { "Applications" }
             p { "The SASL logins of the applications that send for " (d.domain) ". A login named on any domain may send only for the domains it is named on, and for each only once it is active; the policy service refuses the rest with a 5xx that names the domain (with sending_domains_dir in policy.toml). Logins named nowhere, the MTA's own users, are not restricted." }
@@ -641,4 +641,37 @@ pub fn suppressions(v: &Viewer, domain: &str, q: &str, rows: &[crate::suppress_s
         }
     };
     page(&format!("Suppressions · {domain}"), v, body, false)
+}
+
+/// A domain's reputation over the last days, from its own traffic.
+pub fn reputation(v: &Viewer, domain: &str, r: &crate::reputation::Reputation) -> String {
+    let pct = |x: Option<f64>| x.map(|x| format!("{:.2} %", x * 100.0)).unwrap_or_else(|| "not measured".into());
+    let body = html! {
+        section {
+            h1 { "Reputation of " (domain) }
+            p { "The last " (r.days) " days of " (domain) "'s mail as Postfix's log shows it (" code { "netjes events --store" } "): what receivers see of it, as Google Postmaster Tools shows Gmail's side." }
+            @for w in &r.warnings { p class="warn-text" { "⚠ " (w) } }
+            @if r.warnings.is_empty() { p class="pass" id="reputation-ok" { "No threshold near." } }
+            table id="reputation" {
+                tbody {
+                    tr { th { "Delivered" } td { (r.delivered) } }
+                    tr { th { "Deferred (tries)" } td { (r.deferred) } }
+                    tr { th { "Bounced: hard" } td { (r.hard) } }
+                    tr { th { "Bounced: block" } td { (r.block) } }
+                    tr { th { "Bounced: soft" } td { (r.soft) } }
+                    tr { th { "Bounce rate (hard and block)" } td id="bounce-rate" { (pct(r.bounce_rate)) " (warning at 2 %, alarm at 5 %)" } }
+                    tr { th { "Complaint rate" } td id="complaint-rate" { (pct(r.complaint_rate)) " (complaints are not read yet; Gmail and Yahoo ask for under 0.3 %)" } }
+                }
+            }
+            @if !r.blocks.is_empty() {
+                h2 { "Blocked by" }
+                table id="blocks" {
+                    thead { tr { th { "Receiver" } th { "Messages" } th { "Its words" } } }
+                    tbody { @for (receiver, n, reply) in &r.blocks { tr { td { (receiver) } td { (n) } td { (reply) } } } }
+                }
+            }
+            p { a href={"/domains/" (domain)} { "Back to " (domain) } }
+        }
+    };
+    page(&format!("Reputation · {domain}"), v, body, false)
 }

@@ -84,6 +84,13 @@ CREATE TABLE suppressions (domain TEXT NOT NULL REFERENCES domains(domain) ON DE
 CREATE TABLE webhooks (domain TEXT PRIMARY KEY REFERENCES domains(domain) ON DELETE CASCADE, url TEXT NOT NULL, sealed_secret BLOB NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE webhook_outbox (id INTEGER PRIMARY KEY, domain TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL, next_try INTEGER NOT NULL, created INTEGER NOT NULL);
 CREATE INDEX webhook_outbox_next ON webhook_outbox(next_try);
+", "
+-- Each customer domain's delivery outcomes by day, and its blocks by
+-- receiving domain: the reputation view.
+CREATE TABLE domain_stats (domain TEXT NOT NULL, day INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0, deferred INTEGER NOT NULL DEFAULT 0,
+    hard INTEGER NOT NULL DEFAULT 0, soft INTEGER NOT NULL DEFAULT 0, block INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (domain, day));
+CREATE TABLE domain_blocks (domain TEXT NOT NULL, day INTEGER NOT NULL, receiver TEXT NOT NULL, count INTEGER NOT NULL, last_reply TEXT NOT NULL,
+    PRIMARY KEY (domain, day, receiver));
 "];
 
 pub fn now() -> i64 {

@@ -1129,3 +1129,29 @@ fn delivery_events_reach_the_customers_webhook_signed() {
         assert_eq!(left, 0, "delivered, gone from the outbox");
     }
 }
+
+/// The reputation page: counts from the events, the bounce rate, the
+/// receivers that block, warnings before the thresholds, and complaints
+/// said to be not measured rather than shown as zero.
+#[test]
+fn the_reputation_page_warns_before_the_thresholds() {
+    let s = start(&zone(""), |_| {});
+    s.parts.store.add_domain("shop.example").unwrap();
+    let db = netjes_serve::store::open_connection(&s.data).unwrap();
+    for _ in 0..94 {
+        netjes_serve::reputation::record(&db, "shop.example", "delivered", None, "a@example.org", "250 ok").unwrap();
+    }
+    for _ in 0..3 {
+        netjes_serve::reputation::record(&db, "shop.example", "bounced", Some("hard"), "b@example.org", "550 5.1.1").unwrap();
+        netjes_serve::reputation::record(&db, "shop.example", "bounced", Some("block"), "c@gmail.com", "550 5.7.26 <c@gmail.com>: unauthenticated mail").unwrap();
+    }
+    let mut c = Client::new(s.http);
+    c.login();
+    let page = c.get("/domains/shop.example/reputation");
+    assert!(page.body.contains("6.00 %") && page.body.contains("over 5 %"), "{}", page.body);
+    assert!(page.body.contains("gmail.com refused 3 messages") && page.body.contains("5.7.26"), "{}", page.body);
+    assert!(page.body.contains("not measured (complaints are not read yet"), "{}", page.body);
+    let j = c.get("/api/domains/shop.example/reputation").json();
+    assert_eq!((j["delivered"].as_i64(), j["hard"].as_i64(), j["block"].as_i64()), (Some(94), Some(3), Some(3)));
+    assert!(j["complaint_rate"].is_null());
+}

@@ -55,6 +55,14 @@ pub struct EventsArgs {
 /// error).
 fn suppress(db: &rusqlite::Connection, e: &netjes_bounce::events::Event) {
     let Some(domain) = &e.customer_domain else { return };
+    // Counted only for our own signing domains (a row per other sender
+    // would grow without bound).
+    let ours = db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", [domain], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0;
+    if ours {
+        if let Err(err) = netjes_serve::reputation::record(db, domain, e.event, e.class.map(|c| c.name()), &e.recipient, &e.reply) {
+            eprintln!("netjes: cannot count the event for {domain}: {err}");
+        }
+    }
     if let Err(err) = netjes_serve::webhooks::queue(db, domain, &serde_json::to_string(e).unwrap_or_default()) {
         eprintln!("netjes: cannot queue the event for {domain}'s webhook: {err}");
     }

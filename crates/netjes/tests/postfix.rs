@@ -1188,6 +1188,8 @@ async fn postfix_refuses_an_application_a_domain_not_its_own() {
     let t = try_from("app", "news@shop.example").await;
     assert!(t.contains("<** 550 5.1.1") && t.contains("shop.example no longer sends to this address"), "suppressed: {t}");
     assert_eq!(store.suppressions("shop.example", "").unwrap().len(), 1, "the deferral suppressed nobody");
+    let rep = store.reputation("shop.example", 7).unwrap();
+    assert_eq!((rep.hard, rep.deferred, rep.delivered), (1, 1, 0), "counted for the reputation view: {rep:?}");
     store.unsuppress("shop.example", "bob@example.org").unwrap();
     let t = try_from("app", "news@shop.example").await;
     assert!(t.contains("<-  250 2.0.0 Ok: queued"), "removed from the list: {t}");

@@ -21,6 +21,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/domains/{domain}/logins", post(set_logins_form))
         .route("/domains/{domain}/route", post(set_route_form))
         .route("/domains/{domain}/suppressions", get(suppressions_page))
+        .route("/domains/{domain}/reputation", get(reputation_page))
+        .route("/api/domains/{domain}/reputation", get(api_reputation))
         .route("/domains/{domain}/suppressions.csv", get(suppressions_csv))
         .route("/domains/{domain}/suppressions/remove", post(unsuppress_form))
         .route("/api/domains/{domain}/suppressions", get(api_suppressions).post(api_suppress))
@@ -650,4 +652,18 @@ async fn api_delete_webhook(State(app): State<Arc<App>>, who: Who, headers: Head
     } else {
         Err(AppError::NotFound.into())
     }
+}
+
+/// The last week of a domain's traffic, with the warnings.
+async fn reputation_page(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>) -> Result<Html<String>, AppError> {
+    who.require_user()?;
+    let d = app.store.domain(&domain)?.ok_or(AppError::NotFound)?;
+    let r = app.store.reputation(&d.domain, 7)?;
+    Ok(Html(pages::reputation(&who.viewer(), &d.domain, &r)))
+}
+
+async fn api_reputation(State(app): State<Arc<App>>, who: Who, Path(domain): Path<String>) -> ApiResult<crate::reputation::Reputation> {
+    who.require_user()?;
+    let d = app.store.domain(&domain.to_ascii_lowercase())?.ok_or(AppError::NotFound)?;
+    Ok(Json(app.store.reputation(&d.domain, 7)?))
 }
