@@ -660,7 +660,8 @@ pub fn reputation(v: &Viewer, domain: &str, r: &crate::reputation::Reputation) -
                     tr { th { "Bounced: block" } td { (r.block) } }
                     tr { th { "Bounced: soft" } td { (r.soft) } }
                     tr { th { "Bounce rate (hard and block)" } td id="bounce-rate" { (pct(r.bounce_rate)) " (warning at 2 %, alarm at 5 %)" } }
-                    tr { th { "Complaint rate" } td id="complaint-rate" { (pct(r.complaint_rate)) " (complaints are not read yet; Gmail and Yahoo ask for under 0.3 %)" } }
+                    tr { th { "Complaints" } td { (r.complaints) } }
+                    tr { th { "Complaint rate" } td id="complaint-rate" { (pct(r.complaint_rate)) @if r.complaint_rate.is_none() { " (no complaint has been read: see netjes bounce --store)" } " (Gmail and Yahoo ask for under 0.3 %, Google for under 0.1 %)" } }
                 }
             }
             @if !r.blocks.is_empty() {

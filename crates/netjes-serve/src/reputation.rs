@@ -13,6 +13,9 @@ use serde::Serialize;
 
 pub const BOUNCE_WARN: f64 = 0.02;
 pub const BOUNCE_ALARM: f64 = 0.05;
+/// Gmail's and Yahoo's line is 0.3 %; Google asks to stay under 0.1 %.
+pub const COMPLAINT_WARN: f64 = 0.001;
+pub const COMPLAINT_ALARM: f64 = 0.003;
 
 /// Counts one event, on a connection of its own (`netjes events --store`),
 /// on today's UTC day: the view is built as the log is read.
@@ -45,9 +48,11 @@ pub struct Reputation {
     pub hard: i64,
     pub soft: i64,
     pub block: i64,
+    pub complaints: i64,
     /// (hard + block) / messages that reached an end (delivered or bounced).
     pub bounce_rate: Option<f64>,
-    /// Complaints are not read yet: never a number made up.
+    /// complaints / delivered, once complaints are read at all (before
+    /// that, None: never a number made up).
     pub complaint_rate: Option<f64>,
     /// Receiving domain, blocks, the last reply.
     pub blocks: Vec<(String, i64, String)>,
@@ -66,6 +71,13 @@ pub fn judge(r: &mut Reputation) {
             r.warnings.push(format!("{:.1} % of the mail bounced for good: over 2 %, close to where receivers and sending services act", rate * 100.0));
         }
     }
+    if let Some(rate) = r.complaint_rate {
+        if rate >= COMPLAINT_ALARM {
+            r.warnings.push(format!("{:.2} % of the delivered mail was reported as spam: over Gmail's and Yahoo's 0.3 %", rate * 100.0));
+        } else if rate >= COMPLAINT_WARN {
+            r.warnings.push(format!("{:.2} % of the delivered mail was reported as spam: over the 0.1 % Google asks senders to stay under", rate * 100.0));
+        }
+    }
     if let Some((receiver, n, reply)) = r.blocks.first() {
         r.warnings.push(format!("{receiver} refused {n} messages for policy or reputation: {reply}"));
     }
@@ -77,10 +89,14 @@ impl Store {
         let since = now().div_euclid(86_400) - days + 1;
         let db = self.db();
         let mut r = db.query_row(
-            "SELECT coalesce(sum(delivered),0), coalesce(sum(deferred),0), coalesce(sum(hard),0), coalesce(sum(soft),0), coalesce(sum(block),0) FROM domain_stats WHERE domain = ?1 AND day >= ?2",
+            "SELECT coalesce(sum(delivered),0), coalesce(sum(deferred),0), coalesce(sum(hard),0), coalesce(sum(soft),0), coalesce(sum(block),0), coalesce(sum(complaints),0) FROM domain_stats WHERE domain = ?1 AND day >= ?2",
             params![domain, since],
-            |x| Ok(Reputation { days, delivered: x.get(0)?, deferred: x.get(1)?, hard: x.get(2)?, soft: x.get(3)?, block: x.get(4)?, ..Default::default() }),
+            |x| Ok(Reputation { days, delivered: x.get(0)?, deferred: x.get(1)?, hard: x.get(2)?, soft: x.get(3)?, block: x.get(4)?, complaints: x.get(5)?, ..Default::default() }),
         )?;
+        let read: bool = db.query_row("SELECT count(*) FROM meta WHERE name = 'complaints_read'", [], |x| x.get::<_, i64>(0))? > 0;
+        if read && r.delivered > 0 {
+            r.complaint_rate = Some(r.complaints as f64 / r.delivered as f64);
+        }
         let mut st = db.prepare("SELECT receiver, sum(count), max(last_reply) FROM domain_blocks WHERE domain = ?1 AND day >= ?2 GROUP BY receiver ORDER BY sum(count) DESC LIMIT 20")?;
         r.blocks = st.query_map(params![domain, since], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)))?.collect::<Result<_, _>>()?;
         drop(st);
@@ -129,4 +145,54 @@ mod tests {
         assert!(r.warnings.len() == 2, "{:?}", r.warnings);
         assert_eq!(s.reputation("other.example", 7).unwrap().bounce_rate, None);
     }
+}
+
+/// How long delivered messages are remembered for complaints.
+pub const SENT_KEPT: i64 = 30 * 86_400;
+
+/// Remembers a delivered message (its Message-ID and recipient), so that a
+/// complaint about it can be believed; forgets what is older than a month.
+pub fn remember_sent(db: &rusqlite::Connection, message_id: &str, recipient: &str, domain: &str) -> Result<(), StoreError> {
+    let t = now();
+    db.execute(
+        "INSERT OR IGNORE INTO sent_messages (message_id, recipient, domain, time) VALUES (?1, ?2, ?3, ?4)",
+        params![message_id, recipient.to_ascii_lowercase(), domain, t],
+    )?;
+    // A cheap trim: now and then, by the index.
+    if t % 97 == 0 {
+        db.execute("DELETE FROM sent_messages WHERE time < ?1", params![t - SENT_KEPT])?;
+    }
+    Ok(())
+}
+
+/// What came back by mail about one of our messages (a complaint or a
+/// bounce), once it is matched to what was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Matched {
+    pub domain: String,
+    pub recipient: String,
+}
+
+/// The sent message a returned one names: its domain and the recipient
+/// (the one named, when it was among the message's recipients; the only
+/// one otherwise). None: not ours, and not believed.
+pub fn match_sent(db: &rusqlite::Connection, message_id: &str, named: Option<&str>) -> Result<Option<Matched>, StoreError> {
+    let mut st = db.prepare("SELECT recipient, domain FROM sent_messages WHERE message_id = ?1")?;
+    let rows: Vec<(String, String)> = st.query_map(params![message_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let named = named.map(|n| n.to_ascii_lowercase());
+    let pick = match (&named, rows.as_slice()) {
+        (Some(n), rows) if rows.iter().any(|(r, _)| r == n) => rows.iter().find(|(r, _)| r == n),
+        (_, [only]) => Some(only),
+        _ => None,
+    };
+    Ok(pick.map(|(recipient, domain)| Matched { domain: domain.clone(), recipient: recipient.clone() }))
+}
+
+/// A complaint, counted for its domain; the complaint rate is measured
+/// from the first one on.
+pub fn record_complaint(db: &rusqlite::Connection, domain: &str) -> Result<(), StoreError> {
+    let day = now().div_euclid(86_400);
+    db.execute("INSERT INTO domain_stats (domain, day, complaints) VALUES (?1, ?2, 1) ON CONFLICT (domain, day) DO UPDATE SET complaints = complaints + 1", params![domain, day])?;
+    db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('complaints_read', 1)", [])?;
+    Ok(())
 }

@@ -91,6 +91,12 @@ CREATE TABLE domain_stats (domain TEXT NOT NULL, day INTEGER NOT NULL, delivered
     hard INTEGER NOT NULL DEFAULT 0, soft INTEGER NOT NULL DEFAULT 0, block INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (domain, day));
 CREATE TABLE domain_blocks (domain TEXT NOT NULL, day INTEGER NOT NULL, receiver TEXT NOT NULL, count INTEGER NOT NULL, last_reply TEXT NOT NULL,
     PRIMARY KEY (domain, day, receiver));
+", "
+-- What was delivered, by Message-ID, for a month: a complaint or a bounce
+-- that comes back by mail counts only when it names mail we sent.
+CREATE TABLE sent_messages (message_id TEXT NOT NULL, recipient TEXT NOT NULL, domain TEXT NOT NULL, time INTEGER NOT NULL, PRIMARY KEY (message_id, recipient));
+CREATE INDEX sent_messages_time ON sent_messages(time);
+ALTER TABLE domain_stats ADD COLUMN complaints INTEGER NOT NULL DEFAULT 0;
 "];
 
 pub fn now() -> i64 {

@@ -1150,7 +1150,7 @@ fn the_reputation_page_warns_before_the_thresholds() {
     let page = c.get("/domains/shop.example/reputation");
     assert!(page.body.contains("6.00 %") && page.body.contains("over 5 %"), "{}", page.body);
     assert!(page.body.contains("gmail.com refused 3 messages") && page.body.contains("5.7.26"), "{}", page.body);
-    assert!(page.body.contains("not measured (complaints are not read yet"), "{}", page.body);
+    assert!(page.body.contains("not measured (no complaint has been read"), "{}", page.body);
     let j = c.get("/api/domains/shop.example/reputation").json();
     assert_eq!((j["delivered"].as_i64(), j["hard"].as_i64(), j["block"].as_i64()), (Some(94), Some(3), Some(3)));
     assert!(j["complaint_rate"].is_null());

@@ -39,18 +39,58 @@ EXIT CODES:
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct BounceArgs {
+    /// netjes serve's data directory: a complaint or a hard bounce about a
+    /// message we delivered (matched by its Message-ID against what
+    /// `netjes events --store` saw) puts the recipient on the customer
+    /// domain's suppression list, and a complaint counts for the domain's
+    /// complaint rate. What names no message of ours is left alone.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
     /// Returned messages; standard input when none is given.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
+/// What `--store` did with one bounce or complaint.
+fn into_store(db: &rusqlite::Connection, b: &netjes_bounce::classify::Bounce) -> String {
+    use netjes_bounce::classify::Class;
+    let Some(mid) = &b.original_message_id else { return "not matched: it names no Message-ID".into() };
+    let matched = match netjes_serve::reputation::match_sent(db, mid, b.recipient.as_deref()) {
+        Ok(Some(m)) => m,
+        Ok(None) => return format!("not matched: <{mid}> is no message of ours"),
+        Err(e) => return format!("the store: {e}"),
+    };
+    let (class, counted) = match b.class {
+        Class::Complaint => ("complaint", netjes_serve::reputation::record_complaint(db, &matched.domain)),
+        Class::Hard => ("hard", netjes_serve::reputation::record(db, &matched.domain, "bounced", Some("hard"), &matched.recipient, b.reply.as_deref().unwrap_or(""))),
+        _ => return format!("matched to {}, {}: {} changes nothing", matched.domain, matched.recipient, b.class.name()),
+    };
+    if let Err(e) = counted {
+        return format!("the store: {e}");
+    }
+    match netjes_serve::suppress_store::suppress(db, &matched.domain, &matched.recipient, class, &b.reason) {
+        Ok(_) => format!("suppressed {} for {} ({class})", matched.recipient, matched.domain),
+        Err(e) => format!("the store: {e}"),
+    }
+}
+
 pub fn run(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let db = match &a.store {
+        Some(dir) => Some(netjes_serve::store::open_connection(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("--store {}: {e}", dir.display()))))?),
+        None => None,
+    };
     let inputs: Vec<Option<&std::path::Path>> = if a.files.is_empty() { vec![None] } else { a.files.iter().map(|p| Some(p.as_path())).collect() };
     let mut out = Vec::new();
     for input in inputs {
         let name = input.map_or("standard input".to_string(), |p| p.display().to_string());
         let raw = exit::read_input(input)?;
-        out.push((name, classify(&raw)));
+        let reading = classify(&raw);
+        if let (Some(db), Reading::Bounces { bounces }) = (&db, &reading) {
+            for b in bounces {
+                eprintln!("{name}: {}", into_store(db, b));
+            }
+        }
+        out.push((name, reading));
     }
     if g.json {
         let rows: Vec<serde_json::Value> = out

@@ -62,6 +62,13 @@ fn suppress(db: &rusqlite::Connection, e: &netjes_bounce::events::Event) {
         if let Err(err) = netjes_serve::reputation::record(db, domain, e.event, e.class.map(|c| c.name()), &e.recipient, &e.reply) {
             eprintln!("netjes: cannot count the event for {domain}: {err}");
         }
+        // Delivered mail is remembered, so that a complaint about it can
+        // be believed.
+        if let (Some(mid), "delivered") = (&e.message_id, e.event) {
+            if let Err(err) = netjes_serve::reputation::remember_sent(db, mid, &e.recipient, domain) {
+                eprintln!("netjes: cannot remember {mid}: {err}");
+            }
+        }
     }
     if let Err(err) = netjes_serve::webhooks::queue(db, domain, &serde_json::to_string(e).unwrap_or_default()) {
         eprintln!("netjes: cannot queue the event for {domain}'s webhook: {err}");

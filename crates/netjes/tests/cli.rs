@@ -1716,3 +1716,43 @@ fn bounce_says_why_a_message_bounced() {
     assert_eq!(o.status.code(), Some(4));
     assert!(json(&o)["error"].as_str().unwrap().contains("cannot read"));
 }
+
+/// A complaint counts only when it names mail we delivered: `netjes
+/// events --store` remembers what was delivered, `netjes bounce --store`
+/// matches an ARF report's Message-ID to it, suppresses the recipient and
+/// counts the complaint; a made-up report is left alone.
+#[test]
+fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("serve");
+    let store = netjes_serve::store::Store::open(&data, netjes_serve::crypto::MasterKey::from_hex(&"0".repeat(64)).unwrap()).unwrap();
+    store.add_domain("shop.example").unwrap();
+    let log = dir.path().join("mail.log");
+    std::fs::write(
+        &log,
+        "Nov 30 06:15:15 mx postfix/cleanup[1]: 1A2B3C4D5E: message-id=<m1@shop.example>\n\
+         Nov 30 06:15:15 mx postfix/qmgr[1]: 1A2B3C4D5E: from=<news@shop.example>, size=300, nrcpt=1 (queue active)\n\
+         Nov 30 06:15:16 mx postfix/smtp[2]: 1A2B3C4D5E: to=<dave@isp.example>, relay=mx.isp.example[192.0.2.9]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 2.0.0 Ok)\n",
+    )
+    .unwrap();
+    let o = netjes(&["events", "--store", data.to_str().unwrap(), log.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let arf = |mid: &str| {
+        format!(
+            "From: fbl@isp.example\r\nTo: abuse@shop.example\r\nSubject: complaint\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\nOriginal-Rcpt-To: <dave@isp.example>\r\n\r\n\
+--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@shop.example\r\nTo: dave@isp.example\r\nMessage-ID: <{mid}>\r\n\r\n--B--\r\n"
+        )
+    };
+    std::fs::write(dir.path().join("real.eml"), arf("m1@shop.example")).unwrap();
+    std::fs::write(dir.path().join("forged.eml"), arf("made-up@shop.example")).unwrap();
+    let o = netjes(&["bounce", "--store", data.to_str().unwrap(), dir.path().join("forged.eml").to_str().unwrap(), dir.path().join("real.eml").to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("forged.eml: not matched: <made-up@shop.example> is no message of ours"), "{err}");
+    assert!(err.contains("real.eml: suppressed dave@isp.example for shop.example (complaint)"), "{err}");
+    let list = store.suppressions("shop.example", "").unwrap();
+    assert_eq!((list.len(), list[0].class.as_str()), (1, "complaint"));
+    let rep = store.reputation("shop.example", 7).unwrap();
+    assert_eq!((rep.delivered, rep.complaints, rep.complaint_rate), (1, 1, Some(1.0)));
+    assert!(rep.warnings.iter().any(|w| w.contains("reported as spam")), "{:?}", rep.warnings);
+}
