@@ -84,6 +84,18 @@ fn unbracket(s: &str) -> String {
     s.trim().trim_start_matches('<').trim_end_matches('>').to_string()
 }
 
+/// The customer a sender stands for: its domain, or in a return path of
+/// netjes routes' `verp` map (`bounces+DOMAIN@...`) the DOMAIN in it.
+fn customer_of(sender: &str) -> Option<String> {
+    let (local, domain) = sender.rsplit_once('@')?;
+    if let Some(inner) = local.strip_prefix("bounces+") {
+        if inner.contains('.') && inner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            return Some(inner.to_ascii_lowercase());
+        }
+    }
+    Some(domain.to_ascii_lowercase())
+}
+
 impl Tracker {
     fn note(&mut self, id: &str) -> &mut Message {
         if !self.messages.contains_key(id) {
@@ -143,7 +155,7 @@ impl Tracker {
         let get = |k: &str| f.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
         let recipient = unbracket(get("to")?);
         let m = self.messages.get(id).cloned().unwrap_or_default();
-        let customer_domain = m.sender.as_deref().and_then(|s| s.rsplit_once('@')).map(|(_, d)| d.to_ascii_lowercase());
+        let customer_domain = m.sender.as_deref().and_then(customer_of);
         let reply = reply.trim_start_matches('(').trim_end_matches(')').to_string();
         let dsn = get("dsn").and_then(Status::parse);
         let class = match event {
@@ -199,6 +211,13 @@ Nov 30 06:20:01 mx postfix/smtp[1]: NOQUEUE: to=<x@y>, status=sent (no)
         let d = &events[2];
         assert_eq!((d.event, d.sender.as_deref(), d.customer_domain.as_deref()), ("deferred", None, None), "a message whose first lines were not seen");
         assert!(t.messages.is_empty() || !t.messages.contains_key("ADEF9A640B0"), "forgotten once removed");
+    }
+
+    #[test]
+    fn a_verp_return_path_names_its_customer() {
+        assert_eq!(customer_of("bounces+Shop.Example@bounces.netjes.example").as_deref(), Some("shop.example"));
+        assert_eq!(customer_of("app@shop.example").as_deref(), Some("shop.example"));
+        assert_eq!(customer_of("bounces+x@y.example").as_deref(), Some("y.example"), "not a domain inside: the sender's own");
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct RawConfig {
     /// SpamAssassin's spamd (HOST:PORT) for the test inbox's reports: the
     /// section mail-tester users look at first. Off when absent.
     pub spamd: Option<String>,
+    /// Bounces and complaints of the customers' mail come back to any
+    /// address of this domain (its MX points here): they are matched to
+    /// what was sent, suppress and count. Off when absent.
+    pub bounce_domain: Option<String>,
     /// DMARC and TLS reports: where they arrive and how much is kept.
     pub reports: RawReports,
 }
@@ -470,6 +474,7 @@ impl Default for RawConfig {
             http_max_connections_per_client: 32,
             allow_private_targets: false,
             spamd: None,
+            bounce_domain: None,
             reports: RawReports::default(),
         }
     }
@@ -506,6 +511,7 @@ pub struct Config {
     pub http_limits: netjes_net::ConnLimits,
     pub allow_private_targets: bool,
     pub spamd: Option<String>,
+    pub bounce_domain: Option<String>,
     pub reports: Reports,
 }
 
@@ -517,6 +523,11 @@ impl Config {
 
     pub fn validate(raw: RawConfig) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
+        if let Some(d) = &raw.bounce_domain {
+            if !netjes_dns::is_host_name(&d.trim_end_matches('.').to_ascii_lowercase()) {
+                errors.push(format!("bounce_domain {d:?} is not a domain name"));
+            }
+        }
         let http = netjes_net::parse_socket_addr("http", &raw.http, &mut errors);
         let smtp = netjes_net::parse_socket_addr("smtp", &raw.smtp, &mut errors);
         let metrics = raw
@@ -609,6 +620,7 @@ impl Config {
                 trusted_proxies.clone(),
             ),
             allow_private_targets: raw.allow_private_targets,
+            bounce_domain: raw.bounce_domain.as_ref().map(|d| d.trim_end_matches('.').to_ascii_lowercase()),
             spamd,
             reports,
         })

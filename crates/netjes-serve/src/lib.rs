@@ -6,6 +6,7 @@
 //! real HTTP and SMTP on ports the system picked.
 
 pub mod analysis;
+pub mod bounce_intake;
 pub mod config;
 pub mod crypto;
 pub mod guard;
@@ -95,7 +96,7 @@ pub fn build(
         cfg.hostname.clone(),
         metrics.clone(),
     ));
-    let inbox = Arc::new(smtp::Inbox::new(
+    let mut inbox = smtp::Inbox::new(
         store.clone(),
         tools.clone(),
         smtp::Settings {
@@ -106,7 +107,9 @@ pub fn build(
         },
         metrics.clone(),
         reports.clone(),
-    ));
+    );
+    inbox.bounce_domain = cfg.bounce_domain.clone();
+    let inbox = Arc::new(inbox);
     let app = Arc::new(web::App::new(
         store.clone(),
         tools,

@@ -114,6 +114,20 @@ pub fn sender_domain(key: &str) -> Option<String> {
     netjes_dns::is_host_name(&d).then_some(d)
 }
 
+/// The customer domain of a sender-dependent lookup key: the sender's
+/// domain, or for a return path the `verp` map wrote
+/// (`bounces+DOMAIN@BOUNCE-DOMAIN`, which Postfix's later lookups see) the
+/// DOMAIN in it.
+pub fn customer_domain(key: &str, bounce_domain: Option<&str>) -> Option<String> {
+    let d = sender_domain(key)?;
+    if Some(d.as_str()) == bounce_domain {
+        let local = key.rsplit_once('@').map(|(l, _)| l)?;
+        let inner = local.strip_prefix("bounces+")?.to_ascii_lowercase();
+        return netjes_dns::is_host_name(&inner).then_some(inner);
+    }
+    Some(d)
+}
+
 /// The next-hop of a relay route, as Postfix writes it: `[host]:port`.
 pub fn next_hop(host: &str, port: u16) -> String {
     format!("[{host}]:{port}")

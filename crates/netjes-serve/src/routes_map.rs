@@ -10,12 +10,15 @@
 //! - `sasl` for smtp_sasl_password_maps (with
 //!   smtp_sender_dependent_authentication): `user:password`;
 //! - `tls` for smtp_tls_policy_maps: `[host]:port` of a relay gives
-//!   encrypt, may or none (before `netjes tlspolicy` in the list).
+//!   encrypt, may or none (before `netjes tlspolicy` in the list);
+//! - `verp` for sender_canonical_maps (envelope_sender only): a signing
+//!   domain's sender becomes `bounces+DOMAIN@BOUNCE-DOMAIN`, so that its
+//!   bounces and complaints come back to serve's inbox.
 //!
 //! A store error is TEMP: Postfix defers the message rather than send it
 //! the wrong way.
 
-use crate::routes::{next_hop, sender_domain, tls_policy};
+use crate::routes::{customer_domain, next_hop, sender_domain, tls_policy};
 use crate::store::Store;
 use netjes_check::relay::RelayTls;
 use netjes_tlspolicy::socketmap::Reply;
@@ -23,6 +26,8 @@ use std::time::Duration;
 
 pub struct RouteMaps {
     pub store: Store,
+    /// serve's bounce_domain, for the `verp` map.
+    pub bounce_domain: Option<String>,
 }
 
 fn temp(e: impl std::fmt::Display) -> Reply {
@@ -31,7 +36,7 @@ fn temp(e: impl std::fmt::Display) -> Reply {
 
 impl RouteMaps {
     fn relay(&self, key: &str) -> Result<Option<crate::routes::Route>, Reply> {
-        let Some(domain) = sender_domain(key) else { return Ok(None) };
+        let Some(domain) = customer_domain(key, self.bounce_domain.as_deref()) else { return Ok(None) };
         Ok(self.store.route(&domain).map_err(temp)?.filter(|r| r.kind == "relay"))
     }
 
@@ -46,7 +51,7 @@ impl RouteMaps {
                 Some(r) if r.tls == Some(RelayTls::Implicit) => Reply::Ok(format!("netjes-smtps:{}", next_hop(r.host.as_deref().unwrap_or(""), r.port.unwrap_or(465)))),
                 _ => Reply::NotFound,
             }),
-            "sasl" => match sender_domain(key) {
+            "sasl" => match customer_domain(key, self.bounce_domain.as_deref()) {
                 Some(d) => self.store.relay_login(&d).map_err(temp).map(|l| l.map_or(Reply::NotFound, |(u, p)| Reply::Ok(format!("{u}:{p}")))),
                 None => Ok(Reply::NotFound),
             },
@@ -54,7 +59,14 @@ impl RouteMaps {
                 Some((host, port)) => self.store.relay_tls(&host, port).map_err(temp).map(|t| t.map_or(Reply::NotFound, |t| Reply::Ok(tls_policy(t).into()))),
                 None => Ok(Reply::NotFound),
             },
-            other => Ok(Reply::Perm(format!("no map named {other:?}: relayhost, transport, sasl or tls"))),
+            "verp" => match (sender_domain(key), &self.bounce_domain) {
+                (Some(d), Some(b)) => self.store.domain(&d).map_err(temp).map(|row| match row {
+                    Some(_) => Reply::Ok(format!("bounces+{d}@{b}")),
+                    None => Reply::NotFound,
+                }),
+                _ => Ok(Reply::NotFound),
+            },
+            other => Ok(Reply::Perm(format!("no map named {other:?}: relayhost, transport, sasl, tls or verp"))),
         };
         r.unwrap_or_else(|e| e)
     }
@@ -97,7 +109,7 @@ mod tests {
         let relay = RouteInput::Relay { host: "SMTP.Customer.Example".into(), port: 587, tls: "starttls".into(), user: Some("app".into()), password: Some("pw:with colon".into()) };
         s.set_route("relay.example", &relay).unwrap();
         s.set_route("smtps.example", &RouteInput::Relay { host: "smtp.customer.example".into(), port: 465, tls: "implicit".into(), user: None, password: None }).unwrap();
-        let m = RouteMaps { store: s.clone() };
+        let m = RouteMaps { store: s.clone(), bounce_domain: Some("bounces.netjes.example".into()) };
         assert_eq!(m.answer("relayhost", "a@relay.example"), Reply::Ok("[smtp.customer.example]:587".into()));
         assert_eq!(m.answer("relayhost", "@RELAY.example"), Reply::Ok("[smtp.customer.example]:587".into()));
         assert_eq!(m.answer("relayhost", "a@direct.example"), Reply::NotFound);
@@ -109,6 +121,11 @@ mod tests {
         assert_eq!(m.answer("tls", "[smtp.customer.example]:587"), Reply::Ok("encrypt".into()));
         assert_eq!(m.answer("tls", "[smtp.customer.example]:25"), Reply::NotFound);
         assert!(matches!(m.answer("colour", "x"), Reply::Perm(_)));
+        assert_eq!(m.answer("verp", "app@relay.example"), Reply::Ok("bounces+relay.example@bounces.netjes.example".into()));
+        assert_eq!(m.answer("verp", "someone@elsewhere.example"), Reply::NotFound, "only our signing domains");
+        // Postfix's later lookups see the rewritten return path.
+        assert_eq!(m.answer("relayhost", "bounces+relay.example@bounces.netjes.example"), m.answer("relayhost", "app@relay.example"));
+        assert_eq!(m.answer("relayhost", "bounces+nothere.example@bounces.netjes.example"), Reply::NotFound);
         // A change is seen by the next lookup; the password stays when the
         // user does, and is never shown.
         let r = s.set_route("relay.example", &RouteInput::Relay { host: "smtp2.customer.example".into(), port: 2525, tls: "opportunistic".into(), user: Some("app".into()), password: None }).unwrap();

@@ -1155,3 +1155,36 @@ fn the_reputation_page_warns_before_the_thresholds() {
     assert_eq!((j["delivered"].as_i64(), j["hard"].as_i64(), j["block"].as_i64()), (Some(94), Some(3), Some(3)));
     assert!(j["complaint_rate"].is_null());
 }
+
+/// Bounces of the customers' mail come back to the bounce domain, over
+/// SMTP to serve's inbox: one that names a message we delivered
+/// suppresses its recipient; a made-up one changes nothing; and the inbox
+/// still relays nothing.
+#[test]
+fn bounces_mailed_to_the_bounce_domain_are_matched_and_suppress() {
+    let s = start(&zone(""), |c| c.bounce_domain = Some("Bounces.Test".into()));
+    s.parts.store.add_domain("shop.example").unwrap();
+    let db = netjes_serve::store::open_connection(&s.data).unwrap();
+    netjes_serve::reputation::remember_sent(&db, "m1@shop.example", "dave@isp.example", "shop.example").unwrap();
+    let dsn = |mid: &str| {
+        format!(
+            "From: MAILER-DAEMON@smarthost.customer.example\r\nTo: bounces+shop.example@bounces.test\r\nSubject: Undelivered Mail Returned to Sender\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; smarthost.customer.example\r\n\r\n\
+Final-Recipient: rfc822; dave@isp.example\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <dave@isp.example>: User unknown\r\n\r\n\
+--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@shop.example\r\nMessage-ID: <{mid}>\r\n\r\n--B--\r\n"
+        )
+    };
+    let mut c = Smtp::connect(s.smtp);
+    let r = c.mail("", "bounces+shop.example@bounces.test", &dsn("made-up@shop.example"));
+    assert!(r.starts_with("250") && r.contains("bounce read"), "{r}");
+    assert!(s.parts.store.suppressions("shop.example", "").unwrap().is_empty(), "a made-up bounce changes nothing");
+    let mut c = Smtp::connect(s.smtp);
+    let r = c.mail("", "bounces+shop.example@bounces.test", &dsn("m1@shop.example"));
+    assert!(r.starts_with("250"), "{r}");
+    let list = s.parts.store.suppressions("shop.example", "").unwrap();
+    assert_eq!((list.len(), list.first().map(|x| x.address.as_str())), (1, Some("dave@isp.example")));
+    let mut c = Smtp::connect(s.smtp);
+    assert!(c.cmd("EHLO x.example").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@b.example>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<someone@elsewhere.example>").starts_with("550 5.7.1 relay access denied"), "no open relay");
+}

@@ -51,29 +51,6 @@ pub struct BounceArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// What `--store` did with one bounce or complaint.
-fn into_store(db: &rusqlite::Connection, b: &netjes_bounce::classify::Bounce) -> String {
-    use netjes_bounce::classify::Class;
-    let Some(mid) = &b.original_message_id else { return "not matched: it names no Message-ID".into() };
-    let matched = match netjes_serve::reputation::match_sent(db, mid, b.recipient.as_deref()) {
-        Ok(Some(m)) => m,
-        Ok(None) => return format!("not matched: <{mid}> is no message of ours"),
-        Err(e) => return format!("the store: {e}"),
-    };
-    let (class, counted) = match b.class {
-        Class::Complaint => ("complaint", netjes_serve::reputation::record_complaint(db, &matched.domain)),
-        Class::Hard => ("hard", netjes_serve::reputation::record(db, &matched.domain, "bounced", Some("hard"), &matched.recipient, b.reply.as_deref().unwrap_or(""))),
-        _ => return format!("matched to {}, {}: {} changes nothing", matched.domain, matched.recipient, b.class.name()),
-    };
-    if let Err(e) = counted {
-        return format!("the store: {e}");
-    }
-    match netjes_serve::suppress_store::suppress(db, &matched.domain, &matched.recipient, class, &b.reason) {
-        Ok(_) => format!("suppressed {} for {} ({class})", matched.recipient, matched.domain),
-        Err(e) => format!("the store: {e}"),
-    }
-}
-
 pub fn run(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let db = match &a.store {
         Some(dir) => Some(netjes_serve::store::open_connection(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("--store {}: {e}", dir.display()))))?),
@@ -87,7 +64,7 @@ pub fn run(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         let reading = classify(&raw);
         if let (Some(db), Reading::Bounces { bounces }) = (&db, &reading) {
             for b in bounces {
-                eprintln!("{name}: {}", into_store(db, b));
+                eprintln!("{name}: {}", netjes_serve::bounce_intake::take(db, b));
             }
         }
         out.push((name, reading));

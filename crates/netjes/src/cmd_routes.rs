@@ -18,6 +18,8 @@ POSTFIX (main.cf):
     smtp_sasl_security_options = noanonymous
     smtp_sasl_tls_security_options = noanonymous
     smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8462:tls, socketmap:inet:127.0.0.1:8461:postfix
+    sender_canonical_maps = socketmap:inet:127.0.0.1:8462:verp
+    sender_canonical_classes = envelope_sender
     maximal_queue_lifetime = 1d
     bounce_queue_lifetime = 1d
 
@@ -53,6 +55,10 @@ pub struct RoutesArgs {
     /// NETJES_MASTER_KEY.
     #[arg(long = "master-key-file", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// serve's bounce_domain: the `verp` map gives a signing domain's mail
+    /// the return path bounces+DOMAIN@this.
+    #[arg(long = "bounce-domain", value_name = "DOMAIN")]
+    pub bounce_domain: Option<String>,
 }
 
 pub async fn run(a: RoutesArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
@@ -60,7 +66,7 @@ pub async fn run(a: RoutesArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
     let listen = netjes_net::ListenAddr::parse(&a.listen).map_err(|e| anyhow::anyhow!(exit::Usage(format!("--listen {}: {e}", a.listen))))?;
     let master = netjes_serve::crypto::MasterKey::load(a.master_key_file.as_deref(), &a.data_dir, false).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let store = netjes_serve::store::Store::open(&a.data_dir, master).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    let maps = Arc::new(netjes_serve::routes_map::RouteMaps { store });
+    let maps = Arc::new(netjes_serve::routes_map::RouteMaps { store, bounce_domain: a.bounce_domain.as_ref().map(|d| d.trim_end_matches('.').to_ascii_lowercase()) });
     let listener = netjes_net::Listener::bind(&listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", a.listen))))?;
     tracing::info!(listen = %a.listen, "netjes routes started");
     let (tx, rx) = tokio::sync::watch::channel(false);

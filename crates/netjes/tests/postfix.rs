@@ -1029,17 +1029,19 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
 
     let rp = free_port();
     let listen = format!("inet:127.0.0.1:{rp}");
-    let _routes = Daemon::start(&["routes", "--listen", &listen, "--data-dir", data.to_str().unwrap()], rp);
+    let _routes = Daemon::start(&["routes", "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--bounce-domain", "bounces.test"], rp);
     let (smtp, sink_port) = (free_port(), free_port());
     let got = sink(sink_port).await;
     let maps = |m: &str| format!("socketmap:inet:127.0.0.1:{rp}:{m}");
     let extra = format!(
         "relayhost = [127.0.0.1]:{sink_port}\ndefault_transport = smtp\nrelay_transport = smtp\nsender_dependent_relayhost_maps = {}\n\
          smtp_sender_dependent_authentication = yes\nsmtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = {}\nsmtp_sasl_security_options = noanonymous\n\
-         smtp_sasl_tls_security_options = noanonymous\nsmtp_tls_security_level = may\nsmtp_tls_policy_maps = {}\nsmtp_tls_loglevel = 1\n",
+         smtp_sasl_tls_security_options = noanonymous\nsmtp_tls_security_level = may\nsmtp_tls_policy_maps = {}\nsmtp_tls_loglevel = 1\n\
+         sender_canonical_maps = {}\nsender_canonical_classes = envelope_sender\n",
         maps("relayhost"),
         maps("sasl"),
-        maps("tls")
+        maps("tls"),
+        maps("verp")
     );
     let pf = Postfix::start(dir.path(), smtp, sink_port, &extra);
     let ask = |key: &str, map: &str| {
@@ -1077,7 +1079,9 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     let log = || std::fs::read_to_string(dir.path().join("maillog")).unwrap_or_default();
     assert_eq!(at_smarthost.len(), 1, "{}", log());
     assert!(at_smarthost[0].tls && at_smarthost[0].login.as_deref() == Some("app"), "over STARTTLS, logged in: {:?}", at_smarthost[0]);
-    assert_eq!(at_smarthost[0].from, "app@relay.example");
+    // The return path is the customer's VERP address at the bounce domain,
+    // so its bounces come back to netjes; the route still applies to it.
+    assert_eq!(at_smarthost[0].from, "bounces+relay.example@bounces.test");
     let direct = wait_for(&got, 1).await;
     assert!(direct.len() == 1 && direct[0].contains("From: app@direct.example"), "the direct domain went its own way: {}", log());
 
@@ -1090,7 +1094,7 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     send_to("app@direct.example", "carol@example.org");
     let at_smarthost = arrived(2).await;
     assert_eq!(at_smarthost.len(), 2, "{}", log());
-    assert_eq!(at_smarthost[1].from, "app@direct.example");
+    assert_eq!(at_smarthost[1].from, "bounces+direct.example@bounces.test");
     assert_eq!(wait_for(&got, 1).await.len(), 1);
 
     // What happened, from Postfix's log: each delivery with its customer

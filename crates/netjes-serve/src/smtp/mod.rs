@@ -51,6 +51,9 @@ pub struct Inbox {
     pub metrics: Arc<Metrics>,
     /// DMARC and TLS reports mailed to `[reports] addresses`.
     pub reports: Arc<crate::report_intake::Intake>,
+    /// Bounces and complaints come back to any address of this domain
+    /// (the VERP return path `netjes routes` gives the customers' mail).
+    pub bounce_domain: Option<String>,
     clients: Mutex<HashMap<IpAddr, usize>>,
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -142,6 +145,7 @@ impl Inbox {
             tls: tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c))),
             metrics,
             reports,
+            bounce_domain: None,
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -296,6 +300,8 @@ struct Session {
     rcpts: Vec<(String, String)>,
     /// A report address is among the recipients.
     for_reports: bool,
+    /// An address of the bounce domain is among the recipients.
+    for_bounces: bool,
     errors: usize,
 }
 
@@ -317,6 +323,7 @@ impl Session {
             mail_from: None,
             rcpts: vec![],
             for_reports: false,
+            for_bounces: false,
             errors: 0,
         }
     }
@@ -379,6 +386,7 @@ impl Session {
         self.mail_from = None;
         self.rcpts.clear();
         self.for_reports = false;
+        self.for_bounces = false;
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
@@ -489,6 +497,12 @@ impl Session {
                         self.reply("250 2.1.5 ok").await?;
                         continue;
                     }
+                    let bounce = self.inbox.bounce_domain.as_deref().is_some_and(|b| to.rsplit_once('@').is_some_and(|(l, d)| !l.is_empty() && d.trim_end_matches('.').eq_ignore_ascii_case(b)));
+                    if bounce {
+                        self.for_bounces = true;
+                        self.reply("250 2.1.5 ok").await?;
+                        continue;
+                    }
                     let answer = match command::test_id(&to, &self.inbox.test_domain) {
                         Err(Refusal::Relay) => Err(("relay", "550 5.7.1 relay access denied: this host takes mail only for its test addresses")),
                         Err(Refusal::NoSuchTest) => Err(("unknown", "550 5.1.1 no open test has this address")),
@@ -516,7 +530,7 @@ impl Session {
                     }
                 }
                 Command::Data => {
-                    if self.rcpts.is_empty() && !self.for_reports {
+                    if self.rcpts.is_empty() && !self.for_reports && !self.for_bounces {
                         self.reply("503 5.5.1 no valid recipients").await?;
                         continue;
                     }
@@ -635,6 +649,17 @@ impl Session {
     /// Stores the message for each test it was sent to, and starts the
     /// analysis; a report mail goes to the report intake.
     async fn deliver(&mut self, body: Vec<u8>) -> String {
+        if self.for_bounces {
+            let store = self.inbox.store.clone();
+            let raw = body.clone();
+            let done = tokio::task::spawn_blocking(move || crate::bounce_intake::take_mail(&store.db(), &raw).1).await.unwrap_or_default();
+            for d in &done {
+                tracing::info!(from = self.mail_from.as_deref().unwrap_or(""), "bounce: {d}");
+            }
+            if self.rcpts.is_empty() && !self.for_reports {
+                return "250 2.0.0 ok: bounce read".into();
+            }
+        }
         if self.for_reports {
             if let Some(refusal) = self.deliver_reports(&body) {
                 return refusal;
