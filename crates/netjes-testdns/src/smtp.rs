@@ -56,13 +56,15 @@ pub struct SinkOptions {
     pub mechanisms: Vec<String>,
     /// Recipients it refuses, with the reply (`550 5.1.1 no such user`).
     pub refuse: Vec<(String, String)>,
+    /// Recipients it answers 451 the first time, and takes after.
+    pub defer_once: Vec<String>,
     /// Where it listens; 127.0.0.1 on a free port when unset.
     pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        SinkOptions { tls: SinkTls::None, cert_names: vec!["localhost".into()], login: None, mechanisms: vec!["PLAIN".into(), "LOGIN".into()], refuse: vec![], listen: None }
+        SinkOptions { tls: SinkTls::None, cert_names: vec!["localhost".into()], login: None, mechanisms: vec!["PLAIN".into(), "LOGIN".into()], refuse: vec![], defer_once: vec![], listen: None }
     }
 }
 
@@ -104,7 +106,7 @@ impl SmtpSink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let failed_logins = Arc::new(Mutex::new(Vec::new()));
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
-        let shared = Arc::new(Shared { opts, received: received.clone(), failed_logins: failed_logins.clone() });
+        let shared = Arc::new(Shared { deferred: Mutex::new(Vec::new()), opts, received: received.clone(), failed_logins: failed_logins.clone() });
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, shared) = (acceptor.clone(), shared.clone());
@@ -124,6 +126,7 @@ impl SmtpSink {
 }
 
 struct Shared {
+    deferred: Mutex<Vec<String>>,
     opts: SinkOptions,
     received: Arc<Mutex<Vec<Received>>>,
     failed_logins: Arc<Mutex<Vec<String>>>,
@@ -205,7 +208,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>, shared
             }
         } else if up.starts_with("RCPT TO:") {
             let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
+            let first_time = o.defer_once.iter().any(|a| a.eq_ignore_ascii_case(&rcpt)) && {
+                let mut d = shared.deferred.lock().unwrap();
+                let new = !d.contains(&rcpt);
+                if new {
+                    d.push(rcpt.clone());
+                }
+                new
+            };
             match o.refuse.iter().find(|(a, _)| a.eq_ignore_ascii_case(&rcpt)) {
+                _ if first_time => "451 4.3.0 try again later".into(),
                 Some((_, reply)) => reply.clone(),
                 None if from.is_some() => {
                     to.push(rcpt);

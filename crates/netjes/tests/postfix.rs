@@ -1021,6 +1021,7 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
         tls: SinkTls::Starttls,
         login: Some(("app".into(), "s3cret pass".into())),
         refuse: vec![("nobody@example.org".into(), "550 5.1.1 <nobody@example.org>: no such user".into())],
+        defer_once: vec!["later@example.org".into()],
         ..Default::default()
     })
     .await;
@@ -1037,7 +1038,8 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
         "relayhost = [127.0.0.1]:{sink_port}\ndefault_transport = smtp\nrelay_transport = smtp\nsender_dependent_relayhost_maps = {}\n\
          smtp_sender_dependent_authentication = yes\nsmtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = {}\nsmtp_sasl_security_options = noanonymous\n\
          smtp_sasl_tls_security_options = noanonymous\nsmtp_tls_security_level = may\nsmtp_tls_policy_maps = {}\nsmtp_tls_loglevel = 1\n\
-         sender_canonical_maps = {}\nsender_canonical_classes = envelope_sender\n",
+         sender_canonical_maps = {}\nsender_canonical_classes = envelope_sender\n\
+         queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n",
         maps("relayhost"),
         maps("sasl"),
         maps("tls"),
@@ -1101,21 +1103,28 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     // domain and Message-ID, and a recipient the smarthost refuses as a
     // hard bounce.
     send_to("app@relay.example", "nobody@example.org");
+    // A 451 is tried again and then delivered (a short back-off here;
+    // maximal_queue_lifetime = 1d gives the 24 hours in production).
+    send_to("app@relay.example", "later@example.org");
     let maillog = dir.path().join("maillog");
     let events = |domain: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["events", "--json", "--domain", domain]).arg(&maillog).output().unwrap();
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
     let mut relay_events = serde_json::Value::Null;
-    for _ in 0..100 {
+    for _ in 0..150 {
         relay_events = events("relay.example");
-        if relay_events.as_array().is_some_and(|a| a.len() >= 2) {
+        if relay_events.as_array().is_some_and(|a| a.len() >= 4) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let a = relay_events.as_array().unwrap();
-    assert_eq!(a.len(), 2, "{relay_events}");
+    assert_eq!(a.len(), 4, "{relay_events}");
+    let later: Vec<(&str, &str)> = a.iter().filter(|e| e["recipient"] == "later@example.org").map(|e| (e["event"].as_str().unwrap(), e["class"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(later, [("deferred", "soft"), ("delivered", "-")], "{relay_events}");
+    assert!(smarthost.messages().iter().any(|m| m.to == ["later@example.org"]), "delivered on the retry");
+    let a: Vec<serde_json::Value> = a.iter().filter(|e| e["recipient"] != "later@example.org").cloned().collect();
     assert_eq!((a[0]["event"].as_str(), a[0]["recipient"].as_str()), (Some("delivered"), Some("bob@example.org")));
     assert!(a[0]["message_id"].as_str().is_some_and(|m| m.contains('@')) && a[0]["relay"].as_str().unwrap().starts_with("localhost["), "{relay_events}");
     assert_eq!((a[1]["event"].as_str(), a[1]["class"].as_str(), a[1]["dsn"].as_str()), (Some("bounced"), Some("hard"), Some("5.1.1")), "{relay_events}");
