@@ -23,7 +23,14 @@ pub fn take(db: &rusqlite::Connection, b: &Bounce) -> String {
         return format!("the store: {e}");
     }
     match crate::suppress_store::suppress(db, &matched.domain, &matched.recipient, class, &b.reason) {
-        Ok(_) => format!("suppressed {} for {} ({class})", matched.recipient, matched.domain),
+        Ok(added) => {
+            if added {
+                // The customer hears of it as of any other event.
+                let body = serde_json::json!({"event": "suppressed", "customer_domain": matched.domain, "recipient": matched.recipient, "class": class, "message_id": mid, "reason": b.reason});
+                let _ = crate::webhooks::queue(db, &matched.domain, &body.to_string());
+            }
+            format!("suppressed {} for {} ({class})", matched.recipient, matched.domain)
+        }
         Err(e) => format!("the store: {e}"),
     }
 }

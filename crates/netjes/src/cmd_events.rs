@@ -77,7 +77,11 @@ fn suppress(db: &rusqlite::Connection, e: &netjes_bounce::events::Event) {
         return;
     }
     match netjes_serve::suppress_store::suppress(db, domain, &e.recipient, "hard", &e.reply) {
-        Ok(true) => eprintln!("suppressed {} for {domain}: {}", e.recipient, e.reply),
+        Ok(true) => {
+            eprintln!("suppressed {} for {domain}: {}", e.recipient, e.reply);
+            let body = serde_json::json!({"event": "suppressed", "customer_domain": domain, "recipient": e.recipient, "queue_id": e.queue_id, "message_id": e.message_id, "reply": e.reply});
+            let _ = netjes_serve::webhooks::queue(db, domain, &body.to_string());
+        }
         Ok(false) => {}
         Err(err) => eprintln!("netjes: cannot suppress {} for {domain}: {err}", e.recipient),
     }

@@ -1727,6 +1727,7 @@ fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
     let data = dir.path().join("serve");
     let store = netjes_serve::store::Store::open(&data, netjes_serve::crypto::MasterKey::from_hex(&"0".repeat(64)).unwrap()).unwrap();
     store.add_domain("shop.example").unwrap();
+    store.set_webhook("shop.example", "https://hooks.shop.example/netjes").unwrap();
     let log = dir.path().join("mail.log");
     std::fs::write(
         &log,
@@ -1755,4 +1756,9 @@ fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
     let rep = store.reputation("shop.example", 7).unwrap();
     assert_eq!((rep.delivered, rep.complaints, rep.complaint_rate), (1, 1, Some(1.0)));
     assert!(rep.warnings.iter().any(|w| w.contains("reported as spam")), "{:?}", rep.warnings);
+    // The customer's webhook gets the delivery and the suppression.
+    let db = netjes_serve::store::open_connection(&data).unwrap();
+    let bodies: Vec<String> = db.prepare("SELECT body FROM webhook_outbox ORDER BY id").unwrap().query_map([], |r| r.get(0)).unwrap().map(|b| b.unwrap()).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[0].contains("\"event\":\"delivered\"") && bodies[1].contains("\"event\":\"suppressed\"") && bodies[1].contains("complaint"), "{bodies:?}");
 }
