@@ -1028,6 +1028,26 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     let relay = RouteInput::Relay { host: "localhost".into(), port: smarthost.port, tls: "starttls".into(), user: Some("app".into()), password: Some("s3cret pass".into()) };
     store.set_route("relay.example", &relay).unwrap();
 
+    // Both domains signed by the milter from serve's store, and the
+    // application "app" may send for both (the policy checks it).
+    for d in ["relay.example", "direct.example"] {
+        let k = netjes_auth::dkim::PrivateKey::generate(netjes_auth::dkim::KeyAlgorithm::Ed25519, 0).unwrap();
+        store.add_key(d, "s1", &k).unwrap();
+        store.set_active(d, true).unwrap();
+        store.set_logins(d, &["app".into()]).unwrap();
+    }
+    let dns = TestDns::start_str("").await;
+    let mp = free_port();
+    let milter_cfg = dir.path().join("milter.toml");
+    std::fs::write(
+        &milter_cfg,
+        format!("listen = \"inet:{mp}@127.0.0.1\"\nauthserv_id = \"mx.test\"\ninternal_hosts = [\"127.0.0.1\"]\nkey_store = \"{}\"\ndata_dir = \"{}\"\n", data.display(), dir.path().join("milter-data").display()),
+    )
+    .unwrap();
+    let _milter = Daemon::start(&["milter", "--config", milter_cfg.to_str().unwrap(), "--nameserver", &dns.addr().to_string()], mp);
+    let pp = free_port();
+    let _policy = policy_daemon_with(dir.path(), pp, &dns, &format!("sending_domains_dir = \"{}\"\n", data.display()), "");
+
     let rp = free_port();
     let listen = format!("inet:127.0.0.1:{rp}");
     let _routes = Daemon::start(&["routes", "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--bounce-domain", "bounces.test"], rp);
@@ -1039,7 +1059,9 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
          smtp_sender_dependent_authentication = yes\nsmtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = {}\nsmtp_sasl_security_options = noanonymous\n\
          smtp_sasl_tls_security_options = noanonymous\nsmtp_tls_security_level = may\nsmtp_tls_policy_maps = {}\nsmtp_tls_loglevel = 1\n\
          sender_canonical_maps = {}\nsender_canonical_classes = envelope_sender\n\
-         queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n",
+         queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n\
+         smtpd_milters = inet:127.0.0.1:{mp}\nnon_smtpd_milters = inet:127.0.0.1:{mp}\nmilter_default_action = tempfail\nmilter_protocol = 6\n\
+         smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{pp}, permit_sasl_authenticated, reject_unauth_destination\nsmtpd_policy_service_default_action = DUNNO\n",
         maps("relayhost"),
         maps("sasl"),
         maps("tls"),
@@ -1086,6 +1108,8 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     assert_eq!(at_smarthost[0].from, "bounces+relay.example@bounces.test");
     let direct = wait_for(&got, 1).await;
     assert!(direct.len() == 1 && direct[0].contains("From: app@direct.example"), "the direct domain went its own way: {}", log());
+    assert!(direct[0].contains("DKIM-Signature:") && direct[0].contains("d=direct.example"), "signed by the milter from serve's store: {}", direct[0]);
+    assert!(at_smarthost[0].data.windows(14).any(|w| w == b"d=relay.exampl"), "the relayed mail is signed too");
 
     // The customer of direct.example now wants its own server too: the
     // next message takes it, with no reload of Postfix or netjes. (Postfix's
@@ -1131,6 +1155,21 @@ async fn postfix_sends_each_customer_domain_by_its_route() {
     assert!(a[1]["reply"].as_str().unwrap().contains("no such user"));
     let d = events("direct.example");
     assert_eq!(d.as_array().unwrap().len(), 2, "one direct, one through the smarthost after the change: {d}");
+
+    // The 550 in the log suppresses nobody@example.org for relay.example:
+    // the application's next message to it is refused at RCPT.
+    let o = Command::new(env!("CARGO_BIN_EXE_netjes")).args(["events", "--store"]).arg(&data).arg(&maillog).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("suppressed nobody@example.org for relay.example"), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = tokio::task::spawn_blocking(move || {
+        let o = Command::new("/usr/bin/swaks")
+            .args(["--server", &format!("127.0.0.1:{smtp}"), "--helo", "app.test", "--from", "app@relay.example", "--to", "nobody@example.org", "--timeout", "20", "--xclient", "LOGIN=app"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(t.contains("<** 550 5.1.1") && t.contains("relay.example no longer sends to this address"), "{t}");
 }
 
 /// An application's login (here given by XCLIENT LOGIN, as SASL would)
