@@ -65,17 +65,16 @@ pub struct RawStore {
     pub url: Option<String>,
     /// The password, on a file's first line (mode 0600).
     pub password_file: Option<std::path::PathBuf>,
+    /// A private CA (PEM) for the server's certificate, besides the
+    /// system's; TLS follows the URL's sslmode (prefer, require).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Checks `[store]`; the PostgreSQL settings when a url is given.
-pub fn validate_store(s: &RawStore, errors: &mut Vec<String>) -> Option<postgres::Config> {
+pub fn validate_store(s: &RawStore, errors: &mut Vec<String>) -> Option<crate::verdicts_pg::PgSettings> {
     let url = s.url.as_deref()?;
     let password = s.password_file.as_deref().and_then(|f| netjes_net::read_secret_file(f).map_err(|e| errors.push(format!("store.password_file: {e}"))).ok());
-    if url.contains("sslmode=require") || url.contains("sslmode=verify") {
-        errors.push("store.url: TLS to PostgreSQL is not supported yet: use a unix socket or a private network".into());
-        return None;
-    }
-    crate::verdicts_pg::config(url, password.as_deref()).map_err(|e| errors.push(e.to_string())).ok()
+    crate::verdicts_pg::config(url, password.as_deref(), s.ca_file.as_deref()).map_err(|e| errors.push(e.to_string())).ok()
 }
 
 /// `[reports]` in milter.toml.
@@ -220,7 +219,7 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     pub data_dir: std::path::PathBuf,
     /// The verdicts in PostgreSQL (`[store] url`), or None for SQLite.
-    pub verdict_db: Option<postgres::Config>,
+    pub verdict_db: Option<crate::verdicts_pg::PgSettings>,
     /// (store directory, master key file): opened by the binary, which
     /// puts the store before the tables in `keys`.
     pub key_store: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,

@@ -320,7 +320,7 @@ impl VerdictStore {
     /// The store in PostgreSQL (`config` from verdicts_pg::config): the
     /// schema is brought up to date, then rows are written by a thread of
     /// their own, as for SQLite.
-    pub fn open_postgres(config: postgres::Config, metrics: Option<Arc<netjes_net::metrics::Metrics>>) -> Result<VerdictStore, VerdictError> {
+    pub fn open_postgres(config: crate::verdicts_pg::PgSettings, metrics: Option<Arc<netjes_net::metrics::Metrics>>) -> Result<VerdictStore, VerdictError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Row>(MAX_QUEUED);
         let pg = crate::verdicts_pg::Pg::open(config, rx, metrics)?;
         Ok(VerdictStore { tx, backend: Backend::Postgres(Arc::new(pg)) })
@@ -328,7 +328,7 @@ impl VerdictStore {
 
     /// The store a milter.toml names: PostgreSQL with `[store] url`, SQLite
     /// in `dir` otherwise.
-    pub fn open_either(db: Option<&postgres::Config>, dir: &Path, metrics: Option<Arc<netjes_net::metrics::Metrics>>) -> Result<VerdictStore, VerdictError> {
+    pub fn open_either(db: Option<&crate::verdicts_pg::PgSettings>, dir: &Path, metrics: Option<Arc<netjes_net::metrics::Metrics>>) -> Result<VerdictStore, VerdictError> {
         match db {
             Some(c) => VerdictStore::open_postgres(c.clone(), metrics),
             None => VerdictStore::open(dir, metrics),

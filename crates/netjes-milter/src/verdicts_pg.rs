@@ -47,19 +47,36 @@ fn err(e: postgres::Error) -> VerdictError {
     VerdictError::new(format!("PostgreSQL: {e}"))
 }
 
-fn connect(config: &postgres::Config) -> Result<postgres::Client, VerdictError> {
-    config.connect(postgres::NoTls).map_err(err)
+/// How to reach the database: the connection settings, and the TLS
+/// client used when the URL's sslmode asks for it (prefer, the default,
+/// uses TLS when the server offers it; require insists). The server's
+/// certificate is checked against the system's CAs and `ca_file`'s.
+#[derive(Clone)]
+pub struct PgSettings {
+    pub config: postgres::Config,
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgSettings({:?}, {:?})", self.config.get_hosts(), self.config.get_dbname())
+    }
+}
+
+fn connect(s: &PgSettings) -> Result<postgres::Client, VerdictError> {
+    s.config.connect(tokio_postgres_rustls::MakeRustlsConnect::new((*s.tls).clone())).map_err(err)
 }
 
 /// A connection string (a URL or key=value pairs) with a password from a
-/// file, and a connect timeout.
-pub fn config(url: &str, password: Option<&str>) -> Result<postgres::Config, VerdictError> {
+/// file, a private CA for TLS, and a connect timeout.
+pub fn config(url: &str, password: Option<&str>, ca_file: Option<&std::path::Path>) -> Result<PgSettings, VerdictError> {
     let mut c: postgres::Config = url.parse().map_err(|e: postgres::Error| VerdictError::new(format!("store.url: {e}")))?;
     if let Some(p) = password {
         c.password(p);
     }
     c.connect_timeout(Duration::from_secs(5));
-    Ok(c)
+    let tls = netjes_check::tls::client_config(ca_file).map_err(|e| VerdictError::new(format!("store.ca_file: {e}")))?;
+    Ok(PgSettings { config: c, tls })
 }
 
 fn migrate(c: &mut postgres::Client) -> Result<(), VerdictError> {
@@ -81,7 +98,7 @@ fn migrate(c: &mut postgres::Client) -> Result<(), VerdictError> {
 /// The reading side: one thread with one connection, made again when lost.
 pub struct Pg {
     jobs: Mutex<Sender<Job>>,
-    config: postgres::Config,
+    config: PgSettings,
 }
 
 impl std::fmt::Debug for Pg {
@@ -93,7 +110,7 @@ impl std::fmt::Debug for Pg {
 impl Pg {
     /// Connects, brings the schema up to date, and starts the threads:
     /// the reader, and the writer that takes rows from `rows`.
-    pub fn open(config: postgres::Config, rows: Receiver<Row>, metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>) -> Result<Pg, VerdictError> {
+    pub fn open(config: PgSettings, rows: Receiver<Row>, metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>) -> Result<Pg, VerdictError> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let (ready, opened) = std::sync::mpsc::channel::<Result<(), VerdictError>>();
         let c2 = config.clone();
@@ -240,7 +257,7 @@ fn write_batch(c: &mut postgres::Client, rows: &[Row]) -> Result<(), postgres::E
 /// The writer: batches of rows, each in one transaction. A batch that
 /// cannot be written is kept and tried again every second (PostgreSQL is
 /// restarting); rows go on waiting in the bounded queue meanwhile.
-fn writer(config: postgres::Config, rows: Receiver<Row>, metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>) {
+fn writer(config: PgSettings, rows: Receiver<Row>, metrics: Option<std::sync::Arc<netjes_net::metrics::Metrics>>) {
     let mut client: Option<postgres::Client> = None;
     while let Ok(first) = rows.recv() {
         let mut batch = vec![first];
@@ -279,7 +296,7 @@ pub struct SendLock {
 }
 
 impl SendLock {
-    fn take(config: &postgres::Config) -> Result<Option<SendLock>, VerdictError> {
+    fn take(config: &PgSettings) -> Result<Option<SendLock>, VerdictError> {
         let config = config.clone();
         let (answer, got) = std::sync::mpsc::channel::<Result<bool, VerdictError>>();
         let (release, released) = std::sync::mpsc::channel::<()>();

@@ -16,7 +16,7 @@ fn row(time: i64, ip: &str, pass: bool) -> Row {
 }
 
 fn pg_store(pg: &PostgresServer) -> VerdictStore {
-    VerdictStore::open_postgres(netjes_milter::verdicts_pg::config(&pg.url(), None).unwrap(), None).unwrap()
+    VerdictStore::open_postgres(netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap(), None).unwrap()
 }
 
 /// Waits until the writer has `n` rows in the day.
@@ -125,4 +125,28 @@ async fn an_outage_of_postgres_loses_no_verdict() {
     assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
     pg.start();
     assert_eq!(settle(&s, 21).await.len(), 21, "every row written once PostgreSQL is back");
+}
+
+/// To PostgreSQL over TLS: with the server's CA the store works and the
+/// session is encrypted; with only the system's CAs (the test CA is not
+/// among them) it does not connect at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_over_tls() {
+    let pg = PostgresServer::start_new_tls();
+    let url = pg.tls_url().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pg.tls.as_ref().unwrap().1).unwrap();
+    let s = VerdictStore::open_postgres(netjes_milter::verdicts_pg::config(&url, None, Some(&ca)).unwrap(), None).unwrap();
+    s.record(row(DAY * 86_400 + 1, "192.0.2.1", true)).unwrap();
+    assert_eq!(settle(&s, 1).await.len(), 1);
+    let no_ca = netjes_milter::verdicts_pg::config(&url, None, None).unwrap();
+    assert!(VerdictStore::open_postgres(no_ca, None).is_err(), "an unknown CA is refused");
+    // The server says the session is encrypted.
+    let out = std::process::Command::new("psql")
+        .args(["-h", pg.dir.path().to_str().unwrap(), "-p", &pg.tls.as_ref().unwrap().0.to_string(), "-U", "postgres", "-d", "netjes", "-At", "-c", "SELECT count(*) FROM pg_stat_ssl WHERE ssl"])
+        .output()
+        .unwrap();
+    let n: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    assert!(n >= 1, "an encrypted session: {}", String::from_utf8_lossy(&out.stderr));
 }

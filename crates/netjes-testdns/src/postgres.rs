@@ -12,6 +12,9 @@ pub struct PostgresServer {
     pub dir: tempfile::TempDir,
     bin: PathBuf,
     running: bool,
+    /// TLS on 127.0.0.1 at this port too, with a certificate for
+    /// "localhost" from `ca_pem`.
+    pub tls: Option<(u16, String)>,
 }
 
 impl Drop for PostgresServer {
@@ -36,6 +39,15 @@ fn root() -> bool {
 
 impl PostgresServer {
     pub fn start_new() -> PostgresServer {
+        PostgresServer::launch(false)
+    }
+
+    /// Also listening on 127.0.0.1 with TLS (ssl = on).
+    pub fn start_new_tls() -> PostgresServer {
+        PostgresServer::launch(true)
+    }
+
+    fn launch(tls: bool) -> PostgresServer {
         let dir = tempfile::tempdir().unwrap();
         let bin = bin_dir();
         if root() {
@@ -47,9 +59,23 @@ impl PostgresServer {
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let mut s = PostgresServer { dir, bin, running: false };
+        let tls = tls.then(|| {
+            let pki = crate::smtp::Pki::new(&["localhost"]);
+            for (name, pem) in [("server.crt", &pki.cert_pem), ("server.key", &pki.key_pem)] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, pem).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if root() {
+                    assert!(Command::new("chown").args(["postgres:postgres"]).arg(&path).status().unwrap().success());
+                }
+            }
+            (crate::free_port(), pki.ca_pem)
+        });
+        let mut s = PostgresServer { dir, bin, running: false, tls };
         s.start();
-        let out = PostgresServer::as_owner(&s.bin.join("createdb")).args(["-h", s.socket_dir().to_str().unwrap(), "-U", "postgres", "netjes"]).output().unwrap();
+        let port = s.tls.as_ref().map_or(5432, |(p, _)| *p).to_string();
+        let out = PostgresServer::as_owner(&s.bin.join("createdb")).args(["-h", s.socket_dir().to_str().unwrap(), "-p", &port, "-U", "postgres", "netjes"]).output().unwrap();
         assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
         s
     }
@@ -70,12 +96,24 @@ impl PostgresServer {
 
     /// A libpq connection string for the `netjes` database.
     pub fn url(&self) -> String {
-        format!("host={} user=postgres dbname=netjes", self.socket_dir().display())
+        match &self.tls {
+            Some((port, _)) => format!("host={} port={port} user=postgres dbname=netjes", self.socket_dir().display()),
+            None => format!("host={} user=postgres dbname=netjes", self.socket_dir().display()),
+        }
+    }
+
+    /// Over TCP to localhost with TLS required.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls.as_ref().map(|(port, _)| format!("postgres://postgres@localhost:{port}/netjes?sslmode=require"))
     }
 
     pub fn start(&mut self) {
         let data = self.dir.path().join("data");
-        let opts = format!("-k {} -c listen_addresses= -c fsync=off", self.socket_dir().display());
+        let mut opts = format!("-k {} -c listen_addresses= -c fsync=off", self.socket_dir().display());
+        if let Some((port, _)) = &self.tls {
+            let d = self.dir.path().display();
+            opts = format!("-k {d} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key");
+        }
         let out = PostgresServer::as_owner(&self.bin.join("pg_ctl"))
             .args(["-D", data.to_str().unwrap(), "-o", &opts, "-l"])
             .arg(self.dir.path().join("log"))

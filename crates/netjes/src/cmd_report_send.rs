@@ -114,7 +114,7 @@ fn setting(a: &SendArgs) -> anyhow::Result<Place> {
 /// the config's [reports.send].
 struct Place {
     dir: PathBuf,
-    db: Option<postgres::Config>,
+    db: Option<netjes_milter::verdicts_pg::PgSettings>,
     org_name: String,
     send: Option<netjes_milter::config::SendConfig>,
 }
@@ -146,7 +146,7 @@ fn place(v: &VerdictArgs, org_name: Option<&String>) -> anyhow::Result<Place> {
     let db = match pg {
         Some(url) => {
             let mut errors = Vec::new();
-            let db = netjes_milter::config::validate_store(&netjes_milter::config::RawStore { url: Some(url.to_string()), password_file: None }, &mut errors);
+            let db = netjes_milter::config::validate_store(&netjes_milter::config::RawStore { url: Some(url.to_string()), password_file: None, ca_file: None }, &mut errors);
             if !errors.is_empty() {
                 anyhow::bail!(exit::Usage(format!("--postgres: {}", errors.join("; "))));
             }

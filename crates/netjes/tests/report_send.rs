@@ -383,7 +383,7 @@ async fn a_dns_timeout_keeps_the_report_for_the_next_run() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hosts_verdicts_in_postgres_make_one_report() {
     let pg = netjes_testdns::postgres::PostgresServer::start_new();
-    let db = netjes_milter::verdicts_pg::config(&pg.url(), None).unwrap();
+    let db = netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap();
     let (mx1, mx2) = (VerdictStore::open_postgres(db.clone(), None).unwrap(), VerdictStore::open_postgres(db, None).unwrap());
     let day = 20_786; // 2026-11-29
     for i in 0..7 {
