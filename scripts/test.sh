@@ -34,6 +34,9 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 # xmllint checks the reports netjes writes against RFC 9990's schema.
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+# systemd-analyze checks the units in contrib/ (only `verify`; no systemd
+# needs to run).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 apt_install "${need_apt[@]}"

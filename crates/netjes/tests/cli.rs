@@ -1762,3 +1762,48 @@ fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies[0].contains("\"event\":\"delivered\"") && bodies[1].contains("\"event\":\"suppressed\"") && bodies[1].contains("complaint"), "{bodies:?}");
 }
+
+/// Every systemd unit in contrib/ passes `systemd-analyze verify` (with
+/// netjes at the path the units name), and names a netjes command that
+/// exists.
+#[test]
+fn the_systemd_units_are_valid() {
+    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib");
+    let Ok(analyze) = which("systemd-analyze") else {
+        panic!("systemd-analyze (Debian's systemd) is needed to check the units");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut units = Vec::new();
+    for e in std::fs::read_dir(&contrib).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".service") || name.ends_with(".timer")) {
+            continue;
+        }
+        // The unit as installed, with ExecStart pointing at this build.
+        let text = std::fs::read_to_string(&p).unwrap().replace("/usr/local/bin/netjes", env!("CARGO_BIN_EXE_netjes"));
+        let exec = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).map(String::from);
+        if let Some(exec) = exec {
+            // The command and its flags parse (--help after them stops
+            // before anything runs).
+            let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+            let sub: Vec<&str> = args.iter().take_while(|a| !a.starts_with('-')).copied().collect();
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_netjes")).args(&sub).arg("--help").output().unwrap();
+            assert!(o.status.success(), "{name}: netjes {} --help: {}", sub.join(" "), String::from_utf8_lossy(&o.stderr));
+        }
+        std::fs::write(dir.path().join(&name), text).unwrap();
+        units.push(dir.path().join(&name));
+    }
+    assert!(units.len() >= 8, "{units:?}");
+    let o = std::process::Command::new(analyze).arg("verify").args(&units).env("SYSTEMD_LOG_LEVEL", "warning").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    // A container without systemd running cannot resolve the users the
+    // units name or load the dependencies; what matters are the units'
+    // own errors.
+    let own: Vec<&str> = err.lines().filter(|l| units.iter().any(|u| l.contains(u.file_name().unwrap().to_str().unwrap())) && !l.contains("Failed to resolve") && !l.contains("not found") && !l.contains("Unit is bound")).collect();
+    assert!(own.is_empty(), "{err}");
+}
+
+fn which(cmd: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(cmd)).find(|f| f.exists())).ok_or(())
+}
