@@ -206,8 +206,9 @@ pub enum StoreFailure {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Unset: SQLite in data_dir. `redis://HOST:PORT/DB`, `rediss://` (TLS)
-    /// or `redis+unix:///PATH`: Redis, shared by several MX hosts.
+    /// Unset: SQLite in data_dir. `redis://HOST:PORT/DB`, `rediss://` (TLS),
+    /// `redis+unix:///PATH`, or `redis-sentinel://H:P[,H:P...]/MASTER[/DB]`
+    /// (the master the sentinels name): Redis, shared by several MX hosts.
     pub url: Option<String>,
     /// The Redis password, on the first line of a file others may not read
     /// (rather than in the URL, which ends up in logs and `ps`).
@@ -248,8 +249,12 @@ fn validate_store(s: &StoreConfig, errors: &mut Vec<String>) -> StoreSetting {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
     match scheme.as_str() {
         "redis" | "rediss" | "redis+unix" | "unix" => {}
-        "redis-sentinel" => errors.push("store.url: Redis Sentinel is not supported (see the README's \"More than one MX\")".into()),
-        _ => errors.push(format!("store.url: {url:?} is not redis://, rediss:// or redis+unix://")),
+        "redis-sentinel" => {
+            if let Err(e) = crate::store::redis::parse_sentinel(url) {
+                errors.push(format!("store.url: {e}"));
+            }
+        }
+        _ => errors.push(format!("store.url: {url:?} is not redis://, rediss://, redis+unix:// or redis-sentinel://")),
     }
     let password = s.password_file.as_deref().and_then(|f| netjes_net::read_secret_file(f).map_err(|e| errors.push(format!("store.password_file: {e}"))).ok());
     if s.ca_file.is_some() && scheme != "rediss" {
@@ -440,9 +445,16 @@ mod tests {
         assert!(matches!(c.store, StoreSetting::Redis { ref url, .. } if url == "redis+unix:///run/redis.sock"));
         assert_eq!(c.raw.store.store_failure, StoreFailure::Defer);
         assert!(matches!(Config::parse("").unwrap().store, StoreSetting::Sqlite));
-        let e = Config::parse("[store]\nurl = \"redis-sentinel://a:26379/mymaster\"\ntimeout_ms = 0\n").unwrap_err();
-        assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e.iter().any(|x| x.contains("Sentinel is not supported")));
+        let c = Config::parse("[store]\nurl = \"redis-sentinel://a:26379,[::1]:26380/mymaster/2\"\n").unwrap();
+        assert!(matches!(c.store, StoreSetting::Redis { .. }));
+        let t = crate::store::redis::parse_sentinel("redis-sentinel://a:26379,[::1]:26380/mymaster/2").unwrap();
+        assert_eq!(t.sentinels, vec![("a".to_string(), 26379), ("::1".to_string(), 26380)]);
+        assert_eq!((t.master.as_str(), t.db), ("mymaster", 2));
+        for bad in ["redis-sentinel://a:26379", "redis-sentinel://a/m", "redis-sentinel://:pw@a:1/m", "redis-sentinel://a:0/m", "redis-sentinel://a:1/", "redis-sentinel://a:1/m/16", "redis-sentinel://a:1/m x"] {
+            let e = Config::parse(&format!("[store]\nurl = {bad:?}\ntimeout_ms = 0\n")).unwrap_err();
+            assert_eq!(e.len(), 2, "{bad}: {e:?}");
+            assert!(e.iter().any(|x| x.contains("redis-sentinel://HOST:PORT")), "{bad}: {e:?}");
+        }
         let e = Config::parse("[store]\nurl = \"http://redis\"\n").unwrap_err();
         assert!(e[0].contains("is not redis://"), "{e:?}");
         assert!(Config::parse("[store]\npassword_file = \"/x\"\n").is_err(), "a password without Redis");

@@ -212,3 +212,55 @@ async fn redis_over_tls_with_a_password() {
     assert!(store("s3cret", None).greylist(attempt("k", "n", 100, 0, false)).await.is_err(), "an unknown CA is refused");
     assert!(store("wrong", Some(ca.into_bytes())).greylist(attempt("k", "n", 100, 0, false)).await.is_err(), "a wrong password is refused");
 }
+
+/// Redis Sentinel: the store asks the sentinel for the master, and after
+/// the master is killed and the replica promoted, finds the new one by
+/// itself, with what was written before the failover.
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_finds_the_new_master_after_a_failover() {
+    let mut lab = netjes_testdns::redis::SentinelLab::start();
+    let s = RedisStore::new(&lab.url(), None, "netjes:", Duration::from_millis(500)).unwrap();
+    assert_eq!(s.greylist(attempt("k", "192.0.2", 100, 0, false)).await.unwrap(), GreyOutcome::Triplet(Verdict::New));
+    assert_eq!(s.rate_add("m:0:k", 60, 3).await.unwrap(), 3);
+    // Written on the master, not somewhere else.
+    let on_master = netjes_testdns::redis::resp(lab.master_port, &["EXISTS", "netjes:grey:k"]);
+    assert_eq!(on_master.as_deref(), Some("1"));
+    lab.sync_replica();
+    let on_replica = netjes_testdns::redis::resp(lab.replica_port, &["HGET", "netjes:grey:k", "l"]);
+    assert_eq!(on_replica.as_deref(), Some("100"), "replicated");
+    lab.fail_over();
+    let on_replica = netjes_testdns::redis::resp(lab.replica_port, &["HGET", "netjes:grey:k", "l"]);
+    assert_eq!(on_replica.as_deref(), Some("100"), "promoted with it");
+    // Calls fail (the store_failure action) until the new master is
+    // found, never hang, and then answer from it.
+    let mut back = None;
+    for _ in 0..50 {
+        let t = Instant::now();
+        match s.greylist(attempt("k", "192.0.2", 200, 0, false)).await {
+            Ok(v) => {
+                back = Some(v);
+                break;
+            }
+            Err(_) => assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed()),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(back, Some(GreyOutcome::Triplet(Verdict::TooEarly { remaining: 200 })), "the triplet from before the failover");
+    assert_eq!(s.rate_add("m:0:k", 60, 1).await.unwrap(), 4);
+    let on_new = netjes_testdns::redis::resp(lab.replica_port, &["HGET", "netjes:grey:k", "l"]);
+    assert_eq!(on_new.as_deref(), Some("200"), "written on the promoted replica");
+}
+
+/// A sentinel that does not know the master, or none answering: an error
+/// (the store_failure action), quickly.
+#[tokio::test]
+async fn sentinel_without_a_master_is_an_error() {
+    let lab = netjes_testdns::redis::SentinelLab::start();
+    let unknown = RedisStore::new(&format!("redis-sentinel://127.0.0.1:{}/other", lab.sentinel_port), None, "netjes:", Duration::from_millis(500)).unwrap();
+    let e = unknown.greylist(attempt("k", "192.0.2", 100, 0, false)).await.unwrap_err();
+    assert!(e.to_string().contains("does not know master"), "{e}");
+    let none = RedisStore::new(&format!("redis-sentinel://127.0.0.1:{}/netjes", netjes_testdns::free_port()), None, "netjes:", Duration::from_millis(500)).unwrap();
+    let t = Instant::now();
+    assert!(none.greylist(attempt("k", "192.0.2", 100, 0, false)).await.is_err());
+    assert!(t.elapsed() < Duration::from_secs(2));
+}

@@ -60,7 +60,7 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<String>,
     /// Keep the state in Redis (redis://HOST:PORT/DB, rediss://...,
-    /// redis+unix:///PATH), shared with the policy services of other MX
+    /// redis+unix:///PATH, redis-sentinel://H:P[,H:P...]/MASTER), shared with the policy services of other MX
     /// hosts; the same as [store] url.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,

@@ -4,7 +4,7 @@
 //! state shared by the policy services of several MX hosts.
 
 pub mod journal;
-mod redis;
+pub(crate) mod redis;
 mod sqlite;
 
 pub use self::redis::RedisStore;

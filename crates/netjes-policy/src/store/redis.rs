@@ -16,6 +16,14 @@
 //! an error or a timeout is an `Err`, which the policy answers with its
 //! `store_failure` action. The connection is made again by itself: at
 //! start Redis may be down, and later it may go away and come back.
+//!
+//! Redis Sentinel (`redis-sentinel://H:P[,H:P...]/MASTER[/DB]`): the
+//! master's address is asked of the sentinels in turn, and the server
+//! found must say it is a master (ROLE), as the Sentinel client guidelines
+//! (redis.io, "Sentinel client spec") ask. Any error drops the connection,
+//! and the next call asks the sentinels again: after a failover the old
+//! master is gone or answers READONLY as a replica, and a connection that
+//! only reconnected to it would never find the new one.
 
 use super::{GreyAttempt, GreyOutcome, Store, StoreError};
 use crate::greylist::Verdict;
@@ -63,8 +71,54 @@ const RATE_TTL: i64 = 2 * 3600;
 /// than each waiting for its own attempt.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
+/// Where the server is: one address, or whatever master the sentinels
+/// name.
+enum Target {
+    Direct(redis::Client),
+    Sentinel(SentinelTarget),
+}
+
+/// A parsed `redis-sentinel://` URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelTarget {
+    pub sentinels: Vec<(String, u16)>,
+    pub master: String,
+    pub db: i64,
+}
+
+/// `redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]`. Credentials in
+/// the URL are refused: the master's password comes from a file, as for
+/// the other schemes, and sentinels are asked without one.
+pub fn parse_sentinel(url: &str) -> Result<SentinelTarget, StoreError> {
+    let bad = |why: &str| StoreError::Redis(format!("{url:?}: {why} (redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB])"));
+    let rest = url.get(..17).filter(|p| p.eq_ignore_ascii_case("redis-sentinel://")).map(|_| &url[17..]).ok_or_else(|| bad("not redis-sentinel://"))?;
+    let (hosts, path) = rest.split_once('/').ok_or_else(|| bad("no master name"))?;
+    if hosts.contains('@') {
+        return Err(bad("no credentials in the URL; the master's password goes in store.password_file"));
+    }
+    let mut sentinels = Vec::new();
+    for h in hosts.split(',') {
+        let (host, port) = h.rsplit_once(':').ok_or_else(|| bad("a sentinel without :PORT"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| bad("a sentinel's port is not 1 to 65535"))?;
+        if host.is_empty() {
+            return Err(bad("a sentinel without a host"));
+        }
+        sentinels.push((host.to_string(), port));
+    }
+    let (master, db) = match path.split_once('/') {
+        Some((m, d)) => (m, d.parse::<i64>().ok().filter(|d| (0..=15).contains(d)).ok_or_else(|| bad("the database is not 0 to 15"))?),
+        None => (path, 0),
+    };
+    if master.is_empty() || !master.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)) {
+        return Err(bad("the master name is empty or has odd characters"));
+    }
+    Ok(SentinelTarget { sentinels, master: master.to_string(), db })
+}
+
 pub struct RedisStore {
-    client: redis::Client,
+    target: Target,
+    password: Option<String>,
     prefix: String,
     timeout: Duration,
     script: redis::Script,
@@ -87,17 +141,23 @@ impl RedisStore {
 
     pub fn with_ca(url: &str, password: Option<String>, prefix: &str, timeout: Duration, ca_pem: Option<Vec<u8>>) -> Result<RedisStore, StoreError> {
         use redis::IntoConnectionInfo;
-        let mut info = url.into_connection_info().map_err(err)?;
-        if let Some(p) = password {
-            let settings = info.redis_settings().clone().set_password(p);
-            info = info.set_redis_settings(settings);
-        }
-        let client = match ca_pem {
-            Some(ca) => redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(ca) }),
-            None => redis::Client::open(info),
+        let target = if url.get(..17).is_some_and(|p| p.eq_ignore_ascii_case("redis-sentinel://")) {
+            Target::Sentinel(parse_sentinel(url)?)
+        } else {
+            let mut info = url.into_connection_info().map_err(err)?;
+            if let Some(p) = password.clone() {
+                let settings = info.redis_settings().clone().set_password(p);
+                info = info.set_redis_settings(settings);
+            }
+            let client = match ca_pem {
+                Some(ca) => redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(ca) }),
+                None => redis::Client::open(info),
+            };
+            Target::Direct(client.map_err(err)?)
         };
         Ok(RedisStore {
-            client: client.map_err(err)?,
+            target,
+            password,
             prefix: prefix.to_string(),
             timeout,
             script: redis::Script::new(GREYLIST),
@@ -125,16 +185,53 @@ impl RedisStore {
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        match redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await {
+        let client = match &self.target {
+            Target::Direct(c) => Ok(c.clone()),
+            Target::Sentinel(t) => self.master_of(t).await,
+        };
+        match async { redis::aio::ConnectionManager::new_with_config(client?, config).await.map_err(err) }.await {
             Ok(c) => {
                 *slot = Some(c.clone());
                 Ok(c)
             }
             Err(e) => {
                 *self.last_failed_connect.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-                Err(err(e))
+                Err(e)
             }
         }
+    }
+
+    /// The master the sentinels name, asked in turn; the first that names
+    /// one whose ROLE is master wins.
+    async fn master_of(&self, t: &SentinelTarget) -> Result<redis::Client, StoreError> {
+        use redis::IntoConnectionInfo;
+        let mut why = String::from("no sentinel answered");
+        for (host, port) in &t.sentinels {
+            let asked = async {
+                let s = redis::Client::open(redis::ConnectionAddr::Tcp(host.clone(), *port).into_connection_info().map_err(err)?).map_err(err)?;
+                let mut c = s.get_multiplexed_async_connection().await.map_err(err)?;
+                let addr: Option<(String, u16)> = redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(&t.master).query_async(&mut c).await.map_err(err)?;
+                let (mh, mp) = addr.ok_or_else(|| StoreError::Redis(format!("sentinel {host}:{port} does not know master {:?}", t.master)))?;
+                let mut settings = redis::RedisConnectionInfo::default().set_db(t.db);
+                if let Some(p) = &self.password {
+                    settings = settings.set_password(p.clone());
+                }
+                let info = redis::ConnectionAddr::Tcp(mh.clone(), mp).into_connection_info().map_err(err)?.set_redis_settings(settings);
+                let m = redis::Client::open(info).map_err(err)?;
+                let mut mc = m.get_multiplexed_async_connection().await.map_err(err)?;
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut mc).await.map_err(err)?;
+                match role.first() {
+                    Some(redis::Value::BulkString(r)) if r == b"master" => Ok(m),
+                    _ => Err(StoreError::Redis(format!("{mh}:{mp}, named by sentinel {host}:{port}, is not a master (yet)"))),
+                }
+            };
+            match tokio::time::timeout(self.timeout, asked).await {
+                Ok(Ok(m)) => return Ok(m),
+                Ok(Err(e)) => why = e.to_string(),
+                Err(_) => why = format!("sentinel {host}:{port}: no answer within {:?}", self.timeout),
+            }
+        }
+        Err(StoreError::Redis(why))
     }
 
     /// `f` with a connection, within the time budget.
@@ -147,7 +244,12 @@ impl RedisStore {
             let c = self.connection().await?;
             f(c).await.map_err(err)
         };
-        tokio::time::timeout(self.timeout, work).await.map_err(|_| StoreError::Redis(format!("no answer within {:?}", self.timeout)))?
+        let r = tokio::time::timeout(self.timeout, work).await.map_err(|_| StoreError::Redis(format!("no answer within {:?}", self.timeout))).and_then(|r| r);
+        if r.is_err() && matches!(self.target, Target::Sentinel(_)) {
+            // Ask the sentinels again next time (see the module's notes).
+            *self.conn.write().await = None;
+        }
+        r
     }
 }
 
