@@ -63,7 +63,7 @@ impl std::fmt::Debug for PgSettings {
     }
 }
 
-fn connect(s: &PgSettings) -> Result<postgres::Client, VerdictError> {
+pub fn connect(s: &PgSettings) -> Result<postgres::Client, VerdictError> {
     s.config.connect(tokio_postgres_rustls::MakeRustlsConnect::new((*s.tls).clone())).map_err(err)
 }
 
@@ -79,18 +79,22 @@ pub fn config(url: &str, password: Option<&str>, ca_file: Option<&std::path::Pat
     Ok(PgSettings { config: c, tls })
 }
 
-fn migrate(c: &mut postgres::Client) -> Result<(), VerdictError> {
+/// Brings `component`'s tables up to `steps` (netjes_schema holds how
+/// far each component of a shared database is), under the advisory lock
+/// `lock`, so that processes starting together migrate once. Serve's
+/// store uses it too.
+pub fn migrate(c: &mut postgres::Client, component: &str, lock: i64, steps: &[&str]) -> Result<(), VerdictError> {
     let mut t = c.transaction().map_err(err)?;
-    t.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE]).map_err(err)?;
+    t.execute("SELECT pg_advisory_xact_lock($1)", &[&lock]).map_err(err)?;
     t.batch_execute("CREATE TABLE IF NOT EXISTS netjes_schema (component TEXT PRIMARY KEY, version INT NOT NULL)").map_err(err)?;
-    let version: i32 = t.query_opt("SELECT version FROM netjes_schema WHERE component = 'verdicts'", &[]).map_err(err)?.map_or(0, |r| r.get(0));
-    if version as usize > MIGRATIONS.len() {
-        return Err(VerdictError::new(format!("the verdict database is of version {version}, newer than this netjes ({}); upgrade netjes", MIGRATIONS.len())));
+    let version: i32 = t.query_opt("SELECT version FROM netjes_schema WHERE component = $1", &[&component]).map_err(err)?.map_or(0, |r| r.get(0));
+    if version as usize > steps.len() {
+        return Err(VerdictError::new(format!("the {component} tables are of version {version}, newer than this netjes ({}); upgrade netjes", steps.len())));
     }
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, m) in steps.iter().enumerate().skip(version as usize) {
         t.batch_execute(m).map_err(err)?;
         let v = i as i32 + 1;
-        t.execute("INSERT INTO netjes_schema (component, version) VALUES ('verdicts', $1) ON CONFLICT (component) DO UPDATE SET version = $1", &[&v]).map_err(err)?;
+        t.execute("INSERT INTO netjes_schema (component, version) VALUES ($1, $2) ON CONFLICT (component) DO UPDATE SET version = $2", &[&component, &v]).map_err(err)?;
     }
     t.commit().map_err(err)
 }
@@ -119,7 +123,7 @@ impl Pg {
         std::thread::Builder::new()
             .name("netjes-verdicts-pg".into())
             .spawn(move || {
-                let mut client = match connect(&c2).and_then(|mut c| migrate(&mut c).map(|()| c)) {
+                let mut client = match connect(&c2).and_then(|mut c| migrate(&mut c, "verdicts", LOCK_MIGRATE, MIGRATIONS).map(|()| c)) {
                     Ok(c) => {
                         let _ = ready.send(Ok(()));
                         Some(c)

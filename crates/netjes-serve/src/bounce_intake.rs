@@ -7,7 +7,7 @@
 use netjes_bounce::classify::{classify, Bounce, Class, Reading};
 
 /// What became of one bounce or complaint, in words.
-pub fn take(db: &rusqlite::Connection, b: &Bounce) -> String {
+pub fn take(db: &crate::db::Conn, b: &Bounce) -> String {
     let Some(mid) = &b.original_message_id else { return "not matched: it names no Message-ID".into() };
     let matched = match crate::reputation::match_sent(db, mid, b.recipient.as_deref()) {
         Ok(Some(m)) => m,
@@ -36,7 +36,7 @@ pub fn take(db: &rusqlite::Connection, b: &Bounce) -> String {
 }
 
 /// A whole mail: its reading, and what became of each bounce in it.
-pub fn take_mail(db: &rusqlite::Connection, raw: &[u8]) -> (Reading, Vec<String>) {
+pub fn take_mail(db: &crate::db::Conn, raw: &[u8]) -> (Reading, Vec<String>) {
     let reading = classify(raw);
     let done = match &reading {
         Reading::Bounces { bounces } => bounces.iter().map(|b| take(db, b)).collect(),

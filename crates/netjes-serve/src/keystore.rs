@@ -8,7 +8,7 @@ use crate::crypto::MasterKey;
 use crate::store::{self, StoreError};
 use netjes_auth::dkim::MessageSigner;
 use netjes_milter::keys::{KeySource, Keys, SigningKey};
-use rusqlite::Connection;
+use crate::db::Conn;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 type Loaded = HashMap<String, Result<Vec<SigningKey>, String>>;
 
 pub struct StoreKeys {
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
     master: MasterKey,
     /// (generation, keys) as last loaded.
     cache: Mutex<(i64, Arc<Loaded>)>,
@@ -53,7 +53,7 @@ impl StoreKeys {
         Ok(keys)
     }
 
-    fn load(&self, db: &Connection) -> Result<Loaded, StoreError> {
+    fn load(&self, db: &Conn) -> Result<Loaded, StoreError> {
         let mut out: Loaded = HashMap::new();
         for (domain, selector, key) in store::signing_keys(db, &self.master)? {
             let key = key.and_then(|k| {

@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod bounce_intake;
 pub mod config;
 pub mod crypto;
+pub mod db;
 pub mod guard;
 pub mod keystore;
 pub mod pages;

@@ -14,7 +14,8 @@
 use crate::store::{now, Store, StoreError};
 use netjes_reports::sources::Row;
 use netjes_reports::Report;
-use rusqlite::params;
+use crate::db::OptionalExtension;
+use crate::params;
 use serde::Serialize;
 
 /// What became of one report.
@@ -65,9 +66,9 @@ pub struct ReportRow {
 }
 
 const REPORT_COLUMNS: &str =
-    "id, kind, reporter, report_id, policy_domain, begin, end, received, trusted, source, held";
+    "id, kind, reporter, report_id, policy_domain, begin, \"end\", received, trusted, source, held";
 
-fn report_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRow> {
+fn report_row(r: &crate::db::Row) -> Result<ReportRow, crate::db::DbError> {
     Ok(ReportRow {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -104,16 +105,18 @@ impl Store {
         let (domain, begin, end) = summary(r);
         let parsed = serde_json::to_string(r).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let raw = how.raw.as_deref().map(|b| &b[..b.len().min(RAW_KEPT)]);
-        let mut db = self.db();
+        let db = self.db();
         let tx = db.transaction()?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO reports (kind, reporter, report_id, policy_domain, begin, end, received, trusted, source, parsed, held, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![r.kind(), reporter, id, domain, begin, end, now(), how.trusted, how.source, parsed, how.held, raw],
-        )?;
-        if n == 0 {
+        let report: Option<i64> = tx
+            .query_row(
+                "INSERT INTO reports (kind, reporter, report_id, policy_domain, begin, \"end\", received, trusted, source, parsed, held, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING RETURNING id",
+                params![r.kind(), reporter, id, domain, begin, end, now(), how.trusted, how.source, parsed, how.held, raw],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(report) = report else {
             return Ok(Added::Duplicate);
-        }
-        let report = tx.last_insert_rowid();
+        };
         if let Report::Aggregate(a) = r {
             let mut st = tx.prepare(
                 "INSERT INTO report_rows (report, domain, source_ip, count, day, disposition, dkim_aligned, spf_aligned, forwarded, dkim_other_pass, spf_other_pass) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -157,7 +160,7 @@ impl Store {
         let rows = st
             .query_map(params![domain, since_day], |r| {
                 let ip: String = r.get(0)?;
-                Ok((ip, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+                Ok((ip, r.get::<i64>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows
@@ -180,15 +183,15 @@ impl Store {
 
     /// The reports about a domain, newest first (held ones too).
     pub fn reports_for(&self, domain: &str) -> Result<Vec<ReportRow>, StoreError> {
-        self.list_reports("policy_domain = ?1 ORDER BY COALESCE(end, received) DESC LIMIT 1000", params![domain])
+        self.list_reports("policy_domain = ?1 ORDER BY COALESCE(\"end\", received) DESC LIMIT 1000", &params![domain])
     }
 
     /// Reports kept apart, newest first.
     pub fn held_reports(&self) -> Result<Vec<ReportRow>, StoreError> {
-        self.list_reports("held IS NOT NULL ORDER BY received DESC LIMIT 1000", params![])
+        self.list_reports("held IS NOT NULL ORDER BY received DESC LIMIT 1000", &[])
     }
 
-    fn list_reports(&self, filter: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<ReportRow>, StoreError> {
+    fn list_reports(&self, filter: &str, p: &[crate::db::Value]) -> Result<Vec<ReportRow>, StoreError> {
         let db = self.db();
         let mut st = db.prepare(&format!("SELECT {REPORT_COLUMNS} FROM reports WHERE {filter}"))?;
         let rows = st.query_map(p, report_row)?.collect::<Result<Vec<_>, _>>()?;
@@ -198,9 +201,8 @@ impl Store {
     /// One report with its listing, as the JSON it was stored as.
     pub fn report(&self, id: i64) -> Result<Option<(ReportRow, serde_json::Value)>, StoreError> {
         let db = self.db();
-        let mut st = db.prepare(&format!("SELECT {REPORT_COLUMNS}, parsed FROM reports WHERE id = ?1"))?;
-        let mut rows = st.query(params![id])?;
-        let Some(r) = rows.next()? else { return Ok(None) };
+        let rows = db.query(&format!("SELECT {REPORT_COLUMNS}, parsed FROM reports WHERE id = ?1"), params![id])?;
+        let Some(r) = rows.first() else { return Ok(None) };
         let listing = report_row(r)?;
         let parsed: String = r.get(11)?;
         let report = serde_json::from_str(&parsed).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -212,7 +214,7 @@ impl Store {
     pub fn report_domains(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let db = self.db();
         let mut st = db.prepare(
-            "SELECT policy_domain, count(*), MAX(COALESCE(end, received)) FROM reports WHERE held IS NULL AND policy_domain != '' GROUP BY policy_domain ORDER BY policy_domain LIMIT 1000",
+            "SELECT policy_domain, count(*), MAX(COALESCE(\"end\", received)) FROM reports WHERE held IS NULL AND policy_domain != '' GROUP BY policy_domain ORDER BY policy_domain LIMIT 1000",
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
@@ -260,22 +262,14 @@ impl Store {
         if queued.max(0) as u64 + raw.len() as u64 > cap {
             return Ok(None);
         }
-        db.execute(
-            "INSERT INTO report_mail (received, facts, raw) VALUES (?1, ?2, ?3)",
-            params![now(), facts, raw],
-        )?;
-        Ok(Some(db.last_insert_rowid()))
+        let id = db.query_row("INSERT INTO report_mail (received, facts, raw) VALUES (?1, ?2, ?3) RETURNING id", params![now(), facts, raw], |r| r.get(0))?;
+        Ok(Some(id))
     }
 
     /// A queued report mail: its facts (JSON) and octets.
     pub fn report_mail(&self, id: i64) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         let db = self.db();
-        let mut st = db.prepare("SELECT facts, raw FROM report_mail WHERE id = ?1")?;
-        let mut rows = st.query(params![id])?;
-        Ok(match rows.next()? {
-            Some(r) => Some((r.get(0)?, r.get(1)?)),
-            None => None,
-        })
+        Ok(db.query_row("SELECT facts, raw FROM report_mail WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
     pub fn report_mail_done(&self, id: i64) -> Result<(), StoreError> {
@@ -296,11 +290,11 @@ impl Store {
     /// and held reports beyond `max_apart` each are deleted oldest first.
     pub fn trim_reports(&self, max_raw: u64, max_apart: u32) -> Result<(), StoreError> {
         let db = self.db();
-        let raw_used = |db: &rusqlite::Connection| -> Result<u64, StoreError> {
+        let raw_used = |db: &crate::db::Conn| -> Result<u64, StoreError> {
             Ok(db.query_row(
                 "SELECT (SELECT COALESCE(SUM(length(raw)), 0) FROM reports) + (SELECT COALESCE(SUM(length(raw)), 0) FROM rejected_reports)",
                 [],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<i64>(0),
             )?.max(0) as u64)
         };
         let mut used = raw_used(&db)?;
@@ -345,7 +339,7 @@ impl Store {
 
     pub fn record_alert(&self, key: &str, kind: &str, domain: &str, summary: &str) -> Result<(), StoreError> {
         self.db().execute(
-            "INSERT OR IGNORE INTO report_alerts (key, kind, domain, summary, sent) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO report_alerts (key, kind, domain, summary, sent) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             params![key, kind, domain, summary, now()],
         )?;
         Ok(())
@@ -355,7 +349,7 @@ impl Store {
     /// digest counts them).
     pub fn alerts_since(&self, since: i64) -> Result<Vec<(String, String, String, i64)>, StoreError> {
         let db = self.db();
-        let mut st = db.prepare("SELECT kind, domain, summary, MAX(sent) FROM report_alerts WHERE sent >= ?1 AND kind != 'digest' GROUP BY substr(key, instr(key, ':') + 1) ORDER BY 4 DESC LIMIT 1000")?;
+        let mut st = db.prepare("SELECT kind, domain, summary, MAX(sent) FROM report_alerts WHERE sent >= ?1 AND kind != 'digest' GROUP BY substr(key, instr(key, ':') + 1), kind, domain, summary ORDER BY 4 DESC LIMIT 1000")?;
         let rows = st.query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -363,7 +357,7 @@ impl Store {
     /// The end of the newest report in view about a domain.
     pub fn newest_report_end(&self, domain: &str) -> Result<Option<i64>, StoreError> {
         Ok(self.db().query_row(
-            "SELECT MAX(end) FROM reports WHERE policy_domain = ?1 AND held IS NULL AND kind = 'aggregate'",
+            "SELECT MAX(\"end\") FROM reports WHERE policy_domain = ?1 AND held IS NULL AND kind = 'aggregate'",
             params![domain],
             |r| r.get(0),
         )?)

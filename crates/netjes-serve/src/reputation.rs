@@ -8,7 +8,7 @@
 //! sending services suspend accounts at.
 
 use crate::store::{now, Store, StoreError};
-use rusqlite::params;
+use crate::params;
 use serde::Serialize;
 
 pub const BOUNCE_WARN: f64 = 0.02;
@@ -19,7 +19,7 @@ pub const COMPLAINT_ALARM: f64 = 0.003;
 
 /// Counts one event, on a connection of its own (`netjes events --store`),
 /// on today's UTC day: the view is built as the log is read.
-pub fn record(db: &rusqlite::Connection, domain: &str, event: &str, class: Option<&str>, recipient: &str, reply: &str) -> Result<(), StoreError> {
+pub fn record(db: &crate::db::Conn, domain: &str, event: &str, class: Option<&str>, recipient: &str, reply: &str) -> Result<(), StoreError> {
     let column = match (event, class) {
         ("delivered", _) => "delivered",
         ("deferred", _) => "deferred",
@@ -89,15 +89,15 @@ impl Store {
         let since = now().div_euclid(86_400) - days + 1;
         let db = self.db();
         let mut r = db.query_row(
-            "SELECT coalesce(sum(delivered),0), coalesce(sum(deferred),0), coalesce(sum(hard),0), coalesce(sum(soft),0), coalesce(sum(block),0), coalesce(sum(complaints),0) FROM domain_stats WHERE domain = ?1 AND day >= ?2",
+            "SELECT CAST(coalesce(sum(delivered),0) AS BIGINT), CAST(coalesce(sum(deferred),0) AS BIGINT), CAST(coalesce(sum(hard),0) AS BIGINT), CAST(coalesce(sum(soft),0) AS BIGINT), CAST(coalesce(sum(block),0) AS BIGINT), CAST(coalesce(sum(complaints),0) AS BIGINT) FROM domain_stats WHERE domain = ?1 AND day >= ?2",
             params![domain, since],
             |x| Ok(Reputation { days, delivered: x.get(0)?, deferred: x.get(1)?, hard: x.get(2)?, soft: x.get(3)?, block: x.get(4)?, complaints: x.get(5)?, ..Default::default() }),
         )?;
-        let read: bool = db.query_row("SELECT count(*) FROM meta WHERE name = 'complaints_read'", [], |x| x.get::<_, i64>(0))? > 0;
+        let read: bool = db.query_row("SELECT count(*) FROM meta WHERE name = 'complaints_read'", [], |x| x.get::<i64>(0))? > 0;
         if read && r.delivered > 0 {
             r.complaint_rate = Some(r.complaints as f64 / r.delivered as f64);
         }
-        let mut st = db.prepare("SELECT receiver, sum(count), max(last_reply) FROM domain_blocks WHERE domain = ?1 AND day >= ?2 GROUP BY receiver ORDER BY sum(count) DESC LIMIT 20")?;
+        let mut st = db.prepare("SELECT receiver, CAST(sum(count) AS BIGINT), max(last_reply) FROM domain_blocks WHERE domain = ?1 AND day >= ?2 GROUP BY receiver ORDER BY sum(count) DESC LIMIT 20")?;
         r.blocks = st.query_map(params![domain, since], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)))?.collect::<Result<_, _>>()?;
         drop(st);
         drop(db);
@@ -152,10 +152,10 @@ pub const SENT_KEPT: i64 = 30 * 86_400;
 
 /// Remembers a delivered message (its Message-ID and recipient), so that a
 /// complaint about it can be believed; forgets what is older than a month.
-pub fn remember_sent(db: &rusqlite::Connection, message_id: &str, recipient: &str, domain: &str) -> Result<(), StoreError> {
+pub fn remember_sent(db: &crate::db::Conn, message_id: &str, recipient: &str, domain: &str) -> Result<(), StoreError> {
     let t = now();
     db.execute(
-        "INSERT OR IGNORE INTO sent_messages (message_id, recipient, domain, time) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO sent_messages (message_id, recipient, domain, time) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         params![message_id, recipient.to_ascii_lowercase(), domain, t],
     )?;
     // A cheap trim: now and then, by the index.
@@ -176,7 +176,7 @@ pub struct Matched {
 /// The sent message a returned one names: its domain and the recipient
 /// (the one named, when it was among the message's recipients; the only
 /// one otherwise). None: not ours, and not believed.
-pub fn match_sent(db: &rusqlite::Connection, message_id: &str, named: Option<&str>) -> Result<Option<Matched>, StoreError> {
+pub fn match_sent(db: &crate::db::Conn, message_id: &str, named: Option<&str>) -> Result<Option<Matched>, StoreError> {
     let mut st = db.prepare("SELECT recipient, domain FROM sent_messages WHERE message_id = ?1")?;
     let rows: Vec<(String, String)> = st.query_map(params![message_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let named = named.map(|n| n.to_ascii_lowercase());
@@ -190,9 +190,9 @@ pub fn match_sent(db: &rusqlite::Connection, message_id: &str, named: Option<&st
 
 /// A complaint, counted for its domain; the complaint rate is measured
 /// from the first one on.
-pub fn record_complaint(db: &rusqlite::Connection, domain: &str) -> Result<(), StoreError> {
+pub fn record_complaint(db: &crate::db::Conn, domain: &str) -> Result<(), StoreError> {
     let day = now().div_euclid(86_400);
     db.execute("INSERT INTO domain_stats (domain, day, complaints) VALUES (?1, ?2, 1) ON CONFLICT (domain, day) DO UPDATE SET complaints = complaints + 1", params![domain, day])?;
-    db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('complaints_read', 1)", [])?;
+    db.execute("INSERT INTO meta (name, value) VALUES ('complaints_read', 1) ON CONFLICT DO NOTHING", [])?;
     Ok(())
 }

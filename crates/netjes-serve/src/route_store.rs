@@ -5,7 +5,8 @@
 use crate::routes::{validate, warning, Route, RouteInput};
 use crate::store::{now, Store, StoreError};
 use netjes_check::relay::RelayTls;
-use rusqlite::{params, OptionalExtension};
+use crate::db::OptionalExtension;
+use crate::params;
 
 fn aad(domain: &str, user: &str) -> String {
     format!("netjes-route:{domain}/{user}")
@@ -30,13 +31,13 @@ impl Store {
     /// update cannot resend it).
     pub fn set_route(&self, domain: &str, input: &RouteInput) -> Result<Route, StoreError> {
         let (kind, host, port, tls, user, password) = validate(input).map_err(|e| StoreError::Invalid(e.join("; ")))?;
-        let mut db = self.db();
+        let db = self.db();
         let tx = db.transaction()?;
-        if tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+        if tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<i64>(0))? == 0 {
             return Err(StoreError::NotFound(format!("domain {domain}")));
         }
         let old: Option<(Option<String>, Option<Vec<u8>>)> =
-            tx.query_row("SELECT user, sealed_password FROM routes WHERE domain = ?1", params![domain], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            tx.query_row("SELECT \"user\", sealed_password FROM routes WHERE domain = ?1", params![domain], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
         let sealed = match (&user, password) {
             (Some(u), Some(p)) => Some(self.master.seal(p.as_bytes(), &aad(domain, u))),
             (Some(u), None) => match old {
@@ -46,8 +47,8 @@ impl Store {
             (None, _) => None,
         };
         tx.execute(
-            "INSERT INTO routes (domain, kind, host, port, tls, user, sealed_password, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (domain) DO UPDATE SET kind = ?2, host = ?3, port = ?4, tls = ?5, user = ?6, sealed_password = ?7, updated = ?8",
+            "INSERT INTO routes (domain, kind, host, port, tls, \"user\", sealed_password, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (domain) DO UPDATE SET kind = ?2, host = ?3, port = ?4, tls = ?5, \"user\" = ?6, sealed_password = ?7, updated = ?8",
             params![domain, kind, host, port, tls.map(tls_name), user, sealed, now()],
         )?;
         tx.commit()?;
@@ -59,12 +60,12 @@ impl Store {
     /// do not have.
     pub fn route(&self, domain: &str) -> Result<Option<Route>, StoreError> {
         let db = self.db();
-        if db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+        if db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<i64>(0))? == 0 {
             return Ok(None);
         }
         let row = db
-            .query_row("SELECT kind, host, port, tls, user, sealed_password IS NOT NULL, updated FROM routes WHERE domain = ?1", params![domain], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<u16>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<String>>(4)?, r.get::<_, bool>(5)?, r.get::<_, i64>(6)?))
+            .query_row("SELECT kind, host, port, tls, \"user\", sealed_password IS NOT NULL, updated FROM routes WHERE domain = ?1", params![domain], |r| {
+                Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?, r.get::<Option<u16>>(2)?, r.get::<Option<String>>(3)?, r.get::<Option<String>>(4)?, r.get::<bool>(5)?, r.get::<i64>(6)?))
             })
             .optional()?;
         Ok(Some(match row {
@@ -81,7 +82,7 @@ impl Store {
     pub fn relay_login(&self, domain: &str) -> Result<Option<(String, String)>, StoreError> {
         let row: Option<(Option<String>, Option<Vec<u8>>)> = self
             .db()
-            .query_row("SELECT user, sealed_password FROM routes WHERE domain = ?1 AND kind = 'relay'", params![domain], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT \"user\", sealed_password FROM routes WHERE domain = ?1 AND kind = 'relay'", params![domain], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((Some(user), Some(sealed))) = row else { return Ok(None) };
         let plain = self.master.open(&sealed, &aad(domain, &user))?;
@@ -94,7 +95,7 @@ impl Store {
     pub fn relay_tls(&self, host: &str, port: u16) -> Result<Option<RelayTls>, StoreError> {
         let db = self.db();
         let mut st = db.prepare("SELECT tls FROM routes WHERE kind = 'relay' AND host = ?1 AND port = ?2")?;
-        let modes: Vec<RelayTls> = st.query_map(params![host.to_ascii_lowercase(), port], |r| r.get::<_, Option<String>>(0))?.filter_map(|t| tls_of(t.ok().flatten())).collect();
+        let modes: Vec<RelayTls> = st.query_map(params![host.to_ascii_lowercase(), port], |r| r.get::<Option<String>>(0))?.filter_map(|t| tls_of(t.ok().flatten())).collect();
         let rank = |t: &RelayTls| match t {
             RelayTls::None => 0,
             RelayTls::Opportunistic => 1,
@@ -143,14 +144,14 @@ impl Store {
                 return Err(StoreError::Invalid(format!("{l:?} is not a login: printable, no spaces, at most 256 characters")));
             }
         }
-        let mut db = self.db();
+        let db = self.db();
         let tx = db.transaction()?;
-        if tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+        if tx.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<i64>(0))? == 0 {
             return Err(StoreError::NotFound(format!("domain {domain}")));
         }
         tx.execute("DELETE FROM domain_logins WHERE domain = ?1", params![domain])?;
         for l in logins {
-            tx.execute("INSERT OR IGNORE INTO domain_logins (domain, login) VALUES (?1, ?2)", params![domain, l])?;
+            tx.execute("INSERT INTO domain_logins (domain, login) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![domain, l])?;
         }
         tx.commit()?;
         drop(db);
@@ -173,13 +174,13 @@ impl Store {
 /// May `login` send as `domain`, on a connection of its own (the policy
 /// service reads serve's store without its master key: no secret is
 /// involved).
-pub fn send_right(db: &rusqlite::Connection, login: &str, domain: &str) -> Result<SendRight, StoreError> {
-    if db.query_row("SELECT count(*) FROM domain_logins WHERE login = ?1", params![login], |r| r.get::<_, i64>(0))? == 0 {
+pub fn send_right(db: &crate::db::Conn, login: &str, domain: &str) -> Result<SendRight, StoreError> {
+    if db.query_row("SELECT count(*) FROM domain_logins WHERE login = ?1", params![login], |r| r.get::<i64>(0))? == 0 {
         return Ok(SendRight::NotAnApplication);
     }
     let active: Option<bool> = db.query_row("SELECT active != 0 FROM domains WHERE domain = ?1", params![domain], |r| r.get(0)).optional()?;
     let Some(active) = active else { return Ok(SendRight::UnknownDomain) };
-    let assigned = db.query_row("SELECT count(*) FROM domain_logins WHERE domain = ?1 AND login = ?2", params![domain, login], |r| r.get::<_, i64>(0))? > 0;
+    let assigned = db.query_row("SELECT count(*) FROM domain_logins WHERE domain = ?1 AND login = ?2", params![domain, login], |r| r.get::<i64>(0))? > 0;
     Ok(match (assigned, active) {
         (false, _) => SendRight::NotAssigned,
         (true, false) => SendRight::Inactive,

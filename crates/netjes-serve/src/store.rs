@@ -8,7 +8,8 @@
 
 use crate::crypto::{self, MasterKey};
 use netjes_auth::dkim::{KeyAlgorithm, PrivateKey};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{Conn, DbError, OptionalExtension};
+use crate::params;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::db::DbError),
     #[error("store: cannot create {0}: {1}")]
     Dir(String, String),
     #[error("store: the database is from a newer netjes (schema {0}); this one knows up to {1}")]
@@ -47,9 +48,9 @@ CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta VALUES ('key_generation', 0);
 ", "
 CREATE TABLE reports (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, reporter TEXT NOT NULL, report_id TEXT NOT NULL,
-  policy_domain TEXT NOT NULL, begin INTEGER, end INTEGER, received INTEGER NOT NULL, trusted INTEGER NOT NULL,
+  policy_domain TEXT NOT NULL, begin INTEGER, \"end\" INTEGER, received INTEGER NOT NULL, trusted INTEGER NOT NULL,
   source TEXT NOT NULL, parsed TEXT NOT NULL, UNIQUE(kind, reporter, report_id));
-CREATE INDEX reports_domain ON reports(policy_domain, end);
+CREATE INDEX reports_domain ON reports(policy_domain, \"end\");
 CREATE TABLE report_rows (report INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE, domain TEXT NOT NULL,
   source_ip TEXT NOT NULL, count INTEGER NOT NULL, day INTEGER NOT NULL, disposition TEXT NOT NULL,
   dkim_aligned INTEGER NOT NULL, spf_aligned INTEGER NOT NULL, forwarded INTEGER NOT NULL,
@@ -68,7 +69,7 @@ CREATE TABLE report_alerts (key TEXT PRIMARY KEY, kind TEXT NOT NULL, domain TEX
 ", "
 -- How each signing domain's mail leaves: direct, or through its relay.
 CREATE TABLE routes (domain TEXT PRIMARY KEY REFERENCES domains(domain) ON DELETE CASCADE, kind TEXT NOT NULL, host TEXT, port INTEGER, tls TEXT,
-    user TEXT, sealed_password BLOB, updated INTEGER NOT NULL);
+    \"user\" TEXT, sealed_password BLOB, updated INTEGER NOT NULL);
 CREATE INDEX routes_host ON routes(host, port);
 ", "
 -- The applications (SASL logins) that may send for each signing domain.
@@ -177,7 +178,7 @@ pub struct DomainRow {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Conn>>,
     pub(crate) master: Arc<MasterKey>,
 }
 
@@ -223,7 +224,7 @@ fn aad(domain: &str, selector: &str) -> String {
 
 /// Opens (or makes) `netjes.sqlite` in `data_dir` and brings its schema
 /// up to date.
-pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
+pub fn open_connection(data_dir: &Path) -> Result<Conn, StoreError> {
     netjes_net::private_dir(data_dir)
         .map_err(|e| StoreError::Dir(data_dir.display().to_string(), e))?;
     let path = data_dir.join("netjes.sqlite");
@@ -231,8 +232,9 @@ pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
     // and its -wal and -shm, which SQLite makes with its mode.
     netjes_net::private_file(&path)
         .map_err(|e| StoreError::Dir(path.display().to_string(), e))?;
-    let mut c = Connection::open(&path)?;
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    let c = rusqlite::Connection::open(&path).map_err(|e| DbError::Other(e.to_string()))?;
+    c.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| DbError::Other(e.to_string()))?;
+    let c = Conn::sqlite(c);
     c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
@@ -240,7 +242,7 @@ pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
         return Err(StoreError::TooNew(version, known));
     }
     for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = c.transaction()?;
         // Another process may have migrated while we waited for the lock.
         let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if now > i as i64 {
@@ -253,16 +255,27 @@ pub fn open_connection(data_dir: &Path) -> Result<Connection, StoreError> {
     Ok(c)
 }
 
+/// Connects to a PostgreSQL shared by several serve instances and the
+/// milters, and brings serve's tables up to date (the same steps as
+/// SQLite's, in PostgreSQL's types).
+pub fn open_postgres(settings: crate::db::PgSettings) -> Result<Conn, StoreError> {
+    Ok(Conn::postgres(settings, MIGRATIONS)?)
+}
+
 impl Store {
     pub fn open(data_dir: &Path, master: MasterKey) -> Result<Store, StoreError> {
-        let c = open_connection(data_dir)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(c)),
-            master: Arc::new(master),
-        })
+        Ok(Store::with(open_connection(data_dir)?, master))
     }
 
-    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// The store on a connection already made (SQLite's or PostgreSQL's).
+    pub fn with(c: Conn, master: MasterKey) -> Store {
+        Store {
+            conn: Arc::new(Mutex::new(c)),
+            master: Arc::new(master),
+        }
+    }
+
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Conn> {
         // A panic while holding the lock leaves SQLite consistent (each
         // statement is atomic), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -292,8 +305,7 @@ impl Store {
             "INSERT INTO users (name, password, created) VALUES (?1, ?2, ?3)",
             params![name, hash, now()],
         ) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            Err(crate::db::DbError::Constraint(_)) =>
             {
                 Err(StoreError::Exists(format!("user {name}")))
             }
@@ -495,8 +507,8 @@ impl Store {
                     expires: r.get(3)?,
                     status: r.get(4)?,
                     received: r.get(5)?,
-                    facts: r.get::<_, Option<String>>(6)?.and_then(|s| serde_json::from_str(&s).ok()),
-                    report: r.get::<_, Option<String>>(7)?.and_then(|s| serde_json::from_str(&s).ok()),
+                    facts: r.get::<Option<String>>(6)?.and_then(|s| serde_json::from_str(&s).ok()),
+                    report: r.get::<Option<String>>(7)?.and_then(|s| serde_json::from_str(&s).ok()),
                     report_html: r.get(8)?,
                     raw: r.get(9)?,
                 })
@@ -587,7 +599,7 @@ impl Store {
 
     // ---- signing domains ----
 
-    fn bump_generation(db: &Connection) -> Result<(), StoreError> {
+    fn bump_generation(db: &Conn) -> Result<(), StoreError> {
         db.execute(
             "UPDATE meta SET value = value + 1 WHERE name = 'key_generation'",
             [],
@@ -613,8 +625,7 @@ impl Store {
             "INSERT INTO domains (domain, active, created) VALUES (?1, 0, ?2)",
             params![d, now()],
         ) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            Err(crate::db::DbError::Constraint(_)) =>
             {
                 Err(StoreError::Exists(d))
             }
@@ -639,12 +650,12 @@ impl Store {
             )));
         }
         let sealed = self.master.seal(key.pkcs8_der(), &aad(domain, selector));
-        let mut db = self.db();
+        let db = self.db();
         let tx = db.transaction()?;
         let exists: bool = tx.query_row(
             "SELECT count(*) FROM domains WHERE domain = ?1",
             params![domain],
-            |r| r.get::<_, i64>(0),
+            |r| r.get::<i64>(0),
         )? > 0;
         if !exists {
             return Err(StoreError::NotFound(format!("domain {domain}")));
@@ -652,18 +663,18 @@ impl Store {
         let has_active: bool = tx.query_row(
             "SELECT count(*) FROM keys WHERE domain = ?1 AND algorithm = ?2 AND state = 'active'",
             params![domain, key.algorithm.k_tag()],
-            |r| r.get::<_, i64>(0),
+            |r| r.get::<i64>(0),
         )? > 0;
         let state = if has_active { "pending" } else { "active" };
         let public = key.public_key_b64();
-        match tx.execute(
-            "INSERT INTO keys (domain, selector, algorithm, bits, sealed, public_key, state, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        let id: i64 = match tx.query_row(
+            "INSERT INTO keys (domain, selector, algorithm, bits, sealed, public_key, state, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![domain, selector, key.algorithm.k_tag(), key.bits as i64, sealed, public, state, now()],
+            |r| r.get(0),
         ) {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => return Err(StoreError::Exists(format!("selector {selector} of {domain}"))),
+            Err(crate::db::DbError::Constraint(_)) => return Err(StoreError::Exists(format!("selector {selector} of {domain}"))),
             r => r?,
         };
-        let id = tx.last_insert_rowid();
         Store::bump_generation(&tx)?;
         tx.commit()?;
         drop(db);
@@ -698,7 +709,7 @@ impl Store {
             .query_map(params![only], |r| {
                 Ok(DomainRow {
                     domain: r.get(0)?,
-                    active: r.get::<_, i64>(1)? != 0,
+                    active: r.get::<i64>(1)? != 0,
                     created: r.get(2)?,
                     keys: vec![],
                     logins: vec![],
@@ -716,7 +727,7 @@ impl Store {
         }
         let mut st = db.prepare("SELECT domain, login FROM domain_logins WHERE ?1 IS NULL OR domain = ?1 ORDER BY login")?;
         let mut logins: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-        for row in st.query_map(params![only], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        for row in st.query_map(params![only], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))? {
             let (d, l) = row?;
             logins.entry(d).or_default().push(l);
         }
@@ -742,7 +753,7 @@ impl Store {
     /// The switch of a rotation: this key signs from now on, and the
     /// active key of the same algorithm is retired.
     pub fn switch_to(&self, id: i64) -> Result<(), StoreError> {
-        let mut db = self.db();
+        let db = self.db();
         let tx = db.transaction()?;
         let (domain, algorithm): (String, String) = tx
             .query_row(
@@ -805,12 +816,12 @@ impl Store {
 const KEY_COLUMNS: &str =
     "SELECT id, domain, selector, algorithm, bits, public_key, state, created, rotated FROM keys";
 
-fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+fn key_row(r: &crate::db::Row) -> Result<KeyRow, DbError> {
     Ok(KeyRow {
         id: r.get(0)?,
         domain: r.get(1)?,
         selector: r.get(2)?,
-        algorithm: algorithm_of(&r.get::<_, String>(3)?),
+        algorithm: algorithm_of(&r.get::<String>(3)?),
         bits: r.get(4)?,
         public_key: r.get(5)?,
         state: r.get(6)?,
@@ -819,7 +830,7 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
     })
 }
 
-pub(crate) fn key_generation(db: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn key_generation(db: &Conn) -> Result<i64, StoreError> {
     Ok(db.query_row(
         "SELECT value FROM meta WHERE name = 'key_generation'",
         [],
@@ -833,15 +844,15 @@ pub(crate) fn key_generation(db: &Connection) -> Result<i64, StoreError> {
 pub(crate) type SigningKeyRow = (String, String, Result<PrivateKey, String>);
 
 pub(crate) fn signing_keys(
-    db: &Connection,
+    db: &Conn,
     master: &MasterKey,
 ) -> Result<Vec<SigningKeyRow>, StoreError> {
     let mut st = db.prepare("SELECT k.domain, k.selector, k.sealed FROM keys k JOIN domains d ON d.domain = k.domain WHERE d.active = 1 AND k.state = 'active' ORDER BY k.domain, k.algorithm DESC")?;
     let rows = st.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<Vec<u8>>(2)?,
         ))
     })?;
     let mut out = Vec::new();

@@ -6,7 +6,8 @@
 //! export and remove entries.
 
 use crate::store::{now, Store, StoreError};
-use rusqlite::{params, OptionalExtension};
+use crate::db::OptionalExtension;
+use crate::params;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,17 +57,17 @@ impl Store {
 
 /// [`Store::suppress`] on a connection of its own (`netjes events
 /// --store` writes without the master key: no secret is involved).
-pub fn suppress(db: &rusqlite::Connection, domain: &str, address: &str, class: &str, reason: &str) -> Result<bool, StoreError> {
+pub fn suppress(db: &crate::db::Conn, domain: &str, address: &str, class: &str, reason: &str) -> Result<bool, StoreError> {
     let (domain, address) = (domain.to_ascii_lowercase(), address.trim().to_ascii_lowercase());
     if !address_ok(&address) {
         return Err(StoreError::Invalid(format!("{address:?} is not an address")));
     }
     let reason: String = reason.chars().take(500).collect();
-    if db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+    if db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<i64>(0))? == 0 {
         return Ok(false);
     }
     let n = db.execute(
-        "INSERT OR IGNORE INTO suppressions (domain, address, class, reason, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO suppressions (domain, address, class, reason, created) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         params![domain, address, class, reason, now()],
     )?;
     Ok(n > 0)
@@ -74,7 +75,7 @@ pub fn suppress(db: &rusqlite::Connection, domain: &str, address: &str, class: &
 
 /// The entry for `address` in `domain`'s list, on a connection of its own
 /// (the policy service reads serve's store without its master key).
-pub fn suppressed(db: &rusqlite::Connection, domain: &str, address: &str) -> Result<Option<Suppression>, StoreError> {
+pub fn suppressed(db: &crate::db::Conn, domain: &str, address: &str) -> Result<Option<Suppression>, StoreError> {
     Ok(db
         .query_row(
             "SELECT domain, address, class, reason, created FROM suppressions WHERE domain = ?1 AND address = ?2",

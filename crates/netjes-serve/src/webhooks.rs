@@ -7,7 +7,8 @@
 //! like the private keys and shown once, when it is made.
 
 use crate::store::{now, Store, StoreError};
-use rusqlite::{params, OptionalExtension};
+use crate::db::OptionalExtension;
+use crate::params;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ impl Store {
         let secret = hex(&crate::crypto::random_bytes::<32>());
         let sealed = self.master.seal(secret.as_bytes(), &aad(domain));
         let db = self.db();
-        if db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+        if db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", params![domain], |r| r.get::<i64>(0))? == 0 {
             return Err(StoreError::NotFound(format!("domain {domain}")));
         }
         db.execute(
@@ -69,11 +70,11 @@ fn hex(b: &[u8]) -> String {
 /// Queues an event for `domain`'s webhook, on a connection of its own
 /// (`netjes events` writes without the master key); false when the
 /// domain has none (or too many wait already: counted by the caller).
-pub fn queue(db: &rusqlite::Connection, domain: &str, body: &str) -> Result<bool, StoreError> {
-    if db.query_row("SELECT count(*) FROM webhooks WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? == 0 {
+pub fn queue(db: &crate::db::Conn, domain: &str, body: &str) -> Result<bool, StoreError> {
+    if db.query_row("SELECT count(*) FROM webhooks WHERE domain = ?1", params![domain], |r| r.get::<i64>(0))? == 0 {
         return Ok(false);
     }
-    if db.query_row("SELECT count(*) FROM webhook_outbox WHERE domain = ?1", params![domain], |r| r.get::<_, i64>(0))? >= MAX_WAITING {
+    if db.query_row("SELECT count(*) FROM webhook_outbox WHERE domain = ?1", params![domain], |r| r.get::<i64>(0))? >= MAX_WAITING {
         return Ok(false);
     }
     let t = now();

@@ -53,11 +53,11 @@ pub struct EventsArgs {
 /// An event into serve's store: queued for its customer's webhook, and a
 /// hard bounce's recipient onto the suppression list (said on standard
 /// error).
-fn suppress(db: &rusqlite::Connection, e: &netjes_bounce::events::Event) {
+fn suppress(db: &netjes_serve::db::Conn, e: &netjes_bounce::events::Event) {
     let Some(domain) = &e.customer_domain else { return };
     // Counted only for our own signing domains (a row per other sender
     // would grow without bound).
-    let ours = db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", [domain], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0;
+    let ours = db.query_row("SELECT count(*) FROM domains WHERE domain = ?1", netjes_serve::params![domain], |r| r.get::<i64>(0)).unwrap_or(0) > 0;
     if ours {
         if let Err(err) = netjes_serve::reputation::record(db, domain, e.event, e.class.map(|c| c.name()), &e.recipient, &e.reply) {
             eprintln!("netjes: cannot count the event for {domain}: {err}");

@@ -122,7 +122,7 @@ pub async fn run_policy(a: PolicyArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
 
 /// Application logins' sending rights from netjes serve's store, read
 /// without its master key (no secret is involved).
-struct ServeRights(std::sync::Mutex<rusqlite::Connection>);
+struct ServeRights(std::sync::Mutex<netjes_serve::db::Conn>);
 
 impl ServeRights {
     fn open(dir: &std::path::Path) -> Result<ServeRights, String> {
