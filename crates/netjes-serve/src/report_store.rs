@@ -247,7 +247,7 @@ impl Store {
         let db = self.db();
         db.execute("DELETE FROM report_senders WHERE day < ?1", params![day - 1])?;
         let n: i64 = db.query_row(
-            "INSERT INTO report_senders (sender, day, count) VALUES (?1, ?2, 1) ON CONFLICT (sender, day) DO UPDATE SET count = count + 1 RETURNING count",
+            "INSERT INTO report_senders (sender, day, count) VALUES (?1, ?2, 1) ON CONFLICT (sender, day) DO UPDATE SET count = report_senders.count + 1 RETURNING count",
             params![sender, day],
             |r| r.get(0),
         )?;
@@ -370,7 +370,6 @@ const RAW_KEPT: usize = 1024 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
 
     fn report(id: &str) -> Report {
         let xml = format!("<feedback><report_metadata><org_name>r</org_name><report_id>{id}</report_id><date_range><begin>1700000000</begin><end>1700086399</end></date_range></report_metadata><policy_published><domain>example.com</domain></policy_published><record><row><source_ip>192.0.2.1</source_ip><count>1</count></row><identifiers><header_from>example.com</header_from></identifiers></record></feedback>");
@@ -379,8 +378,9 @@ mod tests {
 
     #[test]
     fn a_flood_drops_the_oldest_raw_copies_and_keeps_the_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), MasterKey::from_hex(&"11".repeat(32)).unwrap()).unwrap();
+        for b in crate::store::testing::each(&"11".repeat(32)) {
+        let s = &b.store;
+        
         for i in 0..10 {
             let how = Provenance { trusted: true, held: None, source: "t".into(), raw: Some(vec![b'x'; 100_000]) };
             s.add_report(&report(&format!("r{i}")), &how).unwrap();
@@ -407,5 +407,6 @@ mod tests {
         assert_eq!(rejected, 3);
         drop(db);
         assert_eq!(s.report_rows("example.com", 0).unwrap().len(), 10);
+        }
     }
 }

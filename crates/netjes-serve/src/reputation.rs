@@ -28,12 +28,12 @@ pub fn record(db: &crate::db::Conn, domain: &str, event: &str, class: Option<&st
         _ => "soft",
     };
     let day = now().div_euclid(86_400);
-    db.execute(&format!("INSERT INTO domain_stats (domain, day, {column}) VALUES (?1, ?2, 1) ON CONFLICT (domain, day) DO UPDATE SET {column} = {column} + 1"), params![domain, day])?;
+    db.execute(&format!("INSERT INTO domain_stats (domain, day, {column}) VALUES (?1, ?2, 1) ON CONFLICT (domain, day) DO UPDATE SET {column} = domain_stats.{column} + 1"), params![domain, day])?;
     if column == "block" {
         let receiver = recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
         let reply: String = reply.chars().take(300).collect();
         db.execute(
-            "INSERT INTO domain_blocks (domain, day, receiver, count, last_reply) VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (domain, day, receiver) DO UPDATE SET count = count + 1, last_reply = ?4",
+            "INSERT INTO domain_blocks (domain, day, receiver, count, last_reply) VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (domain, day, receiver) DO UPDATE SET count = domain_blocks.count + 1, last_reply = ?4",
             params![domain, day, receiver, reply],
         )?;
     }
@@ -129,9 +129,10 @@ mod tests {
 
     #[test]
     fn events_are_counted_by_day_and_blocks_by_receiver() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), crate::crypto::MasterKey::from_hex(&"07".repeat(32)).unwrap()).unwrap();
-        let db = crate::store::open_connection(dir.path()).unwrap();
+        for b in crate::store::testing::each(&"07".repeat(32)) {
+        let s = &b.store;
+        
+        let db = b.conn();
         for _ in 0..8 {
             record(&db, "shop.example", "delivered", None, "a@example.org", "250 ok").unwrap();
         }
@@ -144,6 +145,7 @@ mod tests {
         assert_eq!(r.blocks, [("gmail.com".to_string(), 1, "550 5.7.26 unauthenticated".to_string())]);
         assert!(r.warnings.len() == 2, "{:?}", r.warnings);
         assert_eq!(s.reputation("other.example", 7).unwrap().bounce_rate, None);
+        }
     }
 }
 
@@ -192,7 +194,7 @@ pub fn match_sent(db: &crate::db::Conn, message_id: &str, named: Option<&str>) -
 /// from the first one on.
 pub fn record_complaint(db: &crate::db::Conn, domain: &str) -> Result<(), StoreError> {
     let day = now().div_euclid(86_400);
-    db.execute("INSERT INTO domain_stats (domain, day, complaints) VALUES (?1, ?2, 1) ON CONFLICT (domain, day) DO UPDATE SET complaints = complaints + 1", params![domain, day])?;
+    db.execute("INSERT INTO domain_stats (domain, day, complaints) VALUES (?1, ?2, 1) ON CONFLICT (domain, day) DO UPDATE SET complaints = domain_stats.complaints + 1", params![domain, day])?;
     db.execute("INSERT INTO meta (name, value) VALUES ('complaints_read', 1) ON CONFLICT DO NOTHING", [])?;
     Ok(())
 }

@@ -194,8 +194,9 @@ mod tests {
 
     #[test]
     fn an_application_sends_only_for_its_active_domains() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), crate::crypto::MasterKey::from_hex(&"07".repeat(32)).unwrap()).unwrap();
+        for b in crate::store::testing::each(&"07".repeat(32)) {
+        let s = &b.store;
+        
         for d in ["shop.example", "other.example", "new.example"] {
             s.add_domain(d).unwrap();
         }
@@ -215,5 +216,6 @@ mod tests {
         s.set_logins("shop.example", &[]).unwrap();
         s.set_logins("new.example", &[]).unwrap();
         assert_eq!(s.send_right("app", "other.example").unwrap(), SendRight::NotAnApplication);
+        }
     }
 }

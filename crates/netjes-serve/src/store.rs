@@ -889,18 +889,63 @@ fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
+/// The store on each engine, for the tests that every backend must pass:
+/// SQLite in a temporary folder, and a throwaway PostgreSQL (initdb per
+/// test, as the milter's verdict tests do).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub struct Backend {
+        pub name: &'static str,
+        pub store: Store,
+        pub dir: tempfile::TempDir,
+        pub pg: Option<netjes_testdns::postgres::PostgresServer>,
+    }
+
+    impl Backend {
+        /// The same database again, as after a restart.
+        pub fn reopen(&self, master: MasterKey) -> Store {
+            match &self.pg {
+                None => Store::open(self.dir.path(), master).unwrap(),
+                Some(pg) => Store::with(open_postgres(pg_settings(pg)).unwrap(), master),
+            }
+        }
+    }
+
+    impl Backend {
+        /// A second connection to the same database (another process's).
+        pub fn conn(&self) -> Conn {
+            match &self.pg {
+                None => open_connection(self.dir.path()).unwrap(),
+                Some(pg) => open_postgres(pg_settings(pg)).unwrap(),
+            }
+        }
+    }
+
+    pub fn pg_settings(pg: &netjes_testdns::postgres::PostgresServer) -> crate::db::PgSettings {
+        netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap()
+    }
+
+    pub fn each(master_hex: &str) -> Vec<Backend> {
+        let master = || MasterKey::from_hex(master_hex).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Backend { name: "SQLite", store: Store::open(dir.path(), master()).unwrap(), dir, pg: None };
+        let pg = netjes_testdns::postgres::PostgresServer::start_new();
+        let store = Store::with(open_postgres(pg_settings(&pg)).unwrap(), master());
+        assert!(store.db().is_postgres() && !sqlite.store.db().is_postgres());
+        vec![sqlite, Backend { name: "PostgreSQL", store, dir: tempfile::tempdir().unwrap(), pg: Some(pg) }]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store(dir: &Path) -> Store {
-        Store::open(dir, MasterKey::from_hex(&"11".repeat(32)).unwrap()).unwrap()
-    }
-
     #[test]
     fn users_sessions_and_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
+        for b in testing::each(&"11".repeat(32)) {
+        let s = &b.store;
         s.add_user("admin", "correct horse battery").unwrap();
         assert!(matches!(
             s.add_user("admin", "another password"),
@@ -935,13 +980,14 @@ mod tests {
         assert!(matches!(
             s.add_api_token("nobody", "x"),
             Err(StoreError::NotFound(_))
-        ));
+        ), "{}", b.name);
+        }
     }
 
     #[test]
     fn keys_are_sealed_rotated_and_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
+        for b in testing::each(&"11".repeat(32)) {
+        let s = &b.store;
         s.add_domain("Example.COM.").unwrap();
         assert!(matches!(
             s.add_domain("example.com"),
@@ -968,14 +1014,16 @@ mod tests {
             Err(StoreError::Invalid(_))
         ));
 
-        // The private key is not in the file in the clear.
-        drop(s);
-        let file = std::fs::read(dir.path().join("netjes.sqlite")).unwrap();
-        let wal = std::fs::read(dir.path().join("netjes.sqlite-wal")).unwrap_or_default();
-        for hay in [&file, &wal] {
-            assert!(!hay.windows(16).any(|w| w == &k1.pkcs8_der()[16..32]));
+        // The private key is not in the database in the clear (nor in
+        // SQLite's file and its log).
+        let sealed: Vec<Vec<u8>> = s.db().query_map("SELECT sealed FROM keys", [], |r| r.get(0)).unwrap();
+        let mut hay = sealed.concat();
+        if b.pg.is_none() {
+            hay.extend(std::fs::read(b.dir.path().join("netjes.sqlite")).unwrap());
+            hay.extend(std::fs::read(b.dir.path().join("netjes.sqlite-wal")).unwrap_or_default());
         }
-        let s = store(dir.path());
+        assert!(!hay.is_empty() && !hay.windows(16).any(|w| w == &k1.pkcs8_der()[16..32]));
+        let s = &b.reopen(MasterKey::from_hex(&"11".repeat(32)).unwrap());
         assert_eq!(s.private_key(r1.id).unwrap().public_key, k1.public_key);
         let master = MasterKey::from_hex(&"11".repeat(32)).unwrap();
         // Inactive domains do not sign.
@@ -998,18 +1046,19 @@ mod tests {
         s.delete_key(r1.id).unwrap();
 
         // Another master key opens nothing.
-        let wrong =
-            Store::open(dir.path(), MasterKey::from_hex(&"22".repeat(32)).unwrap()).unwrap();
+        let wrong = b.reopen(MasterKey::from_hex(&"22".repeat(32)).unwrap());
         assert!(matches!(
             wrong.private_key(r2.id),
             Err(StoreError::Crypto(_))
-        ));
+        ), "{}", b.name);
+        }
     }
 
     #[test]
     fn tests_take_one_message_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
+        for b in crate::store::testing::each(&"11".repeat(32)) {
+        let s = &b.store;
+        
         s.create_test(
             "abc",
             "abc@test.example",
@@ -1045,5 +1094,6 @@ mod tests {
         assert_eq!(s.test("old").unwrap().unwrap().status, "expired");
         assert!(!s.receive("old", b"late", &serde_json::json!({})).unwrap());
         assert_eq!(s.purge_tests(now() + 1).unwrap(), 2);
+        }
     }
 }

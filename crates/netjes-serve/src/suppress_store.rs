@@ -102,8 +102,9 @@ mod tests {
 
     #[test]
     fn entries_are_added_once_searched_exported_and_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), crate::crypto::MasterKey::from_hex(&"07".repeat(32)).unwrap()).unwrap();
+        for b in crate::store::testing::each(&"07".repeat(32)) {
+        let s = &b.store;
+        
         s.add_domain("shop.example").unwrap();
         assert!(s.suppress("shop.example", "Gone@Example.org", "hard", "550 5.1.1 \"no\" such user").unwrap());
         assert!(!s.suppress("shop.example", "gone@example.org", "hard", "again").unwrap(), "once");
@@ -114,9 +115,10 @@ mod tests {
         assert_eq!(s.suppressions("shop.example", "EXAMPLE.NET").unwrap().len(), 1);
         let csv = to_csv(&s.suppressions("shop.example", "gone").unwrap());
         assert!(csv.contains("\"gone@example.org\",\"hard\",\"550 5.1.1 \"\"no\"\" such user\""), "{csv}");
-        let db = crate::store::open_connection(dir.path()).unwrap();
+        let db = b.conn();
         assert!(suppressed(&db, "Shop.Example", "GONE@example.org").unwrap().is_some());
         assert!(s.unsuppress("shop.example", "gone@example.org").unwrap());
         assert!(suppressed(&db, "shop.example", "gone@example.org").unwrap().is_none());
+        }
     }
 }

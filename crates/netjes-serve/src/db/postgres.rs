@@ -5,7 +5,7 @@
 //! round trip).
 //!
 //! SQLite's dialect is translated here: `?N` parameters become `$N`,
-//! `instr(` becomes `strpos(` (same arguments), and in the schema
+//! `instr(` becomes `strpos(` (same arguments), `LIMIT -1` `LIMIT ALL`, and in the schema
 //! `INTEGER PRIMARY KEY` becomes an identity column, `INTEGER` BIGINT and
 //! `BLOB` BYTEA.
 
@@ -25,12 +25,19 @@ pub struct PgConn {
 
 fn classify(e: postgres::Error) -> DbError {
     use postgres::error::SqlState;
+    // The client's Display says only "db error"; the server's words are
+    // in the DbError, and an IO failure's in the source.
+    let detail = match (e.as_db_error(), std::error::Error::source(&e)) {
+        (Some(d), _) => format!("{}: {}", d.severity(), d.message()),
+        (None, Some(s)) => format!("{e}: {s}"),
+        (None, None) => e.to_string(),
+    };
     match e.code() {
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::FOREIGN_KEY_VIOLATION || *c == SqlState::NOT_NULL_VIOLATION => DbError::Constraint(e.to_string()),
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::FOREIGN_KEY_VIOLATION || *c == SqlState::NOT_NULL_VIOLATION => DbError::Constraint(detail),
         // Shutting down, starting, or out of connections: try again later.
-        Some(c) if c.code().starts_with("57P") || c.code().starts_with("08") || *c == SqlState::TOO_MANY_CONNECTIONS => DbError::Unavailable(e.to_string()),
-        Some(_) => DbError::Other(format!("PostgreSQL: {e}")),
-        None => DbError::Unavailable(e.to_string()),
+        Some(c) if c.code().starts_with("57P") || c.code().starts_with("08") || *c == SqlState::TOO_MANY_CONNECTIONS => DbError::Unavailable(detail),
+        Some(_) => DbError::Other(format!("PostgreSQL: {detail}")),
+        None => DbError::Unavailable(detail),
     }
 }
 
@@ -64,7 +71,8 @@ pub(crate) fn translate(sql: &str) -> String {
             None => out.push(c),
         }
     }
-    out.replace("instr(", "strpos(")
+    // SQLite's "no limit" before an OFFSET.
+    out.replace("instr(", "strpos(").replace("LIMIT -1", "LIMIT ALL")
 }
 
 /// A migration of SQLite's schema in PostgreSQL's types.
