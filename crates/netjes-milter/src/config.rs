@@ -30,6 +30,10 @@ pub struct RawConfig {
     /// The data directory of `netjes serve`: its active signing domains
     /// sign too (asked before the tables), with no restart when they change.
     pub key_store: Option<std::path::PathBuf>,
+    /// The signing domains of `netjes serve` in [store]'s PostgreSQL sign
+    /// too (asked first), as key_store does for serve's SQLite: the MX
+    /// hosts of a cluster sign with the keys of any serve's web UI.
+    pub keys_from_store: bool,
     /// The master key that opens the store's private keys; NETJES_MASTER_KEY
     /// or `key_store/master.key` when absent.
     pub master_key_file: Option<std::path::PathBuf>,
@@ -180,6 +184,7 @@ impl Default for RawConfig {
             signing_table: None,
             signing_keys: vec![],
             key_store: None,
+            keys_from_store: false,
             master_key_file: None,
             on_key_error: Failure::Tempfail,
             on_dns_error: Failure::Tempfail,
@@ -223,6 +228,9 @@ pub struct Config {
     /// (store directory, master key file): opened by the binary, which
     /// puts the store before the tables in `keys`.
     pub key_store: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
+    /// keys_from_store: serve's keys in this PostgreSQL, opened with this
+    /// master key file (NETJES_MASTER_KEY or data_dir/master.key when None).
+    pub key_store_pg: Option<(crate::verdicts_pg::PgSettings, Option<std::path::PathBuf>)>,
     /// `[reports.send]`, when the section is there.
     pub send: Option<SendConfig>,
 }
@@ -309,6 +317,13 @@ impl Config {
         let authserv_id = raw.authserv_id.clone().unwrap_or_else(netjes_net::default_hostname);
         let send = raw.reports.send.as_ref().and_then(|s| validate_send(s, &authserv_id, &mut errors));
         let verdict_db = validate_store(&raw.store, &mut errors);
+        if raw.keys_from_store && raw.store.url.is_none() {
+            errors.push("keys_from_store: needs [store] url (serve's PostgreSQL)".into());
+        }
+        if raw.keys_from_store && raw.key_store.is_some() {
+            errors.push("keys_from_store and key_store: one store of signing domains, not two".into());
+        }
+        let key_store_pg = verdict_db.clone().filter(|_| raw.keys_from_store).map(|pg| (pg, raw.master_key_file.clone()));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -341,6 +356,7 @@ impl Config {
             metrics,
             data_dir: raw.data_dir,
             verdict_db,
+            key_store_pg,
             key_store,
             send,
         })

@@ -74,6 +74,11 @@ pub struct RawConfig {
     pub bounce_domain: Option<String>,
     /// DMARC and TLS reports: where they arrive and how much is kept.
     pub reports: RawReports,
+    /// `[store] url = "postgres://..."`: users, sessions, tokens, signing
+    /// domains, tests and reports in a PostgreSQL that several serve
+    /// instances (and the milters' keys) share; SQLite in data_dir when
+    /// absent. password_file and ca_file as in milter.toml.
+    pub store: netjes_milter::config::RawStore,
 }
 
 /// `[reports]`: the addresses reports are mailed to (served by the test
@@ -476,6 +481,7 @@ impl Default for RawConfig {
             spamd: None,
             bounce_domain: None,
             reports: RawReports::default(),
+            store: Default::default(),
         }
     }
 }
@@ -513,6 +519,8 @@ pub struct Config {
     pub spamd: Option<String>,
     pub bounce_domain: Option<String>,
     pub reports: Reports,
+    /// Where the store is when not in data_dir's SQLite.
+    pub postgres: Option<crate::db::PgSettings>,
 }
 
 impl Config {
@@ -583,10 +591,12 @@ impl Config {
                 None
             }
         };
+        let postgres = netjes_milter::config::validate_store(&raw.store, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Config {
+            postgres,
             data_dir: raw.data_dir,
             http: http.expect("checked"),
             smtp: smtp.expect("checked"),

@@ -12,15 +12,18 @@ use crate::db::Conn;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// domain → its keys, or why they cannot sign.
 type Loaded = HashMap<String, Result<Vec<SigningKey>, String>>;
 
 pub struct StoreKeys {
-    conn: Mutex<Conn>,
-    master: MasterKey,
-    /// (generation, keys) as last loaded.
-    cache: Mutex<(i64, Arc<Loaded>)>,
+    store: store::Store,
+    /// How often the key generation is asked at most: every lookup for
+    /// the local SQLite, once a second for a PostgreSQL over the network.
+    poll: Duration,
+    /// (generation, keys, when last asked) as last loaded.
+    cache: Mutex<(i64, Arc<Loaded>, Instant)>,
 }
 
 impl std::fmt::Debug for StoreKeys {
@@ -40,12 +43,20 @@ impl StoreKeys {
                 data_dir.display()
             )));
         }
-        let conn = store::open_connection(data_dir)?;
-        let keys = StoreKeys {
-            conn: Mutex::new(conn),
-            master,
-            cache: Mutex::new((-1, Arc::new(HashMap::new()))),
-        };
+        StoreKeys::with(store::Store::open(data_dir, master)?, Duration::ZERO)
+    }
+
+    /// The signing domains of serve's store in a PostgreSQL that the
+    /// milters of several MX hosts share: a key added in any serve's web
+    /// UI signs on every MX within a second, with no restart.
+    pub fn open_postgres(settings: crate::db::PgSettings, master: MasterKey) -> Result<StoreKeys, StoreError> {
+        let s = store::Store::with(store::open_postgres(settings)?, master);
+        s.check_master()?;
+        StoreKeys::with(s, Duration::from_secs(1))
+    }
+
+    fn with(store: store::Store, poll: Duration) -> Result<StoreKeys, StoreError> {
+        let keys = StoreKeys { store, poll, cache: Mutex::new((-1, Arc::new(HashMap::new()), Instant::now())) };
         let loaded = keys.current()?;
         if let Some(e) = loaded.values().find_map(|r| r.as_ref().err()) {
             return Err(StoreError::Invalid(e.clone()));
@@ -55,7 +66,7 @@ impl StoreKeys {
 
     fn load(&self, db: &Conn) -> Result<Loaded, StoreError> {
         let mut out: Loaded = HashMap::new();
-        for (domain, selector, key) in store::signing_keys(db, &self.master)? {
+        for (domain, selector, key) in store::signing_keys(db, &self.store.master)? {
             let key = key.and_then(|k| {
                 MessageSigner::new(&k).map_err(|e| format!("{selector}._domainkey.{domain}: {e}"))
             });
@@ -74,9 +85,13 @@ impl StoreKeys {
     }
 
     fn current(&self) -> Result<Arc<Loaded>, StoreError> {
-        let db = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let generation = store::key_generation(&db)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 >= 0 && cache.2.elapsed() < self.poll {
+            return Ok(cache.1.clone());
+        }
+        cache.2 = Instant::now();
+        let db = self.store.db();
+        let generation = store::key_generation(&db)?;
         if cache.0 != generation {
             let loaded = Arc::new(self.load(&db)?);
             tracing::info!(
@@ -84,7 +99,7 @@ impl StoreKeys {
                 generation,
                 "signing domains loaded from the store"
             );
-            *cache = (generation, loaded);
+            *cache = (generation, loaded, Instant::now());
         }
         Ok(cache.1.clone())
     }
@@ -92,7 +107,7 @@ impl StoreKeys {
 
 impl KeySource for StoreKeys {
     fn sender_refusal(&self, login: &str, domain: &str) -> Result<Option<String>, String> {
-        let db = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let db = self.store.db();
         Ok(crate::route_store::send_right(&db, login, domain).map_err(|e| e.to_string())?.refusal(login, domain))
     }
 

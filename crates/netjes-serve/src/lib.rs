@@ -64,7 +64,11 @@ pub fn build(
     })?;
     let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir, true)?;
     let csrf_key = master.csrf_key();
-    let store = store::Store::open(&cfg.data_dir, master)?;
+    let store = match &cfg.postgres {
+        Some(pg) => store::Store::with(store::open_postgres(pg.clone())?, master),
+        None => store::Store::open(&cfg.data_dir, master)?,
+    };
+    store.check_master()?;
     let metrics = Arc::new(netjes_net::metrics::Metrics::default());
     let tools = Arc::new(analysis::Tools {
         allow_private_targets: cfg.allow_private_targets,

@@ -98,6 +98,11 @@ CREATE TABLE domain_blocks (domain TEXT NOT NULL, day INTEGER NOT NULL, receiver
 CREATE TABLE sent_messages (message_id TEXT NOT NULL, recipient TEXT NOT NULL, domain TEXT NOT NULL, time INTEGER NOT NULL, PRIMARY KEY (message_id, recipient));
 CREATE INDEX sent_messages_time ON sent_messages(time);
 ALTER TABLE domain_stats ADD COLUMN complaints INTEGER NOT NULL DEFAULT 0;
+", "
+-- A value sealed with the master key: a process with another key (a
+-- second serve instance on the same PostgreSQL, say) is refused at start
+-- instead of failing on every key it tries to open.
+CREATE TABLE master_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL);
 "];
 
 pub fn now() -> i64 {
@@ -279,6 +284,26 @@ impl Store {
         // A panic while holding the lock leaves SQLite consistent (each
         // statement is atomic), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses a master key other than the one this store's private keys
+    /// are sealed with. The first start with a check writes it, once one
+    /// stored key (if any) has opened with this master key.
+    pub fn check_master(&self) -> Result<(), StoreError> {
+        const AAD: &str = "netjes-master-check";
+        let wrong = || StoreError::Invalid("the master key is not the one this store's private keys are sealed with; every serve instance and milter sharing a database needs the same NETJES_MASTER_KEY or master_key_file".into());
+        let sealed: Option<Vec<u8>> = self.db().query_row("SELECT sealed FROM master_check WHERE id = 1", [], |r| r.get(0)).optional()?;
+        if let Some(s) = sealed {
+            return self.master.open(&s, AAD).map(|_| ()).map_err(|_| wrong());
+        }
+        let some_key: Option<i64> = self.db().query_row("SELECT min(id) FROM keys", [], |r| r.get(0))?;
+        if let Some(id) = some_key {
+            self.private_key(id).map_err(|_| wrong())?;
+        }
+        self.db().execute("INSERT INTO master_check (id, sealed) VALUES (1, ?1) ON CONFLICT DO NOTHING", params![self.master.seal(b"netjes", AAD)])?;
+        // Another instance may have written its own meanwhile.
+        let s: Vec<u8> = self.db().query_row("SELECT sealed FROM master_check WHERE id = 1", [], |r| r.get(0))?;
+        self.master.open(&s, AAD).map(|_| ()).map_err(|_| wrong())
     }
 
     // ---- users, sessions and API tokens ----

@@ -99,9 +99,7 @@ async fn round(store: &Store, allow_private: bool, metrics: &netjes_net::metrics
                 metrics.inc("netjes_webhooks_total", &[("result", "given-up")]);
             }
         })?;
-        let mut st = db.prepare("SELECT id, domain, body, attempts, created FROM webhook_outbox WHERE next_try <= ?1 ORDER BY id LIMIT 200")?;
-        let rows = st.query_map(params![t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<Result<Vec<_>, _>>()?;
-        rows
+        db.query_map("SELECT id, domain, body, attempts, created FROM webhook_outbox WHERE next_try <= ?1 ORDER BY id LIMIT 200", params![t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
     };
     let mut sent = 0;
     for (id, domain, body, attempts, _created) in due {

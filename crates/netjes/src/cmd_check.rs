@@ -258,7 +258,7 @@ async fn report_evidence(
     if !dir.join("netjes.sqlite").exists() {
         anyhow::bail!(exit::Usage(format!("--reports {}: no netjes store there", dir.display())));
     }
-    let store = crate::cmd_serve::StoreArgs { data_dir: dir.to_path_buf(), master_key_file: None }.open()?;
+    let store = crate::cmd_serve::StoreArgs { data_dir: dir.to_path_buf(), master_key_file: None, postgres: None, postgres_password_file: None }.open()?;
     netjes_serve::report_view::evidence(&store, dns, domain, 30)
         .await
         .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))

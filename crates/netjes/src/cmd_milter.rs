@@ -114,6 +114,13 @@ fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
             c.keys.clone(),
         ]));
     }
+    if let Some((pg, master_file)) = &c.key_store_pg {
+        let store = netjes_serve::crypto::MasterKey::load(master_file.as_deref(), &c.data_dir, false)
+            .map_err(|e| e.to_string())
+            .and_then(|m| netjes_serve::keystore::StoreKeys::open_postgres(pg.clone(), m).map_err(|e| e.to_string()))
+            .map_err(|e| vec![format!("keys_from_store: {e}")])?;
+        c.keys = std::sync::Arc::new(netjes_serve::keystore::Chain(vec![std::sync::Arc::new(store), c.keys.clone()]));
+    }
     Ok(c)
 }
 

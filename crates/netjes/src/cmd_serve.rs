@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on HOST:PORT (/metrics).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<String>,
+    /// Keep the store in PostgreSQL (postgres://USER@HOST/DB, or libpq's
+    /// "host=... dbname=..."), shared by several serve instances and the
+    /// milters' keys; the same as [store] url.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 fn load(a: &ServeArgs) -> Result<Config, Vec<String>> {
@@ -91,6 +96,9 @@ fn load(a: &ServeArgs) -> Result<Config, Vec<String>> {
     }
     if a.metrics.is_some() {
         raw.metrics = a.metrics.clone();
+    }
+    if a.postgres.is_some() {
+        raw.store.url = a.postgres.clone();
     }
     Config::validate(raw)
 }
@@ -213,6 +221,13 @@ pub struct StoreArgs {
     /// The master key file, when not DIR/master.key or NETJES_MASTER_KEY.
     #[arg(long = "master-key-file", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// The store is in this PostgreSQL (serve's [store] url), not in
+    /// DIR's SQLite; its password from PGPASSFILE-like FILE with
+    /// --postgres-password-file.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    #[arg(long = "postgres-password-file", value_name = "FILE", requires = "postgres")]
+    pub postgres_password_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -227,8 +242,18 @@ impl StoreArgs {
             true,
         )
         .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-        netjes_serve::store::Store::open(&self.data_dir, master)
-            .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))
+        let store = match &self.postgres {
+            None => netjes_serve::store::Store::open(&self.data_dir, master),
+            Some(url) => {
+                let raw = netjes_milter::config::RawStore { url: Some(url.clone()), password_file: self.postgres_password_file.clone(), ca_file: None };
+                let mut errors = Vec::new();
+                let pg = netjes_milter::config::validate_store(&raw, &mut errors).ok_or_else(|| anyhow::anyhow!(exit::Usage(errors.join("; "))))?;
+                netjes_serve::store::open_postgres(pg).map(|c| netjes_serve::store::Store::with(c, master))
+            }
+        }
+        .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+        store.check_master().map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+        Ok(store)
     }
 }
 

@@ -212,7 +212,7 @@ impl<T> OptionalExtension<T> for Result<T, DbError> {
 
 enum Backend {
     Sqlite(rusqlite::Connection),
-    Postgres(RefCell<postgres::PgConn>),
+    Postgres(Box<RefCell<postgres::PgConn>>),
 }
 
 /// A connection to either engine.
@@ -231,7 +231,7 @@ impl Conn {
 
     /// Connects to PostgreSQL and brings serve's schema up to date.
     pub fn postgres(settings: PgSettings, migrations: &[&str]) -> Result<Conn, DbError> {
-        Ok(Conn(Backend::Postgres(RefCell::new(postgres::PgConn::open(settings, migrations)?))))
+        Ok(Conn(Backend::Postgres(Box::new(RefCell::new(postgres::PgConn::open(settings, migrations)?)))))
     }
 
     pub fn is_postgres(&self) -> bool {

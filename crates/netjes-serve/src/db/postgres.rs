@@ -11,6 +11,7 @@
 
 use super::{DbError, Kind, Row, Value};
 use postgres::types::{IsNull, ToSql, Type};
+use std::time::{Duration, Instant};
 
 pub use netjes_milter::verdicts_pg::PgSettings;
 
@@ -21,7 +22,13 @@ const LOCK_MIGRATE: i64 = 0x6e65_746a_6573_0003;
 pub struct PgConn {
     settings: PgSettings,
     client: Option<postgres::Client>,
+    /// After a failed connect, calls fail at once until then rather than
+    /// each waiting for its own attempt (a milter's message must not).
+    paused_until: Option<Instant>,
 }
+
+/// How long calls fail at once after a failed connect.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 fn classify(e: postgres::Error) -> DbError {
     use postgres::error::SqlState;
@@ -131,9 +138,22 @@ fn row_of(r: &postgres::Row) -> Result<Row, DbError> {
     Ok(Row(out))
 }
 
+impl Drop for PgConn {
+    /// The sync client's drop blocks too (it closes the session).
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            off_runtime(move || drop(c));
+        }
+    }
+}
+
 impl PgConn {
     pub fn open(settings: PgSettings, migrations: &[&str]) -> Result<PgConn, DbError> {
-        let mut c = PgConn { settings, client: None };
+        let mut settings = settings;
+        // A web request or a milter's lookup waits this long at most for a
+        // database that is away.
+        settings.config.connect_timeout(Duration::from_secs(2));
+        let mut c = PgConn { settings, client: None, paused_until: None };
         let steps: Vec<String> = migrations.iter().map(|m| schema(m)).collect();
         c.run(move |client| {
             let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
@@ -147,9 +167,16 @@ impl PgConn {
     fn run<T: Send>(&mut self, f: impl FnOnce(&mut postgres::Client) -> Result<T, DbError> + Send) -> Result<T, DbError> {
         let settings = &self.settings;
         let slot = &mut self.client;
+        let paused = &mut self.paused_until;
+        if slot.as_ref().is_none_or(|c| c.is_closed()) && paused.is_some_and(|t| Instant::now() < t) {
+            return Err(DbError::Unavailable("PostgreSQL is unreachable (trying again shortly)".into()));
+        }
         off_runtime(move || {
             if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                let mut c = netjes_milter::verdicts_pg::connect(settings).map_err(|e| DbError::Unavailable(e.to_string()))?;
+                let mut c = netjes_milter::verdicts_pg::connect(settings).map_err(|e| {
+                    *paused = Some(Instant::now() + RECONNECT_PAUSE);
+                    DbError::Unavailable(e.to_string())
+                })?;
                 // No statement of ours takes long; one that does is stuck.
                 c.batch_execute("SET statement_timeout = 10000").map_err(classify)?;
                 *slot = Some(c);

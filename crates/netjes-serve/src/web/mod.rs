@@ -136,7 +136,13 @@ pub enum AppError {
     NotFound,
     BadRequest(String),
     TooManyRequests,
+    /// The database cannot be reached (PostgreSQL restarting): 503, and
+    /// the next request tries again.
+    Unavailable(String),
     Internal(String),
+    /// An error met before an API handler ran (reading the login): the
+    /// API's JSON, not a page.
+    InApi(Box<AppError>),
 }
 
 impl From<StoreError> for AppError {
@@ -145,6 +151,7 @@ impl From<StoreError> for AppError {
             StoreError::Invalid(m) => AppError::BadRequest(m),
             StoreError::Exists(m) => AppError::BadRequest(format!("{m} already exists")),
             StoreError::NotFound(_) => AppError::NotFound,
+            StoreError::Db(crate::db::DbError::Unavailable(m)) => AppError::Unavailable(m),
             e => AppError::Internal(e.to_string()),
         }
     }
@@ -153,17 +160,20 @@ impl From<StoreError> for AppError {
 impl AppError {
     fn status(&self) -> StatusCode {
         match self {
+            AppError::InApi(e) => e.status(),
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn message(&self) -> String {
         match self {
+            AppError::InApi(e) => e.message(),
             AppError::Unauthorized => "log in first, or give an API token".into(),
             AppError::Forbidden(m) => (*m).into(),
             AppError::NotFound => "not found".into(),
@@ -171,6 +181,7 @@ impl AppError {
             AppError::TooManyRequests => {
                 "too many failed logins from your address; wait 15 minutes".into()
             }
+            AppError::Unavailable(_) => "the database is unavailable; try again in a moment".into(),
             // The detail goes to the log, not to the client.
             AppError::Internal(_) => "internal error; see the server's log".into(),
         }
@@ -179,7 +190,10 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::Internal(e) = &self {
+        if let AppError::InApi(e) = self {
+            return ApiError(*e).into_response();
+        }
+        if let AppError::Internal(e) | AppError::Unavailable(e) = &self {
             tracing::error!(error = %e, "request failed");
         }
         if matches!(self, AppError::Unauthorized) {
@@ -215,7 +229,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let AppError::Internal(e) = &self.0 {
+        if let AppError::Internal(e) | AppError::Unavailable(e) = &self.0 {
             tracing::error!(error = %e, "API request failed");
         }
         (
@@ -301,6 +315,13 @@ impl FromRequestParts<Arc<App>> for Who {
         parts: &mut axum::http::request::Parts,
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
+        let api = parts.uri.path().starts_with("/api/");
+        Who::read(parts, app).await.map_err(|e| if api { AppError::InApi(Box::new(e)) } else { e })
+    }
+}
+
+impl Who {
+    async fn read(parts: &mut axum::http::request::Parts, app: &Arc<App>) -> Result<Who, AppError> {
         let anon = parts
             .extensions
             .get::<AnonCsrf>()

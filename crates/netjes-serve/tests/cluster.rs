@@ -1,0 +1,177 @@
+//! More than one machine on one PostgreSQL (a real one, initdb per test):
+//! two `netjes serve` instances behind a load balancer share logins and
+//! signing domains; the milters of two MX hosts read their keys from the
+//! same database and pick up a change without a restart; PostgreSQL
+//! stopped while they run: serve answers 503 and the milters go on
+//! signing with the keys they have; started again, all recover by
+//! themselves.
+
+mod common;
+
+use common::{start, Client};
+use netjes_testdns::postgres::PostgresServer;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const MASTER: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+fn master_file(dir: &std::path::Path, hex: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(format!("master-{}.key", &hex[..4]));
+    std::fs::write(&p, format!("{hex}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+fn settings(pg: &PostgresServer) -> netjes_serve::db::PgSettings {
+    netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap()
+}
+
+/// A milter on 127.0.0.1 signing with the keys in `pg`.
+fn milter(rt: &tokio::runtime::Runtime, pg: &PostgresServer, dns: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let master = netjes_serve::crypto::MasterKey::from_hex(MASTER).unwrap();
+    let keys = std::sync::Arc::new(netjes_serve::keystore::StoreKeys::open_postgres(settings(pg), master).unwrap());
+    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![dns], timeout: Duration::from_millis(500) }).unwrap();
+    let settings = netjes_milter::work::Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
+    let shared = netjes_milter::server::Shared::new(netjes_milter::server::Milter { settings, keys, dns: std::sync::Arc::new(resolver), verdicts: None, failures: None });
+    rt.block_on(async {
+        let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
+        let a = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(netjes_milter::server::run(l, shared, rx));
+        (a, tx)
+    })
+}
+
+const MSG: &str = "From: Shop <orders@shop.example>\r\nTo: bob@example.org\r\nSubject: your order\r\nDate: Tue, 24 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@shop.example>\r\n\r\nThanks.\r\n";
+
+/// The message as the milter at `addr` leaves it.
+fn through(rt: &tokio::runtime::Runtime, addr: SocketAddr) -> String {
+    rt.block_on(async {
+        let mut client = netjes_milter::client::Client::connect(addr, "127.0.0.1").await;
+        let replies = client.message("orders@shop.example", MSG, None).await;
+        netjes_milter::client::apply(MSG, &replies)
+    })
+}
+
+/// Waits (at most 5 s) until the milter at `addr` signs, or not.
+fn signs_soon(rt: &tokio::runtime::Runtime, addr: SocketAddr, want: bool) -> String {
+    let t = Instant::now();
+    loop {
+        let m = through(rt, addr);
+        if m.contains("DKIM-Signature") == want || t.elapsed() > Duration::from_secs(5) {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_serves_and_two_milters_share_one_postgres() {
+    let mut pg = PostgresServer::start_new();
+    let keydir = tempfile::tempdir().unwrap();
+    let key = master_file(keydir.path(), MASTER);
+    let url = pg.url();
+    let tweak = |r: &mut netjes_serve::config::RawConfig| {
+        r.store.url = Some(url.clone());
+        r.master_key_file = Some(key.clone());
+    };
+    let a = start("", tweak);
+    let b = start("", tweak);
+    assert_eq!(b.parts.store.user_count().unwrap(), 1, "the admin made through the first is the second's too");
+    assert!(!a.data.join("netjes.sqlite").exists(), "nothing in the local SQLite");
+
+    // Both milters start before the domain exists.
+    let (mx1, _s1) = milter(&a.rt, &pg, a.dns.addr());
+    let (mx2, _s2) = milter(&b.rt, &pg, b.dns.addr());
+    assert!(!through(&a.rt, mx1).contains("DKIM-Signature"));
+
+    // Logged in on A; the same session works on B (the load balancer
+    // sends the next request there).
+    let mut ca = Client::new(a.http);
+    ca.login();
+    let mut cb = Client::new(b.http);
+    cb.cookies = ca.cookies.clone();
+    let page = cb.get("/domains");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let r = cb.post_form("/domains", &[("csrf", &page.csrf()), ("domain", "shop.example"), ("selector", "s1"), ("algorithm", "ed25519")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    // Made on B, seen on A, and activated there.
+    let shown = ca.get("/domains/shop.example");
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(shown.body.contains("s1._domainkey.shop.example"), "{}", shown.body);
+    let r = ca.post_form("/domains/shop.example/active", &[("csrf", &shown.csrf()), ("active", "true")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // Both MX hosts sign with it, without a restart.
+    for (rt, mx) in [(&a.rt, mx1), (&b.rt, mx2)] {
+        let signed = signs_soon(rt, mx, true);
+        assert!(signed.contains("DKIM-Signature") && signed.contains("d=shop.example") && signed.contains("s=s1"), "{signed}");
+    }
+
+    // PostgreSQL goes away: pages that need it are 503 (the session
+    // cannot be read), the health check says so, and the milters sign
+    // with the keys they have.
+    pg.stop();
+    let r = ca.get("/domains");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("database is unavailable"), "{}", r.body);
+    let r = cb.get("/api/domains");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("unavailable"));
+    std::thread::sleep(Duration::from_millis(1200));
+    for (rt, mx) in [(&a.rt, mx1), (&b.rt, mx2)] {
+        let t = Instant::now();
+        let m = through(rt, mx);
+        assert!(m.contains("DKIM-Signature"), "signed with the cached key: {m}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+
+    // Back: both serves answer again by themselves, the session intact.
+    pg.start();
+    let t = Instant::now();
+    let mut status = 0;
+    while t.elapsed() < Duration::from_secs(10) {
+        status = ca.get("/domains").status;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status, 200);
+    assert_eq!(cb.get("/domains/shop.example").status, 200);
+
+    // Deactivated on B: both milters stop signing.
+    let csrf = cb.get("/domains/shop.example").csrf();
+    assert_eq!(cb.post_form("/domains/shop.example/active", &[("csrf", &csrf), ("active", "false")]).status, 303);
+    for (rt, mx) in [(&a.rt, mx1), (&b.rt, mx2)] {
+        assert!(!signs_soon(rt, mx, false).contains("DKIM-Signature"));
+    }
+}
+
+/// A serve with another master key than the one the shared database's
+/// keys are sealed with is refused at start, not left failing on every
+/// key; so is a milter.
+#[test]
+fn another_master_key_is_refused_at_start() {
+    let pg = PostgresServer::start_new();
+    let keydir = tempfile::tempdir().unwrap();
+    let (good, bad) = (master_file(keydir.path(), MASTER), master_file(keydir.path(), &"7a".repeat(32)));
+    let url = pg.url();
+    let a = start("", |r| {
+        r.store.url = Some(url.clone());
+        r.master_key_file = Some(good.clone());
+    });
+    let k = netjes_auth::dkim::PrivateKey::generate(netjes_auth::dkim::KeyAlgorithm::Ed25519, 256).unwrap();
+    a.parts.store.add_domain("shop.example").unwrap();
+    a.parts.store.add_key("shop.example", "s1", &k).unwrap();
+    let mut raw = netjes_serve::config::RawConfig { data_dir: keydir.path().join("b"), master_key_file: Some(bad), ..Default::default() };
+    raw.store.url = Some(url);
+    let cfg = netjes_serve::config::Config::validate(raw).unwrap();
+    let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![a.dns.addr()], timeout: Duration::from_millis(500) }).unwrap();
+    let Err(e) = netjes_serve::build(&cfg, std::sync::Arc::new(resolver)) else { panic!("started") };
+    assert!(e.to_string().contains("master key is not the one"), "{e}");
+    let wrong = netjes_serve::crypto::MasterKey::from_hex(&"7a".repeat(32)).unwrap();
+    let e = netjes_serve::keystore::StoreKeys::open_postgres(settings(&pg), wrong).expect_err("refused");
+    assert!(e.to_string().contains("master key is not the one"), "{e}");
+}
