@@ -383,6 +383,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_from_store_needs_the_store_and_is_the_only_key_store() {
+        let c = Config::parse("keys_from_store = true\n[store]\nurl = \"postgres://netjes@db.internal/netjes\"\n").unwrap();
+        assert!(c.key_store_pg.is_some() && c.key_store.is_none());
+        assert!(Config::parse("[store]\nurl = \"postgres://netjes@db.internal/netjes\"\n").unwrap().key_store_pg.is_none());
+        let e = Config::parse("keys_from_store = true\nkey_store = \"/var/lib/netjes\"\n").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().any(|x| x.contains("needs [store] url")) && e.iter().any(|x| x.contains("not two")), "{e:?}");
+    }
+
+    #[test]
     fn defaults_the_sample_and_every_error() {
         let c = Config::validate(RawConfig::default()).unwrap();
         assert_eq!(

@@ -288,8 +288,10 @@ pub struct RawConfig {
     pub connections: netjes_net::RawConnLimits,
     /// Where the state lives: `[store]`.
     pub store: StoreConfig,
-    /// netjes serve's data directory: a SASL login that serve assigns to
-    /// signing domains may send only for those, and only once active.
+    /// netjes serve's data directory, or the PostgreSQL it keeps its store
+    /// in (postgres://... or "host=... dbname=..."): a SASL login that
+    /// serve assigns to signing domains may send only for those, and only
+    /// once active.
     pub sending_domains_dir: Option<PathBuf>,
 }
 

@@ -260,6 +260,30 @@ pub fn open_connection(data_dir: &Path) -> Result<Conn, StoreError> {
     Ok(c)
 }
 
+/// Whether a store given on the command line is a PostgreSQL connection
+/// string (a URL, or libpq's key=value pairs) rather than a directory.
+pub fn is_postgres_spec(spec: &str) -> bool {
+    spec.starts_with("postgres://") || spec.starts_with("postgresql://") || spec.contains("dbname=") || spec.starts_with("host=")
+}
+
+/// serve's store as the helper commands name it (`--store`, `--data-dir`):
+/// a data directory, or serve's PostgreSQL, whose password may come from
+/// the file NETJES_POSTGRES_PASSWORD_FILE names (not the command line,
+/// which `ps` shows).
+pub fn open_spec(spec: &std::ffi::OsStr) -> Result<Conn, StoreError> {
+    match spec.to_str().filter(|s| is_postgres_spec(s)) {
+        None => open_connection(Path::new(spec)),
+        Some(url) => {
+            let password = match std::env::var_os("NETJES_POSTGRES_PASSWORD_FILE") {
+                Some(f) => Some(netjes_net::read_secret_file(Path::new(&f)).map_err(|e| StoreError::Invalid(format!("NETJES_POSTGRES_PASSWORD_FILE: {e}")))?),
+                None => None,
+            };
+            let settings = netjes_milter::verdicts_pg::config(url, password.as_deref(), None).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            open_postgres(settings)
+        }
+    }
+}
+
 /// Connects to a PostgreSQL shared by several serve instances and the
 /// milters, and brings serve's tables up to date (the same steps as
 /// SQLite's, in PostgreSQL's types).

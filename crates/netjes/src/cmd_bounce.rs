@@ -44,7 +44,10 @@ pub struct BounceArgs {
     /// `netjes events --store` saw) puts the recipient on the customer
     /// domain's suppression list, and a complaint counts for the domain's
     /// complaint rate. What names no message of ours is left alone.
-    #[arg(long, value_name = "DIR")]
+    /// (A data directory, or serve's PostgreSQL: postgres://... or
+    /// "host=... dbname=...", its password from the file
+    /// NETJES_POSTGRES_PASSWORD_FILE names.)
+    #[arg(long, value_name = "DIR|URL")]
     pub store: Option<PathBuf>,
     /// Returned messages; standard input when none is given.
     #[arg(value_name = "FILE")]
@@ -53,7 +56,7 @@ pub struct BounceArgs {
 
 pub fn run(a: BounceArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let db = match &a.store {
-        Some(dir) => Some(netjes_serve::store::open_connection(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("--store {}: {e}", dir.display()))))?),
+        Some(dir) => Some(netjes_serve::store::open_spec(dir.as_os_str()).map_err(|e| anyhow::anyhow!(exit::Input(format!("--store {}: {e}", dir.display()))))?),
         None => None,
     };
     let inputs: Vec<Option<&std::path::Path>> = if a.files.is_empty() { vec![None] } else { a.files.iter().map(|p| Some(p.as_path())).collect() };

@@ -40,7 +40,10 @@ pub struct EventsArgs {
     /// its customer domain's suppression list (the policy service then
     /// refuses mail to it at RCPT), and queue every event for the domain's
     /// webhook (serve posts it, signed).
-    #[arg(long, value_name = "DIR")]
+    /// (A data directory, or serve's PostgreSQL: postgres://... or
+    /// "host=... dbname=...", its password from the file
+    /// NETJES_POSTGRES_PASSWORD_FILE names.)
+    #[arg(long, value_name = "DIR|URL")]
     pub store: Option<PathBuf>,
     /// Keep reading the (one) file as Postfix writes it, across rotation.
     #[arg(long, requires = "files")]
@@ -120,7 +123,7 @@ fn follow(path: &std::path::Path, mut each: impl FnMut(&str)) -> std::io::Result
 
 pub fn run(a: EventsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let db = match &a.store {
-        Some(dir) => Some(netjes_serve::store::open_connection(dir).map_err(|e| anyhow::anyhow!(exit::Input(format!("--store {}: {e}", dir.display()))))?),
+        Some(dir) => Some(netjes_serve::store::open_spec(dir.as_os_str()).map_err(|e| anyhow::anyhow!(exit::Input(format!("--store {}: {e}", dir.display()))))?),
         None => None,
     };
     let mut tracker = netjes_bounce::events::Tracker::default();

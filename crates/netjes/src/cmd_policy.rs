@@ -126,7 +126,7 @@ struct ServeRights(std::sync::Mutex<netjes_serve::db::Conn>);
 
 impl ServeRights {
     fn open(dir: &std::path::Path) -> Result<ServeRights, String> {
-        netjes_serve::store::open_connection(dir).map(|c| ServeRights(std::sync::Mutex::new(c))).map_err(|e| e.to_string())
+        netjes_serve::store::open_spec(dir.as_os_str()).map(|c| ServeRights(std::sync::Mutex::new(c))).map_err(|e| e.to_string())
     }
 }
 

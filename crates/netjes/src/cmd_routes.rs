@@ -48,8 +48,9 @@ pub struct RoutesArgs {
     /// Where to listen: inet:HOST:PORT or unix:PATH.
     #[arg(long, value_name = "ADDR", default_value = "inet:127.0.0.1:8462")]
     pub listen: String,
-    /// netjes serve's data directory (its store).
-    #[arg(long = "data-dir", value_name = "DIR", default_value = "./netjes-data")]
+    /// netjes serve's data directory (its store), or the PostgreSQL it
+    /// keeps its store in (postgres://... or "host=... dbname=...").
+    #[arg(long = "data-dir", value_name = "DIR|URL", default_value = "./netjes-data")]
     pub data_dir: PathBuf,
     /// The master key that seals the passwords (as netjes serve's); or
     /// NETJES_MASTER_KEY.
@@ -65,7 +66,7 @@ pub async fn run(a: RoutesArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
     crate::init_logging();
     let listen = netjes_net::ListenAddr::parse(&a.listen).map_err(|e| anyhow::anyhow!(exit::Usage(format!("--listen {}: {e}", a.listen))))?;
     let master = netjes_serve::crypto::MasterKey::load(a.master_key_file.as_deref(), &a.data_dir, false).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
-    let store = netjes_serve::store::Store::open(&a.data_dir, master).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
+    let store = netjes_serve::store::open_spec(a.data_dir.as_os_str()).map(|c| netjes_serve::store::Store::with(c, master)).map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
     let maps = Arc::new(netjes_serve::routes_map::RouteMaps { store, bounce_domain: a.bounce_domain.as_ref().map(|d| d.trim_end_matches('.').to_ascii_lowercase()) });
     let listener = netjes_net::Listener::bind(&listen).await.map_err(|e| anyhow::anyhow!(exit::Input(format!("cannot listen on {}: {e}", a.listen))))?;
     tracing::info!(listen = %a.listen, "netjes routes started");

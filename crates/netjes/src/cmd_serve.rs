@@ -236,10 +236,12 @@ impl StoreArgs {
         netjes_net::private_dir(&self.data_dir).map_err(|e| {
             anyhow::anyhow!(exit::Input(format!("{}: {e}", self.data_dir.display())))
         })?;
+        // A shared PostgreSQL has its master key already (serve's): a new
+        // one made here would seal nothing anyone else can open.
         let master = netjes_serve::crypto::MasterKey::load(
             self.master_key_file.as_deref(),
             &self.data_dir,
-            true,
+            self.postgres.is_none(),
         )
         .map_err(|e| anyhow::anyhow!(exit::Input(e.to_string())))?;
         let store = match &self.postgres {

@@ -1726,9 +1726,44 @@ fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("serve");
     let store = netjes_serve::store::Store::open(&data, netjes_serve::crypto::MasterKey::from_hex(&"0".repeat(64)).unwrap()).unwrap();
+    complaints_on(data.to_str().unwrap(), &store, dir.path());
+}
+
+/// The same through serve's PostgreSQL: `--store` takes its URL.
+#[test]
+fn events_and_bounces_reach_a_store_in_postgres() {
+    let pg = netjes_testdns::postgres::PostgresServer::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap();
+    let store = netjes_serve::store::Store::with(netjes_serve::store::open_postgres(settings).unwrap(), netjes_serve::crypto::MasterKey::from_hex(&"0".repeat(64)).unwrap());
+    complaints_on(&pg.url(), &store, dir.path());
+    // And the admin commands: a user added with --postgres logs in to
+    // every serve on it.
+    store.check_master().unwrap();
+    let none = dir.path().join("none");
+    let o = netjes(&["user", "add", "ops", "--postgres", &pg.url(), "--data-dir", none.to_str().unwrap()], Some(b"a long enough password\n"));
+    assert_eq!(o.status.code(), Some(4), "no master key is made up for a shared database");
+    assert!(!none.join("master.key").exists());
+    let wrong = dir.path().join("wrong.key");
+    std::fs::write(&wrong, format!("{}\n", "1".repeat(64))).unwrap();
+    let good = dir.path().join("good.key");
+    std::fs::write(&good, format!("{}\n", "0".repeat(64))).unwrap();
+    for f in [&wrong, &good] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let o = netjes(&["user", "add", "ops", "--postgres", &pg.url(), "--master-key-file", wrong.to_str().unwrap()], Some(b"a long enough password\n"));
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("master key is not the one"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = netjes(&["user", "add", "ops", "--postgres", &pg.url(), "--master-key-file", good.to_str().unwrap()], Some(b"a long enough password\n"));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(store.check_login("ops", "a long enough password").unwrap().is_some());
+}
+
+fn complaints_on(spec: &str, store: &netjes_serve::store::Store, dir: &Path) {
     store.add_domain("shop.example").unwrap();
     store.set_webhook("shop.example", "https://hooks.shop.example/netjes").unwrap();
-    let log = dir.path().join("mail.log");
+    let log = dir.join("mail.log");
     std::fs::write(
         &log,
         "Nov 30 06:15:15 mx postfix/cleanup[1]: 1A2B3C4D5E: message-id=<m1@shop.example>\n\
@@ -1736,7 +1771,7 @@ fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
          Nov 30 06:15:16 mx postfix/smtp[2]: 1A2B3C4D5E: to=<dave@isp.example>, relay=mx.isp.example[192.0.2.9]:25, delay=1, delays=0/0/0.5/0.5, dsn=2.0.0, status=sent (250 2.0.0 Ok)\n",
     )
     .unwrap();
-    let o = netjes(&["events", "--store", data.to_str().unwrap(), log.to_str().unwrap()], None);
+    let o = netjes(&["events", "--store", spec, log.to_str().unwrap()], None);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let arf = |mid: &str| {
         format!(
@@ -1745,9 +1780,9 @@ fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
 --B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@shop.example\r\nTo: dave@isp.example\r\nMessage-ID: <{mid}>\r\n\r\n--B--\r\n"
         )
     };
-    std::fs::write(dir.path().join("real.eml"), arf("m1@shop.example")).unwrap();
-    std::fs::write(dir.path().join("forged.eml"), arf("made-up@shop.example")).unwrap();
-    let o = netjes(&["bounce", "--store", data.to_str().unwrap(), dir.path().join("forged.eml").to_str().unwrap(), dir.path().join("real.eml").to_str().unwrap()], None);
+    std::fs::write(dir.join("real.eml"), arf("m1@shop.example")).unwrap();
+    std::fs::write(dir.join("forged.eml"), arf("made-up@shop.example")).unwrap();
+    let o = netjes(&["bounce", "--store", spec, dir.join("forged.eml").to_str().unwrap(), dir.join("real.eml").to_str().unwrap()], None);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("forged.eml: not matched: <made-up@shop.example> is no message of ours"), "{err}");
     assert!(err.contains("real.eml: suppressed dave@isp.example for shop.example (complaint)"), "{err}");
@@ -1757,7 +1792,7 @@ fn a_complaint_about_our_mail_suppresses_and_counts_a_made_up_one_does_not() {
     assert_eq!((rep.delivered, rep.complaints, rep.complaint_rate), (1, 1, Some(1.0)));
     assert!(rep.warnings.iter().any(|w| w.contains("reported as spam")), "{:?}", rep.warnings);
     // The customer's webhook gets the delivery and the suppression.
-    let db = netjes_serve::store::open_connection(&data).unwrap();
+    let db = netjes_serve::store::open_spec(std::ffi::OsStr::new(spec)).unwrap();
     let bodies: Vec<String> = db.prepare("SELECT body FROM webhook_outbox ORDER BY id").unwrap().query_map([], |r| r.get(0)).unwrap().map(|b| b.unwrap()).collect();
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies[0].contains("\"event\":\"delivered\"") && bodies[1].contains("\"event\":\"suppressed\"") && bodies[1].contains("complaint"), "{bodies:?}");
