@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod guard;
+pub mod jobs;
 pub mod keystore;
 pub mod pages;
 pub mod report_alerts;

@@ -208,7 +208,14 @@ pub async fn post_json(uri: &axum::http::Uri, body: &[u8], headers: &[(&str, Str
 pub async fn run(a: Arc<Alerter>, mut stop: tokio::sync::watch::Receiver<bool>) {
     a.metrics.describe("netjes_report_alerts_total", "Alerts and digests from the DMARC reports, by kind, channel and result.");
     while !*stop.borrow() {
-        a.round(now()).await;
+        // One instance of several sends the alerts (jobs.rs).
+        match a.store.job_lock("report-alerts") {
+            Ok(Some(_lead)) => {
+                a.round(now()).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "report alerts"),
+        }
         tokio::select! {
             _ = tokio::time::sleep(a.cfg.interval) => {}
             _ = stop.wait_for(|v| *v) => {}

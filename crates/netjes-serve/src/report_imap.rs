@@ -235,7 +235,23 @@ pub async fn run(a: ImapAccount, intake: Arc<Intake>, mut stop: tokio::sync::wat
     m.describe("netjes_report_imap_rounds_total", "Rounds of reading an IMAP mailbox for reports, by mailbox and result.");
     m.describe("netjes_report_imap_mails_total", "Mails read from IMAP mailboxes, by mailbox.");
     let mut session: Option<(Session, bool)> = None;
+    // One instance of several reads the mailbox, for as long as its
+    // session lasts (jobs.rs).
+    let mut lead: Option<crate::jobs::JobLock>;
     while !*stop.borrow() {
+        if session.is_none() {
+            lead = intake.store.job_lock(&format!("imap:{}", a.name)).unwrap_or_else(|e| {
+                tracing::warn!(mailbox = %a.name, error = %e, "cannot tell whether another instance reads the mailbox");
+                None
+            });
+            if lead.is_none() {
+                tokio::select! {
+                    _ = tokio::time::sleep(a.interval) => {}
+                    _ = stop.wait_for(|v| *v) => {}
+                }
+                continue;
+            }
+        }
         let opened = match session.take() {
             Some(s) => Ok(s),
             None => match open(&a).await {

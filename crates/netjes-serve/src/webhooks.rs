@@ -147,8 +147,15 @@ async fn post(url: &str, secret: &str, body: &str, allow_private: bool) -> Resul
 pub async fn run(store: Store, allow_private: bool, metrics: Arc<netjes_net::metrics::Metrics>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     metrics.describe("netjes_webhooks_total", "Delivery events posted to customers' webhooks, by result (sent, failed, given-up).");
     while !*stop.borrow() {
-        if let Err(e) = round(&store, allow_private, &metrics).await {
-            tracing::error!(error = %e, "webhook outbox");
+        // One instance of several posts the outbox (jobs.rs).
+        match store.job_lock("webhooks") {
+            Ok(Some(_lead)) => {
+                if let Err(e) = round(&store, allow_private, &metrics).await {
+                    tracing::error!(error = %e, "webhook outbox");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "webhook outbox"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

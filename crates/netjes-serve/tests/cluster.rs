@@ -175,3 +175,76 @@ fn another_master_key_is_refused_at_start() {
     let e = netjes_serve::keystore::StoreKeys::open_postgres(settings(&pg), wrong).expect_err("refused");
     assert!(e.to_string().contains("master key is not the one"), "{e}");
 }
+
+/// The webhook outbox of two serve instances on one database: every
+/// event is posted once, not once per instance (jobs.rs). And the job
+/// lock itself: held by one store, refused to the other, free again when
+/// dropped.
+#[test]
+fn two_serves_post_each_webhook_event_once() {
+    use std::io::{Read, Write};
+    let pg = PostgresServer::start_new();
+    let keydir = tempfile::tempdir().unwrap();
+    let key = master_file(keydir.path(), MASTER);
+    let url = pg.url();
+    let tweak = |r: &mut netjes_serve::config::RawConfig| {
+        r.store.url = Some(url.clone());
+        r.master_key_file = Some(key.clone());
+        r.allow_private_targets = true;
+    };
+    let a = start("", tweak);
+    let b = start("", tweak);
+    let one = a.parts.store.job_lock("test-job").unwrap().expect("free");
+    assert!(b.parts.store.job_lock("test-job").unwrap().is_none(), "held by the other instance");
+    drop(one);
+    assert!(b.parts.store.job_lock("test-job").unwrap().is_some(), "free again");
+
+    // A receiver that counts what it is given, slowly (so that both
+    // instances' rounds overlap).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(k) = conn.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..k]);
+                if req.ends_with(b"}") {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            let text = String::from_utf8_lossy(&req).into_owned();
+            g.lock().unwrap().push(text.rsplit("\r\n\r\n").next().unwrap_or("").to_string());
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    a.parts.store.add_domain("shop.example").unwrap();
+    a.parts.store.set_webhook("shop.example", &format!("http://127.0.0.1:{port}/hook")).unwrap();
+    let db = netjes_serve::store::open_postgres(settings(&pg)).unwrap();
+    for i in 0..20 {
+        let body = format!("{{\"event\":\"delivered\",\"n\":{i}}}");
+        assert!(netjes_serve::webhooks::queue(&db, "shop.example", &body).unwrap());
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        let left: i64 = db.query_row("SELECT count(*) FROM webhook_outbox", [], |r| r.get(0)).unwrap();
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut bodies = got.lock().unwrap().clone();
+    bodies.sort();
+    let before = bodies.len();
+    bodies.dedup();
+    assert_eq!((before, bodies.len()), (20, 20), "each event once: {bodies:?}");
+}
