@@ -23,6 +23,16 @@ fn master_file(dir: &std::path::Path, hex: &str) -> std::path::PathBuf {
     p
 }
 
+/// A serve instance of the cluster: the store in `pg`, the shared master
+/// key in `key`.
+fn member(pg: &PostgresServer, key: &std::path::Path, private_targets: bool) -> common::Server {
+    start("", |r| {
+        r.store.url = Some(pg.url());
+        r.master_key_file = Some(key.to_path_buf());
+        r.allow_private_targets = private_targets;
+    })
+}
+
 fn settings(pg: &PostgresServer) -> netjes_serve::db::PgSettings {
     netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap()
 }
@@ -71,13 +81,7 @@ fn two_serves_and_two_milters_share_one_postgres() {
     let mut pg = PostgresServer::start_new();
     let keydir = tempfile::tempdir().unwrap();
     let key = master_file(keydir.path(), MASTER);
-    let url = pg.url();
-    let tweak = |r: &mut netjes_serve::config::RawConfig| {
-        r.store.url = Some(url.clone());
-        r.master_key_file = Some(key.clone());
-    };
-    let a = start("", tweak);
-    let b = start("", tweak);
+    let (a, b) = (member(&pg, &key, false), member(&pg, &key, false));
     assert_eq!(b.parts.store.user_count().unwrap(), 1, "the admin made through the first is the second's too");
     assert!(!a.data.join("netjes.sqlite").exists(), "nothing in the local SQLite");
 
@@ -159,10 +163,7 @@ fn another_master_key_is_refused_at_start() {
     let keydir = tempfile::tempdir().unwrap();
     let (good, bad) = (master_file(keydir.path(), MASTER), master_file(keydir.path(), &"7a".repeat(32)));
     let url = pg.url();
-    let a = start("", |r| {
-        r.store.url = Some(url.clone());
-        r.master_key_file = Some(good.clone());
-    });
+    let a = member(&pg, &good, false);
     let k = netjes_auth::dkim::PrivateKey::generate(netjes_auth::dkim::KeyAlgorithm::Ed25519, 256).unwrap();
     a.parts.store.add_domain("shop.example").unwrap();
     a.parts.store.add_key("shop.example", "s1", &k).unwrap();
@@ -183,18 +184,11 @@ fn another_master_key_is_refused_at_start() {
 /// dropped.
 #[test]
 fn two_serves_post_each_webhook_event_once() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let pg = PostgresServer::start_new();
     let keydir = tempfile::tempdir().unwrap();
     let key = master_file(keydir.path(), MASTER);
-    let url = pg.url();
-    let tweak = |r: &mut netjes_serve::config::RawConfig| {
-        r.store.url = Some(url.clone());
-        r.master_key_file = Some(key.clone());
-        r.allow_private_targets = true;
-    };
-    let a = start("", tweak);
-    let b = start("", tweak);
+    let (a, b) = (member(&pg, &key, true), member(&pg, &key, true));
     let one = a.parts.store.job_lock("test-job").unwrap().expect("free");
     assert!(b.parts.store.job_lock("test-job").unwrap().is_none(), "held by the other instance");
     drop(one);
@@ -209,20 +203,8 @@ fn two_serves_post_each_webhook_event_once() {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut req = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(k) = conn.read(&mut buf) {
-                if k == 0 {
-                    break;
-                }
-                req.extend_from_slice(&buf[..k]);
-                if req.ends_with(b"}") {
-                    break;
-                }
-            }
+            let text = common::read_http_request(&mut conn);
             std::thread::sleep(Duration::from_millis(30));
-            let text = String::from_utf8_lossy(&req).into_owned();
             g.lock().unwrap().push(text.rsplit("\r\n\r\n").next().unwrap_or("").to_string());
             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
         }

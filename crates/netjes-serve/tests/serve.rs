@@ -1041,7 +1041,7 @@ fn suppressions_are_listed_searched_exported_and_removed() {
 /// webhook on a private address is not called unless allowed.
 #[test]
 fn delivery_events_reach_the_customers_webhook_signed() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     // A receiver that answers 500 to its first request, then 200.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1050,23 +1050,7 @@ fn delivery_events_reach_the_customers_webhook_signed() {
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { return };
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut req = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(k) = conn.read(&mut buf) {
-                if k == 0 {
-                    break;
-                }
-                req.extend_from_slice(&buf[..k]);
-                let text = String::from_utf8_lossy(&req);
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if body.len() >= len {
-                        break;
-                    }
-                }
-            }
-            g.lock().unwrap().push(String::from_utf8_lossy(&req).into_owned());
+            g.lock().unwrap().push(common::read_http_request(&mut conn));
             let status = if n == 0 { "500 Busy" } else { "200 OK" };
             let _ = conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
         }

@@ -222,10 +222,11 @@ pub struct StoreArgs {
     #[arg(long = "master-key-file", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
     /// The store is in this PostgreSQL (serve's [store] url), not in
-    /// DIR's SQLite; its password from PGPASSFILE-like FILE with
-    /// --postgres-password-file.
+    /// DIR's SQLite. The master key must then be given (--master-key-file
+    /// or NETJES_MASTER_KEY): none is made up for a shared database.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// PostgreSQL's password, on the first line of FILE (mode 0600).
     #[arg(long = "postgres-password-file", value_name = "FILE", requires = "postgres")]
     pub postgres_password_file: Option<PathBuf>,
 }

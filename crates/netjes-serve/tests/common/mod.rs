@@ -375,3 +375,26 @@ pub fn login_as(c: &mut Client, csrf: &str, from: &str, user: &str, password: &s
     )
     .status
 }
+
+/// One HTTP request as a webhook receiver reads it: the header, and the
+/// body to its Content-Length (or until the client stops sending).
+pub fn read_http_request(conn: &mut TcpStream) -> String {
+    use std::io::Read;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(k) = conn.read(&mut buf) {
+        if k == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..k]);
+        let text = String::from_utf8_lossy(&req);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&req).into_owned()
+}
