@@ -122,10 +122,22 @@ impl LoginGuard {
 
     /// Admits an attempt and counts it, or says why not.
     pub fn admit(&self, addr: IpAddr, user: &str, now: i64) -> Result<Attempt, Refused> {
+        self.admit_shared(addr, user, now, (0, 0))
+    }
+
+    /// As `admit`, with the account's failures as the other instances of
+    /// a cluster counted them (failures, last failure; from the store):
+    /// the larger count and the later failure hold.
+    pub fn admit_shared(&self, addr: IpAddr, user: &str, now: i64, shared: (u32, i64)) -> Result<Attempt, Refused> {
         let l = self.limits;
         let user = user.trim().to_ascii_lowercase();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (addrs, users) = &mut *st;
+        if shared.0 > 0 {
+            let u = users.entry(user.clone()).or_default();
+            u.failures = u.failures.max(shared.0);
+            u.last_failure = u.last_failure.max(shared.1);
+        }
         // Forget what is older than the window (when nothing is running).
         addrs.retain(|_, t| t.in_flight > 0 || now - t.since < l.window);
         users.retain(|_, t| t.in_flight > 0 || now - t.last_failure < l.window.max(l.max_delay));
@@ -149,6 +161,11 @@ impl LoginGuard {
         a.in_flight += 1;
         users.entry(user.clone()).or_default().in_flight += 1;
         Ok(Attempt { addr, user })
+    }
+
+    /// How long an account's failures are remembered.
+    pub fn forget_after(&self) -> i64 {
+        self.limits.window.max(self.limits.max_delay)
     }
 
     /// The outcome of an admitted attempt: a success clears the account's
@@ -238,6 +255,19 @@ pub fn visitor_token_valid(key: &aws_lc_rs::hmac::Key, token: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn another_instances_failures_count_here() {
+        let g = super::LoginGuard::new(super::LoginLimits::default());
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        // Five failures elsewhere, the last just now: this instance waits too.
+        assert_eq!(g.admit_shared(ip, "Admin", 1000, (5, 1000)).unwrap_err(), super::Refused::Account(1));
+        // Long enough after: admitted.
+        let a = g.admit_shared(ip, "admin", 1002, (5, 1000)).unwrap();
+        g.finish(a, true, 1002);
+        // Nothing elsewhere: as before.
+        assert!(g.admit_shared(ip, "admin", 1003, (0, 0)).is_ok());
+    }
+
     use super::*;
 
     #[test]

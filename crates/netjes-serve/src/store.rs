@@ -103,6 +103,10 @@ ALTER TABLE domain_stats ADD COLUMN complaints INTEGER NOT NULL DEFAULT 0;
 -- second serve instance on the same PostgreSQL, say) is refused at start
 -- instead of failing on every key it tries to open.
 CREATE TABLE master_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL);
+", "
+-- Failed logins per account name, so that the delays after failures hold
+-- across the serve instances of a cluster and across a restart.
+CREATE TABLE login_failures (name TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_failure INTEGER NOT NULL);
 "];
 
 pub fn now() -> i64 {
@@ -405,6 +409,35 @@ impl Store {
             }
         };
         Ok(row.filter(|_| ok).map(|(id, _)| id))
+    }
+
+    /// The failed logins of an account name (failures, last failure),
+    /// as every instance has counted them.
+    pub fn login_failures(&self, name: &str) -> Result<(u32, i64), StoreError> {
+        let key = name.trim().to_ascii_lowercase();
+        Ok(self
+            .db()
+            .query_row("SELECT failures, last_failure FROM login_failures WHERE name = ?1", params![key], |r| Ok((r.get::<u32>(0)?, r.get::<i64>(1)?)))
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+
+    /// Counts a login's outcome for its account name: a success clears the
+    /// failures. Rows idle for `forget_after` go (the name may be any
+    /// stranger's guess).
+    pub fn record_login(&self, name: &str, ok: bool, now: i64, forget_after: i64) -> Result<(), StoreError> {
+        let key: String = name.trim().to_ascii_lowercase().chars().take(64).collect();
+        let db = self.db();
+        db.execute("DELETE FROM login_failures WHERE last_failure < ?1", params![now - forget_after])?;
+        if ok {
+            db.execute("DELETE FROM login_failures WHERE name = ?1", params![key])?;
+        } else {
+            db.execute(
+                "INSERT INTO login_failures (name, failures, last_failure) VALUES (?1, 1, ?2) ON CONFLICT (name) DO UPDATE SET failures = login_failures.failures + 1, last_failure = ?2",
+                params![key, now],
+            )?;
+        }
+        Ok(())
     }
 
     /// A new session: (cookie token, CSRF token).

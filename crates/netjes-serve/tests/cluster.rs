@@ -90,6 +90,20 @@ fn two_serves_and_two_milters_share_one_postgres() {
     let (mx2, _s2) = milter(&b.rt, &pg, b.dns.addr());
     assert!(!through(&a.rt, mx1).contains("DKIM-Signature"));
 
+    // Failed logins on A hold on B: after five, the right password waits
+    // there too (the delays are per account, in the database).
+    let mut guesser = Client::new(a.http);
+    for _ in 0..5 {
+        let page = guesser.get("/login");
+        let r = guesser.post_form("/login", &[("csrf", &page.csrf()), ("user", common::ADMIN), ("password", "wrong password!")]);
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let mut other = Client::new(b.http);
+    let page = other.get("/login");
+    let r = other.post_form("/login", &[("csrf", &page.csrf()), ("user", common::ADMIN), ("password", common::PASSWORD)]);
+    assert_eq!(r.status, 429, "the failures on A count on B: {}", r.body);
+    std::thread::sleep(Duration::from_millis(1100));
+
     // Logged in on A; the same session works on B (the load balancer
     // sends the next request there).
     let mut ca = Client::new(a.http);

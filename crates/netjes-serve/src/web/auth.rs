@@ -49,7 +49,9 @@ async fn login(
     let Ok(permit) = app.hashing.clone().try_acquire_owned() else {
         return Err(AppError::TooManyRequests);
     };
-    let attempt = app.login.admit(who.client, &f.user, now).map_err(|r| {
+    // The account's failures as every instance counted them.
+    let shared = app.store.login_failures(&f.user)?;
+    let attempt = app.login.admit_shared(who.client, &f.user, now, shared).map_err(|r| {
         tracing::warn!(client = %who.client, user = %f.user, retry_after = r.retry_after(), "login refused: {r:?}");
         AppError::TooManyRequests
     })?;
@@ -65,6 +67,9 @@ async fn login(
     .map_err(|e| AppError::Internal(e.to_string()));
     let ok = matches!(&checked, Ok(Ok(Some(_))));
     app.login.finish(attempt, ok, crate::store::now());
+    if matches!(&checked, Ok(Ok(_))) {
+        app.store.record_login(&f.user, ok, crate::store::now(), app.login.forget_after())?;
+    }
     let id = checked??;
     let Some(id) = id else {
         tracing::warn!(client = %who.client, user = %f.user, "failed login");
