@@ -26,7 +26,7 @@ fn master_file(dir: &std::path::Path, hex: &str) -> std::path::PathBuf {
 /// A serve instance of the cluster: the store in `pg`, the shared master
 /// key in `key`.
 fn member(pg: &PostgresServer, key: &std::path::Path, private_targets: bool) -> common::Server {
-    start("", |r| {
+    start(ZONE, |r| {
         r.store.url = Some(pg.url());
         r.master_key_file = Some(key.to_path_buf());
         r.allow_private_targets = private_targets;
@@ -37,13 +37,19 @@ fn settings(pg: &PostgresServer) -> netjes_serve::db::PgSettings {
     netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap()
 }
 
-/// A milter on 127.0.0.1 signing with the keys in `pg`.
+/// A sender whose DMARC record asks for aggregate reports, and whose SPF
+/// allows the two outside clients below.
+const ZONE: &str = "sender.example. TXT \"v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 -all\"\n_dmarc.sender.example. TXT \"v=DMARC1; p=none; rua=mailto:rua@sender.example\"\n";
+
+/// A milter on 127.0.0.1 signing with the keys in `pg`, and recording its
+/// verdicts there.
 fn milter(rt: &tokio::runtime::Runtime, pg: &PostgresServer, dns: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
     let master = netjes_serve::crypto::MasterKey::from_hex(MASTER).unwrap();
     let keys = std::sync::Arc::new(netjes_serve::keystore::StoreKeys::open_postgres(settings(pg), master).unwrap());
     let resolver = netjes_dns::HickoryResolver::new(&netjes_dns::DnsConfig { nameservers: vec![dns], timeout: Duration::from_millis(500) }).unwrap();
     let settings = netjes_milter::work::Settings { authserv_id: "mx.test".into(), time_budget: Duration::from_secs(5), ..Default::default() };
-    let shared = netjes_milter::server::Shared::new(netjes_milter::server::Milter { settings, keys, dns: std::sync::Arc::new(resolver), verdicts: None, failures: None });
+    let verdicts = Some(netjes_milter::verdicts::VerdictStore::open_postgres(self::settings(pg), None).unwrap());
+    let shared = netjes_milter::server::Shared::new(netjes_milter::server::Milter { settings, keys, dns: std::sync::Arc::new(resolver), verdicts, failures: None });
     rt.block_on(async {
         let l = netjes_net::Listener::bind(&netjes_net::ListenAddr::parse("inet:0@127.0.0.1").unwrap()).await.unwrap();
         let a = l.local_addr().unwrap();
@@ -126,6 +132,30 @@ fn two_serves_and_two_milters_share_one_postgres() {
         let signed = signs_soon(rt, mx, true);
         assert!(signed.contains("DKIM-Signature") && signed.contains("d=shop.example") && signed.contains("s=s1"), "{signed}");
     }
+
+    // Mail from outside through both MX hosts: one DMARC report with the
+    // verdicts of both, not one per host.
+    let inbound = "From: News <news@sender.example>\r\nTo: bob@shop.example\r\nSubject: hi\r\nDate: Tue, 24 Nov 2026 09:00:00 +0000\r\nMessage-ID: <n@sender.example>\r\n\r\nHello.\r\n";
+    for (rt, mx, ip, n) in [(&a.rt, mx1, "192.0.2.10", 3), (&b.rt, mx2, "198.51.100.7", 2)] {
+        for _ in 0..n {
+            rt.block_on(async {
+                let mut client = netjes_milter::client::Client::connect(mx, ip).await;
+                client.message("news@sender.example", inbound, None).await
+            });
+        }
+    }
+    let store = netjes_milter::verdicts::VerdictStore::open_postgres(settings(&pg), None).unwrap();
+    let day = netjes_serve::store::now().div_euclid(86_400);
+    let t = Instant::now();
+    let mut rows = vec![];
+    while t.elapsed() < Duration::from_secs(10) && rows.len() < 5 {
+        rows = store.rows_between(day * 86_400, (day + 1) * 86_400).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let who = netjes_milter::report::Reporter { org_name: "mx.shop.example".into(), email: "noreply-dmarc@mx.shop.example".into() };
+    let reports = netjes_milter::report::owed(&rows, day, &who, &|_| true);
+    assert_eq!(reports.len(), 1, "one report for sender.example: {rows:?}");
+    assert_eq!((reports[0].report.messages(), reports[0].report.records.len()), (5, 2), "both hosts' mail");
 
     // PostgreSQL goes away: pages that need it are 503 (the session
     // cannot be read), the health check says so, and the milters sign
