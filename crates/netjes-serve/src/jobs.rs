@@ -12,14 +12,15 @@ use crate::store::{Store, StoreError};
 /// Held while the work runs; released when dropped.
 pub struct JobLock {
     store: Store,
-    key: Option<i64>,
+    /// The lock's key and the connection (session) that holds it.
+    key: Option<(i64, usize)>,
 }
 
 impl Drop for JobLock {
     fn drop(&mut self) {
-        if let Some(k) = self.key {
+        if let Some((k, i)) = self.key {
             // A lost connection has freed it already.
-            let _ = self.store.db().query_row("SELECT pg_advisory_unlock(?1)", params![k], |r| r.get::<i64>(0));
+            let _ = self.store.db_at(i).query_row("SELECT pg_advisory_unlock(?1)", params![k], |r| r.get::<i64>(0));
         }
     }
 }
@@ -39,8 +40,10 @@ impl Store {
             return Ok(Some(JobLock { store: self.clone(), key: None }));
         }
         let k = key_of(job);
-        let got: bool = self.db().query_row("SELECT pg_try_advisory_lock(?1)", params![k], |r| r.get(0))?;
-        Ok(got.then(|| JobLock { store: self.clone(), key: Some(k) }))
+        let (i, db) = self.db_indexed();
+        let got: bool = db.query_row("SELECT pg_try_advisory_lock(?1)", params![k], |r| r.get(0))?;
+        drop(db);
+        Ok(got.then(|| JobLock { store: self.clone(), key: Some((k, i)) }))
     }
 }
 

@@ -55,6 +55,9 @@ pub struct Parts {
     pub alerter: Option<Arc<report_alerts::Alerter>>,
 }
 
+/// Connections of one serve instance to a shared PostgreSQL.
+const PG_CONNECTIONS: usize = 4;
+
 pub fn build(
     cfg: &config::Config,
     dns: Arc<dyn netjes_dns::Resolver>,
@@ -66,7 +69,7 @@ pub fn build(
     let master = crypto::MasterKey::load(cfg.master_key_file.as_deref(), &cfg.data_dir, true)?;
     let csrf_key = master.csrf_key();
     let store = match &cfg.postgres {
-        Some(pg) => store::Store::with(store::open_postgres(pg.clone())?, master),
+        Some(pg) => store::Store::postgres(pg.clone(), master, PG_CONNECTIONS)?,
         None => store::Store::open(&cfg.data_dir, master)?,
     };
     store.check_master()?;

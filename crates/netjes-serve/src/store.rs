@@ -187,7 +187,11 @@ pub struct DomainRow {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Conn>>,
+    /// One connection (SQLite: one process writes at a time anyway), or a
+    /// few to PostgreSQL, so that a slow query does not hold up every
+    /// request.
+    conns: Arc<Vec<Mutex<Conn>>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) master: Arc<MasterKey>,
 }
 
@@ -302,16 +306,48 @@ impl Store {
 
     /// The store on a connection already made (SQLite's or PostgreSQL's).
     pub fn with(c: Conn, master: MasterKey) -> Store {
+        Store::pooled(vec![c], master)
+    }
+
+    /// The store on PostgreSQL with `connections` connections (the first
+    /// made now, with the migrations; the others on first use).
+    pub fn postgres(settings: crate::db::PgSettings, master: MasterKey, connections: usize) -> Result<Store, StoreError> {
+        let mut conns = vec![open_postgres(settings.clone())?];
+        conns.extend((1..connections.max(1)).map(|_| Conn::postgres_lazy(settings.clone())));
+        Ok(Store::pooled(conns, master))
+    }
+
+    fn pooled(conns: Vec<Conn>, master: MasterKey) -> Store {
         Store {
-            conn: Arc::new(Mutex::new(c)),
+            conns: Arc::new(conns.into_iter().map(Mutex::new).collect()),
+            next: Arc::default(),
             master: Arc::new(master),
         }
     }
 
     pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Conn> {
+        self.db_indexed().1
+    }
+
+    /// A free connection if there is one (else the next in turn), and its
+    /// index: what holds session state (an advisory lock) must come back
+    /// to the same one.
+    pub(crate) fn db_indexed(&self) -> (usize, std::sync::MutexGuard<'_, Conn>) {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for k in 0..n {
+            let i = (start + k) % n;
+            if let Ok(g) = self.conns[i].try_lock() {
+                return (i, g);
+            }
+        }
+        (start % n, self.db_at(start % n))
+    }
+
+    pub(crate) fn db_at(&self, i: usize) -> std::sync::MutexGuard<'_, Conn> {
         // A panic while holding the lock leaves SQLite consistent (each
         // statement is atomic), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conns[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Refuses a master key other than the one this store's private keys
@@ -1023,6 +1059,23 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A few connections to PostgreSQL: a slow statement on one does not
+    /// hold up the next request; with one, it does.
+    #[test]
+    fn a_slow_statement_does_not_hold_up_the_others() {
+        let pg = netjes_testdns::postgres::PostgresServer::start_new();
+        for (connections, waits) in [(4, false), (1, true)] {
+            let s = Store::postgres(testing::pg_settings(&pg), MasterKey::from_hex(&"11".repeat(32)).unwrap(), connections).unwrap();
+            let s2 = s.clone();
+            let slow = std::thread::spawn(move || s2.db().query_row("SELECT 1 FROM pg_sleep(1)", [], |r| r.get::<i64>(0)).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let t = std::time::Instant::now();
+            assert_eq!(s.user_count().unwrap(), 0);
+            assert_eq!(t.elapsed() > std::time::Duration::from_millis(500), waits, "{connections}: {:?}", t.elapsed());
+            assert_eq!(slow.join().unwrap(), 1);
+        }
+    }
 
     #[test]
     fn users_sessions_and_tokens() {

@@ -275,3 +275,4 @@ fn two_serves_post_each_webhook_event_once() {
     bodies.dedup();
     assert_eq!((before, bodies.len()), (20, 20), "each event once: {bodies:?}");
 }
+

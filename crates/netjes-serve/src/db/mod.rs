@@ -234,6 +234,12 @@ impl Conn {
         Ok(Conn(Backend::Postgres(Box::new(RefCell::new(postgres::PgConn::open(settings, migrations)?)))))
     }
 
+    /// Another connection to the same PostgreSQL, made on first use (the
+    /// schema is brought up to date by the first, `postgres`).
+    pub fn postgres_lazy(settings: PgSettings) -> Conn {
+        Conn(Backend::Postgres(Box::new(RefCell::new(postgres::PgConn::lazy(settings)))))
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.0, Backend::Postgres(_))
     }

@@ -148,12 +148,17 @@ impl Drop for PgConn {
 }
 
 impl PgConn {
-    pub fn open(settings: PgSettings, migrations: &[&str]) -> Result<PgConn, DbError> {
+    /// Not connected yet: the first call connects.
+    pub fn lazy(settings: PgSettings) -> PgConn {
         let mut settings = settings;
         // A web request or a milter's lookup waits this long at most for a
         // database that is away.
         settings.config.connect_timeout(Duration::from_secs(2));
-        let mut c = PgConn { settings, client: None, paused_until: None };
+        PgConn { settings, client: None, paused_until: None }
+    }
+
+    pub fn open(settings: PgSettings, migrations: &[&str]) -> Result<PgConn, DbError> {
+        let mut c = PgConn::lazy(settings);
         let steps: Vec<String> = migrations.iter().map(|m| schema(m)).collect();
         c.run(move |client| {
             let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
