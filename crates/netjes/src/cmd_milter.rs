@@ -62,7 +62,9 @@ pub struct MilterArgs {
     /// directory too (asked before the tables; changes apply at once).
     #[arg(long = "key-store", value_name = "DIR")]
     pub key_store: Option<PathBuf>,
-    /// The master key of --key-store, when not DIR/master.key or NETJES_MASTER_KEY.
+    /// The master key of --key-store or --keys-from-store, when not
+    /// DIR/master.key (the data directory's for --keys-from-store) or
+    /// NETJES_MASTER_KEY.
     #[arg(long = "master-key-file", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
     /// Keep the verdicts in PostgreSQL (postgres://USER@HOST/DB, or libpq's
@@ -70,6 +72,11 @@ pub struct MilterArgs {
     /// as [store] url.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// Sign with the active signing domains that `netjes serve` keeps in
+    /// that PostgreSQL (--postgres or [store] url), with serve's master
+    /// key: the same as keys_from_store = true.
+    #[arg(long = "keys-from-store")]
+    pub keys_from_store: bool,
 }
 
 fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
@@ -100,6 +107,9 @@ fn load(a: &MilterArgs) -> Result<Config, Vec<String>> {
     }
     if a.postgres.is_some() {
         raw.store.url = a.postgres.clone();
+    }
+    if a.keys_from_store {
+        raw.keys_from_store = true;
     }
     let mut c = Config::validate(raw)?;
     if let Some((dir, master_file)) = &c.key_store {

@@ -1760,6 +1760,29 @@ fn events_and_bounces_reach_a_store_in_postgres() {
     assert!(store.check_login("ops", "a long enough password").unwrap().is_some());
 }
 
+/// `netjes milter --keys-from-store` needs serve's PostgreSQL and its
+/// master key; without them it does not start.
+#[test]
+fn the_milter_takes_its_keys_from_serves_postgres_or_does_not_start() {
+    let o = netjes(&["milter", "--keys-from-store", "--listen", "inet:0@127.0.0.1"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("keys_from_store: needs [store] url"), "{}", String::from_utf8_lossy(&o.stderr));
+    let pg = netjes_testdns::postgres::PostgresServer::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong.key");
+    std::fs::write(&wrong, format!("{}\n", "1".repeat(64))).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let settings = netjes_milter::verdicts_pg::config(&pg.url(), None, None).unwrap();
+    let store = netjes_serve::store::Store::with(netjes_serve::store::open_postgres(settings).unwrap(), netjes_serve::crypto::MasterKey::from_hex(&"0".repeat(64)).unwrap());
+    store.check_master().unwrap();
+    let o = netjes(&["milter", "--keys-from-store", "--postgres", &pg.url(), "--master-key-file", wrong.to_str().unwrap(), "--listen", "inet:0@127.0.0.1"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("master key is not the one"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn complaints_on(spec: &str, store: &netjes_serve::store::Store, dir: &Path) {
     store.add_domain("shop.example").unwrap();
     store.set_webhook("shop.example", "https://hooks.shop.example/netjes").unwrap();
