@@ -372,6 +372,12 @@ impl Store {
 
     // ---- users, sessions and API tokens ----
 
+    /// One round trip to the database: whether it answers.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.db().query_row("SELECT 1", [], |r| r.get::<i64>(0))?;
+        Ok(())
+    }
+
     pub fn user_count(&self) -> Result<i64, StoreError> {
         Ok(self
             .db()

@@ -160,7 +160,11 @@ fn two_serves_and_two_milters_share_one_postgres() {
     // PostgreSQL goes away: pages that need it are 503 (the session
     // cannot be read), the health check says so, and the milters sign
     // with the keys they have.
+    assert_eq!(ca.get("/readyz").status, 200);
     pg.stop();
+    let r = ca.get("/readyz");
+    assert_eq!(r.status, 503, "the load balancer's check: {}", r.body);
+    assert_eq!(ca.get("/healthz").status, 200, "the process itself runs");
     let r = ca.get("/domains");
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("database is unavailable"), "{}", r.body);

@@ -441,9 +441,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/static/netjes.css", get(css))
         .route("/static/netjes.js", get(js))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(app.clone(), frame))
         .with_state(app)
+}
+
+/// For a load balancer: 200 while the store answers, 503 while it does
+/// not (PostgreSQL away), so that requests go where they can be served.
+/// /healthz says only that the process runs.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.store.ping() {
+        Ok(()) => "ok".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
 }
 
 /// How long a connection may last in all (a slow upload included).
