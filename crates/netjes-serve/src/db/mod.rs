@@ -327,9 +327,12 @@ impl std::ops::Deref for Tx<'_> {
 }
 
 impl Tx<'_> {
+    /// A COMMIT that fails (SQLite busy) leaves the transaction open
+    /// there; it is then rolled back when `self` drops.
     pub fn commit(mut self) -> Result<(), DbError> {
+        self.conn.execute_batch("COMMIT")?;
         self.done = true;
-        self.conn.execute_batch("COMMIT")
+        Ok(())
     }
 }
 
