@@ -409,4 +409,49 @@ mod tests {
         assert_eq!(s.report_rows("example.com", 0).unwrap().len(), 10);
         }
     }
+
+    /// Every statement of the report store, once, on each engine: what
+    /// the flood test above does not reach.
+    #[test]
+    fn every_report_statement_runs_on_each_engine() {
+        for b in crate::store::testing::each(&"11".repeat(32)) {
+            let s = &b.store;
+            let trusted = Provenance { trusted: true, held: None, source: "imap".into(), raw: Some(b"<feedback/>".to_vec()) };
+            assert!(matches!(s.add_report(&report("a"), &trusted).unwrap(), Added::Stored));
+            assert!(matches!(s.add_report(&report("a"), &trusted).unwrap(), Added::Duplicate), "{}", b.name);
+            let held = Provenance { trusted: false, held: Some("unverified".into()), source: "smtp".into(), raw: None };
+            s.add_report(&report("b"), &held).unwrap();
+            s.add_rejected("smtp", "not XML", b"junk").unwrap();
+            let listed = s.reports_for("example.com").unwrap();
+            assert_eq!(listed.len(), 2, "{}", b.name);
+            assert_eq!((listed[0].end, listed[0].trusted), (Some(1_700_086_399), listed[0].held.is_none()));
+            let apart = s.held_reports().unwrap();
+            assert_eq!(apart.len(), 1);
+            let (row, parsed) = s.report(apart[0].id).unwrap().unwrap();
+            assert_eq!((row.report_id.as_str(), parsed.is_object()), ("b", true), "{}", b.name);
+            assert!(s.report(9_999).unwrap().is_none());
+            assert_eq!(s.report_domains().unwrap(), vec![("example.com".to_string(), 1, 1_700_086_399)], "{}", b.name);
+            assert!(s.release_report(apart[0].id).unwrap());
+            assert_eq!(s.report_domains().unwrap()[0].1, 2);
+            assert_eq!(s.newest_report_end("example.com").unwrap(), Some(1_700_086_399));
+            assert_eq!(s.newest_report_end("other.example").unwrap(), None);
+            let rejected = s.rejected_reports().unwrap();
+            assert_eq!((rejected.len(), rejected[0].reason.as_str(), rejected[0].raw_kept), (1, "not XML", true), "{}", b.name);
+            assert_eq!((s.count_report_sender("r@x.example").unwrap(), s.count_report_sender("r@x.example").unwrap()), (1, 2));
+            let id = s.queue_report_mail(b"raw mail", "{}", 1000).unwrap().unwrap();
+            assert_eq!(s.queue_report_mail(&[0; 1000], "{}", 1000).unwrap(), None, "over the cap");
+            assert_eq!(s.queued_report_mails().unwrap(), vec![id]);
+            assert_eq!(s.report_mail(id).unwrap(), Some(("{}".to_string(), b"raw mail".to_vec())));
+            s.report_mail_done(id).unwrap();
+            assert!(s.report_mail(id).unwrap().is_none() && s.queued_report_mails().unwrap().is_empty());
+            assert!(!s.alert_sent("mail:x:1").unwrap());
+            s.record_alert("mail:x:1", "new-failing-source", "example.com", "203.0.113.7").unwrap();
+            s.record_alert("webhook:x:1", "new-failing-source", "example.com", "203.0.113.7").unwrap();
+            s.record_alert("mail:x:1", "new-failing-source", "example.com", "again").unwrap();
+            assert!(s.alert_sent("mail:x:1").unwrap());
+            let since = s.alerts_since(0).unwrap();
+            assert_eq!(since.len(), 1, "one alert whatever its channels, on {}: {since:?}", b.name);
+            assert_eq!(since[0].2, "203.0.113.7");
+        }
+    }
 }
